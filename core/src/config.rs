@@ -1,0 +1,579 @@
+//! The YAML config: serde types a user writes ([`File`]) and the checked internal form
+//! ([`Config`]) the gateway runs on. Every error names the key path it is about.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::names::{self, PrefixMode};
+
+/// The config file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Address the MCP endpoint listens on, e.g. `127.0.0.1:8080` (port 0 picks a free one).
+    pub listen: String,
+    /// Number of shards (one monoio runtime, pinned to one core, each). 0: one per available core.
+    #[serde(default)]
+    pub shards: usize,
+    /// Pin each shard's thread to a core (shard i on the i-th allowed CPU).
+    #[serde(default = "yes")]
+    pub pin_cores: bool,
+    /// io_uring submission queue entries per shard.
+    #[serde(default = "default_ring_entries")]
+    pub ring_entries: u32,
+    /// Path of the Streamable HTTP endpoint.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// `serverInfo.name` ringmux reports in `initialize`.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    /// Browser origins allowed to call the endpoint, besides localhost ones
+    /// (`http://localhost[:port]`, `http://127.0.0.1[:port]`, `http://[::1][:port]`), which are
+    /// always allowed. `"*"` allows any origin. Requests without `Origin` (non-browser clients)
+    /// are always allowed.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// How federated names are formed.
+    #[serde(default)]
+    pub names: NamesFile,
+    /// Request limits and client timeouts.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Backend catalog caching.
+    #[serde(default)]
+    pub catalog: CatalogFile,
+    /// The MCP servers ringmux fronts (at least one).
+    pub backends: Vec<BackendFile>,
+}
+
+/// `names:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamesFile {
+    /// Between a backend's name and an item's name: `<backend><separator><tool>`.
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    /// `always`: every backend's names are prefixed; `conditional`: only when there is more than
+    /// one backend. A backend's own `prefix: false` overrides both.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for NamesFile {
+    fn default() -> Self {
+        NamesFile {
+            separator: default_separator(),
+            prefix: default_prefix(),
+        }
+    }
+}
+
+/// `limits:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Largest request body accepted; larger is answered 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Largest request head accepted; larger is answered 431.
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
+    /// Items per merged list page (0: no limit, one page).
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
+    /// A client must send a complete request head within this time of starting it.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// A session unused this long is ended (its backend sessions deleted).
+    #[serde(default = "default_session_idle")]
+    pub session_idle_timeout_ms: u64,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            max_body_bytes: default_max_body(),
+            max_header_bytes: default_max_header(),
+            page_size: default_page_size(),
+            header_timeout_ms: default_header_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            session_idle_timeout_ms: default_session_idle(),
+        }
+    }
+}
+
+/// `catalog:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFile {
+    /// A backend's cached list is refetched after this long even without list_changed.
+    #[serde(default = "default_catalog_ttl")]
+    pub ttl_ms: u64,
+}
+
+impl Default for CatalogFile {
+    fn default() -> Self {
+        CatalogFile {
+            ttl_ms: default_catalog_ttl(),
+        }
+    }
+}
+
+/// One entry of `backends:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    /// Unique name; the prefix of its tools (`A-Z a-z 0-9 _ -`, at most 64).
+    pub name: String,
+    /// Streamable HTTP endpoint, `http://host:port/path`.
+    pub url: String,
+    /// Overrides `names.prefix` for this backend (`false`: keep its names as they are).
+    #[serde(default)]
+    pub prefix: Option<bool>,
+    /// Connecting to the backend must succeed within this time.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// A request to the backend must be answered (the response head, or the next SSE event of
+    /// a stream) within this time.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// After a failure, the backend is not tried again for this long (doubling up to 32x while
+    /// it keeps failing); calls fail fast meanwhile.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_ring_entries() -> u32 {
+    1024
+}
+fn default_path() -> String {
+    "/mcp".into()
+}
+fn default_server_name() -> String {
+    "ringmux".into()
+}
+fn default_separator() -> String {
+    "__".into()
+}
+fn default_prefix() -> String {
+    "always".into()
+}
+fn default_max_body() -> usize {
+    4 << 20
+}
+fn default_max_header() -> usize {
+    16 << 10
+}
+fn default_page_size() -> usize {
+    1000
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+fn default_session_idle() -> u64 {
+    3_600_000
+}
+fn default_catalog_ttl() -> u64 {
+    300_000
+}
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_request_timeout() -> u64 {
+    30_000
+}
+fn default_retry_backoff() -> u64 {
+    1_000
+}
+
+/// A config error, naming the key path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Resolved: at least 1.
+    pub shards: usize,
+    pub pin_cores: bool,
+    pub ring_entries: u32,
+    pub path: String,
+    pub server_name: String,
+    pub origins: OriginPolicy,
+    pub separator: String,
+    pub prefix_mode: PrefixMode,
+    pub limits: Limits,
+    pub catalog_ttl: Duration,
+    pub backends: Vec<Backend>,
+    /// Changes whenever the backend set changes; merged cursors carry it.
+    pub fingerprint: u32,
+}
+
+/// Checked limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body: usize,
+    pub max_header: usize,
+    pub page_size: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub session_idle: Duration,
+}
+
+/// Who may send a browser `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPolicy {
+    Any,
+    /// Localhost origins plus these (exact, lowercase, no trailing slash).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        let Ok(origin) = std::str::from_utf8(origin) else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        match self {
+            OriginPolicy::Any => true,
+            OriginPolicy::List(list) => is_localhost_origin(&origin) || list.contains(&origin),
+        }
+    }
+}
+
+fn is_localhost_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if rest.starts_with('[') {
+        rest.split_inclusive(']').next().unwrap_or("")
+    } else {
+        rest.split(':').next().unwrap_or("")
+    };
+    let port_ok = rest[host.len()..].is_empty()
+        || rest[host.len()..]
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// A checked backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub url: String,
+    /// `host[:port]` for the Host header.
+    pub authority: String,
+    pub addrs: Vec<SocketAddr>,
+    pub path: String,
+    pub prefixed: bool,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retry_backoff: Duration,
+}
+
+/// The parts of an `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+    pub path: String,
+}
+
+/// Parses `http://host[:port][/path]`.
+pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| "only http:// backends are supported (TLS comes with a later release)".to_string())?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err("URL needs a host (and no userinfo)".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or("unterminated IPv6 address")?;
+        let host = &v6[..end];
+        let port = match &v6[end + 1..] {
+            "" => 80,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or("bad port")?,
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "bad port")?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    if host.is_empty() || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("malformed URL".into());
+    }
+    Ok(HttpUrl {
+        host,
+        port,
+        authority: authority.to_string(),
+        path: path.to_string(),
+    })
+}
+
+impl File {
+    /// Parses YAML text. Syntax and type errors carry the line, column and key.
+    pub fn from_yaml(text: &str) -> Result<File, ConfigError> {
+        serde_saphyr::from_str(text).map_err(|e| err("(file)", e.to_string()))
+    }
+
+    /// Checks everything and resolves addresses. `cores` is the number of usable cores.
+    pub fn validate(self, cores: usize) -> Result<Config, ConfigError> {
+        let listen = self
+            .listen
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| err("listen", format!("not an address: {:?}", self.listen)))?;
+        if self.shards > 1024 {
+            return Err(err("shards", "at most 1024"));
+        }
+        let shards = if self.shards == 0 { cores.max(1) } else { self.shards };
+        if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
+            return Err(err("ring_entries", "a power of two from 8 to 32768"));
+        }
+        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
+            return Err(err("path", "must start with / and have no query"));
+        }
+        let origins = if self.allowed_origins.iter().any(|o| o == "*") {
+            OriginPolicy::Any
+        } else {
+            let mut list = Vec::new();
+            for (i, o) in self.allowed_origins.iter().enumerate() {
+                if !(o.starts_with("http://") || o.starts_with("https://")) {
+                    return Err(err(
+                        format!("allowed_origins[{i}]"),
+                        "an origin is scheme://host[:port]",
+                    ));
+                }
+                list.push(o.trim_end_matches('/').to_ascii_lowercase());
+            }
+            OriginPolicy::List(list)
+        };
+        if !names::is_valid_separator(&self.names.separator) {
+            return Err(err(
+                "names.separator",
+                "1 to 8 characters of A-Z a-z 0-9 _ - .",
+            ));
+        }
+        let prefix_mode = match self.names.prefix.as_str() {
+            "always" => PrefixMode::Always,
+            "conditional" => PrefixMode::Conditional,
+            other => {
+                return Err(err(
+                    "names.prefix",
+                    format!("expected always or conditional, got {other:?}"),
+                ))
+            }
+        };
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_body_bytes > 1 << 30 {
+            return Err(err("limits.max_body_bytes", "between 1 byte and 1 GiB"));
+        }
+        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+            return Err(err("limits.max_header_bytes", "between 1 KiB and 1 MiB"));
+        }
+        for (key, v) in [
+            ("limits.header_timeout_ms", l.header_timeout_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.session_idle_timeout_ms", l.session_idle_timeout_ms),
+            ("catalog.ttl_ms", self.catalog.ttl_ms),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        if self.backends.is_empty() {
+            return Err(err("backends", "at least one backend is needed"));
+        }
+        if self.backends.len() > u16::MAX as usize {
+            return Err(err("backends", "too many backends"));
+        }
+        let count = self.backends.len();
+        let mut backends = Vec::with_capacity(count);
+        for (i, b) in self.backends.into_iter().enumerate() {
+            let at = |k: &str| format!("backends[{i}].{k}");
+            if !names::is_valid_backend_name(&b.name) {
+                return Err(err(at("name"), "1 to 64 characters of A-Z a-z 0-9 _ -"));
+            }
+            if backends.iter().any(|o: &Backend| o.name == b.name) {
+                return Err(err(at("name"), format!("duplicate backend name {:?}", b.name)));
+            }
+            let url = parse_http_url(&b.url).map_err(|m| err(at("url"), m))?;
+            let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
+                .to_socket_addrs()
+                .map_err(|e| err(at("url"), format!("cannot resolve {}: {e}", url.host)))?
+                .collect();
+            for (k, v) in [
+                ("connect_timeout_ms", b.connect_timeout_ms),
+                ("request_timeout_ms", b.request_timeout_ms),
+                ("retry_backoff_ms", b.retry_backoff_ms),
+            ] {
+                if v == 0 {
+                    return Err(err(at(k), "must be greater than 0"));
+                }
+            }
+            backends.push(Backend {
+                prefixed: names::is_prefixed(prefix_mode, b.prefix, count),
+                name: b.name,
+                url: b.url,
+                authority: url.authority,
+                addrs,
+                path: url.path,
+                connect_timeout: Duration::from_millis(b.connect_timeout_ms),
+                request_timeout: Duration::from_millis(b.request_timeout_ms),
+                retry_backoff: Duration::from_millis(b.retry_backoff_ms),
+            });
+        }
+        let fingerprint = {
+            let mut key = Vec::new();
+            for b in &backends {
+                key.extend_from_slice(b.name.as_bytes());
+                key.push(0);
+                key.push(b.prefixed as u8);
+            }
+            key.extend_from_slice(self.names.separator.as_bytes());
+            xxhash_rust::xxh3::xxh3_64(&key) as u32
+        };
+        Ok(Config {
+            listen,
+            shards,
+            pin_cores: self.pin_cores,
+            ring_entries: self.ring_entries,
+            path: self.path,
+            server_name: self.server_name,
+            origins,
+            separator: self.names.separator,
+            prefix_mode,
+            limits: Limits {
+                max_body: l.max_body_bytes,
+                max_header: l.max_header_bytes,
+                page_size: l.page_size,
+                header_timeout: Duration::from_millis(l.header_timeout_ms),
+                idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+                session_idle: Duration::from_millis(l.session_idle_timeout_ms),
+            },
+            catalog_ttl: Duration::from_millis(self.catalog.ttl_ms),
+            backends,
+            fingerprint,
+        })
+    }
+}
+
+/// Parses and validates YAML text.
+pub fn load(text: &str, cores: usize) -> Result<Config, ConfigError> {
+    File::from_yaml(text)?.validate(cores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n";
+
+    #[test]
+    fn minimal_gets_defaults() {
+        let c = load(MINIMAL, 2).unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.path, "/mcp");
+        assert_eq!(c.limits.max_body, 4 << 20);
+        assert_eq!(c.separator, "__");
+        assert!(c.backends[0].prefixed);
+        assert_eq!(c.backends[0].authority, "127.0.0.1:9");
+        assert_eq!(c.backends[0].path, "/mcp");
+    }
+
+    fn error_of(yaml: &str) -> ConfigError {
+        load(yaml, 1).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = error_of(&format!("{MINIMAL}    prefix: maybe\n"));
+        assert!(e.message.contains("prefix"), "{e}");
+        let e = error_of(&MINIMAL.replace("http://127.0.0.1:9/mcp", "https://x/mcp"));
+        assert_eq!(e.path, "backends[0].url");
+        let e = error_of(&MINIMAL.replace("name: a", "name: a b"));
+        assert_eq!(e.path, "backends[0].name");
+        let e = error_of(&format!("{MINIMAL}  - name: a\n    url: http://127.0.0.1:9/\n"));
+        assert_eq!(e.path, "backends[1].name");
+        let e = error_of(&format!("{MINIMAL}names:\n  prefix: sometimes\n"));
+        assert_eq!(e.path, "names.prefix");
+        let e = error_of(&format!("{MINIMAL}limits:\n  max_header_bytes: 10\n"));
+        assert_eq!(e.path, "limits.max_header_bytes");
+        let e = error_of(&format!("{MINIMAL}bogus: 1\n"));
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = error_of("listen: 127.0.0.1:0\nbackends: []\n");
+        assert_eq!(e.path, "backends");
+    }
+
+    #[test]
+    fn prefix_modes_resolve_per_backend() {
+        let yaml = "listen: 127.0.0.1:0\nnames:\n  prefix: conditional\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/\n";
+        assert!(!load(yaml, 1).unwrap().backends[0].prefixed);
+        let two = format!("{yaml}  - name: b\n    url: http://127.0.0.1:9/\n    prefix: false\n");
+        let c = load(&two, 1).unwrap();
+        assert!(c.backends[0].prefixed);
+        assert!(!c.backends[1].prefixed);
+    }
+
+    #[test]
+    fn urls() {
+        let u = parse_http_url("http://[::1]:81/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/x"));
+        let u = parse_http_url("http://example").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (80, "/"));
+        assert!(parse_http_url("http://:80/").is_err());
+        assert!(parse_http_url("http://h:99999/").is_err());
+        assert!(parse_http_url("http://u@h/").is_err());
+    }
+
+    #[test]
+    fn origins() {
+        let p = OriginPolicy::List(vec!["https://app.example.com".into()]);
+        assert!(p.allows(b"http://localhost:3000"));
+        assert!(p.allows(b"http://127.0.0.1"));
+        assert!(p.allows(b"http://[::1]:8080"));
+        assert!(p.allows(b"https://APP.example.com/"));
+        assert!(!p.allows(b"http://evil.com"));
+        assert!(!p.allows(b"http://localhost.evil.com"));
+        assert!(!p.allows(b"http://localhost:80evil"));
+        assert!(OriginPolicy::Any.allows(b"http://evil.com"));
+    }
+}

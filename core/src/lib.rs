@@ -1,0 +1,27 @@
+//! ringmux-core: the sans-IO heart of ringmux. Bytes in, decisions and bytes out; no sockets,
+//! no runtime, no clock reads (time is passed in).
+//!
+//! Parts:
+//! - [`jsonrpc`]: the lazy JSON-RPC envelope parser (id as raw bytes, method, the few params
+//!   routing needs, with their byte spans) and error-response encoding.
+//! - [`http`]: HTTP/1.1 request/response head parsing on `httparse`, head encoding, and the
+//!   incremental chunked decoder.
+//! - [`sse`]: the incremental Server-Sent Events decoder and the event encoder.
+//! - [`catalog`]: a backend's list result kept as raw per-item byte spans.
+//! - [`merge`]: assembling merged, namespaced, paginated list pages from cached catalogs.
+//! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
+//! - [`version`]: the MCP protocol versions ringmux speaks.
+//! - [`affinity`]: the stable hash that pins a session to a shard.
+//! - [`config`]: the YAML config schema and its validation into internal types.
+//! - [`error`]: the error kinds and the one mapping to JSON-RPC codes and HTTP statuses.
+
+pub mod affinity;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod jsonrpc;
+pub mod merge;
+pub mod names;
+pub mod sse;
+pub mod version;
