@@ -1,1 +1,106 @@
-fn main() {}
+//! The ringmux binary: parse arguments, load the config, start the shards, wait.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context, Result};
+use lexopt::prelude::*;
+use ringmux::{demo, probe, server};
+use ringmux_core::config;
+
+const USAGE: &str = "\
+ringmux — a thread-per-core MCP gateway
+
+USAGE:
+  ringmux run CONFIG.yaml        serve the gateway described by CONFIG
+  ringmux check CONFIG.yaml      validate CONFIG and exit
+  ringmux demo [--listen ADDR]   serve two built-in mock MCP servers behind the gateway
+                                 (default ADDR 127.0.0.1:8080)
+  ringmux tools URL              list the tools an MCP endpoint offers (walks every page)
+  ringmux mock [FLAGS]           run the project's mock MCP server (ringmux mock --help)
+
+Logs go to stderr; RINGMUX_LOG sets the filter (default: info).";
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn load(path: &str) -> Result<config::Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    config::load(&text, cores()).with_context(|| format!("in {path}"))
+}
+
+fn serve(cfg: config::Config) -> Result<()> {
+    let listeners =
+        server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
+    let path = cfg.path.clone();
+    let srv = server::start(cfg, listeners)?;
+    println!("ringmux listening on http://{}{path}", srv.addr);
+    srv.wait();
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RINGMUX_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "mock") {
+        return match ringmux_load::mock::cli::run(std::env::args_os().skip(2)) {
+            code if code == std::process::ExitCode::SUCCESS => Ok(()),
+            _ => bail!("the mock server stopped"),
+        };
+    }
+    let mut args = lexopt::Parser::from_env();
+    let mut positional = Vec::new();
+    let mut listen: SocketAddr = "127.0.0.1:8080".parse().expect("a literal address");
+    while let Some(arg) = args.next()? {
+        match arg {
+            lexopt::Arg::Long("listen") => listen = args.value()?.parse()?,
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            lexopt::Arg::Value(v) => positional.push(v.string()?),
+            other => bail!("{}\n\n{USAGE}", other.unexpected()),
+        }
+    }
+    match positional
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["run", path] => serve(load(path)?),
+        ["check", path] => {
+            let cfg = load(path)?;
+            println!(
+                "{path}: ok ({} backends, {} shards)",
+                cfg.backends.len(),
+                cfg.shards
+            );
+            Ok(())
+        }
+        ["demo"] => {
+            let (_backends, yaml) = demo::backends()?;
+            let yaml = format!("listen: {listen}\n{yaml}");
+            serve(config::load(&yaml, cores())?)
+        }
+        ["tools", url] => {
+            let mut client = probe::Client::connect(url)?;
+            client.initialize()?;
+            for tool in client.list_all("tools/list", "tools")? {
+                let name = tool.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                let desc = tool
+                    .get("description")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("");
+                println!("{name}\t{desc}");
+            }
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
+    }
+}

@@ -210,7 +210,9 @@ impl Catalog {
         // The literal was validated as a JSON string when the page was parsed.
         let raw: &RawValue =
             serde_json::from_slice(lit).expect("catalog key literals are valid JSON strings");
-        raw_str(raw).map(|c| Cow::Owned(c.into_owned())).unwrap_or_default()
+        raw_str(raw)
+            .map(|c| Cow::Owned(c.into_owned()))
+            .unwrap_or_default()
     }
 }
 
@@ -225,7 +227,9 @@ mod tests {
             .add_page(br#"{"tools":[{"name":"a","inputSchema":{"type":"object","properties":{"name":{"type":"string"}}}},{"description":"x","name":"b\u0041"}],"nextCursor":"p2"}"#)
             .unwrap();
         assert_eq!(next.as_deref(), Some("p2"));
-        let next = c.add_page(br#"{"tools":[{"name":"c"},{"nope":1},{"name":5}]}"#).unwrap();
+        let next = c
+            .add_page(br#"{"tools":[{"name":"c"},{"nope":1},{"name":5}]}"#)
+            .unwrap();
         assert_eq!(next, None);
         assert_eq!(c.len(), 3);
         assert_eq!(c.malformed, 2);
@@ -237,7 +241,8 @@ mod tests {
     #[test]
     fn resources_keyed_by_uri() {
         let mut c = Catalog::new(ListKind::Resources);
-        c.add_page(br#"{"resources":[{"name":"n","uri":"test://x"}]}"#).unwrap();
+        c.add_page(br#"{"resources":[{"name":"n","uri":"test://x"}]}"#)
+            .unwrap();
         assert_eq!(c.key(0), "test://x");
         let mut t = Catalog::new(ListKind::ResourceTemplates);
         t.add_page(br#"{"resourceTemplates":[{"name":"n","uriTemplate":"test://{id}"}]}"#)

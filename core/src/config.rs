@@ -309,9 +309,9 @@ pub struct HttpUrl {
 
 /// Parses `http://host[:port][/path]`.
 pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| "only http:// backends are supported (TLS comes with a later release)".to_string())?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        "only http:// backends are supported (TLS comes with a later release)".to_string()
+    })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -364,7 +364,11 @@ impl File {
         if self.shards > 1024 {
             return Err(err("shards", "at most 1024"));
         }
-        let shards = if self.shards == 0 { cores.max(1) } else { self.shards };
+        let shards = if self.shards == 0 {
+            cores.max(1)
+        } else {
+            self.shards
+        };
         if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
             return Err(err("ring_entries", "a power of two from 8 to 32768"));
         }
@@ -433,7 +437,10 @@ impl File {
                 return Err(err(at("name"), "1 to 64 characters of A-Z a-z 0-9 _ -"));
             }
             if backends.iter().any(|o: &Backend| o.name == b.name) {
-                return Err(err(at("name"), format!("duplicate backend name {:?}", b.name)));
+                return Err(err(
+                    at("name"),
+                    format!("duplicate backend name {:?}", b.name),
+                ));
             }
             let url = parse_http_url(&b.url).map_err(|m| err(at("url"), m))?;
             let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
@@ -505,7 +512,8 @@ pub fn load(text: &str, cores: usize) -> Result<Config, ConfigError> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n";
+    const MINIMAL: &str =
+        "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n";
 
     #[test]
     fn minimal_gets_defaults() {
@@ -531,7 +539,9 @@ mod tests {
         assert_eq!(e.path, "backends[0].url");
         let e = error_of(&MINIMAL.replace("name: a", "name: a b"));
         assert_eq!(e.path, "backends[0].name");
-        let e = error_of(&format!("{MINIMAL}  - name: a\n    url: http://127.0.0.1:9/\n"));
+        let e = error_of(&format!(
+            "{MINIMAL}  - name: a\n    url: http://127.0.0.1:9/\n"
+        ));
         assert_eq!(e.path, "backends[1].name");
         let e = error_of(&format!("{MINIMAL}names:\n  prefix: sometimes\n"));
         assert_eq!(e.path, "names.prefix");
@@ -556,7 +566,10 @@ mod tests {
     #[test]
     fn urls() {
         let u = parse_http_url("http://[::1]:81/x").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/x"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 81, "/x")
+        );
         let u = parse_http_url("http://example").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         assert!(parse_http_url("http://:80/").is_err());

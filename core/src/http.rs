@@ -106,7 +106,9 @@ fn parse_len(v: &[u8]) -> Result<usize, HeadError> {
         return Err(HeadError::Malformed);
     }
     v.iter()
-        .try_fold(0usize, |n, d| n.checked_mul(10)?.checked_add((d - b'0') as usize))
+        .try_fold(0usize, |n, d| {
+            n.checked_mul(10)?.checked_add((d - b'0') as usize)
+        })
         .ok_or(HeadError::Malformed)
 }
 
@@ -603,19 +605,32 @@ mod tests {
 
     #[test]
     fn accept_matching() {
-        assert!(accepts(b"application/json, text/event-stream", b"text/event-stream"));
+        assert!(accepts(
+            b"application/json, text/event-stream",
+            b"text/event-stream"
+        ));
         assert!(accepts(b"text/*", b"text/event-stream"));
         assert!(accepts(b"*/*", b"application/json"));
         assert!(!accepts(b"application/json", b"text/event-stream"));
         assert!(!accepts(b"text/event-stream;q=0", b"text/event-stream"));
         assert!(accepts(b"text/event-stream;q=0.5", b"text/event-stream"));
-        assert!(media_type_is(b"application/json; charset=utf-8", b"application/json"));
+        assert!(media_type_is(
+            b"application/json; charset=utf-8",
+            b"application/json"
+        ));
     }
 
     #[test]
     fn response_encoding() {
         let mut out = Vec::new();
-        write_response(&mut out, 404, Some("text/plain"), b"nope", false, &[("x-a", b"1")]);
+        write_response(
+            &mut out,
+            404,
+            Some("text/plain"),
+            b"nope",
+            false,
+            &[("x-a", b"1")],
+        );
         let h = parse_response(&out, MAX).unwrap().unwrap();
         assert_eq!(h.status, 404);
         assert_eq!(h.body, BodyKind::Length(4));

@@ -110,7 +110,8 @@ fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option
             T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
         }
     }
-    d.deserialize_map(ObjectOnly(std::marker::PhantomData)).map(Some)
+    d.deserialize_map(ObjectOnly(std::marker::PhantomData))
+        .map(Some)
 }
 
 /// Parses one JSON-RPC message. Errors carry the precise JSON-RPC error the client gets.
@@ -120,7 +121,9 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, RpcError> {
         Err(e) => return Err(classify_failure(buf, e)),
     };
     if env.jsonrpc.as_deref() != Some("2.0") {
-        return Err(RpcError::InvalidRequest("\"jsonrpc\" must be \"2.0\"".into()));
+        return Err(RpcError::InvalidRequest(
+            "\"jsonrpc\" must be \"2.0\"".into(),
+        ));
     }
     let has_params = env.params.is_some();
     let params = env.params.unwrap_or_default();
@@ -341,18 +344,48 @@ mod tests {
         assert_eq!(err_code(b"{not json"), code::PARSE_ERROR);
         assert_eq!(err_code(b""), code::PARSE_ERROR);
         assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":1,"#), code::PARSE_ERROR);
-        assert_eq!(err_code(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), code::INVALID_REQUEST);
+        assert_eq!(
+            err_code(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            code::INVALID_REQUEST
+        );
         assert_eq!(err_code(b"42"), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"id":1,"method":"ping"}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","method":7}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#), code::INVALID_PARAMS);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":5}}"#), code::INVALID_PARAMS);
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"id":1,"method":"ping"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","method":7}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":5}}"#),
+            code::INVALID_PARAMS
+        );
         assert_eq!(err_code(br#"{"jsonrpc":"2.0"}"#), code::INVALID_REQUEST);
-        assert_eq!(err_code(br#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#), code::INVALID_REQUEST);
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#),
+            code::INVALID_REQUEST
+        );
     }
 
     #[test]

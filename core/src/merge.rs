@@ -152,7 +152,7 @@ impl Index {
             })
             .filter(|(p, _)| !p.is_empty())
             .collect();
-        template_prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        template_prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Index {
             kind,
             sep: sep.to_owned(),
@@ -225,7 +225,11 @@ impl Index {
         out.extend_from_slice(b",\"result\":{\"");
         out.extend_from_slice(self.kind.result_key().as_bytes());
         out.extend_from_slice(b"\":[");
-        let limit = if page_size == 0 { usize::MAX } else { page_size };
+        let limit = if page_size == 0 {
+            usize::MAX
+        } else {
+            page_size
+        };
         let mut written = 0usize;
         let mut first = true;
         let mut next: Option<Cursor> = None;
@@ -255,7 +259,9 @@ impl Index {
                 let item = &cat.items()[i];
                 let bytes = cat.bytes();
                 if meta.prefixed {
-                    out.extend_from_slice(&bytes[item.span.start as usize..item.key.start as usize]);
+                    out.extend_from_slice(
+                        &bytes[item.span.start as usize..item.key.start as usize],
+                    );
                     names::write_prefixed_literal(
                         out,
                         uri_like,
@@ -343,8 +349,18 @@ mod tests {
         let a = tools(&["x", "y"]);
         let b = tools(&["x"]);
         let srcs = [
-            Source { backend: 0, name: "a", prefixed: true, catalog: &a },
-            Source { backend: 1, name: "b", prefixed: true, catalog: &b },
+            Source {
+                backend: 0,
+                name: "a",
+                prefixed: true,
+                catalog: &a,
+            },
+            Source {
+                backend: 1,
+                name: "b",
+                prefixed: true,
+                catalog: &b,
+            },
         ];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 7);
         let mut out = Vec::new();
@@ -366,13 +382,27 @@ mod tests {
         let a = tools(&["x", "y"]);
         let b = tools(&["y", "z"]);
         let srcs = [
-            Source { backend: 0, name: "a", prefixed: false, catalog: &a },
-            Source { backend: 3, name: "b", prefixed: false, catalog: &b },
+            Source {
+                backend: 0,
+                name: "a",
+                prefixed: false,
+                catalog: &a,
+            },
+            Source {
+                backend: 3,
+                name: "b",
+                prefixed: false,
+                catalog: &b,
+            },
         ];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 0);
         assert_eq!(
             idx.collisions,
-            vec![Collision { merged: "y".into(), kept: 0, hidden: 3 }]
+            vec![Collision {
+                merged: "y".into(),
+                kept: 0,
+                hidden: 3
+            }]
         );
         assert_eq!(idx.len(), 3);
         let mut out = Vec::new();
@@ -385,7 +415,12 @@ mod tests {
     fn overlong_prefixed_names_are_hidden_and_reported() {
         let long = "t".repeat(127);
         let a = tools(&[&long, "ok"]);
-        let srcs = [Source { backend: 0, name: "a", prefixed: true, catalog: &a }];
+        let srcs = [Source {
+            backend: 0,
+            name: "a",
+            prefixed: true,
+            catalog: &a,
+        }];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 0);
         assert_eq!(idx.invalid.len(), 1);
         assert_eq!(idx.len(), 1);
@@ -394,13 +429,27 @@ mod tests {
     #[test]
     fn pagination_walk_sees_everything_once() {
         let cats: Vec<Catalog> = (0..5)
-            .map(|b| tools(&(0..(b * 3 + 1)).map(|i| format!("t{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()))
+            .map(|b| {
+                tools(
+                    &(0..(b * 3 + 1))
+                        .map(|i| format!("t{i}"))
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
+                )
+            })
             .collect();
         let names: Vec<String> = (0..5).map(|b| format!("b{b}")).collect();
         let srcs: Vec<Source<'_>> = cats
             .iter()
             .enumerate()
-            .map(|(i, c)| Source { backend: i as u16 * 2, name: &names[i], prefixed: true, catalog: c })
+            .map(|(i, c)| Source {
+                backend: i as u16 * 2,
+                name: &names[i],
+                prefixed: true,
+                catalog: c,
+            })
             .collect();
         let refs: Vec<&Catalog> = cats.iter().collect();
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 9);
@@ -409,7 +458,9 @@ mod tests {
             let mut cursor = None;
             loop {
                 let mut out = Vec::new();
-                idx.write_page(&mut out, &id(), &refs, cursor, page_size, |s, i| !(s == 2 && i == 1));
+                idx.write_page(&mut out, &id(), &refs, cursor, page_size, |s, i| {
+                    !(s == 2 && i == 1)
+                });
                 let (page, next) = names_of(&out);
                 assert!(page.len() <= page_size);
                 seen.extend(page);
@@ -435,8 +486,18 @@ mod tests {
         let a = tools(&["1", "2"]);
         let b = tools(&["3", "4"]);
         let full = [
-            Source { backend: 0, name: "a", prefixed: true, catalog: &a },
-            Source { backend: 1, name: "b", prefixed: true, catalog: &b },
+            Source {
+                backend: 0,
+                name: "a",
+                prefixed: true,
+                catalog: &a,
+            },
+            Source {
+                backend: 1,
+                name: "b",
+                prefixed: true,
+                catalog: &b,
+            },
         ];
         let idx = Index::build(ListKind::Tools, &full, "__", &[], 1);
         let mut out = Vec::new();
@@ -451,34 +512,67 @@ mod tests {
     #[test]
     fn bad_cursors_are_invalid_params() {
         let a = tools(&["1"]);
-        let idx = Index::build(ListKind::Tools, &[Source { backend: 0, name: "a", prefixed: true, catalog: &a }], "__", &[], 1);
+        let idx = Index::build(
+            ListKind::Tools,
+            &[Source {
+                backend: 0,
+                name: "a",
+                prefixed: true,
+                catalog: &a,
+            }],
+            "__",
+            &[],
+            1,
+        );
         for bad in ["", "!!!", "AAAA", "AQAAAAAAAAAAAAA"] {
             assert_eq!(idx.decode_cursor(bad).unwrap_err().code(), -32602, "{bad}");
         }
         let other = Index::build(ListKind::Tools, &[], "__", &[], 2);
         let mut out = Vec::new();
         idx.write_page(&mut out, &id(), &[&a], None, 0, |_, _| true);
-        let c = idx.encode_cursor(Cursor { backend: 0, offset: 0 });
+        let c = idx.encode_cursor(Cursor {
+            backend: 0,
+            offset: 0,
+        });
         assert!(other.decode_cursor(&c).is_err());
     }
 
     #[test]
     fn resource_uris_map_and_route() {
         let mut r = Catalog::new(ListKind::Resources);
-        r.add_page(br#"{"resources":[{"uri":"test://static/1","name":"one"}]}"#).unwrap();
+        r.add_page(br#"{"resources":[{"uri":"test://static/1","name":"one"}]}"#)
+            .unwrap();
         let mut t = Catalog::new(ListKind::ResourceTemplates);
-        t.add_page(br#"{"resourceTemplates":[{"uriTemplate":"file:///{path}","name":"f"}]}"#).unwrap();
-        let srcs = [
-            Source { backend: 0, name: "docs", prefixed: true, catalog: &r },
-        ];
-        let tsrcs = [Source { backend: 1, name: "fs", prefixed: false, catalog: &t }];
+        t.add_page(br#"{"resourceTemplates":[{"uriTemplate":"file:///{path}","name":"f"}]}"#)
+            .unwrap();
+        let srcs = [Source {
+            backend: 0,
+            name: "docs",
+            prefixed: true,
+            catalog: &r,
+        }];
+        let tsrcs = [Source {
+            backend: 1,
+            name: "fs",
+            prefixed: false,
+            catalog: &t,
+        }];
         let idx = Index::build(ListKind::Resources, &srcs, "__", &tsrcs, 0);
         let mut out = Vec::new();
         idx.write_page(&mut out, &id(), &[&r], None, 0, |_, _| true);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["result"]["resources"][0]["uri"], "ringmux://docs/test://static/1");
-        assert_eq!(idx.route("ringmux://docs/test://static/1").unwrap().backend, 0);
-        assert_eq!(idx.route_uri("ringmux://docs/test://dynamic/9"), Some((0, 15)));
+        assert_eq!(
+            v["result"]["resources"][0]["uri"],
+            "ringmux://docs/test://static/1"
+        );
+        assert_eq!(
+            idx.route("ringmux://docs/test://static/1").unwrap().backend,
+            0
+        );
+        assert_eq!(
+            idx.route_uri("ringmux://docs/test://dynamic/9"),
+            Some((0, 15))
+        );
         assert_eq!(idx.route_uri("file:///etc/x"), Some((1, 0)));
         assert_eq!(idx.route_uri("other://x"), None);
     }

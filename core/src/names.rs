@@ -51,7 +51,13 @@ pub fn is_valid_separator(sep: &str) -> bool {
 
 /// Writes the merged form of the key literal `lit` (a JSON string literal with quotes, as it
 /// stood in the backend's bytes) for a prefixed backend.
-pub fn write_prefixed_literal(out: &mut Vec<u8>, uri_like: bool, backend: &str, sep: &str, lit: &[u8]) {
+pub fn write_prefixed_literal(
+    out: &mut Vec<u8>,
+    uri_like: bool,
+    backend: &str,
+    sep: &str,
+    lit: &[u8],
+) {
     out.push(b'"');
     if uri_like {
         out.extend_from_slice(URI_SCHEME.as_bytes());

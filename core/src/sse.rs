@@ -152,7 +152,11 @@ pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, dat
         if end == rest.len() {
             break;
         }
-        let skip = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + skip..];
     }
     out.push(b'\n');
@@ -195,7 +199,11 @@ mod tests {
             d.feed(&stream[split..]);
             ev.extend(all(&mut d));
             let data: Vec<_> = ev.iter().map(|e| e.data.clone()).collect();
-            assert_eq!(data, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()], "split {split}");
+            assert_eq!(
+                data,
+                vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()],
+                "split {split}"
+            );
         }
     }
 

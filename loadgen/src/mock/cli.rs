@@ -1,0 +1,89 @@
+//! The mock's command line, shared by the `ringmux-mock` binary and `ringmux mock`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{spawn as mock_spawn, MockConfig};
+
+/// Usage text.
+pub const USAGE: &str = "\
+usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--prompts N]
+                    [--resources N] [--page-size N] [--latency-ms N] [--conformance]
+                    [--no-get-stream] [--json-only] [--threads N]
+
+  --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
+  --name N          serverInfo.name and resource URI authority (default mock)
+  --tools N         tools listed: 7 fixed + generated tool_NNNN up to N (default 10)
+  --tool-bytes N    approximate JSON size of each generated tool (default 400)
+  --prompts N       prompts: greet + prompt_1.. up to N (default 3)
+  --resources N     resources mock://NAME/res/0.. (default 3)
+  --page-size N     items per list page, 0 = one page (default 0)
+  --latency-ms N    delay before answering each request (default 0)
+  --conformance     serve the @modelcontextprotocol/conformance fixtures
+  --no-get-stream   answer GET /mcp with 405
+  --json-only       use SSE only for tools that must stream
+  --threads N       server threads sharing the port (default 1)";
+
+/// Parses the mock's flags (without the program name).
+pub fn parse<I: IntoIterator<Item = OsString>>(
+    args: I,
+) -> Result<(MockConfig, SocketAddr), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut cfg = MockConfig::default();
+    let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("listen") => listen = parser.value()?.parse()?,
+            Long("name") => cfg.name = parser.value()?.string()?,
+            Long("tools") => cfg.tools = parser.value()?.parse()?,
+            Long("tool-bytes") => cfg.tool_bytes = parser.value()?.parse()?,
+            Long("prompts") => cfg.prompts = parser.value()?.parse()?,
+            Long("resources") => cfg.resources = parser.value()?.parse()?,
+            Long("page-size") => cfg.page_size = parser.value()?.parse()?,
+            Long("latency-ms") => cfg.latency = Duration::from_millis(parser.value()?.parse()?),
+            Long("conformance") => cfg.conformance = true,
+            Long("no-get-stream") => cfg.get_stream = false,
+            Long("json-only") => cfg.json_only = true,
+            Long("threads") => cfg.threads = parser.value()?.parse()?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((cfg, listen))
+}
+
+/// Runs the mock as a process: parse flags, bind, print `listening on URL`, serve until killed.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let (cfg, listen) = match parse(args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("ringmux-mock: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let handle = match mock_spawn(cfg, listen) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ringmux-mock: cannot serve on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    // Whoever started us waits for this line; if they went away, serving is pointless.
+    if writeln!(stdout, "listening on {}", handle.url())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    drop(stdout);
+    handle.wait();
+    ExitCode::SUCCESS
+}

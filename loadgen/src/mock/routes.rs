@@ -1,0 +1,379 @@
+//! Answering one request: the path and Host/Origin checks, then POST (initialize, session
+//! lookup, JSON-RPC dispatch, JSON or SSE answer), GET (standalone or resumed SSE stream) and
+//! DELETE.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ringmux_core::http::{self, Method, RequestHead};
+use ringmux_core::jsonrpc::{self, write_error_parts, Kind, Message};
+use ringmux_core::sse::KEEPALIVE;
+use ringmux_core::version;
+use serde_json::value::RawValue;
+
+use super::dispatch::{self, Action, Call};
+use super::emit::{Emitter, Io};
+use super::session::Session;
+use super::{tasks, Shared};
+
+/// A comment on idle SSE streams this often keeps proxies from closing them.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// The parts of a request the handlers look at.
+struct Req<'a> {
+    keep_alive: bool,
+    /// The client accepts `text/event-stream`.
+    sse: bool,
+    session: Option<&'a [u8]>,
+    protocol_version: Option<&'a [u8]>,
+    last_event_id: Option<&'a [u8]>,
+    body: &'a [u8],
+}
+
+/// Answers one request. `Ok(true)`: the connection can carry another.
+pub(crate) async fn handle(
+    sh: &Shared,
+    io: &mut Io,
+    buf: &[u8],
+    head: &RequestHead,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let field = |r: &Option<Range<usize>>| r.clone().map(|r| &buf[r]);
+    let h = &head.headers;
+    let req = Req {
+        keep_alive: head.keep_alive,
+        sse: field(&h.accept).is_some_and(|a| http::accepts(a, b"text/event-stream")),
+        session: field(&h.session_id),
+        protocol_version: field(&h.protocol_version),
+        last_event_id: field(&h.last_event_id),
+        body,
+    };
+    if buf[head.path.clone()] != *b"/mcp" {
+        io.respond(
+            404,
+            Some("text/plain"),
+            b"not found; the MCP endpoint is /mcp",
+            req.keep_alive,
+            &[],
+        );
+        return flushed(io, req.keep_alive).await;
+    }
+    if sh.cfg.conformance && !host_allowed(field(&h.host), field(&h.origin)) {
+        return rpc_error(io, out, None, FOREIGN_HOST, req.keep_alive).await;
+    }
+    match head.method {
+        Method::Post => post(sh, io, &req, out).await,
+        Method::Get => get(sh, io, &req, out).await,
+        Method::Delete => delete(sh, io, &req, out).await,
+        _ => {
+            let allow: &[u8] = b"GET, POST, DELETE";
+            io.respond(405, None, b"", req.keep_alive, &[("allow", allow)]);
+            flushed(io, req.keep_alive).await
+        }
+    }
+}
+
+async fn flushed(io: &mut Io, keep_alive: bool) -> io::Result<bool> {
+    io.flush().await?;
+    Ok(keep_alive)
+}
+
+/// A transport-level refusal: HTTP status, JSON-RPC code, message (the TypeScript SDK's).
+type Refusal = (u16, i32, &'static str);
+
+const NO_SESSION: Refusal = (
+    400,
+    -32000,
+    "Bad Request: Mcp-Session-Id header is required",
+);
+const UNKNOWN_SESSION: Refusal = (404, -32001, "Session not found");
+const BAD_VERSION: Refusal = (400, -32000, "Bad Request: Unsupported MCP-Protocol-Version");
+const FOREIGN_HOST: Refusal = (403, -32000, "Forbidden: Host or Origin is not localhost");
+
+async fn rpc_error(
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    id: Option<&RawValue>,
+    (status, code, message): Refusal,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    out.clear();
+    write_error_parts(out, id, code, message, None);
+    io.respond(status, Some("application/json"), out, keep_alive, &[]);
+    flushed(io, keep_alive).await
+}
+
+/// The request's session, checked the way the spec asks: no header 400, unknown 404, an
+/// unsupported `MCP-Protocol-Version` 400.
+fn session_of(sh: &Shared, req: &Req<'_>) -> Result<Arc<Session>, Refusal> {
+    let id = req.session.ok_or(NO_SESSION)?;
+    let session = sh.sessions.get(id).ok_or(UNKNOWN_SESSION)?;
+    match req.protocol_version.map(std::str::from_utf8) {
+        Some(Ok(v)) if version::is_supported(v) => Ok(session),
+        Some(_) => Err(BAD_VERSION),
+        None => Ok(session),
+    }
+}
+
+/// Whether Host and Origin (when present) name this machine: the DNS-rebinding check.
+fn host_allowed(host: Option<&[u8]>, origin: Option<&[u8]>) -> bool {
+    fn local(authority: &[u8]) -> bool {
+        let name = if authority.starts_with(b"[") {
+            match authority.iter().position(|b| *b == b']') {
+                Some(end) => &authority[..=end],
+                None => return false,
+            }
+        } else {
+            authority.split(|b| *b == b':').next().unwrap_or_default()
+        };
+        [&b"localhost"[..], b"127.0.0.1", b"[::1]"]
+            .iter()
+            .any(|l| name.eq_ignore_ascii_case(l))
+    }
+    let origin_ok = origin.is_none_or(|o| {
+        let Some(scheme_end) = o.windows(3).position(|w| w == b"://") else {
+            return false;
+        };
+        let rest = &o[scheme_end + 3..];
+        local(rest.split(|b| *b == b'/').next().unwrap_or_default())
+    });
+    host.is_none_or(local) && origin_ok
+}
+
+async fn post(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io::Result<bool> {
+    let ka = req.keep_alive;
+    let msg = match jsonrpc::parse(req.body) {
+        Ok(msg) => msg,
+        Err(e) => {
+            out.clear();
+            jsonrpc::write_error(out, None, &e);
+            io.respond(e.http_status(), Some("application/json"), out, ka, &[]);
+            return flushed(io, ka).await;
+        }
+    };
+    if msg.kind == Kind::Request && msg.method == "initialize" {
+        return initialize(sh, io, &msg, ka, out).await;
+    }
+    let session = match session_of(sh, req) {
+        Ok(s) => s,
+        Err(refusal) => return rpc_error(io, out, msg.id, refusal, ka).await,
+    };
+    match (msg.kind, msg.id) {
+        (Kind::Request, Some(id)) => request(sh, io, req, &msg, id, &session, out).await,
+        (Kind::Response, Some(id)) => {
+            session.answer(id, req.body);
+            io.respond(202, None, b"", ka, &[]);
+            flushed(io, ka).await
+        }
+        _ => {
+            io.respond(202, None, b"", ka, &[]);
+            flushed(io, ka).await
+        }
+    }
+}
+
+/// Starts the JSON-RPC success response in `out`: `{"jsonrpc":"2.0","id":ID,"result":`.
+fn result_prefix(out: &mut Vec<u8>, id: &RawValue) {
+    out.clear();
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.get().as_bytes());
+    out.extend_from_slice(br#","result":"#);
+}
+
+async fn initialize(
+    sh: &Shared,
+    io: &mut Io,
+    msg: &Message<'_>,
+    ka: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    if !sh.cfg.latency.is_zero() {
+        monoio::time::sleep(sh.cfg.latency).await;
+    }
+    let Some(id) = msg.id else {
+        return Ok(false);
+    };
+    let session = sh.sessions.create()?;
+    result_prefix(out, id);
+    out.extend_from_slice(br#"{"protocolVersion":""#);
+    out.extend_from_slice(version::negotiate(msg.params.protocol_version.as_deref()).as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&sh.catalog.init_tail);
+    out.push(b'}');
+    let session_id: &[u8] = &session.id;
+    io.respond(
+        200,
+        Some("application/json"),
+        out,
+        ka,
+        &[("mcp-session-id", session_id)],
+    );
+    flushed(io, ka).await
+}
+
+async fn request(
+    sh: &Shared,
+    io: &mut Io,
+    req: &Req<'_>,
+    msg: &Message<'_>,
+    id: &RawValue,
+    session: &Arc<Session>,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    if !sh.cfg.latency.is_zero() {
+        monoio::time::sleep(sh.cfg.latency).await;
+    }
+    result_prefix(out, id);
+    let call = Call {
+        msg,
+        body: req.body,
+        session,
+    };
+    let action = dispatch::dispatch(sh, &msg.method, &call, out);
+    // Conformance mode answers every request as a resumable SSE stream, like the suite's
+    // reference server; otherwise only answers preceded by messages stream.
+    let stream_all = sh.cfg.conformance && !sh.cfg.json_only;
+    let sse = req.sse
+        && match &action {
+            Ok(Action::Task(task)) => stream_all || task.streams(sh.cfg.json_only),
+            _ => stream_all,
+        };
+    let replay = (sse && sh.cfg.conformance).then(|| session.clone());
+    let mut em = Emitter::start(io, sse, replay, req.keep_alive).await;
+    let outcome = match action {
+        Ok(Action::Done) => Ok(()),
+        Ok(Action::Task(task)) => tasks::run(task, sh, &call, &mut em, out).await,
+        Err(fail) => Err(fail),
+    };
+    match outcome {
+        Ok(()) => out.push(b'}'),
+        Err(fail) => {
+            out.clear();
+            fail.write(out, Some(id));
+        }
+    }
+    Ok(em.finish(out).await)
+}
+
+async fn get(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io::Result<bool> {
+    let ka = req.keep_alive;
+    if !sh.cfg.get_stream {
+        let allow: &[u8] = b"POST, DELETE";
+        io.respond(405, None, b"", ka, &[("allow", allow)]);
+        return flushed(io, ka).await;
+    }
+    let session = match session_of(sh, req) {
+        Ok(s) => s,
+        Err(refusal) => return rpc_error(io, out, None, refusal, ka).await,
+    };
+    if let Some((stream, after)) = req.last_event_id.and_then(parse_event_id) {
+        if session.has_log(stream) {
+            io.sse_head(ka);
+            return replay(io, &session, stream, after, ka).await;
+        }
+    }
+    // Listen before answering, so a client that saw the head misses no notification.
+    let mut messages = session.listen();
+    // The stream must end when the session goes: hold only the receiver, not the session.
+    drop(session);
+    io.sse_head(ka);
+    io.flush().await?;
+    loop {
+        let next = monoio::select! {
+            msg = messages.next() => Some(msg),
+            _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
+        };
+        match next {
+            Some(Some(msg)) => io.event(None, &msg),
+            Some(None) => break,
+            None => io.chunk(KEEPALIVE),
+        }
+        io.flush().await?;
+    }
+    io.end_chunks();
+    flushed(io, ka).await
+}
+
+/// `<stream>::<seq>`, the ids of resumable POST streams.
+fn parse_event_id(id: &[u8]) -> Option<(u64, u64)> {
+    let id = std::str::from_utf8(id).ok()?;
+    let (stream, seq) = id.split_once("::")?;
+    Some((stream.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Resumes a POST stream on a GET: the events after `after`, then the later ones as they
+/// are logged, until the final response.
+async fn replay(
+    io: &mut Io,
+    session: &Session,
+    stream: u64,
+    mut after: u64,
+    ka: bool,
+) -> io::Result<bool> {
+    while let Some(replayed) = session.replay(stream, after) {
+        for (seq, data) in &replayed.events {
+            io.event(Some(&format!("{stream}::{seq}")), data);
+            after = *seq;
+        }
+        io.flush().await?;
+        let Some(mut wake) = replayed.wake else {
+            break;
+        };
+        loop {
+            monoio::select! {
+                _ = &mut wake => break,
+                _ = monoio::time::sleep(KEEPALIVE_EVERY) => io.chunk(KEEPALIVE),
+            }
+            io.flush().await?;
+        }
+    }
+    io.end_chunks();
+    flushed(io, ka).await
+}
+
+async fn delete(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io::Result<bool> {
+    let ka = req.keep_alive;
+    match req.session {
+        None => rpc_error(io, out, None, NO_SESSION, ka).await,
+        Some(id) if sh.sessions.remove(id) => {
+            io.respond(200, None, b"", ka, &[]);
+            flushed(io, ka).await
+        }
+        Some(_) => rpc_error(io, out, None, UNKNOWN_SESSION, ka).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_rebinding_check() {
+        assert!(host_allowed(Some(b"127.0.0.1:3939"), None));
+        assert!(host_allowed(
+            Some(b"LOCALHOST"),
+            Some(b"http://localhost:3000")
+        ));
+        assert!(host_allowed(Some(b"[::1]:80"), None));
+        assert!(host_allowed(None, None));
+        assert!(!host_allowed(Some(b"evil.example.com"), None));
+        assert!(!host_allowed(
+            Some(b"127.0.0.1:1"),
+            Some(b"http://evil.example.com")
+        ));
+        assert!(!host_allowed(Some(b"localhost.evil.com"), None));
+        assert!(!host_allowed(Some(b"127.0.0.1"), Some(b"null")));
+        assert!(!host_allowed(Some(b"[::1"), None));
+    }
+
+    #[test]
+    fn event_ids() {
+        assert_eq!(parse_event_id(b"3::7"), Some((3, 7)));
+        assert_eq!(parse_event_id(b"3:7"), None);
+        assert_eq!(parse_event_id(b"x::1"), None);
+    }
+}

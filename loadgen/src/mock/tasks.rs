@@ -1,0 +1,241 @@
+//! Tool calls whose answer takes time or is preceded by messages on the response stream:
+//! progress and logging notifications, list changes, server→client sampling and elicitation,
+//! and the conformance reconnection test.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use monoio::time::{sleep, timeout};
+use ringmux_core::jsonrpc::write_str;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::dispatch::{Call, Fail};
+use super::emit::Emitter;
+use super::fixtures::{ELICIT_DEFAULTS, ELICIT_ENUMS, ELICIT_USER};
+use super::tools::text_result;
+use super::Shared;
+
+/// Between two `progress` steps: long enough that events visibly arrive one by one.
+const STEP_DELAY: Duration = Duration::from_millis(10);
+/// Between the conformance tools' notifications (the reference server's pacing).
+const CONFORMANCE_DELAY: Duration = Duration::from_millis(50);
+/// How long `test_reconnection` keeps working after closing its stream.
+const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+/// How long a server→client request waits for the client's answer (the SDK's own default
+/// request timeout).
+const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+const LIST_CHANGED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+
+/// Which elicitation a conformance tool asks for.
+pub(crate) enum Elicit<'a> {
+    /// `test_elicitation`: username and email, with the caller's message.
+    User { message: Cow<'a, str> },
+    /// `test_elicitation_sep1034_defaults`.
+    Defaults,
+    /// `test_elicitation_sep1330_enums`.
+    Enums,
+}
+
+/// A tool call that finishes asynchronously.
+pub(crate) enum Task<'a> {
+    /// `progress`: one `notifications/progress` per step (when there is a token), then "done".
+    Progress {
+        steps: u64,
+        token: Option<&'a RawValue>,
+    },
+    /// `slow`: sleep, then "slept".
+    Slow { ms: u64 },
+    /// `touch_tools`: add a tool, announce the change, then "touched".
+    Touch,
+    /// `test_tool_with_logging`: three info log messages.
+    Logging,
+    /// `test_tool_with_progress`: progress 0, 50, 100 of 100.
+    Percent { token: Option<&'a RawValue> },
+    /// `test_sampling`.
+    Sampling { prompt: Cow<'a, str> },
+    /// `test_elicitation*`.
+    Elicit(Elicit<'a>),
+    /// `test_reconnection`: end the POST stream early; the answer is only replayed.
+    Reconnection,
+}
+
+impl Task<'_> {
+    /// Whether messages precede the result, so the answer should be an SSE stream (when the
+    /// client accepts one). `json_only` keeps `touch_tools` on JSON: its notification also
+    /// reaches the GET streams.
+    pub fn streams(&self, json_only: bool) -> bool {
+        match self {
+            Task::Progress { token, .. } => token.is_some(),
+            Task::Slow { .. } => false,
+            Task::Touch => !json_only,
+            Task::Logging
+            | Task::Percent { .. }
+            | Task::Sampling { .. }
+            | Task::Elicit(_)
+            | Task::Reconnection => true,
+        }
+    }
+}
+
+/// Runs `task`, sending its messages through `em`, and appends the tool result to `out`.
+pub(crate) async fn run(
+    task: Task<'_>,
+    sh: &Shared,
+    call: &Call<'_>,
+    em: &mut Emitter<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Fail> {
+    match task {
+        Task::Progress { steps, token } => {
+            for i in 1..=steps {
+                if i > 1 {
+                    sleep(STEP_DELAY).await;
+                }
+                if let Some(token) = token {
+                    em.send(&progress(token, i, steps)).await;
+                }
+            }
+            text_result(out, "done", false);
+        }
+        Task::Slow { ms } => {
+            sleep(Duration::from_millis(ms)).await;
+            text_result(out, "slept", false);
+        }
+        Task::Touch => {
+            sh.catalog.add_extra_tool();
+            sh.sessions.notify_all(LIST_CHANGED);
+            em.send(LIST_CHANGED).await;
+            text_result(out, "touched", false);
+        }
+        Task::Logging => {
+            let steps = [
+                "Tool execution started",
+                "Tool processing data",
+                "Tool execution completed",
+            ];
+            for (i, data) in steps.into_iter().enumerate() {
+                if i > 0 {
+                    sleep(CONFORMANCE_DELAY).await;
+                }
+                let mut msg = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"conformance-test-server","data":"#.to_vec();
+                write_str(&mut msg, data);
+                msg.extend_from_slice(b"}}");
+                em.send(&msg).await;
+            }
+            text_result(out, "Tool with logging executed successfully", false);
+        }
+        Task::Percent { token } => {
+            for (i, p) in [0, 50, 100].into_iter().enumerate() {
+                if i > 0 {
+                    sleep(CONFORMANCE_DELAY).await;
+                }
+                if let Some(token) = token {
+                    em.send(&progress(token, p, 100)).await;
+                }
+            }
+            let text = token.map_or(Cow::Borrowed("no progress token"), |t| {
+                ringmux_core::jsonrpc::raw_str(t).unwrap_or(Cow::Borrowed(t.get()))
+            });
+            text_result(out, &text, false);
+        }
+        Task::Sampling { prompt } => {
+            let mut params =
+                br#"{"messages":[{"role":"user","content":{"type":"text","text":"#.to_vec();
+            write_str(&mut params, &prompt);
+            params.extend_from_slice(br#"}}],"maxTokens":100}"#);
+            let result = ask(call, em, "sampling/createMessage", &params).await?;
+            let text = result["content"]["text"]
+                .as_str()
+                .or_else(|| result["message"]["content"]["text"].as_str())
+                .unwrap_or("No response");
+            text_result(out, &format!("LLM response: {text}"), false);
+        }
+        Task::Elicit(kind) => {
+            let mut params = b"{".to_vec();
+            match &kind {
+                Elicit::User { message } => {
+                    params.extend_from_slice(b"\"message\":");
+                    write_str(&mut params, message);
+                    params.push(b',');
+                    params.extend_from_slice(ELICIT_USER.as_bytes());
+                }
+                Elicit::Defaults => params.extend_from_slice(ELICIT_DEFAULTS.as_bytes()),
+                Elicit::Enums => params.extend_from_slice(ELICIT_ENUMS.as_bytes()),
+            }
+            params.push(b'}');
+            let result = ask(call, em, "elicitation/create", &params).await?;
+            let action = result["action"].as_str().unwrap_or("unknown");
+            let content = match result.get("content") {
+                Some(c) => c.to_string(),
+                None => "{}".to_string(),
+            };
+            let lead = match kind {
+                Elicit::User { .. } => "User response",
+                Elicit::Defaults | Elicit::Enums => "Elicitation completed",
+            };
+            text_result(
+                out,
+                &format!("{lead}: action={action}, content={content}"),
+                false,
+            );
+        }
+        Task::Reconnection => {
+            em.end_early().await;
+            sleep(RECONNECT_DELAY).await;
+            text_result(out, "Reconnection test completed successfully. If you received this, the client properly reconnected after stream closure.", false);
+        }
+    }
+    Ok(())
+}
+
+/// `notifications/progress` for `token`.
+fn progress(token: &RawValue, progress: u64, total: u64) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":{progress},"total":{total}}}}}"#,
+        token.get()
+    )
+    .into_bytes()
+}
+
+/// Sends a server→client request on the call's stream and waits for the client's answer
+/// (POSTed on another connection, routed through the session). Returns its `result`.
+async fn ask(
+    call: &Call<'_>,
+    em: &mut Emitter<'_>,
+    method: &str,
+    params: &[u8],
+) -> Result<Value, Fail> {
+    if !em.streaming() {
+        return Err(Fail::internal(format!(
+            "{method} needs an SSE response; send Accept: text/event-stream"
+        )));
+    }
+    let (n, id, answer) = call.session.ask();
+    let mut msg = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+    msg.extend_from_slice(id.as_bytes());
+    msg.extend_from_slice(br#","method":"#);
+    write_str(&mut msg, method);
+    msg.extend_from_slice(br#","params":"#);
+    msg.extend_from_slice(params);
+    msg.push(b'}');
+    em.send(&msg).await;
+    let body = match timeout(ASK_TIMEOUT, answer).await {
+        Ok(Ok(body)) => body,
+        _ => {
+            call.session.forget(n);
+            return Err(Fail::internal(format!(
+                "the client did not answer {method}"
+            )));
+        }
+    };
+    let mut response: Value = serde_json::from_slice(&body)
+        .map_err(|e| Fail::internal(format!("unreadable answer to {method}: {e}")))?;
+    if let Some(error) = response.get("error") {
+        return Err(Fail::internal(format!(
+            "the client answered {method} with an error: {error}"
+        )));
+    }
+    Ok(response["result"].take())
+}

@@ -1,0 +1,422 @@
+//! A client connection: the only place that touches a client socket. read → decode (head,
+//! body) → front-door checks → hand to the owner shard (here or across a hop) → encode → write.
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use ringmux_core::affinity;
+use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
+use ringmux_core::version;
+
+use crate::hop::{delete_local, HopKind};
+use crate::io::{consume, read_more};
+use crate::shard::{session_not_found, Call, Reply, Shard};
+
+const READ_CHUNK: usize = 16 << 10;
+/// How long, and how much, a connection being closed after an error is drained.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Serves one client connection until it closes, errs, or idles out.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    stream.set_nodelay(true).ok();
+    shard.metrics.connections.add(1);
+    let mut conn = Conn {
+        rbuf: Vec::with_capacity(READ_CHUNK),
+        wbuf: Vec::with_capacity(READ_CHUNK),
+        chunked: Vec::new(),
+    };
+    if let Err(e) = conn.run(&shard, &mut stream).await {
+        tracing::debug!("client connection ended: {e}");
+    }
+}
+
+struct Conn {
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    /// Decoded body of a chunked request (Content-Length bodies are used in place).
+    chunked: Vec<u8>,
+}
+
+/// Where the request body is.
+enum BodyAt {
+    /// `rbuf[range]`.
+    InPlace(std::ops::Range<usize>),
+    /// `chunked`.
+    Decoded,
+}
+
+impl Conn {
+    async fn run(&mut self, shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()> {
+        let limits = &shard.cfg.limits;
+        loop {
+            // Head: the idle timeout runs until the first byte, the header timeout after it.
+            let head = loop {
+                match http::parse_request(&self.rbuf, limits.max_header, limits.max_body) {
+                    Ok(Some(h)) => break h,
+                    Ok(None) => {
+                        let started = !self.rbuf.is_empty();
+                        let wait = if started {
+                            limits.header_timeout
+                        } else {
+                            limits.idle_timeout
+                        };
+                        match self.fill(stream, wait).await? {
+                            Fill::Data => {}
+                            Fill::Eof => return Ok(()),
+                            // An idle keep-alive connection just closes; a started request gets 408.
+                            Fill::TimedOut if !started => return Ok(()),
+                            Fill::TimedOut => return self.write_status(stream, 408, false).await,
+                        }
+                    }
+                    Err(e) => return self.write_status(stream, e.status(), false).await,
+                }
+            };
+            let (body_at, used) = match self
+                .read_body(stream, &head, limits.max_body, limits.header_timeout)
+                .await?
+            {
+                Ok(b) => b,
+                Err(status) => return self.write_status(stream, status, false).await,
+            };
+            let reply = {
+                let body: &[u8] = match &body_at {
+                    BodyAt::InPlace(r) => &self.rbuf[r.clone()],
+                    BodyAt::Decoded => &self.chunked,
+                };
+                front(shard, &head, &self.rbuf, body).await
+            };
+            consume(&mut self.rbuf, used);
+            self.write_reply(stream, reply, head.keep_alive).await?;
+            if !head.keep_alive {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads more into `rbuf`. On timeout the buffer went with the cancelled read, so `rbuf`
+    /// is empty afterwards: callers only time out when they are about to close anyway.
+    async fn fill(&mut self, stream: &mut TcpStream, wait: Duration) -> io::Result<Fill> {
+        let buf = std::mem::take(&mut self.rbuf);
+        match monoio::time::timeout(wait, read_more(stream, buf, READ_CHUNK)).await {
+            Ok((res, buf)) => {
+                self.rbuf = buf;
+                Ok(if res? == 0 { Fill::Eof } else { Fill::Data })
+            }
+            Err(_) => Ok(Fill::TimedOut),
+        }
+    }
+
+    /// Reads the whole body. Returns where it is and how many `rbuf` bytes the request used,
+    /// or the status to refuse it with.
+    async fn read_body(
+        &mut self,
+        stream: &mut TcpStream,
+        head: &RequestHead,
+        max_body: usize,
+        wait: Duration,
+    ) -> io::Result<Result<(BodyAt, usize), u16>> {
+        match head.body {
+            BodyKind::Empty | BodyKind::UntilClose => Ok(Ok((
+                BodyAt::InPlace(head.head_len..head.head_len),
+                head.head_len,
+            ))),
+            BodyKind::Length(n) => {
+                let end = head.head_len + n;
+                while self.rbuf.len() < end {
+                    match self.fill(stream, wait).await? {
+                        Fill::Data => {}
+                        Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Fill::TimedOut => return Ok(Err(408)),
+                    }
+                }
+                Ok(Ok((BodyAt::InPlace(head.head_len..end), end)))
+            }
+            BodyKind::Chunked => {
+                self.chunked.clear();
+                let mut decoder = ChunkedDecoder::new();
+                let mut pos = head.head_len;
+                loop {
+                    match decoder.decode(&self.rbuf[pos..], &mut self.chunked, max_body) {
+                        Ok(n) => pos += n,
+                        Err(e) => return Ok(Err(e.status())),
+                    }
+                    if decoder.is_done() {
+                        return Ok(Ok((BodyAt::Decoded, pos)));
+                    }
+                    match self.fill(stream, wait).await? {
+                        Fill::Data => {}
+                        Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Fill::TimedOut => return Ok(Err(408)),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.wbuf);
+        let (res, mut buf) = stream.write_all(buf).await;
+        buf.clear();
+        self.wbuf = buf;
+        res.map(drop)
+    }
+
+    /// Answers an error and closes. The rest of what the client sends is read and discarded
+    /// for a bounded time first: closing with unread bytes would reset the connection and the
+    /// client could lose the answer.
+    async fn write_status(
+        &mut self,
+        stream: &mut TcpStream,
+        status: u16,
+        keep_alive: bool,
+    ) -> io::Result<()> {
+        http::write_response(&mut self.wbuf, status, None, b"", keep_alive, &[]);
+        self.flush(stream).await?;
+        if keep_alive {
+            return Ok(());
+        }
+        stream.shutdown().await.ok();
+        let deadline = monoio::time::Instant::now() + LINGER;
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            self.rbuf.clear();
+            let left = deadline.saturating_duration_since(monoio::time::Instant::now());
+            match self.fill(stream, left).await? {
+                Fill::Data => drained += self.rbuf.len(),
+                Fill::Eof | Fill::TimedOut => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_reply(
+        &mut self,
+        stream: &mut TcpStream,
+        reply: Reply,
+        keep_alive: bool,
+    ) -> io::Result<()> {
+        match reply {
+            Reply::Status(status) => {
+                let extra: &[(&str, &[u8])] = if status == 405 {
+                    &[("allow", b"POST, DELETE")]
+                } else {
+                    &[]
+                };
+                http::write_response(&mut self.wbuf, status, None, b"", keep_alive, extra);
+                self.flush(stream).await
+            }
+            Reply::Json {
+                status,
+                body,
+                session,
+            } => {
+                let sid;
+                let extra: &[(&str, &[u8])] = match &session {
+                    Some(s) => {
+                        sid = [("mcp-session-id", s.as_bytes())];
+                        &sid
+                    }
+                    None => &[],
+                };
+                http::write_response(
+                    &mut self.wbuf,
+                    status,
+                    Some("application/json"),
+                    &body,
+                    keep_alive,
+                    extra,
+                );
+                self.flush(stream).await
+            }
+            Reply::Text {
+                status,
+                content_type,
+                body,
+            } => {
+                http::write_response(
+                    &mut self.wbuf,
+                    status,
+                    Some(content_type),
+                    body.as_bytes(),
+                    keep_alive,
+                    &[],
+                );
+                self.flush(stream).await
+            }
+            Reply::Stream(mut rx) => {
+                http::write_response_head(
+                    &mut self.wbuf,
+                    200,
+                    Some("text/event-stream"),
+                    Framing::Chunked,
+                    keep_alive,
+                    &[("cache-control", b"no-cache")],
+                );
+                self.flush(stream).await?;
+                while let Some(events) = rx.next().await {
+                    http::write_chunk(&mut self.wbuf, &events);
+                    self.flush(stream).await?;
+                }
+                self.wbuf.extend_from_slice(http::LAST_CHUNK);
+                self.flush(stream).await
+            }
+        }
+    }
+}
+
+enum Fill {
+    Data,
+    Eof,
+    TimedOut,
+}
+
+fn header<'a>(buf: &'a [u8], r: &Option<std::ops::Range<usize>>) -> Option<&'a [u8]> {
+    r.as_ref().map(|r| &buf[r.clone()])
+}
+
+/// Whether a Host header names this machine's loopback (DNS-rebinding protection).
+fn is_local_host(host: &[u8]) -> bool {
+    let name = if host.starts_with(b"[") {
+        match memchr_close(host) {
+            Some(end) => &host[..=end],
+            None => return false,
+        }
+    } else {
+        host.split(|b| *b == b':').next().unwrap_or_default()
+    };
+    name.eq_ignore_ascii_case(b"localhost") || name == b"127.0.0.1" || name == b"[::1]"
+}
+
+fn memchr_close(s: &[u8]) -> Option<usize> {
+    s.iter().position(|b| *b == b']')
+}
+
+/// The front door: path, DNS-rebinding and Origin checks, transport rules, then the owner shard.
+async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
+    let path = &buf[head.path.clone()];
+    let h = &head.headers;
+    if path != shard.cfg.path.as_bytes() {
+        return match (head.method, path) {
+            (Method::Get, b"/metrics") => Reply::Text {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: crate::metrics::render(&shard.all_metrics),
+            },
+            (Method::Get, b"/healthz") => Reply::Text {
+                status: 200,
+                content_type: "text/plain",
+                body: "ok\n".into(),
+            },
+            _ => Reply::Status(404),
+        };
+    }
+    if shard.cfg.listen.ip().is_loopback() && !header(buf, &h.host).is_some_and(is_local_host) {
+        return Reply::http_error(
+            403,
+            -32600,
+            "Forbidden: Host is not a local name (DNS rebinding protection)",
+        );
+    }
+    if let Some(origin) = header(buf, &h.origin) {
+        if !shard.cfg.origins.allows(origin) {
+            return Reply::http_error(403, -32600, "Forbidden: Origin not allowed");
+        }
+    }
+    if let Some(v) = header(buf, &h.protocol_version) {
+        if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
+            return Reply::http_error(400, -32600, "Bad Request: Unsupported protocol version");
+        }
+    }
+    let session = match header(buf, &h.session_id) {
+        None => None,
+        Some(s) if affinity::plausible_session_id(s) => {
+            Some(std::str::from_utf8(s).expect("visible ASCII is UTF-8"))
+        }
+        Some(_) => return session_not_found(),
+    };
+    match head.method {
+        Method::Post => post(shard, buf, head, body, session).await,
+        Method::Delete => match session {
+            None => Reply::http_error(
+                400,
+                -32600,
+                "Bad Request: Mcp-Session-Id header is required",
+            ),
+            Some(s) => {
+                let owner = shard.owner_of(s);
+                if owner == shard.id {
+                    delete_local(shard, s)
+                } else {
+                    shard.metrics.hops_out.add(1);
+                    shard.peers.call(owner, HopKind::Delete, s, b"").await
+                }
+            }
+        },
+        // The server-to-client GET stream comes with the two-way relay (ARCHITECTURE.md).
+        Method::Get => Reply::Status(405),
+        _ => Reply::Status(405),
+    }
+}
+
+async fn post(
+    shard: &Rc<Shard>,
+    buf: &[u8],
+    head: &RequestHead,
+    body: &[u8],
+    session: Option<&str>,
+) -> Reply {
+    let h = &head.headers;
+    if !header(buf, &h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json"))
+    {
+        return Reply::http_error(
+            415,
+            -32600,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    let accept = header(buf, &h.accept).unwrap_or(b"*/*");
+    let json = http::accepts(accept, b"application/json");
+    let sse = http::accepts(accept, b"text/event-stream");
+    if !json && !sse {
+        return Reply::http_error(
+            406,
+            -32600,
+            "Not Acceptable: Accept must include application/json and text/event-stream",
+        );
+    }
+    let owner = session.map_or(shard.id, |s| shard.owner_of(s));
+    if owner == shard.id {
+        return shard.handle(Call { body, session, sse }).await;
+    }
+    shard.metrics.hops_out.add(1);
+    shard
+        .peers
+        .call(
+            owner,
+            HopKind::Post { sse },
+            session.expect("only sessions hop"),
+            body,
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        assert!(is_local_host(b"localhost"));
+        assert!(is_local_host(b"127.0.0.1:8080"));
+        assert!(is_local_host(b"[::1]:9"));
+        assert!(is_local_host(b"LOCALHOST:1"));
+        assert!(!is_local_host(b"evil.example.com"));
+        assert!(!is_local_host(b"127.0.0.1.evil.com"));
+        assert!(!is_local_host(b"[::1"));
+    }
+}

@@ -1,0 +1,641 @@
+//! The method table: each MCP method maps to one [`Op`], and each op to one handler. Routed
+//! methods share one path: resolve the owner (and the name/URI to restore) → forward the
+//! spliced bytes → relay the answer (JSON, or SSE event by event).
+
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use ringmux_core::catalog::{Catalog, ListKind};
+use ringmux_core::error::RpcError;
+use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message};
+use ringmux_core::{sse, version};
+use serde_json::value::RawValue;
+
+use crate::session::{final_message, BackendFailure, Session};
+use crate::shard::{session_not_found, Call, Reply, Shard};
+use crate::upstream::{Body, Pool, Response};
+
+/// Upper bound on pages walked when fetching one backend's list.
+const MAX_BACKEND_PAGES: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Initialize,
+    Discover,
+    Ping,
+    SetLevel,
+    List(ListKind),
+    Routed(RouteBy),
+}
+
+/// What names a routed request's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteBy {
+    Tool,
+    Prompt,
+    Resource,
+    CompletionRef,
+}
+
+fn op_of(method: &str) -> Option<Op> {
+    Some(match method {
+        "initialize" => Op::Initialize,
+        "server/discover" => Op::Discover,
+        "ping" => Op::Ping,
+        "logging/setLevel" => Op::SetLevel,
+        "tools/call" => Op::Routed(RouteBy::Tool),
+        "prompts/get" => Op::Routed(RouteBy::Prompt),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Op::Routed(RouteBy::Resource)
+        }
+        "completion/complete" => Op::Routed(RouteBy::CompletionRef),
+        m => Op::List(ListKind::from_method(m)?),
+    })
+}
+
+/// Handles a JSON-RPC request.
+pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Reply {
+    let id = msg.id.expect("requests have ids");
+    let Some(op) = op_of(&msg.method) else {
+        return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
+    };
+    match op {
+        Op::Initialize => return initialize(shard, call, msg).await,
+        Op::Discover => return discover(id),
+        _ => {}
+    }
+    let Some(session) = shard.session(call.session) else {
+        return match call.session {
+            None => {
+                let mut r = Reply::error(
+                    Some(id),
+                    &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
+                );
+                if let Reply::Json { status, .. } = &mut r {
+                    *status = 400;
+                }
+                r
+            }
+            Some(_) => session_not_found(),
+        };
+    };
+    let result = match op {
+        Op::Ping => Ok(json_result(id, b"{}")),
+        Op::SetLevel => Ok(set_level(shard, &session, call.body, id).await),
+        Op::List(kind) => list(shard, &session, kind, msg).await,
+        Op::Routed(by) => match resolve(shard, &session, by, msg, call.body).await {
+            Ok(target) => Ok(forward(shard, &session, target, call, id).await),
+            Err(e) => Err(e),
+        },
+        Op::Initialize | Op::Discover => unreachable!("answered above"),
+    };
+    result.unwrap_or_else(|e| Reply::error(Some(id), &e))
+}
+
+fn json_result(id: &RawValue, result: &[u8]) -> Reply {
+    let mut body = Vec::with_capacity(result.len() + 48);
+    jsonrpc::write_result(&mut body, id, result);
+    Reply::Json {
+        status: 200,
+        body,
+        session: None,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct InitEnvelope<'a> {
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
+}
+
+async fn initialize(shard: &Rc<Shard>, _call: &Call<'_>, msg: &Message<'_>) -> Reply {
+    let id = msg.id.expect("requests have ids");
+    let params = serde_json::from_slice::<InitEnvelope<'_>>(_call.body)
+        .ok()
+        .and_then(|e| e.params)
+        .filter(|p| p.get().starts_with('{'));
+    let (Some(params), Some(requested)) = (params, msg.params.protocol_version.as_deref()) else {
+        return Reply::error(
+            Some(id),
+            &RpcError::InvalidParams("initialize needs params.protocolVersion".into()),
+        );
+    };
+    let session = shard
+        .create_session(Some(requested), params.to_owned())
+        .await;
+    let mut result = Vec::with_capacity(256);
+    result.extend_from_slice(b"{\"protocolVersion\":");
+    jsonrpc::write_str(&mut result, session.version);
+    result.extend_from_slice(b",\"capabilities\":");
+    result.extend_from_slice(&session.merged_capabilities());
+    result.extend_from_slice(b",\"serverInfo\":{\"name\":");
+    jsonrpc::write_str(&mut result, &shard.cfg.server_name);
+    result.extend_from_slice(b",\"version\":");
+    jsonrpc::write_str(&mut result, env!("CARGO_PKG_VERSION"));
+    result.extend_from_slice(b"}}");
+    let mut body = Vec::with_capacity(result.len() + 48);
+    jsonrpc::write_result(&mut body, id, &result);
+    Reply::Json {
+        status: 200,
+        body,
+        session: Some(Box::from(&*session.id)),
+    }
+}
+
+/// `server/discover` (2026-07-28): ringmux serves the stateful era, so it says so; dual-era
+/// clients then fall back to `initialize`.
+fn discover(id: &RawValue) -> Reply {
+    let mut result = Vec::with_capacity(256);
+    result.extend_from_slice(b"{\"resultType\":\"complete\",\"supportedVersions\":[");
+    for (i, v) in version::STATEFUL
+        .iter()
+        .filter(|v| **v != "2024-11-05")
+        .enumerate()
+    {
+        if i > 0 {
+            result.push(b',');
+        }
+        jsonrpc::write_str(&mut result, v);
+    }
+    result.extend_from_slice(
+        b"],\"capabilities\":{\"tools\":{},\"prompts\":{},\"resources\":{},\"logging\":{},\"completions\":{}},\"ttlMs\":0,\"cacheScope\":\"private\"}",
+    );
+    json_result(id, &result)
+}
+
+async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: &RawValue) -> Reply {
+    let sends = session.backends_with("logging").into_iter().map(|b| {
+        let pool = &shard.pools[b as usize];
+        async move {
+            if let Err(e) = send(shard, session, pool, body).await.map(drop) {
+                tracing::warn!(backend = %pool.name(), "logging/setLevel not forwarded: {e}");
+            }
+        }
+    });
+    join_all(sends).await;
+    json_result(id, b"{}")
+}
+
+/// Sends `body` to a backend session, re-creating the session once if the backend expired it.
+async fn send(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: &Rc<Pool>,
+    body: &[u8],
+) -> Result<Response, BackendFailure> {
+    shard.metrics.forwarded.add(1);
+    let result = async {
+        let (sid, ver) = session.ensure(pool).await?;
+        let resp = pool.request("POST", sid.as_deref(), &ver, body, Instant::now()).await?;
+        // 404 is the spec's "session expired"; some servers answer 400 instead.
+        let expired = sid.is_some() && (resp.status == 404 || resp.status == 400);
+        if !expired {
+            return Ok(resp);
+        }
+        let _ = final_message(resp).await;
+        tracing::info!(backend = %pool.name(), session = %session.id, "backend session expired; re-initializing");
+        session.forget(pool.index);
+        session.initialize_backend(pool).await?;
+        let (sid, ver) = session.ensure(pool).await?;
+        Ok(pool.request("POST", sid.as_deref(), &ver, body, Instant::now()).await?)
+    }
+    .await;
+    if result.is_err() {
+        shard.metrics.backend_errors.add(1);
+    }
+    result
+}
+
+/// Sends and reads the final message; errors if it is not a success response.
+async fn call_backend(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: &Rc<Pool>,
+    body: &[u8],
+) -> Result<Vec<u8>, BackendFailure> {
+    let resp = send(shard, session, pool, body).await?;
+    let status = resp.status;
+    let msg = final_message(resp).await?;
+    if status != 200 {
+        return Err(BackendFailure::Status(status));
+    }
+    Ok(msg)
+}
+
+/// Fetches backend `b`'s whole `kind` list (all pages) into the shard's cache.
+async fn fetch_catalog(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    b: u16,
+    kind: ListKind,
+) -> Result<(), String> {
+    let pool = &shard.pools[b as usize];
+    let mut catalog = Catalog::new(kind);
+    let mut cursor: Option<String> = None;
+    let mut body = Vec::with_capacity(128);
+    for _ in 0..MAX_BACKEND_PAGES {
+        body.clear();
+        body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-list\",\"method\":");
+        jsonrpc::write_str(&mut body, kind.method());
+        body.extend_from_slice(b",\"params\":{");
+        if let Some(c) = &cursor {
+            body.extend_from_slice(b"\"cursor\":");
+            jsonrpc::write_str(&mut body, c);
+        }
+        body.extend_from_slice(b"}}");
+        let msg = call_backend(shard, session, pool, &body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let parsed = jsonrpc::parse(&msg).map_err(|e| e.to_string())?;
+        let result = match (parsed.result, parsed.error) {
+            (Some(r), _) => r,
+            // A backend without this capability answers -32601: an empty list, not a failure.
+            (None, Some(e)) if e.get().contains("-32601") => break,
+            (None, e) => return Err(format!("error result: {}", e.map_or("", |e| e.get()))),
+        };
+        cursor = catalog
+            .add_page(result.get().as_bytes())
+            .map_err(|e| e.to_string())?;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    if catalog.malformed > 0 {
+        tracing::warn!(backend = %pool.name(), list = kind.method(), skipped = catalog.malformed, "items without a valid key skipped");
+    }
+    shard.fed.store(b, catalog, Instant::now());
+    Ok(())
+}
+
+/// Makes sure every ready backend's `kind` catalog (and templates, for resources) is fresh,
+/// fetching stale ones concurrently. Returns the backends that have a cached catalog.
+async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Vec<u16> {
+    let now = Instant::now();
+    for (b, pool) in shard.pools.iter().enumerate() {
+        if matches!(
+            session.backends.borrow()[b],
+            crate::session::BackendSession::Down
+        ) && pool.is_healthy(now)
+        {
+            let _ = session.ensure(pool).await;
+        }
+    }
+    let ready = session.ready_backends();
+    let kinds: &[ListKind] = if kind == ListKind::Resources {
+        &[ListKind::Resources, ListKind::ResourceTemplates]
+    } else {
+        std::slice::from_ref(&kind)
+    };
+    let mut fetches = Vec::new();
+    for &b in &ready {
+        for &k in kinds {
+            if shard.fed.is_stale(k, b, now) && shard.pools[b as usize].is_healthy(now) {
+                fetches.push(async move {
+                    if let Err(e) = fetch_catalog(shard, session, b, k).await {
+                        tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
+                    }
+                });
+            }
+        }
+    }
+    join_all(fetches).await;
+    // Backends cooling down stay in the index (their calls then fail fast naming them);
+    // list pages leave them out through the view filter.
+    ready
+        .into_iter()
+        .filter(|b| shard.fed.has(kind, *b))
+        .collect()
+}
+
+async fn list(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    kind: ListKind,
+    msg: &Message<'_>,
+) -> Result<Reply, RpcError> {
+    let id = msg.id.expect("requests have ids");
+    let backends = refresh(shard, session, kind).await;
+    let merged = shard.fed.merged(kind, &backends, &shard.pools);
+    let cursor = match msg.params.cursor {
+        None => None,
+        Some(raw) => {
+            let s = raw_str(raw)
+                .ok_or_else(|| RpcError::InvalidParams("cursor must be a string".into()))?;
+            Some(merged.index.decode_cursor(&s)?)
+        }
+    };
+    let refs = merged.catalog_refs();
+    let mut body = Vec::with_capacity(
+        merged
+            .catalogs
+            .iter()
+            .map(|c| c.bytes().len())
+            .sum::<usize>()
+            + 256,
+    );
+    let now = Instant::now();
+    let healthy: Vec<bool> = merged
+        .backends
+        .iter()
+        .map(|b| shard.pools[*b as usize].is_healthy(now))
+        .collect();
+    merged.index.write_page(
+        &mut body,
+        id,
+        &refs,
+        cursor,
+        shard.cfg.limits.page_size,
+        |source, _| healthy[source],
+    );
+    shard.metrics.list_pages.add(1);
+    Ok(Reply::Json {
+        status: 200,
+        body,
+        session: None,
+    })
+}
+
+/// Where a routed request goes and what to write over the name/URI it carried.
+struct Target {
+    backend: u16,
+    /// Span in the request body and the JSON literal to put there (None: forward as is).
+    splice: Option<(Range<usize>, Vec<u8>)>,
+}
+
+fn string_param<'a>(
+    v: Option<&'a RawValue>,
+    what: &str,
+) -> Result<(&'a RawValue, String), RpcError> {
+    let raw = v.ok_or_else(|| RpcError::InvalidParams(format!("{what} is required")))?;
+    let s =
+        raw_str(raw).ok_or_else(|| RpcError::InvalidParams(format!("{what} must be a string")))?;
+    Ok((raw, s.into_owned()))
+}
+
+async fn resolve(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    by: RouteBy,
+    msg: &Message<'_>,
+    body: &[u8],
+) -> Result<Target, RpcError> {
+    match by {
+        RouteBy::Tool => {
+            by_name(
+                shard,
+                session,
+                ListKind::Tools,
+                msg.params.name,
+                "params.name",
+                "Unknown tool",
+                body,
+            )
+            .await
+        }
+        RouteBy::Prompt => {
+            by_name(
+                shard,
+                session,
+                ListKind::Prompts,
+                msg.params.name,
+                "params.name",
+                "Unknown prompt",
+                body,
+            )
+            .await
+        }
+        RouteBy::Resource => by_uri(shard, session, msg.params.uri, "params.uri", body).await,
+        RouteBy::CompletionRef => {
+            let r = msg
+                .params
+                .reference
+                .as_ref()
+                .ok_or_else(|| RpcError::InvalidParams("params.ref is required".into()))?;
+            match r.kind.as_deref() {
+                Some("ref/prompt") => {
+                    by_name(
+                        shard,
+                        session,
+                        ListKind::Prompts,
+                        r.name,
+                        "params.ref.name",
+                        "Unknown prompt",
+                        body,
+                    )
+                    .await
+                }
+                Some("ref/resource") => by_uri(shard, session, r.uri, "params.ref.uri", body).await,
+                _ => Err(RpcError::InvalidParams(
+                    "params.ref.type must be ref/prompt or ref/resource".into(),
+                )),
+            }
+        }
+    }
+}
+
+async fn by_name(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    kind: ListKind,
+    raw: Option<&RawValue>,
+    what: &str,
+    unknown: &str,
+    body: &[u8],
+) -> Result<Target, RpcError> {
+    let (raw, name) = string_param(raw, what)?;
+    let backends = refresh(shard, session, kind).await;
+    let merged = shard.fed.merged(kind, &backends, &shard.pools);
+    let route = merged
+        .index
+        .route(&name)
+        .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?;
+    let original = merged.catalogs[route.source].key_literal(route.item as usize);
+    let splice =
+        (original != raw.get().as_bytes()).then(|| (span_of(body, raw), original.to_vec()));
+    Ok(Target {
+        backend: route.backend,
+        splice,
+    })
+}
+
+async fn by_uri(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    raw: Option<&RawValue>,
+    what: &str,
+    body: &[u8],
+) -> Result<Target, RpcError> {
+    let (raw, uri) = string_param(raw, what)?;
+    let backends = refresh(shard, session, ListKind::Resources).await;
+    let merged = shard
+        .fed
+        .merged(ListKind::Resources, &backends, &shard.pools);
+    if let Some(route) = merged.index.route(&uri) {
+        let original = merged.catalogs[route.source].key_literal(route.item as usize);
+        let splice =
+            (original != raw.get().as_bytes()).then(|| (span_of(body, raw), original.to_vec()));
+        return Ok(Target {
+            backend: route.backend,
+            splice,
+        });
+    }
+    if let Some((backend, strip)) = merged.index.route_uri(&uri) {
+        let splice = (strip > 0).then(|| {
+            let mut lit = Vec::with_capacity(uri.len() - strip + 2);
+            jsonrpc::write_str(&mut lit, &uri[strip..]);
+            (span_of(body, raw), lit)
+        });
+        return Ok(Target { backend, splice });
+    }
+    // An unlisted URI of the only unprefixed backend that serves resources is that backend's.
+    let unprefixed: Vec<u16> = session
+        .backends_with("resources")
+        .into_iter()
+        .filter(|b| !shard.pools[*b as usize].cfg.prefixed)
+        .collect();
+    match unprefixed.as_slice() {
+        [only] => Ok(Target {
+            backend: *only,
+            splice: None,
+        }),
+        _ => Err(RpcError::ResourceNotFound(uri)),
+    }
+}
+
+async fn forward(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    target: Target,
+    call: &Call<'_>,
+    id: &RawValue,
+) -> Reply {
+    let pool = shard.pools[target.backend as usize].clone();
+    let spliced;
+    let body = match &target.splice {
+        Some((span, lit)) => {
+            let mut out = Vec::new();
+            jsonrpc::splice(&mut out, call.body, span.clone(), lit);
+            spliced = out;
+            &spliced[..]
+        }
+        None => call.body,
+    };
+    let backend_error = |reason: String| {
+        Reply::error(
+            Some(id),
+            &RpcError::Backend {
+                backend: pool.name().to_owned(),
+                reason,
+            },
+        )
+    };
+    let resp = match send(shard, session, &pool, body).await {
+        Ok(r) => r,
+        Err(e) => return backend_error(e.to_string()),
+    };
+    if resp.status != 200 {
+        let status = resp.status;
+        let _ = final_message(resp).await;
+        return backend_error(format!("answered HTTP {status}"));
+    }
+    match resp.body {
+        Body::Full(body) => Reply::Json {
+            status: 200,
+            body,
+            session: None,
+        },
+        Body::Events(stream) if call.sse => {
+            let (tx, rx) = futures_channel::mpsc::unbounded();
+            monoio::spawn(relay(shard.clone(), pool, stream, tx, id.to_owned()));
+            Reply::Stream(rx)
+        }
+        Body::Events(_) => match final_message(Response {
+            status: 200,
+            session_id: None,
+            body: resp.body,
+        })
+        .await
+        {
+            Ok(body) => Reply::Json {
+                status: 200,
+                body,
+                session: None,
+            },
+            Err(e) => backend_error(e.to_string()),
+        },
+    }
+}
+
+/// Relays a backend's SSE response to the client event by event, as each arrives. Ends after
+/// the response; if the client goes away, dropping the stream closes the backend connection.
+async fn relay(
+    shard: Rc<Shard>,
+    pool: Rc<Pool>,
+    mut stream: Box<crate::upstream::EventStream>,
+    tx: futures_channel::mpsc::UnboundedSender<Vec<u8>>,
+    id: Box<RawValue>,
+) {
+    loop {
+        let ev = match stream.next().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => {
+                shard.metrics.backend_errors.add(1);
+                pool.mark_failed(Instant::now(), &e);
+                break;
+            }
+        };
+        if ev.data.is_empty() {
+            continue;
+        }
+        let kind = match jsonrpc::parse(&ev.data) {
+            Ok(m) => {
+                if m.kind == Kind::Notification {
+                    invalidate_on_change(&shard, pool.index, &m.method);
+                }
+                m.kind
+            }
+            Err(_) => {
+                tracing::warn!(backend = %pool.name(), "backend sent a non-JSON-RPC event; dropped");
+                continue;
+            }
+        };
+        let mut out = Vec::with_capacity(ev.data.len() + 16);
+        sse::write_event(&mut out, None, None, &ev.data);
+        if tx.unbounded_send(out).is_err() {
+            return;
+        }
+        if kind == Kind::Response {
+            stream.finish();
+            return;
+        }
+    }
+    let mut body = Vec::new();
+    jsonrpc::write_error(
+        &mut body,
+        Some(&id),
+        &RpcError::Backend {
+            backend: pool.name().to_owned(),
+            reason: "stream ended without a response".into(),
+        },
+    );
+    let mut out = Vec::new();
+    sse::write_event(&mut out, None, None, &body);
+    let _ = tx.unbounded_send(out);
+}
+
+/// A backend's `notifications/*/list_changed` drops that backend's cached list.
+pub fn invalidate_on_change(shard: &Shard, backend: u16, method: &str) {
+    let kinds: &[ListKind] = match method {
+        "notifications/tools/list_changed" => &[ListKind::Tools],
+        "notifications/prompts/list_changed" => &[ListKind::Prompts],
+        "notifications/resources/list_changed" => {
+            &[ListKind::Resources, ListKind::ResourceTemplates]
+        }
+        _ => return,
+    };
+    tracing::debug!(backend = %shard.pools[backend as usize].name(), method, "catalog invalidated");
+    shard.fed.invalidate(backend, kinds);
+}

@@ -1,0 +1,27 @@
+//! ringmux: a thread-per-core MCP gateway on io_uring.
+//!
+//! Parts:
+//! - [`server`]: binds SO_REUSEPORT listeners and starts one pinned monoio runtime per shard.
+//! - [`conn`]: a client connection (the only code touching client sockets) and the front door.
+//! - [`shard`]: a shard's state (sessions, pools, catalog cache) and its request entry point.
+//! - [`dispatch`]: the MCP method table and the handlers (initialize, lists, routed calls).
+//! - [`session`]: client sessions and their backend sessions.
+//! - [`federation`]: per-shard catalog cache and merged indices.
+//! - [`upstream`]: the backend HTTP client (pools, health, JSON and SSE bodies).
+//! - [`hop`]: cross-shard hand-off through lock-free channels.
+//! - [`metrics`]: per-shard counters and the Prometheus scrape.
+//! - [`probe`]: a small blocking MCP client (the `ringmux tools` command, tests).
+//! - [`demo`]: the embedded default: two mock backends behind a gateway.
+
+pub mod conn;
+pub mod demo;
+pub mod dispatch;
+pub mod federation;
+pub mod hop;
+pub mod io;
+pub mod metrics;
+pub mod probe;
+pub mod server;
+pub mod session;
+pub mod shard;
+pub mod upstream;

@@ -1,0 +1,119 @@
+//! Per-shard metrics. Each counter has exactly one writer (its shard), so updates are plain
+//! relaxed stores on a cache line no other core writes; the scrape sums all shards.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A single-writer counter (or gauge, with `sub`).
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        // Single writer: load + store is not a read-modify-write race.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn sub(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One shard's counters. Padded so two shards never share a cache line.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct ShardMetrics {
+    /// JSON-RPC messages handled by this shard as owner.
+    pub requests: Counter,
+    /// Requests this shard received for a session another shard owns, and sent there.
+    pub hops_out: Counter,
+    /// Requests other shards sent here.
+    pub hops_in: Counter,
+    /// Live sessions owned here.
+    pub sessions: Counter,
+    /// Client connections accepted.
+    pub connections: Counter,
+    /// Requests forwarded to a backend.
+    pub forwarded: Counter,
+    /// Backend requests that failed (connect, timeout, garbage, cooling down).
+    pub backend_errors: Counter,
+    /// Merged list pages served.
+    pub list_pages: Counter,
+}
+
+/// One exported series: name, type, help, and where the shard keeps it.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardMetrics) -> &Counter,
+);
+
+/// Renders Prometheus text for all shards.
+pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
+    let mut out = String::new();
+    let metrics: [Series; 8] = [
+        (
+            "ringmux_requests_total",
+            "counter",
+            "JSON-RPC messages handled by the owning shard",
+            |m| &m.requests,
+        ),
+        (
+            "ringmux_cross_shard_hops_total",
+            "counter",
+            "Requests handed to the shard owning their session",
+            |m| &m.hops_out,
+        ),
+        (
+            "ringmux_cross_shard_received_total",
+            "counter",
+            "Requests received from another shard",
+            |m| &m.hops_in,
+        ),
+        ("ringmux_sessions", "gauge", "Live client sessions", |m| {
+            &m.sessions
+        }),
+        (
+            "ringmux_connections_total",
+            "counter",
+            "Client connections accepted",
+            |m| &m.connections,
+        ),
+        (
+            "ringmux_backend_requests_total",
+            "counter",
+            "Requests forwarded to backends",
+            |m| &m.forwarded,
+        ),
+        (
+            "ringmux_backend_errors_total",
+            "counter",
+            "Backend requests that failed",
+            |m| &m.backend_errors,
+        ),
+        (
+            "ringmux_list_pages_total",
+            "counter",
+            "Merged list pages served",
+            |m| &m.list_pages,
+        ),
+    ];
+    for (name, kind, help, get) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, m) in shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(m).get());
+        }
+    }
+    out
+}

@@ -1,0 +1,276 @@
+//! A small blocking MCP client over Streamable HTTP: enough to list a gateway's tools from the
+//! command line (`ringmux tools URL`) and to drive integration tests byte by byte.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use ringmux_core::config::parse_http_url;
+use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind};
+use ringmux_core::sse::SseDecoder;
+use serde_json::{json, Value};
+
+/// A response as it came off the wire.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Lower-cased header names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// For `text/event-stream` bodies: each event's data.
+    pub events: Vec<Vec<u8>>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON-RPC messages in the body (one for JSON, each event's for SSE).
+    pub fn messages(&self) -> Vec<Value> {
+        if self
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream"))
+        {
+            self.events
+                .iter()
+                .filter_map(|e| serde_json::from_slice(e).ok())
+                .collect()
+        } else {
+            serde_json::from_slice(&self.body).into_iter().collect()
+        }
+    }
+}
+
+pub struct Client {
+    stream: TcpStream,
+    authority: String,
+    pub path: String,
+    pub session: Option<String>,
+    pub protocol_version: String,
+    next_id: u64,
+    buf: Vec<u8>,
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+impl Client {
+    pub fn connect(url: &str) -> io::Result<Client> {
+        let u = parse_http_url(url).map_err(invalid)?;
+        let addr = (u.host.as_str(), u.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| invalid("no address"))?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            authority: u.authority,
+            path: u.path,
+            session: None,
+            protocol_version: "2025-11-25".into(),
+            next_id: 1,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one HTTP request with the session and version headers (unless overridden by
+    /// `extra`) and reads the whole response.
+    pub fn send(
+        &mut self,
+        method: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> io::Result<RawResponse> {
+        let mut req = format!(
+            "{method} {} HTTP/1.1\r\nhost: {}\r\n",
+            self.path, self.authority
+        );
+        let has = |n: &str| extra.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        if !has("content-type") && method == "POST" {
+            req.push_str("content-type: application/json\r\n");
+        }
+        if !has("accept") {
+            req.push_str("accept: application/json, text/event-stream\r\n");
+        }
+        if let (Some(s), false) = (&self.session, has("mcp-session-id")) {
+            req.push_str(&format!("mcp-session-id: {s}\r\n"));
+        }
+        if self.session.is_some() && !has("mcp-protocol-version") {
+            req.push_str(&format!(
+                "mcp-protocol-version: {}\r\n",
+                self.protocol_version
+            ));
+        }
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        let mut wire = req.into_bytes();
+        wire.extend_from_slice(body);
+        self.stream.write_all(&wire)?;
+        self.read_response()
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 16384];
+        let n = self.stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    fn read_response(&mut self) -> io::Result<RawResponse> {
+        let head = loop {
+            if let Some(h) =
+                http::parse_response(&self.buf, 1 << 20).map_err(|e| invalid(e.to_string()))?
+            {
+                break h;
+            }
+            self.fill()?;
+        };
+        let mut headers = Vec::new();
+        {
+            let mut storage = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut storage);
+            r.parse(&self.buf).map_err(|e| invalid(e.to_string()))?;
+            for h in r.headers.iter() {
+                headers.push((
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                ));
+            }
+        }
+        self.buf.drain(..head.head_len);
+        let mut body = Vec::new();
+        match head.body {
+            BodyKind::Empty => {}
+            BodyKind::Length(n) => {
+                while self.buf.len() < n {
+                    self.fill()?;
+                }
+                body.extend(self.buf.drain(..n));
+            }
+            BodyKind::Chunked => {
+                let mut d = ChunkedDecoder::new();
+                loop {
+                    let used = d
+                        .decode(&self.buf, &mut body, usize::MAX)
+                        .map_err(|e| invalid(e.to_string()))?;
+                    self.buf.drain(..used);
+                    if d.is_done() {
+                        break;
+                    }
+                    self.fill()?;
+                }
+            }
+            BodyKind::UntilClose => {
+                body.append(&mut self.buf);
+                let _ = self.stream.read_to_end(&mut body);
+            }
+        }
+        let mut events = Vec::new();
+        if headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream"))
+        {
+            let mut d = SseDecoder::new(usize::MAX);
+            d.feed(&body);
+            while let Some(ev) = d.next_event().map_err(|e| invalid(e.to_string()))? {
+                if !ev.data.is_empty() {
+                    events.push(ev.data);
+                }
+            }
+        }
+        Ok(RawResponse {
+            status: head.status,
+            headers,
+            body,
+            events,
+        })
+    }
+
+    /// POSTs a JSON-RPC message.
+    pub fn post(&mut self, msg: &Value) -> io::Result<RawResponse> {
+        let body = serde_json::to_vec(msg).expect("serializing a Value");
+        self.send("POST", &body, &[])
+    }
+
+    /// Sends a request and returns its response message (the last message of an SSE body).
+    pub fn request(&mut self, method: &str, params: Value) -> io::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let resp =
+            self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))?;
+        resp.messages()
+            .into_iter()
+            .rfind(|m| m.get("id") == Some(&json!(id)))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "HTTP {}: no response to {method}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                ))
+            })
+    }
+
+    /// `initialize` + `notifications/initialized`; keeps the session id.
+    pub fn initialize(&mut self) -> io::Result<Value> {
+        let resp = self.post(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": self.protocol_version,
+                "capabilities": {},
+                "clientInfo": {"name": "ringmux-probe", "version": env!("CARGO_PKG_VERSION")}
+            }}),
+        )?;
+        self.session = resp.header("mcp-session-id").map(str::to_owned);
+        let msg = resp
+            .messages()
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid(format!("initialize: HTTP {}", resp.status)))?;
+        if let Some(v) = msg
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+        {
+            self.protocol_version = v.to_owned();
+        }
+        self.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
+        Ok(msg)
+    }
+
+    /// Walks every page of a list method; returns all items.
+    pub fn list_all(&mut self, method: &str, key: &str) -> io::Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let msg = self.request(method, params)?;
+            let result = msg
+                .get("result")
+                .ok_or_else(|| invalid(format!("{method} failed: {msg}")))?;
+            items.extend(
+                result
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(items),
+            }
+        }
+    }
+}

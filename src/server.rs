@@ -1,0 +1,145 @@
+//! Starting the shards: one OS thread per shard, each pinned to a core and running its own
+//! monoio runtime (io_uring, or epoll where io_uring is unavailable) with its own
+//! SO_REUSEPORT listener, its inbox for cross-shard hops, and its idle-session sweeper.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures_channel::mpsc;
+use monoio::net::TcpListener;
+use ringmux_core::config::Config;
+
+use crate::hop::{self, Peers};
+use crate::metrics::ShardMetrics;
+use crate::shard::Shard;
+
+/// A running gateway.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub metrics: Arc<[Arc<ShardMetrics>]>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// How often each shard looks for idle sessions.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Binds `shards` SO_REUSEPORT listeners on one address (the first picks the port if it is 0).
+pub fn bind(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(shards);
+    let mut addr = addr;
+    for _ in 0..shards {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let l: std::net::TcpListener = socket.into();
+        addr = l.local_addr()?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// Whether this kernel and sandbox allow io_uring.
+pub fn io_uring_available() -> bool {
+    monoio::utils::detect_uring()
+}
+
+/// Starts every shard on pre-bound listeners (one per shard).
+pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
+    let cfg = Arc::new(cfg);
+    let shards = cfg.shards;
+    assert_eq!(listeners.len(), shards, "one listener per shard");
+    let addr = listeners[0].local_addr()?;
+    if io_uring_available() {
+        tracing::info!(shards, "io_uring driver");
+    } else {
+        tracing::warn!(
+            shards,
+            "io_uring is unavailable here (kernel or seccomp); falling back to the epoll driver"
+        );
+    }
+    let metrics: Arc<[Arc<ShardMetrics>]> = (0..shards)
+        .map(|_| Arc::new(ShardMetrics::default()))
+        .collect();
+    let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
+    let peers = Peers(senders);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::with_capacity(shards);
+    for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+        let cfg = cfg.clone();
+        let metrics = metrics.clone();
+        let peers = peers.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ringmux-shard-{id}"))
+            .spawn(move || {
+                if cfg.pin_cores {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set(Some(id % cores)) {
+                        tracing::warn!(shard = id, "could not pin to a core: {e:?}");
+                    }
+                }
+                let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .with_entries(cfg.ring_entries)
+                    .enable_timer()
+                    .build()
+                    .expect("building the shard runtime");
+                rt.block_on(run_shard(id, cfg, metrics, peers, listener, inbox));
+            })?;
+        threads.push(thread);
+    }
+    tracing::info!(%addr, "ringmux listening");
+    Ok(Server {
+        addr,
+        metrics,
+        threads,
+    })
+}
+
+async fn run_shard(
+    id: usize,
+    cfg: Arc<Config>,
+    metrics: Arc<[Arc<ShardMetrics>]>,
+    peers: Peers,
+    listener: std::net::TcpListener,
+    inbox: mpsc::UnboundedReceiver<hop::Hop>,
+) {
+    let shard = Shard::new(id, cfg, metrics, peers);
+    monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
+    let sweeper = shard.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(SWEEP_EVERY).await;
+            sweeper.sweep_idle(Instant::now());
+        }
+    });
+    let listener = TcpListener::from_std(listener).expect("registering the listener");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                monoio::spawn(crate::conn::serve(shard.clone(), stream));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = id, "accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Blocks until the shards exit (they run until the process ends).
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Client sessions and their backend sessions. A client session lives on its owner shard;
+//! for each backend it holds one backend session (created eagerly, concurrently, on the
+//! client's `initialize`; re-created lazily when a backend was down then, and transparently once
+//! when a backend expires it).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use ringmux_core::jsonrpc;
+use ringmux_core::version;
+use serde_json::value::RawValue;
+
+use crate::upstream::{Body, Pool, Response, UpstreamError};
+
+/// State of one backend session.
+#[derive(Debug, Clone)]
+pub enum BackendSession {
+    /// Initialized. `id` is the backend's Mcp-Session-Id (stateless backends send none).
+    Ready {
+        id: Option<Rc<str>>,
+        version: Rc<str>,
+        capabilities: Rc<serde_json::Value>,
+    },
+    /// Could not be initialized; retried on next use once the backend's backoff passed.
+    Down,
+}
+
+pub struct Session {
+    pub id: Rc<str>,
+    /// Version negotiated with the client.
+    pub version: &'static str,
+    /// The client's `initialize` params, replayed to (re)initialize backend sessions.
+    pub init_params: Box<RawValue>,
+    pub backends: RefCell<Vec<BackendSession>>,
+    pub last_used: Cell<Instant>,
+}
+
+/// A backend failure as the client will hear of it.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendFailure {
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("initialize failed: {0}")]
+    Init(String),
+    #[error("session expired and could not be re-created")]
+    Expired,
+}
+
+impl Session {
+    pub fn new(
+        id: Rc<str>,
+        version: &'static str,
+        init_params: Box<RawValue>,
+        backends: usize,
+        now: Instant,
+    ) -> Session {
+        Session {
+            id,
+            version,
+            init_params,
+            backends: RefCell::new(vec![BackendSession::Down; backends]),
+            last_used: Cell::new(now),
+        }
+    }
+
+    /// Backends whose session is ready.
+    pub fn ready_backends(&self) -> Vec<u16> {
+        self.backends
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, BackendSession::Ready { .. }))
+            .map(|(i, _)| i as u16)
+            .collect()
+    }
+
+    /// (session id, version) of backend `b`, initializing it first if needed.
+    pub async fn ensure(
+        &self,
+        pool: &Rc<Pool>,
+    ) -> Result<(Option<Rc<str>>, Rc<str>), BackendFailure> {
+        if let BackendSession::Ready { id, version, .. } =
+            &self.backends.borrow()[pool.index as usize]
+        {
+            return Ok((id.clone(), version.clone()));
+        }
+        self.initialize_backend(pool).await?;
+        match &self.backends.borrow()[pool.index as usize] {
+            BackendSession::Ready { id, version, .. } => Ok((id.clone(), version.clone())),
+            BackendSession::Down => Err(BackendFailure::Expired),
+        }
+    }
+
+    /// Initializes backend sessions for every pool, concurrently; failures leave `Down`.
+    pub async fn initialize_all(&self, pools: &[Rc<Pool>]) {
+        let now = Instant::now();
+        let tries = pools.iter().filter(|p| p.is_healthy(now)).map(|p| async move {
+            if let Err(e) = self.initialize_backend(p).await {
+                tracing::warn!(backend = %p.name(), session = %self.id, "backend session not created: {e}");
+            }
+        });
+        join_all(tries).await;
+    }
+
+    /// Runs `initialize` + `notifications/initialized` against one backend.
+    pub async fn initialize_backend(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
+        let mut body = Vec::with_capacity(self.init_params.get().len() + 64);
+        body.extend_from_slice(
+            b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-init\",\"method\":\"initialize\",\"params\":",
+        );
+        body.extend_from_slice(self.init_params.get().as_bytes());
+        body.push(b'}');
+        let resp = pool
+            .request("POST", None, self.version, &body, Instant::now())
+            .await?;
+        let session_id: Option<Rc<str>> = resp.session_id.as_deref().map(Rc::from);
+        let status = resp.status;
+        let message = final_message(resp).await?;
+        if status != 200 {
+            return Err(BackendFailure::Status(status));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&message).map_err(|e| BackendFailure::Init(e.to_string()))?;
+        let result = v.get("result").ok_or_else(|| {
+            BackendFailure::Init(format!("no result: {}", v.get("error").unwrap_or(&v)))
+        })?;
+        let version: Rc<str> = result
+            .get("protocolVersion")
+            .and_then(|p| p.as_str())
+            .filter(|p| version::STATEFUL.contains(p))
+            .ok_or_else(|| BackendFailure::Init("missing or unsupported protocolVersion".into()))?
+            .into();
+        let capabilities = Rc::new(result.get("capabilities").cloned().unwrap_or_default());
+        let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let ack = pool
+            .request(
+                "POST",
+                session_id.as_deref(),
+                &version,
+                initialized,
+                Instant::now(),
+            )
+            .await?;
+        let _ = final_message(ack).await;
+        self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
+            id: session_id,
+            version,
+            capabilities,
+        };
+        Ok(())
+    }
+
+    /// Marks a backend session gone (the backend expired it).
+    pub fn forget(&self, b: u16) {
+        self.backends.borrow_mut()[b as usize] = BackendSession::Down;
+    }
+
+    /// The merged capabilities of the ready backends.
+    pub fn merged_capabilities(&self) -> Vec<u8> {
+        let mut tools = false;
+        let mut prompts = false;
+        let mut resources = false;
+        let mut subscribe = false;
+        let mut logging = false;
+        let mut completions = false;
+        for b in self.backends.borrow().iter() {
+            if let BackendSession::Ready {
+                capabilities: c, ..
+            } = b
+            {
+                tools |= c.get("tools").is_some();
+                prompts |= c.get("prompts").is_some();
+                resources |= c.get("resources").is_some();
+                subscribe |= c
+                    .pointer("/resources/subscribe")
+                    .and_then(|s| s.as_bool())
+                    .unwrap_or(false);
+                logging |= c.get("logging").is_some();
+                completions |= c.get("completions").is_some();
+            }
+        }
+        let mut caps = serde_json::Map::new();
+        let obj = |pairs: &[(&str, bool)]| {
+            serde_json::Value::Object(
+                pairs
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::Bool(*v)))
+                    .collect(),
+            )
+        };
+        // listChanged is not advertised: relaying notifications to clients comes with the
+        // GET stream (ARCHITECTURE.md, "What is supported").
+        if tools {
+            caps.insert("tools".into(), obj(&[]));
+        }
+        if prompts {
+            caps.insert("prompts".into(), obj(&[]));
+        }
+        if resources {
+            caps.insert("resources".into(), obj(&[("subscribe", subscribe)]));
+        }
+        if logging {
+            caps.insert("logging".into(), obj(&[]));
+        }
+        if completions {
+            caps.insert("completions".into(), obj(&[]));
+        }
+        serde_json::to_vec(&caps).expect("serializing a map")
+    }
+
+    /// Backends whose capabilities include `key` (e.g. "logging").
+    pub fn backends_with(&self, key: &str) -> Vec<u16> {
+        self.backends
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, BackendSession::Ready { capabilities, .. } if capabilities.get(key).is_some()))
+            .map(|(i, _)| i as u16)
+            .collect()
+    }
+}
+
+/// Reads a response to its final JSON-RPC message: the whole JSON body, or the SSE event that
+/// carries a response (notifications before it are dropped: callers of this need none).
+pub async fn final_message(resp: Response) -> Result<Vec<u8>, BackendFailure> {
+    match resp.body {
+        Body::Full(b) => Ok(b),
+        Body::Events(mut stream) => {
+            while let Some(ev) = stream.next().await? {
+                if ev.data.is_empty() {
+                    continue;
+                }
+                if let Ok(m) = jsonrpc::parse(&ev.data) {
+                    if m.kind == jsonrpc::Kind::Response {
+                        stream.finish();
+                        return Ok(ev.data);
+                    }
+                }
+            }
+            stream.finish();
+            Err(BackendFailure::Upstream(UpstreamError::Protocol(
+                "stream ended without a response".into(),
+            )))
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! One shard: a monoio runtime pinned to a core, owning the sessions that hash to it, its own
+//! backend pools and catalog cache. Requests reach [`Shard::handle`] either from a connection
+//! on this shard or through the cross-shard inbox ([`crate::hop`]).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ringmux_core::affinity;
+use ringmux_core::config::Config;
+use ringmux_core::error::RpcError;
+use ringmux_core::jsonrpc::{self, Kind};
+use ringmux_core::version;
+
+use crate::dispatch;
+use crate::federation::Federation;
+use crate::hop::Peers;
+use crate::metrics::ShardMetrics;
+use crate::session::Session;
+use crate::upstream::Pool;
+
+/// What the connection writes back.
+pub enum Reply {
+    /// A status with an empty body (202 for notifications, 200 for DELETE).
+    Status(u16),
+    /// A JSON body; `session` becomes the `Mcp-Session-Id` header.
+    Json {
+        status: u16,
+        body: Vec<u8>,
+        session: Option<Box<str>>,
+    },
+    /// A non-JSON body (metrics, health).
+    Text {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
+    /// An SSE body: each item is one or more encoded events; the stream ends when the sender
+    /// is dropped.
+    Stream(futures_channel::mpsc::UnboundedReceiver<Vec<u8>>),
+}
+
+impl Reply {
+    pub fn error(id: Option<&serde_json::value::RawValue>, err: &RpcError) -> Reply {
+        let mut body = Vec::with_capacity(128);
+        jsonrpc::write_error(&mut body, id, err);
+        Reply::Json {
+            status: err.http_status(),
+            body,
+            session: None,
+        }
+    }
+
+    /// An HTTP-level error with a JSON-RPC error body (id null).
+    pub fn http_error(status: u16, code: i32, message: &str) -> Reply {
+        let mut body = Vec::with_capacity(128);
+        jsonrpc::write_error_parts(&mut body, None, code, message, None);
+        Reply::Json {
+            status,
+            body,
+            session: None,
+        }
+    }
+}
+
+/// A request as the owner shard sees it.
+pub struct Call<'a> {
+    pub body: &'a [u8],
+    pub session: Option<&'a str>,
+    /// The client accepts `text/event-stream`.
+    pub sse: bool,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub cfg: Arc<Config>,
+    pub sessions: RefCell<HashMap<Rc<str>, Rc<Session>>>,
+    pub pools: Vec<Rc<Pool>>,
+    pub fed: Federation,
+    pub metrics: Arc<ShardMetrics>,
+    /// Every shard's metrics, for the scrape endpoint.
+    pub all_metrics: Arc<[Arc<ShardMetrics>]>,
+    pub peers: Peers,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        all_metrics: Arc<[Arc<ShardMetrics>]>,
+        peers: Peers,
+    ) -> Rc<Shard> {
+        let metrics = all_metrics[id].clone();
+        let pools = cfg
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Pool::new(i as u16, b.clone()))
+            .collect();
+        Rc::new(Shard {
+            id,
+            fed: Federation::new(
+                cfg.backends.len(),
+                cfg.catalog_ttl,
+                cfg.separator.clone(),
+                cfg.fingerprint,
+            ),
+            cfg,
+            sessions: RefCell::new(HashMap::new()),
+            pools,
+            metrics,
+            all_metrics,
+            peers,
+        })
+    }
+
+    /// The shard that owns a session id.
+    pub fn owner_of(&self, session: &str) -> usize {
+        affinity::shard_of(session.as_bytes(), self.cfg.shards)
+    }
+
+    /// Handles one POSTed JSON-RPC message whose session (if any) this shard owns.
+    pub async fn handle(self: &Rc<Self>, call: Call<'_>) -> Reply {
+        self.metrics.requests.add(1);
+        let msg = match jsonrpc::parse(call.body) {
+            Ok(m) => m,
+            Err(e) => return Reply::error(None, &e),
+        };
+        match msg.kind {
+            // Answers to server-initiated requests and client notifications are acknowledged;
+            // relaying them to backends comes with the two-way relay (ARCHITECTURE.md).
+            Kind::Notification | Kind::Response => {
+                if call.session.is_some() && self.session(call.session).is_none() {
+                    return session_not_found();
+                }
+                Reply::Status(202)
+            }
+            Kind::Request => dispatch::request(self, &call, &msg).await,
+        }
+    }
+
+    /// Looks up a session and marks it used.
+    pub fn session(&self, id: Option<&str>) -> Option<Rc<Session>> {
+        let s = self.sessions.borrow().get(id?).cloned()?;
+        s.last_used.set(Instant::now());
+        Some(s)
+    }
+
+    /// Mints a session id that hashes to this shard.
+    pub fn mint_session_id(&self) -> Rc<str> {
+        loop {
+            let mut random = [0u8; 24];
+            getrandom::fill(&mut random).expect("the OS random source works");
+            let id = affinity::encode_session_id(&random);
+            if affinity::shard_of(&id, self.cfg.shards) == self.id {
+                return Rc::from(std::str::from_utf8(&id).expect("ASCII alphabet"));
+            }
+        }
+    }
+
+    /// Creates a session for an `initialize` and its backend sessions.
+    pub async fn create_session(
+        self: &Rc<Self>,
+        requested_version: Option<&str>,
+        params: Box<serde_json::value::RawValue>,
+    ) -> Rc<Session> {
+        let id = self.mint_session_id();
+        let negotiated = version::negotiate(requested_version);
+        let session = Rc::new(Session::new(
+            id.clone(),
+            negotiated,
+            params,
+            self.pools.len(),
+            Instant::now(),
+        ));
+        session.initialize_all(&self.pools).await;
+        self.sessions.borrow_mut().insert(id, session.clone());
+        self.metrics.sessions.add(1);
+        session
+    }
+
+    /// Ends a session: forgets it and deletes its backend sessions (in the background).
+    pub fn end_session(self: &Rc<Self>, id: &str) -> bool {
+        let Some(session) = self.sessions.borrow_mut().remove(id) else {
+            return false;
+        };
+        self.metrics.sessions.sub(1);
+        let pools = self.pools.clone();
+        monoio::spawn(async move {
+            let backends = session.backends.borrow().clone();
+            for (pool, b) in pools.iter().zip(backends) {
+                if let crate::session::BackendSession::Ready {
+                    id: Some(sid),
+                    version,
+                    ..
+                } = b
+                {
+                    if let Ok(resp) = pool
+                        .request("DELETE", Some(&sid), &version, b"", Instant::now())
+                        .await
+                    {
+                        let _ = crate::session::final_message(resp).await;
+                    }
+                }
+            }
+        });
+        true
+    }
+
+    /// Ends sessions idle longer than the configured limit.
+    pub fn sweep_idle(self: &Rc<Self>, now: Instant) {
+        let limit = self.cfg.limits.session_idle;
+        let idle: Vec<Rc<str>> = self
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_used.get()) > limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            tracing::debug!(session = %id, "session idle too long; ending it");
+            self.end_session(&id);
+        }
+    }
+}
+
+/// 404 for an unknown or ended session (the client must re-initialize).
+pub fn session_not_found() -> Reply {
+    Reply::http_error(404, -32001, "Session not found")
+}

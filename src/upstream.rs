@@ -1,0 +1,474 @@
+//! The backend client: per shard, a keep-alive connection pool to each backend, health with
+//! exponential backoff, and responses read as either a whole JSON body or an SSE event stream
+//! handed out event by event (never buffered to the end).
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+use ringmux_core::config::Backend;
+use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
+use ringmux_core::sse::{Event, SseDecoder};
+
+use crate::io::{consume, read_more};
+
+/// Largest response head accepted from a backend.
+const MAX_HEAD: usize = 64 << 10;
+/// Largest JSON body or single SSE event accepted from a backend: big enough for any sane
+/// tools/list page, small enough that a hostile backend cannot exhaust a shard's memory.
+const MAX_BODY: usize = 64 << 20;
+/// Idle connections kept per backend per shard; more are closed when returned.
+const MAX_IDLE: usize = 64;
+/// Read granularity.
+const READ_CHUNK: usize = 16 << 10;
+/// Backoff doubles per consecutive failure up to 2^5 times the configured base.
+const MAX_BACKOFF_SHIFT: u32 = 5;
+
+/// Why a backend request failed. All of these are the backend's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("unavailable after recent failures (next try in {0} ms)")]
+    CoolingDown(u64),
+    #[error("connect failed: {0}")]
+    Connect(io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// One pooled connection with its reusable buffers.
+pub struct Conn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// A backend as seen from one shard.
+pub struct Pool {
+    pub index: u16,
+    pub cfg: Backend,
+    idle: RefCell<Vec<Conn>>,
+    health: Cell<Health>,
+}
+
+/// A backend's answer.
+pub struct Response {
+    pub status: u16,
+    pub session_id: Option<String>,
+    pub body: Body,
+}
+
+pub enum Body {
+    /// Whole body (JSON, or empty for 202).
+    Full(Vec<u8>),
+    /// An SSE stream, read event by event (boxed: it carries the connection and decoders).
+    Events(Box<EventStream>),
+}
+
+impl Pool {
+    pub fn new(index: u16, cfg: Backend) -> Rc<Pool> {
+        Rc::new(Pool {
+            index,
+            cfg,
+            idle: RefCell::new(Vec::new()),
+            health: Cell::new(Health::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// `Err` while the backend is cooling down after failures.
+    pub fn check_health(&self, now: Instant) -> Result<(), UpstreamError> {
+        match self.health.get().retry_at {
+            Some(at) if at > now => Err(UpstreamError::CoolingDown(
+                (at - now).as_millis().max(1) as u64
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_healthy(&self, now: Instant) -> bool {
+        self.check_health(now).is_ok()
+    }
+
+    /// Records a failure; the backend is skipped until the backoff passes.
+    pub fn mark_failed(&self, now: Instant, why: &dyn std::fmt::Display) {
+        let mut h = self.health.get();
+        let shift = h.failures.min(MAX_BACKOFF_SHIFT);
+        h.failures = h.failures.saturating_add(1);
+        let backoff = self.cfg.retry_backoff * (1 << shift);
+        h.retry_at = Some(now + backoff);
+        self.health.set(h);
+        tracing::warn!(backend = %self.cfg.name, failures = h.failures, backoff_ms = backoff.as_millis() as u64, "backend failed: {why}");
+    }
+
+    fn mark_ok(&self) {
+        let h = self.health.get();
+        if h.failures > 0 {
+            tracing::info!(backend = %self.cfg.name, "backend recovered");
+            self.health.set(Health::default());
+        }
+    }
+
+    fn put_back(&self, conn: Conn) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in &self.cfg.addrs {
+            match monoio::time::timeout(self.cfg.connect_timeout, TcpStream::connect_addr(*addr))
+                .await
+            {
+                Ok(Ok(stream)) => {
+                    stream.set_nodelay(true).ok();
+                    return Ok(Conn {
+                        stream,
+                        rbuf: Vec::with_capacity(READ_CHUNK),
+                        wbuf: Vec::with_capacity(1024),
+                    });
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            }
+        }
+        Err(UpstreamError::Connect(last))
+    }
+
+    /// Sends one HTTP request (`method` POST/DELETE/GET) with MCP headers and reads the
+    /// response head. A pooled connection that turns out dead before any response byte is
+    /// replaced by a fresh one once.
+    pub async fn request(
+        self: &Rc<Self>,
+        method: &str,
+        session: Option<&str>,
+        protocol_version: &str,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<Response, UpstreamError> {
+        self.check_health(now)?;
+        let result = self
+            .request_inner(method, session, protocol_version, body)
+            .await;
+        match &result {
+            Ok(_) => self.mark_ok(),
+            Err(e) => self.mark_failed(Instant::now(), e),
+        }
+        result
+    }
+
+    async fn request_inner(
+        self: &Rc<Self>,
+        method: &str,
+        session: Option<&str>,
+        protocol_version: &str,
+        body: &[u8],
+    ) -> Result<Response, UpstreamError> {
+        let pooled = self.idle.borrow_mut().pop();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        match self
+            .exchange(&mut conn, method, session, protocol_version, body)
+            .await
+        {
+            Ok(head) => self.finish(conn, head).await,
+            Err(Attempt::Stale) if reused => {
+                let mut fresh = self.connect().await?;
+                match self
+                    .exchange(&mut fresh, method, session, protocol_version, body)
+                    .await
+                {
+                    Ok(head) => self.finish(fresh, head).await,
+                    Err(Attempt::Stale) => Err(UpstreamError::Protocol(
+                        "connection closed before a response".into(),
+                    )),
+                    Err(Attempt::Failed(e)) => Err(e),
+                }
+            }
+            Err(Attempt::Stale) => Err(UpstreamError::Protocol(
+                "connection closed before a response".into(),
+            )),
+            Err(Attempt::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        conn: &mut Conn,
+        method: &str,
+        session: Option<&str>,
+        protocol_version: &str,
+        body: &[u8],
+    ) -> Result<ResponseHead, Attempt> {
+        let mut w = std::mem::take(&mut conn.wbuf);
+        w.clear();
+        let mut extra: [(&str, &[u8]); 4] = [
+            ("accept", b"application/json, text/event-stream"),
+            ("mcp-protocol-version", protocol_version.as_bytes()),
+            ("content-type", b"application/json"),
+            ("mcp-session-id", b""),
+        ];
+        let mut n = 3;
+        if let Some(s) = session {
+            extra[3].1 = s.as_bytes();
+            n = 4;
+        }
+        let has_body = method == "POST";
+        http::write_request_head(
+            &mut w,
+            method,
+            &self.cfg.path,
+            &self.cfg.authority,
+            has_body.then_some(body.len()),
+            &extra[..n],
+        );
+        w.extend_from_slice(body);
+        let (res, w) = conn.stream.write_all(w).await;
+        conn.wbuf = w;
+        if let Err(e) = res {
+            return Err(stale_or(e));
+        }
+        conn.rbuf.clear();
+        let timeout = self.cfg.request_timeout;
+        loop {
+            let buf = std::mem::take(&mut conn.rbuf);
+            let (res, buf) =
+                match monoio::time::timeout(timeout, read_more(&mut conn.stream, buf, READ_CHUNK))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => return Err(Attempt::Failed(UpstreamError::Timeout)),
+                };
+            conn.rbuf = buf;
+            match res {
+                Ok(0) if conn.rbuf.is_empty() => return Err(Attempt::Stale),
+                Ok(0) => {
+                    return Err(Attempt::Failed(UpstreamError::Protocol(
+                        "connection closed inside the response head".into(),
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) if conn.rbuf.is_empty() => return Err(stale_or(e)),
+                Err(e) => return Err(Attempt::Failed(e.into())),
+            }
+            match http::parse_response(&conn.rbuf, MAX_HEAD) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => continue,
+                Err(e) => return Err(Attempt::Failed(UpstreamError::Protocol(e.to_string()))),
+            }
+        }
+    }
+
+    async fn finish(
+        self: &Rc<Self>,
+        conn: Conn,
+        head: ResponseHead,
+    ) -> Result<Response, UpstreamError> {
+        let session_id = head
+            .session_id
+            .as_ref()
+            .map(|r| String::from_utf8_lossy(&conn.rbuf[r.clone()]).into_owned());
+        let status = head.status;
+        let sse = head.is_event_stream(&conn.rbuf) && (200..300).contains(&status);
+        let mut reader = BodyReader::new(conn, &head);
+        if sse {
+            return Ok(Response {
+                status,
+                session_id,
+                body: Body::Events(Box::new(EventStream {
+                    reader,
+                    sse: SseDecoder::new(MAX_BODY),
+                    pool: self.clone(),
+                })),
+            });
+        }
+        let mut body = Vec::new();
+        let timeout = self.cfg.request_timeout;
+        while reader.next_into(&mut body, timeout).await? {}
+        if let Some(conn) = reader.into_reusable() {
+            self.put_back(conn);
+        }
+        Ok(Response {
+            status,
+            session_id,
+            body: Body::Full(body),
+        })
+    }
+}
+
+enum Attempt {
+    /// The connection died before any response byte: safe to retry on a fresh one.
+    Stale,
+    Failed(UpstreamError),
+}
+
+fn stale_or(e: io::Error) -> Attempt {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => Attempt::Stale,
+        _ => Attempt::Failed(e.into()),
+    }
+}
+
+/// Reads a response body of any framing, piece by piece.
+struct BodyReader {
+    conn: Conn,
+    kind: BodyKind,
+    /// Body bytes still expected (Length framing).
+    remaining: usize,
+    dechunk: ChunkedDecoder,
+    done: bool,
+}
+
+impl BodyReader {
+    fn new(mut conn: Conn, head: &ResponseHead) -> Self {
+        consume(&mut conn.rbuf, head.head_len);
+        let (remaining, done) = match head.body {
+            BodyKind::Empty => (0, true),
+            BodyKind::Length(n) => (n, false),
+            BodyKind::Chunked | BodyKind::UntilClose => (0, false),
+        };
+        BodyReader {
+            conn,
+            kind: head.body,
+            remaining,
+            dechunk: ChunkedDecoder::new(),
+            done,
+        }
+    }
+
+    /// Appends the next piece of body to `out`. `Ok(false)`: the body is complete.
+    async fn next_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bool, UpstreamError> {
+        loop {
+            if self.done {
+                return Ok(false);
+            }
+            if !self.conn.rbuf.is_empty() {
+                let before = out.len();
+                match self.kind {
+                    BodyKind::Length(_) => {
+                        let take = self.remaining.min(self.conn.rbuf.len());
+                        if out.len() + take > MAX_BODY {
+                            return Err(UpstreamError::Protocol("response body too large".into()));
+                        }
+                        out.extend_from_slice(&self.conn.rbuf[..take]);
+                        consume(&mut self.conn.rbuf, take);
+                        self.remaining -= take;
+                        self.done = self.remaining == 0;
+                    }
+                    BodyKind::Chunked => {
+                        let used = self
+                            .dechunk
+                            .decode(&self.conn.rbuf, out, MAX_BODY)
+                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                        consume(&mut self.conn.rbuf, used);
+                        self.done = self.dechunk.is_done();
+                    }
+                    BodyKind::UntilClose => {
+                        if out.len() + self.conn.rbuf.len() > MAX_BODY {
+                            return Err(UpstreamError::Protocol("response body too large".into()));
+                        }
+                        out.extend_from_slice(&self.conn.rbuf);
+                        self.conn.rbuf.clear();
+                    }
+                    BodyKind::Empty => self.done = true,
+                }
+                if out.len() > before || self.done {
+                    return Ok(!self.done || out.len() > before);
+                }
+            }
+            let buf = std::mem::take(&mut self.conn.rbuf);
+            let (res, buf) =
+                monoio::time::timeout(timeout, read_more(&mut self.conn.stream, buf, READ_CHUNK))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout)?;
+            self.conn.rbuf = buf;
+            match res? {
+                0 if self.kind == BodyKind::UntilClose => {
+                    self.done = true;
+                    return Ok(false);
+                }
+                0 => {
+                    return Err(UpstreamError::Protocol(
+                        "connection closed inside the body".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The connection, if the body ended cleanly and the framing allows reuse.
+    fn into_reusable(self) -> Option<Conn> {
+        (self.done && self.kind != BodyKind::UntilClose && self.conn.rbuf.is_empty())
+            .then_some(self.conn)
+    }
+}
+
+/// A backend's SSE response, event by event. The connection returns to the pool when the
+/// stream ends cleanly; dropping it early closes the connection.
+pub struct EventStream {
+    reader: BodyReader,
+    sse: SseDecoder,
+    pool: Rc<Pool>,
+}
+
+impl EventStream {
+    /// The next event; `None` at the end of the stream. Each wait is bounded by the backend's
+    /// request timeout.
+    pub async fn next(&mut self) -> Result<Option<Event>, UpstreamError> {
+        let mut piece = Vec::new();
+        loop {
+            if let Some(ev) = self
+                .sse
+                .next_event()
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+            {
+                return Ok(Some(ev));
+            }
+            piece.clear();
+            if !self
+                .reader
+                .next_into(&mut piece, self.pool.cfg.request_timeout)
+                .await?
+                && piece.is_empty()
+            {
+                return Ok(None);
+            }
+            self.sse.feed(&piece);
+        }
+    }
+
+    /// Ends the stream; the connection is reused when the body was read to its end.
+    pub fn finish(self) {
+        if let Some(conn) = self.reader.into_reusable() {
+            self.pool.put_back(conn);
+        }
+    }
+}

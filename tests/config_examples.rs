@@ -1,0 +1,50 @@
+//! Every file in config/ is a commented example that must load, and `ringmux check` agrees.
+
+use std::process::Command;
+
+#[test]
+fn every_example_config_loads() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = ringmux_core::config::load(&text, 2)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!cfg.backends.is_empty());
+        let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} example configs");
+}
+
+#[test]
+fn check_names_the_bad_key() {
+    let path = std::env::temp_dir().join(format!("ringmux-bad-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: ftp://x/\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("backends[0].url"), "{err}");
+}

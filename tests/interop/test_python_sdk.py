@@ -1,0 +1,159 @@
+"""Interop: the official Python MCP SDK (`mcp` from PyPI) as the client, two
+`@modelcontextprotocol/server-everything` backends (npm) behind the real ringmux binary.
+
+Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+
+import anyio
+import pytest
+from mcp import Client
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+BIN = os.environ.get("RINGMUX_BIN", str(ROOT / "target" / "debug" / "ringmux"))
+EVERYTHING = HERE / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    assert EVERYTHING.exists(), f"{EVERYTHING} missing: run tests/run.sh, which installs it"
+    procs: list[subprocess.Popen] = []
+    logs = tempfile.TemporaryDirectory()
+    try:
+        urls = []
+        for name in ("ev1", "ev2"):
+            port = free_port()
+            env = dict(os.environ, PORT=str(port))
+            log = open(pathlib.Path(logs.name) / f"{name}.log", "w")
+            p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            procs.append(p)
+            wait_listening(port, p, f"server-everything {name}")
+            urls.append((name, f"http://127.0.0.1:{port}/mcp"))
+        cfg = pathlib.Path(logs.name) / "ringmux.yaml"
+        cfg.write_text(
+            "listen: 127.0.0.1:0\nshards: 2\nbackends:\n"
+            + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in urls)
+        )
+        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE, stderr=open(pathlib.Path(logs.name) / "gw.log", "w"), text=True)
+        procs.append(gw)
+        line = gw.stdout.readline().strip()
+        assert line.startswith("ringmux listening on "), line
+        yield line.rsplit(" ", 1)[1]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        logs.cleanup()
+
+
+def run(coro_fn, *args):
+    return anyio.run(coro_fn, *args)
+
+
+async def _all_tools(client) -> list:
+    tools, cursor = [], None
+    while True:
+        page = await client.list_tools(cursor=cursor)
+        tools += page.tools
+        cursor = page.next_cursor
+        if not cursor:
+            return tools
+
+
+def test_legacy_client_lists_and_calls_both_backends(gateway):
+    async def go():
+        async with Client(gateway, mode="legacy", cache=None) as c:
+            assert c.server_info.name == "ringmux"
+            names = {t.name for t in await _all_tools(c)}
+            for expected in ("ev1__echo", "ev2__echo", "ev1__get-sum", "ev2__trigger-long-running-operation"):
+                assert expected in names, sorted(names)
+            echo = await c.call_tool("ev1__echo", {"message": "hello"})
+            assert echo.content[0].text == "Echo: hello"
+            total = await c.call_tool("ev2__get-sum", {"a": 2, "b": 3})
+            assert total.content[0].text == "The sum of 2 and 3 is 5."
+            hello = await c.call_tool("ev2__echo", {"message": "via ev2"})
+            assert hello.content[0].text == "Echo: via ev2"
+
+    run(go)
+
+
+def test_resources_and_prompts_route_to_their_owner(gateway):
+    async def go():
+        async with Client(gateway, mode="legacy", cache=None) as c:
+            listed = await c.list_resources()
+            uris = [str(r.uri) for r in listed.resources]
+            doc = "ringmux://ev1/demo://resource/static/document/features.md"
+            assert doc in uris, uris
+            read = await c.read_resource(doc)
+            assert read.contents[0].text.strip(), read
+            dynamic = await c.read_resource("ringmux://ev2/demo://resource/dynamic/text/1")
+            assert dynamic.contents[0].text.startswith("Resource 1: This is a plaintext resource created at"), dynamic
+            prompt = await c.get_prompt("ev2__simple-prompt")
+            assert prompt.messages[0].content.text == "This is a simple prompt without arguments."
+            args = await c.get_prompt("ev1__args-prompt", {"city": "Paris"})
+            assert args.messages[0].content.text == "What's weather in Paris?"
+
+    run(go)
+
+
+def test_progress_arrives_before_the_result(gateway):
+    async def go():
+        seen: list[tuple[str, float]] = []
+
+        async def on_progress(progress, total, message):
+            seen.append(("progress", time.monotonic()))
+
+        async with Client(gateway, mode="legacy", cache=None) as c:
+            result = await c.call_tool(
+                "ev1__trigger-long-running-operation",
+                {"duration": 1, "steps": 3},
+                progress_callback=on_progress,
+            )
+            seen.append(("result", time.monotonic()))
+            assert result.content[0].text == "Long running operation completed. Duration: 1 seconds, Steps: 3."
+        kinds = [k for k, _ in seen]
+        assert kinds == ["progress", "progress", "progress", "result"], kinds
+        # Relayed as they happen, not buffered to the end: the first step lands well before the result.
+        assert seen[-1][1] - seen[0][1] > 0.3, seen
+
+    run(go)
+
+
+def test_default_auto_mode_probes_then_initializes(gateway):
+    async def go():
+        async with Client(gateway, cache=None) as c:
+            assert c.protocol_version == "2025-11-25"
+            names = {t.name for t in await _all_tools(c)}
+            assert "ev2__echo" in names
+            echo = await c.call_tool("ev2__echo", {"message": "auto"})
+            assert echo.content[0].text == "Echo: auto"
+
+    run(go)

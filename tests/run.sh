@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the third-party MCP software the tests
+# run against (npm packages into tests/interop/node_modules, a Python venv in tests/.venv),
+# then runs lint, unit and integration tests, the official conformance suite and the Python
+# SDK interop tests. Everything runs on loopback with ephemeral ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== installing test dependencies"
+command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc; }
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+[ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
+tests/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+
+echo "== format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== unit and integration tests"
+cargo test --workspace
+
+echo "== official MCP conformance suite (server scenarios) through ringmux"
+RINGMUX_BIN="$PWD/target/debug/ringmux" bash tests/interop/conformance.sh
+
+echo "== official Python SDK through ringmux to server-everything"
+RINGMUX_BIN="$PWD/target/debug/ringmux" tests/.venv/bin/python -m pytest -q -p no:cacheprovider tests/interop

@@ -1,0 +1,256 @@
+//! Test harness: real processes on ephemeral ports. Mock MCP backends run as `ringmux mock`
+//! child processes (so a test can kill one), the gateway as `ringmux run CONFIG`. Every child is
+//! killed by PID when its handle drops. No fixed ports, no sleeps as synchronization: each
+//! process prints its URL once it is listening, and the harness waits for that line.
+
+// Each test crate uses a different part of the harness.
+#![allow(dead_code, unused_imports)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub use ringmux::probe::{Client, RawResponse};
+pub use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringmux");
+
+/// A child process killed on drop; its stderr is collected for failure messages.
+pub struct Proc {
+    child: Child,
+    pub url: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[String], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting ringmux");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = stderr.read_to_string(&mut all);
+            let _ = err_tx.send(all);
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{args:?} did not start: {}",
+                    err_rx
+                        .recv_timeout(Duration::from_secs(2))
+                        .unwrap_or_default()
+                );
+            }
+        };
+        let url = line
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Proc {
+            child,
+            url,
+            stderr: err_rx,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process now (a backend going down).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running (a crashed shard would take it down).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process and returns what it logged.
+    pub fn logs(mut self) -> String {
+        self.kill();
+        self.stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mock backend under construction.
+pub struct MockBuilder {
+    args: Vec<String>,
+}
+
+pub fn mock(name: &str) -> MockBuilder {
+    MockBuilder {
+        args: vec![
+            "mock".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--name".into(),
+            name.into(),
+        ],
+    }
+}
+
+impl MockBuilder {
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.to_string());
+        self
+    }
+
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.args.push(flag.into());
+        self
+    }
+
+    pub fn tools(self, n: usize) -> Self {
+        self.arg("--tools", n)
+    }
+
+    pub fn page_size(self, n: usize) -> Self {
+        self.arg("--page-size", n)
+    }
+
+    pub fn start(self) -> Proc {
+        Proc::spawn(&self.args, &[])
+    }
+}
+
+/// A gateway under construction.
+pub struct GatewayBuilder {
+    shards: usize,
+    backends: Vec<(String, String, String)>,
+    extra: String,
+}
+
+pub fn gateway() -> GatewayBuilder {
+    GatewayBuilder {
+        shards: 1,
+        backends: Vec::new(),
+        extra: String::new(),
+    }
+}
+
+static CONFIGS: AtomicUsize = AtomicUsize::new(0);
+
+impl GatewayBuilder {
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
+    }
+
+    /// A backend by name and URL.
+    pub fn backend(mut self, name: &str, url: &str) -> Self {
+        self.backends.push((name.into(), url.into(), String::new()));
+        self
+    }
+
+    /// A backend with extra YAML keys (e.g. "request_timeout_ms: 300").
+    pub fn backend_with(mut self, name: &str, url: &str, keys: &str) -> Self {
+        self.backends.push((name.into(), url.into(), keys.into()));
+        self
+    }
+
+    /// Extra top-level YAML.
+    pub fn yaml(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        self.extra.push('\n');
+        self
+    }
+
+    pub fn config_text(&self) -> String {
+        let mut y = format!(
+            "listen: 127.0.0.1:0\nshards: {}\npin_cores: false\n{}backends:\n",
+            self.shards, self.extra
+        );
+        for (name, url, keys) in &self.backends {
+            y.push_str(&format!("  - name: {name}\n    url: {url}\n"));
+            for line in keys.lines() {
+                y.push_str(&format!("    {line}\n"));
+            }
+        }
+        y
+    }
+
+    pub fn start(self) -> Proc {
+        let path = config_path();
+        std::fs::write(&path, self.config_text()).expect("writing the test config");
+        Proc::spawn(
+            &["run".into(), path.display().to_string()],
+            &[("RINGMUX_LOG", "info")],
+        )
+    }
+}
+
+fn config_path() -> PathBuf {
+    let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ringmux-test-{}-{n}.yaml", std::process::id()))
+}
+
+/// A connected, initialized client.
+pub fn client(url: &str) -> Client {
+    let mut c = Client::connect(url).expect("connecting");
+    c.initialize().expect("initialize");
+    c
+}
+
+/// The text of a tools/call result's first content item.
+pub fn text_of(msg: &Value) -> &str {
+    msg.pointer("/result/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no text content in {msg}"))
+}
+
+/// The JSON-RPC error code of a response.
+pub fn error_code(msg: &Value) -> i64 {
+    msg.pointer("/error/code")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("not an error: {msg}"))
+}
+
+/// Reads a gateway metric (summed over shards) from /metrics.
+pub fn metric(url: &str, name: &str) -> u64 {
+    let base = url.trim_end_matches("/mcp");
+    let mut c = Client::connect(&format!("{base}/metrics")).expect("connecting");
+    let resp = c.send("GET", b"", &[]).expect("scraping");
+    String::from_utf8_lossy(&resp.body)
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
