@@ -583,7 +583,7 @@ async fn relay(
             Ok(None) => break,
             Err(e) => {
                 shard.metrics.backend_errors.add(1);
-                pool.mark_failed(Instant::now(), &e);
+                pool.record_failure(&e);
                 break;
             }
         };
@@ -602,8 +602,18 @@ async fn relay(
                 continue;
             }
         };
-        let mut out = Vec::with_capacity(ev.data.len() + 16);
-        sse::write_event(&mut out, None, None, &ev.data);
+        let mut out = Vec::with_capacity(ev.data.len() + 32);
+        if kind == Kind::Request {
+            // A server-to-client request (sampling, elicitation, roots, ping) during the call:
+            // its id is remapped so the client's answer finds its way back to this backend.
+            let mut remapped = Vec::with_capacity(ev.data.len() + 16);
+            match remap_request_id(&ev.data, pool.index, &mut remapped) {
+                Some(()) => sse::write_event(&mut out, None, None, &remapped),
+                None => continue,
+            }
+        } else {
+            sse::write_event(&mut out, None, None, &ev.data);
+        }
         if tx.unbounded_send(out).is_err() {
             return;
         }
@@ -638,4 +648,80 @@ pub fn invalidate_on_change(shard: &Shard, backend: u16, method: &str) {
     };
     tracing::debug!(backend = %shard.pools[backend as usize].name(), method, "catalog invalidated");
     shard.fed.invalidate(backend, kinds);
+}
+
+/// Prefix of ids ringmux gives server-to-client requests: `r<backend>:<original id JSON>`.
+const REMAP_PREFIX: char = 'r';
+
+/// Rewrites a backend's request so its id is unique on the client's side and names the backend.
+fn remap_request_id(data: &[u8], backend: u16, out: &mut Vec<u8>) -> Option<()> {
+    let msg = jsonrpc::parse(data).ok()?;
+    let id = msg.id?;
+    let mut lit = Vec::with_capacity(id.get().len() + 16);
+    jsonrpc::write_str(&mut lit, &format!("{REMAP_PREFIX}{backend}:{}", id.get()));
+    jsonrpc::splice(out, data, span_of(data, id), &lit);
+    Some(())
+}
+
+/// The backend and original id literal of a remapped id, if `id` is one of ours.
+fn unmap_response_id(id: &RawValue) -> Option<(u16, String)> {
+    let s = raw_str(id)?;
+    let rest = s.strip_prefix(REMAP_PREFIX)?;
+    let (b, original) = rest.split_once(':')?;
+    Some((b.parse().ok()?, original.to_owned()))
+}
+
+/// A client's answer to a server-to-client request: back to the backend that asked, with the
+/// original id restored. Answers that are not ours to route are acknowledged and dropped.
+pub async fn client_response(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    body: &[u8],
+    msg: &Message<'_>,
+) -> Reply {
+    let Some(id) = msg.id else {
+        return Reply::Status(202);
+    };
+    let Some((backend, original)) = unmap_response_id(id) else {
+        tracing::debug!(session = %session.id, "client answered a request ringmux did not send; dropped");
+        return Reply::Status(202);
+    };
+    let Some(pool) = shard.pools.get(backend as usize) else {
+        return Reply::Status(202);
+    };
+    let mut out = Vec::with_capacity(body.len());
+    jsonrpc::splice(&mut out, body, span_of(body, id), original.as_bytes());
+    match send(shard, session, pool, &out).await {
+        Ok(resp) => {
+            let _ = final_message(resp).await;
+        }
+        Err(e) => tracing::warn!(backend = %pool.name(), "client answer not delivered: {e}"),
+    }
+    Reply::Status(202)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_remap_and_back() {
+        for original in ["7", r#""abc""#, r#""a:b\"c""#] {
+            let data = format!(
+                r#"{{"jsonrpc":"2.0","id":{original},"method":"sampling/createMessage","params":{{}}}}"#
+            );
+            let mut out = Vec::new();
+            remap_request_id(data.as_bytes(), 3, &mut out).unwrap();
+            let msg = jsonrpc::parse(&out).unwrap();
+            assert!(
+                msg.id.unwrap().get().starts_with(r#""r3:"#),
+                "{}",
+                msg.id.unwrap().get()
+            );
+            let (b, back) = unmap_response_id(msg.id.unwrap()).unwrap();
+            assert_eq!((b, back.as_str()), (3, original));
+        }
+        let plain: Box<RawValue> = RawValue::from_string("5".into()).unwrap();
+        assert_eq!(unmap_response_id(&plain), None);
+    }
 }

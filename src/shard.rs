@@ -129,13 +129,16 @@ impl Shard {
             Err(e) => return Reply::error(None, &e),
         };
         match msg.kind {
-            // Answers to server-initiated requests and client notifications are acknowledged;
-            // relaying them to backends comes with the two-way relay (ARCHITECTURE.md).
+            // Client notifications are acknowledged (relaying them comes with the two-way relay,
+            // ARCHITECTURE.md); answers to server-to-client requests go back to the asker.
             Kind::Notification | Kind::Response => {
-                if call.session.is_some() && self.session(call.session).is_none() {
-                    return session_not_found();
+                match (call.session, self.session(call.session)) {
+                    (Some(_), None) => session_not_found(),
+                    (_, Some(session)) if msg.kind == Kind::Response => {
+                        dispatch::client_response(self, &session, call.body, &msg).await
+                    }
+                    _ => Reply::Status(202),
                 }
-                Reply::Status(202)
             }
             Kind::Request => dispatch::request(self, &call, &msg).await,
         }

@@ -24,6 +24,8 @@ const MAX_BODY: usize = 64 << 20;
 const MAX_IDLE: usize = 64;
 /// Read granularity.
 const READ_CHUNK: usize = 16 << 10;
+/// Consecutive timeouts that mark a backend failed.
+const TIMEOUTS_BEFORE_FAILED: u32 = 3;
 /// Backoff doubles per consecutive failure up to 2^5 times the configured base.
 const MAX_BACKOFF_SHIFT: u32 = 5;
 
@@ -61,6 +63,8 @@ pub struct Pool {
     pub cfg: Backend,
     idle: RefCell<Vec<Conn>>,
     health: Cell<Health>,
+    /// Consecutive request timeouts.
+    timeouts: Cell<u32>,
 }
 
 /// A backend's answer.
@@ -84,6 +88,7 @@ impl Pool {
             cfg,
             idle: RefCell::new(Vec::new()),
             health: Cell::new(Health::default()),
+            timeouts: Cell::new(0),
         })
     }
 
@@ -116,7 +121,23 @@ impl Pool {
         tracing::warn!(backend = %self.cfg.name, failures = h.failures, backoff_ms = backoff.as_millis() as u64, "backend failed: {why}");
     }
 
+    /// A refused connection or garbage marks the backend failed at once. A timeout does so only
+    /// after [`TIMEOUTS_BEFORE_FAILED`] in a row: one slow call (a tool waiting on a human)
+    /// must not take the backend away from every other session.
+    pub fn record_failure(&self, e: &UpstreamError) {
+        if matches!(e, UpstreamError::Timeout) {
+            let n = self.timeouts.get() + 1;
+            self.timeouts.set(n);
+            if n < TIMEOUTS_BEFORE_FAILED {
+                tracing::warn!(backend = %self.cfg.name, consecutive = n, "backend request timed out");
+                return;
+            }
+        }
+        self.mark_failed(Instant::now(), e);
+    }
+
     fn mark_ok(&self) {
+        self.timeouts.set(0);
         let h = self.health.get();
         if h.failures > 0 {
             tracing::info!(backend = %self.cfg.name, "backend recovered");
@@ -169,7 +190,7 @@ impl Pool {
             .await;
         match &result {
             Ok(_) => self.mark_ok(),
-            Err(e) => self.mark_failed(Instant::now(), e),
+            Err(e) => self.record_failure(e),
         }
         result
     }
