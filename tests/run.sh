@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 
 echo "== installing test dependencies"
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
-command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc; }
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 [ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
 tests/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
