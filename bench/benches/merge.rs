@@ -4,7 +4,20 @@
 //!
 //! Run: `cargo bench -p ringmux-bench --bench merge`
 //!
-//! RESULTS_PLACEHOLDER
+//! Machine: the project's 2-core x86-64 VM (rustc 1.95, release profile), 2026-11-22,
+//! `--warm-up-time 1 --measurement-time 3`. Tools of ~400 bytes, every name prefixed, one page.
+//!
+//! | case                                   | time     | target   |
+//! |----------------------------------------|----------|----------|
+//! | page from cache, 10 backends × 50      | 10.6 µs  | ≤ 20 µs  |
+//! | page from cache, 100 backends × 50     | 149 µs   | ≤ 200 µs |
+//! | index build (catalog set changed), 10 × 50  | 97 µs  | per change only |
+//! | index build, 100 × 50                  | 1.05 ms  | per change only |
+//! | parse one backend's 50-tool list (fetch) | 20.3 µs | per fetch only |
+//!
+//! Conclusion: serving merged pages by memcpy from parsed catalogs meets both targets; the
+//! per-request cost is the copy (100 × 50 writes 2.2 MB). Parsing and index building are paid
+//! once per fetch / list_changed, not per request.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringmux_bench::{tools_catalog, tools_page};
