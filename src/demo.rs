@@ -21,7 +21,7 @@ pub fn backends() -> std::io::Result<(Vec<MockHandle>, String)> {
     let docs = mock::spawn(
         MockConfig {
             name: "docs".into(),
-            tools: 6,
+            tools: 7,
             resources: 4,
             ..MockConfig::default()
         },

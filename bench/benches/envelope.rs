@@ -1,4 +1,4 @@
-//! Envelope extraction from a ~300-byte `tools/call`: jsonrpc, id (raw), method, params.name,
+//! Envelope extraction from a 293-byte `tools/call`: jsonrpc, id (raw), method, params.name,
 //! params._meta.progressToken.
 //!
 //! Run: `cargo bench -p ringmux-bench --bench envelope`
@@ -9,11 +9,11 @@
 //!
 //! | variant                                   | time / op |
 //! |-------------------------------------------|-----------|
-//! | ringmux `jsonrpc::parse` (serde_json, typed, borrowed `&RawValue`) | 466 ns |
-//! | sonic-rs `get_many` with a prebuilt pointer tree | 446 ns |
-//! | serde_json `Value` DOM (for scale)        | 1 064 ns  |
+//! | ringmux `jsonrpc::parse` (serde_json, typed, borrowed `&RawValue`) | 455 ns |
+//! | sonic-rs `get_many` with a prebuilt pointer tree | 457 ns |
+//! | serde_json `Value` DOM (for scale)        | 1 327 ns  |
 //!
-//! Conclusion: on a generic x86-64 build sonic-rs is within 5% of the typed serde_json parse,
+//! Conclusion: on a generic x86-64 build sonic-rs is no faster than the typed serde_json parse,
 //! so ringmux keeps serde_json (portable, no SIMD dispatch, gives byte spans through
 //! `RawValue`). Both miss the 300 ns aim; the next step is measuring sonic-rs with
 //! `-C target-cpu=x86-64-v3` (the design brief saw ≈350 ns) and a hand-rolled scanner for the

@@ -4,7 +4,7 @@
 use ringmux_core::catalog::{Catalog, ListKind};
 
 /// A ~300-byte `tools/call`, the envelope benchmark's input.
-pub const TOOLS_CALL: &[u8] = br#"{"jsonrpc":"2.0","id":4711,"method":"tools/call","params":{"name":"weather__get_forecast","arguments":{"city":"Reykjavik","days":5,"units":"metric","include":["wind","precipitation","pressure"],"name":"not the tool name"},"_meta":{"progressToken":"c0ffee-42"}}}"#;
+pub const TOOLS_CALL: &[u8] = br#"{"jsonrpc":"2.0","id":4711,"method":"tools/call","params":{"name":"weather__get_forecast","arguments":{"city":"Reykjavik","days":5,"units":"metric","include":["wind","precipitation","pressure"],"name":"not the tool name","lang":"en-GB","source":"bench"},"_meta":{"progressToken":"c0ffee-42"}}}"#;
 
 /// One backend's `tools/list` result with `n` tools of about `bytes` bytes each.
 pub fn tools_page(backend: usize, n: usize, bytes: usize) -> Vec<u8> {

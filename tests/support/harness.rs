@@ -109,6 +109,27 @@ impl Drop for Proc {
     }
 }
 
+/// `ringmux demo` on an ephemeral port: the README's first command.
+pub fn demo() -> Proc {
+    Proc::spawn(
+        &["demo".into(), "--listen".into(), "127.0.0.1:0".into()],
+        &[],
+    )
+}
+
+/// Runs `ringmux ARGS` to completion; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running ringmux");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A mock backend under construction.
 pub struct MockBuilder {
     args: Vec<String>,
