@@ -145,25 +145,8 @@ impl Federation {
         } else {
             Vec::new()
         };
-        let source = |(b, c): &(u16, Rc<Catalog>)| -> (u16, Rc<Catalog>) { (*b, c.clone()) };
-        let sources: Vec<Source<'_>> = cats
-            .iter()
-            .map(|(b, c)| Source {
-                backend: *b,
-                name: pools[*b as usize].name(),
-                prefixed: pools[*b as usize].cfg.prefixed,
-                catalog: c,
-            })
-            .collect();
-        let tsources: Vec<Source<'_>> = tmpl
-            .iter()
-            .map(|(b, c)| Source {
-                backend: *b,
-                name: pools[*b as usize].name(),
-                prefixed: pools[*b as usize].cfg.prefixed,
-                catalog: c,
-            })
-            .collect();
+        let sources = sources_of(&cats, pools);
+        let tsources = sources_of(&tmpl, pools);
         let index = Index::build(kind, &sources, &self.separator, &tsources, self.fingerprint);
         for c in &index.collisions {
             tracing::warn!(
@@ -180,10 +163,22 @@ impl Federation {
         let merged = Rc::new(Merged {
             index,
             backends: cats.iter().map(|(b, _)| *b).collect(),
-            catalogs: cats.iter().map(source).map(|(_, c)| c).collect(),
+            catalogs: cats.iter().map(|(_, c)| c.clone()).collect(),
             key,
         });
         self.kinds[slot(kind)].borrow_mut().merged = Some(merged.clone());
         merged
     }
+}
+
+/// Merge inputs for cached catalogs, with each backend's name and prefix setting.
+fn sources_of<'a>(cats: &'a [(u16, Rc<Catalog>)], pools: &'a [Rc<Pool>]) -> Vec<Source<'a>> {
+    cats.iter()
+        .map(|(b, c)| Source {
+            backend: *b,
+            name: pools[*b as usize].name(),
+            prefixed: pools[*b as usize].cfg.prefixed,
+            catalog: c,
+        })
+        .collect()
 }

@@ -153,6 +153,23 @@ impl FramingHeaders {
     }
 }
 
+/// The head's length from an httparse outcome: `None` while incomplete, an error once the head
+/// (complete or not) outgrows `max_head`, or is malformed.
+fn head_length(
+    parsed: httparse::Result<usize>,
+    have: usize,
+    max_head: usize,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > max_head => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if have > max_head => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(_) => Err(HeadError::Malformed),
+    }
+}
+
 /// Parses a request head from the start of `buf`. `Ok(None)`: need more bytes. `max_head`
 /// bounds the head; `max_body` bounds a declared Content-Length.
 pub fn parse_request(
@@ -162,21 +179,9 @@ pub fn parse_request(
 ) -> Result<Option<RequestHead>, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut storage);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > max_head {
-                Err(HeadError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Malformed),
+    let Some(head_len) = head_length(req.parse(buf), buf.len(), max_head)? else {
+        return Ok(None);
     };
-    if head_len > max_head {
-        return Err(HeadError::TooLarge);
-    }
     let method = match req.method.unwrap_or("") {
         "GET" => Method::Get,
         "POST" => Method::Post,
@@ -264,17 +269,8 @@ impl ResponseHead {
 pub fn parse_response(buf: &[u8], max_head: usize) -> Result<Option<ResponseHead>, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut storage);
-    let head_len = match res.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > max_head {
-                Err(HeadError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Malformed),
+    let Some(head_len) = head_length(res.parse(buf), buf.len(), max_head)? else {
+        return Ok(None);
     };
     let status = res.code.unwrap_or(0);
     let http10 = res.version == Some(0);

@@ -55,14 +55,9 @@ impl ChunkedDecoder {
         while pos < input.len() {
             match self.state {
                 State::Size => {
-                    let rest = &input[pos..];
-                    let Some(nl) = memchr::memchr(b'\n', rest) else {
-                        if rest.len() > MAX_LINE {
-                            return Err(HeadError::Malformed);
-                        }
+                    let Some((line, nl)) = take_line(&input[pos..])? else {
                         break;
                     };
-                    let line = strip_cr(&rest[..nl])?;
                     let hex = match memchr::memchr(b';', line) {
                         Some(i) => &line[..i],
                         None => line,
@@ -99,14 +94,9 @@ impl ChunkedDecoder {
                     self.state = State::Size;
                 }
                 State::Trailer => {
-                    let rest = &input[pos..];
-                    let Some(nl) = memchr::memchr(b'\n', rest) else {
-                        if rest.len() > MAX_LINE {
-                            return Err(HeadError::Malformed);
-                        }
+                    let Some((line, nl)) = take_line(&input[pos..])? else {
                         break;
                     };
-                    let line = strip_cr(&rest[..nl])?;
                     pos += nl + 1;
                     if line.is_empty() {
                         self.state = State::Done;
@@ -119,10 +109,16 @@ impl ChunkedDecoder {
     }
 }
 
-fn strip_cr(line: &[u8]) -> Result<&[u8], HeadError> {
-    match line {
-        [rest @ .., b'\r'] => Ok(rest),
-        _ => Ok(line),
+/// The next line of `rest` without its line end, and the index of its `\n`; `None` until the
+/// line is complete. An overlong line is malformed.
+fn take_line(rest: &[u8]) -> Result<Option<(&[u8], usize)>, HeadError> {
+    match memchr::memchr(b'\n', rest) {
+        Some(nl) => {
+            let line = &rest[..nl];
+            Ok(Some((line.strip_suffix(b"\r").unwrap_or(line), nl)))
+        }
+        None if rest.len() > MAX_LINE => Err(HeadError::Malformed),
+        None => Ok(None),
     }
 }
 
