@@ -128,6 +128,8 @@ impl Federation {
                 return m.clone();
             }
         }
+        // Rebuild. This second walk takes the catalogs themselves; the key walk above runs on
+        // every list and routed call, so it only reads generations.
         let collect = |k: ListKind| -> Vec<(u16, Rc<Catalog>)> {
             let st = self.kinds[slot(k)].borrow();
             backends
