@@ -68,16 +68,11 @@ pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> R
     }
     let Some(session) = shard.session(call.session) else {
         return match call.session {
-            None => {
-                let mut r = Reply::error(
-                    Some(id),
-                    &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
-                );
-                if let Reply::Json { status, .. } = &mut r {
-                    *status = 400;
-                }
-                r
-            }
+            None => Reply::error_with_status(
+                Some(id),
+                &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
+                400,
+            ),
             Some(_) => session_not_found(),
         };
     };
@@ -110,9 +105,9 @@ struct InitEnvelope<'a> {
     params: Option<&'a RawValue>,
 }
 
-async fn initialize(shard: &Rc<Shard>, _call: &Call<'_>, msg: &Message<'_>) -> Reply {
+async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Reply {
     let id = msg.id.expect("requests have ids");
-    let params = serde_json::from_slice::<InitEnvelope<'_>>(_call.body)
+    let params = serde_json::from_slice::<InitEnvelope<'_>>(call.body)
         .ok()
         .and_then(|e| e.params)
         .filter(|p| p.get().starts_with('{'));

@@ -44,10 +44,19 @@ pub enum Reply {
 
 impl Reply {
     pub fn error(id: Option<&serde_json::value::RawValue>, err: &RpcError) -> Reply {
+        Reply::error_with_status(id, err, err.http_status())
+    }
+
+    /// A JSON-RPC error carried by a given HTTP status (a transport rule was broken).
+    pub fn error_with_status(
+        id: Option<&serde_json::value::RawValue>,
+        err: &RpcError,
+        status: u16,
+    ) -> Reply {
         let mut body = Vec::with_capacity(128);
         jsonrpc::write_error(&mut body, id, err);
         Reply::Json {
-            status: err.http_status(),
+            status,
             body,
             session: None,
         }
