@@ -189,7 +189,7 @@ async fn send(
         if !expired {
             return Ok(resp);
         }
-        let _ = final_message(resp).await;
+        let _ = final_message(resp.body).await;
         tracing::info!(backend = %pool.name(), session = %session.id, "backend session expired; re-initializing");
         session.forget(pool.index);
         session.initialize_backend(pool).await?;
@@ -212,7 +212,7 @@ async fn call_backend(
 ) -> Result<Vec<u8>, BackendFailure> {
     let resp = send(shard, session, pool, body).await?;
     let status = resp.status;
-    let msg = final_message(resp).await?;
+    let msg = final_message(resp.body).await?;
     if status != 200 {
         return Err(BackendFailure::Status(status));
     }
@@ -532,7 +532,7 @@ async fn forward(
     };
     if resp.status != 200 {
         let status = resp.status;
-        let _ = final_message(resp).await;
+        let _ = final_message(resp.body).await;
         return backend_error(format!("answered HTTP {status}"));
     }
     match resp.body {
@@ -546,13 +546,7 @@ async fn forward(
             monoio::spawn(relay(shard.clone(), pool, stream, tx, id.to_owned()));
             Reply::Stream(rx)
         }
-        Body::Events(_) => match final_message(Response {
-            status: 200,
-            session_id: None,
-            body: resp.body,
-        })
-        .await
-        {
+        body @ Body::Events(_) => match final_message(body).await {
             Ok(body) => Reply::Json {
                 status: 200,
                 body,
@@ -688,7 +682,7 @@ pub async fn client_response(
     jsonrpc::splice(&mut out, body, span_of(body, id), original.as_bytes());
     match send(shard, session, pool, &out).await {
         Ok(resp) => {
-            let _ = final_message(resp).await;
+            let _ = final_message(resp.body).await;
         }
         Err(e) => tracing::warn!(backend = %pool.name(), "client answer not delivered: {e}"),
     }

@@ -12,7 +12,7 @@ use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::upstream::{Body, Pool, Response, UpstreamError};
+use crate::upstream::{Body, Pool, UpstreamError};
 
 /// State of one backend session.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ impl Session {
             .await?;
         let session_id: Option<Rc<str>> = resp.session_id.as_deref().map(Rc::from);
         let status = resp.status;
-        let message = final_message(resp).await?;
+        let message = final_message(resp.body).await?;
         if status != 200 {
             return Err(BackendFailure::Status(status));
         }
@@ -145,7 +145,7 @@ impl Session {
                 Instant::now(),
             )
             .await?;
-        let _ = final_message(ack).await;
+        let _ = final_message(ack.body).await;
         self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
             id: session_id,
             version,
@@ -225,10 +225,10 @@ impl Session {
     }
 }
 
-/// Reads a response to its final JSON-RPC message: the whole JSON body, or the SSE event that
+/// Reads a response body to its final JSON-RPC message: the whole JSON body, or the SSE event that
 /// carries a response (notifications before it are dropped: callers of this need none).
-pub async fn final_message(resp: Response) -> Result<Vec<u8>, BackendFailure> {
-    match resp.body {
+pub async fn final_message(body: Body) -> Result<Vec<u8>, BackendFailure> {
+    match body {
         Body::Full(b) => Ok(b),
         Body::Events(mut stream) => {
             while let Some(ev) = stream.next().await? {

@@ -213,7 +213,7 @@ impl Shard {
                         .request("DELETE", Some(&sid), &version, b"", Instant::now())
                         .await
                     {
-                        let _ = crate::session::final_message(resp).await;
+                        let _ = crate::session::final_message(resp.body).await;
                     }
                 }
             }
