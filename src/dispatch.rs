@@ -267,16 +267,8 @@ async fn fetch_catalog(
 /// Makes sure every ready backend's `kind` catalog (and templates, for resources) is fresh,
 /// fetching stale ones concurrently. Returns the backends that have a cached catalog.
 async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Vec<u16> {
+    session.initialize_missing(&shard.pools).await;
     let now = Instant::now();
-    for (b, pool) in shard.pools.iter().enumerate() {
-        if matches!(
-            session.backends.borrow()[b],
-            crate::session::BackendSession::Down
-        ) && pool.is_healthy(now)
-        {
-            let _ = session.ensure(pool).await;
-        }
-    }
     let ready = session.ready_backends();
     let kinds: &[ListKind] = if kind == ListKind::Resources {
         &[ListKind::Resources, ListKind::ResourceTemplates]

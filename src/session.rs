@@ -95,10 +95,17 @@ impl Session {
         }
     }
 
-    /// Initializes backend sessions for every pool, concurrently; failures leave `Down`.
-    pub async fn initialize_all(&self, pools: &[Rc<Pool>]) {
+    /// Initializes, concurrently, the backend sessions that are `Down` on backends not cooling
+    /// down (at creation: all of them); failures stay `Down`.
+    pub async fn initialize_missing(&self, pools: &[Rc<Pool>]) {
         let now = Instant::now();
-        let tries = pools.iter().filter(|p| p.is_healthy(now)).map(|p| async move {
+        let missing = |p: &&Rc<Pool>| {
+            matches!(
+                self.backends.borrow()[p.index as usize],
+                BackendSession::Down
+            ) && p.is_healthy(now)
+        };
+        let tries = pools.iter().filter(missing).map(|p| async move {
             if let Err(e) = self.initialize_backend(p).await {
                 tracing::warn!(backend = %p.name(), session = %self.id, "backend session not created: {e}");
             }

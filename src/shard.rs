@@ -187,7 +187,7 @@ impl Shard {
             self.pools.len(),
             Instant::now(),
         ));
-        session.initialize_all(&self.pools).await;
+        session.initialize_missing(&self.pools).await;
         self.sessions.borrow_mut().insert(id, session.clone());
         self.metrics.sessions.add(1);
         session
