@@ -10,9 +10,11 @@ use futures_util::future::join_all;
 use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message};
+use ringmux_core::merge::Route;
 use ringmux_core::{sse, version};
 use serde_json::value::RawValue;
 
+use crate::federation::Merged;
 use crate::session::{final_message, BackendFailure, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
 use crate::upstream::{Body, Pool, Response};
@@ -351,6 +353,20 @@ struct Target {
     splice: Option<(Range<usize>, Vec<u8>)>,
 }
 
+impl Target {
+    /// The owner of a listed item; the client's literal (`raw`, inside `body`) is replaced by
+    /// the backend's original one when they differ.
+    fn listed(merged: &Merged, route: Route, raw: &RawValue, body: &[u8]) -> Target {
+        let original = merged.catalogs[route.source].key_literal(route.item as usize);
+        let splice =
+            (original != raw.get().as_bytes()).then(|| (span_of(body, raw), original.to_vec()));
+        Target {
+            backend: route.backend,
+            splice,
+        }
+    }
+}
+
 fn string_param<'a>(
     v: Option<&'a RawValue>,
     what: &str,
@@ -438,13 +454,7 @@ async fn by_name(
         .index
         .route(&name)
         .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?;
-    let original = merged.catalogs[route.source].key_literal(route.item as usize);
-    let splice =
-        (original != raw.get().as_bytes()).then(|| (span_of(body, raw), original.to_vec()));
-    Ok(Target {
-        backend: route.backend,
-        splice,
-    })
+    Ok(Target::listed(&merged, route, raw, body))
 }
 
 async fn by_uri(
@@ -460,13 +470,7 @@ async fn by_uri(
         .fed
         .merged(ListKind::Resources, &backends, &shard.pools);
     if let Some(route) = merged.index.route(&uri) {
-        let original = merged.catalogs[route.source].key_literal(route.item as usize);
-        let splice =
-            (original != raw.get().as_bytes()).then(|| (span_of(body, raw), original.to_vec()));
-        return Ok(Target {
-            backend: route.backend,
-            splice,
-        });
+        return Ok(Target::listed(&merged, route, raw, body));
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
         let splice = (strip > 0).then(|| {
