@@ -329,6 +329,15 @@ mod tests {
         c
     }
 
+    fn src<'a>(backend: u16, name: &'a str, prefixed: bool, catalog: &'a Catalog) -> Source<'a> {
+        Source {
+            backend,
+            name,
+            prefixed,
+            catalog,
+        }
+    }
+
     fn id() -> Box<RawValue> {
         RawValue::from_string("1".into()).unwrap()
     }
@@ -348,20 +357,7 @@ mod tests {
     fn prefixes_only_the_top_level_name() {
         let a = tools(&["x", "y"]);
         let b = tools(&["x"]);
-        let srcs = [
-            Source {
-                backend: 0,
-                name: "a",
-                prefixed: true,
-                catalog: &a,
-            },
-            Source {
-                backend: 1,
-                name: "b",
-                prefixed: true,
-                catalog: &b,
-            },
-        ];
+        let srcs = [src(0, "a", true, &a), src(1, "b", true, &b)];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 7);
         let mut out = Vec::new();
         idx.write_page(&mut out, &id(), &[&a, &b], None, 0, |_, _| true);
@@ -381,20 +377,7 @@ mod tests {
     fn collisions_are_reported_and_first_wins() {
         let a = tools(&["x", "y"]);
         let b = tools(&["y", "z"]);
-        let srcs = [
-            Source {
-                backend: 0,
-                name: "a",
-                prefixed: false,
-                catalog: &a,
-            },
-            Source {
-                backend: 3,
-                name: "b",
-                prefixed: false,
-                catalog: &b,
-            },
-        ];
+        let srcs = [src(0, "a", false, &a), src(3, "b", false, &b)];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 0);
         assert_eq!(
             idx.collisions,
@@ -415,12 +398,7 @@ mod tests {
     fn overlong_prefixed_names_are_hidden_and_reported() {
         let long = "t".repeat(127);
         let a = tools(&[&long, "ok"]);
-        let srcs = [Source {
-            backend: 0,
-            name: "a",
-            prefixed: true,
-            catalog: &a,
-        }];
+        let srcs = [src(0, "a", true, &a)];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 0);
         assert_eq!(idx.invalid.len(), 1);
         assert_eq!(idx.len(), 1);
@@ -444,12 +422,7 @@ mod tests {
         let srcs: Vec<Source<'_>> = cats
             .iter()
             .enumerate()
-            .map(|(i, c)| Source {
-                backend: i as u16 * 2,
-                name: &names[i],
-                prefixed: true,
-                catalog: c,
-            })
+            .map(|(i, c)| src(i as u16 * 2, &names[i], true, c))
             .collect();
         let refs: Vec<&Catalog> = cats.iter().collect();
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 9);
@@ -485,20 +458,7 @@ mod tests {
     fn cursor_resumes_after_a_backend_vanishes() {
         let a = tools(&["1", "2"]);
         let b = tools(&["3", "4"]);
-        let full = [
-            Source {
-                backend: 0,
-                name: "a",
-                prefixed: true,
-                catalog: &a,
-            },
-            Source {
-                backend: 1,
-                name: "b",
-                prefixed: true,
-                catalog: &b,
-            },
-        ];
+        let full = [src(0, "a", true, &a), src(1, "b", true, &b)];
         let idx = Index::build(ListKind::Tools, &full, "__", &[], 1);
         let mut out = Vec::new();
         idx.write_page(&mut out, &id(), &[&a, &b], None, 1, |_, _| true);
@@ -512,18 +472,7 @@ mod tests {
     #[test]
     fn bad_cursors_are_invalid_params() {
         let a = tools(&["1"]);
-        let idx = Index::build(
-            ListKind::Tools,
-            &[Source {
-                backend: 0,
-                name: "a",
-                prefixed: true,
-                catalog: &a,
-            }],
-            "__",
-            &[],
-            1,
-        );
+        let idx = Index::build(ListKind::Tools, &[src(0, "a", true, &a)], "__", &[], 1);
         for bad in ["", "!!!", "AAAA", "AQAAAAAAAAAAAAA"] {
             assert_eq!(idx.decode_cursor(bad).unwrap_err().code(), -32602, "{bad}");
         }
@@ -545,18 +494,8 @@ mod tests {
         let mut t = Catalog::new(ListKind::ResourceTemplates);
         t.add_page(br#"{"resourceTemplates":[{"uriTemplate":"file:///{path}","name":"f"}]}"#)
             .unwrap();
-        let srcs = [Source {
-            backend: 0,
-            name: "docs",
-            prefixed: true,
-            catalog: &r,
-        }];
-        let tsrcs = [Source {
-            backend: 1,
-            name: "fs",
-            prefixed: false,
-            catalog: &t,
-        }];
+        let srcs = [src(0, "docs", true, &r)];
+        let tsrcs = [src(1, "fs", false, &t)];
         let idx = Index::build(ListKind::Resources, &srcs, "__", &tsrcs, 0);
         let mut out = Vec::new();
         idx.write_page(&mut out, &id(), &[&r], None, 0, |_, _| true);
