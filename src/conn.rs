@@ -12,7 +12,7 @@ use ringmux_core::affinity;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
 use ringmux_core::version;
 
-use crate::hop::{delete_local, HopKind};
+use crate::hop::{delete_local, Handoff, HopKind};
 use crate::io::{consume, read_more};
 use crate::shard::{session_not_found, Call, Reply, Shard};
 
@@ -21,18 +21,56 @@ const READ_CHUNK: usize = 16 << 10;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 
-/// Serves one client connection until it closes, errs, or idles out.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+/// Serves one accepted client connection until it closes, errs, idles out, or is handed to
+/// another shard.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     stream.set_nodelay(true).ok();
     shard.metrics.connections.add(1);
+    serve_conn(shard, stream, Vec::with_capacity(READ_CHUNK), false).await;
+}
+
+/// Serves a connection another shard handed here, starting with the bytes it already read.
+pub async fn serve_adopted(shard: Rc<Shard>, stream: TcpStream, rbuf: Vec<u8>) {
+    serve_conn(shard, stream, rbuf, true).await;
+}
+
+async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, handed: bool) {
     let mut conn = Conn {
-        rbuf: Vec::with_capacity(READ_CHUNK),
+        rbuf,
         wbuf: Vec::with_capacity(READ_CHUNK),
         chunked: Vec::new(),
+        handed,
     };
-    if let Err(e) = conn.run(&shard, &mut stream).await {
-        tracing::debug!("client connection ended: {e}");
+    match conn.run(&shard, &mut stream).await {
+        Ok(Ended::Closed) => {}
+        Ok(Ended::HandOff(owner)) => hand_off(&shard, stream, owner, conn.rbuf),
+        Err(e) => tracing::debug!("client connection ended: {e}"),
     }
+}
+
+/// Gives the connection to shard `owner`: a duplicate of the socket's descriptor goes through
+/// the owner's inbox with the unconsumed bytes, and this shard closes its own descriptor.
+fn hand_off(shard: &Rc<Shard>, stream: TcpStream, owner: usize, rbuf: Vec<u8>) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: `stream` owns this descriptor and is alive for the borrow, which ends before
+    // `stream` is dropped below.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
+    drop(stream);
+    match fd {
+        Ok(fd) => {
+            if shard.peers.hand_off(owner, Handoff { fd, rbuf }) {
+                shard.metrics.handoffs_out.add(1);
+            }
+        }
+        Err(e) => tracing::warn!(shard = shard.id, "could not hand a connection over: {e}"),
+    }
+}
+
+/// How a connection's loop ended.
+enum Ended {
+    Closed,
+    /// The request at the start of `rbuf` belongs to this shard's session: hand it over.
+    HandOff(usize),
 }
 
 struct Conn {
@@ -40,6 +78,8 @@ struct Conn {
     wbuf: Vec<u8>,
     /// Decoded body of a chunked request (Content-Length bodies are used in place).
     chunked: Vec<u8>,
+    /// Whether this connection was handed over before (it is never handed over twice).
+    handed: bool,
 }
 
 /// Where the request body is.
@@ -51,7 +91,7 @@ enum BodyAt {
 }
 
 impl Conn {
-    async fn run(&mut self, shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<()> {
+    async fn run(&mut self, shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
         let limits = &shard.cfg.limits;
         loop {
             // Head: the idle timeout runs until the first byte, the header timeout after it.
@@ -67,13 +107,13 @@ impl Conn {
                         };
                         match self.fill(stream, wait).await? {
                             Fill::Data => {}
-                            Fill::Eof => return Ok(()),
+                            Fill::Eof => return Ok(Ended::Closed),
                             // An idle keep-alive connection just closes; a started request gets 408.
-                            Fill::TimedOut if !started => return Ok(()),
-                            Fill::TimedOut => return self.write_status(stream, 408, false).await,
+                            Fill::TimedOut if !started => return Ok(Ended::Closed),
+                            Fill::TimedOut => return self.close_with(stream, 408).await,
                         }
                     }
-                    Err(e) => return self.write_status(stream, e.status(), false).await,
+                    Err(e) => return self.close_with(stream, e.status()).await,
                 }
             };
             let (body_at, used) = match self
@@ -81,8 +121,11 @@ impl Conn {
                 .await?
             {
                 Ok(b) => b,
-                Err(status) => return self.write_status(stream, status, false).await,
+                Err(status) => return self.close_with(stream, status).await,
             };
+            if let Some(owner) = self.hand_off_to(shard, &head) {
+                return Ok(Ended::HandOff(owner));
+            }
             let reply = {
                 let body: &[u8] = match &body_at {
                     BodyAt::InPlace(r) => &self.rbuf[r.clone()],
@@ -93,9 +136,34 @@ impl Conn {
             consume(&mut self.rbuf, used);
             self.write_reply(stream, reply, head.keep_alive).await?;
             if !head.keep_alive {
-                return Ok(());
+                return Ok(Ended::Closed);
             }
         }
+    }
+
+    async fn close_with(&mut self, stream: &mut TcpStream, status: u16) -> io::Result<Ended> {
+        self.write_status(stream, status, false).await?;
+        Ok(Ended::Closed)
+    }
+
+    /// The shard to hand this connection to: the owner of the request's session, when that is
+    /// another shard and the connection has not been handed over before. Everything else
+    /// (front-door checks included) is left to the owner, which parses the request again.
+    fn hand_off_to(&self, shard: &Shard, head: &RequestHead) -> Option<usize> {
+        if !shard.cfg.handoff || self.handed || shard.cfg.shards == 1 {
+            return None;
+        }
+        if !matches!(head.method, Method::Post | Method::Delete)
+            || self.rbuf[head.path.clone()] != *shard.cfg.path.as_bytes()
+        {
+            return None;
+        }
+        let session = header(&self.rbuf, &head.headers.session_id)?;
+        if !affinity::plausible_session_id(session) {
+            return None;
+        }
+        let owner = shard.owner_of(std::str::from_utf8(session).ok()?);
+        (owner != shard.id).then_some(owner)
     }
 
     /// Reads more into `rbuf`. On timeout the buffer went with the cancelled read, so `rbuf`
@@ -231,6 +299,7 @@ impl Conn {
                     keep_alive,
                     extra,
                 );
+                crate::bufs::give(body);
                 self.flush(stream).await
             }
             Reply::Text {

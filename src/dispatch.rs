@@ -2,18 +2,19 @@
 //! methods share one path: resolve the owner (and the name/URI to restore) → forward the
 //! spliced bytes → relay the answer (JSON, or SSE event by event).
 
-use std::ops::Range;
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
 use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::error::RpcError;
-use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message};
+use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
 use ringmux_core::merge::Route;
 use ringmux_core::{sse, version};
 use serde_json::value::RawValue;
 
+use crate::bufs;
 use crate::federation::Merged;
 use crate::session::{final_message, BackendFailure, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
@@ -91,8 +92,8 @@ pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> R
     result.unwrap_or_else(|e| Reply::error(Some(id), &e))
 }
 
-fn json_result(id: &RawValue, result: &[u8]) -> Reply {
-    let mut body = Vec::with_capacity(result.len() + 48);
+fn json_result(id: Raw<'_>, result: &[u8]) -> Reply {
+    let mut body = bufs::take_with(result.len() + 48);
     jsonrpc::write_result(&mut body, id, result);
     Reply::Json {
         status: 200,
@@ -143,7 +144,7 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
 
 /// `server/discover` (2026-07-28): ringmux serves the stateful era, so it says so; dual-era
 /// clients then fall back to `initialize`.
-fn discover(id: &RawValue) -> Reply {
+fn discover(id: Raw<'_>) -> Reply {
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"resultType\":\"complete\",\"supportedVersions\":[");
     for (i, v) in version::STATEFUL
@@ -162,13 +163,14 @@ fn discover(id: &RawValue) -> Reply {
     json_result(id, &result)
 }
 
-async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: &RawValue) -> Reply {
-    let sends = session.backends_with("logging").into_iter().map(|b| {
-        let pool = &shard.pools[b as usize];
-        async move {
-            if let Err(e) = send(shard, session, pool, body).await.map(drop) {
-                tracing::warn!(backend = %pool.name(), "logging/setLevel not forwarded: {e}");
-            }
+async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: Raw<'_>) -> Reply {
+    let with_logging = shard
+        .pools
+        .iter()
+        .filter(|p| session.has_capability(p.index, "logging"));
+    let sends = with_logging.map(|pool| async move {
+        if let Err(e) = send(shard, session, pool, body).await.map(drop) {
+            tracing::warn!(backend = %pool.name(), "logging/setLevel not forwarded: {e}");
         }
     });
     join_all(sends).await;
@@ -267,20 +269,21 @@ async fn fetch_catalog(
 }
 
 /// Makes sure every ready backend's `kind` catalog (and templates, for resources) is fresh,
-/// fetching stale ones concurrently. Returns the backends that have a cached catalog.
-async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Vec<u16> {
+/// fetching stale ones concurrently, and returns the merged index over the cached catalogs.
+/// When nothing is stale (the steady state) this allocates nothing.
+async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc<Merged> {
     session.initialize_missing(&shard.pools).await;
     let now = Instant::now();
-    let ready = session.ready_backends();
     let kinds: &[ListKind] = if kind == ListKind::Resources {
         &[ListKind::Resources, ListKind::ResourceTemplates]
     } else {
         std::slice::from_ref(&kind)
     };
     let mut fetches = Vec::new();
-    for &b in &ready {
+    for pool in shard.pools.iter() {
+        let b = pool.index;
         for &k in kinds {
-            if shard.fed.is_stale(k, b, now) && shard.pools[b as usize].is_healthy(now) {
+            if session.is_ready(b) && shard.fed.is_stale(k, b, now) && pool.is_healthy(now) {
                 fetches.push(async move {
                     if let Err(e) = fetch_catalog(shard, session, b, k).await {
                         tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
@@ -289,13 +292,14 @@ async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Ve
             }
         }
     }
-    join_all(fetches).await;
+    if !fetches.is_empty() {
+        join_all(fetches).await;
+    }
     // Backends cooling down stay in the index (their calls then fail fast naming them);
     // list pages leave them out through the view filter.
-    ready
-        .into_iter()
-        .filter(|b| shard.fed.has(kind, *b))
-        .collect()
+    shard
+        .fed
+        .merged(kind, |b| session.is_ready(b), &shard.pools)
 }
 
 async fn list(
@@ -305,8 +309,7 @@ async fn list(
     msg: &Message<'_>,
 ) -> Result<Reply, RpcError> {
     let id = msg.id.expect("requests have ids");
-    let backends = refresh(shard, session, kind).await;
-    let merged = shard.fed.merged(kind, &backends, &shard.pools);
+    let merged = refresh(shard, session, kind).await;
     let cursor = match msg.params.cursor {
         None => None,
         Some(raw) => {
@@ -315,8 +318,7 @@ async fn list(
             Some(merged.index.decode_cursor(&s)?)
         }
     };
-    let refs = merged.catalog_refs();
-    let mut body = Vec::with_capacity(
+    let mut body = bufs::take_with(
         merged
             .catalogs
             .iter()
@@ -325,18 +327,13 @@ async fn list(
             + 256,
     );
     let now = Instant::now();
-    let healthy: Vec<bool> = merged
-        .backends
-        .iter()
-        .map(|b| shard.pools[*b as usize].is_healthy(now))
-        .collect();
     merged.index.write_page(
         &mut body,
         id,
-        &refs,
+        &merged.catalogs,
         cursor,
         shard.cfg.limits.page_size,
-        |source, _| healthy[source],
+        |source, _| shard.pools[merged.backends[source] as usize].is_healthy(now),
     );
     shard.metrics.list_pages.add(1);
     Ok(Reply::Json {
@@ -346,35 +343,36 @@ async fn list(
     })
 }
 
-/// Where a routed request goes and what to write over the name/URI it carried.
+/// Where a routed request goes, and the body to send when the name/URI had to be rewritten.
 struct Target {
     backend: u16,
-    /// Span in the request body and the JSON literal to put there (None: forward as is).
-    splice: Option<(Range<usize>, Vec<u8>)>,
+    /// The client's bytes with the name/URI replaced (a reused buffer; `None`: send them as
+    /// they are).
+    body: Option<Vec<u8>>,
 }
 
 impl Target {
     /// The owner of a listed item; the client's literal (`raw`, inside `body`) is replaced by
     /// the backend's original one when they differ.
-    fn listed(merged: &Merged, route: Route, raw: &RawValue, body: &[u8]) -> Target {
+    fn listed(merged: &Merged, route: Route, raw: Raw<'_>, body: &[u8]) -> Target {
         let original = merged.catalogs[route.source].key_literal(route.item as usize);
-        let splice =
-            (original != raw.get().as_bytes()).then(|| (span_of(body, raw), original.to_vec()));
+        let body = (original != raw.get().as_bytes()).then(|| {
+            let mut out = bufs::take();
+            jsonrpc::splice(&mut out, body, span_of(body, raw), original);
+            out
+        });
         Target {
             backend: route.backend,
-            splice,
+            body,
         }
     }
 }
 
-fn string_param<'a>(
-    v: Option<&'a RawValue>,
-    what: &str,
-) -> Result<(&'a RawValue, String), RpcError> {
+fn string_param<'a>(v: Option<Raw<'a>>, what: &str) -> Result<(Raw<'a>, Cow<'a, str>), RpcError> {
     let raw = v.ok_or_else(|| RpcError::InvalidParams(format!("{what} is required")))?;
     let s =
         raw_str(raw).ok_or_else(|| RpcError::InvalidParams(format!("{what} must be a string")))?;
-    Ok((raw, s.into_owned()))
+    Ok((raw, s))
 }
 
 async fn resolve(
@@ -442,14 +440,13 @@ async fn by_name(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     kind: ListKind,
-    raw: Option<&RawValue>,
+    raw: Option<Raw<'_>>,
     what: &str,
     unknown: &str,
     body: &[u8],
 ) -> Result<Target, RpcError> {
     let (raw, name) = string_param(raw, what)?;
-    let backends = refresh(shard, session, kind).await;
-    let merged = shard.fed.merged(kind, &backends, &shard.pools);
+    let merged = refresh(shard, session, kind).await;
     let route = merged
         .index
         .route(&name)
@@ -460,38 +457,37 @@ async fn by_name(
 async fn by_uri(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
-    raw: Option<&RawValue>,
+    raw: Option<Raw<'_>>,
     what: &str,
     body: &[u8],
 ) -> Result<Target, RpcError> {
     let (raw, uri) = string_param(raw, what)?;
-    let backends = refresh(shard, session, ListKind::Resources).await;
-    let merged = shard
-        .fed
-        .merged(ListKind::Resources, &backends, &shard.pools);
+    let merged = refresh(shard, session, ListKind::Resources).await;
     if let Some(route) = merged.index.route(&uri) {
         return Ok(Target::listed(&merged, route, raw, body));
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
-        let splice = (strip > 0).then(|| {
-            let mut lit = Vec::with_capacity(uri.len() - strip + 2);
-            jsonrpc::write_str(&mut lit, &uri[strip..]);
-            (span_of(body, raw), lit)
+        let body = (strip > 0).then(|| {
+            let span = span_of(body, raw);
+            let mut out = bufs::take_with(body.len());
+            out.extend_from_slice(&body[..span.start]);
+            jsonrpc::write_str(&mut out, &uri[strip..]);
+            out.extend_from_slice(&body[span.end..]);
+            out
         });
-        return Ok(Target { backend, splice });
+        return Ok(Target { backend, body });
     }
     // An unlisted URI of the only unprefixed backend that serves resources is that backend's.
-    let unprefixed: Vec<u16> = session
-        .backends_with("resources")
-        .into_iter()
-        .filter(|b| !shard.pools[*b as usize].cfg.prefixed)
-        .collect();
-    match unprefixed.as_slice() {
-        [only] => Ok(Target {
-            backend: *only,
-            splice: None,
+    let mut unprefixed = shard
+        .pools
+        .iter()
+        .filter(|p| !p.cfg.prefixed && session.has_capability(p.index, "resources"));
+    match (unprefixed.next(), unprefixed.next()) {
+        (Some(only), None) => Ok(Target {
+            backend: only.index,
+            body: None,
         }),
-        _ => Err(RpcError::ResourceNotFound(uri)),
+        _ => Err(RpcError::ResourceNotFound(uri.into_owned())),
     }
 }
 
@@ -500,19 +496,10 @@ async fn forward(
     session: &Rc<Session>,
     target: Target,
     call: &Call<'_>,
-    id: &RawValue,
+    id: Raw<'_>,
 ) -> Reply {
     let pool = shard.pools[target.backend as usize].clone();
-    let spliced;
-    let body = match &target.splice {
-        Some((span, lit)) => {
-            let mut out = Vec::new();
-            jsonrpc::splice(&mut out, call.body, span.clone(), lit);
-            spliced = out;
-            &spliced[..]
-        }
-        None => call.body,
-    };
+    let body = target.body.as_deref().unwrap_or(call.body);
     let backend_error = |reason: String| {
         Reply::error(
             Some(id),
@@ -522,7 +509,11 @@ async fn forward(
             },
         )
     };
-    let resp = match send(shard, session, &pool, body).await {
+    let resp = send(shard, session, &pool, body).await;
+    if let Some(spliced) = target.body {
+        bufs::give(spliced);
+    }
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => return backend_error(e.to_string()),
     };
@@ -539,7 +530,7 @@ async fn forward(
         },
         Body::Events(stream) if call.sse => {
             let (tx, rx) = futures_channel::mpsc::unbounded();
-            monoio::spawn(relay(shard.clone(), pool, stream, tx, id.to_owned()));
+            monoio::spawn(relay(shard.clone(), pool, stream, tx, id.to_boxed()));
             Reply::Stream(rx)
         }
         body @ Body::Events(_) => match final_message(body).await {
@@ -610,7 +601,7 @@ async fn relay(
     let mut body = Vec::new();
     jsonrpc::write_error(
         &mut body,
-        Some(&id),
+        Some(Raw::from(&*id)),
         &RpcError::Backend {
             backend: pool.name().to_owned(),
             reason: "stream ended without a response".into(),
@@ -649,7 +640,7 @@ fn remap_request_id(data: &[u8], backend: u16, out: &mut Vec<u8>) -> Option<()> 
 }
 
 /// The backend and original id literal of a remapped id, if `id` is one of ours.
-fn unmap_response_id(id: &RawValue) -> Option<(u16, String)> {
+fn unmap_response_id(id: Raw<'_>) -> Option<(u16, String)> {
     let s = raw_str(id)?;
     let rest = s.strip_prefix(REMAP_PREFIX)?;
     let (b, original) = rest.split_once(':')?;
@@ -707,6 +698,6 @@ mod tests {
             assert_eq!((b, back.as_str()), (3, original));
         }
         let plain: Box<RawValue> = RawValue::from_string("5".into()).unwrap();
-        assert_eq!(unmap_response_id(&plain), None);
+        assert_eq!(unmap_response_id((&*plain).into()), None);
     }
 }

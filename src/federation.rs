@@ -27,10 +27,28 @@ pub struct Merged {
     key: Vec<(u16, u64)>,
 }
 
-impl Merged {
-    pub fn catalog_refs(&self) -> Vec<&Catalog> {
-        self.catalogs.iter().map(|c| c.as_ref()).collect()
-    }
+/// (backend | tag, generation) of every cached catalog of a member backend.
+fn generations<'a>(
+    st: &'a KindState,
+    member: &'a impl Fn(u16) -> bool,
+    tag: u16,
+) -> impl Iterator<Item = (u16, u64)> + 'a {
+    st.catalogs.iter().enumerate().filter_map(move |(b, c)| {
+        let b = b as u16;
+        match c {
+            Some(c) if member(b) => Some((b | tag, c.generation)),
+            _ => None,
+        }
+    })
+}
+
+/// The key of a resources merge: resource catalogs, then template catalogs (tagged).
+fn generations_of<'a>(
+    resources: &'a KindState,
+    templates: &'a KindState,
+    member: &'a impl Fn(u16) -> bool,
+) -> impl Iterator<Item = (u16, u64)> + 'a {
+    generations(resources, member, 0).chain(generations(templates, member, 0x8000))
 }
 
 /// One list kind's state.
@@ -101,44 +119,48 @@ impl Federation {
         }
     }
 
-    /// The merged index over the cached catalogs of `backends` (config order), rebuilt if
-    /// anything changed since the last build. Backends without a cached catalog are left out.
-    pub fn merged(&self, kind: ListKind, backends: &[u16], pools: &[Rc<Pool>]) -> Rc<Merged> {
-        let want = |k: ListKind| -> Vec<(u16, u64)> {
-            let st = self.kinds[slot(k)].borrow();
-            backends
-                .iter()
-                .filter_map(|b| {
-                    st.catalogs[*b as usize]
-                        .as_ref()
-                        .map(|c| (*b, c.generation))
-                })
-                .collect()
+    /// The merged index over the cached catalogs of the backends `member` accepts (config
+    /// order), rebuilt if anything changed since the last build. Backends without a cached
+    /// catalog are left out. The check that nothing changed runs on every list and routed call,
+    /// so it compares generations in place and allocates nothing.
+    pub fn merged(
+        &self,
+        kind: ListKind,
+        member: impl Fn(u16) -> bool,
+        pools: &[Rc<Pool>],
+    ) -> Rc<Merged> {
+        let key_of = |st: &KindState, tag: u16| -> Vec<(u16, u64)> {
+            generations(st, &member, tag).collect()
         };
-        let mut key = want(kind);
-        if kind == ListKind::Resources {
-            key.extend(
-                want(ListKind::ResourceTemplates)
-                    .into_iter()
-                    .map(|(b, g)| (b | 0x8000, g)),
-            );
-        }
-        if let Some(m) = &self.kinds[slot(kind)].borrow().merged {
-            if m.key == key {
-                return m.clone();
+        {
+            let st = self.kinds[slot(kind)].borrow();
+            if let Some(m) = &st.merged {
+                let same = if kind == ListKind::Resources {
+                    let t = self.kinds[slot(ListKind::ResourceTemplates)].borrow();
+                    generations_of(&st, &t, &member).eq(m.key.iter().copied())
+                } else {
+                    generations(&st, &member, 0).eq(m.key.iter().copied())
+                };
+                if same {
+                    return m.clone();
+                }
             }
         }
-        // Rebuild. This second walk takes the catalogs themselves; the key walk above runs on
-        // every list and routed call, so it only reads generations.
+        let mut key = key_of(&self.kinds[slot(kind)].borrow(), 0);
+        if kind == ListKind::Resources {
+            key.extend(key_of(
+                &self.kinds[slot(ListKind::ResourceTemplates)].borrow(),
+                0x8000,
+            ));
+        }
+        // Rebuild. This second walk takes the catalogs themselves.
         let collect = |k: ListKind| -> Vec<(u16, Rc<Catalog>)> {
             let st = self.kinds[slot(k)].borrow();
-            backends
+            st.catalogs
                 .iter()
-                .filter_map(|b| {
-                    st.catalogs[*b as usize]
-                        .as_ref()
-                        .map(|c| (*b, c.catalog.clone()))
-                })
+                .enumerate()
+                .filter(|(b, _)| member(*b as u16))
+                .filter_map(|(b, c)| c.as_ref().map(|c| (b as u16, c.catalog.clone())))
                 .collect()
         };
         let cats = collect(kind);

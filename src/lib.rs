@@ -13,6 +13,7 @@
 //! - [`probe`]: a small blocking MCP client (the `ringmux tools` command, tests).
 //! - [`demo`]: the embedded default: two mock backends behind a gateway.
 
+pub mod bufs;
 pub mod conn;
 pub mod demo;
 pub mod dispatch;

@@ -39,6 +39,10 @@ pub struct ShardMetrics {
     pub hops_out: Counter,
     /// Requests other shards sent here.
     pub hops_in: Counter,
+    /// Client connections handed to the shard owning their session.
+    pub handoffs_out: Counter,
+    /// Client connections other shards handed here.
+    pub handoffs_in: Counter,
     /// Live sessions owned here.
     pub sessions: Counter,
     /// Client connections accepted.
@@ -62,7 +66,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 8] = [
+    let metrics: [Series; 10] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -80,6 +84,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Requests received from another shard",
             |m| &m.hops_in,
+        ),
+        (
+            "ringmux_connection_handoffs_total",
+            "counter",
+            "Client connections handed to the shard owning their session",
+            |m| &m.handoffs_out,
+        ),
+        (
+            "ringmux_connection_handoffs_received_total",
+            "counter",
+            "Client connections received from another shard",
+            |m| &m.handoffs_in,
         ),
         ("ringmux_sessions", "gauge", "Live client sessions", |m| {
             &m.sessions

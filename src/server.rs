@@ -109,7 +109,7 @@ async fn run_shard(
     metrics: Arc<[Arc<ShardMetrics>]>,
     peers: Peers,
     listener: std::net::TcpListener,
-    inbox: mpsc::UnboundedReceiver<hop::Hop>,
+    inbox: mpsc::UnboundedReceiver<hop::Inbox>,
 ) {
     let shard = Shard::new(id, cfg, metrics, peers);
     monoio::spawn(hop::serve_inbox(shard.clone(), inbox));

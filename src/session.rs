@@ -68,14 +68,12 @@ impl Session {
     }
 
     /// Backends whose session is ready.
-    pub fn ready_backends(&self) -> Vec<u16> {
-        self.backends
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, BackendSession::Ready { .. }))
-            .map(|(i, _)| i as u16)
-            .collect()
+    /// Whether this session has a live session on backend `b`.
+    pub fn is_ready(&self, b: u16) -> bool {
+        matches!(
+            self.backends.borrow().get(b as usize),
+            Some(BackendSession::Ready { .. })
+        )
     }
 
     /// (session id, version) of backend `b`, initializing it first if needed.
@@ -221,14 +219,12 @@ impl Session {
     }
 
     /// Backends whose capabilities include `key` (e.g. "logging").
-    pub fn backends_with(&self, key: &str) -> Vec<u16> {
-        self.backends
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, BackendSession::Ready { capabilities, .. } if capabilities.get(key).is_some()))
-            .map(|(i, _)| i as u16)
-            .collect()
+    /// Whether backend `b` is live in this session and declared capability `key`.
+    pub fn has_capability(&self, b: u16, key: &str) -> bool {
+        matches!(
+            self.backends.borrow().get(b as usize),
+            Some(BackendSession::Ready { capabilities, .. }) if capabilities.get(key).is_some()
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use ringmux_core::affinity;
 use ringmux_core::config::Config;
 use ringmux_core::error::RpcError;
-use ringmux_core::jsonrpc::{self, Kind};
+use ringmux_core::jsonrpc::{self, Kind, Raw};
 use ringmux_core::version;
 
 use crate::dispatch;
@@ -43,16 +43,12 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn error(id: Option<&serde_json::value::RawValue>, err: &RpcError) -> Reply {
+    pub fn error(id: Option<Raw<'_>>, err: &RpcError) -> Reply {
         Reply::error_with_status(id, err, err.http_status())
     }
 
     /// A JSON-RPC error carried by a given HTTP status (a transport rule was broken).
-    pub fn error_with_status(
-        id: Option<&serde_json::value::RawValue>,
-        err: &RpcError,
-        status: u16,
-    ) -> Reply {
+    pub fn error_with_status(id: Option<Raw<'_>>, err: &RpcError, status: u16) -> Reply {
         let mut body = Vec::with_capacity(128);
         jsonrpc::write_error(&mut body, id, err);
         Reply::Json {

@@ -323,7 +323,7 @@ impl Pool {
                 })),
             });
         }
-        let mut body = Vec::new();
+        let mut body = crate::bufs::take();
         let timeout = self.cfg.request_timeout;
         while reader.next_into(&mut body, timeout).await? {}
         if let Some(conn) = reader.into_reusable() {

@@ -398,14 +398,11 @@ fn list_changed_invalidates_the_cached_catalog() {
     assert!(tools.iter().any(|t| t.starts_with("a__extra_")));
 }
 
-#[test]
-fn two_shards_hop_to_the_session_owner() {
-    let a = mock("a").start();
-    let gw = gateway().shards(2).backend("a", &a.url).start();
-    let mut owner = client(&gw.url);
+/// A session's requests over fresh connections, which land on either shard: every one is
+/// answered by the owner, JSON and SSE alike. Returns the session's owner-side client.
+fn requests_from_fresh_connections(gw: &Proc, owner: &Client, rounds: usize) {
     let sid = owner.session.clone().unwrap();
-    // Fresh connections land on either shard; about half must hop to the owner.
-    for i in 0..24 {
+    for i in 0..rounds {
         let mut c = Client::connect(&gw.url).unwrap();
         c.session = Some(sid.clone());
         c.protocol_version = owner.protocol_version.clone();
@@ -416,15 +413,31 @@ fn two_shards_hop_to_the_session_owner() {
             )
             .unwrap();
         assert_eq!(text_of(&echo), format!("m{i}"));
-        // A streamed response crosses the hop too.
+        // A streamed response crosses too.
         let resp = c
             .post(&json!({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call", "params": {"name": "a__progress", "arguments": {"steps": 2}, "_meta": {"progressToken": i}}}))
             .unwrap();
         assert_eq!(resp.messages().len(), 3, "{resp:?}");
     }
+}
+
+#[test]
+fn two_shards_hop_to_the_session_owner() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .yaml("handoff: false")
+        .start();
+    let mut owner = client(&gw.url);
+    let sid = owner.session.clone().unwrap();
+    // About half the fresh connections land on the other shard; each of their requests hops.
+    requests_from_fresh_connections(&gw, &owner, 24);
     let hops = metric(&gw.url, "ringmux_cross_shard_hops_total");
     assert!(hops > 0, "no request crossed shards");
+    assert_eq!(hops % 2, 0, "both requests of a connection hop: {hops}");
     assert_eq!(hops, metric(&gw.url, "ringmux_cross_shard_received_total"));
+    assert_eq!(metric(&gw.url, "ringmux_connection_handoffs_total"), 0);
     // DELETE from any connection reaches the owner.
     let mut d = Client::connect(&gw.url).unwrap();
     d.session = Some(sid);
@@ -436,4 +449,54 @@ fn two_shards_hop_to_the_session_owner() {
             .status,
         404
     );
+}
+
+#[test]
+fn two_shards_hand_connections_to_the_session_owner() {
+    let a = mock("a").start();
+    let gw = gateway().shards(2).backend("a", &a.url).start();
+    let owner = client(&gw.url);
+    // A connection that lands on the wrong shard is handed over with its first request; its
+    // second request is then served locally, so nothing hops.
+    requests_from_fresh_connections(&gw, &owner, 24);
+    let handoffs = metric(&gw.url, "ringmux_connection_handoffs_total");
+    assert!(handoffs > 0, "no connection was handed over");
+    assert_eq!(
+        handoffs,
+        metric(&gw.url, "ringmux_connection_handoffs_received_total")
+    );
+    assert_eq!(metric(&gw.url, "ringmux_cross_shard_hops_total"), 0);
+
+    // One connection carrying many sessions (a client's pool): handed over at most once, then
+    // requests for the other shard's sessions hop instead of the connection ping-ponging.
+    let sessions: Vec<Client> = (0..16).map(|_| client(&gw.url)).collect();
+    let mut shared = Client::connect(&gw.url).unwrap();
+    let before = metric(&gw.url, "ringmux_connection_handoffs_total");
+    for round in 0..3 {
+        for s in &sessions {
+            shared.session = s.session.clone();
+            shared.protocol_version = s.protocol_version.clone();
+            let echo = shared
+                .request(
+                    "tools/call",
+                    json!({"name": "a__echo", "arguments": {"message": format!("r{round}")}}),
+                )
+                .unwrap();
+            assert_eq!(text_of(&echo), format!("r{round}"));
+        }
+    }
+    let handed = metric(&gw.url, "ringmux_connection_handoffs_total") - before;
+    assert!(
+        handed <= 1,
+        "the shared connection was handed over {handed} times"
+    );
+    // With 16 sessions, both shards own some (all on one: 2^-15), so some requests hop.
+    assert!(metric(&gw.url, "ringmux_cross_shard_hops_total") > 0);
+    // DELETE on fresh connections reaches each owner, handed over or not.
+    for s in &sessions {
+        let mut d = Client::connect(&gw.url).unwrap();
+        d.session = s.session.clone();
+        assert_eq!(d.send("DELETE", b"", &[]).unwrap().status, 200);
+    }
+    assert_eq!(metric(&gw.url, "ringmux_sessions"), 1);
 }

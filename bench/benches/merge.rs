@@ -50,7 +50,7 @@ fn merge(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     out.clear();
-                    index.write_page(&mut out, &id, &refs, None, 0, |_, _| true);
+                    index.write_page(&mut out, (&*id).into(), &refs, None, 0, |_, _| true);
                     black_box(out.len());
                 })
             },

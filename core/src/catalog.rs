@@ -210,7 +210,7 @@ impl Catalog {
         // The literal was validated as a JSON string when the page was parsed.
         let raw: &RawValue =
             serde_json::from_slice(lit).expect("catalog key literals are valid JSON strings");
-        raw_str(raw)
+        raw_str(raw.into())
             .map(|c| Cow::Owned(c.into_owned()))
             .unwrap_or_default()
     }

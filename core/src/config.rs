@@ -23,6 +23,10 @@ pub struct File {
     /// io_uring submission queue entries per shard.
     #[serde(default = "default_ring_entries")]
     pub ring_entries: u32,
+    /// A connection whose request belongs to another shard's session is handed to that shard
+    /// (once per connection) instead of forwarding each of its requests. See ARCHITECTURE.md.
+    #[serde(default = "yes")]
+    pub handoff: bool,
     /// Path of the Streamable HTTP endpoint.
     #[serde(default = "default_path")]
     pub path: String,
@@ -220,6 +224,7 @@ pub struct Config {
     pub shards: usize,
     pub pin_cores: bool,
     pub ring_entries: u32,
+    pub handoff: bool,
     pub path: String,
     pub server_name: String,
     pub origins: OriginPolicy,
@@ -483,6 +488,7 @@ impl File {
             shards,
             pin_cores: self.pin_cores,
             ring_entries: self.ring_entries,
+            handoff: self.handoff,
             path: self.path,
             server_name: self.server_name,
             origins,

@@ -3,16 +3,23 @@
 //! `_meta.progressToken`, `protocolVersion`), each with its byte span in the original buffer
 //! so the forward path can splice (rename a tool, restore a URI) instead of re-serializing.
 //!
-//! Nothing else is materialized: `arguments`, `inputSchema`, results stay unparsed bytes.
-//! Measured against sonic-rs and simd-json in `bench/benches/envelope.rs`.
+//! Nothing else is materialized: `arguments`, `inputSchema`, results stay unparsed bytes. The
+//! walk is [`scan::Cursor`], a validating single-pass scanner; measured against typed
+//! serde_json and sonic-rs in `bench/benches/envelope.rs`.
+
+mod scan;
 
 use std::borrow::Cow;
 use std::ops::Range;
 
-use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::error::RpcError;
+use scan::{Cursor, Str};
+
+pub use scan::{Syntax, What};
+
+pub use scan::validate;
 
 /// What kind of JSON-RPC message this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,103 +29,334 @@ pub enum Kind {
     Response,
 }
 
+/// The text of one JSON value, borrowed from the buffer it was parsed from (already validated).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// Checks that `text` is one JSON value and wraps it.
+    pub fn new(text: &'a str) -> Result<Self, Syntax> {
+        validate(text).map(|()| Raw(text))
+    }
+
+    /// The value's JSON text, e.g. `"abc"` with its quotes, or `42`.
+    pub fn get(self) -> &'a str {
+        self.0
+    }
+
+    /// An owned copy, for state that outlives the buffer.
+    pub fn to_boxed(self) -> Box<RawValue> {
+        RawValue::from_string(self.0.to_owned()).expect("a Raw holds validated JSON")
+    }
+}
+
+impl<'a> From<&'a RawValue> for Raw<'a> {
+    fn from(v: &'a RawValue) -> Self {
+        Raw(v.get())
+    }
+}
+
+impl std::fmt::Debug for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// A parsed message borrowing from the buffer it came from.
 #[derive(Debug)]
 pub struct Message<'a> {
     pub kind: Kind,
     /// The raw id (`"abc"` with its quotes, or `42`); `None` for notifications.
-    pub id: Option<&'a RawValue>,
+    pub id: Option<Raw<'a>>,
     /// Empty for responses.
     pub method: Cow<'a, str>,
     pub params: Params<'a>,
     /// Whether the message had a `params` member at all.
     pub has_params: bool,
-    pub result: Option<&'a RawValue>,
-    pub error: Option<&'a RawValue>,
+    pub result: Option<Raw<'a>>,
+    pub error: Option<Raw<'a>>,
 }
 
 /// The parsed subset of `params`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Params<'a> {
-    #[serde(borrow, default)]
-    pub name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub uri: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub cursor: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "ref", deserialize_with = "object")]
+    pub name: Option<Raw<'a>>,
+    pub uri: Option<Raw<'a>>,
+    pub cursor: Option<Raw<'a>>,
+    /// `params.ref` of `completion/complete`.
     pub reference: Option<Reference<'a>>,
-    #[serde(borrow, default, rename = "_meta", deserialize_with = "object")]
+    /// `params._meta`.
     pub meta: Option<Meta<'a>>,
-    #[serde(borrow, default, rename = "protocolVersion")]
     pub protocol_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub capabilities: Option<&'a RawValue>,
+    pub capabilities: Option<Raw<'a>>,
     /// `notifications/cancelled`: the id of the request to cancel.
-    #[serde(borrow, default, rename = "requestId")]
-    pub request_id: Option<&'a RawValue>,
+    pub request_id: Option<Raw<'a>>,
 }
 
 /// `params.ref` of `completion/complete`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Reference<'a> {
-    #[serde(borrow, default, rename = "type")]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub uri: Option<&'a RawValue>,
+    pub name: Option<Raw<'a>>,
+    pub uri: Option<Raw<'a>>,
 }
 
 /// `params._meta`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Meta<'a> {
-    #[serde(borrow, default, rename = "progressToken")]
-    pub progress_token: Option<&'a RawValue>,
+    pub progress_token: Option<Raw<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    jsonrpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "object")]
-    params: Option<Params<'a>>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    error: Option<&'a RawValue>,
+/// Why a walk stopped: bad JSON, or good JSON that is not a valid message (which of the two
+/// wins is settled in [`parse`]: a syntax error anywhere makes the whole body -32700).
+enum Fault {
+    Syntax(Syntax),
+    Request(String),
+    Params(String),
 }
 
-/// Keeps an explicit `null` as `Some("null")` so that `"id": null` is told apart from no id.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl From<Syntax> for Fault {
+    fn from(s: Syntax) -> Self {
+        Fault::Syntax(s)
+    }
 }
 
-/// Accepts only a JSON object (derived struct impls would also take an array, positionally).
-fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    struct ObjectOnly<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+/// Where a member sits, for error messages and for which error class a type fault is.
+#[derive(Clone, Copy)]
+enum Level {
+    Top,
+    Params,
+}
+
+impl Level {
+    fn fault(self, msg: String) -> Fault {
+        match self {
+            Level::Top => Fault::Request(msg),
+            Level::Params => Fault::Params(msg),
         }
     }
-    d.deserialize_map(ObjectOnly(std::marker::PhantomData))
-        .map(Some)
+}
+
+/// A member name, decoded only when it carries escapes (they never do in practice).
+fn key_text(key: Str<'_>) -> Cow<'_, str> {
+    if key.escaped {
+        decode(key.raw).map_or(Cow::Borrowed(""), Cow::Owned)
+    } else {
+        Cow::Borrowed(key.inner())
+    }
+}
+
+fn decode(literal: &str) -> Option<String> {
+    serde_json::from_str::<String>(literal).ok()
+}
+
+/// A member that must be a string (or null, read as absent).
+fn string_member<'a>(
+    c: &mut Cursor<'a>,
+    level: Level,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, Fault> {
+    match c.peek() {
+        Some(b'"') => {
+            let s = c.string()?;
+            if !s.escaped {
+                return Ok(Some(Cow::Borrowed(s.inner())));
+            }
+            match decode(s.raw) {
+                Some(text) => Ok(Some(Cow::Owned(text))),
+                None => Err(level.fault(format!("\"{name}\" is not a valid string"))),
+            }
+        }
+        Some(b'n') => {
+            c.skip(1)?;
+            Ok(None)
+        }
+        _ => {
+            c.skip(1)?;
+            Err(level.fault(format!("\"{name}\" must be a string")))
+        }
+    }
+}
+
+fn raw_member<'a>(c: &mut Cursor<'a>, depth: u32) -> Result<Option<Raw<'a>>, Fault> {
+    Ok(Some(Raw(c.value(depth)?)))
+}
+
+/// Walks an object's members, handing each key to `member` with the cursor on its value.
+fn members<'a>(
+    c: &mut Cursor<'a>,
+    level: Level,
+    what: &str,
+    mut member: impl FnMut(&mut Cursor<'a>, &str) -> Result<(), Fault>,
+) -> Result<(), Fault> {
+    if c.peek() != Some(b'{') {
+        c.skip(1)?;
+        return Err(level.fault(format!("\"{what}\" must be an object")));
+    }
+    c.expect(b'{', What::Value)?;
+    if c.first_member() {
+        loop {
+            let key = c.key()?;
+            member(c, &key_text(key))?;
+            if !c.next_member()? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a member seen twice (serde_json's typed parse does the same).
+fn once<T>(slot: &Option<T>, level: Level, name: &str) -> Result<(), Fault> {
+    if slot.is_some() {
+        Err(level.fault(format!("duplicate member \"{name}\"")))
+    } else {
+        Ok(())
+    }
+}
+
+fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
+    let mut p = Params::default();
+    let l = Level::Params;
+    members(c, l, "params", |c, key| {
+        match key {
+            "name" => {
+                once(&p.name, l, key)?;
+                p.name = raw_member(c, 2)?;
+            }
+            "uri" => {
+                once(&p.uri, l, key)?;
+                p.uri = raw_member(c, 2)?;
+            }
+            "cursor" => {
+                once(&p.cursor, l, key)?;
+                p.cursor = raw_member(c, 2)?;
+            }
+            "capabilities" => {
+                once(&p.capabilities, l, key)?;
+                p.capabilities = raw_member(c, 2)?;
+            }
+            "requestId" => {
+                once(&p.request_id, l, key)?;
+                p.request_id = raw_member(c, 2)?;
+            }
+            "protocolVersion" => {
+                once(&p.protocol_version, l, key)?;
+                p.protocol_version = string_member(c, l, "params.protocolVersion")?;
+            }
+            "ref" => {
+                once(&p.reference, l, key)?;
+                let mut r = Reference::default();
+                members(c, l, "params.ref", |c, key| {
+                    match key {
+                        "type" => r.kind = string_member(c, l, "params.ref.type")?,
+                        "name" => r.name = raw_member(c, 3)?,
+                        "uri" => r.uri = raw_member(c, 3)?,
+                        _ => c.skip(3)?,
+                    }
+                    Ok(())
+                })?;
+                p.reference = Some(r);
+            }
+            "_meta" => {
+                once(&p.meta, l, key)?;
+                let mut m = Meta::default();
+                members(c, l, "params._meta", |c, key| {
+                    match key {
+                        "progressToken" => m.progress_token = raw_member(c, 3)?,
+                        _ => c.skip(3)?,
+                    }
+                    Ok(())
+                })?;
+                p.meta = Some(m);
+            }
+            _ => c.skip(2)?,
+        }
+        Ok(())
+    })?;
+    Ok(p)
+}
+
+struct Envelope<'a> {
+    jsonrpc: Option<Cow<'a, str>>,
+    id: Option<Raw<'a>>,
+    method: Option<Cow<'a, str>>,
+    params: Option<Params<'a>>,
+    result: Option<Raw<'a>>,
+    error: Option<Raw<'a>>,
+}
+
+fn envelope<'a>(c: &mut Cursor<'a>) -> Result<Envelope<'a>, Fault> {
+    let mut env = Envelope {
+        jsonrpc: None,
+        id: None,
+        method: None,
+        params: None,
+        result: None,
+        error: None,
+    };
+    let l = Level::Top;
+    members(c, l, "message", |c, key| {
+        match key {
+            "jsonrpc" => {
+                once(&env.jsonrpc, l, key)?;
+                env.jsonrpc = string_member(c, l, "jsonrpc")?;
+            }
+            "id" => {
+                once(&env.id, l, key)?;
+                env.id = raw_member(c, 1)?;
+            }
+            "method" => {
+                once(&env.method, l, key)?;
+                env.method = string_member(c, l, "method")?;
+            }
+            "params" => {
+                once(&env.params, l, key)?;
+                env.params = Some(params(c)?);
+            }
+            "result" => {
+                once(&env.result, l, key)?;
+                env.result = raw_member(c, 1)?;
+            }
+            "error" => {
+                once(&env.error, l, key)?;
+                env.error = raw_member(c, 1)?;
+            }
+            _ => c.skip(1)?,
+        }
+        Ok(())
+    })?;
+    c.end()?;
+    Ok(env)
 }
 
 /// Parses one JSON-RPC message. Errors carry the precise JSON-RPC error the client gets.
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, RpcError> {
-    let env: Envelope<'_> = match serde_json::from_slice(buf) {
+    let text = std::str::from_utf8(buf)
+        .map_err(|e| RpcError::Parse(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let mut c = Cursor::new(text);
+    c.ws();
+    let env = match c.peek() {
+        Some(b'{') => envelope(&mut c),
+        Some(b'[') => Err(Fault::Request(
+            "JSON-RPC batches are not supported; send one message per POST".into(),
+        )),
+        None => Err(Fault::Syntax(Syntax {
+            what: What::Empty,
+            at: 0,
+        })),
+        Some(_) => Err(Fault::Request("a JSON-RPC message is a JSON object".into())),
+    };
+    let env = match env {
         Ok(env) => env,
-        Err(e) => return Err(classify_failure(buf, e)),
+        // Not JSON at all outranks not a valid message: look at the whole body first.
+        Err(fault) => {
+            return Err(match (fault, validate(text)) {
+                (Fault::Syntax(s), _) | (_, Err(s)) => RpcError::Parse(s.to_string()),
+                (Fault::Request(m), Ok(())) => RpcError::InvalidRequest(m),
+                (Fault::Params(m), Ok(())) => RpcError::InvalidParams(m),
+            })
+        }
     };
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(RpcError::InvalidRequest(
@@ -177,7 +415,7 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, RpcError> {
 }
 
 /// MCP: a request id is a string or an integer, never null.
-fn check_id(id: &RawValue) -> Result<(), RpcError> {
+fn check_id(id: Raw<'_>) -> Result<(), RpcError> {
     let s = id.get().as_bytes();
     let ok = match s.first() {
         Some(b'"') => true,
@@ -193,38 +431,16 @@ fn check_id(id: &RawValue) -> Result<(), RpcError> {
     }
 }
 
-/// The slow path, taken only when the typed parse failed: was it not JSON at all (-32700), not
-/// an object (-32600, naming batches), or a member of the wrong type (-32600 / -32602)?
-fn classify_failure(buf: &[u8], err: serde_json::Error) -> RpcError {
-    if err.is_syntax() || err.is_eof() || err.is_io() {
-        return RpcError::Parse(err.to_string());
-    }
-    match serde_json::from_slice::<serde_json::Value>(buf) {
-        Err(e) => RpcError::Parse(e.to_string()),
-        Ok(serde_json::Value::Array(_)) => RpcError::InvalidRequest(
-            "JSON-RPC batches are not supported; send one message per POST".into(),
-        ),
-        Ok(serde_json::Value::Object(map)) => match map.get("params") {
-            Some(p) if !p.is_object() => {
-                RpcError::InvalidParams("\"params\" must be an object".into())
-            }
-            Some(_) => RpcError::InvalidParams(err.to_string()),
-            None => RpcError::InvalidRequest(err.to_string()),
-        },
-        Ok(_) => RpcError::InvalidRequest("a JSON-RPC message is a JSON object".into()),
-    }
-}
-
-/// The byte range of `part` inside `buf`. `part` must borrow from `buf` (every `RawValue` a
+/// The byte range of `part` inside `buf`. `part` must borrow from `buf` (every `Raw` a
 /// [`Message`] hands out does).
-pub fn span_of(buf: &[u8], part: &RawValue) -> Range<usize> {
+pub fn span_of(buf: &[u8], part: Raw<'_>) -> Range<usize> {
     let start = part.get().as_ptr() as usize - buf.as_ptr() as usize;
     debug_assert!(start + part.get().len() <= buf.len());
     start..start + part.get().len()
 }
 
 /// Decodes a raw JSON string literal. `None` when the value is not a string.
-pub fn raw_str(v: &RawValue) -> Option<Cow<'_, str>> {
+pub fn raw_str(v: Raw<'_>) -> Option<Cow<'_, str>> {
     let s = v.get();
     if !s.starts_with('"') {
         return None;
@@ -243,20 +459,20 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes `{"jsonrpc":"2.0","id":ID,"error":{"code":C,"message":M}}`.
-pub fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, err: &RpcError) {
+pub fn write_error(out: &mut Vec<u8>, id: Option<Raw<'_>>, err: &RpcError) {
     write_error_parts(out, id, err.code(), &err.to_string(), None);
 }
 
 /// Like [`write_error`], with an optional raw `data` member.
 pub fn write_error_parts(
     out: &mut Vec<u8>,
-    id: Option<&RawValue>,
+    id: Option<Raw<'_>>,
     code: i32,
     message: &str,
     data: Option<&str>,
 ) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.map_or("null", RawValue::get).as_bytes());
+    out.extend_from_slice(id.map_or("null", Raw::get).as_bytes());
     out.extend_from_slice(b",\"error\":{\"code\":");
     out.extend_from_slice(code.to_string().as_bytes());
     out.extend_from_slice(b",\"message\":");
@@ -269,7 +485,7 @@ pub fn write_error_parts(
 }
 
 /// Writes `{"jsonrpc":"2.0","id":ID,"result":RESULT}` with `result` already serialized.
-pub fn write_result(out: &mut Vec<u8>, id: &RawValue, result: &[u8]) {
+pub fn write_result(out: &mut Vec<u8>, id: Raw<'_>, result: &[u8]) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.get().as_bytes());
     out.extend_from_slice(b",\"result\":");
@@ -386,6 +602,55 @@ mod tests {
             err_code(br#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#),
             code::INVALID_REQUEST
         );
+    }
+
+    #[test]
+    fn syntax_outranks_shape_and_edge_cases_are_exact() {
+        // A type fault early and broken JSON later: the body is not JSON, so -32700.
+        assert_eq!(
+            err_code(br#"{"jsonrpc":5,"id":1 "method":"x"}"#),
+            code::PARSE_ERROR
+        );
+        assert_eq!(err_code(br#"[1,2"#), code::PARSE_ERROR);
+        assert_eq!(err_code(b"\"abc"), code::PARSE_ERROR);
+        assert_eq!(
+            err_code(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}"),
+            code::PARSE_ERROR
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x"} x"#),
+            code::PARSE_ERROR
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":1,"name":2}}"#),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            err_code(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"ref":[]}}"#),
+            code::INVALID_PARAMS
+        );
+        // Escaped member names are decoded before they are matched.
+        let m = parse(br#" {"jsonrpc":"2.0","\u0069d":3,"method":"ping"} "#).unwrap();
+        assert_eq!(m.id.unwrap().get(), "3");
+        // Unknown members, at any depth, are skipped.
+        let m = parse(br#"{"x":[{"y":{}}],"jsonrpc":"2.0","method":"n","params":{"z":[1,2]}}"#)
+            .unwrap();
+        assert_eq!(m.kind, Kind::Notification);
+        assert!(m.has_params);
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"a":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(err_code(deep.as_bytes()), code::PARSE_ERROR);
     }
 
     #[test]

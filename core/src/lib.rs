@@ -14,11 +14,14 @@
 //! - [`affinity`]: the stable hash that pins a session to a shard.
 //! - [`config`]: the YAML config schema and its validation into internal types.
 //! - [`error`]: the error kinds and the one mapping to JSON-RPC codes and HTTP statuses.
+//! - `fuzz`: the properties the cargo-fuzz targets in `core/fuzz` check (also run by `cargo test`).
 
 pub mod affinity;
 pub mod catalog;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod jsonrpc;
 pub mod merge;

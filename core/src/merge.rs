@@ -11,15 +11,14 @@
 //! sees every item exactly once and resumes correctly when a backend in front of the position
 //! goes down or comes back.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use serde_json::value::RawValue;
 
 use crate::catalog::{Catalog, ListKind};
 use crate::error::RpcError;
-use crate::jsonrpc::write_str;
+use crate::jsonrpc::{write_str, Raw};
 use crate::names::{self, split_mapped_uri, template_literal_prefix};
 
 /// One backend's catalog as input to a merge.
@@ -213,8 +212,8 @@ impl Index {
     pub fn write_page(
         &self,
         out: &mut Vec<u8>,
-        id: &RawValue,
-        catalogs: &[&Catalog],
+        id: Raw<'_>,
+        catalogs: &[impl Borrow<Catalog>],
         cursor: Option<Cursor>,
         page_size: usize,
         allow: impl Fn(usize, usize) -> bool,
@@ -235,6 +234,7 @@ impl Index {
         let mut next: Option<Cursor> = None;
         let uri_like = self.kind.uri_keyed();
         'outer: for (si, (meta, cat)) in self.sources.iter().zip(catalogs).enumerate() {
+            let cat: &Catalog = cat.borrow();
             let start = match cursor {
                 Some(c) if meta.backend < c.backend => continue,
                 Some(c) if meta.backend == c.backend => c.offset as usize,
@@ -338,8 +338,8 @@ mod tests {
         }
     }
 
-    fn id() -> Box<RawValue> {
-        RawValue::from_string("1".into()).unwrap()
+    fn id() -> Box<serde_json::value::RawValue> {
+        serde_json::value::RawValue::from_string("1".into()).unwrap()
     }
 
     fn names_of(page: &[u8]) -> (Vec<String>, Option<String>) {
@@ -360,7 +360,7 @@ mod tests {
         let srcs = [src(0, "a", true, &a), src(1, "b", true, &b)];
         let idx = Index::build(ListKind::Tools, &srcs, "__", &[], 7);
         let mut out = Vec::new();
-        idx.write_page(&mut out, &id(), &[&a, &b], None, 0, |_, _| true);
+        idx.write_page(&mut out, (&*id()).into(), &[&a, &b], None, 0, |_, _| true);
         let (names, next) = names_of(&out);
         assert_eq!(names, ["a__x", "a__y", "b__x"]);
         assert_eq!(next, None);
@@ -389,7 +389,7 @@ mod tests {
         );
         assert_eq!(idx.len(), 3);
         let mut out = Vec::new();
-        idx.write_page(&mut out, &id(), &[&a, &b], None, 0, |_, _| true);
+        idx.write_page(&mut out, (&*id()).into(), &[&a, &b], None, 0, |_, _| true);
         assert_eq!(names_of(&out).0, ["x", "y", "z"]);
         assert_eq!(idx.route("y").unwrap().backend, 0);
     }
@@ -431,9 +431,14 @@ mod tests {
             let mut cursor = None;
             loop {
                 let mut out = Vec::new();
-                idx.write_page(&mut out, &id(), &refs, cursor, page_size, |s, i| {
-                    !(s == 2 && i == 1)
-                });
+                idx.write_page(
+                    &mut out,
+                    (&*id()).into(),
+                    &refs,
+                    cursor,
+                    page_size,
+                    |s, i| !(s == 2 && i == 1),
+                );
                 let (page, next) = names_of(&out);
                 assert!(page.len() <= page_size);
                 seen.extend(page);
@@ -461,11 +466,13 @@ mod tests {
         let full = [src(0, "a", true, &a), src(1, "b", true, &b)];
         let idx = Index::build(ListKind::Tools, &full, "__", &[], 1);
         let mut out = Vec::new();
-        idx.write_page(&mut out, &id(), &[&a, &b], None, 1, |_, _| true);
+        idx.write_page(&mut out, (&*id()).into(), &[&a, &b], None, 1, |_, _| true);
         let cursor = idx.decode_cursor(&names_of(&out).1.unwrap()).unwrap();
         let without_a = Index::build(ListKind::Tools, &full[1..], "__", &[], 1);
         let mut out = Vec::new();
-        without_a.write_page(&mut out, &id(), &[&b], Some(cursor), 0, |_, _| true);
+        without_a.write_page(&mut out, (&*id()).into(), &[&b], Some(cursor), 0, |_, _| {
+            true
+        });
         assert_eq!(names_of(&out).0, ["b__3", "b__4"]);
     }
 
@@ -478,7 +485,7 @@ mod tests {
         }
         let other = Index::build(ListKind::Tools, &[], "__", &[], 2);
         let mut out = Vec::new();
-        idx.write_page(&mut out, &id(), &[&a], None, 0, |_, _| true);
+        idx.write_page(&mut out, (&*id()).into(), &[&a], None, 0, |_, _| true);
         let c = idx.encode_cursor(Cursor {
             backend: 0,
             offset: 0,
@@ -498,7 +505,7 @@ mod tests {
         let tsrcs = [src(1, "fs", false, &t)];
         let idx = Index::build(ListKind::Resources, &srcs, "__", &tsrcs, 0);
         let mut out = Vec::new();
-        idx.write_page(&mut out, &id(), &[&r], None, 0, |_, _| true);
+        idx.write_page(&mut out, (&*id()).into(), &[&r], None, 0, |_, _| true);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v["result"]["resources"][0]["uri"],

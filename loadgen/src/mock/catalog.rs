@@ -4,8 +4,7 @@
 
 use std::sync::RwLock;
 
-use ringmux_core::jsonrpc::raw_str;
-use serde_json::value::RawValue;
+use ringmux_core::jsonrpc::{raw_str, Raw};
 
 use super::dispatch::Fail;
 use super::{fixtures, tools, MockConfig};
@@ -46,7 +45,7 @@ impl List {
     /// Appends the result for a list request with `cursor` (absent: the first page). Cursors
     /// are item offsets as decimal strings; anything else, or an offset this list never
     /// handed out, is invalid params.
-    pub fn page(&self, cursor: Option<&RawValue>, out: &mut Vec<u8>) -> Result<(), Fail> {
+    pub fn page(&self, cursor: Option<Raw<'_>>, out: &mut Vec<u8>) -> Result<(), Fail> {
         let start = match cursor {
             None => 0,
             Some(raw) => self.parse_cursor(raw)?,
@@ -64,7 +63,7 @@ impl List {
         Ok(())
     }
 
-    fn parse_cursor(&self, raw: &RawValue) -> Result<usize, Fail> {
+    fn parse_cursor(&self, raw: Raw<'_>) -> Result<usize, Fail> {
         let invalid = || Fail::params(format!("Invalid cursor: {}", raw.get()));
         let text = raw_str(raw).ok_or_else(invalid)?;
         if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -179,14 +178,9 @@ mod tests {
         (0..n).map(|i| format!("{i}").into_bytes().into()).collect()
     }
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
-    }
-
     fn page(list: &List, cursor: Option<&str>) -> Result<serde_json::Value, Fail> {
         let mut out = Vec::new();
-        let cursor = cursor.map(raw);
-        list.page(cursor.as_deref(), &mut out)?;
+        list.page(cursor.map(|c| Raw::new(c).unwrap()), &mut out)?;
         Ok(serde_json::from_slice(&out).unwrap())
     }
 

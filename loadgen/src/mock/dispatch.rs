@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use ringmux_core::error::code;
-use ringmux_core::jsonrpc::{raw_str, write_error_parts, Message};
+use ringmux_core::jsonrpc::{raw_str, write_error_parts, Message, Raw};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -52,7 +52,7 @@ impl Fail {
     }
 
     /// Writes the whole error response.
-    pub fn write(&self, out: &mut Vec<u8>, id: Option<&RawValue>) {
+    pub fn write(&self, out: &mut Vec<u8>, id: Option<Raw<'_>>) {
         write_error_parts(out, id, self.code, &self.message, None);
     }
 }
@@ -122,7 +122,7 @@ impl<'a> Call<'a> {
     }
 
     /// `params._meta.progressToken`, raw.
-    pub fn progress_token(&self) -> Option<&'a RawValue> {
+    pub fn progress_token(&self) -> Option<Raw<'a>> {
         self.msg.params.meta.as_ref()?.progress_token
     }
 

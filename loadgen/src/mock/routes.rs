@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use ringmux_core::http::{self, Method, RequestHead};
-use ringmux_core::jsonrpc::{self, write_error_parts, Kind, Message};
+use ringmux_core::jsonrpc::{self, write_error_parts, Kind, Message, Raw};
 use ringmux_core::sse::KEEPALIVE;
 use ringmux_core::version;
-use serde_json::value::RawValue;
 
 use super::dispatch::{self, Action, Call};
 use super::emit::{Emitter, Io};
@@ -97,7 +96,7 @@ const FOREIGN_HOST: Refusal = (403, -32000, "Forbidden: Host or Origin is not lo
 async fn rpc_error(
     io: &mut Io,
     out: &mut Vec<u8>,
-    id: Option<&RawValue>,
+    id: Option<Raw<'_>>,
     (status, code, message): Refusal,
     keep_alive: bool,
 ) -> io::Result<bool> {
@@ -177,7 +176,7 @@ async fn post(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io:
 }
 
 /// Starts the JSON-RPC success response in `out`: `{"jsonrpc":"2.0","id":ID,"result":`.
-fn result_prefix(out: &mut Vec<u8>, id: &RawValue) {
+fn result_prefix(out: &mut Vec<u8>, id: Raw<'_>) {
     out.clear();
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     out.extend_from_slice(id.get().as_bytes());
@@ -220,7 +219,7 @@ async fn request(
     io: &mut Io,
     req: &Req<'_>,
     msg: &Message<'_>,
-    id: &RawValue,
+    id: Raw<'_>,
     session: &Arc<Session>,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {

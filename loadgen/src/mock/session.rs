@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use futures_channel::{mpsc, oneshot};
 use ringmux_core::affinity::{encode_session_id, SESSION_ID_LEN};
-use ringmux_core::jsonrpc::raw_str;
-use serde_json::value::RawValue;
+use ringmux_core::jsonrpc::{raw_str, Raw};
 
 /// A minted session id (visible ASCII).
 pub(crate) type SessionId = [u8; SESSION_ID_LEN];
@@ -161,7 +160,7 @@ impl Session {
 
     /// Routes a client's JSON-RPC response (the whole body) to the request it answers.
     /// Returns whether one was waiting.
-    pub fn answer(&self, id: &RawValue, body: &[u8]) -> bool {
+    pub fn answer(&self, id: Raw<'_>, body: &[u8]) -> bool {
         let n = raw_str(id).and_then(|s| s.strip_prefix(REQUEST_ID_PREFIX)?.parse::<u64>().ok());
         let Some(tx) = n.and_then(|n| lock(&self.pending).remove(&n)) else {
             return false;
@@ -265,11 +264,11 @@ mod tests {
         let s = Session::new([b'a'; SESSION_ID_LEN]);
         let (_, id, mut rx) = s.ask();
         assert_eq!(id, "\"srv-1\"");
-        let raw = RawValue::from_string(id).unwrap();
-        assert!(!s.answer(&RawValue::from_string("\"srv-9\"".into()).unwrap(), b"x"));
-        assert!(s.answer(&raw, b"{\"result\":{}}"));
+        let raw = Raw::new(&id).unwrap();
+        assert!(!s.answer(Raw::new("\"srv-9\"").unwrap(), b"x"));
+        assert!(s.answer(raw, b"{\"result\":{}}"));
         assert_eq!(rx.try_recv().unwrap().unwrap(), b"{\"result\":{}}");
-        assert!(!s.answer(&raw, b"again"));
+        assert!(!s.answer(raw, b"again"));
     }
 
     #[test]

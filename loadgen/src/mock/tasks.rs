@@ -6,8 +6,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use monoio::time::{sleep, timeout};
-use ringmux_core::jsonrpc::write_str;
-use serde_json::value::RawValue;
+use ringmux_core::jsonrpc::{write_str, Raw};
 use serde_json::Value;
 
 use super::dispatch::{Call, Fail};
@@ -41,10 +40,7 @@ pub(crate) enum Elicit<'a> {
 /// A tool call that finishes asynchronously.
 pub(crate) enum Task<'a> {
     /// `progress`: one `notifications/progress` per step (when there is a token), then "done".
-    Progress {
-        steps: u64,
-        token: Option<&'a RawValue>,
-    },
+    Progress { steps: u64, token: Option<Raw<'a>> },
     /// `slow`: sleep, then "slept".
     Slow { ms: u64 },
     /// `touch_tools`: add a tool, announce the change, then "touched".
@@ -52,7 +48,7 @@ pub(crate) enum Task<'a> {
     /// `test_tool_with_logging`: three info log messages.
     Logging,
     /// `test_tool_with_progress`: progress 0, 50, 100 of 100.
-    Percent { token: Option<&'a RawValue> },
+    Percent { token: Option<Raw<'a>> },
     /// `test_sampling`.
     Sampling { prompt: Cow<'a, str> },
     /// `test_elicitation*`.
@@ -191,7 +187,7 @@ pub(crate) async fn run(
 }
 
 /// `notifications/progress` for `token`.
-fn progress(token: &RawValue, progress: u64, total: u64) -> Vec<u8> {
+fn progress(token: Raw<'_>, progress: u64, total: u64) -> Vec<u8> {
     format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":{progress},"total":{total}}}}}"#,
         token.get()

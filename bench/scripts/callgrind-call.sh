@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Instructions and malloc calls per proxied tools/call, on the gateway side, with callgrind:
+# one shard, one mock backend, calls on one keep-alive connection. The counters are dumped
+# (and zeroed) with callgrind_control after a warm-up, after N calls, and after a session with
+# no calls; per call = (N-call dump - no-call dump) / N. Counts instructions, not time, so it
+# is repeatable on a noisy machine.
+#
+# usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
+#   (default: target/release/ringmux, built first; N = 1000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${2:-1000}
+if [[ $# -lt 1 ]]; then
+  cargo build --release --bin ringmux >&2
+  BIN=target/release/ringmux
+else
+  BIN=$1
+fi
+command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install valgrind)" >&2; exit 1; }
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MOCK_PORT=$(free_port)
+GW_PORT=$(free_port)
+"$BIN" mock --listen "127.0.0.1:$MOCK_PORT" --name a --json-only >"$WORK/mock.log" 2>&1 &
+PIDS+=($!)
+cat >"$WORK/gw.yaml" <<YAML
+listen: 127.0.0.1:$GW_PORT
+shards: 1
+pin_cores: false
+backends:
+  - name: a
+    url: http://127.0.0.1:$MOCK_PORT/mcp
+YAML
+valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$BIN" run "$WORK/gw.yaml" >"$WORK/gw.log" 2>&1 &
+VG=$!
+PIDS+=($VG)
+for _ in $(seq 100); do
+  grep -q "listening on" "$WORK/gw.log" && break
+  sleep 0.2
+done
+# A blocked io_uring wait only notices the dump request on its next event: poke it.
+poke() { python3 -c "
+import socket
+s = socket.create_connection(('127.0.0.1', $GW_PORT), timeout=5)
+s.send(b'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n'); s.recv(100)"; }
+dumps() { find "$WORK" -name 'cg.*.*' | wc -l; }
+dump() {
+  local before
+  before=$(dumps)
+  timeout 60 callgrind_control -d "$1" >/dev/null 2>&1 &
+  for _ in $(seq 50); do
+    sleep 0.2
+    poke
+    [[ $(dumps) -gt $before ]] && break
+  done
+  sleep 1
+}
+DRIVE=bench/scripts/drive_calls.py
+python3 $DRIVE "$GW_PORT" 200 && dump warm
+python3 $DRIVE "$GW_PORT" "$N" && dump calls
+python3 $DRIVE "$GW_PORT" 0 && dump none
+python3 - "$N" "$WORK"/cg.*.2 "$WORK"/cg.*.3 <<'PY'
+import re, sys
+def counts(path):
+    names, calls, current, total = {}, {"malloc": 0, "realloc": 0, "calloc": 0}, None, 0
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("totals:"):
+            total = int(line.split()[1])
+        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line)
+        if m:
+            kind, i, name = m.groups()
+            if name:
+                names[i] = name
+            current = names.get(i) if kind == "cfn" else None
+        elif line.startswith("calls=") and current in calls:
+            calls[current] += int(line.split("=")[1].split()[0])
+            current = None
+    return total, sum(calls.values())
+n = int(sys.argv[1])
+ins_calls, alloc_calls = counts(sys.argv[2])
+ins_none, alloc_none = counts(sys.argv[3])
+print(f"instructions per proxied tools/call: {(ins_calls - ins_none) / n:,.0f}")
+print(f"allocator calls (malloc+realloc+calloc) per proxied tools/call: {(alloc_calls - alloc_none) / n:.3f}")
+PY

@@ -1,0 +1,246 @@
+//! The properties the fuzz targets in `core/fuzz` check, kept here so that the same checks also
+//! run in `cargo test` over a seed corpus and deterministic mutations of it (no nightly
+//! toolchain needed for that part). Each function panics when a property is broken.
+
+use crate::error::RpcError;
+use crate::http::{self, chunked::ChunkedDecoder};
+use crate::jsonrpc::{self, What};
+use crate::sse::SseDecoder;
+
+/// The envelope parser never panics, agrees with serde_json on what is JSON, and hands out
+/// only spans that lie inside the input and are themselves JSON.
+pub fn envelope(data: &[u8]) {
+    // JSON text is UTF-8 (RFC 8259 §8.1); serde_json checks that only in strings it decodes,
+    // so the oracle is "UTF-8, and serde_json accepts it".
+    let text = std::str::from_utf8(data).ok();
+    let serde_ok = text.is_some_and(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok());
+    let too_deep =
+        text.is_some_and(|t| jsonrpc::validate(t).is_err_and(|s| s.what == What::TooDeep));
+    match jsonrpc::parse(data) {
+        Ok(m) => {
+            assert!(serde_ok, "accepted what serde_json rejects");
+            let raws = [
+                m.id,
+                m.result,
+                m.error,
+                m.params.name,
+                m.params.uri,
+                m.params.cursor,
+                m.params.capabilities,
+                m.params.request_id,
+                m.params.meta.as_ref().and_then(|x| x.progress_token),
+                m.params.reference.as_ref().and_then(|r| r.name),
+                m.params.reference.as_ref().and_then(|r| r.uri),
+            ];
+            for raw in raws.into_iter().flatten() {
+                let span = jsonrpc::span_of(data, raw);
+                assert!(span.end <= data.len());
+                assert_eq!(&data[span], raw.get().as_bytes());
+                assert!(jsonrpc::validate(raw.get()).is_ok());
+            }
+            if let Some(name) = m.params.name {
+                // Splicing a name keeps the document JSON.
+                let mut out = Vec::new();
+                jsonrpc::splice(&mut out, data, jsonrpc::span_of(data, name), b"\"x\"");
+                assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok());
+            }
+        }
+        Err(RpcError::Parse(_)) => {
+            assert!(
+                !serde_ok || too_deep,
+                "called valid JSON a parse error: {:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        Err(e) => {
+            assert!(serde_ok, "called invalid JSON {e:?}");
+        }
+    }
+}
+
+/// The request-head parser never panics and every range it returns lies inside the head.
+pub fn request_head(data: &[u8]) {
+    let Ok(Some(head)) = http::parse_request(data, 8 * 1024, 4 << 20) else {
+        return;
+    };
+    assert!(head.head_len <= data.len());
+    let h = &head.headers;
+    let ranges = [
+        Some(head.path.clone()),
+        head.query.clone(),
+        h.host.clone(),
+        h.accept.clone(),
+        h.content_type.clone(),
+        h.session_id.clone(),
+        h.protocol_version.clone(),
+        h.origin.clone(),
+        h.last_event_id.clone(),
+        h.authorization.clone(),
+    ];
+    for r in ranges.into_iter().flatten() {
+        assert!(r.start <= r.end && r.end <= head.head_len);
+    }
+    // The response-head parser must survive the same bytes.
+    let _ = http::parse_response(data, 8 * 1024);
+}
+
+/// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives
+/// the same payload either way (when both succeed), and never panics.
+pub fn chunked(data: &[u8], split: usize) {
+    let whole = decode_chunked(&[data]);
+    let split = split.min(data.len());
+    let pieces = decode_chunked(&[&data[..split], &data[split..]]);
+    if let (Ok(a), Ok(b)) = (whole, pieces) {
+        assert_eq!(a, b, "chunked output depends on how the input was split");
+    }
+}
+
+fn decode_chunked(pieces: &[&[u8]]) -> Result<(Vec<u8>, bool), http::HeadError> {
+    let mut dec = ChunkedDecoder::new();
+    let mut pending = Vec::new();
+    let mut out = Vec::new();
+    for piece in pieces {
+        pending.extend_from_slice(piece);
+        let used = dec.decode(&pending, &mut out, 1 << 20)?;
+        assert!(used <= pending.len());
+        pending.drain(..used);
+    }
+    Ok((out, dec.is_done()))
+}
+
+/// The SSE decoder yields the same events however its input is split, and never panics.
+pub fn sse(data: &[u8], split: usize) {
+    let split = split.min(data.len());
+    let whole = sse_events(&[data]);
+    let pieces = sse_events(&[&data[..split], &data[split..]]);
+    assert_eq!(
+        whole, pieces,
+        "SSE events depend on how the input was split"
+    );
+}
+
+fn sse_events(pieces: &[&[u8]]) -> Vec<Result<crate::sse::Event, usize>> {
+    let mut dec = SseDecoder::new(64 * 1024);
+    let mut events = Vec::new();
+    for piece in pieces {
+        dec.feed(piece);
+        loop {
+            match dec.next_event() {
+                Ok(Some(e)) => events.push(Ok(e)),
+                Ok(None) => break,
+                Err(e) => {
+                    events.push(Err(e.0));
+                    return events;
+                }
+            }
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fuzz properties over a seed corpus and a few thousand deterministic mutations of it.
+
+    use super::*;
+
+    const ENVELOPES: &[&[u8]] = &[
+        br#"{"jsonrpc":"2.0","id":4711,"method":"tools/call","params":{"name":"w__get","arguments":{"name":"x","n":[1,2.5e3,true,null]},"_meta":{"progressToken":"p"}}}"#,
+        br#"{"jsonrpc":"2.0","id":"a\"b","result":{"content":[]}}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"}}}"#,
+        br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"ringmux://a/file:\/\/x\u00e9"}}"#,
+    ];
+
+    const HEADS: &[&[u8]] = &[
+        b"POST /mcp?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nMcp-Session-Id: abc\r\nAccept: application/json, text/event-stream\r\n\r\nhello",
+        b"GET /mcp HTTP/1.0\r\nConnection: keep-alive\r\nLast-Event-ID: 7\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
+    ];
+
+    const CHUNKED: &[u8] = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+    const SSE: &[u8] =
+        b": c\nid: 1\nevent: message\ndata: {\"a\":1}\ndata: 2\r\n\r\nretry: 5\r\ndata:x\r\r";
+
+    /// xorshift64*: deterministic, so a failure reproduces.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Mutations a fuzzer would try: flip, insert a structural byte, delete, truncate, duplicate.
+    fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+        const BYTES: &[u8] = b"{}[]\":,\\ \r\n0-.eEtfnu\x00\x1f\xff\xc3";
+        let mut v = seed.to_vec();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(v.len() + 1);
+            match rng.below(5) {
+                0 if at < v.len() => v[at] ^= 1 << rng.below(8),
+                1 => v.insert(at, BYTES[rng.below(BYTES.len())]),
+                2 if at < v.len() => {
+                    v.remove(at);
+                }
+                3 => v.truncate(at),
+                _ => {
+                    let end = (at + rng.below(16)).min(v.len());
+                    let copy = v[at.min(end)..end].to_vec();
+                    v.splice(at..at, copy);
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn envelope_properties_hold() {
+        let mut rng = Rng(0x5eed_0001);
+        for seed in ENVELOPES {
+            envelope(seed);
+            for _ in 0..2000 {
+                envelope(&mutate(&mut rng, seed));
+            }
+        }
+    }
+
+    #[test]
+    fn http_properties_hold() {
+        let mut rng = Rng(0x5eed_0002);
+        for seed in HEADS {
+            request_head(seed);
+            for _ in 0..2000 {
+                request_head(&mutate(&mut rng, seed));
+            }
+        }
+        for split in 0..=CHUNKED.len() {
+            chunked(CHUNKED, split);
+        }
+        for _ in 0..2000 {
+            let data = mutate(&mut rng, CHUNKED);
+            let split = rng.below(data.len() + 1);
+            chunked(&data, split);
+        }
+    }
+
+    #[test]
+    fn sse_properties_hold() {
+        let mut rng = Rng(0x5eed_0003);
+        for split in 0..=SSE.len() {
+            sse(SSE, split);
+        }
+        for _ in 0..2000 {
+            let data = mutate(&mut rng, SSE);
+            let split = rng.below(data.len() + 1);
+            sse(&data, split);
+        }
+    }
+}
