@@ -8,10 +8,11 @@
 
 use std::cell::RefCell;
 
-/// Buffers kept per shard.
-const KEEP: usize = 256;
-/// A buffer grown past this (a huge list page, say) is freed rather than kept.
-const MAX_CAPACITY: usize = 256 << 10;
+/// Buffers kept per shard: enough for the requests in flight on a busy shard, while at most
+/// `KEEP * MAX_CAPACITY` (4 MiB) stays retained.
+const KEEP: usize = 64;
+/// A buffer grown past this (a big list page, say) is freed rather than kept.
+const MAX_CAPACITY: usize = 64 << 10;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };

@@ -37,6 +37,8 @@ pub fn envelope(data: &[u8]) {
                 assert!(span.end <= data.len());
                 assert_eq!(&data[span], raw.get().as_bytes());
                 assert!(jsonrpc::validate(raw.get()).is_ok());
+                // Owned copies (kept for relayed streams) must not panic either.
+                assert_eq!(raw.to_boxed().get(), raw.get());
             }
             if let Some(name) = m.params.name {
                 // Splicing a name keeps the document JSON.
