@@ -178,8 +178,18 @@ fn string_member<'a>(
     }
 }
 
-fn raw_member<'a>(c: &mut Cursor<'a>, depth: u32) -> Result<Option<Raw<'a>>, Fault> {
-    Ok(Some(Raw(c.value(depth)?)))
+/// Reads a member's value, as raw text, into `slot`; a second occurrence is refused.
+#[inline(always)]
+fn set_raw<'a>(
+    slot: &mut Option<Raw<'a>>,
+    c: &mut Cursor<'a>,
+    level: Level,
+    key: &str,
+    depth: u32,
+) -> Result<(), Fault> {
+    once(slot, level, key)?;
+    *slot = Some(Raw(c.value(depth)?));
+    Ok(())
 }
 
 /// Walks an object's members, handing each key to `member` with the cursor on its value.
@@ -207,12 +217,18 @@ fn members<'a>(
 }
 
 /// Refuses a member seen twice (serde_json's typed parse does the same).
+#[inline(always)]
 fn once<T>(slot: &Option<T>, level: Level, name: &str) -> Result<(), Fault> {
     if slot.is_some() {
-        Err(level.fault(format!("duplicate member \"{name}\"")))
+        Err(duplicate(level, name))
     } else {
         Ok(())
     }
+}
+
+#[cold]
+fn duplicate(level: Level, name: &str) -> Fault {
+    level.fault(format!("duplicate member \"{name}\""))
 }
 
 fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
@@ -220,26 +236,11 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
     let l = Level::Params;
     members(c, l, "params", |c, key| {
         match key {
-            "name" => {
-                once(&p.name, l, key)?;
-                p.name = raw_member(c, 2)?;
-            }
-            "uri" => {
-                once(&p.uri, l, key)?;
-                p.uri = raw_member(c, 2)?;
-            }
-            "cursor" => {
-                once(&p.cursor, l, key)?;
-                p.cursor = raw_member(c, 2)?;
-            }
-            "capabilities" => {
-                once(&p.capabilities, l, key)?;
-                p.capabilities = raw_member(c, 2)?;
-            }
-            "requestId" => {
-                once(&p.request_id, l, key)?;
-                p.request_id = raw_member(c, 2)?;
-            }
+            "name" => set_raw(&mut p.name, c, l, key, 2)?,
+            "uri" => set_raw(&mut p.uri, c, l, key, 2)?,
+            "cursor" => set_raw(&mut p.cursor, c, l, key, 2)?,
+            "capabilities" => set_raw(&mut p.capabilities, c, l, key, 2)?,
+            "requestId" => set_raw(&mut p.request_id, c, l, key, 2)?,
             "protocolVersion" => {
                 once(&p.protocol_version, l, key)?;
                 p.protocol_version = string_member(c, l, "params.protocolVersion")?;
@@ -250,8 +251,8 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
                 members(c, l, "params.ref", |c, key| {
                     match key {
                         "type" => r.kind = string_member(c, l, "params.ref.type")?,
-                        "name" => r.name = raw_member(c, 3)?,
-                        "uri" => r.uri = raw_member(c, 3)?,
+                        "name" => set_raw(&mut r.name, c, l, key, 3)?,
+                        "uri" => set_raw(&mut r.uri, c, l, key, 3)?,
                         _ => c.skip(3)?,
                     }
                     Ok(())
@@ -263,7 +264,7 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
                 let mut m = Meta::default();
                 members(c, l, "params._meta", |c, key| {
                     match key {
-                        "progressToken" => m.progress_token = raw_member(c, 3)?,
+                        "progressToken" => set_raw(&mut m.progress_token, c, l, key, 3)?,
                         _ => c.skip(3)?,
                     }
                     Ok(())
@@ -302,10 +303,7 @@ fn envelope<'a>(c: &mut Cursor<'a>) -> Result<Envelope<'a>, Fault> {
                 once(&env.jsonrpc, l, key)?;
                 env.jsonrpc = string_member(c, l, "jsonrpc")?;
             }
-            "id" => {
-                once(&env.id, l, key)?;
-                env.id = raw_member(c, 1)?;
-            }
+            "id" => set_raw(&mut env.id, c, l, key, 1)?,
             "method" => {
                 once(&env.method, l, key)?;
                 env.method = string_member(c, l, "method")?;
@@ -314,14 +312,8 @@ fn envelope<'a>(c: &mut Cursor<'a>) -> Result<Envelope<'a>, Fault> {
                 once(&env.params, l, key)?;
                 env.params = Some(params(c)?);
             }
-            "result" => {
-                once(&env.result, l, key)?;
-                env.result = raw_member(c, 1)?;
-            }
-            "error" => {
-                once(&env.error, l, key)?;
-                env.error = raw_member(c, 1)?;
-            }
+            "result" => set_raw(&mut env.result, c, l, key, 1)?,
+            "error" => set_raw(&mut env.error, c, l, key, 1)?,
             _ => c.skip(1)?,
         }
         Ok(())
