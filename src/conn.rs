@@ -158,11 +158,7 @@ impl Conn {
         {
             return None;
         }
-        let session = header(&self.rbuf, &head.headers.session_id)?;
-        if !affinity::plausible_session_id(session) {
-            return None;
-        }
-        let owner = shard.owner_of(std::str::from_utf8(session).ok()?);
+        let owner = shard.owner_of(session_id(&self.rbuf, head).ok()??);
         (owner != shard.id).then_some(owner)
     }
 
@@ -365,6 +361,18 @@ fn memchr_close(s: &[u8]) -> Option<usize> {
     s.iter().position(|b| *b == b']')
 }
 
+/// The request's `Mcp-Session-Id`: `Ok(None)` when absent, `Err(())` when it cannot be a
+/// session ringmux minted.
+fn session_id<'a>(buf: &'a [u8], head: &RequestHead) -> Result<Option<&'a str>, ()> {
+    match header(buf, &head.headers.session_id) {
+        None => Ok(None),
+        Some(s) if affinity::plausible_session_id(s) => Ok(Some(
+            std::str::from_utf8(s).expect("visible ASCII is UTF-8"),
+        )),
+        Some(_) => Err(()),
+    }
+}
+
 /// The front door: path, DNS-rebinding and Origin checks, transport rules, then the owner shard.
 async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
     let path = &buf[head.path.clone()];
@@ -401,12 +409,8 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
             return Reply::http_error(400, -32600, "Bad Request: Unsupported protocol version");
         }
     }
-    let session = match header(buf, &h.session_id) {
-        None => None,
-        Some(s) if affinity::plausible_session_id(s) => {
-            Some(std::str::from_utf8(s).expect("visible ASCII is UTF-8"))
-        }
-        Some(_) => return session_not_found(),
+    let Ok(session) = session_id(buf, head) else {
+        return session_not_found();
     };
     match head.method {
         Method::Post => post(shard, buf, head, body, session).await,
