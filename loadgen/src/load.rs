@@ -43,6 +43,24 @@ pub struct Options {
     pub timeout: Duration,
 }
 
+impl Options {
+    /// The defaults `ringmux-load --help` lists, against `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Options {
+        Options {
+            endpoint,
+            connections: 16,
+            threads: 1,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            rate: None,
+            mix: vec![(Op::Call, 1)],
+            tool: "echo".into(),
+            arguments: r#"{"message":"hello"}"#.into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Runs the load and returns the merged measurements of the measured phase (after warm-up).
 pub fn run(opts: &Options) -> Result<Summary, String> {
     if opts.connections == 0 || opts.threads == 0 {
@@ -200,7 +218,7 @@ async fn run_op(
         *id += 1;
         body.clear();
         body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        body.extend_from_slice(id.to_string().as_bytes());
+        ringmux_core::http::write_usize(body, *id as usize);
         match op {
             Op::Call => {
                 body.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{\"name\":");

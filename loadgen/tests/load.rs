@@ -8,16 +8,13 @@ use ringmux_load::mock::{spawn, MockConfig};
 
 fn options(url: &str) -> Options {
     Options {
-        endpoint: Endpoint::parse(url).unwrap(),
         connections: 4,
         threads: 2,
         duration: Duration::from_millis(600),
         warmup: Duration::from_millis(100),
-        rate: None,
-        mix: vec![(Op::Call, 1)],
-        tool: "echo".into(),
         arguments: r#"{"message":"hi"}"#.into(),
         timeout: Duration::from_secs(5),
+        ..Options::new(Endpoint::parse(url).unwrap())
     }
 }
 

@@ -52,18 +52,7 @@ fn args() -> Result<(Options, bool), String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_env();
     let mut url = None;
-    let mut o = Options {
-        endpoint: Endpoint::parse("http://127.0.0.1:8080/mcp")?,
-        connections: 16,
-        threads: 1,
-        duration: Duration::from_secs(10),
-        warmup: Duration::from_secs(1),
-        rate: None,
-        mix: vec![(Op::Call, 1)],
-        tool: "echo".into(),
-        arguments: r#"{"message":"hello"}"#.into(),
-        timeout: Duration::from_secs(10),
-    };
+    let mut o = Options::new(Endpoint::parse("http://127.0.0.1:8080/mcp")?);
     let mut json = false;
     let secs = |v: String| -> Result<Duration, String> {
         v.parse::<f64>()

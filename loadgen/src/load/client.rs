@@ -106,7 +106,7 @@ impl Conn {
         }
         let init: Init = serde_json::from_slice(&self.result).map_err(protocol)?;
         self.version = init.version;
-        self.send(
+        self.timed(
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
             true,
         )
@@ -116,14 +116,11 @@ impl Conn {
     /// Sends a request and reads its answer; `Ok` when it is a JSON-RPC result (kept in
     /// `self.result`).
     pub async fn request(&mut self, body: &[u8]) -> Result<(), ErrorKind> {
-        match monoio::time::timeout(self.timeout, self.exchange(body, false)).await {
-            Ok(r) => r,
-            Err(_) => Err(ErrorKind::Timeout),
-        }
+        self.timed(body, false).await
     }
 
-    /// A notification (answered 202).
-    async fn send(&mut self, body: &[u8], notification: bool) -> Result<(), ErrorKind> {
+    /// One exchange within the request timeout (`notification`: answered 202, no result).
+    async fn timed(&mut self, body: &[u8], notification: bool) -> Result<(), ErrorKind> {
         match monoio::time::timeout(self.timeout, self.exchange(body, notification)).await {
             Ok(r) => r,
             Err(_) => Err(ErrorKind::Timeout),
@@ -132,21 +129,28 @@ impl Conn {
 
     async fn exchange(&mut self, body: &[u8], notification: bool) -> Result<(), ErrorKind> {
         self.wbuf.clear();
-        let mut extra: Vec<(&str, &[u8])> = vec![
+        let extra: [(&str, &[u8]); 4] = [
             ("content-type", b"application/json"),
             ("accept", b"application/json, text/event-stream"),
             ("mcp-protocol-version", self.version.as_bytes()),
+            (
+                "mcp-session-id",
+                self.session.as_deref().unwrap_or("").as_bytes(),
+            ),
         ];
-        if let Some(s) = &self.session {
-            extra.push(("mcp-session-id", s.as_bytes()));
-        }
+        // No session header before `initialize` has answered.
+        let headers = if self.session.is_some() {
+            &extra[..]
+        } else {
+            &extra[..3]
+        };
         http::write_request_head(
             &mut self.wbuf,
             "POST",
             &self.endpoint.path,
             &self.endpoint.authority,
             Some(body.len()),
-            &extra,
+            headers,
         );
         self.wbuf.extend_from_slice(body);
         let buf = std::mem::take(&mut self.wbuf);
