@@ -96,10 +96,6 @@ impl Federation {
         }
     }
 
-    pub fn has(&self, kind: ListKind, b: u16) -> bool {
-        self.kinds[slot(kind)].borrow().catalogs[b as usize].is_some()
-    }
-
     /// Stores a freshly fetched catalog.
     pub fn store(&self, b: u16, catalog: Catalog, now: Instant) {
         let generation = self.next_generation.get();

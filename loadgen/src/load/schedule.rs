@@ -33,10 +33,6 @@ impl Schedule {
     pub fn intended(&self, i: u64) -> Instant {
         self.start + self.offset + self.interval.mul_f64(i as f64)
     }
-
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
 }
 
 #[cfg(test)]
