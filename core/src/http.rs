@@ -68,6 +68,10 @@ pub struct RequestHeaders {
     pub origin: Option<Range<usize>>,
     pub last_event_id: Option<Range<usize>>,
     pub authorization: Option<Range<usize>>,
+    /// `Mcp-Method` (2026-07-28): must equal the body's `method`.
+    pub mcp_method: Option<Range<usize>>,
+    /// `Mcp-Name` (2026-07-28): must equal `params.name` / `params.uri`.
+    pub mcp_name: Option<Range<usize>>,
 }
 
 /// A parsed request head.
@@ -207,6 +211,8 @@ pub fn parse_request(
         }
         let slot = match header.name.len() {
             4 if header.name.eq_ignore_ascii_case("host") => &mut h.host,
+            8 if header.name.eq_ignore_ascii_case("mcp-name") => &mut h.mcp_name,
+            10 if header.name.eq_ignore_ascii_case("mcp-method") => &mut h.mcp_method,
             6 if header.name.eq_ignore_ascii_case("accept") => &mut h.accept,
             6 if header.name.eq_ignore_ascii_case("origin") => &mut h.origin,
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
@@ -519,7 +525,7 @@ mod tests {
 
     #[test]
     fn request_head_fields() {
-        let raw = b"POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: abc\r\nMCP-Protocol-Version: 2025-06-18\r\nOrigin: http://localhost\r\n\r\n{\"a\":1}";
+        let raw = b"POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: abc\r\nMCP-Protocol-Version: 2025-06-18\r\nOrigin: http://localhost\r\nmcp-method: tools/call\r\nMcp-Name:  echo \r\n\r\n{\"a\":1}";
         let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
         assert_eq!(h.method, Method::Post);
         assert_eq!(&raw[h.path.clone()], b"/mcp");
@@ -532,6 +538,8 @@ mod tests {
             b"2025-06-18"
         );
         assert_eq!(&raw[h.headers.origin.clone().unwrap()], b"http://localhost");
+        assert_eq!(&raw[h.headers.mcp_method.clone().unwrap()], b"tools/call");
+        assert_eq!(&raw[h.headers.mcp_name.clone().unwrap()], b"echo");
         assert_eq!(&raw[h.head_len..], b"{\"a\":1}");
     }
 

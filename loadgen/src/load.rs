@@ -4,14 +4,21 @@
 //! intended send time: no coordinated omission).
 
 pub mod client;
+pub mod report;
 pub mod schedule;
 pub mod stats;
+pub mod template;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use client::{Conn, Endpoint};
+use futures_util::future::Either;
 use schedule::Schedule;
 use stats::{ErrorKind, Recorder, Summary};
+use template::Template;
 
 /// One kind of request in the mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,26 +27,55 @@ pub enum Op {
     Call,
     /// `tools/list`, walking every page (one request per page).
     List,
+    /// `resources/read` of the configured URI.
+    Read,
+    /// `prompts/get` of the configured prompt with its arguments.
+    Prompt,
     Ping,
+}
+
+impl Op {
+    /// The name `--mix` uses.
+    pub fn parse(name: &str) -> Option<Op> {
+        Some(match name {
+            "call" => Op::Call,
+            "list" => Op::List,
+            "read" => Op::Read,
+            "prompt" => Op::Prompt,
+            "ping" => Op::Ping,
+            _ => return None,
+        })
+    }
 }
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub endpoint: Endpoint,
-    /// Connections, each with its own MCP session.
+    /// Connections (keep-alive, each on one worker thread).
     pub connections: usize,
+    /// MCP sessions, spread over the connections (at least one each); requests rotate over a
+    /// connection's sessions. Ignored when sessionless.
+    pub sessions: usize,
     /// Worker threads (one monoio runtime each).
     pub threads: usize,
     pub duration: Duration,
+    /// Stop after this many measured requests instead of after `duration`.
+    pub requests: Option<u64>,
     pub warmup: Duration,
     /// Open loop at this total rate (requests/s); `None`: closed loop.
     pub rate: Option<f64>,
     /// (op, weight).
     pub mix: Vec<(Op, u32)>,
     pub tool: String,
-    /// The `arguments` object, as JSON text.
-    pub arguments: String,
+    /// The tool's `arguments`.
+    pub arguments: Template,
+    /// The resource `read` asks for.
+    pub uri: String,
+    pub prompt: String,
+    pub prompt_arguments: Template,
+    /// The protocol version asked for; 2026-07-28 runs sessionless.
+    pub protocol: String,
     pub timeout: Duration,
 }
 
@@ -49,75 +85,208 @@ impl Options {
         Options {
             endpoint,
             connections: 16,
+            sessions: 0,
             threads: 1,
             duration: Duration::from_secs(10),
+            requests: None,
             warmup: Duration::from_secs(1),
             rate: None,
             mix: vec![(Op::Call, 1)],
             tool: "echo".into(),
-            arguments: r#"{"message":"hello"}"#.into(),
+            arguments: Template::parse(r#"{"message":"hello"}"#).expect("a valid template"),
+            uri: "mock://mock/res/0".into(),
+            prompt: "greet".into(),
+            prompt_arguments: Template::parse(r#"{"name":"load"}"#).expect("a valid template"),
+            protocol: ringmux_core::version::LATEST_STATEFUL.into(),
             timeout: Duration::from_secs(10),
         }
+    }
+
+    /// How many sessions connection `k` opens.
+    fn sessions_of(&self, k: usize) -> usize {
+        let total = self.sessions.max(self.connections);
+        total / self.connections + usize::from(k < total % self.connections)
+    }
+
+    /// How many measured requests connection `k` sends (count mode).
+    fn requests_of(&self, k: usize) -> Option<u64> {
+        let n = self.requests?;
+        let c = self.connections as u64;
+        Some(n / c + u64::from((k as u64) < n % c))
+    }
+}
+
+/// The live view of a run, once a second (see [`run_with_progress`]).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Since the start of the measured phase (negative: still warming up).
+    pub elapsed: f64,
+    /// Successful requests per second over the last interval.
+    pub rate: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.elapsed < 0.0 {
+            return write!(f, "warming up ({:.1} s left)", -self.elapsed);
+        }
+        write!(
+            f,
+            "{:6.1} s  {:10.1} req/s  {} ok  {} errors  p50 {:.3} ms  p99 {:.3} ms",
+            self.elapsed,
+            self.rate,
+            self.ok,
+            self.errors,
+            self.p50_us as f64 / 1000.0,
+            self.p99_us as f64 / 1000.0
+        )
     }
 }
 
 /// Runs the load and returns the merged measurements of the measured phase (after warm-up).
 pub fn run(opts: &Options) -> Result<Summary, String> {
+    run_with_progress(opts, |_| {})
+}
+
+/// [`run`], calling `progress` about once a second with the figures so far.
+pub fn run_with_progress(
+    opts: &Options,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Summary, String> {
     if opts.connections == 0 || opts.threads == 0 {
         return Err("connections and threads must be at least 1".into());
     }
     if opts.mix.iter().all(|(_, w)| *w == 0) {
         return Err("the request mix is empty".into());
     }
+    if opts.requests == Some(0) {
+        return Err("the request count must be at least 1".into());
+    }
     let threads = opts.threads.min(opts.connections);
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + opts.warmup;
-    let end = measure_from + opts.duration;
+    // Count mode runs until the count is reached (or a day has passed).
+    let end = measure_from
+        + match opts.requests {
+            Some(_) => Duration::from_secs(86_400),
+            None => opts.duration,
+        };
+    let (tx, rx) = mpsc::channel::<Recorder>();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let opts = opts.clone();
+            let tx = tx.clone();
             // Connection k goes to thread k % threads.
             let mine: Vec<usize> = (0..opts.connections).filter(|k| k % threads == t).collect();
+            let phase = Phase {
+                start,
+                measure_from,
+                end,
+            };
             std::thread::Builder::new()
                 .name(format!("ringmux-load-{t}"))
-                .spawn(move || worker(&opts, &mine, start, measure_from, end))
+                .spawn(move || worker(&opts, &mine, phase, tx))
                 .expect("spawning a worker thread")
         })
         .collect();
+    drop(tx);
+    // Workers send what they measured about once a second and at the end; the channel
+    // closes when the last worker is done.
     let mut total = Recorder::new();
-    for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| "a worker thread panicked".to_string())??;
-        total.merge(&r);
+    let mut window_ok = 0;
+    let mut last_report = Instant::now();
+    let mut last_done = measure_from;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(part) => {
+                window_ok += part.ok;
+                total.merge(&part);
+                last_done = last_done.max(part.last_done.unwrap_or(last_done));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now.duration_since(last_report) >= Duration::from_secs(1) {
+            let secs = now.duration_since(last_report).as_secs_f64();
+            let elapsed = if now >= measure_from {
+                now.duration_since(measure_from).as_secs_f64()
+            } else {
+                -measure_from.duration_since(now).as_secs_f64()
+            };
+            progress(&Progress {
+                elapsed,
+                rate: window_ok as f64 / secs,
+                ok: total.ok,
+                errors: total.error_count(),
+                p50_us: total.quantile_us(0.5),
+                p99_us: total.quantile_us(0.99),
+            });
+            window_ok = 0;
+            last_report = now;
+        }
     }
-    Ok(total.summary(opts.duration))
+    for h in handles {
+        h.join()
+            .map_err(|_| "a worker thread panicked".to_string())??;
+    }
+    let measured = match opts.requests {
+        Some(_) => last_done.saturating_duration_since(measure_from),
+        None => opts.duration,
+    };
+    Ok(total.summary(measured))
 }
+
+#[derive(Clone, Copy)]
+struct Phase {
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+}
+
+/// Time between two shipments of a worker's measurements to the main thread.
+const TICK: Duration = Duration::from_millis(500);
 
 fn worker(
     opts: &Options,
     connections: &[usize],
-    start: Instant,
-    measure_from: Instant,
-    end: Instant,
-) -> Result<Recorder, String> {
+    phase: Phase,
+    tx: mpsc::Sender<Recorder>,
+) -> Result<(), String> {
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
         .map_err(|e| format!("building a runtime: {e}"))?;
     rt.block_on(async {
+        // The thread's sessions record into one recorder; a ticker ships and resets it.
+        let rec = Rc::new(RefCell::new(Recorder::new()));
         let tasks: Vec<_> = connections
             .iter()
             .map(|&k| {
                 let opts = opts.clone();
-                monoio::spawn(async move { session(&opts, k, start, measure_from, end).await })
+                let rec = rec.clone();
+                monoio::spawn(async move { session(&opts, k, phase, &rec).await })
             })
             .collect();
-        let mut total = Recorder::new();
-        for t in tasks {
-            total.merge(&t.await?);
-        }
-        Ok(total)
+        // Ship and reset the recorder every tick until the sessions are done (the ticking
+        // lives in this future: a spawned ticker would outlive the runtime with its sender).
+        let mut all = std::pin::pin!(futures_util::future::join_all(tasks));
+        let results = loop {
+            let tick = std::pin::pin!(monoio::time::sleep(TICK));
+            match futures_util::future::select(all.as_mut(), tick).await {
+                Either::Left((results, _)) => break results,
+                Either::Right(((), _)) => {
+                    let _ = tx.send(std::mem::take(&mut *rec.borrow_mut()));
+                }
+            }
+        };
+        let _ = tx.send(std::mem::take(&mut *rec.borrow_mut()));
+        let failed = results.into_iter().find_map(Result::err);
+        failed.map_or(Ok(()), Err)
     })
 }
 
@@ -145,29 +314,49 @@ fn pick(mix: &[(Op, u32)], rng: &mut Rng) -> Op {
     unreachable!("x < total")
 }
 
-/// One connection and its session, from connect to the end of the run.
+/// One connection and its sessions, from connect to the end of the run.
 async fn session(
     opts: &Options,
     k: usize,
-    start: Instant,
-    measure_from: Instant,
-    end: Instant,
-) -> Result<Recorder, String> {
-    let mut rec = Recorder::new();
-    let mut conn = Conn::connect(&opts.endpoint, opts.timeout)
+    phase: Phase,
+    rec: &RefCell<Recorder>,
+) -> Result<(), String> {
+    let Phase {
+        start,
+        measure_from,
+        end,
+    } = phase;
+    let mut conn = Conn::connect(&opts.endpoint, &opts.protocol, opts.timeout)
         .await
         .map_err(|e| format!("connecting to {}: {e}", opts.endpoint.addr))?;
-    conn.initialize()
-        .await
-        .map_err(|e| format!("initialize failed: {e}"))?;
+    let sessions = if conn.is_sessionless() {
+        1
+    } else {
+        opts.sessions_of(k)
+    };
+    for _ in 0..sessions {
+        conn.initialize()
+            .await
+            .map_err(|e| format!("initialize failed: {e}"))?;
+    }
     let schedule = opts
         .rate
         .map(|rate| Schedule::new(start, rate, opts.connections, k));
+    let quota = opts.requests_of(k);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (k as u64 + 1).wrapping_mul(0x1000_0000_01b3));
-    let mut body = Vec::with_capacity(256);
-    let mut id: u64 = 1;
+    let mut req = Request {
+        body: Vec::with_capacity(256),
+        id: 1,
+        meta: conn
+            .is_sessionless()
+            .then(|| format!(",\"_meta\":{}", client::meta_object())),
+    };
     let mut i: u64 = 0;
+    let mut measured: u64 = 0;
     loop {
+        if quota.is_some_and(|q| measured >= q) {
+            break;
+        }
         let intended = match &schedule {
             Some(s) => s.intended(i),
             None => Instant::now().max(start),
@@ -179,78 +368,128 @@ async fn session(
         if intended > now {
             monoio::time::sleep(intended - now).await;
         }
-        i += 1;
+        if sessions > 1 {
+            conn.use_session(i as usize % sessions);
+        }
         let op = pick(&opts.mix, &mut rng);
         let sent = Instant::now();
-        let outcome = run_op(opts, &mut conn, op, &mut body, &mut id).await;
+        let outcome = req.run(opts, &mut conn, op, i, k).await;
+        i += 1;
         let done = Instant::now();
         // Open loop: from the intended time (queueing included); closed loop: from the send.
         let from = if schedule.is_some() { intended } else { sent };
         if intended >= measure_from {
+            measured += 1;
+            let mut rec = rec.borrow_mut();
             rec.record(done - from, outcome);
+            rec.last_done = Some(done);
         }
-        if outcome == Err(ErrorKind::Connection) {
-            // The server closed or reset the connection: open a new one and a new session.
-            match reconnect(opts).await {
-                Some(c) => conn = c,
-                None => monoio::time::sleep(Duration::from_millis(50)).await,
+        match outcome {
+            // The server closed or reset the connection: open a new one (sessions survive).
+            Err(ErrorKind::Connection) if conn.reconnect().await.is_err() => {
+                monoio::time::sleep(Duration::from_millis(50)).await;
             }
+            // The server forgot the session: open a new one in its place.
+            Err(ErrorKind::Http(404)) if !conn.is_sessionless() => {
+                let _ = conn.reinitialize_current().await;
+            }
+            _ => {}
         }
     }
-    Ok(rec)
+    Ok(())
 }
 
-async fn reconnect(opts: &Options) -> Option<Conn> {
-    let mut c = Conn::connect(&opts.endpoint, opts.timeout).await.ok()?;
-    c.initialize().await.ok()?;
-    Some(c)
+/// Builds request bodies into one reused buffer.
+struct Request {
+    body: Vec<u8>,
+    id: u64,
+    /// `,"_meta":{…}` for sessionless requests.
+    meta: Option<String>,
 }
 
-async fn run_op(
-    opts: &Options,
-    conn: &mut Conn,
-    op: Op,
-    body: &mut Vec<u8>,
-    id: &mut u64,
-) -> Result<(), ErrorKind> {
-    let mut cursor: Option<String> = None;
-    loop {
-        *id += 1;
-        body.clear();
-        body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        ringmux_core::http::write_usize(body, *id as usize);
-        match op {
-            Op::Call => {
-                body.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{\"name\":");
-                ringmux_core::jsonrpc::write_str(body, &opts.tool);
-                body.extend_from_slice(b",\"arguments\":");
-                body.extend_from_slice(opts.arguments.as_bytes());
-                body.extend_from_slice(b"}}");
+impl Request {
+    /// `{"jsonrpc":"2.0","id":N,"method":"METHOD"`
+    fn start(&mut self, method: &str) {
+        self.id += 1;
+        self.body.clear();
+        self.body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        ringmux_core::http::write_usize(&mut self.body, self.id as usize);
+        self.body.extend_from_slice(b",\"method\":");
+        ringmux_core::jsonrpc::write_str(&mut self.body, method);
+        self.body.extend_from_slice(b",\"params\":{");
+    }
+
+    /// Closes `params` (adding `_meta` when sessionless) and the message.
+    fn finish(&mut self) {
+        if let Some(meta) = &self.meta {
+            if self.body.last() == Some(&b'{') {
+                self.body.extend_from_slice(&meta.as_bytes()[1..]);
+            } else {
+                self.body.extend_from_slice(meta.as_bytes());
             }
-            Op::Ping => body.extend_from_slice(b",\"method\":\"ping\"}"),
-            Op::List => {
-                body.extend_from_slice(b",\"method\":\"tools/list\"");
-                if let Some(c) = &cursor {
-                    body.extend_from_slice(b",\"params\":{\"cursor\":");
-                    ringmux_core::jsonrpc::write_str(body, c);
-                    body.push(b'}');
+        }
+        self.body.extend_from_slice(b"}}");
+    }
+
+    async fn run(
+        &mut self,
+        opts: &Options,
+        conn: &mut Conn,
+        op: Op,
+        seq: u64,
+        k: usize,
+    ) -> Result<(), ErrorKind> {
+        let (method, name) = match op {
+            Op::Call => ("tools/call", Some(&opts.tool)),
+            Op::Prompt => ("prompts/get", Some(&opts.prompt)),
+            Op::Read => ("resources/read", Some(&opts.uri)),
+            Op::List => ("tools/list", None),
+            Op::Ping => ("ping", None),
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            self.start(method);
+            match op {
+                Op::Call | Op::Prompt => {
+                    self.body.extend_from_slice(b"\"name\":");
+                    ringmux_core::jsonrpc::write_str(&mut self.body, name.expect("named"));
+                    self.body.extend_from_slice(b",\"arguments\":");
+                    let args = if op == Op::Call {
+                        &opts.arguments
+                    } else {
+                        &opts.prompt_arguments
+                    };
+                    args.render(&mut self.body, seq, k);
                 }
-                body.push(b'}');
+                Op::Read => {
+                    self.body.extend_from_slice(b"\"uri\":");
+                    ringmux_core::jsonrpc::write_str(&mut self.body, &opts.uri);
+                }
+                Op::List => {
+                    if let Some(c) = &cursor {
+                        self.body.extend_from_slice(b"\"cursor\":");
+                        ringmux_core::jsonrpc::write_str(&mut self.body, c);
+                    }
+                }
+                Op::Ping => {}
             }
-        }
-        conn.request(body).await?;
-        if op != Op::List {
-            return Ok(());
-        }
-        #[derive(serde::Deserialize)]
-        struct Page {
-            #[serde(rename = "nextCursor")]
-            next: Option<String>,
-        }
-        let page: Page = serde_json::from_slice(&conn.result).map_err(|_| ErrorKind::Protocol)?;
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => return Ok(()),
+            self.finish();
+            conn.request(&self.body, method, name.map(String::as_str))
+                .await?;
+            if op != Op::List {
+                return Ok(());
+            }
+            #[derive(serde::Deserialize)]
+            struct Page {
+                #[serde(rename = "nextCursor")]
+                next: Option<String>,
+            }
+            let page: Page =
+                serde_json::from_slice(&conn.result).map_err(|_| ErrorKind::Protocol)?;
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(()),
+            }
         }
     }
 }

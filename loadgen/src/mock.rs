@@ -89,6 +89,19 @@ pub(crate) struct Shared {
     pub cfg: MockConfig,
     pub catalog: Catalog,
     pub sessions: Sessions,
+    /// Where sessionless (2026-07-28) requests run.
+    pub stateless: Arc<session::Session>,
+}
+
+impl Shared {
+    pub fn new(cfg: MockConfig) -> Shared {
+        Shared {
+            catalog: Catalog::new(&cfg),
+            sessions: Sessions::default(),
+            stateless: session::Session::unregistered(),
+            cfg,
+        }
+    }
 }
 
 /// A running mock server. Dropping it stops it (see [`MockHandle::stop`]).
@@ -141,11 +154,7 @@ pub fn spawn(cfg: MockConfig, addr: SocketAddr) -> io::Result<MockHandle> {
     for _ in 1..threads {
         listeners.push(bind(addr)?);
     }
-    let shared = Arc::new(Shared {
-        catalog: Catalog::new(&cfg),
-        sessions: Sessions::default(),
-        cfg,
-    });
+    let shared = Arc::new(Shared::new(cfg));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handle = MockHandle {
         addr,

@@ -1,9 +1,13 @@
-//! The load generator against the project's mock MCP server, in process: closed and open
-//! loop, the request mix, and errors counted (never hidden).
+//! The load generator against the project's mock MCP server: closed and open loop, count
+//! mode, every request kind, several sessions per connection, sessionless 2026-07-28
+//! requests, errors counted (never hidden), and the `ringmux-load` binary's outputs.
 
 use std::time::Duration;
 
-use ringmux_load::load::{self, client::Endpoint, Op, Options};
+use std::io::{Read, Write};
+use std::process::Command;
+
+use ringmux_load::load::{self, client::Endpoint, report, template::Template, Op, Options};
 use ringmux_load::mock::{spawn, MockConfig};
 
 fn options(url: &str) -> Options {
@@ -12,7 +16,7 @@ fn options(url: &str) -> Options {
         threads: 2,
         duration: Duration::from_millis(600),
         warmup: Duration::from_millis(100),
-        arguments: r#"{"message":"hi"}"#.into(),
+        arguments: Template::parse(r#"{"message":"hi {{seq}}"}"#).unwrap(),
         timeout: Duration::from_secs(5),
         ..Options::new(Endpoint::parse(url).unwrap())
     }
@@ -66,4 +70,131 @@ fn errors_are_counted_by_kind() {
         s.errors
     );
     assert!(s.to_string().lines().last().unwrap().starts_with("ERRORS"));
+}
+
+const EVERY_KIND: [(Op, u32); 5] = [
+    (Op::Call, 2),
+    (Op::List, 1),
+    (Op::Read, 1),
+    (Op::Prompt, 1),
+    (Op::Ping, 1),
+];
+
+#[test]
+fn every_request_kind_over_several_sessions_per_connection() {
+    let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut o = options(&mock.url());
+    o.mix = EVERY_KIND.to_vec();
+    o.sessions = 10;
+    o.requests = Some(600);
+    o.duration = Duration::from_secs(30);
+    let s = load::run(&o).unwrap();
+    // Count mode: exactly the measured requests asked for, and the clock stops at the last.
+    assert_eq!(s.requests, 600, "{s}");
+    assert_eq!(s.error_total(), 0, "{s}");
+    assert!(s.seconds < 30.0, "{s}");
+}
+
+#[test]
+fn sessionless_requests_carry_meta_and_method_headers() {
+    let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut o = options(&mock.url());
+    o.mix = EVERY_KIND.to_vec();
+    o.protocol = "2026-07-28".into();
+    let s = load::run(&o).unwrap();
+    assert!(s.ok > 100, "{s}");
+    assert_eq!(s.error_total(), 0, "{s}");
+
+    // The mock checks the headers against the body: the load generator's agreement above
+    // means something only if a mismatch is refused.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#;
+    let mut tcp = std::net::TcpStream::connect(mock.addr).unwrap();
+    write!(
+        tcp,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: add\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("-32020"), "{answer}");
+}
+
+fn ringmux_load(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmux-load"))
+        .args(args)
+        .output()
+        .expect("running ringmux-load");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn the_binary_reports_json_and_overlays_runs_on_one_page() {
+    let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = mock.url();
+    let dir = std::env::temp_dir().join(format!("ringmux-load-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("plot.html");
+    let html = html.to_str().unwrap();
+    let args_file = dir.join("args.json");
+    std::fs::write(&args_file, r#"{"message":"from a file {{conn}}"}"#).unwrap();
+    let args_file = format!("@{}", args_file.display());
+    let common = ["-c", "2", "-w", "0.1", "-n", "200", "--html", html];
+
+    let (code, out) = ringmux_load(
+        &[
+            &[
+                url.as_str(),
+                "--args",
+                &args_file,
+                "--label",
+                "closed",
+                "--json",
+            ][..],
+            &common,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["requests"], 200);
+    assert_eq!(summary["errors"], serde_json::json!({}));
+
+    let (code, out) = ringmux_load(
+        &[
+            &[url.as_str(), "-R", "1000", "--label", "open"][..],
+            &common,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().last(), Some("errors        none"), "{out}");
+
+    let page = std::fs::read_to_string(html).unwrap();
+    let runs = report::runs_in(&page);
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels, ["closed", "open"]);
+    assert_eq!(page.matches("<polyline").count(), 2);
+
+    // Errors: exit 1, and the last line says so.
+    let (code, out) = ringmux_load(&[url.as_str(), "-c", "1", "-n", "20", "--tool", "nope"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("ERRORS        20 of 20"),
+        "{out}"
+    );
+    // Usage errors: exit 2.
+    assert_eq!(ringmux_load(&[url.as_str(), "--mix", "bogus"]).0, 2);
+    assert_eq!(ringmux_load(&[url.as_str(), "--args", "[1]"]).0, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

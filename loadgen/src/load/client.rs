@@ -1,6 +1,7 @@
 //! One MCP client connection of the load generator: Streamable HTTP over a persistent
-//! keep-alive TCP connection, its own session (`initialize` → `Mcp-Session-Id`), requests
-//! answered with JSON or SSE. Buffers are reused across requests.
+//! keep-alive TCP connection carrying one or more sessions (`initialize` →
+//! `Mcp-Session-Id`), or sessionless 2026-07-28 requests; answers in JSON or SSE. Buffers are
+//! reused across requests.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use monoio::net::TcpStream;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind};
 use ringmux_core::jsonrpc::{self, Kind};
 use ringmux_core::sse::SseDecoder;
+use ringmux_core::version::SESSIONLESS;
 
 use super::stats::ErrorKind;
 
@@ -56,7 +58,8 @@ impl Endpoint {
     }
 }
 
-/// A decoded answer: the JSON-RPC response's raw `result` text is in `Conn::result`.
+/// One keep-alive connection carrying one or more MCP sessions (or, for 2026-07-28, none:
+/// every request carries its own `_meta` and `Mcp-Method`/`Mcp-Name` headers).
 pub struct Conn {
     stream: TcpStream,
     endpoint: Endpoint,
@@ -65,9 +68,22 @@ pub struct Conn {
     body: Vec<u8>,
     /// The bytes of the last response's `result` member.
     pub result: Vec<u8>,
-    session: Option<String>,
+    /// The sessions this connection carries, and the one the next request uses.
+    sessions: Vec<String>,
+    current: usize,
+    /// Set while `initialize` is in flight: its answer carries a new session id.
+    initializing: bool,
     version: String,
+    sessionless: bool,
     timeout: Duration,
+}
+
+/// The `_meta` object every 2026-07-28 request carries in place of `initialize`.
+pub fn meta_object() -> String {
+    format!(
+        r#"{{"io.modelcontextprotocol/protocolVersion":"{SESSIONLESS}","io.modelcontextprotocol/clientInfo":{{"name":"ringmux-load","version":"{}"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}"#,
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn protocol(_: impl std::fmt::Debug) -> ErrorKind {
@@ -75,7 +91,12 @@ fn protocol(_: impl std::fmt::Debug) -> ErrorKind {
 }
 
 impl Conn {
-    pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Conn> {
+    /// Connects; `version` is the protocol version to ask for (2026-07-28: sessionless).
+    pub async fn connect(
+        endpoint: &Endpoint,
+        version: &str,
+        timeout: Duration,
+    ) -> io::Result<Conn> {
         let stream = TcpStream::connect(endpoint.addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn {
@@ -85,20 +106,91 @@ impl Conn {
             wbuf: Vec::with_capacity(4096),
             body: Vec::with_capacity(READ_CHUNK),
             result: Vec::new(),
-            session: None,
-            version: "2025-11-25".into(),
+            sessions: Vec::new(),
+            current: 0,
+            initializing: false,
+            version: version.into(),
+            sessionless: version == SESSIONLESS,
             timeout,
         })
     }
 
-    /// `initialize` + `notifications/initialized`; keeps the session id and version.
+    /// A new TCP connection to the same endpoint, keeping this one's sessions.
+    pub async fn reconnect(&mut self) -> io::Result<()> {
+        let stream = TcpStream::connect(self.endpoint.addr).await?;
+        stream.set_nodelay(true)?;
+        self.stream = stream;
+        self.rbuf.clear();
+        Ok(())
+    }
+
+    pub fn is_sessionless(&self) -> bool {
+        self.sessionless
+    }
+
+    /// The number of sessions opened on this connection.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Makes session `i` (in opening order) the one the next requests use.
+    pub fn use_session(&mut self, i: usize) {
+        self.current = i;
+    }
+
+    /// Opens a session (`initialize` + `notifications/initialized`) and makes it current.
+    /// Sessionless: asks `server/discover` once and checks that 2026-07-28 is offered.
     pub async fn initialize(&mut self) -> Result<(), ErrorKind> {
+        if self.sessionless {
+            let discover = format!(
+                r#"{{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{{"_meta":{}}}}}"#,
+                meta_object()
+            );
+            self.request(discover.as_bytes(), "server/discover", None)
+                .await?;
+            #[derive(serde::Deserialize)]
+            struct Discover {
+                #[serde(rename = "supportedVersions")]
+                versions: Vec<String>,
+            }
+            let d: Discover = serde_json::from_slice(&self.result).map_err(protocol)?;
+            return if d.versions.iter().any(|v| v == SESSIONLESS) {
+                Ok(())
+            } else {
+                Err(ErrorKind::Protocol)
+            };
+        }
+        self.initializing = true;
+        let r = self.open_session().await;
+        self.initializing = false;
+        r
+    }
+
+    /// Replaces the current session with a new one (after the server forgot it: 404).
+    pub async fn reinitialize_current(&mut self) -> Result<(), ErrorKind> {
+        let slot = self.current;
+        self.initialize().await?;
+        if !self.sessionless {
+            // The new session was pushed last; it takes the forgotten one's place.
+            self.sessions.swap_remove(slot);
+            self.current = slot;
+        }
+        Ok(())
+    }
+
+    async fn open_session(&mut self) -> Result<(), ErrorKind> {
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{}","capabilities":{{}},"clientInfo":{{"name":"ringmux-load","version":"{}"}}}}}}"#,
             self.version,
             env!("CARGO_PKG_VERSION")
         );
-        self.request(init.as_bytes()).await?;
+        let before = self.sessions.len();
+        self.request(init.as_bytes(), "initialize", None).await?;
+        if self.sessions.len() == before {
+            // No Mcp-Session-Id: the server keeps no sessions (the spec lets it).
+            self.sessions.push(String::new());
+            self.current = before;
+        }
         #[derive(serde::Deserialize)]
         struct Init {
             #[serde(rename = "protocolVersion")]
@@ -106,51 +198,80 @@ impl Conn {
         }
         let init: Init = serde_json::from_slice(&self.result).map_err(protocol)?;
         self.version = init.version;
+        self.initializing = false;
         self.timed(
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "notifications/initialized",
+            None,
             true,
         )
         .await
     }
 
     /// Sends a request and reads its answer; `Ok` when it is a JSON-RPC result (kept in
-    /// `self.result`).
-    pub async fn request(&mut self, body: &[u8]) -> Result<(), ErrorKind> {
-        self.timed(body, false).await
+    /// `self.result`). `method` and `name` (the tool, prompt or resource the request names)
+    /// go into the 2026-07-28 `Mcp-Method`/`Mcp-Name` headers when sessionless.
+    pub async fn request(
+        &mut self,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+    ) -> Result<(), ErrorKind> {
+        self.timed(body, method, name, false).await
     }
 
     /// One exchange within the request timeout (`notification`: answered 202, no result).
-    async fn timed(&mut self, body: &[u8], notification: bool) -> Result<(), ErrorKind> {
-        match monoio::time::timeout(self.timeout, self.exchange(body, notification)).await {
+    async fn timed(
+        &mut self,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+        notification: bool,
+    ) -> Result<(), ErrorKind> {
+        let limit = self.timeout;
+        let exchange = self.exchange(body, method, name, notification);
+        match monoio::time::timeout(limit, exchange).await {
             Ok(r) => r,
             Err(_) => Err(ErrorKind::Timeout),
         }
     }
 
-    async fn exchange(&mut self, body: &[u8], notification: bool) -> Result<(), ErrorKind> {
+    async fn exchange(
+        &mut self,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+        notification: bool,
+    ) -> Result<(), ErrorKind> {
         self.wbuf.clear();
-        let extra: [(&str, &[u8]); 4] = [
+        let mut headers: [(&str, &[u8]); 5] = [
             ("content-type", b"application/json"),
             ("accept", b"application/json, text/event-stream"),
             ("mcp-protocol-version", self.version.as_bytes()),
-            (
-                "mcp-session-id",
-                self.session.as_deref().unwrap_or("").as_bytes(),
-            ),
+            ("", b""),
+            ("", b""),
         ];
-        // No session header before `initialize` has answered.
-        let headers = if self.session.is_some() {
-            &extra[..]
-        } else {
-            &extra[..3]
-        };
+        let mut n = 3;
+        if self.sessionless {
+            headers[n] = ("mcp-method", method.as_bytes());
+            n += 1;
+            if let Some(name) = name {
+                headers[n] = ("mcp-name", name.as_bytes());
+                n += 1;
+            }
+        } else if let (false, Some(id)) = (self.initializing, self.sessions.get(self.current)) {
+            if !id.is_empty() {
+                headers[n] = ("mcp-session-id", id.as_bytes());
+                n += 1;
+            }
+        }
         http::write_request_head(
             &mut self.wbuf,
             "POST",
             &self.endpoint.path,
             &self.endpoint.authority,
             Some(body.len()),
-            headers,
+            &headers[..n],
         );
         self.wbuf.extend_from_slice(body);
         let buf = std::mem::take(&mut self.wbuf);
@@ -164,11 +285,10 @@ impl Conn {
             }
             self.fill().await?;
         };
-        if let Some(r) = &head.session_id {
-            if self.session.is_none() {
-                let id = std::str::from_utf8(&self.rbuf[r.clone()]).map_err(protocol)?;
-                self.session = Some(id.to_owned());
-            }
+        if let (true, Some(r)) = (self.initializing, &head.session_id) {
+            let id = std::str::from_utf8(&self.rbuf[r.clone()]).map_err(protocol)?;
+            self.sessions.push(id.to_owned());
+            self.current = self.sessions.len() - 1;
         }
         let sse = head.is_event_stream(&self.rbuf);
         let status = head.status;

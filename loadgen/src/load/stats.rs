@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -44,6 +44,8 @@ pub struct Recorder {
     hist: Histogram<u64>,
     pub ok: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// When the last recorded request finished (count-mode runs end there).
+    pub last_done: Option<Instant>,
 }
 
 impl Default for Recorder {
@@ -58,6 +60,7 @@ impl Recorder {
             hist: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"),
             ok: 0,
             errors: BTreeMap::new(),
+            last_done: None,
         }
     }
 
@@ -86,6 +89,7 @@ impl Recorder {
         for (k, n) in &other.errors {
             *self.errors.entry(*k).or_default() += n;
         }
+        self.last_done = self.last_done.max(other.last_done);
     }
 
     /// Latency at `q` (0..=1) in microseconds; 0 when nothing succeeded.
@@ -134,7 +138,7 @@ pub const PLOT_QUANTILES: &[f64] = &[
 ];
 
 /// A run's result, as printed and as `--json` writes it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub requests: u64,
     pub ok: u64,

@@ -29,6 +29,10 @@ struct Req<'a> {
     session: Option<&'a [u8]>,
     protocol_version: Option<&'a [u8]>,
     last_event_id: Option<&'a [u8]>,
+    mcp_method: Option<&'a [u8]>,
+    mcp_name: Option<&'a [u8]>,
+    /// A 2026-07-28 request: no session, the version header says so.
+    modern: bool,
     body: &'a [u8],
 }
 
@@ -49,6 +53,10 @@ pub(crate) async fn handle(
         session: field(&h.session_id),
         protocol_version: field(&h.protocol_version),
         last_event_id: field(&h.last_event_id),
+        mcp_method: field(&h.mcp_method),
+        mcp_name: field(&h.mcp_name),
+        modern: h.session_id.is_none()
+            && field(&h.protocol_version) == Some(version::SESSIONLESS.as_bytes()),
         body,
     };
     if buf[head.path.clone()] != *b"/mcp" {
@@ -91,6 +99,11 @@ const NO_SESSION: Refusal = (
 );
 const UNKNOWN_SESSION: Refusal = (404, -32001, "Session not found");
 const BAD_VERSION: Refusal = (400, -32000, "Bad Request: Unsupported MCP-Protocol-Version");
+const HEADER_MISMATCH: Refusal = (
+    400,
+    -32020,
+    "Bad Request: Mcp-Method or Mcp-Name does not match the body",
+);
 const FOREIGN_HOST: Refusal = (403, -32000, "Forbidden: Host or Origin is not localhost");
 
 async fn rpc_error(
@@ -157,6 +170,9 @@ async fn post(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io:
     if msg.kind == Kind::Request && msg.method == "initialize" {
         return initialize(sh, io, &msg, ka, out).await;
     }
+    if req.modern {
+        return sessionless(sh, io, req, &msg, out).await;
+    }
     let session = match session_of(sh, req) {
         Ok(s) => s,
         Err(refusal) => return rpc_error(io, out, msg.id, refusal, ka).await,
@@ -168,6 +184,48 @@ async fn post(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io:
             io.respond(202, None, b"", ka, &[]);
             flushed(io, ka).await
         }
+        _ => {
+            io.respond(202, None, b"", ka, &[]);
+            flushed(io, ka).await
+        }
+    }
+}
+
+/// A 2026-07-28 request: no session, and the `Mcp-Method` header (with `Mcp-Name` for the
+/// methods that name something) must repeat the body. Results carry `resultType`.
+async fn sessionless(
+    sh: &Shared,
+    io: &mut Io,
+    req: &Req<'_>,
+    msg: &Message<'_>,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let ka = req.keep_alive;
+    let named = match &*msg.method {
+        "tools/call" | "prompts/get" => msg.params.name,
+        "resources/read" => msg.params.uri,
+        _ => None,
+    };
+    let name_ok = match named.map(|raw| serde_json::from_str::<String>(raw.get())) {
+        None => true,
+        Some(Ok(name)) => req.mcp_name == Some(name.as_bytes()),
+        Some(Err(_)) => false,
+    };
+    if msg.kind != Kind::Response && (req.mcp_method != Some(msg.method.as_bytes()) || !name_ok) {
+        return rpc_error(io, out, msg.id, HEADER_MISMATCH, ka).await;
+    }
+    match (msg.kind, msg.id) {
+        (Kind::Request, Some(id)) if msg.method == "server/discover" => {
+            result_prefix(out, id);
+            out.extend_from_slice(br#"{"resultType":"complete","supportedVersions":[""#);
+            out.extend_from_slice(version::SESSIONLESS.as_bytes());
+            out.extend_from_slice(br#""],"capabilities":{"tools":{},"prompts":{},"resources":{}},"serverInfo":{"name":"#);
+            jsonrpc::write_str(out, &sh.cfg.name);
+            out.extend_from_slice(br#","version":"1"},"ttlMs":0,"cacheScope":"public"}}"#);
+            io.respond(200, Some("application/json"), out, ka, &[]);
+            flushed(io, ka).await
+        }
+        (Kind::Request, Some(id)) => request(sh, io, req, msg, id, &sh.stateless, out).await,
         _ => {
             io.respond(202, None, b"", ka, &[]);
             flushed(io, ka).await
@@ -227,6 +285,7 @@ async fn request(
         monoio::time::sleep(sh.cfg.latency).await;
     }
     result_prefix(out, id);
+    let result_at = out.len();
     let call = Call {
         msg,
         body: req.body,
@@ -249,7 +308,17 @@ async fn request(
         Err(fail) => Err(fail),
     };
     match outcome {
-        Ok(()) => out.push(b'}'),
+        Ok(()) => {
+            if req.modern && out.get(result_at) == Some(&b'{') {
+                let tail: &[u8] = if out.get(result_at + 1) == Some(&b'}') {
+                    br#""resultType":"complete""#
+                } else {
+                    br#""resultType":"complete","#
+                };
+                out.splice(result_at + 1..result_at + 1, tail.iter().copied());
+            }
+            out.push(b'}')
+        }
         Err(fail) => {
             out.clear();
             fail.write(out, Some(id));

@@ -122,6 +122,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A session no client names: what 2026-07-28 (sessionless) requests run in.
+    pub fn unregistered() -> Arc<Session> {
+        Arc::new(Session::new([b'-'; SESSION_ID_LEN]))
+    }
+
     fn new(id: SessionId) -> Self {
         Session {
             id,

@@ -2,17 +2,11 @@
 //! and both catalogs.
 
 use super::*;
-use crate::mock::catalog::Catalog;
-use crate::mock::session::Sessions;
 use crate::mock::MockConfig;
 use serde_json::{json, Value};
 
 fn server(cfg: MockConfig) -> Shared {
-    Shared {
-        catalog: Catalog::new(&cfg),
-        sessions: Sessions::default(),
-        cfg,
-    }
+    Shared::new(cfg)
 }
 
 /// Runs one request through the table; a task counts as `Ok(None)`.
