@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::bufs;
 use crate::federation::Merged;
-use crate::session::{final_message, BackendFailure, Session};
+use crate::session::{final_message, BackendFailure, Capabilities, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
 use crate::upstream::{Body, Pool, Response};
 
@@ -167,7 +167,7 @@ async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: Ra
     let with_logging = shard
         .pools
         .iter()
-        .filter(|p| session.has_capability(p.index, "logging"));
+        .filter(|p| session.has_capability(p.index, Capabilities::LOGGING));
     let sends = with_logging.map(|pool| async move {
         if let Err(e) = send(shard, session, pool, body).await.map(drop) {
             tracing::warn!(backend = %pool.name(), "logging/setLevel not forwarded: {e}");
@@ -187,7 +187,7 @@ async fn send(
     shard.metrics.forwarded.add(1);
     let result = async {
         let (sid, ver) = session.ensure(pool).await?;
-        let resp = pool.request("POST", sid.as_deref(), &ver, body, Instant::now()).await?;
+        let resp = pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?;
         // 404 is the spec's "session expired"; some servers answer 400 instead.
         let expired = sid.is_some() && (resp.status == 404 || resp.status == 400);
         if !expired {
@@ -198,7 +198,7 @@ async fn send(
         session.forget(pool.index);
         session.initialize_backend(pool).await?;
         let (sid, ver) = session.ensure(pool).await?;
-        Ok(pool.request("POST", sid.as_deref(), &ver, body, Instant::now()).await?)
+        Ok(pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?)
     }
     .await;
     if result.is_err() {
@@ -481,7 +481,7 @@ async fn by_uri(
     let mut unprefixed = shard
         .pools
         .iter()
-        .filter(|p| !p.cfg.prefixed && session.has_capability(p.index, "resources"));
+        .filter(|p| !p.cfg.prefixed && session.has_capability(p.index, Capabilities::RESOURCES));
     match (unprefixed.next(), unprefixed.next()) {
         (Some(only), None) => Ok(Target {
             backend: only.index,

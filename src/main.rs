@@ -7,6 +7,12 @@ use lexopt::prelude::*;
 use ringmux::{demo, probe, server};
 use ringmux_core::config;
 
+/// mimalloc instead of glibc malloc: with glibc, the short-lived buffers of each `initialize`
+/// left holes that long-lived session objects then pinned, so 100k idle sessions took 3.1 KB
+/// of RSS each for 0.46 KB of live heap; mimalloc keeps size classes apart (ARCHITECTURE.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 ringmux — a thread-per-core MCP gateway
 

@@ -206,7 +206,7 @@ impl Shard {
                 } = b
                 {
                     if let Ok(resp) = pool
-                        .request("DELETE", Some(&sid), &version, b"", Instant::now())
+                        .request("DELETE", Some(&sid), version, b"", Instant::now())
                         .await
                     {
                         let _ = crate::session::final_message(resp.body).await;
