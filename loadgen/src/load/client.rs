@@ -128,11 +128,6 @@ impl Conn {
         self.sessionless
     }
 
-    /// The number of sessions opened on this connection.
-    pub fn session_count(&self) -> usize {
-        self.sessions.len()
-    }
-
     /// Makes session `i` (in opening order) the one the next requests use.
     pub fn use_session(&mut self, i: usize) {
         self.current = i;
