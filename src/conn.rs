@@ -10,7 +10,7 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use ringmux_core::affinity;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
-use ringmux_core::version;
+use ringmux_core::{sse, version};
 
 use crate::hop::{delete_local, Handoff, HopKind};
 use crate::io::{consume, read_more};
@@ -40,6 +40,7 @@ async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, hand
         wbuf: Vec::with_capacity(READ_CHUNK),
         chunked: Vec::new(),
         handed,
+        keepalive: shard.cfg.streams.keepalive,
     };
     match conn.run(&shard, &mut stream).await {
         Ok(Ended::Closed) => {}
@@ -80,6 +81,8 @@ struct Conn {
     chunked: Vec<u8>,
     /// Whether this connection was handed over before (it is never handed over twice).
     handed: bool,
+    /// Quiet time after which a stream gets a keep-alive comment.
+    keepalive: Duration,
 }
 
 /// Where the request body is.
@@ -153,7 +156,7 @@ impl Conn {
         if !shard.cfg.handoff || self.handed || shard.cfg.shards == 1 {
             return None;
         }
-        if !matches!(head.method, Method::Post | Method::Delete)
+        if !matches!(head.method, Method::Post | Method::Delete | Method::Get)
             || self.rbuf[head.path.clone()] != *shard.cfg.path.as_bytes()
         {
             return None;
@@ -267,7 +270,7 @@ impl Conn {
         match reply {
             Reply::Status(status) => {
                 let extra: &[(&str, &[u8])] = if status == 405 {
-                    &[("allow", b"POST, DELETE")]
+                    &[("allow", b"GET, POST, DELETE")]
                 } else {
                     &[]
                 };
@@ -323,8 +326,15 @@ impl Conn {
                     &[("cache-control", b"no-cache")],
                 );
                 self.flush(stream).await?;
-                while let Some(events) = rx.next().await {
-                    http::write_chunk(&mut self.wbuf, &events);
+                // A quiet stream gets a comment now and then: proxies keep it open, and a
+                // client that went away is found (the write fails) rather than kept forever.
+                let keepalive = self.keepalive;
+                loop {
+                    match monoio::time::timeout(keepalive, rx.next()).await {
+                        Ok(Some(events)) => http::write_chunk(&mut self.wbuf, &events),
+                        Ok(None) => break,
+                        Err(_) => http::write_chunk(&mut self.wbuf, sse::KEEPALIVE),
+                    }
                     self.flush(stream).await?;
                 }
                 self.wbuf.extend_from_slice(http::LAST_CHUNK);
@@ -430,10 +440,40 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
                 }
             }
         },
-        // The server-to-client GET stream comes with the two-way relay (ARCHITECTURE.md).
-        Method::Get => Reply::Status(405),
+        Method::Get => get(shard, buf, head, session).await,
         _ => Reply::Status(405),
     }
+}
+
+/// GET: the session's server-to-client stream, or a resumed one (`Last-Event-ID`).
+async fn get(shard: &Rc<Shard>, buf: &[u8], head: &RequestHead, session: Option<&str>) -> Reply {
+    let accept = header(buf, &head.headers.accept).unwrap_or(b"*/*");
+    if !http::accepts(accept, b"text/event-stream") {
+        return Reply::http_error(
+            406,
+            -32600,
+            "Not Acceptable: Accept must include text/event-stream",
+        );
+    }
+    let Some(session) = session else {
+        return Reply::http_error(
+            400,
+            -32600,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    let last_event_id = header(buf, &head.headers.last_event_id)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::trim);
+    let owner = shard.owner_of(session);
+    if owner == shard.id {
+        return shard.open_get(session, last_event_id);
+    }
+    shard.metrics.hops_out.add(1);
+    let kind = HopKind::Get {
+        last_event_id: last_event_id.map(Box::from),
+    };
+    shard.peers.call(owner, kind, session, b"").await
 }
 
 async fn post(

@@ -12,7 +12,7 @@ pub fn backends() -> std::io::Result<(Vec<MockHandle>, String)> {
     let weather = mock::spawn(
         MockConfig {
             name: "weather".into(),
-            tools: 8,
+            tools: 12,
             latency: Duration::ZERO,
             ..MockConfig::default()
         },
@@ -21,7 +21,7 @@ pub fn backends() -> std::io::Result<(Vec<MockHandle>, String)> {
     let docs = mock::spawn(
         MockConfig {
             name: "docs".into(),
-            tools: 7,
+            tools: 11,
             resources: 4,
             ..MockConfig::default()
         },

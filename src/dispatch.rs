@@ -6,17 +6,18 @@ use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::Instant;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, select, Either};
 use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::error::RpcError;
-use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
+use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::merge::Route;
-use ringmux_core::{sse, version};
+use ringmux_core::version;
 use serde_json::value::RawValue;
 
 use crate::bufs;
 use crate::federation::Merged;
-use crate::session::{final_message, BackendFailure, Capabilities, Session};
+use crate::relay;
+use crate::session::{final_message, log_rank, request_key, BackendFailure, Capabilities, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
 use crate::upstream::{Body, Pool, Response};
 
@@ -164,6 +165,26 @@ fn discover(id: Raw<'_>) -> Reply {
 }
 
 async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: Raw<'_>) -> Reply {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        params: Level<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Level<'a> {
+        level: &'a str,
+    }
+    let level = serde_json::from_slice::<Envelope<'_>>(body).ok();
+    let Some(rank) = level.as_ref().and_then(|e| log_rank(e.params.level)) else {
+        return Reply::error(
+            Some(id),
+            &RpcError::InvalidParams(
+                "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency".into(),
+            ),
+        );
+    };
+    // Backends are told too, but not every backend honours it: ringmux filters as well.
+    session.set_log_level(rank);
     let with_logging = shard
         .pools
         .iter()
@@ -309,6 +330,7 @@ async fn list(
     msg: &Message<'_>,
 ) -> Result<Reply, RpcError> {
     let id = msg.id.expect("requests have ids");
+    session.listed(relay::list_bit(kind));
     let merged = refresh(shard, session, kind).await;
     let cursor = match msg.params.cursor {
         None => None,
@@ -509,142 +531,73 @@ async fn forward(
             },
         )
     };
-    let resp = send(shard, session, &pool, body).await;
+    // The backend sees the client's id unchanged (its session is this client's alone), so
+    // the id names the call for `notifications/cancelled`.
+    let key = request_key(id.get());
+    session.begin(key, pool.index);
+    let resp = {
+        let sending = std::pin::pin!(send(shard, session, &pool, body));
+        let cancelled = std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
+        match select(sending, cancelled).await {
+            Either::Left((r, _)) => Some(r),
+            Either::Right(_) => None,
+        }
+    };
     if let Some(spliced) = target.body {
         bufs::give(spliced);
     }
     let resp = match resp {
-        Ok(r) => r,
-        Err(e) => return backend_error(e.to_string()),
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            session.end(key);
+            return backend_error(e.to_string());
+        }
+        None => {
+            session.end(key);
+            return Reply::error(Some(id), &RpcError::Cancelled);
+        }
     };
     if resp.status != 200 {
+        session.end(key);
         let status = resp.status;
         let _ = final_message(resp.body).await;
         return backend_error(format!("answered HTTP {status}"));
     }
     match resp.body {
-        Body::Full(body) => Reply::Json {
-            status: 200,
-            body,
-            session: None,
-        },
-        Body::Events(stream) if call.sse => {
-            let (tx, rx) = futures_channel::mpsc::unbounded();
-            monoio::spawn(relay(shard.clone(), pool, stream, tx, id.to_boxed()));
-            Reply::Stream(rx)
-        }
-        body @ Body::Events(_) => match final_message(body).await {
-            Ok(body) => Reply::Json {
+        Body::Full(body) => {
+            session.end(key);
+            Reply::Json {
                 status: 200,
                 body,
                 session: None,
-            },
-            Err(e) => backend_error(e.to_string()),
-        },
-    }
-}
-
-/// Relays a backend's SSE response to the client event by event, as each arrives. Ends after
-/// the response; if the client goes away, dropping the stream closes the backend connection.
-async fn relay(
-    shard: Rc<Shard>,
-    pool: Rc<Pool>,
-    mut stream: Box<crate::upstream::EventStream>,
-    tx: futures_channel::mpsc::UnboundedSender<Vec<u8>>,
-    id: Box<RawValue>,
-) {
-    loop {
-        let ev = match stream.next().await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => break,
-            Err(e) => {
-                shard.metrics.backend_errors.add(1);
-                pool.record_failure(&e);
-                break;
             }
-        };
-        if ev.data.is_empty() {
-            continue;
         }
-        let kind = match jsonrpc::parse(&ev.data) {
-            Ok(m) => {
-                if m.kind == Kind::Notification {
-                    invalidate_on_change(&shard, pool.index, &m.method);
-                }
-                m.kind
-            }
-            Err(_) => {
-                tracing::warn!(backend = %pool.name(), "backend sent a non-JSON-RPC event; dropped");
-                continue;
-            }
-        };
-        let mut out = Vec::with_capacity(ev.data.len() + 32);
-        if kind == Kind::Request {
-            // A server-to-client request (sampling, elicitation, roots, ping) during the call:
-            // its id is remapped so the client's answer finds its way back to this backend.
-            let mut remapped = Vec::with_capacity(ev.data.len() + 16);
-            match remap_request_id(&ev.data, pool.index, &mut remapped) {
-                Some(()) => sse::write_event(&mut out, None, None, &remapped),
-                None => continue,
-            }
-        } else {
-            sse::write_event(&mut out, None, None, &ev.data);
+        Body::Events(events) if call.sse => {
+            let (n, rx) = session.streams.open_post();
+            monoio::spawn(relay::relay_post(
+                shard.clone(),
+                session.clone(),
+                pool,
+                events,
+                n,
+                id.to_boxed(),
+                key,
+            ));
+            Reply::Stream(rx)
         }
-        if tx.unbounded_send(out).is_err() {
-            return;
-        }
-        if kind == Kind::Response {
-            stream.finish();
-            return;
+        body @ Body::Events(_) => {
+            let answer = final_message(body).await;
+            session.end(key);
+            match answer {
+                Ok(body) => Reply::Json {
+                    status: 200,
+                    body,
+                    session: None,
+                },
+                Err(e) => backend_error(e.to_string()),
+            }
         }
     }
-    let mut body = Vec::new();
-    jsonrpc::write_error(
-        &mut body,
-        Some(Raw::from(&*id)),
-        &RpcError::Backend {
-            backend: pool.name().to_owned(),
-            reason: "stream ended without a response".into(),
-        },
-    );
-    let mut out = Vec::new();
-    sse::write_event(&mut out, None, None, &body);
-    let _ = tx.unbounded_send(out);
-}
-
-/// A backend's `notifications/*/list_changed` drops that backend's cached list.
-pub fn invalidate_on_change(shard: &Shard, backend: u16, method: &str) {
-    let kinds: &[ListKind] = match method {
-        "notifications/tools/list_changed" => &[ListKind::Tools],
-        "notifications/prompts/list_changed" => &[ListKind::Prompts],
-        "notifications/resources/list_changed" => {
-            &[ListKind::Resources, ListKind::ResourceTemplates]
-        }
-        _ => return,
-    };
-    tracing::debug!(backend = %shard.pools[backend as usize].name(), method, "catalog invalidated");
-    shard.fed.invalidate(backend, kinds);
-}
-
-/// Prefix of ids ringmux gives server-to-client requests: `r<backend>:<original id JSON>`.
-const REMAP_PREFIX: char = 'r';
-
-/// Rewrites a backend's request so its id is unique on the client's side and names the backend.
-fn remap_request_id(data: &[u8], backend: u16, out: &mut Vec<u8>) -> Option<()> {
-    let msg = jsonrpc::parse(data).ok()?;
-    let id = msg.id?;
-    let mut lit = Vec::with_capacity(id.get().len() + 16);
-    jsonrpc::write_str(&mut lit, &format!("{REMAP_PREFIX}{backend}:{}", id.get()));
-    jsonrpc::splice(out, data, span_of(data, id), &lit);
-    Some(())
-}
-
-/// The backend and original id literal of a remapped id, if `id` is one of ours.
-fn unmap_response_id(id: Raw<'_>) -> Option<(u16, String)> {
-    let s = raw_str(id)?;
-    let rest = s.strip_prefix(REMAP_PREFIX)?;
-    let (b, original) = rest.split_once(':')?;
-    Some((b.parse().ok()?, original.to_owned()))
 }
 
 /// A client's answer to a server-to-client request: back to the backend that asked, with the
@@ -658,7 +611,7 @@ pub async fn client_response(
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
-    let Some((backend, original)) = unmap_response_id(id) else {
+    let Some((backend, original)) = relay::unmap_response_id(id) else {
         tracing::debug!(session = %session.id, "client answered a request ringmux did not send; dropped");
         return Reply::Status(202);
     };
@@ -676,28 +629,45 @@ pub async fn client_response(
     Reply::Status(202)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_remap_and_back() {
-        for original in ["7", r#""abc""#, r#""a:b\"c""#] {
-            let data = format!(
-                r#"{{"jsonrpc":"2.0","id":{original},"method":"sampling/createMessage","params":{{}}}}"#
-            );
-            let mut out = Vec::new();
-            remap_request_id(data.as_bytes(), 3, &mut out).unwrap();
-            let msg = jsonrpc::parse(&out).unwrap();
-            assert!(
-                msg.id.unwrap().get().starts_with(r#""r3:"#),
-                "{}",
-                msg.id.unwrap().get()
-            );
-            let (b, back) = unmap_response_id(msg.id.unwrap()).unwrap();
-            assert_eq!((b, back.as_str()), (3, original));
+/// A client notification: `cancelled` goes to the backend that owns the request (and the
+/// call stops waiting), `roots/list_changed` to the backends that asked for roots; the
+/// client's `initialized` was already sent per backend session. Always 202.
+pub async fn client_notification(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    body: &[u8],
+    msg: &Message<'_>,
+) -> Reply {
+    let targets: Vec<u16> = match &*msg.method {
+        "notifications/cancelled" => {
+            let Some(request) = msg.params.request_id else {
+                return Reply::Status(202);
+            };
+            let key = request_key(request.get());
+            // Tell the backend first, then stop waiting for its answer.
+            let owner = session.owner_of(key);
+            if let Some(b) = owner {
+                notify(shard, session, &shard.pools[b as usize], body).await;
+            }
+            session.cancel(key);
+            return Reply::Status(202);
         }
-        let plain: Box<RawValue> = RawValue::from_string("5".into()).unwrap();
-        assert_eq!(unmap_response_id((&*plain).into()), None);
+        "notifications/roots/list_changed" => session.roots_askers(),
+        _ => return Reply::Status(202),
+    };
+    let sends = targets
+        .iter()
+        .filter_map(|b| shard.pools.get(*b as usize))
+        .map(|pool| notify(shard, session, pool, body));
+    join_all(sends).await;
+    Reply::Status(202)
+}
+
+async fn notify(shard: &Rc<Shard>, session: &Rc<Session>, pool: &Rc<Pool>, body: &[u8]) {
+    match send(shard, session, pool, body).await {
+        Ok(resp) => {
+            let _ = final_message(resp.body).await;
+        }
+        Err(e) => tracing::warn!(backend = %pool.name(), "client notification not delivered: {e}"),
     }
 }

@@ -23,6 +23,7 @@ use crate::shard::{session_not_found, Call, Reply, Shard};
 /// What the owner must do.
 pub enum HopKind {
     Post { sse: bool },
+    Get { last_event_id: Option<Box<str>> },
     Delete,
 }
 
@@ -104,6 +105,9 @@ pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<In
                             sse,
                         })
                         .await
+                }
+                HopKind::Get { last_event_id } => {
+                    shard.open_get(&hop.session, last_event_id.as_deref())
                 }
                 HopKind::Delete => delete_local(&shard, &hop.session),
             };

@@ -45,6 +45,78 @@ impl RawResponse {
     }
 }
 
+/// A response read event by event.
+pub struct EventReader {
+    pub status: u16,
+    /// Lower-cased header names.
+    pub headers: Vec<(String, String)>,
+    framing: BodyKind,
+    client: Client,
+    dechunk: ChunkedDecoder,
+    body: Vec<u8>,
+    sse: SseDecoder,
+}
+
+impl EventReader {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next event (priming events and events without data included), `None` when the
+    /// body ended; an error of kind `WouldBlock`/`TimedOut` if none came within `wait`.
+    pub fn next_event(&mut self, wait: Duration) -> io::Result<Option<ringmux_core::sse::Event>> {
+        self.client.stream.set_read_timeout(Some(wait))?;
+        loop {
+            if let Some(ev) = self.sse.next_event().map_err(|e| invalid(e.to_string()))? {
+                return Ok(Some(ev));
+            }
+            let done = match self.framing {
+                BodyKind::Chunked => {
+                    self.body.clear();
+                    let used = self
+                        .dechunk
+                        .decode(&self.client.buf, &mut self.body, usize::MAX)
+                        .map_err(|e| invalid(e.to_string()))?;
+                    self.client.buf.drain(..used);
+                    self.sse.feed(&self.body);
+                    self.dechunk.is_done()
+                }
+                _ => {
+                    self.sse.feed(&self.client.buf);
+                    self.client.buf.clear();
+                    false
+                }
+            };
+            if let Some(ev) = self.sse.next_event().map_err(|e| invalid(e.to_string()))? {
+                return Ok(Some(ev));
+            }
+            if done || self.framing == BodyKind::Empty {
+                return Ok(None);
+            }
+            match self.client.fill() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next event that carries a JSON-RPC message.
+    pub fn next_message(&mut self, wait: Duration) -> io::Result<Option<Value>> {
+        while let Some(ev) = self.next_event(wait)? {
+            if !ev.data.is_empty() {
+                return serde_json::from_slice(&ev.data)
+                    .map(Some)
+                    .map_err(|e| invalid(e.to_string()));
+            }
+        }
+        Ok(None)
+    }
+}
+
 pub struct Client {
     stream: TcpStream,
     authority: String,
@@ -82,12 +154,12 @@ impl Client {
 
     /// Sends one HTTP request with the session and version headers (unless overridden by
     /// `extra`) and reads the whole response.
-    pub fn send(
+    fn write_request(
         &mut self,
         method: &str,
         body: &[u8],
         extra: &[(&str, &str)],
-    ) -> io::Result<RawResponse> {
+    ) -> io::Result<()> {
         let mut req = format!(
             "{method} {} HTTP/1.1\r\nhost: {}\r\n",
             self.path, self.authority
@@ -114,8 +186,40 @@ impl Client {
         req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
         let mut wire = req.into_bytes();
         wire.extend_from_slice(body);
-        self.stream.write_all(&wire)?;
+        self.stream.write_all(&wire)
+    }
+
+    /// Sends one HTTP request with the session and version headers (unless overridden by
+    /// `extra`) and reads the whole response.
+    pub fn send(
+        &mut self,
+        method: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> io::Result<RawResponse> {
+        self.write_request(method, body, extra)?;
         self.read_response()
+    }
+
+    /// Sends a request whose answer is read event by event ([`EventReader`]), for streams
+    /// that stay open (GET) or must be watched as they arrive.
+    pub fn open_stream(
+        mut self,
+        method: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> io::Result<EventReader> {
+        self.write_request(method, body, extra)?;
+        let (head, headers) = self.read_head()?;
+        Ok(EventReader {
+            status: head.status,
+            headers,
+            framing: head.body,
+            client: self,
+            dechunk: ChunkedDecoder::new(),
+            body: Vec::new(),
+            sse: SseDecoder::new(usize::MAX),
+        })
     }
 
     fn fill(&mut self) -> io::Result<()> {
@@ -128,7 +232,7 @@ impl Client {
         Ok(())
     }
 
-    fn read_response(&mut self) -> io::Result<RawResponse> {
+    fn read_head(&mut self) -> io::Result<(http::ResponseHead, Vec<(String, String)>)> {
         let head = loop {
             if let Some(h) =
                 http::parse_response(&self.buf, 1 << 20).map_err(|e| invalid(e.to_string()))?
@@ -150,6 +254,11 @@ impl Client {
             }
         }
         self.buf.drain(..head.head_len);
+        Ok((head, headers))
+    }
+
+    fn read_response(&mut self) -> io::Result<RawResponse> {
+        let (head, headers) = self.read_head()?;
         let mut body = Vec::new();
         match head.body {
             BodyKind::Empty => {}

@@ -5,13 +5,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use futures_util::future::AbortHandle;
 
 use futures_util::future::join_all;
 use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use crate::streams::Streams;
 use crate::upstream::{Body, Pool, UpstreamError};
 
 /// What a backend declared in its `initialize` result, reduced to the flags ringmux reads.
@@ -74,6 +78,43 @@ pub struct Session {
     pub init_params: Box<RawValue>,
     pub backends: RefCell<Vec<BackendSession>>,
     pub last_used: Cell<Instant>,
+    /// The client's server-to-client streams.
+    pub streams: Streams,
+    /// Requests forwarded and not yet answered (for `notifications/cancelled`).
+    inflight: RefCell<Vec<Inflight>>,
+    /// The client's `logging/setLevel` (a [`log_rank`]); `u8::MAX` until it sets one.
+    log_level: Cell<u8>,
+    /// List kinds (bits of [`ListKind`] order) whose list_changed the client was told of and
+    /// has not listed since: told once, however many backends change.
+    announced: Cell<u8>,
+    /// Backends that asked this client for its roots (told of `roots/list_changed`).
+    asked_roots: RefCell<Vec<u16>>,
+    /// Tasks holding the backends' GET streams open, started by the client's first GET.
+    listeners: RefCell<Option<Vec<AbortHandle>>>,
+}
+
+/// A forwarded request awaiting its answer.
+struct Inflight {
+    /// xxh3 of the request id's JSON text (the backend sees the client's id unchanged).
+    key: u64,
+    backend: u16,
+    cancelled: bool,
+    waker: Option<Waker>,
+}
+
+/// Rank of a `logging/setLevel` level (RFC 5424 order, debug lowest); `None` if unknown.
+pub fn log_rank(level: &str) -> Option<u8> {
+    const LEVELS: [&str; 8] = [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ];
+    LEVELS.iter().position(|l| *l == level).map(|i| i as u8)
 }
 
 /// A backend failure as the client will hear of it.
@@ -96,6 +137,7 @@ impl Session {
         init_params: Box<RawValue>,
         backends: usize,
         now: Instant,
+        streams: Streams,
     ) -> Session {
         Session {
             id,
@@ -103,6 +145,131 @@ impl Session {
             init_params,
             backends: RefCell::new(vec![BackendSession::Down; backends]),
             last_used: Cell::new(now),
+            streams,
+            inflight: RefCell::new(Vec::new()),
+            log_level: Cell::new(u8::MAX),
+            announced: Cell::new(0),
+            asked_roots: RefCell::new(Vec::new()),
+            listeners: RefCell::new(None),
+        }
+    }
+
+    /// Records a forwarded request (key: [`request_key`] of its id) owned by `backend`.
+    pub fn begin(&self, key: u64, backend: u16) {
+        self.inflight.borrow_mut().push(Inflight {
+            key,
+            backend,
+            cancelled: false,
+            waker: None,
+        });
+    }
+
+    /// The request was answered (or given up).
+    pub fn end(&self, key: u64) {
+        let mut inflight = self.inflight.borrow_mut();
+        if let Some(i) = inflight.iter().position(|f| f.key == key) {
+            inflight.swap_remove(i);
+        }
+    }
+
+    /// The backend owning an unanswered request.
+    pub fn owner_of(&self, key: u64) -> Option<u16> {
+        self.inflight
+            .borrow()
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| f.backend)
+    }
+
+    /// The backend owning an unanswered request, marking it cancelled (its waiter wakes).
+    pub fn cancel(&self, key: u64) -> Option<u16> {
+        let mut inflight = self.inflight.borrow_mut();
+        let f = inflight.iter_mut().find(|f| f.key == key)?;
+        f.cancelled = true;
+        if let Some(w) = f.waker.take() {
+            w.wake();
+        }
+        Some(f.backend)
+    }
+
+    /// Ready once the client cancelled request `key`.
+    pub fn poll_cancelled(&self, key: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inflight = self.inflight.borrow_mut();
+        match inflight.iter_mut().find(|f| f.key == key) {
+            Some(f) if f.cancelled => Poll::Ready(()),
+            Some(f) => {
+                f.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    /// Records the client's `logging/setLevel`.
+    pub fn set_log_level(&self, rank: u8) {
+        self.log_level.set(rank);
+    }
+
+    /// Whether a `notifications/message` of this level reaches the client.
+    pub fn wants_log(&self, rank: u8) -> bool {
+        self.log_level.get() == u8::MAX || rank >= self.log_level.get()
+    }
+
+    /// Whether to tell the client of a list change of kind bit `bit` (false: it was told and
+    /// has not listed since).
+    pub fn announce(&self, bit: u8) -> bool {
+        let told = self.announced.get();
+        self.announced.set(told | bit);
+        told & bit == 0
+    }
+
+    /// The client listed: later changes are told again.
+    pub fn listed(&self, bit: u8) {
+        self.announced.set(self.announced.get() & !bit);
+    }
+
+    pub fn asked_for_roots(&self, backend: u16) {
+        let mut asked = self.asked_roots.borrow_mut();
+        if !asked.contains(&backend) {
+            asked.push(backend);
+        }
+    }
+
+    pub fn roots_askers(&self) -> Vec<u16> {
+        self.asked_roots.borrow().clone()
+    }
+
+    /// Stores the GET-stream listeners; `false` if they were started before.
+    pub fn start_listening(&self, handles: impl FnOnce() -> Vec<AbortHandle>) -> bool {
+        let mut l = self.listeners.borrow_mut();
+        if l.is_some() {
+            return false;
+        }
+        *l = Some(handles());
+        true
+    }
+
+    /// The session is over: backend streams stop, client streams end.
+    pub fn close(&self) {
+        if let Some(handles) = self.listeners.borrow_mut().take() {
+            for h in handles {
+                h.abort();
+            }
+        }
+        self.streams.end_all();
+        for f in self.inflight.borrow_mut().iter_mut() {
+            f.cancelled = true;
+            if let Some(w) = f.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Backend `b`'s session id and version, if it is ready.
+    pub fn backend_session(&self, b: u16) -> Option<(Option<Rc<str>>, &'static str)> {
+        match self.backends.borrow().get(b as usize)? {
+            BackendSession::Ready { id, version, .. } => Some((id.clone(), version)),
+            BackendSession::Down => None,
         }
     }
 
@@ -228,16 +395,19 @@ impl Session {
                     .collect(),
             )
         };
-        // listChanged is not advertised: relaying notifications to clients comes with the
-        // GET stream (ARCHITECTURE.md, "What is supported").
+        // ringmux's lists change whenever a backend's does, or a backend goes or comes back:
+        // list_changed is relayed on the client's streams.
         if tools {
-            caps.insert("tools".into(), obj(&[]));
+            caps.insert("tools".into(), obj(&[("listChanged", true)]));
         }
         if prompts {
-            caps.insert("prompts".into(), obj(&[]));
+            caps.insert("prompts".into(), obj(&[("listChanged", true)]));
         }
         if resources {
-            caps.insert("resources".into(), obj(&[("subscribe", subscribe)]));
+            caps.insert(
+                "resources".into(),
+                obj(&[("subscribe", subscribe), ("listChanged", true)]),
+            );
         }
         if logging {
             caps.insert("logging".into(), obj(&[]));
@@ -256,6 +426,11 @@ impl Session {
             Some(BackendSession::Ready { capabilities, .. }) if capabilities.has(flag)
         )
     }
+}
+
+/// The key of a request id in the in-flight table: a hash of its JSON text.
+pub fn request_key(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
 /// Reads a response body to its final JSON-RPC message: the whole JSON body, or the SSE event that

@@ -18,7 +18,9 @@ use crate::dispatch;
 use crate::federation::Federation;
 use crate::hop::Peers;
 use crate::metrics::ShardMetrics;
+use crate::relay;
 use crate::session::Session;
+use crate::streams::{Resume, Streams};
 use crate::upstream::Pool;
 
 /// What the connection writes back.
@@ -134,13 +136,16 @@ impl Shard {
             Err(e) => return Reply::error(None, &e),
         };
         match msg.kind {
-            // Client notifications are acknowledged (relaying them comes with the two-way relay,
-            // ARCHITECTURE.md); answers to server-to-client requests go back to the asker.
+            // Client notifications go to the backends concerned; answers to server-to-client
+            // requests go back to the asker.
             Kind::Notification | Kind::Response => {
                 match (call.session, self.session(call.session)) {
                     (Some(_), None) => session_not_found(),
                     (_, Some(session)) if msg.kind == Kind::Response => {
                         dispatch::client_response(self, &session, call.body, &msg).await
+                    }
+                    (_, Some(session)) => {
+                        dispatch::client_notification(self, &session, call.body, &msg).await
                     }
                     _ => Reply::Status(202),
                 }
@@ -182,6 +187,10 @@ impl Shard {
             params,
             self.pools.len(),
             Instant::now(),
+            Streams::new(
+                self.cfg.streams.replay_events,
+                self.cfg.streams.retry.as_millis() as u64,
+            ),
         ));
         session.initialize_missing(&self.pools).await;
         self.sessions.borrow_mut().insert(id, session.clone());
@@ -195,6 +204,7 @@ impl Shard {
             return false;
         };
         self.metrics.sessions.sub(1);
+        session.close();
         let pools = self.pools.clone();
         monoio::spawn(async move {
             let backends = session.backends.borrow().clone();
@@ -215,6 +225,32 @@ impl Shard {
             }
         });
         true
+    }
+
+    /// A client's GET on the MCP endpoint: its standalone stream, or (with `Last-Event-ID`) the
+    /// stream that id belongs to, replayed from after it. The first GET stream also opens each
+    /// backend session's own GET stream, multiplexed into the client's.
+    pub fn open_get(self: &Rc<Self>, session: &str, last_event_id: Option<&str>) -> Reply {
+        let Some(session) = self.session(Some(session)) else {
+            return session_not_found();
+        };
+        let resume = last_event_id.and_then(Resume::parse);
+        let rx = session.streams.attach(resume);
+        session.start_listening(|| {
+            self.pools
+                .iter()
+                .map(|p| {
+                    let (task, handle) = futures_util::future::abortable(relay::listen(
+                        self.clone(),
+                        Rc::downgrade(&session),
+                        p.index,
+                    ));
+                    monoio::spawn(task);
+                    handle
+                })
+                .collect()
+        });
+        Reply::Stream(rx)
     }
 
     /// Ends sessions idle longer than the configured limit.

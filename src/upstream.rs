@@ -184,10 +184,41 @@ impl Pool {
         body: &[u8],
         now: Instant,
     ) -> Result<Response, UpstreamError> {
+        let out = Outgoing {
+            method,
+            session,
+            protocol_version,
+            body,
+            last_event_id: None,
+        };
+        self.send(&out, now).await
+    }
+
+    /// Opens the backend session's GET stream (or resumes a stream after `last_event_id`).
+    /// The events of the answer wait for as long as the stream is quiet.
+    pub async fn open_stream(
+        self: &Rc<Self>,
+        session: Option<&str>,
+        protocol_version: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Response, UpstreamError> {
+        let out = Outgoing {
+            method: "GET",
+            session,
+            protocol_version,
+            body: b"",
+            last_event_id,
+        };
+        self.send(&out, Instant::now()).await
+    }
+
+    async fn send(
+        self: &Rc<Self>,
+        out: &Outgoing<'_>,
+        now: Instant,
+    ) -> Result<Response, UpstreamError> {
         self.check_health(now)?;
-        let result = self
-            .request_inner(method, session, protocol_version, body)
-            .await;
+        let result = self.request_inner(out).await;
         match &result {
             Ok(_) => self.mark_ok(),
             Err(e) => self.record_failure(e),
@@ -195,30 +226,18 @@ impl Pool {
         result
     }
 
-    async fn request_inner(
-        self: &Rc<Self>,
-        method: &str,
-        session: Option<&str>,
-        protocol_version: &str,
-        body: &[u8],
-    ) -> Result<Response, UpstreamError> {
+    async fn request_inner(self: &Rc<Self>, out: &Outgoing<'_>) -> Result<Response, UpstreamError> {
         let pooled = self.idle.borrow_mut().pop();
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(c) => c,
             None => self.connect().await?,
         };
-        match self
-            .exchange(&mut conn, method, session, protocol_version, body)
-            .await
-        {
+        match self.exchange(&mut conn, out).await {
             Ok(head) => self.finish(conn, head).await,
             Err(Attempt::Stale) if reused => {
                 let mut fresh = self.connect().await?;
-                match self
-                    .exchange(&mut fresh, method, session, protocol_version, body)
-                    .await
-                {
+                match self.exchange(&mut fresh, out).await {
                     Ok(head) => self.finish(fresh, head).await,
                     Err(Attempt::Stale) => Err(UpstreamError::Protocol(
                         "connection closed before a response".into(),
@@ -233,37 +252,45 @@ impl Pool {
         }
     }
 
-    async fn exchange(
-        &self,
-        conn: &mut Conn,
-        method: &str,
-        session: Option<&str>,
-        protocol_version: &str,
-        body: &[u8],
-    ) -> Result<ResponseHead, Attempt> {
+    async fn exchange(&self, conn: &mut Conn, out: &Outgoing<'_>) -> Result<ResponseHead, Attempt> {
         let mut w = std::mem::take(&mut conn.wbuf);
         w.clear();
-        let mut extra: [(&str, &[u8]); 4] = [
-            ("accept", b"application/json, text/event-stream"),
-            ("mcp-protocol-version", protocol_version.as_bytes()),
-            ("content-type", b"application/json"),
-            ("mcp-session-id", b""),
+        let has_body = out.method == "POST";
+        let accept: &[u8] = if has_body {
+            b"application/json, text/event-stream"
+        } else {
+            b"text/event-stream"
+        };
+        let mut extra: [(&str, &[u8]); 5] = [
+            ("accept", accept),
+            ("mcp-protocol-version", out.protocol_version.as_bytes()),
+            ("", b""),
+            ("", b""),
+            ("", b""),
         ];
-        let mut n = 3;
-        if let Some(s) = session {
-            extra[3].1 = s.as_bytes();
-            n = 4;
+        let mut n = 2;
+        for (name, value) in [
+            (
+                "content-type",
+                has_body.then_some(b"application/json".as_slice()),
+            ),
+            ("mcp-session-id", out.session.map(str::as_bytes)),
+            ("last-event-id", out.last_event_id.map(str::as_bytes)),
+        ] {
+            if let Some(v) = value {
+                extra[n] = (name, v);
+                n += 1;
+            }
         }
-        let has_body = method == "POST";
         http::write_request_head(
             &mut w,
-            method,
+            out.method,
             &self.cfg.path,
             &self.cfg.authority,
-            has_body.then_some(body.len()),
+            has_body.then_some(out.body.len()),
             &extra[..n],
         );
-        w.extend_from_slice(body);
+        w.extend_from_slice(out.body);
         let (res, w) = conn.stream.write_all(w).await;
         conn.wbuf = w;
         if let Err(e) = res {
@@ -320,12 +347,13 @@ impl Pool {
                     reader,
                     sse: SseDecoder::new(MAX_BODY),
                     pool: self.clone(),
+                    idle: Some(self.cfg.request_timeout),
                 })),
             });
         }
         let mut body = crate::bufs::take();
         let timeout = self.cfg.request_timeout;
-        while reader.next_into(&mut body, timeout).await? {}
+        while reader.next_into(&mut body, Some(timeout)).await? {}
         if let Some(conn) = reader.into_reusable() {
             self.put_back(conn);
         }
@@ -335,6 +363,15 @@ impl Pool {
             body: Body::Full(body),
         })
     }
+}
+
+/// One request as written to a backend.
+struct Outgoing<'a> {
+    method: &'a str,
+    session: Option<&'a str>,
+    protocol_version: &'a str,
+    body: &'a [u8],
+    last_event_id: Option<&'a str>,
 }
 
 enum Attempt {
@@ -384,7 +421,7 @@ impl BodyReader {
     async fn next_into(
         &mut self,
         out: &mut Vec<u8>,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<bool, UpstreamError> {
         loop {
             if self.done {
@@ -425,10 +462,13 @@ impl BodyReader {
                 }
             }
             let buf = std::mem::take(&mut self.conn.rbuf);
-            let (res, buf) =
-                monoio::time::timeout(timeout, read_more(&mut self.conn.stream, buf, READ_CHUNK))
+            let read = read_more(&mut self.conn.stream, buf, READ_CHUNK);
+            let (res, buf) = match timeout {
+                Some(t) => monoio::time::timeout(t, read)
                     .await
-                    .map_err(|_| UpstreamError::Timeout)?;
+                    .map_err(|_| UpstreamError::Timeout)?,
+                None => read.await,
+            };
             self.conn.rbuf = buf;
             match res? {
                 0 if self.kind == BodyKind::UntilClose => {
@@ -458,6 +498,9 @@ pub struct EventStream {
     reader: BodyReader,
     sse: SseDecoder,
     pool: Rc<Pool>,
+    /// Longest wait for the next piece (`None`: a standalone stream, quiet for as long as
+    /// the backend has nothing to say).
+    idle: Option<Duration>,
 }
 
 impl EventStream {
@@ -474,16 +517,16 @@ impl EventStream {
                 return Ok(Some(ev));
             }
             piece.clear();
-            if !self
-                .reader
-                .next_into(&mut piece, self.pool.cfg.request_timeout)
-                .await?
-                && piece.is_empty()
-            {
+            if !self.reader.next_into(&mut piece, self.idle).await? && piece.is_empty() {
                 return Ok(None);
             }
             self.sse.feed(&piece);
         }
+    }
+
+    /// Waits for events without a time limit (a GET stream).
+    pub fn wait_forever(&mut self) {
+        self.idle = None;
     }
 
     /// Ends the stream; the connection is reused when the body was read to its end.

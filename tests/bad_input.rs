@@ -134,7 +134,22 @@ fn every_kind_of_bad_input_gets_a_precise_error() {
             .status,
         200
     );
-    assert_eq!(c.send("GET", b"", &[]).unwrap().status, 405);
+    assert_eq!(
+        c.send("GET", b"", &[("accept", "application/json")])
+            .unwrap()
+            .status,
+        406
+    );
+    assert_eq!(
+        c.send(
+            "GET",
+            b"",
+            &[("accept", "text/event-stream"), ("mcp-session-id", "")]
+        )
+        .unwrap()
+        .status,
+        404
+    );
     assert_eq!(c.send("PUT", b"", &[]).unwrap().status, 405);
     let host = raw(&gw.url, b"POST /mcp HTTP/1.1\r\nHost: evil.example.com\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
     assert!(host.starts_with("HTTP/1.1 403"), "{host}");

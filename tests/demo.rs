@@ -16,7 +16,7 @@ fn demo_serves_two_backends_and_tools_lists_them() {
         names.contains(&"weather__echo") && names.contains(&"docs__echo"),
         "{out}"
     );
-    assert_eq!(names.len(), 8 + 7, "{out}");
+    assert_eq!(names.len(), 12 + 11, "{out}");
     let mut cl = client(&gw.url);
     let echo = cl
         .request(

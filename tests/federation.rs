@@ -18,9 +18,9 @@ fn names(items: &[Value]) -> Vec<String> {
 
 #[test]
 fn three_backends_federate_and_route() {
-    let a = mock("alpha").tools(8).start();
-    let b = mock("beta").tools(10).arg("--prompts", 2).start();
-    let c = mock("gamma").tools(9).arg("--resources", 2).start();
+    let a = mock("alpha").tools(12).start();
+    let b = mock("beta").tools(14).arg("--prompts", 2).start();
+    let c = mock("gamma").tools(13).arg("--resources", 2).start();
     let gw = gateway()
         .backend("alpha", &a.url)
         .backend("beta", &b.url)
@@ -30,9 +30,9 @@ fn three_backends_federate_and_route() {
 
     let tools = cl.list_all("tools/list", "tools").unwrap();
     let got = names(&tools);
-    assert_eq!(got.len(), 8 + 10 + 9, "{got:?}");
+    assert_eq!(got.len(), 12 + 14 + 13, "{got:?}");
     assert!(
-        got.iter().take(8).all(|n| n.starts_with("alpha__")),
+        got.iter().take(12).all(|n| n.starts_with("alpha__")),
         "config order: {got:?}"
     );
     assert!(got.contains(&"beta__echo".to_owned()));
@@ -170,7 +170,7 @@ fn initialize_merges_and_reports_ringmux() {
 #[test]
 fn pagination_walk_sees_every_item_once() {
     let a = mock("a").tools(23).page_size(5).start();
-    let b = mock("b").tools(7).page_size(3).start();
+    let b = mock("b").tools(11).page_size(3).start();
     let c = mock("c").tools(11).start();
     let gw = gateway()
         .yaml("limits:\n  page_size: 4")
@@ -194,13 +194,13 @@ fn pagination_walk_sees_every_item_once() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 23 + 7 + 11);
+    assert_eq!(seen.len(), 23 + 11 + 11);
     assert_eq!(
         seen.iter().collect::<HashSet<_>>().len(),
         seen.len(),
         "duplicates in {seen:?}"
     );
-    assert_eq!(pages, (41 + 3) / 4);
+    assert_eq!(pages, (45 + 3) / 4);
     let bad = cl
         .request("tools/list", json!({"cursor": "not-a-cursor"}))
         .unwrap();
@@ -209,8 +209,8 @@ fn pagination_walk_sees_every_item_once() {
 
 #[test]
 fn a_backend_down_degrades_only_itself() {
-    let up = mock("up").tools(7).start();
-    let mut doomed = mock("doomed").tools(9).start();
+    let up = mock("up").tools(11).start();
+    let mut doomed = mock("doomed").tools(13).start();
     let gw = gateway()
         .backend("up", &up.url)
         .backend_with(
@@ -220,7 +220,7 @@ fn a_backend_down_degrades_only_itself() {
         )
         .start();
     let mut cl = client(&gw.url);
-    assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 16);
+    assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 24);
     doomed.kill();
     let started = Instant::now();
     let call = cl
@@ -254,7 +254,7 @@ fn a_backend_down_degrades_only_itself() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     let tools = names(&cl.list_all("tools/list", "tools").unwrap());
-    assert_eq!(tools.len(), 7, "{tools:?}");
+    assert_eq!(tools.len(), 11, "{tools:?}");
     assert!(tools.iter().all(|t| t.starts_with("up__")));
     let ok = cl
         .request(
@@ -265,7 +265,7 @@ fn a_backend_down_degrades_only_itself() {
     assert_eq!(text_of(&ok), "still");
     // A fresh session while the backend is down still initializes with the others.
     let mut fresh = client(&gw.url);
-    assert_eq!(fresh.list_all("tools/list", "tools").unwrap().len(), 7);
+    assert_eq!(fresh.list_all("tools/list", "tools").unwrap().len(), 11);
     let logs = gw.logs();
     assert!(
         logs.contains("doomed"),
@@ -379,13 +379,13 @@ fn progress_streams_before_the_result() {
 
 #[test]
 fn list_changed_invalidates_the_cached_catalog() {
-    let a = mock("a").tools(7).start();
+    let a = mock("a").tools(11).start();
     let gw = gateway()
         .backend("a", &a.url)
         .yaml("catalog:\n  ttl_ms: 3600000")
         .start();
     let mut cl = client(&gw.url);
-    assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 7);
+    assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 11);
     let touched = cl
         .request(
             "tools/call",
@@ -394,7 +394,7 @@ fn list_changed_invalidates_the_cached_catalog() {
         .unwrap();
     assert_eq!(text_of(&touched), "touched");
     let tools = names(&cl.list_all("tools/list", "tools").unwrap());
-    assert_eq!(tools.len(), 8, "{tools:?}");
+    assert_eq!(tools.len(), 12, "{tools:?}");
     assert!(tools.iter().any(|t| t.starts_with("a__extra_")));
 }
 

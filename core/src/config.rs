@@ -48,6 +48,9 @@ pub struct File {
     /// Backend catalog caching.
     #[serde(default)]
     pub catalog: CatalogFile,
+    /// Server-to-client SSE streams.
+    #[serde(default)]
+    pub streams: StreamsFile,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }
@@ -128,6 +131,32 @@ impl Default for CatalogFile {
     }
 }
 
+/// `streams:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsFile {
+    /// Events kept per session for `Last-Event-ID` resumption (oldest dropped first).
+    #[serde(default = "default_replay_events")]
+    pub replay_events: usize,
+    /// `retry` sent in each stream's priming event: how long a client waits before resuming.
+    #[serde(default = "default_retry")]
+    pub retry_ms: u64,
+    /// A comment is written on a stream that has been quiet this long (keeps proxies from
+    /// closing it, and finds clients that went away).
+    #[serde(default = "default_keepalive")]
+    pub keepalive_ms: u64,
+}
+
+impl Default for StreamsFile {
+    fn default() -> Self {
+        StreamsFile {
+            replay_events: default_replay_events(),
+            retry_ms: default_retry(),
+            keepalive_ms: default_keepalive(),
+        }
+    }
+}
+
 /// One entry of `backends:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +220,15 @@ fn default_session_idle() -> u64 {
 fn default_catalog_ttl() -> u64 {
     300_000
 }
+fn default_replay_events() -> usize {
+    256
+}
+fn default_retry() -> u64 {
+    1_000
+}
+fn default_keepalive() -> u64 {
+    15_000
+}
 fn default_connect_timeout() -> u64 {
     2_000
 }
@@ -232,6 +270,7 @@ pub struct Config {
     pub prefix_mode: PrefixMode,
     pub limits: Limits,
     pub catalog_ttl: Duration,
+    pub streams: Streams,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -246,6 +285,14 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub session_idle: Duration,
+}
+
+/// Checked `streams:` settings.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    pub replay_events: usize,
+    pub retry: Duration,
+    pub keepalive: Duration,
 }
 
 /// Who may send a browser `Origin`.
@@ -423,6 +470,8 @@ impl File {
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.session_idle_timeout_ms", l.session_idle_timeout_ms),
             ("catalog.ttl_ms", self.catalog.ttl_ms),
+            ("streams.retry_ms", self.streams.retry_ms),
+            ("streams.keepalive_ms", self.streams.keepalive_ms),
         ] {
             if v == 0 {
                 return Err(err(key, "must be greater than 0"));
@@ -503,6 +552,11 @@ impl File {
                 session_idle: Duration::from_millis(l.session_idle_timeout_ms),
             },
             catalog_ttl: Duration::from_millis(self.catalog.ttl_ms),
+            streams: Streams {
+                replay_events: self.streams.replay_events,
+                retry: Duration::from_millis(self.streams.retry_ms),
+                keepalive: Duration::from_millis(self.streams.keepalive_ms),
+            },
             backends,
             fingerprint,
         })

@@ -12,6 +12,9 @@ pub mod code {
     pub const INTERNAL_ERROR: i32 = -32603;
     /// MCP: resource not found (`resources/read` of an unknown URI).
     pub const RESOURCE_NOT_FOUND: i32 = -32002;
+    /// The client cancelled the request (`notifications/cancelled`). MCP defines no code for
+    /// this; the client ignores the answer anyway. -32800 is the LSP's "request cancelled".
+    pub const REQUEST_CANCELLED: i32 = -32800;
 }
 
 /// Who caused a failure: decides logging level and whether a retry could help.
@@ -42,6 +45,8 @@ pub enum RpcError {
     Backend { backend: String, reason: String },
     #[error("Internal error: {0}")]
     Internal(String),
+    #[error("Request cancelled by the client")]
+    Cancelled,
 }
 
 impl RpcError {
@@ -51,7 +56,8 @@ impl RpcError {
             | RpcError::InvalidRequest(_)
             | RpcError::MethodNotFound(_)
             | RpcError::InvalidParams(_)
-            | RpcError::ResourceNotFound(_) => Fault::Client,
+            | RpcError::ResourceNotFound(_)
+            | RpcError::Cancelled => Fault::Client,
             RpcError::Backend { .. } => Fault::Backend,
             RpcError::Internal(_) => Fault::Internal,
         }
@@ -65,6 +71,7 @@ impl RpcError {
             RpcError::MethodNotFound(_) => code::METHOD_NOT_FOUND,
             RpcError::InvalidParams(_) => code::INVALID_PARAMS,
             RpcError::ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
+            RpcError::Cancelled => code::REQUEST_CANCELLED,
             RpcError::Backend { .. } | RpcError::Internal(_) => code::INTERNAL_ERROR,
         }
     }

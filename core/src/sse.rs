@@ -162,6 +162,16 @@ pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, dat
     out.push(b'\n');
 }
 
+/// Appends a priming event: an id and empty data, telling the client where it may resume
+/// from and (`retry`) how long to wait before it does.
+pub fn write_priming(out: &mut Vec<u8>, id: &str, retry_ms: u64) {
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\nretry: ");
+    crate::http::write_usize(out, retry_ms as usize);
+    out.extend_from_slice(b"\ndata: \n\n");
+}
+
 /// A comment line; keeps idle connections and proxies from timing out.
 pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
@@ -224,6 +234,19 @@ mod tests {
         let mut d = SseDecoder::new(8);
         d.feed(b"data: 0123456789");
         assert_eq!(d.next_event(), Err(EventTooLarge(8)));
+    }
+
+    #[test]
+    fn priming_roundtrip() {
+        let mut out = Vec::new();
+        write_priming(&mut out, "3.17", 250);
+        let mut d = SseDecoder::new(1024);
+        d.feed(&out);
+        let ev = all(&mut d);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].id.as_deref(), Some("3.17"));
+        assert_eq!(ev[0].retry, Some(250));
+        assert!(ev[0].data.is_empty());
     }
 
     #[test]

@@ -42,7 +42,7 @@ use session::Sessions;
 pub struct MockConfig {
     /// `serverInfo.name`, and the authority part of resource URIs (`mock://<name>/res/0`).
     pub name: String,
-    /// Total tools listed: the seven fixed ones (`echo`, `add`, …) plus generated
+    /// Total tools listed: the eleven fixed ones (`echo`, `add`, …) plus generated
     /// `tool_0001`, … up to this many (the fixed ones are always there).
     pub tools: usize,
     /// Approximate size in bytes of each generated tool's JSON (the description is padded).
@@ -70,7 +70,7 @@ impl Default for MockConfig {
     fn default() -> Self {
         MockConfig {
             name: "mock".into(),
-            tools: 10,
+            tools: 14,
             tool_bytes: 400,
             prompts: 3,
             resources: 3,

@@ -221,7 +221,7 @@ fn initialize_mints_a_session() {
 #[test]
 fn tools_list_pages_cover_every_tool_once() {
     let mock = start(MockConfig {
-        tools: 10,
+        tools: 14,
         page_size: 4,
         threads: 2,
         ..MockConfig::default()
@@ -245,12 +245,12 @@ fn tools_list_pages_cover_every_tool_once() {
             None => break,
         }
     }
-    assert_eq!(pages, 3);
+    assert_eq!(pages, 4);
     let mut unique = names.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), 10, "{names:?}");
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(unique.len(), 14, "{names:?}");
+    assert_eq!(names.len(), 14, "{names:?}");
 }
 
 #[test]

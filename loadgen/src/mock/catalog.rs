@@ -277,7 +277,7 @@ mod tests {
             .iter()
             .map(|t| t["name"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(names.len(), 12);
-        assert_eq!(&names[10..], ["extra_1", "extra_2"]);
+        assert_eq!(names.len(), 16);
+        assert_eq!(&names[14..], ["extra_1", "extra_2"]);
     }
 }

@@ -16,7 +16,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
-  --tools N         tools listed: 7 fixed + generated tool_NNNN up to N (default 10)
+  --tools N         tools listed: 11 fixed + generated tool_NNNN up to N (default 14)
   --tool-bytes N    approximate JSON size of each generated tool (default 400)
   --prompts N       prompts: greet + prompt_1.. up to N (default 3)
   --resources N     resources mock://NAME/res/0.. (default 3)

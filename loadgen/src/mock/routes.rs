@@ -184,6 +184,14 @@ async fn post(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io:
             io.respond(202, None, b"", ka, &[]);
             flushed(io, ka).await
         }
+        (Kind::Notification, _) => {
+            session.record(match msg.params.request_id {
+                Some(id) => format!("{}:{}", msg.method, id.get()),
+                None => msg.method.to_string(),
+            });
+            io.respond(202, None, b"", ka, &[]);
+            flushed(io, ka).await
+        }
         _ => {
             io.respond(202, None, b"", ka, &[]);
             flushed(io, ka).await

@@ -119,6 +119,8 @@ pub(crate) struct Session {
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next_request: AtomicU64,
     logs: Mutex<(u64, VecDeque<StreamLog>)>,
+    /// Notifications received (`method`, or `method:requestId` for cancellations).
+    seen: Mutex<Vec<String>>,
 }
 
 impl Session {
@@ -134,7 +136,21 @@ impl Session {
             pending: Mutex::default(),
             next_request: AtomicU64::new(1),
             logs: Mutex::default(),
+            seen: Mutex::default(),
         }
+    }
+
+    /// Records a notification the client sent (kept to the last 64).
+    pub fn record(&self, what: String) {
+        let mut seen = lock(&self.seen);
+        if seen.len() == 64 {
+            seen.remove(0);
+        }
+        seen.push(what);
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        lock(&self.seen).clone()
     }
 
     /// Registers a GET stream; the receiver ends when the session is dropped.

@@ -55,6 +55,10 @@ pub(crate) enum Task<'a> {
     Elicit(Elicit<'a>),
     /// `test_reconnection`: end the POST stream early; the answer is only replayed.
     Reconnection,
+    /// `log_levels`: one `notifications/message` at each of debug, info, warning, error.
+    LogLevels,
+    /// `ask_roots`: `roots/list` on the session's GET stream; the roots are the answer.
+    AskRoots,
 }
 
 impl Task<'_> {
@@ -70,7 +74,9 @@ impl Task<'_> {
             | Task::Percent { .. }
             | Task::Sampling { .. }
             | Task::Elicit(_)
-            | Task::Reconnection => true,
+            | Task::Reconnection
+            | Task::LogLevels => true,
+            Task::AskRoots => false,
         }
     }
 }
@@ -176,6 +182,30 @@ pub(crate) async fn run(
                 &format!("{lead}: action={action}, content={content}"),
                 false,
             );
+        }
+        Task::LogLevels => {
+            for level in ["debug", "info", "warning", "error"] {
+                let msg = format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"{level}","logger":"mock","data":"at {level}"}}}}"#
+                );
+                em.send(msg.as_bytes()).await;
+            }
+            text_result(out, "logged", false);
+        }
+        Task::AskRoots => {
+            let (n, id, answer) = call.session.ask();
+            let msg = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"roots/list"}}"#);
+            call.session.notify(&msg.into_bytes().into());
+            let body = match timeout(ASK_TIMEOUT, answer).await {
+                Ok(Ok(body)) => body,
+                _ => {
+                    call.session.forget(n);
+                    return Err(Fail::internal("the client did not answer roots/list"));
+                }
+            };
+            let response: Value = serde_json::from_slice(&body)
+                .map_err(|e| Fail::internal(format!("unreadable roots/list answer: {e}")))?;
+            text_result(out, &response["result"].to_string(), false);
         }
         Task::Reconnection => {
             em.end_early().await;

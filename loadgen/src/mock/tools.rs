@@ -1,6 +1,7 @@
 //! The default catalog (deterministic for a given config) and what its tools, prompts and
-//! resources answer. The seven fixed tools exercise the protocol (echo, numbers, progress,
-//! latency, tool errors, list changes, session loss); the generated `tool_NNNN` ones give the
+//! resources answer. The eleven fixed tools exercise the protocol (echo, numbers, progress,
+//! latency, tool errors, list changes, session loss, notifications seen, logging levels, roots
+//! asked on the GET stream, resource updates); the generated `tool_NNNN` ones give the
 //! catalog its size for load tests.
 
 use std::borrow::Cow;
@@ -22,6 +23,10 @@ const FIXED: &[&str] = &[
     r#"{"name":"fail","description":"Always returns a tool error (isError: true)","inputSchema":{"type":"object","properties":{}}}"#,
     r#"{"name":"touch_tools","description":"Adds a tool to this server and sends notifications/tools/list_changed","inputSchema":{"type":"object","properties":{}}}"#,
     r#"{"name":"drop_session","description":"Answers, then forgets the caller's session (later requests get 404)","inputSchema":{"type":"object","properties":{}}}"#,
+    r#"{"name":"seen","description":"Lists the notifications this session received (cancelled ones with the request id)","inputSchema":{"type":"object","properties":{}}}"#,
+    r#"{"name":"log_levels","description":"Sends notifications/message at debug, info, warning and error, then answers logged","inputSchema":{"type":"object","properties":{}}}"#,
+    r#"{"name":"ask_roots","description":"Asks the client for its roots on the session's GET stream and answers with them","inputSchema":{"type":"object","properties":{}}}"#,
+    r#"{"name":"notify_updated","description":"Sends notifications/resources/updated for uri on the session's GET stream","inputSchema":{"type":"object","properties":{"uri":{"type":"string"}},"required":["uri"]}}"#,
 ];
 
 /// Upper bounds on tool arguments, so one call cannot tie up a connection for hours.
@@ -142,6 +147,12 @@ struct SlowArgs {
 }
 
 #[derive(Deserialize)]
+struct UriArgs<'a> {
+    #[serde(borrow)]
+    uri: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
 struct GreetArgs<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
@@ -189,6 +200,22 @@ pub(crate) fn call_tool<'a>(
             return Ok(Action::Task(Task::Slow { ms }));
         }
         "fail" => text_result(out, "failed on purpose", true),
+        "seen" => {
+            let seen = serde_json::to_string(&call.session.seen()).expect("strings serialize");
+            text_result(out, &seen, false);
+        }
+        "log_levels" => return Ok(Action::Task(Task::LogLevels)),
+        "ask_roots" => return Ok(Action::Task(Task::AskRoots)),
+        "notify_updated" => {
+            let uri = call.args::<UriArgs>()?.uri;
+            let mut msg =
+                br#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"#
+                    .to_vec();
+            write_str(&mut msg, &uri);
+            msg.extend_from_slice(b"}}");
+            call.session.notify(&msg.into());
+            text_result(out, "notified", false);
+        }
         "touch_tools" => return Ok(Action::Task(Task::Touch)),
         "drop_session" => {
             sh.sessions.remove(&call.session.id);
@@ -278,7 +305,7 @@ mod tests {
     #[test]
     fn tool_count_names_and_sizes() {
         let cfg = MockConfig {
-            tools: 10,
+            tools: 14,
             tool_bytes: 400,
             ..MockConfig::default()
         };
@@ -295,12 +322,16 @@ mod tests {
                 "fail",
                 "touch_tools",
                 "drop_session",
+                "seen",
+                "log_levels",
+                "ask_roots",
+                "notify_updated",
                 "tool_0001",
                 "tool_0002",
                 "tool_0003"
             ]
         );
-        for (item, tool) in items[7..].iter().zip(&tools[7..]) {
+        for (item, tool) in items[11..].iter().zip(&tools[11..]) {
             assert_eq!(item.len(), 400);
             assert_eq!(tool["inputSchema"]["properties"]["name"]["type"], "string");
         }

@@ -224,7 +224,7 @@ fn lists_paginate() {
     let first = answer(&sh, "tools/list", json!({})).unwrap();
     assert_eq!(first["tools"].as_array().unwrap().len(), 4);
     assert_eq!(first["nextCursor"], "4");
-    let last = answer(&sh, "tools/list", json!({"cursor": "8"})).unwrap();
+    let last = answer(&sh, "tools/list", json!({"cursor": "12"})).unwrap();
     assert_eq!(last["tools"].as_array().unwrap().len(), 2);
     assert_eq!(
         code_of(answer(&sh, "tools/list", json!({"cursor": "zzz"}))),

@@ -1,0 +1,389 @@
+//! Backend → client traffic: what a backend sends on a call's SSE answer or on its own GET
+//! stream reaches the client's matching stream ([`crate::streams`]), adjusted on the way:
+//! - requests (sampling, elicitation, roots, ping) get ids unique on the client's side that
+//!   name the backend (`"r<backend>:<original id>"`); the client's answer is routed back with
+//!   the original id ([`unmap_response_id`]);
+//! - `notifications/*/list_changed` drop that backend's cached list and are told to the
+//!   client once until it lists again;
+//! - `notifications/message` below the client's `logging/setLevel` are dropped;
+//! - `notifications/resources/updated` carry the URI as the client knows it (mapped for a
+//!   prefixed backend); `notifications/cancelled` the remapped id of the backend's request.
+//!
+//! A backend POST stream that ends before its answer (SEP-1699 polling) is resumed from the
+//! backend with `Last-Event-ID` while the client's stream stays open.
+
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use ringmux_core::catalog::ListKind;
+use ringmux_core::error::RpcError;
+use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Raw};
+use ringmux_core::names;
+use serde_json::value::RawValue;
+
+use crate::session::Session;
+use crate::shard::Shard;
+use crate::streams::GET_STREAM;
+use crate::upstream::{Body, EventStream, Pool};
+
+/// Times a backend stream that ends before its answer is resumed.
+const MAX_RESUMES: u32 = 16;
+/// Longest wait before resuming a backend stream, whatever its `retry` says.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Backoff between attempts to (re)open a backend's GET stream.
+const LISTEN_BACKOFF: Duration = Duration::from_millis(500);
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Bits of [`Session::announce`] per list kind.
+pub fn list_bit(kind: ListKind) -> u8 {
+    match kind {
+        ListKind::Tools => 1,
+        ListKind::Prompts => 2,
+        ListKind::Resources | ListKind::ResourceTemplates => 4,
+    }
+}
+
+/// What a backend message turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Sent to the client (or dropped by design: filtered, already told).
+    Passed,
+    /// The answer to the call the stream belongs to.
+    Answer,
+    /// Not JSON-RPC: dropped.
+    Garbage,
+}
+
+/// Delivers one message from backend `b` on client stream `stream`.
+pub fn deliver(shard: &Shard, session: &Session, b: u16, data: &[u8], stream: u32) -> Delivered {
+    let pool = &shard.pools[b as usize];
+    let msg = match jsonrpc::parse(data) {
+        Ok(m) => m,
+        Err(_) => {
+            tracing::warn!(backend = %pool.name(), "backend sent a message that is not JSON-RPC; dropped");
+            return Delivered::Garbage;
+        }
+    };
+    match msg.kind {
+        Kind::Response => {
+            if stream == GET_STREAM {
+                tracing::debug!(backend = %pool.name(), "response on a GET stream; dropped");
+                return Delivered::Passed;
+            }
+            session.streams.send(stream, data);
+            Delivered::Answer
+        }
+        Kind::Request => {
+            if msg.method == "roots/list" {
+                session.asked_for_roots(b);
+            }
+            let mut out = crate::bufs::take_with(data.len() + 16);
+            if let Some(id) = msg.id {
+                remap_id(&mut out, data, id, b);
+                session.streams.send(stream, &out);
+            }
+            crate::bufs::give(out);
+            Delivered::Passed
+        }
+        Kind::Notification => {
+            let method = &*msg.method;
+            if let Some(kind) = changed_list(method) {
+                invalidate(shard, b, kind);
+                if !session.announce(list_bit(kind)) {
+                    return Delivered::Passed;
+                }
+            }
+            match method {
+                "notifications/message" => {
+                    if let Some(rank) = log_level_of(data) {
+                        if !session.wants_log(rank) {
+                            return Delivered::Passed;
+                        }
+                    }
+                }
+                "notifications/resources/updated" if pool.cfg.prefixed => {
+                    if let Some(uri) = msg.params.uri {
+                        let mut lit = Vec::with_capacity(uri.get().len() + 32);
+                        names::write_prefixed_literal(
+                            &mut lit,
+                            true,
+                            pool.name(),
+                            &shard.cfg.separator,
+                            uri.get().as_bytes(),
+                        );
+                        let mut out = Vec::with_capacity(data.len() + 32);
+                        jsonrpc::splice(&mut out, data, span_of(data, uri), &lit);
+                        session.streams.send(stream, &out);
+                        return Delivered::Passed;
+                    }
+                }
+                "notifications/cancelled" => {
+                    // The backend gives up a request it sent the client: name it as the
+                    // client knows it.
+                    if let Some(id) = msg.params.request_id {
+                        let mut out = Vec::with_capacity(data.len() + 16);
+                        remap_id(&mut out, data, id, b);
+                        session.streams.send(stream, &out);
+                        return Delivered::Passed;
+                    }
+                }
+                _ => {}
+            }
+            session.streams.send(stream, data);
+            Delivered::Passed
+        }
+    }
+}
+
+/// The list a `notifications/*/list_changed` is about.
+fn changed_list(method: &str) -> Option<ListKind> {
+    Some(match method {
+        "notifications/tools/list_changed" => ListKind::Tools,
+        "notifications/prompts/list_changed" => ListKind::Prompts,
+        "notifications/resources/list_changed" => ListKind::Resources,
+        _ => return None,
+    })
+}
+
+/// Drops backend `b`'s cached list of `kind` (resources take their templates along).
+pub fn invalidate(shard: &Shard, b: u16, kind: ListKind) {
+    let kinds: &[ListKind] = match kind {
+        ListKind::Resources | ListKind::ResourceTemplates => {
+            &[ListKind::Resources, ListKind::ResourceTemplates]
+        }
+        ListKind::Tools => &[ListKind::Tools],
+        ListKind::Prompts => &[ListKind::Prompts],
+    };
+    tracing::debug!(backend = %shard.pools[b as usize].name(), list = kind.method(), "catalog invalidated");
+    shard.fed.invalidate(b, kinds);
+}
+
+#[derive(serde::Deserialize)]
+struct LogEnvelope<'a> {
+    #[serde(borrow)]
+    params: LogParams<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct LogParams<'a> {
+    #[serde(borrow)]
+    level: &'a str,
+}
+
+fn log_level_of(data: &[u8]) -> Option<u8> {
+    let env: LogEnvelope<'_> = serde_json::from_slice(data).ok()?;
+    crate::session::log_rank(env.params.level)
+}
+
+/// Prefix of ids ringmux gives server-to-client requests: `r<backend>:<original id JSON>`.
+const REMAP_PREFIX: char = 'r';
+
+/// Writes `data` with the id value `id` (a part of it) replaced by the remapped id.
+fn remap_id(out: &mut Vec<u8>, data: &[u8], id: Raw<'_>, backend: u16) {
+    let mut lit = Vec::with_capacity(id.get().len() + 16);
+    jsonrpc::write_str(&mut lit, &format!("{REMAP_PREFIX}{backend}:{}", id.get()));
+    jsonrpc::splice(out, data, span_of(data, id), &lit);
+}
+
+/// The backend and original id literal of a remapped id, if `id` is one of ours.
+pub fn unmap_response_id(id: Raw<'_>) -> Option<(u16, String)> {
+    let s = raw_str(id)?;
+    let rest = s.strip_prefix(REMAP_PREFIX)?;
+    let (b, original) = rest.split_once(':')?;
+    Some((b.parse().ok()?, original.to_owned()))
+}
+
+/// Relays a backend's SSE answer to the call on client stream `n`, event by event, until the
+/// answer. Ends early if the client cancels the call (`key` in the session's in-flight table).
+pub async fn relay_post(
+    shard: Rc<Shard>,
+    session: Rc<Session>,
+    pool: Rc<Pool>,
+    mut events: Box<EventStream>,
+    n: u32,
+    id: Box<RawValue>,
+    key: u64,
+) {
+    let b = pool.index;
+    let mut last_id: Option<String> = None;
+    let mut retry = Duration::from_millis(500);
+    let mut resumes = 0;
+    let outcome = 'relay: loop {
+        let next = {
+            let next = std::pin::pin!(events.next());
+            let cancelled = std::pin::pin!(std::future::poll_fn(|cx| {
+                session.poll_cancelled(key, cx)
+            }));
+            match select(next, cancelled).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => break 'relay Ok(()),
+            }
+        };
+        let ev = match next {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
+                // The backend closed its stream before the answer (SEP-1699): resume from
+                // its last event id, if it gave one.
+                let Some(from) = last_id.as_deref().filter(|_| resumes < MAX_RESUMES) else {
+                    break Err("stream ended without a response".to_string());
+                };
+                resumes += 1;
+                monoio::time::sleep(retry.min(MAX_RETRY)).await;
+                let Some((sid, ver)) = session.backend_session(b) else {
+                    break Err("backend session ended".into());
+                };
+                match pool.open_stream(sid.as_deref(), ver, Some(from)).await {
+                    Ok(resp) if resp.status == 200 => match resp.body {
+                        Body::Events(e) => {
+                            events = e;
+                            continue;
+                        }
+                        Body::Full(_) => break Err("resumed stream is not SSE".into()),
+                    },
+                    Ok(resp) => break Err(format!("resuming answered HTTP {}", resp.status)),
+                    Err(e) => break Err(format!("resuming failed: {e}")),
+                }
+            }
+            Err(e) => {
+                shard.metrics.backend_errors.add(1);
+                pool.record_failure(&e);
+                break Err(e.to_string());
+            }
+        };
+        if ev.id.is_some() {
+            last_id = ev.id;
+        }
+        if let Some(ms) = ev.retry {
+            retry = Duration::from_millis(ms);
+        }
+        if ev.data.is_empty() {
+            continue;
+        }
+        if deliver(&shard, &session, b, &ev.data, n) == Delivered::Answer {
+            events.finish();
+            break Ok(());
+        }
+    };
+    if let Err(reason) = outcome {
+        let mut body = Vec::new();
+        jsonrpc::write_error(
+            &mut body,
+            Some(Raw::from(&*id)),
+            &RpcError::Backend {
+                backend: pool.name().to_owned(),
+                reason,
+            },
+        );
+        session.streams.send(n, &body);
+    }
+    session.end(key);
+    session.streams.close(n);
+}
+
+/// Holds backend `b`'s GET stream open for the session and delivers what arrives on the
+/// client's GET stream; reconnects (resuming after the last event id) until the session ends.
+/// A backend without a GET stream (405) or without sessions is left alone.
+pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
+    let pool = shard.pools[b as usize].clone();
+    let mut last_id: Option<String> = None;
+    let mut backoff = LISTEN_BACKOFF;
+    loop {
+        let Some((sid, ver)) = session.upgrade().and_then(|s| s.backend_session(b)) else {
+            return;
+        };
+        if sid.is_none() {
+            return;
+        }
+        let events = match pool
+            .open_stream(sid.as_deref(), ver, last_id.as_deref())
+            .await
+        {
+            Ok(resp) if resp.status == 405 => {
+                tracing::debug!(backend = %pool.name(), "backend has no GET stream");
+                return;
+            }
+            Ok(Response {
+                status: 200,
+                body: Body::Events(e),
+                ..
+            }) => Some(e),
+            Ok(resp) => {
+                tracing::debug!(backend = %pool.name(), status = resp.status, "GET stream refused");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(backend = %pool.name(), "GET stream not opened: {e}");
+                None
+            }
+        };
+        if let Some(mut events) = events {
+            events.wait_forever();
+            backoff = LISTEN_BACKOFF;
+            loop {
+                match events.next().await {
+                    Ok(Some(ev)) => {
+                        if ev.id.is_some() {
+                            last_id = ev.id;
+                        }
+                        if ev.data.is_empty() {
+                            continue;
+                        }
+                        let Some(s) = session.upgrade() else { return };
+                        deliver(&shard, &s, b, &ev.data, GET_STREAM);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(backend = %pool.name(), "GET stream broke: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        monoio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+    }
+}
+
+use crate::upstream::Response;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_remap_and_back() {
+        for original in ["7", r#""abc""#, r#""a:b\"c""#] {
+            let data = format!(
+                r#"{{"jsonrpc":"2.0","id":{original},"method":"sampling/createMessage","params":{{}}}}"#
+            );
+            let msg = jsonrpc::parse(data.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            remap_id(&mut out, data.as_bytes(), msg.id.unwrap(), 3);
+            let msg = jsonrpc::parse(&out).unwrap();
+            assert!(
+                msg.id.unwrap().get().starts_with(r#""r3:"#),
+                "{}",
+                msg.id.unwrap().get()
+            );
+            let (b, back) = unmap_response_id(msg.id.unwrap()).unwrap();
+            assert_eq!((b, back.as_str()), (3, original));
+        }
+        let plain: Box<RawValue> = RawValue::from_string("5".into()).unwrap();
+        assert_eq!(unmap_response_id((&*plain).into()), None);
+    }
+
+    #[test]
+    fn log_levels_rank_in_order() {
+        let rank = |l: &str| {
+            log_level_of(
+                format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"{l}","data":"x"}}}}"#)
+                    .as_bytes(),
+            )
+        };
+        assert_eq!(rank("debug"), Some(0));
+        assert_eq!(rank("warning"), Some(3));
+        assert_eq!(rank("emergency"), Some(7));
+        assert_eq!(rank("loud"), None);
+    }
+}

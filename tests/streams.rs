@@ -1,0 +1,304 @@
+//! Both directions on the real binary: the client's GET stream multiplexing every backend's,
+//! resumption with Last-Event-ID (GET and POST streams), server→client requests on the GET
+//! stream, list_changed told once, logging filtered by the client's level, resource updates
+//! with the client's URI, and client notifications (cancelled, roots/list_changed) reaching
+//! only the backends concerned.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::*;
+use ringmux::probe::EventReader;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Another connection on `c`'s session.
+fn sibling(url: &str, c: &Client) -> Client {
+    let mut s = Client::connect(url).unwrap();
+    s.session = c.session.clone();
+    s.protocol_version = c.protocol_version.clone();
+    s
+}
+
+/// Opens the session's GET stream (optionally resuming) and checks its head.
+fn open_get(url: &str, c: &Client, last_event_id: Option<&str>) -> EventReader {
+    let extra: Vec<(&str, &str)> = last_event_id
+        .map(|id| vec![("last-event-id", id)])
+        .unwrap_or_default();
+    let r = sibling(url, c)
+        .open_stream(
+            "GET",
+            b"",
+            &[&[("accept", "text/event-stream")], &extra[..]].concat(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    r
+}
+
+/// The next message on a stream, with the id of the event that carried it.
+fn next_with_id(r: &mut EventReader) -> (Value, String) {
+    loop {
+        let ev = r
+            .next_event(WAIT)
+            .unwrap()
+            .expect("stream ended before the expected message");
+        if !ev.data.is_empty() {
+            let id = ev.id.expect("every event carries an id");
+            return (serde_json::from_slice(&ev.data).unwrap(), id);
+        }
+    }
+}
+
+fn call(c: &mut Client, tool: &str, args: Value) -> Value {
+    c.request("tools/call", json!({"name": tool, "arguments": args}))
+        .unwrap()
+}
+
+fn seen(c: &mut Client, tool: &str) -> Vec<String> {
+    let text = text_of(&call(c, tool, json!({}))).to_owned();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn get_stream_carries_every_backend_and_resumes() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .start();
+    let mut c = client(&gw.url);
+    let mut get = open_get(&gw.url, &c, None);
+    let prime = get.next_event(WAIT).unwrap().unwrap();
+    assert!(prime.id.is_some() && prime.data.is_empty() && prime.retry.is_some());
+    // The backends' GET streams open behind the client's; give them a moment.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A backend's notification on its GET stream, with the URI as the client knows it.
+    call(
+        &mut c,
+        "a__notify_updated",
+        json!({"uri": "mock://a/res/1"}),
+    );
+    let (msg, first_id) = next_with_id(&mut get);
+    assert_eq!(msg["method"], "notifications/resources/updated");
+    assert_eq!(msg["params"]["uri"], "ringmux://a/mock://a/res/1");
+
+    // A server→client request on the other backend's GET stream: remapped id, answered by
+    // the client, the answer routed back to the asker.
+    let url = gw.url.clone();
+    let asker = {
+        let mut c2 = sibling(&url, &c);
+        std::thread::spawn(move || call(&mut c2, "b__ask_roots", json!({})))
+    };
+    let (req, _) = next_with_id(&mut get);
+    assert_eq!(req["method"], "roots/list");
+    let rid = req["id"].as_str().expect("a remapped string id").to_owned();
+    assert!(rid.starts_with("r1:"), "{rid}");
+    let resp = c
+        .post(&json!({"jsonrpc": "2.0", "id": rid, "result": {"roots": [{"uri": "file:///w", "name": "w"}]}}))
+        .unwrap();
+    assert_eq!(resp.status, 202);
+    let roots = asker.join().unwrap();
+    assert!(text_of(&roots).contains("file:///w"), "{roots}");
+
+    // Resumption: what happens while the client is away is replayed after the last id seen.
+    drop(get);
+    call(
+        &mut c,
+        "a__notify_updated",
+        json!({"uri": "mock://a/res/2"}),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = open_get(&gw.url, &c, Some(&first_id));
+    let (roots_req, _) = next_with_id(&mut again);
+    assert_eq!(roots_req["method"], "roots/list", "replayed in order");
+    let (missed, _) = next_with_id(&mut again);
+    assert_eq!(missed["params"]["uri"], "ringmux://a/mock://a/res/2");
+    // And it is live again.
+    call(
+        &mut c,
+        "b__notify_updated",
+        json!({"uri": "mock://b/res/3"}),
+    );
+    let (live, _) = next_with_id(&mut again);
+    assert_eq!(live["params"]["uri"], "ringmux://b/mock://b/res/3");
+}
+
+#[test]
+fn list_changed_is_told_once_until_the_client_lists() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway().backend("a", &a.url).backend("b", &b.url).start();
+    let mut c = client(&gw.url);
+    let before = c.list_all("tools/list", "tools").unwrap().len();
+    let mut get = open_get(&gw.url, &c, None);
+    std::thread::sleep(Duration::from_millis(300));
+    let changed = |r: &RawResponse| {
+        r.messages()
+            .iter()
+            .filter(|m| m["method"] == "notifications/tools/list_changed")
+            .count()
+    };
+    let mut told = 0;
+    for tool in ["a__touch_tools", "b__touch_tools"] {
+        let r = c
+            .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": tool, "arguments": {}}}))
+            .unwrap();
+        told += changed(&r);
+    }
+    // The GET stream gets the backends' own notices too; none may pass once the client was told.
+    while let Ok(Some(ev)) = get.next_event(Duration::from_millis(500)) {
+        if ev.data.windows(12).any(|w| w == b"list_changed") {
+            told += 1;
+        }
+    }
+    assert_eq!(told, 1, "two backends changed, the client is told once");
+    let after = c.list_all("tools/list", "tools").unwrap().len();
+    assert_eq!(after, before + 2, "both backends' caches were invalidated");
+    let r = c
+        .post(&json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "a__touch_tools", "arguments": {}}}))
+        .unwrap();
+    let mut again = changed(&r);
+    while let Ok(Some(ev)) = get.next_event(Duration::from_millis(500)) {
+        if ev.data.windows(12).any(|w| w == b"list_changed") {
+            again += 1;
+        }
+    }
+    assert_eq!(
+        again, 1,
+        "after listing, the next change is told again, once"
+    );
+    // The initialize result says lists may change.
+    let init = client(&gw.url).initialize().unwrap();
+    assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
+}
+
+#[test]
+fn logging_honours_the_clients_level() {
+    let a = mock("a").start();
+    let gw = gateway().backend("a", &a.url).start();
+    let mut c = client(&gw.url);
+    let levels = |c: &mut Client| -> Vec<String> {
+        let r = c
+            .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "a__log_levels", "arguments": {}}}))
+            .unwrap();
+        r.messages()
+            .iter()
+            .filter(|m| m["method"] == "notifications/message")
+            .map(|m| m["params"]["level"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(levels(&mut c), ["debug", "info", "warning", "error"]);
+    let ok = c
+        .request("logging/setLevel", json!({"level": "warning"}))
+        .unwrap();
+    assert!(ok.get("result").is_some(), "{ok}");
+    assert_eq!(levels(&mut c), ["warning", "error"]);
+    let bad = c
+        .request("logging/setLevel", json!({"level": "loud"}))
+        .unwrap();
+    assert_eq!(error_code(&bad), -32602);
+}
+
+#[test]
+fn client_notifications_reach_only_the_backends_concerned() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway().backend("a", &a.url).backend("b", &b.url).start();
+    let mut c = client(&gw.url);
+
+    // cancelled: to the backend running the call, with its id; the call stops waiting.
+    let mut slow = sibling(&gw.url, &c);
+    let started = Instant::now();
+    let waiter = std::thread::spawn(move || {
+        slow.post(&json!({"jsonrpc": "2.0", "id": "call-42", "method": "tools/call", "params": {"name": "a__slow", "arguments": {"ms": 20000}}}))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c
+        .post(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "call-42", "reason": "user"}}))
+        .unwrap();
+    assert_eq!(r.status, 202);
+    let answer = waiter.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(error_code(&answer.messages()[0]), -32800);
+    let on_a = seen(&mut c, "a__seen");
+    assert!(
+        on_a.contains(&r#"notifications/cancelled:"call-42""#.to_owned()),
+        "{on_a:?}"
+    );
+    assert!(
+        !seen(&mut c, "b__seen")
+            .iter()
+            .any(|s| s.starts_with("notifications/cancelled")),
+        "not fanned out"
+    );
+
+    // roots/list_changed: to the backends that asked for roots, only.
+    let mut get = open_get(&gw.url, &c, None);
+    std::thread::sleep(Duration::from_millis(300));
+    let url = gw.url.clone();
+    let asker = {
+        let mut c2 = sibling(&url, &c);
+        std::thread::spawn(move || call(&mut c2, "b__ask_roots", json!({})))
+    };
+    let (req, _) = next_with_id(&mut get);
+    c.post(&json!({"jsonrpc": "2.0", "id": req["id"], "result": {"roots": []}}))
+        .unwrap();
+    asker.join().unwrap();
+    let r = c
+        .post(&json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}))
+        .unwrap();
+    assert_eq!(r.status, 202);
+    assert!(seen(&mut c, "b__seen").contains(&"notifications/roots/list_changed".to_owned()));
+    assert!(!seen(&mut c, "a__seen").contains(&"notifications/roots/list_changed".to_owned()));
+}
+
+#[test]
+fn a_post_stream_resumes_after_the_client_drops_it() {
+    let a = mock("a").start();
+    let gw = gateway().shards(2).backend("a", &a.url).start();
+    let c = client(&gw.url);
+    let mut post = sibling(&gw.url, &c)
+        .open_stream(
+            "POST",
+            br#"{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"a__progress","arguments":{"steps":30},"_meta":{"progressToken":"p"}}}"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(post.status, 200);
+    let prime = post.next_event(WAIT).unwrap().unwrap();
+    assert!(prime.data.is_empty() && prime.retry.is_some());
+    let (first, first_id) = next_with_id(&mut post);
+    assert_eq!(first["method"], "notifications/progress");
+    drop(post);
+    let mut resumed = open_get(&gw.url, &c, Some(&first_id));
+    let mut progress = vec![first["params"]["progress"].as_u64().unwrap()];
+    let answer = loop {
+        let (m, _) = next_with_id(&mut resumed);
+        if m.get("id").is_some() {
+            break m;
+        }
+        progress.push(m["params"]["progress"].as_u64().unwrap());
+    };
+    assert_eq!(answer["id"], 77);
+    assert_eq!(text_of(&answer), "done");
+    assert_eq!(
+        progress,
+        (1..=30).collect::<Vec<_>>(),
+        "nothing lost or repeated"
+    );
+    assert!(
+        resumed.next_event(WAIT).unwrap().is_none(),
+        "the resumed stream ends with its answer"
+    );
+}
