@@ -387,7 +387,21 @@ fn session_id<'a>(buf: &'a [u8], head: &RequestHead) -> Result<Option<&'a str>, 
 async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
     let path = &buf[head.path.clone()];
     let h = &head.headers;
-    if path != shard.cfg.path.as_bytes() {
+    let legacy = shard
+        .cfg
+        .legacy
+        .as_ref()
+        .and_then(|(sse_path, message_path)| {
+            if path == sse_path.as_bytes() {
+                Some(Legacy::Stream)
+            } else if path == message_path.as_bytes() {
+                let query = head.query.as_ref().map_or(&b""[..], |q| &buf[q.clone()]);
+                Some(Legacy::Message(query_param(query, b"sessionId")))
+            } else {
+                None
+            }
+        });
+    if path != shard.cfg.path.as_bytes() && legacy.is_none() {
         return match (head.method, path) {
             (Method::Get, b"/metrics") => Reply::Text {
                 status: 200,
@@ -413,6 +427,9 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
         if !shard.cfg.origins.allows(origin) {
             return Reply::http_error(403, -32600, "Forbidden: Origin not allowed");
         }
+    }
+    if let Some(legacy) = legacy {
+        return legacy_front(shard, head, buf, body, legacy).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
@@ -441,6 +458,73 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
             }
         },
         Method::Get => get(shard, buf, head, session).await,
+        _ => Reply::Status(405),
+    }
+}
+
+/// Which part of the legacy HTTP+SSE transport a request is for.
+enum Legacy<'a> {
+    Stream,
+    /// The message endpoint, with its `sessionId` (if the query has one).
+    Message(Option<&'a [u8]>),
+}
+
+/// The value of `name` in a query string (no percent-decoding: session ids are URL-safe).
+fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    query.split(|b| *b == b'&').find_map(|pair| {
+        let rest = pair.strip_prefix(name)?;
+        rest.strip_prefix(b"=")
+    })
+}
+
+/// The legacy HTTP+SSE transport (2024-11-05): `GET` on the SSE path opens a session's
+/// stream; `POST` on the message path with its `sessionId` is answered 202, the answer going
+/// on that stream.
+async fn legacy_front(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    buf: &[u8],
+    body: &[u8],
+    legacy: Legacy<'_>,
+) -> Reply {
+    let message_path = &shard.cfg.legacy.as_ref().expect("legacy is configured").1;
+    match (legacy, head.method) {
+        (Legacy::Stream, Method::Get) => {
+            let accept = header(buf, &head.headers.accept).unwrap_or(b"*/*");
+            if !http::accepts(accept, b"text/event-stream") {
+                return Reply::http_error(
+                    406,
+                    -32600,
+                    "Not Acceptable: Accept must include text/event-stream",
+                );
+            }
+            shard.open_legacy(message_path)
+        }
+        (Legacy::Message(id), Method::Post) => {
+            let Some(id) = id else {
+                return Reply::http_error(400, -32600, "Bad Request: sessionId is required");
+            };
+            if !affinity::plausible_session_id(id) {
+                return session_not_found();
+            }
+            let ct = header(buf, &head.headers.content_type);
+            if !ct.is_some_and(|ct| http::media_type_is(ct, b"application/json")) {
+                return Reply::http_error(
+                    415,
+                    -32600,
+                    "Unsupported Media Type: Content-Type must be application/json",
+                );
+            }
+            let id = std::str::from_utf8(id).expect("visible ASCII is UTF-8");
+            let owner = shard.owner_of(id);
+            if owner == shard.id {
+                let mut owned = crate::bufs::take_with(body.len());
+                owned.extend_from_slice(body);
+                return shard.post_legacy(id, owned);
+            }
+            shard.metrics.hops_out.add(1);
+            shard.peers.call(owner, HopKind::Legacy, id, body).await
+        }
         _ => Reply::Status(405),
     }
 }
@@ -504,7 +588,14 @@ async fn post(
     }
     let owner = session.map_or(shard.id, |s| shard.owner_of(s));
     if owner == shard.id {
-        return shard.handle(Call { body, session, sse }).await;
+        return shard
+            .handle(Call {
+                body,
+                session,
+                sse,
+                legacy: false,
+            })
+            .await;
     }
     shard.metrics.hops_out.add(1);
     shard

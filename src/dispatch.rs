@@ -19,6 +19,7 @@ use crate::federation::Merged;
 use crate::relay;
 use crate::session::{final_message, log_rank, request_key, BackendFailure, Capabilities, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
+use crate::streams::GET_STREAM;
 use crate::upstream::{Body, Pool, Response};
 
 /// Upper bound on pages walked when fetching one backend's list.
@@ -121,8 +122,9 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
             &RpcError::InvalidParams("initialize needs params.protocolVersion".into()),
         );
     };
+    let legacy = call.session.filter(|_| call.legacy);
     let session = shard
-        .create_session(Some(requested), params.to_owned())
+        .create_session(Some(requested), params.to_owned(), legacy)
         .await;
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"protocolVersion\":");
@@ -571,6 +573,19 @@ async fn forward(
                 body,
                 session: None,
             }
+        }
+        Body::Events(events) if call.legacy => {
+            // A legacy client has one stream: everything goes there, as it arrives.
+            monoio::spawn(relay::relay_post(
+                shard.clone(),
+                session.clone(),
+                pool,
+                events,
+                GET_STREAM,
+                id.to_boxed(),
+                key,
+            ));
+            Reply::Status(202)
         }
         Body::Events(events) if call.sse => {
             let (n, rx) = session.streams.open_post();

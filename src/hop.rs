@@ -22,8 +22,14 @@ use crate::shard::{session_not_found, Call, Reply, Shard};
 
 /// What the owner must do.
 pub enum HopKind {
-    Post { sse: bool },
-    Get { last_event_id: Option<Box<str>> },
+    Post {
+        sse: bool,
+    },
+    Get {
+        last_event_id: Option<Box<str>>,
+    },
+    /// A legacy HTTP+SSE client's POST.
+    Legacy,
     Delete,
 }
 
@@ -103,8 +109,14 @@ pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<In
                             body: &hop.body,
                             session: Some(&hop.session),
                             sse,
+                            legacy: false,
                         })
                         .await
+                }
+                HopKind::Legacy => {
+                    let reply = shard.post_legacy(&hop.session, hop.body);
+                    let _ = hop.reply.send(reply);
+                    return;
                 }
                 HopKind::Get { last_event_id } => {
                     shard.open_get(&hop.session, last_event_id.as_deref())

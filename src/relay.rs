@@ -55,8 +55,16 @@ pub enum Delivered {
     Garbage,
 }
 
-/// Delivers one message from backend `b` on client stream `stream`.
-pub fn deliver(shard: &Shard, session: &Session, b: u16, data: &[u8], stream: u32) -> Delivered {
+/// Delivers one message from backend `b` on client stream `stream`. `answers`: the stream
+/// carries a call's answer (a backend's GET stream must not: its responses are dropped).
+pub fn deliver(
+    shard: &Shard,
+    session: &Session,
+    b: u16,
+    data: &[u8],
+    stream: u32,
+    answers: bool,
+) -> Delivered {
     let pool = &shard.pools[b as usize];
     let msg = match jsonrpc::parse(data) {
         Ok(m) => m,
@@ -67,7 +75,7 @@ pub fn deliver(shard: &Shard, session: &Session, b: u16, data: &[u8], stream: u3
     };
     match msg.kind {
         Kind::Response => {
-            if stream == GET_STREAM {
+            if !answers {
                 tracing::debug!(backend = %pool.name(), "response on a GET stream; dropped");
                 return Delivered::Passed;
             }
@@ -260,7 +268,7 @@ pub async fn relay_post(
         if ev.data.is_empty() {
             continue;
         }
-        if deliver(&shard, &session, b, &ev.data, n) == Delivered::Answer {
+        if deliver(&shard, &session, b, &ev.data, n, true) == Delivered::Answer {
             events.finish();
             break Ok(());
         }
@@ -278,7 +286,9 @@ pub async fn relay_post(
         session.streams.send(n, &body);
     }
     session.end(key);
-    session.streams.close(n);
+    if n != GET_STREAM {
+        session.streams.close(n);
+    }
 }
 
 /// Holds backend `b`'s GET stream open for the session and delivers what arrives on the
@@ -330,7 +340,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                             continue;
                         }
                         let Some(s) = session.upgrade() else { return };
-                        deliver(&shard, &s, b, &ev.data, GET_STREAM);
+                        deliver(&shard, &s, b, &ev.data, GET_STREAM, false);
                     }
                     Ok(None) => break,
                     Err(e) => {

@@ -91,6 +91,8 @@ pub struct Session {
     asked_roots: RefCell<Vec<u16>>,
     /// Tasks holding the backends' GET streams open, started by the client's first GET.
     listeners: RefCell<Option<Vec<AbortHandle>>>,
+    /// A legacy HTTP+SSE client: the session lives as long as its stream.
+    pub legacy: Cell<bool>,
 }
 
 /// A forwarded request awaiting its answer.
@@ -151,6 +153,7 @@ impl Session {
             announced: Cell::new(0),
             asked_roots: RefCell::new(Vec::new()),
             listeners: RefCell::new(None),
+            legacy: Cell::new(false),
         }
     }
 

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_channel::mpsc::UnboundedSender;
 use ringmux_core::affinity;
 use ringmux_core::config::Config;
 use ringmux_core::error::RpcError;
@@ -78,12 +79,16 @@ pub struct Call<'a> {
     pub session: Option<&'a str>,
     /// The client accepts `text/event-stream`.
     pub sse: bool,
+    /// A legacy HTTP+SSE client: every answer goes on the session's one stream.
+    pub legacy: bool,
 }
 
 pub struct Shard {
     pub id: usize,
     pub cfg: Arc<Config>,
     pub sessions: RefCell<HashMap<Rc<str>, Rc<Session>>>,
+    /// Legacy HTTP+SSE streams opened and not yet initialized, by session id.
+    legacy_pending: RefCell<HashMap<Rc<str>, UnboundedSender<Vec<u8>>>>,
     pub pools: Vec<Rc<Pool>>,
     pub fed: Federation,
     pub metrics: Arc<ShardMetrics>,
@@ -116,6 +121,7 @@ impl Shard {
             ),
             cfg,
             sessions: RefCell::new(HashMap::new()),
+            legacy_pending: RefCell::new(HashMap::new()),
             pools,
             metrics,
             all_metrics,
@@ -173,13 +179,19 @@ impl Shard {
         }
     }
 
-    /// Creates a session for an `initialize` and its backend sessions.
+    /// Creates a session for an `initialize` and its backend sessions. `legacy`: the id of
+    /// the legacy HTTP+SSE stream the client opened, which becomes the session's stream.
     pub async fn create_session(
         self: &Rc<Self>,
         requested_version: Option<&str>,
         params: Box<serde_json::value::RawValue>,
+        legacy: Option<&str>,
     ) -> Rc<Session> {
-        let id = self.mint_session_id();
+        let pending = legacy.and_then(|id| self.legacy_pending.borrow_mut().remove_entry(id));
+        let id = match &pending {
+            Some((id, _)) => id.clone(),
+            None => self.mint_session_id(),
+        };
         let negotiated = version::negotiate(requested_version);
         let session = Rc::new(Session::new(
             id.clone(),
@@ -192,6 +204,10 @@ impl Shard {
                 self.cfg.streams.retry.as_millis() as u64,
             ),
         ));
+        if let Some((_, stream)) = pending {
+            session.streams.adopt_get(stream);
+            session.legacy.set(true);
+        }
         session.initialize_missing(&self.pools).await;
         self.sessions.borrow_mut().insert(id, session.clone());
         self.metrics.sessions.add(1);
@@ -253,14 +269,66 @@ impl Shard {
         Reply::Stream(rx)
     }
 
-    /// Ends sessions idle longer than the configured limit.
+    /// `GET <sse_path>`: a legacy HTTP+SSE client's stream. Its first event names the URI to
+    /// POST to, carrying a session id minted for this shard; the session is created by the
+    /// `initialize` POSTed there.
+    pub fn open_legacy(&self, message_path: &str) -> Reply {
+        let id = self.mint_session_id();
+        let (tx, rx) = futures_channel::mpsc::unbounded();
+        let mut endpoint = Vec::with_capacity(64);
+        endpoint.extend_from_slice(message_path.as_bytes());
+        endpoint.extend_from_slice(b"?sessionId=");
+        endpoint.extend_from_slice(id.as_bytes());
+        let mut event = Vec::with_capacity(96);
+        ringmux_core::sse::write_event(&mut event, None, Some("endpoint"), &endpoint);
+        let _ = tx.unbounded_send(event);
+        self.legacy_pending.borrow_mut().insert(id, tx);
+        Reply::Stream(rx)
+    }
+
+    /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
+    /// background and its answer goes on the session's stream.
+    pub fn post_legacy(self: &Rc<Self>, id: &str, body: Vec<u8>) -> Reply {
+        let known = self.sessions.borrow().contains_key(id)
+            || self.legacy_pending.borrow().contains_key(id);
+        if !known {
+            return session_not_found();
+        }
+        let shard = self.clone();
+        let id: Box<str> = id.into();
+        monoio::spawn(async move {
+            let call = Call {
+                body: &body,
+                session: Some(&id),
+                sse: false,
+                legacy: true,
+            };
+            if let Reply::Json { body: answer, .. } = shard.handle(call).await {
+                if let Some(s) = shard.session(Some(&id)) {
+                    s.streams.send(crate::streams::GET_STREAM, &answer);
+                }
+                crate::bufs::give(answer);
+            }
+            crate::bufs::give(body);
+        });
+        Reply::Status(202)
+    }
+
+    /// Ends sessions idle longer than the configured limit, and legacy sessions whose stream
+    /// is gone (on that transport the stream is the session).
     pub fn sweep_idle(self: &Rc<Self>, now: Instant) {
         let limit = self.cfg.limits.session_idle;
+        self.legacy_pending
+            .borrow_mut()
+            .retain(|_, tx| !tx.is_closed());
         let idle: Vec<Rc<str>> = self
             .sessions
             .borrow()
             .iter()
-            .filter(|(_, s)| now.duration_since(s.last_used.get()) > limit)
+            .filter(|(_, s)| {
+                now.duration_since(s.last_used.get()) > limit
+                    || (s.legacy.get() && !s.streams.has_get())
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in idle {

@@ -163,6 +163,14 @@ impl Streams {
         rx
     }
 
+    /// Makes `tx` the GET stream (a legacy HTTP+SSE client's stream, opened before the
+    /// session existed).
+    pub fn adopt_get(&self, tx: UnboundedSender<Vec<u8>>) {
+        let mut live = self.live.borrow_mut();
+        live.retain(|(s, _)| *s != GET_STREAM);
+        live.push((GET_STREAM, tx));
+    }
+
     /// Ends every stream (the session is over).
     pub fn end_all(&self) {
         self.live.borrow_mut().clear();

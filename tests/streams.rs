@@ -302,3 +302,89 @@ fn a_post_stream_resumes_after_the_client_drops_it() {
         "the resumed stream ends with its answer"
     );
 }
+
+#[test]
+fn a_legacy_sse_client_reaches_the_same_federated_server() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .start();
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let mut stream = Client::connect(&format!("{base}/sse"))
+        .unwrap()
+        .open_stream("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    assert_eq!(stream.status, 200);
+    let endpoint = stream.next_event(WAIT).unwrap().unwrap();
+    assert_eq!(endpoint.event.as_deref(), Some("endpoint"));
+    let path = String::from_utf8(endpoint.data).unwrap();
+    assert!(path.starts_with("/message?sessionId="), "{path}");
+    let mut poster = Client::connect(&format!("{base}{path}")).unwrap();
+    let mut post = |msg: Value| {
+        let r = poster
+            .send("POST", &serde_json::to_vec(&msg).unwrap(), &[])
+            .unwrap();
+        assert_eq!(
+            r.status,
+            202,
+            "{} {:?}",
+            String::from_utf8_lossy(&r.body),
+            r.headers
+        );
+    };
+    let next = |stream: &mut EventReader| stream.next_message(WAIT).unwrap().unwrap();
+
+    post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {},
+        "clientInfo": {"name": "legacy", "version": "1"}}}),
+    );
+    let init = next(&mut stream);
+    assert_eq!(init["id"], 1);
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let list = next(&mut stream);
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a__echo") && names.contains(&"b__echo"),
+        "{names:?}"
+    );
+
+    // Progress and the result arrive on the one stream, in order.
+    post(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "b__progress", "arguments": {"steps": 3}, "_meta": {"progressToken": 5}}}),
+    );
+    let mut kinds = Vec::new();
+    loop {
+        let m = next(&mut stream);
+        if m.get("id") == Some(&json!(3)) {
+            assert_eq!(text_of(&m), "done");
+            break;
+        }
+        kinds.push(m["method"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["notifications/progress"; 3]);
+
+    // Errors go on the stream too; an unknown sessionId is 404 at once.
+    post(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "nope"}}));
+    assert_eq!(error_code(&next(&mut stream)), -32602);
+    let mut stranger = Client::connect(&format!(
+        "{base}/message?sessionId=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    ))
+    .unwrap();
+    let r = stranger
+        .send("POST", br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &[])
+        .unwrap();
+    assert_eq!(r.status, 404);
+}

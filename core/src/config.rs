@@ -30,6 +30,13 @@ pub struct File {
     /// Path of the Streamable HTTP endpoint.
     #[serde(default = "default_path")]
     pub path: String,
+    /// Legacy HTTP+SSE transport (2024-11-05) for old clients: `GET` here opens the stream
+    /// whose first event names the URI to POST to. Empty: not served.
+    #[serde(default = "default_sse_path")]
+    pub sse_path: String,
+    /// Where legacy clients POST their messages (`?sessionId=` names the stream).
+    #[serde(default = "default_message_path")]
+    pub message_path: String,
     /// `serverInfo.name` ringmux reports in `initialize`.
     #[serde(default = "default_server_name")]
     pub server_name: String,
@@ -190,6 +197,12 @@ fn default_ring_entries() -> u32 {
 fn default_path() -> String {
     "/mcp".into()
 }
+fn default_sse_path() -> String {
+    "/sse".into()
+}
+fn default_message_path() -> String {
+    "/message".into()
+}
 fn default_server_name() -> String {
     "ringmux".into()
 }
@@ -264,6 +277,8 @@ pub struct Config {
     pub ring_entries: u32,
     pub handoff: bool,
     pub path: String,
+    /// Legacy HTTP+SSE paths (`None`: not served).
+    pub legacy: Option<(String, String)>,
     pub server_name: String,
     pub origins: OriginPolicy,
     pub separator: String,
@@ -424,9 +439,29 @@ impl File {
         if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
             return Err(err("ring_entries", "a power of two from 8 to 32768"));
         }
-        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
+        let plain = |p: &str| p.starts_with('/') && !p.contains(['?', '#', ' ']);
+        if !plain(&self.path) {
             return Err(err("path", "must start with / and have no query"));
         }
+        let legacy = if self.sse_path.is_empty() {
+            None
+        } else {
+            for (key, p) in [
+                ("sse_path", &self.sse_path),
+                ("message_path", &self.message_path),
+            ] {
+                if !plain(p) || *p == self.path {
+                    return Err(err(
+                        key,
+                        "must start with /, have no query, and differ from path",
+                    ));
+                }
+            }
+            if self.sse_path == self.message_path {
+                return Err(err("message_path", "must differ from sse_path"));
+            }
+            Some((self.sse_path, self.message_path))
+        };
         let origins = if self.allowed_origins.iter().any(|o| o == "*") {
             OriginPolicy::Any
         } else {
@@ -539,6 +574,7 @@ impl File {
             ring_entries: self.ring_entries,
             handoff: self.handoff,
             path: self.path,
+            legacy,
             server_name: self.server_name,
             origins,
             separator: self.names.separator,

@@ -157,3 +157,35 @@ def test_default_auto_mode_probes_then_initializes(gateway):
             assert echo.content[0].text == "Echo: auto"
 
     run(go)
+
+
+def test_legacy_sse_client_reaches_the_federated_server(gateway):
+    """The 2024-11-05 HTTP+SSE transport: GET /sse, then POSTs to the announced endpoint."""
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    base = gateway.rsplit("/mcp", 1)[0]
+
+    async def go():
+        async with sse_client(base + "/sse") as (read, write):
+            async with ClientSession(read, write) as s:
+                init = await s.initialize()
+                assert init.server_info.name == "ringmux"
+                names = {t.name for t in (await s.list_tools()).tools}
+                assert {"ev1__echo", "ev2__echo"} <= names, sorted(names)
+                echo = await s.call_tool("ev2__echo", {"message": "old transport"})
+                assert echo.content[0].text == "Echo: old transport"
+                seen = []
+
+                async def on_progress(progress, total, message):
+                    seen.append(progress)
+
+                done = await s.call_tool(
+                    "ev1__trigger-long-running-operation",
+                    {"duration": 1, "steps": 2},
+                    progress_callback=on_progress,
+                )
+                assert done.content[0].text.startswith("Long running operation completed"), done
+                assert len(seen) == 2, seen
+
+    run(go)
