@@ -489,17 +489,8 @@ async fn legacy_front(
 ) -> Reply {
     let message_path = &shard.cfg.legacy.as_ref().expect("legacy is configured").1;
     match (legacy, head.method) {
-        (Legacy::Stream, Method::Get) => {
-            let accept = header(buf, &head.headers.accept).unwrap_or(b"*/*");
-            if !http::accepts(accept, b"text/event-stream") {
-                return Reply::http_error(
-                    406,
-                    -32600,
-                    "Not Acceptable: Accept must include text/event-stream",
-                );
-            }
-            shard.open_legacy(message_path)
-        }
+        (Legacy::Stream, Method::Get) => refuse_without_event_stream(buf, head)
+            .unwrap_or_else(|| shard.open_legacy(message_path)),
         (Legacy::Message(id), Method::Post) => {
             let Some(id) = id else {
                 return Reply::http_error(400, -32600, "Bad Request: sessionId is required");
@@ -529,15 +520,22 @@ async fn legacy_front(
     }
 }
 
-/// GET: the session's server-to-client stream, or a resumed one (`Last-Event-ID`).
-async fn get(shard: &Rc<Shard>, buf: &[u8], head: &RequestHead, session: Option<&str>) -> Reply {
+/// 406 for a GET that does not accept `text/event-stream` (both transports' streams).
+fn refuse_without_event_stream(buf: &[u8], head: &RequestHead) -> Option<Reply> {
     let accept = header(buf, &head.headers.accept).unwrap_or(b"*/*");
-    if !http::accepts(accept, b"text/event-stream") {
-        return Reply::http_error(
+    (!http::accepts(accept, b"text/event-stream")).then(|| {
+        Reply::http_error(
             406,
             -32600,
             "Not Acceptable: Accept must include text/event-stream",
-        );
+        )
+    })
+}
+
+/// GET: the session's server-to-client stream, or a resumed one (`Last-Event-ID`).
+async fn get(shard: &Rc<Shard>, buf: &[u8], head: &RequestHead, session: Option<&str>) -> Reply {
+    if let Some(refused) = refuse_without_event_stream(buf, head) {
+        return refused;
     }
     let Some(session) = session else {
         return Reply::http_error(

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use crate::bufs;
 use crate::federation::Merged;
 use crate::relay;
-use crate::session::{final_message, log_rank, request_key, BackendFailure, Capabilities, Session};
+use crate::session::{final_message, request_key, BackendFailure, Capabilities, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
 use crate::streams::GET_STREAM;
 use crate::upstream::{Body, Pool, Response};
@@ -167,17 +167,7 @@ fn discover(id: Raw<'_>) -> Reply {
 }
 
 async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: Raw<'_>) -> Reply {
-    #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        params: Level<'a>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Level<'a> {
-        level: &'a str,
-    }
-    let level = serde_json::from_slice::<Envelope<'_>>(body).ok();
-    let Some(rank) = level.as_ref().and_then(|e| log_rank(e.params.level)) else {
+    let Some(rank) = relay::log_level_of(body) else {
         return Reply::error(
             Some(id),
             &RpcError::InvalidParams(

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use crate::session::Session;
 use crate::shard::Shard;
 use crate::streams::GET_STREAM;
-use crate::upstream::{Body, EventStream, Pool};
+use crate::upstream::{Body, EventStream, Pool, Response};
 
 /// Times a backend stream that ends before its answer is resumed.
 const MAX_RESUMES: u32 = 16;
@@ -179,9 +179,10 @@ struct LogParams<'a> {
     level: &'a str,
 }
 
-fn log_level_of(data: &[u8]) -> Option<u8> {
+/// The rank of `params.level` in a `notifications/message` or `logging/setLevel` body.
+pub fn log_level_of(data: &[u8]) -> Option<u8> {
     let env: LogEnvelope<'_> = serde_json::from_slice(data).ok()?;
-    crate::session::log_rank(env.params.level)
+    jsonrpc::log_rank(env.params.level)
 }
 
 /// Prefix of ids ringmux gives server-to-client requests: `r<backend>:<original id JSON>`.
@@ -354,8 +355,6 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
     }
 }
-
-use crate::upstream::Response;
 
 #[cfg(test)]
 mod tests {

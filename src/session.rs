@@ -82,7 +82,7 @@ pub struct Session {
     pub streams: Streams,
     /// Requests forwarded and not yet answered (for `notifications/cancelled`).
     inflight: RefCell<Vec<Inflight>>,
-    /// The client's `logging/setLevel` (a [`log_rank`]); `u8::MAX` until it sets one.
+    /// The client's `logging/setLevel` (a `jsonrpc::log_rank`); `u8::MAX` until it sets one.
     log_level: Cell<u8>,
     /// List kinds (bits of [`ListKind`] order) whose list_changed the client was told of and
     /// has not listed since: told once, however many backends change.
@@ -102,21 +102,6 @@ struct Inflight {
     backend: u16,
     cancelled: bool,
     waker: Option<Waker>,
-}
-
-/// Rank of a `logging/setLevel` level (RFC 5424 order, debug lowest); `None` if unknown.
-pub fn log_rank(level: &str) -> Option<u8> {
-    const LEVELS: [&str; 8] = [
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ];
-    LEVELS.iter().position(|l| *l == level).map(|i| i as u8)
 }
 
 /// A backend failure as the client will hear of it.

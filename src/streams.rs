@@ -72,16 +72,21 @@ impl Streams {
         (seq, format!("{stream}.{seq}"))
     }
 
+    /// A priming event for `stream`: a resumable id and the retry delay, no data.
+    fn priming(&self, stream: u32) -> Vec<u8> {
+        let (_, id) = self.next_id(stream);
+        let mut prime = Vec::with_capacity(48);
+        sse::write_priming(&mut prime, &id, self.retry_ms);
+        prime
+    }
+
     /// Opens a POST stream: its number and the receiver the client's response reads, primed
     /// with an event that carries a resumable id and the retry delay.
     pub fn open_post(&self) -> (u32, UnboundedReceiver<Vec<u8>>) {
         let stream = self.next_stream.get();
         self.next_stream.set(stream.wrapping_add(1).max(1));
         let (tx, rx) = unbounded();
-        let (_, id) = self.next_id(stream);
-        let mut prime = Vec::with_capacity(48);
-        sse::write_priming(&mut prime, &id, self.retry_ms);
-        let _ = tx.unbounded_send(prime);
+        let _ = tx.unbounded_send(self.priming(stream));
         self.live.borrow_mut().push((stream, tx));
         self.open.borrow_mut().push(stream);
         (stream, rx)
@@ -127,7 +132,7 @@ impl Streams {
     /// Whether a client is connected to the GET stream.
     pub fn has_get(&self) -> bool {
         self.live
-            .borrow_mut()
+            .borrow()
             .iter()
             .any(|(s, tx)| *s == GET_STREAM && !tx.is_closed())
     }
@@ -148,10 +153,7 @@ impl Streams {
                 }
             }
             None => {
-                let (_, id) = self.next_id(GET_STREAM);
-                let mut prime = Vec::with_capacity(48);
-                sse::write_priming(&mut prime, &id, self.retry_ms);
-                let _ = tx.unbounded_send(prime);
+                let _ = tx.unbounded_send(self.priming(GET_STREAM));
             }
         }
         let running = stream == GET_STREAM || self.open.borrow().contains(&stream);

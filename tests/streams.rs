@@ -14,6 +14,18 @@ use ringmux::probe::EventReader;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Mock backends `a` and `b` behind a gateway with `shards` shards.
+fn two_backends(shards: usize) -> (Proc, Proc, Proc) {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .shards(shards)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .start();
+    (a, b, gw)
+}
+
 /// Another connection on `c`'s session.
 fn sibling(url: &str, c: &Client) -> Client {
     let mut s = Client::connect(url).unwrap();
@@ -68,13 +80,7 @@ fn seen(c: &mut Client, tool: &str) -> Vec<String> {
 
 #[test]
 fn get_stream_carries_every_backend_and_resumes() {
-    let a = mock("a").start();
-    let b = mock("b").start();
-    let gw = gateway()
-        .shards(2)
-        .backend("a", &a.url)
-        .backend("b", &b.url)
-        .start();
+    let (_a, _b, gw) = two_backends(2);
     let mut c = client(&gw.url);
     let mut get = open_get(&gw.url, &c, None);
     let prime = get.next_event(WAIT).unwrap().unwrap();
@@ -135,9 +141,7 @@ fn get_stream_carries_every_backend_and_resumes() {
 
 #[test]
 fn list_changed_is_told_once_until_the_client_lists() {
-    let a = mock("a").start();
-    let b = mock("b").start();
-    let gw = gateway().backend("a", &a.url).backend("b", &b.url).start();
+    let (_a, _b, gw) = two_backends(1);
     let mut c = client(&gw.url);
     let before = c.list_all("tools/list", "tools").unwrap().len();
     let mut get = open_get(&gw.url, &c, None);
@@ -211,9 +215,7 @@ fn logging_honours_the_clients_level() {
 
 #[test]
 fn client_notifications_reach_only_the_backends_concerned() {
-    let a = mock("a").start();
-    let b = mock("b").start();
-    let gw = gateway().backend("a", &a.url).backend("b", &b.url).start();
+    let (_a, _b, gw) = two_backends(1);
     let mut c = client(&gw.url);
 
     // cancelled: to the backend running the call, with its id; the call stops waiting.
@@ -305,13 +307,7 @@ fn a_post_stream_resumes_after_the_client_drops_it() {
 
 #[test]
 fn a_legacy_sse_client_reaches_the_same_federated_server() {
-    let a = mock("a").start();
-    let b = mock("b").start();
-    let gw = gateway()
-        .shards(2)
-        .backend("a", &a.url)
-        .backend("b", &b.url)
-        .start();
+    let (_a, _b, gw) = two_backends(2);
     let base = gw.url.trim_end_matches("/mcp").to_owned();
     let mut stream = Client::connect(&format!("{base}/sse"))
         .unwrap()

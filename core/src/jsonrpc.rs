@@ -485,6 +485,23 @@ pub fn write_result(out: &mut Vec<u8>, id: Raw<'_>, result: &[u8]) {
     out.push(b'}');
 }
 
+/// MCP logging levels (`logging/setLevel`, `notifications/message`), lowest first.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// Rank of a logging level in [`LOG_LEVELS`] (debug lowest); `None` if unknown.
+pub fn log_rank(level: &str) -> Option<u8> {
+    LOG_LEVELS.iter().position(|l| *l == level).map(|i| i as u8)
+}
+
 /// Copies `buf` into `out` with `span` replaced by `with`.
 pub fn splice(out: &mut Vec<u8>, buf: &[u8], span: Range<usize>, with: &[u8]) {
     out.reserve(buf.len() - span.len() + with.len());

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use ringmux_core::error::code;
-use ringmux_core::jsonrpc::{raw_str, write_error_parts, Message, Raw};
+use ringmux_core::jsonrpc::{raw_str, write_error_parts, Message, Raw, LOG_LEVELS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -90,17 +90,6 @@ struct LevelOnly<'a> {
     #[serde(borrow)]
     level: Option<Cow<'a, str>>,
 }
-
-const LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
 
 impl<'a> Call<'a> {
     /// `params.name` as a string.
@@ -190,10 +179,10 @@ fn empty<'a>(_: &Shared, _: &Call<'a>, out: &mut Vec<u8>) -> Result<Action<'a>, 
 
 fn set_level<'a>(sh: &Shared, call: &Call<'a>, out: &mut Vec<u8>) -> Result<Action<'a>, Fail> {
     match call.params::<LevelOnly<'_>>()?.level {
-        Some(level) if LEVELS.contains(&&*level) => empty(sh, call, out),
+        Some(level) if LOG_LEVELS.contains(&&*level) => empty(sh, call, out),
         _ => Err(Fail::params(format!(
             "params.level must be one of {}",
-            LEVELS.join(", ")
+            LOG_LEVELS.join(", ")
         ))),
     }
 }
