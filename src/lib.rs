@@ -8,6 +8,7 @@
 //! - [`session`]: client sessions and their backend sessions.
 //! - [`federation`]: per-shard catalog cache and merged indices.
 //! - [`upstream`]: the backend HTTP client (pools, health, JSON and SSE bodies).
+//! - [`stdio`]: stdio backends: child processes, their actors, id remapping, restarts.
 //! - [`hop`]: cross-shard hand-off through lock-free channels.
 //! - [`metrics`]: per-shard counters and the Prometheus scrape.
 //! - [`probe`]: a small blocking MCP client (the `ringmux tools` command, tests).
@@ -26,5 +27,6 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod shard;
+pub mod stdio;
 pub mod streams;
 pub mod upstream;

@@ -53,6 +53,10 @@ pub struct ShardMetrics {
     pub backend_errors: Counter,
     /// Merged list pages served.
     pub list_pages: Counter,
+    /// stdio backend processes running, driven by this shard.
+    pub stdio_children: Counter,
+    /// stdio backend processes that exited and were scheduled for restart.
+    pub stdio_restarts: Counter,
 }
 
 /// One exported series: name, type, help, and where the shard keeps it.
@@ -66,7 +70,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 10] = [
+    let metrics: [Series; 12] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -123,6 +127,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Merged list pages served",
             |m| &m.list_pages,
+        ),
+        (
+            "ringmux_stdio_children",
+            "gauge",
+            "stdio backend processes running",
+            |m| &m.stdio_children,
+        ),
+        (
+            "ringmux_stdio_restarts_total",
+            "counter",
+            "stdio backend processes that exited unasked",
+            |m| &m.stdio_restarts,
         ),
     ];
     for (name, kind, help, get) in metrics {

@@ -72,10 +72,28 @@ pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<S
         .collect();
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let peers = Peers(senders);
+    // A shared stdio backend's child is driven by shard `b % shards`; every shard holds a
+    // handle to it.
+    let mut handles = Vec::with_capacity(cfg.backends.len());
+    let mut owned: Vec<Vec<(usize, crate::stdio::Inbox)>> =
+        (0..shards).map(|_| Vec::new()).collect();
+    for (b, backend) in cfg.backends.iter().enumerate() {
+        if backend.stdio.as_ref().is_some_and(|s| s.shared) {
+            let (tx, rx) = crate::stdio::channel();
+            owned[b % shards].push((b, rx));
+            handles.push(Some(tx));
+        } else {
+            handles.push(None);
+        }
+    }
+    let handles: Arc<[Option<crate::stdio::Handle>]> = handles.into();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shards);
-    for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+    for (id, ((listener, inbox), children)) in
+        listeners.into_iter().zip(inboxes).zip(owned).enumerate()
+    {
         let cfg = cfg.clone();
+        let handles = handles.clone();
         let metrics = metrics.clone();
         let peers = peers.clone();
         let thread = std::thread::Builder::new()
@@ -91,7 +109,8 @@ pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<S
                     .enable_timer()
                     .build()
                     .expect("building the shard runtime");
-                rt.block_on(run_shard(id, cfg, metrics, peers, listener, inbox));
+                let stdio = StdioChildren { handles, children };
+                rt.block_on(run_shard(id, cfg, metrics, peers, listener, inbox, stdio));
             })?;
         threads.push(thread);
     }
@@ -103,6 +122,13 @@ pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<S
     })
 }
 
+/// What a shard needs of the shared stdio children: every one's handle, and the inboxes of
+/// those it drives (by backend index).
+struct StdioChildren {
+    handles: Arc<[Option<crate::stdio::Handle>]>,
+    children: Vec<(usize, crate::stdio::Inbox)>,
+}
+
 async fn run_shard(
     id: usize,
     cfg: Arc<Config>,
@@ -110,8 +136,16 @@ async fn run_shard(
     peers: Peers,
     listener: std::net::TcpListener,
     inbox: mpsc::UnboundedReceiver<hop::Inbox>,
+    stdio: StdioChildren,
 ) {
-    let shard = Shard::new(id, cfg, metrics, peers);
+    let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles);
+    for (b, inbox) in stdio.children {
+        monoio::spawn(crate::stdio::run(
+            shard.cfg.backends[b].clone(),
+            shard.metrics.clone(),
+            inbox,
+        ));
+    }
     monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
     let sweeper = shard.clone();
     monoio::spawn(async move {

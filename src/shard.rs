@@ -103,13 +103,17 @@ impl Shard {
         cfg: Arc<Config>,
         all_metrics: Arc<[Arc<ShardMetrics>]>,
         peers: Peers,
+        stdio: &[Option<crate::stdio::Handle>],
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
         let pools = cfg
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| Pool::new(i as u16, b.clone()))
+            .map(|(i, b)| {
+                let link = crate::stdio::link_for(b, &metrics, stdio[i].as_ref());
+                Pool::new(i as u16, b.clone(), link)
+            })
             .collect();
         Rc::new(Shard {
             id,

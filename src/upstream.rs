@@ -14,6 +14,8 @@ use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
 use ringmux_core::sse::{Event, SseDecoder};
 
 use crate::io::{consume, read_more};
+use crate::stdio::{Answer, Failure, Link};
+use futures_util::StreamExt;
 
 /// Largest response head accepted from a backend.
 const MAX_HEAD: usize = 64 << 10;
@@ -42,6 +44,8 @@ pub enum UpstreamError {
     Io(#[from] io::Error),
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("{0}")]
+    Process(String),
 }
 
 /// One pooled connection with its reusable buffers.
@@ -61,6 +65,8 @@ struct Health {
 pub struct Pool {
     pub index: u16,
     pub cfg: Backend,
+    /// Set for a stdio backend: its child(ren) instead of connections.
+    stdio: Option<Rc<Link>>,
     idle: RefCell<Vec<Conn>>,
     health: Cell<Health>,
     /// Consecutive request timeouts.
@@ -82,10 +88,11 @@ pub enum Body {
 }
 
 impl Pool {
-    pub fn new(index: u16, cfg: Backend) -> Rc<Pool> {
+    pub fn new(index: u16, cfg: Backend, stdio: Option<Rc<Link>>) -> Rc<Pool> {
         Rc::new(Pool {
             index,
             cfg,
+            stdio,
             idle: RefCell::new(Vec::new()),
             health: Cell::new(Health::default()),
             timeouts: Cell::new(0),
@@ -218,12 +225,48 @@ impl Pool {
         now: Instant,
     ) -> Result<Response, UpstreamError> {
         self.check_health(now)?;
-        let result = self.request_inner(out).await;
+        let result = match &self.stdio {
+            Some(link) => self.over_stdio(link, out).await,
+            None => self.request_inner(out).await,
+        };
         match &result {
             Ok(_) => self.mark_ok(),
             Err(e) => self.record_failure(e),
         }
         result
+    }
+
+    /// The same exchange with a stdio child, answered in the same shape.
+    async fn over_stdio(
+        self: &Rc<Self>,
+        link: &Link,
+        out: &Outgoing<'_>,
+    ) -> Result<Response, UpstreamError> {
+        let answer = link
+            .exchange(out.method, out.session, out.body)
+            .await
+            .map_err(|f| match f {
+                Failure::Timeout => UpstreamError::Timeout,
+                Failure::Unavailable(why) => UpstreamError::Process(why),
+            })?;
+        let (status, session_id, body) = match answer {
+            Answer::Status(s) => (s, None, Body::Full(Vec::new())),
+            Answer::Attached(sid, msg) => (200, Some(sid), Body::Full(msg)),
+            Answer::Message(msg) => (200, None, Body::Full(msg)),
+            Answer::Messages(first, rx) => {
+                let events = EventStream {
+                    source: Source::Messages { first, rx },
+                    pool: self.clone(),
+                    idle: Some(self.cfg.request_timeout),
+                };
+                (200, None, Body::Events(Box::new(events)))
+            }
+        };
+        Ok(Response {
+            status,
+            session_id,
+            body,
+        })
     }
 
     async fn request_inner(self: &Rc<Self>, out: &Outgoing<'_>) -> Result<Response, UpstreamError> {
@@ -344,8 +387,10 @@ impl Pool {
                 status,
                 session_id,
                 body: Body::Events(Box::new(EventStream {
-                    reader,
-                    sse: SseDecoder::new(MAX_BODY),
+                    source: Source::Http {
+                        reader,
+                        sse: SseDecoder::new(MAX_BODY),
+                    },
                     pool: self.clone(),
                     idle: Some(self.cfg.request_timeout),
                 })),
@@ -495,32 +540,64 @@ impl BodyReader {
 /// A backend's SSE response, event by event. The connection returns to the pool when the
 /// stream ends cleanly; dropping it early closes the connection.
 pub struct EventStream {
-    reader: BodyReader,
-    sse: SseDecoder,
+    source: Source,
     pool: Rc<Pool>,
     /// Longest wait for the next piece (`None`: a standalone stream, quiet for as long as
     /// the backend has nothing to say).
     idle: Option<Duration>,
 }
 
+/// Where a stream's events come from.
+// The stream is boxed as a whole (`Body::Events`), so the smaller variant wastes nothing
+// worth a second allocation.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    /// An SSE response body.
+    Http { reader: BodyReader, sse: SseDecoder },
+    /// A stdio child's messages, one per event (`first` arrived already).
+    Messages {
+        first: Option<Vec<u8>>,
+        rx: futures_channel::mpsc::UnboundedReceiver<Vec<u8>>,
+    },
+}
+
 impl EventStream {
     /// The next event; `None` at the end of the stream. Each wait is bounded by the backend's
     /// request timeout.
     pub async fn next(&mut self) -> Result<Option<Event>, UpstreamError> {
+        let (reader, sse) = match &mut self.source {
+            Source::Http { reader, sse } => (reader, sse),
+            Source::Messages { first, rx } => {
+                let data = match first.take() {
+                    Some(m) => Some(m),
+                    None => match self.idle {
+                        Some(t) => monoio::time::timeout(t, rx.next())
+                            .await
+                            .map_err(|_| UpstreamError::Timeout)?,
+                        None => rx.next().await,
+                    },
+                };
+                return Ok(data.map(|data| Event {
+                    id: None,
+                    event: None,
+                    data,
+                    retry: None,
+                }));
+            }
+        };
         let mut piece = Vec::new();
         loop {
-            if let Some(ev) = self
-                .sse
+            if let Some(ev) = sse
                 .next_event()
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))?
             {
                 return Ok(Some(ev));
             }
             piece.clear();
-            if !self.reader.next_into(&mut piece, self.idle).await? && piece.is_empty() {
+            if !reader.next_into(&mut piece, self.idle).await? && piece.is_empty() {
                 return Ok(None);
             }
-            self.sse.feed(&piece);
+            sse.feed(&piece);
         }
     }
 
@@ -531,8 +608,10 @@ impl EventStream {
 
     /// Ends the stream; the connection is reused when the body was read to its end.
     pub fn finish(self) {
-        if let Some(conn) = self.reader.into_reusable() {
-            self.pool.put_back(conn);
+        if let Source::Http { reader, .. } = self.source {
+            if let Some(conn) = reader.into_reusable() {
+                self.pool.put_back(conn);
+            }
         }
     }
 }

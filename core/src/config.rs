@@ -1,6 +1,7 @@
 //! The YAML config: serde types a user writes ([`File`]) and the checked internal form
 //! ([`Config`]) the gateway runs on. Every error names the key path it is about.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -170,8 +171,27 @@ impl Default for StreamsFile {
 pub struct BackendFile {
     /// Unique name; the prefix of its tools (`A-Z a-z 0-9 _ -`, at most 64).
     pub name: String,
-    /// Streamable HTTP endpoint, `http://host:port/path`.
-    pub url: String,
+    /// Streamable HTTP endpoint, `http://host:port/path`. Exactly one of `url` and `command`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A stdio backend: the program ringmux spawns and speaks newline-delimited JSON-RPC with
+    /// over its stdin/stdout (searched in `PATH` when it has no `/`).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Variables set for it on top of ringmux's own environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Its working directory (default: ringmux's).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// `per_session` (default): one child per client session, started by its `initialize`
+    /// and stopped when the session ends. `shared`: one child for every session, with ids and
+    /// progress tokens remapped so sessions never see each other's traffic.
+    #[serde(default)]
+    pub mode: Option<String>,
     /// Overrides `names.prefix` for this backend (`false`: keep its names as they are).
     #[serde(default)]
     pub prefix: Option<bool>,
@@ -354,6 +374,7 @@ fn is_localhost_origin(origin: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub name: String,
+    /// The URL (empty for a stdio backend).
     pub url: String,
     /// `host[:port]` for the Host header.
     pub authority: String,
@@ -363,6 +384,19 @@ pub struct Backend {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry_backoff: Duration,
+    /// Set for a stdio backend (then `url`, `authority`, `addrs` and `path` are empty).
+    pub stdio: Option<StdioCommand>,
+}
+
+/// How to run a stdio backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioCommand {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    /// One child shared by every session (else one per session).
+    pub shared: bool,
 }
 
 /// The parts of an `http://` URL.
@@ -531,11 +565,64 @@ impl File {
                     format!("duplicate backend name {:?}", b.name),
                 ));
             }
-            let url = parse_http_url(&b.url).map_err(|m| err(at("url"), m))?;
-            let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-                .to_socket_addrs()
-                .map_err(|e| err(at("url"), format!("cannot resolve {}: {e}", url.host)))?
-                .collect();
+            let (url, addrs, stdio) = match (&b.url, &b.command) {
+                (Some(u), None) => {
+                    let url = parse_http_url(u).map_err(|m| err(at("url"), m))?;
+                    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
+                        .to_socket_addrs()
+                        .map_err(|e| err(at("url"), format!("cannot resolve {}: {e}", url.host)))?
+                        .collect();
+                    if !b.args.is_empty()
+                        || !b.env.is_empty()
+                        || b.cwd.is_some()
+                        || b.mode.is_some()
+                    {
+                        return Err(err(
+                            at("url"),
+                            "args, env, cwd and mode belong to stdio backends (command:)",
+                        ));
+                    }
+                    (url, addrs, None)
+                }
+                (None, Some(command)) => {
+                    if command.is_empty() || command.contains('\0') {
+                        return Err(err(at("command"), "must name a program"));
+                    }
+                    let shared = match b.mode.as_deref() {
+                        None | Some("per_session") => false,
+                        Some("shared") => true,
+                        Some(other) => {
+                            return Err(err(
+                                at("mode"),
+                                format!("{other:?}: expected per_session or shared"),
+                            ))
+                        }
+                    };
+                    let url = HttpUrl {
+                        host: String::new(),
+                        port: 0,
+                        authority: String::new(),
+                        path: String::new(),
+                    };
+                    let stdio = StdioCommand {
+                        command: command.clone(),
+                        args: b.args.clone(),
+                        env: b.env.clone().into_iter().collect(),
+                        cwd: b.cwd.clone(),
+                        shared,
+                    };
+                    (url, Vec::new(), Some(stdio))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(err(at("url"), "give either url or command, not both"))
+                }
+                (None, None) => {
+                    return Err(err(
+                        at("url"),
+                        "missing: give url (Streamable HTTP) or command (stdio)",
+                    ))
+                }
+            };
             for (k, v) in [
                 ("connect_timeout_ms", b.connect_timeout_ms),
                 ("request_timeout_ms", b.request_timeout_ms),
@@ -548,13 +635,14 @@ impl File {
             backends.push(Backend {
                 prefixed: names::is_prefixed(prefix_mode, b.prefix, count),
                 name: b.name,
-                url: b.url,
+                url: b.url.unwrap_or_default(),
                 authority: url.authority,
                 addrs,
                 path: url.path,
                 connect_timeout: Duration::from_millis(b.connect_timeout_ms),
                 request_timeout: Duration::from_millis(b.request_timeout_ms),
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
+                stdio,
             });
         }
         let fingerprint = {
@@ -610,6 +698,41 @@ mod tests {
 
     const MINIMAL: &str =
         "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n";
+
+    #[test]
+    fn stdio_backends() {
+        let yaml = "listen: 127.0.0.1:0\nbackends:\n  - name: s\n    command: node\n    args: [srv.js, stdio]\n    env: {A: b}\n    cwd: /tmp\n    mode: shared\n  - name: p\n    command: ./x\n";
+        let cfg = load(yaml, 2).unwrap();
+        let s = cfg.backends[0].stdio.as_ref().unwrap();
+        assert_eq!(s.command, "node");
+        assert_eq!(s.args, ["srv.js", "stdio"]);
+        assert_eq!(s.env, [("A".to_string(), "b".to_string())]);
+        assert_eq!(s.cwd.as_deref(), Some("/tmp"));
+        assert!(s.shared);
+        assert!(!cfg.backends[1].stdio.as_ref().unwrap().shared);
+        let bad = |extra: &str| {
+            load(
+                &format!("listen: 127.0.0.1:0\nbackends:\n  - name: s\n{extra}"),
+                2,
+            )
+            .unwrap_err()
+            .path
+        };
+        assert_eq!(
+            bad("    command: x\n    mode: pooled\n"),
+            "backends[0].mode"
+        );
+        assert_eq!(
+            bad("    command: x\n    url: http://127.0.0.1:9/\n"),
+            "backends[0].url"
+        );
+        assert_eq!(bad("    prefix: false\n"), "backends[0].url");
+        assert_eq!(
+            bad("    url: http://127.0.0.1:9/\n    args: [a]\n"),
+            "backends[0].url"
+        );
+        assert_eq!(bad("    command: \"\"\n"), "backends[0].command");
+    }
 
     #[test]
     fn minimal_gets_defaults() {

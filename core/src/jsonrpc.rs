@@ -91,6 +91,8 @@ pub struct Params<'a> {
     pub capabilities: Option<Raw<'a>>,
     /// `notifications/cancelled`: the id of the request to cancel.
     pub request_id: Option<Raw<'a>>,
+    /// `notifications/progress`: the token of the request it reports on.
+    pub progress_token: Option<Raw<'a>>,
 }
 
 /// `params.ref` of `completion/complete`.
@@ -241,6 +243,7 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
             "cursor" => set_raw(&mut p.cursor, c, l, key, 2)?,
             "capabilities" => set_raw(&mut p.capabilities, c, l, key, 2)?,
             "requestId" => set_raw(&mut p.request_id, c, l, key, 2)?,
+            "progressToken" => set_raw(&mut p.progress_token, c, l, key, 2)?,
             "protocolVersion" => {
                 once(&p.protocol_version, l, key)?;
                 p.protocol_version = string_member(c, l, "params.protocolVersion")?;

@@ -13,6 +13,7 @@
 //! - [`tasks`]: tool calls that take time or send messages before their result.
 //! - [`routes`]: answering one HTTP request (POST, GET, DELETE; sessions; Host/Origin).
 //! - [`conn`]: the HTTP/1.1 connection loop, the only code reading a socket.
+//! - [`stdio`]: the stdio transport (`--stdio`): the same handlers, messages as lines.
 
 mod catalog;
 pub mod cli;
@@ -22,6 +23,7 @@ mod emit;
 mod fixtures;
 mod routes;
 mod session;
+pub mod stdio;
 mod tasks;
 mod tools;
 
@@ -64,6 +66,8 @@ pub struct MockConfig {
     pub json_only: bool,
     /// Server threads, each with its own runtime and listener on the same port.
     pub threads: usize,
+    /// List the `crash` and `garbage` tools too (after the others).
+    pub faults: bool,
 }
 
 impl Default for MockConfig {
@@ -80,6 +84,7 @@ impl Default for MockConfig {
             get_stream: true,
             json_only: false,
             threads: 1,
+            faults: false,
         }
     }
 }

@@ -207,6 +207,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// A stdio backend running `ringmux mock --stdio --faults` as `name`, with more YAML
+    /// keys (`mode: shared`, …).
+    pub fn stdio_mock(mut self, name: &str, keys: &str) -> Self {
+        let mut yaml = format!("command: {BIN}\nargs: [mock, --stdio, --faults, --name, {name}]\n");
+        yaml.push_str(keys);
+        self.backends.push((name.into(), String::new(), yaml));
+        self
+    }
+
     /// Extra top-level YAML.
     pub fn yaml(mut self, text: &str) -> Self {
         self.extra.push_str(text);
@@ -220,7 +229,10 @@ impl GatewayBuilder {
             self.shards, self.extra
         );
         for (name, url, keys) in &self.backends {
-            y.push_str(&format!("  - name: {name}\n    url: {url}\n"));
+            y.push_str(&format!("  - name: {name}\n"));
+            if !url.is_empty() {
+                y.push_str(&format!("    url: {url}\n"));
+            }
             for line in keys.lines() {
                 y.push_str(&format!("    {line}\n"));
             }
@@ -262,6 +274,65 @@ pub fn error_code(msg: &Value) -> i64 {
     msg.pointer("/error/code")
         .and_then(Value::as_i64)
         .unwrap_or_else(|| panic!("not an error: {msg}"))
+}
+
+/// The live (not yet reaped included) child processes of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let Ok(entry) = entry else { continue };
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: comm may hold spaces and parentheses.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Open file descriptors of `pid`.
+pub fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .count()
+}
+
+/// Whether `pid` is gone (or a zombie waiting for a reaper that is not its parent).
+pub fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; whether it became true.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Reads a gateway metric (summed over shards) from /metrics.

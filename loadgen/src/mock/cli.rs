@@ -12,7 +12,7 @@ use super::{spawn as mock_spawn, MockConfig};
 pub const USAGE: &str = "\
 usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--prompts N]
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
-                    [--no-get-stream] [--json-only] [--threads N]
+                    [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -25,15 +25,20 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
   --conformance     serve the @modelcontextprotocol/conformance fixtures
   --no-get-stream   answer GET /mcp with 405
   --json-only       use SSE only for tools that must stream
-  --threads N       server threads sharing the port (default 1)";
+  --threads N       server threads sharing the port (default 1)
+  --faults          also list `crash` (exits with status 3) and `garbage` (sends a
+                    message that is not JSON-RPC before its answer)
+  --stdio           speak newline-delimited JSON-RPC on stdin/stdout instead of HTTP
+                    (one client; exits when stdin closes)";
 
 /// Parses the mock's flags (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(
     args: I,
-) -> Result<(MockConfig, SocketAddr), lexopt::Error> {
+) -> Result<(MockConfig, SocketAddr, bool), lexopt::Error> {
     use lexopt::prelude::*;
     let mut cfg = MockConfig::default();
     let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let mut stdio = false;
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -49,6 +54,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("no-get-stream") => cfg.get_stream = false,
             Long("json-only") => cfg.json_only = true,
             Long("threads") => cfg.threads = parser.value()?.parse()?,
+            Long("faults") => cfg.faults = true,
+            Long("stdio") => stdio = true,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -56,18 +63,21 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((cfg, listen))
+    Ok((cfg, listen, stdio))
 }
 
 /// Runs the mock as a process: parse flags, bind, print `listening on URL`, serve until killed.
 pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
-    let (cfg, listen) = match parse(args) {
+    let (cfg, listen, stdio) = match parse(args) {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("ringmux-mock: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
+    if stdio {
+        return super::stdio::run(cfg);
+    }
     let handle = match mock_spawn(cfg, listen) {
         Ok(h) => h,
         Err(e) => {

@@ -47,23 +47,23 @@ pub(crate) async fn serve(stream: TcpStream, sh: Arc<Shared>) {
     let mut decoded = Vec::new();
     let mut out = Vec::with_capacity(READ_BUF);
     loop {
-        let (head, body, consumed) =
-            match read_request(&mut io.stream, &mut rbuf, &mut decoded).await {
-                Ok(r) => r,
-                Err(ReadError::Closed) => return,
-                Err(ReadError::Http(e)) => {
-                    let status = e.status();
-                    io.respond(
-                        status,
-                        Some("text/plain"),
-                        e.to_string().as_bytes(),
-                        false,
-                        &[],
-                    );
-                    let _ = io.flush().await;
-                    return;
-                }
-            };
+        let (head, body, consumed) = match read_request(io.socket(), &mut rbuf, &mut decoded).await
+        {
+            Ok(r) => r,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Http(e)) => {
+                let status = e.status();
+                io.respond(
+                    status,
+                    Some("text/plain"),
+                    e.to_string().as_bytes(),
+                    false,
+                    &[],
+                );
+                let _ = io.flush().await;
+                return;
+            }
+        };
         let body = match body {
             BodyAt::Buf(r) => &rbuf[r],
             BodyAt::Decoded => &decoded[..],

@@ -16,9 +16,11 @@ use super::session::Session;
 /// long before resuming with `Last-Event-ID`, so keep it short).
 const RETRY_MS: &str = "500";
 
-/// The write half of a connection: the socket plus buffers reused across requests.
+/// The write half of a connection: the socket plus buffers reused across requests. In the
+/// stdio mode ([`Io::lines`]) there is no socket: every message is one line on stdout, and the
+/// HTTP framing (heads, chunks, priming events, keep-alives) is left out.
 pub(crate) struct Io {
-    pub stream: TcpStream,
+    pub stream: Option<TcpStream>,
     /// Bytes queued for the next [`Io::flush`].
     wbuf: Vec<u8>,
     /// Scratch for one SSE event before it is framed as a chunk.
@@ -28,10 +30,24 @@ pub(crate) struct Io {
 impl Io {
     pub fn new(stream: TcpStream) -> Self {
         Io {
-            stream,
+            stream: Some(stream),
             wbuf: Vec::with_capacity(16 * 1024),
             event: Vec::with_capacity(1024),
         }
+    }
+
+    /// Messages as lines on stdout (the stdio transport).
+    pub fn lines() -> Self {
+        Io {
+            stream: None,
+            wbuf: Vec::with_capacity(1024),
+            event: Vec::new(),
+        }
+    }
+
+    /// The socket (HTTP mode).
+    pub fn socket(&mut self) -> &mut TcpStream {
+        self.stream.as_mut().expect("an HTTP connection")
     }
 
     /// Writes everything queued.
@@ -39,11 +55,25 @@ impl Io {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        let Some(stream) = &mut self.stream else {
+            // Whole lines under the lock, so concurrent answers never interleave.
+            let res = std::io::Write::write_all(&mut std::io::stdout().lock(), &self.wbuf);
+            self.wbuf.clear();
+            return res;
+        };
         let buf = std::mem::take(&mut self.wbuf);
-        let (res, mut buf) = self.stream.write_all(buf).await;
+        let (res, mut buf) = stream.write_all(buf).await;
         buf.clear();
         self.wbuf = buf;
         res.map(drop)
+    }
+
+    /// Queues `msg` as one line (stdio mode).
+    fn line(&mut self, msg: &[u8]) {
+        if !msg.is_empty() {
+            self.wbuf.extend_from_slice(msg);
+            self.wbuf.push(b'\n');
+        }
     }
 
     /// Queues a complete response.
@@ -55,6 +85,9 @@ impl Io {
         keep_alive: bool,
         extra: &[(&str, &[u8])],
     ) {
+        if self.stream.is_none() {
+            return self.line(body);
+        }
         write_response(
             &mut self.wbuf,
             status,
@@ -67,6 +100,9 @@ impl Io {
 
     /// Queues the head of an SSE response (chunked, so the connection survives its end).
     pub fn sse_head(&mut self, keep_alive: bool) {
+        if self.stream.is_none() {
+            return;
+        }
         write_response_head(
             &mut self.wbuf,
             200,
@@ -79,6 +115,9 @@ impl Io {
 
     /// Queues one SSE event as one chunk.
     pub fn event(&mut self, id: Option<&str>, data: &[u8]) {
+        if self.stream.is_none() {
+            return self.line(data);
+        }
         self.event.clear();
         write_event(&mut self.event, id, None, data);
         write_chunk(&mut self.wbuf, &self.event);
@@ -87,6 +126,9 @@ impl Io {
     /// Queues a priming event: an id to resume from, the retry delay, and empty data (clients
     /// drop events without a `data` line).
     fn priming(&mut self, id: &str) {
+        if self.stream.is_none() {
+            return;
+        }
         self.event.clear();
         for part in ["id: ", id, "\nretry: ", RETRY_MS, "\ndata: \n\n"] {
             self.event.extend_from_slice(part.as_bytes());
@@ -96,12 +138,16 @@ impl Io {
 
     /// Queues raw bytes as one chunk (a keep-alive comment).
     pub fn chunk(&mut self, data: &[u8]) {
-        write_chunk(&mut self.wbuf, data);
+        if self.stream.is_some() {
+            write_chunk(&mut self.wbuf, data);
+        }
     }
 
     /// Queues the end of a chunked body.
     pub fn end_chunks(&mut self) {
-        self.wbuf.extend_from_slice(LAST_CHUNK);
+        if self.stream.is_some() {
+            self.wbuf.extend_from_slice(LAST_CHUNK);
+        }
     }
 }
 

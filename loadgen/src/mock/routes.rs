@@ -241,8 +241,38 @@ async fn sessionless(
     }
 }
 
+/// Answers one request read on stdin (the stdio mode): as a POST that accepts SSE, so the
+/// messages a tool sends before its answer are written too.
+pub(crate) async fn stdio_request(
+    sh: &Shared,
+    io: &mut Io,
+    body: &[u8],
+    session: &Arc<Session>,
+    out: &mut Vec<u8>,
+) {
+    let Ok(msg) = jsonrpc::parse(body) else {
+        return;
+    };
+    let Some(id) = msg.id else {
+        return;
+    };
+    let req = Req {
+        keep_alive: true,
+        sse: true,
+        session: None,
+        protocol_version: None,
+        last_event_id: None,
+        mcp_method: None,
+        mcp_name: None,
+        modern: false,
+        body,
+    };
+    // A failed stdout write means the client is gone; the process ends with stdin.
+    let _ = request(sh, io, &req, &msg, id, session, out).await;
+}
+
 /// Starts the JSON-RPC success response in `out`: `{"jsonrpc":"2.0","id":ID,"result":`.
-fn result_prefix(out: &mut Vec<u8>, id: Raw<'_>) {
+pub(crate) fn result_prefix(out: &mut Vec<u8>, id: Raw<'_>) {
     out.clear();
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     out.extend_from_slice(id.get().as_bytes());

@@ -59,6 +59,8 @@ pub(crate) enum Task<'a> {
     LogLevels,
     /// `ask_roots`: `roots/list` on the session's GET stream; the roots are the answer.
     AskRoots,
+    /// `garbage` (`--faults`): a message that is not JSON-RPC, then "survived".
+    Garbage,
 }
 
 impl Task<'_> {
@@ -75,7 +77,8 @@ impl Task<'_> {
             | Task::Sampling { .. }
             | Task::Elicit(_)
             | Task::Reconnection
-            | Task::LogLevels => true,
+            | Task::LogLevels
+            | Task::Garbage => true,
             Task::AskRoots => false,
         }
     }
@@ -206,6 +209,10 @@ pub(crate) async fn run(
             let response: Value = serde_json::from_slice(&body)
                 .map_err(|e| Fail::internal(format!("unreadable roots/list answer: {e}")))?;
             text_result(out, &response["result"].to_string(), false);
+        }
+        Task::Garbage => {
+            em.send(b"this line is not JSON-RPC {").await;
+            text_result(out, "survived", false);
         }
         Task::Reconnection => {
             em.end_early().await;

@@ -29,6 +29,12 @@ const FIXED: &[&str] = &[
     r#"{"name":"notify_updated","description":"Sends notifications/resources/updated for uri on the session's GET stream","inputSchema":{"type":"object","properties":{"uri":{"type":"string"}},"required":["uri"]}}"#,
 ];
 
+/// Tools listed after the others with [`MockConfig::faults`]: they break the server on purpose.
+const FAULTS: &[&str] = &[
+    r#"{"name":"crash","description":"Exits the server process at once with status 3 (no answer)","inputSchema":{"type":"object","properties":{}}}"#,
+    r#"{"name":"garbage","description":"Sends a message that is not JSON-RPC on the call's stream, then answers survived","inputSchema":{"type":"object","properties":{}}}"#,
+];
+
 /// Upper bounds on tool arguments, so one call cannot tie up a connection for hours.
 const MAX_STEPS: u64 = 10_000;
 const MAX_SLOW_MS: u64 = 600_000;
@@ -47,6 +53,9 @@ pub(crate) fn generated_count(cfg: &MockConfig) -> usize {
 pub(crate) fn tools(cfg: &MockConfig) -> Vec<Box<[u8]>> {
     let mut items: Vec<Box<[u8]>> = FIXED.iter().map(|t| t.as_bytes().into()).collect();
     items.extend((1..=generated_count(cfg)).map(|i| generated_tool(i, cfg.tool_bytes)));
+    if cfg.faults {
+        items.extend(FAULTS.iter().map(|t| t.as_bytes().into()));
+    }
     items
 }
 
@@ -217,6 +226,11 @@ pub(crate) fn call_tool<'a>(
             text_result(out, "notified", false);
         }
         "touch_tools" => return Ok(Action::Task(Task::Touch)),
+        "crash" if sh.cfg.faults => {
+            eprintln!("mock {}: crashing as asked", sh.cfg.name);
+            std::process::exit(3);
+        }
+        "garbage" if sh.cfg.faults => return Ok(Action::Task(Task::Garbage)),
         "drop_session" => {
             sh.sessions.remove(&call.session.id);
             text_result(out, "dropped", false);
