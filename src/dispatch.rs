@@ -277,7 +277,7 @@ async fn fetch_catalog(
     if catalog.malformed > 0 {
         tracing::warn!(backend = %pool.name(), list = kind.method(), skipped = catalog.malformed, "items without a valid key skipped");
     }
-    shard.fed.store(b, catalog, Instant::now());
+    shard.fed(session.view).store(b, catalog, Instant::now());
     Ok(())
 }
 
@@ -287,6 +287,7 @@ async fn fetch_catalog(
 async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc<Merged> {
     session.initialize_missing(&shard.pools).await;
     let now = Instant::now();
+    let fed = shard.fed(session.view);
     let kinds: &[ListKind] = if kind == ListKind::Resources {
         &[ListKind::Resources, ListKind::ResourceTemplates]
     } else {
@@ -296,7 +297,7 @@ async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc
     for pool in shard.pools.iter() {
         let b = pool.index;
         for &k in kinds {
-            if session.is_ready(b) && shard.fed.is_stale(k, b, now) && pool.is_healthy(now) {
+            if session.is_ready(b) && fed.is_stale(k, b, now) && pool.is_healthy(now) {
                 fetches.push(async move {
                     if let Err(e) = fetch_catalog(shard, session, b, k).await {
                         tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
@@ -310,9 +311,7 @@ async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc
     }
     // Backends cooling down stay in the index (their calls then fail fast naming them);
     // list pages leave them out through the view filter.
-    shard
-        .fed
-        .merged(kind, |b| session.is_ready(b), &shard.pools)
+    fed.merged(kind, |b| session.is_ready(b), &shard.pools)
 }
 
 async fn list(

@@ -164,7 +164,7 @@ pub fn invalidate(shard: &Shard, b: u16, kind: ListKind) {
         ListKind::Prompts => &[ListKind::Prompts],
     };
     tracing::debug!(backend = %shard.pools[b as usize].name(), list = kind.method(), "catalog invalidated");
-    shard.fed.invalidate(b, kinds);
+    shard.invalidate(b, kinds);
 }
 
 #[derive(serde::Deserialize)]

@@ -76,6 +76,8 @@ pub struct Session {
     pub version: &'static str,
     /// The client's `initialize` params, replayed to (re)initialize backend sessions.
     pub init_params: Box<RawValue>,
+    /// Which catalog cache serves this client ([`view_of`] its capabilities).
+    pub view: u64,
     pub backends: RefCell<Vec<BackendSession>>,
     pub last_used: Cell<Instant>,
     /// The client's server-to-client streams.
@@ -129,6 +131,7 @@ impl Session {
         Session {
             id,
             version,
+            view: view_of(&init_params),
             init_params,
             backends: RefCell::new(vec![BackendSession::Down; backends]),
             last_used: Cell::new(now),
@@ -416,6 +419,21 @@ impl Session {
     }
 }
 
+/// The catalog view of a client: a hash of its declared capabilities in canonical form (keys
+/// sorted), since backends may list different items to clients that can sample, elicit or
+/// give roots.
+pub fn view_of(init_params: &RawValue) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Init {
+        #[serde(default)]
+        capabilities: serde_json::Value,
+    }
+    let canonical = serde_json::from_str::<Init>(init_params.get())
+        .map(|i| i.capabilities.to_string())
+        .unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_64(canonical.as_bytes())
+}
+
 /// The key of a request id in the in-flight table: a hash of its JSON text.
 pub fn request_key(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
@@ -449,6 +467,27 @@ pub async fn final_message(body: Body) -> Result<Vec<u8>, BackendFailure> {
 #[cfg(test)]
 mod tests {
     use super::Capabilities as C;
+
+    #[test]
+    fn views_follow_capabilities_not_their_order() {
+        let view =
+            |t: &str| super::view_of(&serde_json::value::RawValue::from_string(t.into()).unwrap());
+        let a = view(
+            r#"{"capabilities":{"sampling":{},"roots":{"listChanged":true}},"clientInfo":{"name":"a"}}"#,
+        );
+        let b = view(
+            r#"{"clientInfo":{"name":"b"},"capabilities":{"roots":{"listChanged":true},"sampling":{}}}"#,
+        );
+        assert_eq!(a, b, "same capabilities, same view");
+        assert_ne!(
+            a,
+            view(r#"{"capabilities":{"roots":{"listChanged":true}}}"#)
+        );
+        assert_eq!(
+            view(r#"{"capabilities":{}}"#),
+            view(r#"{"capabilities":{},"clientInfo":{"name":"c"}}"#)
+        );
+    }
 
     #[test]
     fn capabilities_keep_what_ringmux_reads() {

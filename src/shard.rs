@@ -83,6 +83,9 @@ pub struct Call<'a> {
     pub legacy: bool,
 }
 
+/// Catalog views kept per shard (distinct client capability sets).
+const MAX_VIEWS: usize = 16;
+
 pub struct Shard {
     pub id: usize,
     pub cfg: Arc<Config>,
@@ -90,7 +93,10 @@ pub struct Shard {
     /// Legacy HTTP+SSE streams opened and not yet initialized, by session id.
     legacy_pending: RefCell<HashMap<Rc<str>, UnboundedSender<Vec<u8>>>>,
     pub pools: Vec<Rc<Pool>>,
-    pub fed: Federation,
+    /// Catalog caches, one per view: clients declaring different capabilities may be shown
+    /// different lists by a backend (a tool offered only to clients that can sample), so
+    /// each capability set gets its own cache. A few entries in practice; bounded.
+    views: RefCell<Vec<(u64, Rc<Federation>)>>,
     pub metrics: Arc<ShardMetrics>,
     /// Every shard's metrics, for the scrape endpoint.
     pub all_metrics: Arc<[Arc<ShardMetrics>]>,
@@ -117,12 +123,7 @@ impl Shard {
             .collect();
         Rc::new(Shard {
             id,
-            fed: Federation::new(
-                cfg.backends.len(),
-                cfg.catalog_ttl,
-                cfg.separator.clone(),
-                cfg.fingerprint,
-            ),
+            views: RefCell::new(Vec::new()),
             cfg,
             sessions: RefCell::new(HashMap::new()),
             legacy_pending: RefCell::new(HashMap::new()),
@@ -131,6 +132,33 @@ impl Shard {
             all_metrics,
             peers,
         })
+    }
+
+    /// The catalog cache for the clients of view `view` ([`crate::session::view_of`]).
+    pub fn fed(&self, view: u64) -> Rc<Federation> {
+        let mut views = self.views.borrow_mut();
+        if let Some((_, f)) = views.iter().find(|(v, _)| *v == view) {
+            return f.clone();
+        }
+        if views.len() == MAX_VIEWS {
+            // Forget the oldest view; its clients refetch on their next list.
+            views.remove(0);
+        }
+        let fed = Rc::new(Federation::new(
+            self.cfg.backends.len(),
+            self.cfg.catalog_ttl,
+            self.cfg.separator.clone(),
+            self.cfg.fingerprint,
+        ));
+        views.push((view, fed.clone()));
+        fed
+    }
+
+    /// Drops backend `b`'s cached lists of `kinds` in every view.
+    pub fn invalidate(&self, b: u16, kinds: &[ringmux_core::catalog::ListKind]) {
+        for (_, fed) in self.views.borrow().iter() {
+            fed.invalidate(b, kinds);
+        }
     }
 
     /// The shard that owns a session id.
@@ -213,6 +241,11 @@ impl Shard {
             session.legacy.set(true);
         }
         session.initialize_missing(&self.pools).await;
+        if session.legacy.get() {
+            // A legacy client's one stream is its GET stream too: backends' unprompted
+            // messages go there from the start.
+            self.listen_backends(&session);
+        }
         self.sessions.borrow_mut().insert(id, session.clone());
         self.metrics.sessions.add(1);
         session
@@ -256,13 +289,19 @@ impl Shard {
         };
         let resume = last_event_id.and_then(Resume::parse);
         let rx = session.streams.attach(resume);
+        self.listen_backends(&session);
+        Reply::Stream(rx)
+    }
+
+    /// Opens every backend session's own stream into the client's stream 0, once per session.
+    fn listen_backends(self: &Rc<Self>, session: &Rc<Session>) {
         session.start_listening(|| {
             self.pools
                 .iter()
                 .map(|p| {
                     let (task, handle) = futures_util::future::abortable(relay::listen(
                         self.clone(),
-                        Rc::downgrade(&session),
+                        Rc::downgrade(session),
                         p.index,
                     ));
                     monoio::spawn(task);
@@ -270,7 +309,6 @@ impl Shard {
                 })
                 .collect()
         });
-        Reply::Stream(rx)
     }
 
     /// `GET <sse_path>`: a legacy HTTP+SSE client's stream. Its first event names the URI to

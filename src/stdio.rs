@@ -249,10 +249,16 @@ impl Link {
     }
 }
 
+/// Unprompted messages kept for a session until it opens its GET stream.
+const BACKLOG: usize = 64;
+
 /// A session attached to an actor.
 #[derive(Default)]
 struct Attached {
     listener: Option<Outbox>,
+    /// Messages for it that arrived while it had no stream open (a server asking for roots
+    /// right after `initialize`), delivered when it opens one.
+    backlog: std::collections::VecDeque<Vec<u8>>,
     /// Resource URIs it subscribed to (as the child knows them).
     subscriptions: Vec<String>,
 }
@@ -497,6 +503,9 @@ impl Actor {
             }
             ToChild::Listen { attach, to } => {
                 if let Some(a) = self.attaches.get_mut(&attach) {
+                    for msg in a.backlog.drain(..) {
+                        let _ = to.unbounded_send(msg);
+                    }
                     a.listener = Some(to);
                 }
             }
@@ -646,6 +655,23 @@ impl Actor {
         listener.filter(|l| !l.is_closed()).or(first.map(|p| &p.to))
     }
 
+    /// Sends an unprompted message to session `attach` ([`Actor::route`]), or keeps it until
+    /// the session opens a stream.
+    fn deliver(&mut self, attach: u64, msg: &[u8]) {
+        if let Some(to) = self.route(attach) {
+            let _ = to.unbounded_send(msg.to_vec());
+            return;
+        }
+        let name = self.backend.name.clone();
+        if let Some(a) = self.attaches.get_mut(&attach) {
+            if a.backlog.len() == BACKLOG {
+                a.backlog.pop_front();
+                tracing::warn!(backend = %name, "session has no stream open; oldest waiting message dropped");
+            }
+            a.backlog.push_back(msg.to_vec());
+        }
+    }
+
     /// One line from the child's stdout.
     fn on_line(&mut self, line: &[u8]) {
         let msg = match jsonrpc::parse(line) {
@@ -670,13 +696,10 @@ impl Actor {
                     jsonrpc::write_result(&mut pong, id, b"{}");
                     return self.write(pong);
                 }
-                let routed = self
-                    .attribution()
-                    .and_then(|a| self.route(a).map(|to| (a, to.clone())));
-                match routed {
-                    Some((a, to)) => {
+                match self.attribution() {
+                    Some(a) => {
                         self.asked.insert(id.get().into(), a);
-                        let _ = to.unbounded_send(line.to_vec());
+                        self.deliver(a, line);
                     }
                     None => {
                         let mut refusal = Vec::with_capacity(160);
@@ -716,8 +739,8 @@ impl Actor {
                     .params
                     .request_id
                     .and_then(|id| self.asked.remove(id.get()));
-                if let Some(to) = asked.and_then(|a| self.route(a)) {
-                    let _ = to.unbounded_send(line.to_vec());
+                if let Some(a) = asked {
+                    self.deliver(a, line);
                 }
             }
             "notifications/resources/updated" => {
@@ -734,23 +757,17 @@ impl Actor {
                     .map(|(k, _)| *k)
                     .collect();
                 for a in subscribers {
-                    if let Some(to) = self.route(a) {
-                        let _ = to.unbounded_send(line.to_vec());
-                    }
+                    self.deliver(a, line);
                 }
             }
             m if m.ends_with("/list_changed") => {
                 let all: Vec<u64> = self.attaches.keys().copied().collect();
                 for a in all {
-                    if let Some(to) = self.route(a) {
-                        let _ = to.unbounded_send(line.to_vec());
-                    }
+                    self.deliver(a, line);
                 }
             }
-            _ => match self.attribution().and_then(|a| self.route(a)) {
-                Some(to) => {
-                    let _ = to.unbounded_send(line.to_vec());
-                }
+            _ => match self.attribution() {
+                Some(a) => self.deliver(a, line),
                 None if method == "notifications/message" => {
                     tracing::info!(backend = %self.name(), "log: {}", String::from_utf8_lossy(line));
                 }

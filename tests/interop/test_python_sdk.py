@@ -1,5 +1,7 @@
-"""Interop: the official Python MCP SDK (`mcp` from PyPI) as the client, two
-`@modelcontextprotocol/server-everything` backends (npm) behind the real ringmux binary.
+"""Interop: the official Python MCP SDK (`mcp` from PyPI) as the client,
+`@modelcontextprotocol/server-everything` (npm) behind the real ringmux binary as two
+Streamable HTTP backends (ev1, ev2), a per-session stdio backend (evs) and a shared stdio
+backend (evsh).
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -15,7 +17,7 @@ import time
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, types
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -58,9 +60,14 @@ def gateway():
             wait_listening(port, p, f"server-everything {name}")
             urls.append((name, f"http://127.0.0.1:{port}/mcp"))
         cfg = pathlib.Path(logs.name) / "ringmux.yaml"
+        stdio = (
+            f"  - name: evs\n    command: node\n    args: [{EVERYTHING}, stdio]\n"
+            f"  - name: evsh\n    command: node\n    args: [{EVERYTHING}, stdio]\n    mode: shared\n"
+        )
         cfg.write_text(
             "listen: 127.0.0.1:0\nshards: 2\nbackends:\n"
             + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in urls)
+            + stdio
         )
         gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE, stderr=open(pathlib.Path(logs.name) / "gw.log", "w"), text=True)
         procs.append(gw)
@@ -187,5 +194,91 @@ def test_legacy_sse_client_reaches_the_federated_server(gateway):
                 )
                 assert done.content[0].text.startswith("Long running operation completed"), done
                 assert len(seen) == 2, seen
+
+    run(go)
+
+
+async def _sample(context, params):
+    asked = params.messages[0].content.text
+    return types.CreateMessageResult(
+        role="assistant",
+        content=types.TextContent(type="text", text=f"sampled for [{asked}]"),
+        model="interop-model",
+        stop_reason="endTurn",
+    )
+
+
+async def _elicit(context, params):
+    return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+
+async def _roots(context):
+    return types.ListRootsResult(roots=[types.Root(uri="file:///workspace/ringmux", name="workspace")])
+
+
+@pytest.mark.parametrize("backend", ["evs", "ev1"])
+def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend):
+    """Server→client requests from a stdio (per-session child) and a Streamable HTTP backend
+    reach the SDK's callbacks through ringmux, and their answers get back to the server."""
+
+    async def go():
+        async with Client(
+            gateway,
+            mode="legacy",
+            cache=None,
+            sampling_callback=_sample,
+            elicitation_callback=_elicit,
+            list_roots_callback=_roots,
+        ) as c:
+            names = {t.name for t in await _all_tools(c)}
+            for tool in ("trigger-sampling-request", "trigger-elicitation-request", "get-roots-list"):
+                assert f"{backend}__{tool}" in names, sorted(names)
+            sampled = await c.call_tool(f"{backend}__trigger-sampling-request", {"prompt": "ping"})
+            assert "sampled for [" in sampled.content[0].text and "ping" in sampled.content[0].text, sampled
+            elicited = await c.call_tool(f"{backend}__trigger-elicitation-request", {})
+            texts = " ".join(part.text for part in elicited.content)
+            assert "Name: Ada Lovelace" in texts, texts
+            roots = await c.call_tool(f"{backend}__get-roots-list", {})
+            assert "file:///workspace/ringmux" in roots.content[0].text, roots
+
+    run(go)
+
+
+def test_stdio_backends_stream_progress(gateway):
+    async def go():
+        async with Client(gateway, mode="legacy", cache=None) as c:
+            for backend in ("evs", "evsh"):
+                seen = []
+
+                async def on_progress(progress, total, message):
+                    seen.append(progress)
+
+                done = await c.call_tool(
+                    f"{backend}__trigger-long-running-operation",
+                    {"duration": 1, "steps": 3},
+                    progress_callback=on_progress,
+                )
+                assert done.content[0].text.startswith("Long running operation completed"), done
+                assert len(seen) == 3, (backend, seen)
+                echo = await c.call_tool(f"{backend}__echo", {"message": "over stdio"})
+                assert echo.content[0].text == "Echo: over stdio"
+
+    run(go)
+
+
+def test_legacy_sse_client_through_a_stdio_backend(gateway):
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    base = gateway.rsplit("/mcp", 1)[0]
+
+    async def go():
+        async with sse_client(base + "/sse") as (read, write):
+            async with ClientSession(read, write, sampling_callback=_sample) as s:
+                await s.initialize()
+                echo = await s.call_tool("evs__echo", {"message": "sse to stdio"})
+                assert echo.content[0].text == "Echo: sse to stdio"
+                sampled = await s.call_tool("evs__trigger-sampling-request", {"prompt": "legacy"})
+                assert "sampled for [" in sampled.content[0].text, sampled
 
     run(go)
