@@ -72,13 +72,13 @@ pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<S
         .collect();
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let peers = Peers(senders);
-    // A shared stdio backend's child is driven by shard `b % shards`; every shard holds a
+    // A shared stdio (or legacy SSE) backend's child is driven by shard `b % shards`; every shard holds a
     // handle to it.
     let mut handles = Vec::with_capacity(cfg.backends.len());
     let mut owned: Vec<Vec<(usize, crate::stdio::Inbox)>> =
         (0..shards).map(|_| Vec::new()).collect();
     for (b, backend) in cfg.backends.iter().enumerate() {
-        if backend.stdio.as_ref().is_some_and(|s| s.shared) {
+        if backend.actor_driven() && backend.shared {
             let (tx, rx) = crate::stdio::channel();
             owned[b % shards].push((b, rx));
             handles.push(Some(tx));

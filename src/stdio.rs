@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_channel::{mpsc, oneshot};
+use futures_util::future::AbortHandle;
 use futures_util::StreamExt;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::UnixStream;
@@ -46,6 +47,7 @@ use serde_json::value::RawValue;
 
 use crate::io::{consume, read_more};
 use crate::metrics::ShardMetrics;
+use crate::upstream::{Body, Pool};
 
 /// Longest stdout line accepted (one JSON-RPC message).
 const MAX_LINE: usize = 64 << 20;
@@ -275,10 +277,13 @@ struct Pending {
 
 /// A running child and the way to its stdin.
 struct Running {
-    proc: Child,
+    /// The process (`None`: a legacy SSE connection).
+    proc: Option<Child>,
     stdin: mpsc::UnboundedSender<Vec<u8>>,
     stdout: mpsc::UnboundedReceiver<Vec<u8>>,
     started: Instant,
+    /// Tasks to abort when it stops (a legacy SSE connection's reader and writer).
+    tasks: Vec<AbortHandle>,
 }
 
 struct Actor {
@@ -309,7 +314,7 @@ enum Event {
 
 /// Drives one child until its sessions are gone (per-session) or every handle is dropped.
 pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox) {
-    let shared = backend.stdio.as_ref().is_some_and(|s| s.shared);
+    let shared = backend.shared;
     let mut a = Actor {
         init_params: shared
             .then(|| RawValue::from_string(SHARED_INIT_PARAMS.into()).expect("valid JSON")),
@@ -364,7 +369,7 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
                 let status = a
                     .child
                     .as_mut()
-                    .and_then(|c| c.proc.try_wait().ok().flatten());
+                    .and_then(|c| c.proc.as_mut()?.try_wait().ok().flatten());
                 if status.is_some() {
                     a.exited("exited").await;
                 }
@@ -403,17 +408,26 @@ impl Actor {
         let Some(params) = self.init_params.as_deref() else {
             return;
         };
-        let spec = self.backend.stdio.as_ref().expect("a stdio backend");
         let started = Instant::now();
-        let mut child = match spawn(&self.backend.name, spec) {
+        let opened = match &self.backend.stdio {
+            Some(spec) => spawn(&self.backend.name, spec)
+                .map_err(|e| format!("could not start {:?}: {e}", spec.command)),
+            None => connect_sse(&self.backend).await,
+        };
+        let mut child = match opened {
             Ok(c) => c,
-            Err(e) => {
-                self.failed(format!("could not start {:?}: {e}", spec.command));
+            Err(why) => {
+                self.failed(why);
                 return;
             }
         };
         self.metrics.stdio_children.add(1);
-        tracing::info!(backend = %self.name(), pid = child.proc.id(), "stdio backend started");
+        match &child.proc {
+            Some(p) => {
+                tracing::info!(backend = %self.name(), pid = p.id(), "stdio backend started")
+            }
+            None => tracing::info!(backend = %self.name(), "legacy SSE backend connected"),
+        }
         let mut init = Vec::with_capacity(params.get().len() + 64);
         init.extend_from_slice(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":"#);
         init.extend_from_slice(params.get().as_bytes());
@@ -480,6 +494,7 @@ impl Actor {
         let status = stop(&self.backend.name, child).await;
         let why = match status {
             Some(s) => format!("the process exited ({s})"),
+            None if self.backend.legacy_sse => "the legacy SSE stream ended".to_string(),
             None => format!("the process {how}"),
         };
         let reason = format!("{why}; restarting");
@@ -866,11 +881,108 @@ fn spawn(name: &str, spec: &ringmux_core::config::StdioCommand) -> io::Result<Ru
     monoio::spawn(read_lines(stdout, stdout_tx, name.to_owned()));
     monoio::spawn(log_lines(stderr, name.to_owned(), proc.id()));
     Ok(Running {
-        proc,
+        proc: Some(proc),
         stdin: stdin_tx,
         stdout: stdout_rx,
         started: Instant::now(),
+        tasks: Vec::new(),
     })
+}
+
+/// The protocol version a legacy HTTP+SSE server speaks.
+const LEGACY_VERSION: &str = "2024-11-05";
+
+/// Connects to a legacy HTTP+SSE (2024-11-05) server: `GET` its SSE endpoint, wait for the
+/// `endpoint` event, then POST every message there; `message` events are its messages. The
+/// actor sees the same two channels as with a process.
+async fn connect_sse(backend: &Backend) -> Result<Running, String> {
+    let stream_pool = Pool::new(u16::MAX, backend.clone(), None);
+    let resp = stream_pool
+        .open_stream(None, LEGACY_VERSION, None)
+        .await
+        .map_err(|e| format!("GET {}: {e}", backend.url))?;
+    let mut events = match resp.body {
+        Body::Events(e) if resp.status == 200 => e,
+        _ => {
+            return Err(format!(
+                "GET {} answered HTTP {} without an event stream",
+                backend.url, resp.status
+            ))
+        }
+    };
+    let endpoint = loop {
+        match events.next().await {
+            Ok(Some(ev)) if ev.event.as_deref() == Some("endpoint") => {
+                break String::from_utf8(ev.data).map_err(|_| "endpoint is not UTF-8")?;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => return Err("the SSE stream ended before its endpoint event".into()),
+            Err(e) => return Err(format!("no endpoint event: {e}")),
+        }
+    };
+    events.wait_forever();
+    let mut post = backend.clone();
+    post.path = endpoint_path(backend, endpoint.trim())?;
+    post.legacy_sse = false;
+    let post_pool = Pool::new(u16::MAX, post, None);
+    let (stdin_tx, mut stdin_rx) = mpsc::unbounded::<Vec<u8>>();
+    let (stdout_tx, stdout_rx) = mpsc::unbounded();
+    let (reader, read_handle) = futures_util::future::abortable(async move {
+        while let Ok(Some(ev)) = events.next().await {
+            let is_message = ev.event.as_deref().is_none_or(|e| e == "message");
+            if is_message && !ev.data.is_empty() && stdout_tx.unbounded_send(ev.data).is_err() {
+                break;
+            }
+        }
+    });
+    let name = backend.name.clone();
+    let (writer, write_handle) = futures_util::future::abortable(async move {
+        // In order, one at a time: a legacy server answers each POST with 202 at once.
+        while let Some(msg) = stdin_rx.next().await {
+            match post_pool
+                .request("POST", None, LEGACY_VERSION, &msg, Instant::now())
+                .await
+            {
+                Ok(resp) => {
+                    let status = resp.status;
+                    let _ = crate::session::final_message(resp.body).await;
+                    if !(200..300).contains(&status) {
+                        tracing::warn!(backend = %name, status, "legacy SSE backend refused a message");
+                    }
+                }
+                Err(e) => tracing::warn!(backend = %name, "message not delivered: {e}"),
+            }
+        }
+    });
+    monoio::spawn(reader);
+    monoio::spawn(writer);
+    Ok(Running {
+        proc: None,
+        stdin: stdin_tx,
+        stdout: stdout_rx,
+        started: Instant::now(),
+        tasks: vec![read_handle, write_handle],
+    })
+}
+
+/// The path to POST to, from a legacy server's `endpoint` event: an absolute path, a path
+/// relative to the SSE endpoint, or a URL on the same origin.
+fn endpoint_path(backend: &Backend, endpoint: &str) -> Result<String, String> {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        let url = ringmux_core::config::parse_http_url(endpoint)?;
+        if url.authority != backend.authority {
+            return Err(format!("endpoint {endpoint} is on another origin"));
+        }
+        return Ok(url.path);
+    }
+    if endpoint.is_empty() || endpoint.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("malformed endpoint {endpoint:?}"));
+    }
+    if endpoint.starts_with('/') {
+        return Ok(endpoint.to_owned());
+    }
+    let base = backend.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    Ok(format!("{base}/{endpoint}"))
 }
 
 /// Writes each message as one line (JSON allows raw newlines only between tokens, where a
@@ -947,13 +1059,18 @@ async fn log_lines(sock: UnixStream, name: String, pid: u32) {
 /// its exit status when it could be read.
 async fn stop(name: &str, child: Running) -> Option<ExitStatus> {
     let Running {
-        mut proc,
+        proc,
         stdin,
         stdout,
+        tasks,
         ..
     } = child;
     drop(stdin);
     drop(stdout);
+    for t in tasks {
+        t.abort();
+    }
+    let mut proc = proc?;
     let pid = proc.id();
     if let Some(s) = wait_for(&mut proc, STOP_GRACE).await {
         return Some(s);
@@ -1005,14 +1122,34 @@ pub fn link_for(
     shared: Option<&Handle>,
 ) -> Option<Rc<Link>> {
     backend
-        .stdio
-        .as_ref()
-        .map(|_| Rc::new(Link::new(backend.clone(), metrics.clone(), shared.cloned())))
+        .actor_driven()
+        .then(|| Rc::new(Link::new(backend.clone(), metrics.clone(), shared.cloned())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_endpoints_resolve_on_the_same_origin() {
+        let cfg = ringmux_core::config::load(
+            "listen: 127.0.0.1:0\nbackends:\n  - name: l\n    url: http://127.0.0.1:9/api/sse\n    transport: sse\n",
+            1,
+        )
+        .unwrap();
+        let b = &cfg.backends[0];
+        assert_eq!(
+            endpoint_path(b, "/messages?sessionId=1").unwrap(),
+            "/messages?sessionId=1"
+        );
+        assert_eq!(endpoint_path(b, "message?s=2").unwrap(), "/api/message?s=2");
+        assert_eq!(
+            endpoint_path(b, "http://127.0.0.1:9/m?s=3").unwrap(),
+            "/m?s=3"
+        );
+        assert!(endpoint_path(b, "http://evil.example:9/m").is_err());
+        assert!(endpoint_path(b, "/a b").is_err());
+    }
 
     #[test]
     fn spans_are_replaced_in_order() {

@@ -258,3 +258,54 @@ fn no_child_or_fd_outlives_its_session_or_the_gateway() {
         "children outlived the gateway"
     );
 }
+
+/// A legacy HTTP+SSE (2024-11-05) backend: ringmux connects as a 2024-11-05 client. The
+/// server here is a second ringmux, whose front end speaks that transport too.
+#[test]
+fn legacy_sse_backend_through_a_second_gateway() {
+    let m = mock("m").start();
+    let mut inner = gateway().backend("m", &m.url).start();
+    let sse_url = inner.url.replace("/mcp", "/sse");
+    let outer = gateway()
+        .shards(2)
+        .backend_with("l", &sse_url, "transport: sse\nretry_backoff_ms: 100")
+        .start();
+    let mut c = client(&outer.url);
+    let names: Vec<String> = c
+        .list_all("tools/list", "tools")
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "l__m__echo"), "{names:?}");
+    assert_eq!(
+        text_of(&call(&mut c, "l__m__echo", json!({"message": "two hops"}))),
+        "two hops"
+    );
+    // Progress crosses both gateways on the call's stream, with the client's token.
+    let mut s = Client::connect(&outer.url).unwrap();
+    s.session = c.session.clone();
+    s.protocol_version = c.protocol_version.clone();
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "l__m__progress", "arguments": {"steps": 3}, "_meta": {"progressToken": 41}}});
+    let mut r = s
+        .open_stream("POST", body.to_string().as_bytes(), &[])
+        .unwrap();
+    let mut tokens = Vec::new();
+    let answer = loop {
+        let msg = r.next_message(WAIT).unwrap().expect("the answer");
+        if msg.get("method") == Some(&json!("notifications/progress")) {
+            tokens.push(msg["params"]["progressToken"].clone());
+        } else if msg.get("id").is_some() {
+            break msg;
+        }
+    };
+    assert_eq!(tokens, vec![json!(41); 3]);
+    assert_eq!(text_of(&answer), "done");
+
+    // The server goes away: calls get an error naming the backend, not a hang.
+    inner.kill();
+    let failed = call(&mut c, "l__m__echo", json!({"message": "gone"}));
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("backend l"), "{failed}");
+}

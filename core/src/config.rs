@@ -187,11 +187,16 @@ pub struct BackendFile {
     /// Its working directory (default: ringmux's).
     #[serde(default)]
     pub cwd: Option<String>,
-    /// `per_session` (default): one child per client session, started by its `initialize`
-    /// and stopped when the session ends. `shared`: one child for every session, with ids and
-    /// progress tokens remapped so sessions never see each other's traffic.
+    /// `per_session` (default): one child (or legacy SSE connection) per client session,
+    /// started by its `initialize` and stopped when the session ends. `shared`: one for every
+    /// session, with ids and progress tokens remapped so sessions never see each other's
+    /// traffic. For stdio and legacy SSE backends.
     #[serde(default)]
     pub mode: Option<String>,
+    /// For a `url`: `streamable_http` (default), or `sse` for a legacy HTTP+SSE (2024-11-05)
+    /// server whose `url` is its SSE endpoint.
+    #[serde(default)]
+    pub transport: Option<String>,
     /// Overrides `names.prefix` for this backend (`false`: keep its names as they are).
     #[serde(default)]
     pub prefix: Option<bool>,
@@ -386,6 +391,19 @@ pub struct Backend {
     pub retry_backoff: Duration,
     /// Set for a stdio backend (then `url`, `authority`, `addrs` and `path` are empty).
     pub stdio: Option<StdioCommand>,
+    /// A legacy HTTP+SSE (2024-11-05) server: `path` is its SSE endpoint.
+    pub legacy_sse: bool,
+    /// stdio and legacy SSE backends: one child or connection shared by every session (else
+    /// one per session).
+    pub shared: bool,
+}
+
+impl Backend {
+    /// Whether sessions reach this backend through a child actor (stdio, legacy SSE) rather
+    /// than the Streamable HTTP pool.
+    pub fn actor_driven(&self) -> bool {
+        self.stdio.is_some() || self.legacy_sse
+    }
 }
 
 /// How to run a stdio backend.
@@ -395,8 +413,6 @@ pub struct StdioCommand {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
-    /// One child shared by every session (else one per session).
-    pub shared: bool,
 }
 
 /// The parts of an `http://` URL.
@@ -565,39 +581,54 @@ impl File {
                     format!("duplicate backend name {:?}", b.name),
                 ));
             }
-            let (url, addrs, stdio) = match (&b.url, &b.command) {
+            let shared = match b.mode.as_deref() {
+                None | Some("per_session") => false,
+                Some("shared") => true,
+                Some(other) => {
+                    return Err(err(
+                        at("mode"),
+                        format!("{other:?}: expected per_session or shared"),
+                    ))
+                }
+            };
+            let (url, addrs, stdio, legacy_sse) = match (&b.url, &b.command) {
                 (Some(u), None) => {
                     let url = parse_http_url(u).map_err(|m| err(at("url"), m))?;
                     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
                         .to_socket_addrs()
                         .map_err(|e| err(at("url"), format!("cannot resolve {}: {e}", url.host)))?
                         .collect();
-                    if !b.args.is_empty()
-                        || !b.env.is_empty()
-                        || b.cwd.is_some()
-                        || b.mode.is_some()
-                    {
+                    let legacy_sse = match b.transport.as_deref() {
+                        None | Some("streamable_http") => false,
+                        Some("sse") => true,
+                        Some(other) => {
+                            return Err(err(
+                                at("transport"),
+                                format!("{other:?}: expected streamable_http or sse"),
+                            ))
+                        }
+                    };
+                    if !b.args.is_empty() || !b.env.is_empty() || b.cwd.is_some() {
                         return Err(err(
                             at("url"),
-                            "args, env, cwd and mode belong to stdio backends (command:)",
+                            "args, env and cwd belong to stdio backends (command:)",
                         ));
                     }
-                    (url, addrs, None)
+                    if b.mode.is_some() && !legacy_sse {
+                        return Err(err(
+                            at("mode"),
+                            "only stdio and legacy SSE (transport: sse) backends have a mode",
+                        ));
+                    }
+                    (url, addrs, None, legacy_sse)
                 }
                 (None, Some(command)) => {
                     if command.is_empty() || command.contains('\0') {
                         return Err(err(at("command"), "must name a program"));
                     }
-                    let shared = match b.mode.as_deref() {
-                        None | Some("per_session") => false,
-                        Some("shared") => true,
-                        Some(other) => {
-                            return Err(err(
-                                at("mode"),
-                                format!("{other:?}: expected per_session or shared"),
-                            ))
-                        }
-                    };
+                    if b.transport.is_some() {
+                        return Err(err(at("transport"), "stdio backends have no transport"));
+                    }
                     let url = HttpUrl {
                         host: String::new(),
                         port: 0,
@@ -609,9 +640,8 @@ impl File {
                         args: b.args.clone(),
                         env: b.env.clone().into_iter().collect(),
                         cwd: b.cwd.clone(),
-                        shared,
                     };
-                    (url, Vec::new(), Some(stdio))
+                    (url, Vec::new(), Some(stdio), false)
                 }
                 (Some(_), Some(_)) => {
                     return Err(err(at("url"), "give either url or command, not both"))
@@ -643,6 +673,8 @@ impl File {
                 request_timeout: Duration::from_millis(b.request_timeout_ms),
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
                 stdio,
+                legacy_sse,
+                shared,
             });
         }
         let fingerprint = {
@@ -708,8 +740,8 @@ mod tests {
         assert_eq!(s.args, ["srv.js", "stdio"]);
         assert_eq!(s.env, [("A".to_string(), "b".to_string())]);
         assert_eq!(s.cwd.as_deref(), Some("/tmp"));
-        assert!(s.shared);
-        assert!(!cfg.backends[1].stdio.as_ref().unwrap().shared);
+        assert!(cfg.backends[0].shared && cfg.backends[0].actor_driven());
+        assert!(!cfg.backends[1].shared);
         let bad = |extra: &str| {
             load(
                 &format!("listen: 127.0.0.1:0\nbackends:\n  - name: s\n{extra}"),

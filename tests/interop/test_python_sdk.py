@@ -1,7 +1,7 @@
 """Interop: the official Python MCP SDK (`mcp` from PyPI) as the client,
 `@modelcontextprotocol/server-everything` (npm) behind the real ringmux binary as two
-Streamable HTTP backends (ev1, ev2), a per-session stdio backend (evs) and a shared stdio
-backend (evsh).
+Streamable HTTP backends (ev1, ev2), a legacy HTTP+SSE backend (evl), a per-session stdio
+backend (evs) and a shared stdio backend (evsh).
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -51,14 +51,14 @@ def gateway():
     logs = tempfile.TemporaryDirectory()
     try:
         urls = []
-        for name in ("ev1", "ev2"):
+        for name, transport, path in (("ev1", "streamableHttp", "mcp"), ("ev2", "streamableHttp", "mcp"), ("evl", "sse", "sse")):
             port = free_port()
             env = dict(os.environ, PORT=str(port))
             log = open(pathlib.Path(logs.name) / f"{name}.log", "w")
-            p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            p = subprocess.Popen(["node", str(EVERYTHING), transport], env=env, stdout=log, stderr=subprocess.STDOUT)
             procs.append(p)
             wait_listening(port, p, f"server-everything {name}")
-            urls.append((name, f"http://127.0.0.1:{port}/mcp"))
+            urls.append((name, f"http://127.0.0.1:{port}/{path}" + ("\n    transport: sse" if transport == "sse" else "")))
         cfg = pathlib.Path(logs.name) / "ringmux.yaml"
         stdio = (
             f"  - name: evs\n    command: node\n    args: [{EVERYTHING}, stdio]\n"
@@ -216,7 +216,7 @@ async def _roots(context):
     return types.ListRootsResult(roots=[types.Root(uri="file:///workspace/ringmux", name="workspace")])
 
 
-@pytest.mark.parametrize("backend", ["evs", "ev1"])
+@pytest.mark.parametrize("backend", ["evs", "ev1", "evl"])
 def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend):
     """Server→client requests from a stdio (per-session child) and a Streamable HTTP backend
     reach the SDK's callbacks through ringmux, and their answers get back to the server."""
@@ -244,10 +244,10 @@ def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend
     run(go)
 
 
-def test_stdio_backends_stream_progress(gateway):
+def test_stdio_and_legacy_sse_backends_stream_progress(gateway):
     async def go():
         async with Client(gateway, mode="legacy", cache=None) as c:
-            for backend in ("evs", "evsh"):
+            for backend in ("evs", "evsh", "evl"):
                 seen = []
 
                 async def on_progress(progress, total, message):
@@ -260,8 +260,8 @@ def test_stdio_backends_stream_progress(gateway):
                 )
                 assert done.content[0].text.startswith("Long running operation completed"), done
                 assert len(seen) == 3, (backend, seen)
-                echo = await c.call_tool(f"{backend}__echo", {"message": "over stdio"})
-                assert echo.content[0].text == "Echo: over stdio"
+                echo = await c.call_tool(f"{backend}__echo", {"message": "through ringmux"})
+                assert echo.content[0].text == "Echo: through ringmux"
 
     run(go)
 
