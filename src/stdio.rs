@@ -1,6 +1,7 @@
 //! stdio backends: ringmux spawns the configured command and speaks newline-delimited JSON-RPC
 //! over its stdin/stdout; its stderr goes to ringmux's log, line by line, with the backend's
-//! name.
+//! name. Legacy HTTP+SSE (2024-11-05) backends are driven the same way ([`connect_sse`]): the
+//! SSE stream stands for stdout, the POSTs to its endpoint for stdin.
 //!
 //! Each child is driven by one actor task ([`run`]) on one shard, reached through a `Send`
 //! channel ([`Handle`]): a `shared` backend's single child lives on its owner shard (backend
@@ -14,7 +15,8 @@
 //! sessions never collide or see each other's answers; answers and progress are mapped back
 //! and go to the request's own channel. What the child sends unprompted goes to the session
 //! it can be attributed to (the only session attached, or the only one with requests in
-//! flight): on the stream of its one in-flight request, else on its GET stream. A
+//! flight): on the stream of its one in-flight request, else on its GET stream, else it waits
+//! (bounded) until the session opens one. A
 //! `list_changed` goes to every session, `resources/updated` to the sessions that subscribed
 //! to that URI. A server→client request that cannot be attributed is refused to the child;
 //! a log message that cannot be is written to ringmux's log instead.
