@@ -356,8 +356,8 @@ impl Shard {
         Reply::Status(202)
     }
 
-    /// Ends sessions idle longer than the configured limit, and legacy sessions whose stream
-    /// is gone (on that transport the stream is the session).
+    /// Ends sessions idle longer than the configured limit with no GET stream open, and
+    /// legacy sessions whose stream is gone (on that transport the stream is the session).
     pub fn sweep_idle(self: &Rc<Self>, now: Instant) {
         let limit = self.cfg.limits.session_idle;
         self.legacy_pending
@@ -368,8 +368,9 @@ impl Shard {
             .borrow()
             .iter()
             .filter(|(_, s)| {
-                now.duration_since(s.last_used.get()) > limit
-                    || (s.legacy.get() && !s.streams.has_get())
+                // A client listening on its GET stream is still there, however quiet.
+                let idle = now.duration_since(s.last_used.get()) > limit && !s.streams.has_get();
+                idle || (s.legacy.get() && !s.streams.has_get())
             })
             .map(|(id, _)| id.clone())
             .collect();

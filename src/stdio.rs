@@ -511,7 +511,11 @@ impl Actor {
     async fn handle(&mut self, msg: ToChild) {
         match msg {
             ToChild::Attach { init, reply } => {
-                let _ = reply.send(self.attach(&init).await);
+                if let Err(Ok((attach, _))) = reply.send(self.attach(&init).await) {
+                    // The session gave up waiting (its attach timed out): undo, or nobody
+                    // would ever detach it and a per-session child would live on.
+                    self.attaches.remove(&attach);
+                }
             }
             ToChild::Detach { attach } => {
                 self.attaches.remove(&attach);

@@ -20,19 +20,39 @@ fn call(c: &mut Client, tool: &str, args: Value) -> Value {
         .unwrap()
 }
 
-/// A tools/call with a progress token, read as an SSE stream: (progress tokens, final message).
+fn tool_names(c: &mut Client) -> Vec<String> {
+    c.list_all("tools/list", "tools")
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `s__progress` called with a progress token, read as an SSE stream: (progress tokens,
+/// final message).
 fn call_with_progress(
     url: &str,
     c: &Client,
     id: u64,
-    token: &str,
+    token: Value,
+    steps: u64,
+) -> (Vec<Value>, Value) {
+    progress_of(url, c, "s__progress", id, token, steps)
+}
+
+fn progress_of(
+    url: &str,
+    c: &Client,
+    tool: &str,
+    id: u64,
+    token: Value,
     steps: u64,
 ) -> (Vec<Value>, Value) {
     let mut s = Client::connect(url).unwrap();
     s.session = c.session.clone();
     s.protocol_version = c.protocol_version.clone();
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
-        "name": "s__progress", "arguments": {"steps": steps}, "_meta": {"progressToken": token}}});
+        "name": tool, "arguments": {"steps": steps}, "_meta": {"progressToken": token}}});
     let mut r = s
         .open_stream("POST", body.to_string().as_bytes(), &[])
         .unwrap();
@@ -65,12 +85,7 @@ fn per_session_children_federate_stream_crash_and_restart() {
     );
 
     let mut c1 = client(&gw.url);
-    let names: Vec<String> = c1
-        .list_all("tools/list", "tools")
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = tool_names(&mut c1);
     for want in ["h__echo", "s__echo", "s__crash", "s__garbage"] {
         assert!(
             names.iter().any(|n| n == want),
@@ -84,7 +99,7 @@ fn per_session_children_federate_stream_crash_and_restart() {
     assert_eq!(children_of(pid).len(), 1);
 
     // Progress arrives on the call's stream, with the client's own token.
-    let (tokens, answer) = call_with_progress(&gw.url, &c1, 77, "tok-1", 3);
+    let (tokens, answer) = call_with_progress(&gw.url, &c1, 77, json!("tok-1"), 3);
     assert_eq!(tokens, vec![json!("tok-1"); 3]);
     assert_eq!(answer["id"], json!(77));
     assert_eq!(text_of(&answer), "done");
@@ -151,7 +166,7 @@ fn shared_child_keeps_sessions_apart_across_shards() {
     let answers: Vec<(Vec<Value>, Value)> = std::thread::scope(|s| {
         let handles: Vec<_> = clients
             .iter()
-            .map(|c| s.spawn(|| call_with_progress(&gw.url, c, 5, "same", 4)))
+            .map(|c| s.spawn(|| call_with_progress(&gw.url, c, 5, json!("same"), 4)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -196,7 +211,7 @@ fn shared_child_keeps_sessions_apart_across_shards() {
 fn no_child_or_fd_outlives_its_session_or_the_gateway() {
     let mut gw = gateway()
         .shards(2)
-        .yaml("limits:\n  session_idle_timeout_ms: 300")
+        .yaml("limits:\n  session_idle_timeout_ms: 300\nstreams:\n  keepalive_ms: 500")
         .stdio_mock("s", "")
         .start();
     let pid = gw.pid();
@@ -239,13 +254,26 @@ fn no_child_or_fd_outlives_its_session_or_the_gateway() {
         fds_of(pid)
     );
 
-    // Sessions that expire instead of ending stop their children too.
+    // Sessions that expire instead of ending stop their children too; one whose client
+    // listens on its GET stream does not expire, until the client goes.
     let idle: Vec<Client> = (0..3).map(|_| client(&gw.url)).collect();
+    let mut get = Client::connect(&gw.url).unwrap();
+    get.session = idle[0].session.clone();
+    get.protocol_version = idle[0].protocol_version.clone();
+    let listening = get
+        .open_stream("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    assert_eq!(listening.status, 200);
     assert_eq!(children_of(pid).len(), 3);
     drop(idle);
     assert!(
-        eventually(Duration::from_secs(30), || children_of(pid).is_empty()),
+        eventually(Duration::from_secs(30), || children_of(pid).len() == 1),
         "expired sessions kept their children"
+    );
+    drop(listening);
+    assert!(
+        eventually(Duration::from_secs(30), || children_of(pid).is_empty()),
+        "the session whose client left kept its child"
     );
 
     // When the gateway dies, so do its children (PR_SET_PDEATHSIG).
@@ -271,35 +299,14 @@ fn legacy_sse_backend_through_a_second_gateway() {
         .backend_with("l", &sse_url, "transport: sse\nretry_backoff_ms: 100")
         .start();
     let mut c = client(&outer.url);
-    let names: Vec<String> = c
-        .list_all("tools/list", "tools")
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = tool_names(&mut c);
     assert!(names.iter().any(|n| n == "l__m__echo"), "{names:?}");
     assert_eq!(
         text_of(&call(&mut c, "l__m__echo", json!({"message": "two hops"}))),
         "two hops"
     );
     // Progress crosses both gateways on the call's stream, with the client's token.
-    let mut s = Client::connect(&outer.url).unwrap();
-    s.session = c.session.clone();
-    s.protocol_version = c.protocol_version.clone();
-    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-        "name": "l__m__progress", "arguments": {"steps": 3}, "_meta": {"progressToken": 41}}});
-    let mut r = s
-        .open_stream("POST", body.to_string().as_bytes(), &[])
-        .unwrap();
-    let mut tokens = Vec::new();
-    let answer = loop {
-        let msg = r.next_message(WAIT).unwrap().expect("the answer");
-        if msg.get("method") == Some(&json!("notifications/progress")) {
-            tokens.push(msg["params"]["progressToken"].clone());
-        } else if msg.get("id").is_some() {
-            break msg;
-        }
-    };
+    let (tokens, answer) = progress_of(&outer.url, &c, "l__m__progress", 3, json!(41), 3);
     assert_eq!(tokens, vec![json!(41); 3]);
     assert_eq!(text_of(&answer), "done");
 

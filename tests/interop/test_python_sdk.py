@@ -160,8 +160,9 @@ def test_default_auto_mode_probes_then_initializes(gateway):
             assert c.protocol_version == "2025-11-25"
             names = {t.name for t in await _all_tools(c)}
             assert "ev2__echo" in names
-            echo = await c.call_tool("ev2__echo", {"message": "auto"})
-            assert echo.content[0].text == "Echo: auto"
+            for backend in ("ev2", "evs", "evl"):
+                echo = await c.call_tool(f"{backend}__echo", {"message": "auto"})
+                assert echo.content[0].text == "Echo: auto", backend
 
     run(go)
 
