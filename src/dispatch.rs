@@ -15,7 +15,7 @@ use ringmux_core::version;
 use serde_json::value::RawValue;
 
 use crate::bufs;
-use crate::federation::Merged;
+use crate::federation::{Federation, Merged};
 use crate::relay;
 use crate::session::{final_message, request_key, BackendFailure, Capabilities, Session};
 use crate::shard::{session_not_found, Call, Reply, Shard};
@@ -236,10 +236,11 @@ async fn call_backend(
     Ok(msg)
 }
 
-/// Fetches backend `b`'s whole `kind` list (all pages) into the shard's cache.
+/// Fetches backend `b`'s whole `kind` list (all pages) into the session's catalog view `fed`.
 async fn fetch_catalog(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
+    fed: &Federation,
     b: u16,
     kind: ListKind,
 ) -> Result<(), String> {
@@ -277,7 +278,7 @@ async fn fetch_catalog(
     if catalog.malformed > 0 {
         tracing::warn!(backend = %pool.name(), list = kind.method(), skipped = catalog.malformed, "items without a valid key skipped");
     }
-    shard.fed(session.view).store(b, catalog, Instant::now());
+    fed.store(b, catalog, Instant::now());
     Ok(())
 }
 
@@ -298,8 +299,9 @@ async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc
         let b = pool.index;
         for &k in kinds {
             if session.is_ready(b) && fed.is_stale(k, b, now) && pool.is_healthy(now) {
+                let fed = &fed;
                 fetches.push(async move {
-                    if let Err(e) = fetch_catalog(shard, session, b, k).await {
+                    if let Err(e) = fetch_catalog(shard, session, fed, b, k).await {
                         tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
                     }
                 });

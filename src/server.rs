@@ -72,8 +72,8 @@ pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<S
         .collect();
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let peers = Peers(senders);
-    // A shared stdio (or legacy SSE) backend's child is driven by shard `b % shards`; every shard holds a
-    // handle to it.
+    // A shared stdio (or legacy SSE) backend's child is driven by shard `b % shards`; every
+    // shard holds a handle to it.
     let mut handles = Vec::with_capacity(cfg.backends.len());
     let mut owned: Vec<Vec<(usize, crate::stdio::Inbox)>> =
         (0..shards).map(|_| Vec::new()).collect();
@@ -122,7 +122,7 @@ pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<S
     })
 }
 
-/// What a shard needs of the shared stdio children: every one's handle, and the inboxes of
+/// What a shard needs of the shared stdio and legacy SSE children: every one's handle, and the inboxes of
 /// those it drives (by backend index).
 struct StdioChildren {
     handles: Arc<[Option<crate::stdio::Handle>]>,

@@ -368,9 +368,10 @@ impl Shard {
             .borrow()
             .iter()
             .filter(|(_, s)| {
-                // A client listening on its GET stream is still there, however quiet.
-                let idle = now.duration_since(s.last_used.get()) > limit && !s.streams.has_get();
-                idle || (s.legacy.get() && !s.streams.has_get())
+                // A client listening on its GET stream is still there, however quiet; a legacy
+                // session without one is over.
+                !s.streams.has_get()
+                    && (s.legacy.get() || now.duration_since(s.last_used.get()) > limit)
             })
             .map(|(id, _)| id.clone())
             .collect();

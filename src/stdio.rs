@@ -1120,8 +1120,8 @@ async fn wait_for(proc: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// Links for every backend of one shard: `shared[b]` is the handle of backend `b`'s shared
-/// child, if it has one.
+/// One shard's link to `backend` if child actors drive it (stdio, legacy SSE); `shared` is
+/// the handle of its shared child, if it has one.
 pub fn link_for(
     backend: &Backend,
     metrics: &Arc<ShardMetrics>,

@@ -65,7 +65,7 @@ struct Health {
 pub struct Pool {
     pub index: u16,
     pub cfg: Backend,
-    /// Set for a stdio backend: its child(ren) instead of connections.
+    /// Set for stdio and legacy SSE backends: their child actors instead of connections.
     stdio: Option<Rc<Link>>,
     idle: RefCell<Vec<Conn>>,
     health: Cell<Health>,

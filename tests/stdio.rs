@@ -48,9 +48,7 @@ fn progress_of(
     token: Value,
     steps: u64,
 ) -> (Vec<Value>, Value) {
-    let mut s = Client::connect(url).unwrap();
-    s.session = c.session.clone();
-    s.protocol_version = c.protocol_version.clone();
+    let s = sibling(url, c);
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
         "name": tool, "arguments": {"steps": steps}, "_meta": {"progressToken": token}}});
     let mut r = s
@@ -180,9 +178,7 @@ fn shared_child_keeps_sessions_apart_across_shards() {
     // A server→client request during a call goes to the session that made the call, which
     // answers it; the child gets the answer under its own id.
     let c = &clients[0];
-    let mut s = Client::connect(&gw.url).unwrap();
-    s.session = c.session.clone();
-    s.protocol_version = c.protocol_version.clone();
+    let s = sibling(&gw.url, c);
     let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
         "params": {"name": "s__ask_roots", "arguments": {}}});
     let mut r = s
@@ -193,9 +189,7 @@ fn shared_child_keeps_sessions_apart_across_shards() {
         .unwrap()
         .expect("roots/list on the call's stream");
     assert_eq!(ask["method"], json!("roots/list"));
-    let mut answerer = Client::connect(&gw.url).unwrap();
-    answerer.session = c.session.clone();
-    answerer.protocol_version = c.protocol_version.clone();
+    let mut answerer = sibling(&gw.url, c);
     let reply = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": [{"uri": "file:///only-mine"}]}});
     assert_eq!(answerer.post(&reply).unwrap().status, 202);
     let answer = loop {
@@ -257,10 +251,7 @@ fn no_child_or_fd_outlives_its_session_or_the_gateway() {
     // Sessions that expire instead of ending stop their children too; one whose client
     // listens on its GET stream does not expire, until the client goes.
     let idle: Vec<Client> = (0..3).map(|_| client(&gw.url)).collect();
-    let mut get = Client::connect(&gw.url).unwrap();
-    get.session = idle[0].session.clone();
-    get.protocol_version = idle[0].protocol_version.clone();
-    let listening = get
+    let listening = sibling(&gw.url, &idle[0])
         .open_stream("GET", b"", &[("accept", "text/event-stream")])
         .unwrap();
     assert_eq!(listening.status, 200);

@@ -26,14 +26,6 @@ fn two_backends(shards: usize) -> (Proc, Proc, Proc) {
     (a, b, gw)
 }
 
-/// Another connection on `c`'s session.
-fn sibling(url: &str, c: &Client) -> Client {
-    let mut s = Client::connect(url).unwrap();
-    s.session = c.session.clone();
-    s.protocol_version = c.protocol_version.clone();
-    s
-}
-
 /// Opens the session's GET stream (optionally resuming) and checks its head.
 fn open_get(url: &str, c: &Client, last_event_id: Option<&str>) -> EventReader {
     let extra: Vec<(&str, &str)> = last_event_id

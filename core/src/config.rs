@@ -416,7 +416,7 @@ pub struct StdioCommand {
 }
 
 /// The parts of an `http://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpUrl {
     pub host: String,
     pub port: u16,
@@ -629,19 +629,13 @@ impl File {
                     if b.transport.is_some() {
                         return Err(err(at("transport"), "stdio backends have no transport"));
                     }
-                    let url = HttpUrl {
-                        host: String::new(),
-                        port: 0,
-                        authority: String::new(),
-                        path: String::new(),
-                    };
                     let stdio = StdioCommand {
                         command: command.clone(),
                         args: b.args.clone(),
                         env: b.env.clone().into_iter().collect(),
                         cwd: b.cwd.clone(),
                     };
-                    (url, Vec::new(), Some(stdio), false)
+                    (HttpUrl::default(), Vec::new(), Some(stdio), false)
                 }
                 (Some(_), Some(_)) => {
                     return Err(err(at("url"), "give either url or command, not both"))

@@ -262,6 +262,14 @@ pub fn client(url: &str) -> Client {
     c
 }
 
+/// Another connection on `c`'s session.
+pub fn sibling(url: &str, c: &Client) -> Client {
+    let mut s = Client::connect(url).expect("connecting");
+    s.session = c.session.clone();
+    s.protocol_version = c.protocol_version.clone();
+    s
+}
+
 /// The text of a tools/call result's first content item.
 pub fn text_of(msg: &Value) -> &str {
     msg.pointer("/result/content/0/text")

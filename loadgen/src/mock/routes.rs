@@ -272,11 +272,22 @@ pub(crate) async fn stdio_request(
 }
 
 /// Starts the JSON-RPC success response in `out`: `{"jsonrpc":"2.0","id":ID,"result":`.
-pub(crate) fn result_prefix(out: &mut Vec<u8>, id: Raw<'_>) {
+fn result_prefix(out: &mut Vec<u8>, id: Raw<'_>) {
     out.clear();
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     out.extend_from_slice(id.get().as_bytes());
     out.extend_from_slice(br#","result":"#);
+}
+
+/// The whole `initialize` response in `out`: the negotiated version, then the catalog's
+/// capabilities and server info.
+pub(crate) fn initialize_response(sh: &Shared, msg: &Message<'_>, id: Raw<'_>, out: &mut Vec<u8>) {
+    result_prefix(out, id);
+    out.extend_from_slice(br#"{"protocolVersion":""#);
+    out.extend_from_slice(version::negotiate(msg.params.protocol_version.as_deref()).as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&sh.catalog.init_tail);
+    out.push(b'}');
 }
 
 async fn initialize(
@@ -293,12 +304,7 @@ async fn initialize(
         return Ok(false);
     };
     let session = sh.sessions.create()?;
-    result_prefix(out, id);
-    out.extend_from_slice(br#"{"protocolVersion":""#);
-    out.extend_from_slice(version::negotiate(msg.params.protocol_version.as_deref()).as_bytes());
-    out.push(b'"');
-    out.extend_from_slice(&sh.catalog.init_tail);
-    out.push(b'}');
+    initialize_response(sh, msg, id, out);
     let session_id: &[u8] = &session.id;
     io.respond(
         200,

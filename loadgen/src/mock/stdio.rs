@@ -11,7 +11,6 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, Kind};
-use ringmux_core::version;
 
 use super::emit::Io;
 use super::session::Session;
@@ -85,14 +84,7 @@ async fn serve(sh: Arc<Shared>, mut lines: mpsc::UnboundedReceiver<Vec<u8>>) {
                 });
                 session = Some(s);
                 let mut out = Vec::with_capacity(512);
-                routes::result_prefix(&mut out, id);
-                out.extend_from_slice(br#"{"protocolVersion":""#);
-                out.extend_from_slice(
-                    version::negotiate(msg.params.protocol_version.as_deref()).as_bytes(),
-                );
-                out.push(b'"');
-                out.extend_from_slice(&sh.catalog.init_tail);
-                out.push(b'}');
+                routes::initialize_response(&sh, &msg, id, &mut out);
                 io.respond(200, None, &out, true, &[]);
                 let _ = io.flush().await;
             }
