@@ -431,6 +431,9 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
     if let Some(legacy) = legacy {
         return legacy_front(shard, head, buf, body, legacy).await;
     }
+    if crate::modern::is_modern(head, buf) {
+        return crate::modern::front(shard, head, buf, body).await;
+    }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
             return Reply::http_error(400, -32600, "Bad Request: Unsupported protocol version");
@@ -592,6 +595,7 @@ async fn post(
                 session,
                 sse,
                 legacy: false,
+                modern: None,
             })
             .await;
     }

@@ -191,7 +191,7 @@ async fn set_level(shard: &Rc<Shard>, session: &Rc<Session>, body: &[u8], id: Ra
 }
 
 /// Sends `body` to a backend session, re-creating the session once if the backend expired it.
-async fn send(
+pub(crate) async fn send(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     pool: &Rc<Pool>,
@@ -564,6 +564,19 @@ async fn forward(
                 body,
                 session: None,
             }
+        }
+        Body::Events(events) if call.modern.is_some() => {
+            let ctx = call.modern.expect("checked").clone();
+            crate::modern::relay_call(
+                shard.clone(),
+                session.clone(),
+                pool,
+                events,
+                call.sse,
+                key,
+                ctx,
+            )
+            .await
         }
         Body::Events(events) if call.legacy => {
             // A legacy client has one stream: everything goes there, as it arrives.

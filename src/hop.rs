@@ -30,6 +30,10 @@ pub enum HopKind {
     },
     /// A legacy HTTP+SSE client's POST.
     Legacy,
+    /// A 2026-07-28 request; `session` is its principal session's key.
+    Modern {
+        sse: bool,
+    },
     Delete,
 }
 
@@ -110,8 +114,12 @@ pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<In
                             session: Some(&hop.session),
                             sse,
                             legacy: false,
+                            modern: None,
                         })
                         .await
+                }
+                HopKind::Modern { sse } => {
+                    crate::modern::serve(&shard, &hop.session, &hop.body, sse).await
                 }
                 HopKind::Legacy => {
                     let reply = shard.post_legacy(&hop.session, hop.body);

@@ -22,6 +22,7 @@ pub mod federation;
 pub mod hop;
 pub mod io;
 pub mod metrics;
+pub mod modern;
 pub mod probe;
 pub mod relay;
 pub mod server;

@@ -82,6 +82,13 @@ pub fn deliver(
             session.streams.send(stream, data);
             Delivered::Answer
         }
+        Kind::Request if session.modern.get().is_some() => {
+            // A sessionless client has no stream outside its calls: asked at its next one.
+            if let Some(state) = session.modern.get() {
+                state.hold(b, data);
+            }
+            Delivered::Passed
+        }
         Kind::Request => {
             if msg.method == "roots/list" {
                 session.asked_for_roots(b);
@@ -96,6 +103,21 @@ pub fn deliver(
         }
         Kind::Notification => {
             let method = &*msg.method;
+            if let Some(state) = session.modern.get() {
+                // A 2026-07-28 client hears of changes on its subscriptions/listen streams.
+                if let Some(kind) = changed_list(method) {
+                    invalidate(shard, b, kind);
+                    state.publish(method, list_bit(kind), None);
+                } else if method == "notifications/resources/updated" {
+                    if let Some(uri) = msg.params.uri.and_then(raw_str) {
+                        let uri = client_uri(shard, pool, &uri);
+                        state.publish(method, 0, Some(&uri));
+                    }
+                } else {
+                    tracing::debug!(backend = %pool.name(), method, "notification outside a call for a sessionless client; dropped");
+                }
+                return Delivered::Passed;
+            }
             if let Some(kind) = changed_list(method) {
                 invalidate(shard, b, kind);
                 if !session.announce(list_bit(kind)) {
@@ -142,6 +164,18 @@ pub fn deliver(
             Delivered::Passed
         }
     }
+}
+
+/// A backend's resource URI as clients know it (prefixed for a prefixed backend).
+fn client_uri(shard: &Shard, pool: &Pool, uri: &str) -> String {
+    if !pool.cfg.prefixed {
+        return uri.to_owned();
+    }
+    let mut raw = Vec::with_capacity(uri.len() + 2);
+    jsonrpc::write_str(&mut raw, uri);
+    let mut lit = Vec::with_capacity(uri.len() + 32);
+    names::write_prefixed_literal(&mut lit, true, pool.name(), &shard.cfg.separator, &raw);
+    serde_json::from_slice(&lit).unwrap_or_else(|_| uri.to_owned())
 }
 
 /// The list a `notifications/*/list_changed` is about.

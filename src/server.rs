@@ -54,7 +54,13 @@ pub fn io_uring_available() -> bool {
 }
 
 /// Starts every shard on pre-bound listeners (one per shard).
-pub fn start(cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
+pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
+    if cfg.modern.request_state_key.is_none() {
+        // Every shard seals and opens 2026-07-28 requestState with one key per process.
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
+        cfg.modern.request_state_key = Some(key);
+    }
     let cfg = Arc::new(cfg);
     let shards = cfg.shards;
     assert_eq!(listeners.len(), shards, "one listener per shard");

@@ -95,6 +95,8 @@ pub struct Session {
     listeners: RefCell<Option<Vec<AbortHandle>>>,
     /// A legacy HTTP+SSE client: the session lives as long as its stream.
     pub legacy: Cell<bool>,
+    /// Set on a 2026-07-28 principal session ([`crate::modern`]).
+    pub modern: std::cell::OnceCell<Rc<crate::modern::State>>,
 }
 
 /// A forwarded request awaiting its answer.
@@ -142,6 +144,7 @@ impl Session {
             asked_roots: RefCell::new(Vec::new()),
             listeners: RefCell::new(None),
             legacy: Cell::new(false),
+            modern: std::cell::OnceCell::new(),
         }
     }
 

@@ -81,6 +81,8 @@ pub struct Call<'a> {
     pub sse: bool,
     /// A legacy HTTP+SSE client: every answer goes on the session's one stream.
     pub legacy: bool,
+    /// A 2026-07-28 request (through its principal session): what its answer needs.
+    pub modern: Option<&'a crate::modern::Ctx>,
 }
 
 /// Catalog views kept per shard (distinct client capability sets).
@@ -251,6 +253,35 @@ impl Shard {
         session
     }
 
+    /// Creates the 2026-07-28 principal session `key` ([`crate::modern`]) with the synthesized
+    /// initialize `params`. It is findable at once; requests that find it before its backend
+    /// sessions are initialized wait for them.
+    pub async fn create_principal(
+        self: &Rc<Self>,
+        key: &str,
+        params: Box<serde_json::value::RawValue>,
+    ) -> Rc<Session> {
+        let id: Rc<str> = Rc::from(key);
+        let session = Rc::new(Session::new(
+            id.clone(),
+            version::LATEST_STATEFUL,
+            params,
+            self.pools.len(),
+            Instant::now(),
+            Streams::new(0, self.cfg.streams.retry.as_millis() as u64),
+        ));
+        let state = Rc::new(crate::modern::State::new());
+        let _ = session.modern.set(state.clone());
+        self.sessions.borrow_mut().insert(id, session.clone());
+        self.metrics.sessions.add(1);
+        session.initialize_missing(&self.pools).await;
+        // Backends' unprompted messages (list changes, requests for roots) come on their own
+        // streams.
+        self.listen_backends(&session);
+        state.open();
+        session
+    }
+
     /// Ends a session: forgets it and deletes its backend sessions (in the background).
     pub fn end_session(self: &Rc<Self>, id: &str) -> bool {
         let Some(session) = self.sessions.borrow_mut().remove(id) else {
@@ -294,7 +325,7 @@ impl Shard {
     }
 
     /// Opens every backend session's own stream into the client's stream 0, once per session.
-    fn listen_backends(self: &Rc<Self>, session: &Rc<Session>) {
+    pub fn listen_backends(self: &Rc<Self>, session: &Rc<Session>) {
         session.start_listening(|| {
             self.pools
                 .iter()
@@ -344,6 +375,7 @@ impl Shard {
                 session: Some(&id),
                 sse: false,
                 legacy: true,
+                modern: None,
             };
             if let Reply::Json { body: answer, .. } = shard.handle(call).await {
                 if let Some(s) = shard.session(Some(&id)) {
@@ -370,6 +402,10 @@ impl Shard {
             .filter(|(_, s)| {
                 // A client listening on its GET stream is still there, however quiet; a legacy
                 // session without one is over.
+                if let Some(m) = s.modern.get() {
+                    m.expire(s, now);
+                    return !m.busy() && now.duration_since(s.last_used.get()) > limit;
+                }
                 !s.streams.has_get()
                     && (s.legacy.get() || now.duration_since(s.last_used.get()) > limit)
             })

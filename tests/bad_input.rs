@@ -196,28 +196,3 @@ fn every_kind_of_bad_input_gets_a_precise_error() {
     assert_eq!(text_of(&echo), "alive");
     assert!(gw.is_running());
 }
-
-#[test]
-fn server_discover_sends_dual_era_clients_to_initialize() {
-    let a = mock("a").start();
-    let gw = gateway().backend("a", &a.url).start();
-    let mut c = Client::connect(&gw.url).unwrap();
-    let resp = c
-        .send(
-            "POST",
-            br#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
-            &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "server/discover")],
-        )
-        .unwrap();
-    assert_eq!(resp.status, 200);
-    let versions = resp.messages()[0]["result"]["supportedVersions"].clone();
-    assert!(
-        versions
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v.as_str().unwrap() < "2026"),
-        "{versions}"
-    );
-    assert!(versions.as_array().unwrap().contains(&json!("2025-11-25")));
-}

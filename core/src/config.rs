@@ -59,8 +59,40 @@ pub struct File {
     /// Server-to-client SSE streams.
     #[serde(default)]
     pub streams: StreamsFile,
+    /// The sessionless era (2026-07-28) served to modern clients.
+    #[serde(default)]
+    pub modern: ModernFile,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
+}
+
+/// `modern:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModernFile {
+    /// Header naming an unauthenticated modern client's principal: requests with the same value
+    /// (and the same declared capabilities) share backend sessions on the shard that value
+    /// hashes to. Empty: every unauthenticated modern client is one principal.
+    #[serde(default)]
+    pub principal_header: String,
+    /// How long an `input_required` result's `requestState` stays valid (the client's answer
+    /// must come back within it; the backend's call waits that long).
+    #[serde(default = "default_request_state_ttl")]
+    pub request_state_ttl_ms: u64,
+    /// The key sealing `requestState` (AEAD): 64 hex digits. Give the same key to replicas that
+    /// share a load balancer. Empty: a random key per process.
+    #[serde(default)]
+    pub request_state_key: String,
+}
+
+impl Default for ModernFile {
+    fn default() -> Self {
+        ModernFile {
+            principal_header: String::new(),
+            request_state_ttl_ms: default_request_state_ttl(),
+            request_state_key: String::new(),
+        }
+    }
 }
 
 /// `names:` section.
@@ -267,6 +299,9 @@ fn default_retry() -> u64 {
 fn default_keepalive() -> u64 {
     15_000
 }
+fn default_request_state_ttl() -> u64 {
+    300_000
+}
 fn default_connect_timeout() -> u64 {
     2_000
 }
@@ -311,6 +346,7 @@ pub struct Config {
     pub limits: Limits,
     pub catalog_ttl: Duration,
     pub streams: Streams,
+    pub modern: Modern,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -333,6 +369,16 @@ pub struct Streams {
     pub replay_events: usize,
     pub retry: Duration,
     pub keepalive: Duration,
+}
+
+/// Checked `modern:` settings.
+#[derive(Debug, Clone)]
+pub struct Modern {
+    /// Lowercase header name, or `None`: one principal for every unauthenticated client.
+    pub principal_header: Option<String>,
+    pub request_state_ttl: Duration,
+    /// `None`: the process draws a random key at start.
+    pub request_state_key: Option<[u8; 32]>,
 }
 
 /// Who may send a browser `Origin`.
@@ -681,6 +727,7 @@ impl File {
             key.extend_from_slice(self.names.separator.as_bytes());
             xxhash_rust::xxh3::xxh3_64(&key) as u32
         };
+        let modern = self.modern.check()?;
         Ok(Config {
             listen,
             shards,
@@ -707,10 +754,54 @@ impl File {
                 retry: Duration::from_millis(self.streams.retry_ms),
                 keepalive: Duration::from_millis(self.streams.keepalive_ms),
             },
+            modern,
             backends,
             fingerprint,
         })
     }
+}
+
+impl ModernFile {
+    fn check(self) -> Result<Modern, ConfigError> {
+        let header = self.principal_header.trim().to_ascii_lowercase();
+        if !header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(err(
+                "modern.principal_header",
+                "must be a header name (letters, digits, - and _)",
+            ));
+        }
+        if self.request_state_ttl_ms == 0 {
+            return Err(err("modern.request_state_ttl_ms", "must be greater than 0"));
+        }
+        let key = match self.request_state_key.trim() {
+            "" => None,
+            hex => Some(parse_key(hex).ok_or_else(|| {
+                err(
+                    "modern.request_state_key",
+                    "must be 64 hex digits (32 bytes)",
+                )
+            })?),
+        };
+        Ok(Modern {
+            principal_header: (!header.is_empty()).then_some(header),
+            request_state_ttl: Duration::from_millis(self.request_state_ttl_ms),
+            request_state_key: key,
+        })
+    }
+}
+
+fn parse_key(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
 }
 
 /// Parses and validates YAML text.

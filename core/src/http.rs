@@ -74,6 +74,19 @@ pub struct RequestHeaders {
     pub mcp_name: Option<Range<usize>>,
 }
 
+/// The first value of header `name` (lowercase) in `head`, the bytes of a request head that
+/// [`parse_request`] accepted; trimmed. For the headers [`RequestHeaders`] does not keep (a
+/// configured principal header, say), looked up off the hot path.
+pub fn find_header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let colon = memchr::memchr(b':', line)?;
+        let value = &line[colon + 1..];
+        line[..colon]
+            .eq_ignore_ascii_case(name)
+            .then(|| trim(value.strip_suffix(b"\r").unwrap_or(value)))
+    })
+}
+
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {

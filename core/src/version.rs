@@ -22,6 +22,11 @@ pub fn negotiate(requested: Option<&str>) -> &'static str {
         .unwrap_or(LATEST_STATEFUL)
 }
 
+/// Whether `v` is a stateful-era (handshake) version.
+pub fn is_stateful(v: &[u8]) -> bool {
+    STATEFUL.iter().any(|s| s.as_bytes() == v)
+}
+
 /// Whether a `MCP-Protocol-Version` header value names a version ringmux accepts.
 pub fn is_supported(v: &str) -> bool {
     STATEFUL.contains(&v) || v == SESSIONLESS

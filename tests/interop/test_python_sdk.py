@@ -154,10 +154,14 @@ def test_progress_arrives_before_the_result(gateway):
     run(go)
 
 
-def test_default_auto_mode_probes_then_initializes(gateway):
+def test_default_auto_mode_probes_and_goes_sessionless(gateway):
+    """server/discover offers 2026-07-28, so the SDK's default mode speaks it: every request
+    sessionless, through ringmux's principal sessions to stateful backends of each transport."""
+
     async def go():
         async with Client(gateway, cache=None) as c:
-            assert c.protocol_version == "2025-11-25"
+            assert c.protocol_version == "2026-07-28"
+            assert c.server_info.name == "ringmux"
             names = {t.name for t in await _all_tools(c)}
             assert "ev2__echo" in names
             for backend in ("ev2", "evs", "evl"):
@@ -217,15 +221,18 @@ async def _roots(context):
     return types.ListRootsResult(roots=[types.Root(uri="file:///workspace/ringmux", name="workspace")])
 
 
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 @pytest.mark.parametrize("backend", ["evs", "ev1", "evl"])
-def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend):
-    """Server→client requests from a stdio (per-session child) and a Streamable HTTP backend
-    reach the SDK's callbacks through ringmux, and their answers get back to the server."""
+def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend, mode):
+    """Server→client requests from a stdio (per-session child), a Streamable HTTP and a legacy
+    SSE backend reach the SDK's callbacks through ringmux, and their answers get back to the
+    server: as real requests on a stateful client's streams, and for a sessionless client as
+    `input_required` results whose sealed requestState the SDK's retry brings back."""
 
     async def go():
         async with Client(
             gateway,
-            mode="legacy",
+            mode=mode,
             cache=None,
             sampling_callback=_sample,
             elicitation_callback=_elicit,
@@ -245,9 +252,10 @@ def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend
     run(go)
 
 
-def test_stdio_and_legacy_sse_backends_stream_progress(gateway):
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_stdio_and_legacy_sse_backends_stream_progress(gateway, mode):
     async def go():
-        async with Client(gateway, mode="legacy", cache=None) as c:
+        async with Client(gateway, mode=mode, cache=None) as c:
             for backend in ("evs", "evsh", "evl"):
                 seen = []
 
