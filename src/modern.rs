@@ -81,6 +81,57 @@ const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 const STATE_PREFIX: &str = "rm1.";
 const STATE_AAD: &[u8] = b"ringmux/request-state/1";
 
+/// The members of a modern request that only this era reads, parsed here rather than by the
+/// hot-path parser (which the stateful era shares).
+#[derive(serde::Deserialize, Default)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    params: Option<EnvelopeParams<'a>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct EnvelopeParams<'a> {
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<EnvelopeMeta<'a>>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    #[serde(rename = "requestState", borrow, default)]
+    request_state: Option<&'a RawValue>,
+    #[serde(rename = "inputResponses", borrow, default)]
+    input_responses: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    notifications: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct EnvelopeMeta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
+    protocol_version: Option<&'a RawValue>,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow, default)]
+    client_capabilities: Option<&'a RawValue>,
+    #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow, default)]
+    client_info: Option<&'a RawValue>,
+    #[serde(rename = "io.modelcontextprotocol/logLevel", borrow, default)]
+    log_level: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope of `body` (a message [`jsonrpc::parse`] accepted); empty when `params` is
+    /// not an object of the expected shape.
+    fn of(body: &'a [u8]) -> EnvelopeParams<'a> {
+        serde_json::from_slice::<Envelope<'a>>(body)
+            .ok()
+            .and_then(|e| e.params)
+            .unwrap_or_default()
+    }
+}
+
+impl<'a> EnvelopeParams<'a> {
+    fn meta(&self, pick: impl Fn(&EnvelopeMeta<'a>) -> Option<&'a RawValue>) -> Option<Raw<'a>> {
+        self.meta.as_ref().and_then(pick).map(Raw::from)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The front door (accepting shard)
 // ---------------------------------------------------------------------------------------------
@@ -139,7 +190,9 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         Kind::Notification => return Reply::Status(202),
         Kind::Request => {}
     }
+    let env = Envelope::of(body);
     if let Err(reply) = check(
+        &env,
         &msg,
         field(&h.protocol_version),
         field(&h.mcp_method),
@@ -161,7 +214,7 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         .as_deref()
         .and_then(|name| http::find_header(&buf[..head.head_len], name.as_bytes()))
         .unwrap_or(b"anonymous");
-    let caps = msg.params.meta.as_ref().and_then(|m| m.client_capabilities);
+    let caps = env.meta(|m| m.client_capabilities);
     let key = principal_key(principal, caps);
     let owner = affinity::shard_of(key.as_bytes(), shard.cfg.shards);
     if owner == shard.id {
@@ -177,6 +230,7 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
 /// The routing-header and envelope checks, in the order the era's reference implementation
 /// applies them.
 fn check(
+    env: &EnvelopeParams<'_>,
     msg: &Message<'_>,
     version_header: Option<&[u8]>,
     method_header: Option<&[u8]>,
@@ -192,9 +246,8 @@ fn check(
             session: None,
         }
     };
-    let meta = msg.params.meta.as_ref();
-    let requested = meta.and_then(|m| m.protocol_version);
-    if requested.is_none() || meta.and_then(|m| m.client_capabilities).is_none() {
+    let requested = env.meta(|m| m.protocol_version);
+    if requested.is_none() || env.meta(|m| m.client_capabilities).is_none() {
         return Err(fail(
             400,
             -32602,
@@ -571,29 +624,29 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
-    let session = principal(shard, key, &msg).await;
+    let session = principal(shard, key, body).await;
     let state = session.modern.get().expect("a principal session").clone();
-    let meta = msg.params.meta.as_ref();
+    let env = Envelope::of(body);
     let ctx = Ctx {
         client_id: id.to_boxed(),
         method: msg.method.as_ref().into(),
-        log_rank: meta
-            .and_then(|m| m.log_level)
+        log_rank: env
+            .meta(|m| m.log_level)
             .and_then(raw_str)
             .and_then(|l| jsonrpc::log_rank(&l)),
         capabilities: Rc::new(
-            meta.and_then(|m| m.client_capabilities)
+            env.meta(|m| m.client_capabilities)
                 .and_then(|c| serde_json::from_str(c.get()).ok())
                 .unwrap_or_default(),
         ),
-        binding: binding(&msg),
+        binding: binding(&msg, &env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
     };
     match &*msg.method {
         "server/discover" => discover(shard, &session, id),
-        "subscriptions/listen" => listen(shard, &session, &state, &msg, id).await,
-        _ if msg.params.request_state.is_some_and(|s| s.get() != "null") => {
-            resume(shard, &session, &state, &msg, body, ctx, sse).await
+        "subscriptions/listen" => listen(shard, &session, &state, &env, id).await,
+        _ if env.request_state.is_some_and(|s| s.get() != "null") => {
+            resume(shard, &session, &env, id, body, ctx, sse).await
         }
         m => {
             if INPUT_METHODS.contains(&m) {
@@ -648,23 +701,23 @@ async fn call(
 
 /// The principal session for `key`, created (and its backend sessions initialized with the
 /// request's capabilities) on first use.
-async fn principal(shard: &Rc<Shard>, key: &str, msg: &Message<'_>) -> Rc<Session> {
+async fn principal(shard: &Rc<Shard>, key: &str, body: &[u8]) -> Rc<Session> {
     if let Some(s) = shard.session(Some(key)) {
         s.modern.get().expect("a principal session").ready().await;
         return s;
     }
-    let meta = msg.params.meta.as_ref();
+    let env = Envelope::of(body);
     let mut params = Vec::with_capacity(256);
     params.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut params, version::LATEST_STATEFUL);
     params.extend_from_slice(b",\"capabilities\":");
     params.extend_from_slice(
-        meta.and_then(|m| m.client_capabilities)
+        env.meta(|m| m.client_capabilities)
             .map_or("{}", |c| c.get())
             .as_bytes(),
     );
     params.extend_from_slice(b",\"clientInfo\":");
-    match meta.and_then(|m| m.client_info) {
+    match env.meta(|m| m.client_info) {
         Some(info) => params.extend_from_slice(info.get().as_bytes()),
         None => params.extend_from_slice(b"{\"name\":\"ringmux-modern-client\",\"version\":\"0\"}"),
     }
@@ -814,7 +867,7 @@ pub fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
 
 /// What a `requestState` is bound to: the method, the name or URI, and the arguments in
 /// canonical form. A retry that changes any of them cannot resume the call.
-fn binding(msg: &Message<'_>) -> u64 {
+fn binding(msg: &Message<'_>, env: &EnvelopeParams<'_>) -> u64 {
     let mut key = Vec::with_capacity(128);
     key.extend_from_slice(msg.method.as_bytes());
     key.push(0);
@@ -822,7 +875,7 @@ fn binding(msg: &Message<'_>) -> u64 {
         key.extend_from_slice(n.as_bytes());
     }
     key.push(0);
-    if let Some(args) = msg.params.arguments {
+    if let Some(args) = env.arguments {
         let canonical = serde_json::from_str::<serde_json::Value>(args.get())
             .map(|v| v.to_string())
             .unwrap_or_default();
@@ -1168,13 +1221,12 @@ async fn held_asks(shard: &Rc<Shard>, session: &Rc<Session>, state: &State, ctx:
 async fn resume(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
-    state: &Rc<State>,
-    msg: &Message<'_>,
+    env: &EnvelopeParams<'_>,
+    id: Raw<'_>,
     body: &[u8],
     ctx: Ctx,
     sse: bool,
 ) -> Reply {
-    let id = msg.id.expect("a request");
     let invalid = || {
         let mut body = Vec::with_capacity(160);
         jsonrpc::write_error_parts(
@@ -1196,9 +1248,9 @@ async fn resume(
         .request_state_key
         .as_ref()
         .expect("a key at start");
-    let claims = msg
-        .params
+    let claims = env
         .request_state
+        .map(Raw::from)
         .and_then(raw_str)
         .and_then(|s| open(key, &s));
     let Some(claims) = claims else {
@@ -1211,11 +1263,11 @@ async fn resume(
     {
         return invalid();
     }
+    let state = session.modern.get().expect("a principal session");
     let Some(parked) = state.parked.borrow_mut().remove(&claims.park) else {
         return invalid();
     };
-    let responses: HashMap<String, &RawValue> = msg
-        .params
+    let responses: HashMap<String, &RawValue> = env
         .input_responses
         .and_then(|r| serde_json::from_str(r.get()).ok())
         .unwrap_or_default();
@@ -1255,10 +1307,10 @@ async fn listen(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     state: &Rc<State>,
-    msg: &Message<'_>,
+    env: &EnvelopeParams<'_>,
     id: Raw<'_>,
 ) -> Reply {
-    let wanted: Wanted = match msg.params.notifications {
+    let wanted: Wanted = match env.notifications {
         None => Wanted::default(),
         Some(n) => match serde_json::from_str(n.get()) {
             Ok(w) => w,

@@ -93,14 +93,6 @@ pub struct Params<'a> {
     pub request_id: Option<Raw<'a>>,
     /// `notifications/progress`: the token of the request it reports on.
     pub progress_token: Option<Raw<'a>>,
-    /// `tools/call`: the arguments (2026-07-28 binds a `requestState` to them).
-    pub arguments: Option<Raw<'a>>,
-    /// 2026-07-28 retry of an `input_required` result: the state it echoes.
-    pub request_state: Option<Raw<'a>>,
-    /// 2026-07-28 retry: the answers to the result's `inputRequests`, by key.
-    pub input_responses: Option<Raw<'a>>,
-    /// `subscriptions/listen`: what the client wants to hear of.
-    pub notifications: Option<Raw<'a>>,
 }
 
 /// `params.ref` of `completion/complete`.
@@ -115,14 +107,6 @@ pub struct Reference<'a> {
 #[derive(Debug, Default)]
 pub struct Meta<'a> {
     pub progress_token: Option<Raw<'a>>,
-    /// 2026-07-28 envelope: `io.modelcontextprotocol/protocolVersion`.
-    pub protocol_version: Option<Raw<'a>>,
-    /// 2026-07-28 envelope: `io.modelcontextprotocol/clientCapabilities`.
-    pub client_capabilities: Option<Raw<'a>>,
-    /// 2026-07-28 envelope: `io.modelcontextprotocol/clientInfo`.
-    pub client_info: Option<Raw<'a>>,
-    /// 2026-07-28 envelope: `io.modelcontextprotocol/logLevel`.
-    pub log_level: Option<Raw<'a>>,
 }
 
 /// Why a walk stopped: bad JSON, or good JSON that is not a valid message (which of the two
@@ -260,10 +244,6 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
             "capabilities" => set_raw(&mut p.capabilities, c, l, key, 2)?,
             "requestId" => set_raw(&mut p.request_id, c, l, key, 2)?,
             "progressToken" => set_raw(&mut p.progress_token, c, l, key, 2)?,
-            "arguments" => set_raw(&mut p.arguments, c, l, key, 2)?,
-            "requestState" => set_raw(&mut p.request_state, c, l, key, 2)?,
-            "inputResponses" => set_raw(&mut p.input_responses, c, l, key, 2)?,
-            "notifications" => set_raw(&mut p.notifications, c, l, key, 2)?,
             "protocolVersion" => {
                 once(&p.protocol_version, l, key)?;
                 p.protocol_version = string_member(c, l, "params.protocolVersion")?;
@@ -288,18 +268,6 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
                 members(c, l, "params._meta", |c, key| {
                     match key {
                         "progressToken" => set_raw(&mut m.progress_token, c, l, key, 3)?,
-                        "io.modelcontextprotocol/protocolVersion" => {
-                            set_raw(&mut m.protocol_version, c, l, key, 3)?
-                        }
-                        "io.modelcontextprotocol/clientCapabilities" => {
-                            set_raw(&mut m.client_capabilities, c, l, key, 3)?
-                        }
-                        "io.modelcontextprotocol/clientInfo" => {
-                            set_raw(&mut m.client_info, c, l, key, 3)?
-                        }
-                        "io.modelcontextprotocol/logLevel" => {
-                            set_raw(&mut m.log_level, c, l, key, 3)?
-                        }
                         _ => c.skip(3)?,
                     }
                     Ok(())
