@@ -131,11 +131,9 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
     jsonrpc::write_str(&mut result, session.version);
     result.extend_from_slice(b",\"capabilities\":");
     result.extend_from_slice(&session.merged_capabilities());
-    result.extend_from_slice(b",\"serverInfo\":{\"name\":");
-    jsonrpc::write_str(&mut result, &shard.cfg.server_name);
-    result.extend_from_slice(b",\"version\":");
-    jsonrpc::write_str(&mut result, env!("CARGO_PKG_VERSION"));
-    result.extend_from_slice(b"}}");
+    result.extend_from_slice(b",\"serverInfo\":");
+    write_server_info(&mut result, &shard.cfg.server_name);
+    result.push(b'}');
     let mut body = Vec::with_capacity(result.len() + 48);
     jsonrpc::write_result(&mut body, id, &result);
     Reply::Json {
@@ -145,8 +143,18 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
     }
 }
 
-/// `server/discover` (2026-07-28): ringmux serves the stateful era, so it says so; dual-era
-/// clients then fall back to `initialize`.
+/// ringmux's `Implementation` object: `{"name":…,"version":…}`.
+pub(crate) fn write_server_info(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b"{\"name\":");
+    jsonrpc::write_str(out, name);
+    out.extend_from_slice(b",\"version\":");
+    jsonrpc::write_str(out, env!("CARGO_PKG_VERSION"));
+    out.push(b'}');
+}
+
+/// `server/discover` sent on the stateful path (without a 2026-07-28 version header, so not
+/// a request of that era, [`crate::modern`]): answered with the stateful versions, which the
+/// client can `initialize` with.
 fn discover(id: Raw<'_>) -> Reply {
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"resultType\":\"complete\",\"supportedVersions\":[");

@@ -745,12 +745,10 @@ fn discover(shard: &Rc<Shard>, session: &Rc<Session>, id: Raw<'_>) -> Reply {
     // Capabilities follow the client's own (backends list differently to clients that can
     // sample): not for shared caches.
     result.extend_from_slice(
-        b",\"cacheScope\":\"private\",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":{\"name\":",
+        b",\"cacheScope\":\"private\",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":",
     );
-    jsonrpc::write_str(&mut result, &shard.cfg.server_name);
-    result.extend_from_slice(b",\"version\":");
-    jsonrpc::write_str(&mut result, env!("CARGO_PKG_VERSION"));
-    result.extend_from_slice(b"}}}");
+    dispatch::write_server_info(&mut result, &shard.cfg.server_name);
+    result.extend_from_slice(b"}}");
     let mut body = Vec::with_capacity(result.len() + 48);
     jsonrpc::write_result(&mut body, id, &result);
     Reply::Json {
