@@ -57,6 +57,10 @@ pub struct ShardMetrics {
     pub stdio_children: Counter,
     /// stdio backend processes that exited and were scheduled for restart.
     pub stdio_restarts: Counter,
+    /// 2026-07-28 (sessionless) requests served by this shard's principal sessions.
+    pub modern_requests: Counter,
+    /// `input_required` results sent (backend requests put to sessionless clients).
+    pub input_required: Counter,
 }
 
 /// One exported series: name, type, help, and where the shard keeps it.
@@ -70,7 +74,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 12] = [
+    let metrics: [Series; 14] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -139,6 +143,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "stdio backend processes that exited unasked",
             |m| &m.stdio_restarts,
+        ),
+        (
+            "ringmux_modern_requests_total",
+            "counter",
+            "2026-07-28 (sessionless) requests served",
+            |m| &m.modern_requests,
+        ),
+        (
+            "ringmux_input_required_total",
+            "counter",
+            "input_required results sent to sessionless clients",
+            |m| &m.input_required,
         ),
     ];
     for (name, kind, help, get) in metrics {

@@ -624,6 +624,7 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
+    shard.metrics.modern_requests.add(1);
     let session = principal(shard, key, body).await;
     let state = session.modern.get().expect("a principal session").clone();
     let env = Envelope::of(body);
@@ -1140,6 +1141,7 @@ fn park(
     let state = session.modern.get().expect("a principal session");
     let n = state.next();
     let ttl = shard.cfg.modern.request_state_ttl;
+    shard.metrics.input_required.add(1);
     let sealed = seal(
         shard
             .cfg
