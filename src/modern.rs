@@ -358,10 +358,37 @@ pub struct State {
     /// Backend requests that came outside any call (backend, message).
     held: RefCell<Vec<(u16, Vec<u8>)>>,
     /// Calls in progress waiting for [`State::hold`].
-    held_wakers: RefCell<Vec<Waker>>,
+    held_waiters: Waiters,
     /// Open once the backend sessions were first initialized.
     ready: Cell<bool>,
-    waiting: RefCell<Vec<Waker>>,
+    ready_waiters: Waiters,
+}
+
+/// Tasks of this shard waiting for a condition on a [`State`].
+#[derive(Default)]
+struct Waiters(RefCell<Vec<Waker>>);
+
+impl Waiters {
+    /// Returns once `cond` holds; rechecked each time [`Waiters::wake`] runs.
+    async fn until(&self, cond: impl Fn() -> bool) {
+        std::future::poll_fn(|cx| {
+            if cond() {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.0.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn wake(&self) {
+        for w in self.0.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
 }
 
 struct Listener {
@@ -476,9 +503,9 @@ impl State {
             parked: RefCell::new(HashMap::new()),
             next: Cell::new(1),
             held: RefCell::new(Vec::new()),
-            held_wakers: RefCell::new(Vec::new()),
+            held_waiters: Waiters::default(),
             ready: Cell::new(false),
-            waiting: RefCell::new(Vec::new()),
+            ready_waiters: Waiters::default(),
         }
     }
 
@@ -491,21 +518,11 @@ impl State {
     /// Lets requests that found the session initializing go on.
     pub fn open(&self) {
         self.ready.set(true);
-        for w in self.waiting.borrow_mut().drain(..) {
-            w.wake();
-        }
+        self.ready_waiters.wake();
     }
 
     async fn ready(&self) {
-        std::future::poll_fn(|cx| {
-            if self.ready.get() {
-                Poll::Ready(())
-            } else {
-                self.waiting.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+        self.ready_waiters.until(|| self.ready.get()).await
     }
 
     /// Whether a listen stream is open or a call is parked (the session must not expire).
@@ -534,24 +551,15 @@ impl State {
             held.remove(0);
         }
         held.push((backend, data.to_vec()));
-        for w in self.held_wakers.borrow_mut().drain(..) {
-            w.wake();
-        }
+        drop(held);
+        self.held_waiters.wake();
     }
 
     /// Ready once a backend request is held.
     async fn held_waiting(&self) {
-        std::future::poll_fn(|cx| {
-            if !self.held.borrow().is_empty() {
-                return Poll::Ready(());
-            }
-            let mut wakers = self.held_wakers.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        self.held_waiters
+            .until(|| !self.held.borrow().is_empty())
+            .await
     }
 
     /// Tells the listen streams that asked for it: `list` (a `relay::list_bit`) changed, or

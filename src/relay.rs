@@ -82,14 +82,12 @@ pub fn deliver(
             session.streams.send(stream, data);
             Delivered::Answer
         }
-        Kind::Request if session.modern.get().is_some() => {
-            // A sessionless client has no stream outside its calls: asked at its next one.
-            if let Some(state) = session.modern.get() {
-                state.hold(b, data);
-            }
-            Delivered::Passed
-        }
         Kind::Request => {
+            if let Some(state) = session.modern.get() {
+                // A sessionless client has no stream outside its calls: asked at its next one.
+                state.hold(b, data);
+                return Delivered::Passed;
+            }
             if msg.method == "roots/list" {
                 session.asked_for_roots(b);
             }
