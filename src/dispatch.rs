@@ -208,6 +208,9 @@ pub(crate) async fn send(
     shard.metrics.forwarded.add(1);
     let result = async {
         let (sid, ver) = session.ensure(pool).await?;
+        if crate::sessionless::is_sessionless(ver) {
+            return crate::sessionless::send(session, pool, body).await;
+        }
         let resp = pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?;
         // 404 is the spec's "session expired"; some servers answer 400 instead.
         let expired = sid.is_some() && (resp.status == 404 || resp.status == 400);
@@ -544,6 +547,12 @@ async fn forward(
             Either::Right(_) => None,
         }
     };
+    let sessionless = call.modern.is_none()
+        && session
+            .backend_session(pool.index)
+            .is_some_and(|(_, v)| crate::sessionless::is_sessionless(v));
+    // A sessionless backend may ask for input: the request is sent again with the answers.
+    let request = sessionless.then(|| body.to_vec());
     if let Some(spliced) = target.body {
         bufs::give(spliced);
     }
@@ -558,6 +567,10 @@ async fn forward(
             return Reply::error(Some(id), &RpcError::Cancelled);
         }
     };
+    if let Some(request) = request {
+        return crate::sessionless::answer(shard, session, pool, resp, request, call, id, key)
+            .await;
+    }
     if resp.status != 200 {
         session.end(key);
         let status = resp.status;
@@ -638,6 +651,9 @@ pub async fn client_response(
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
+    if crate::sessionless::take_answer(session, id.get(), body) {
+        return Reply::Status(202);
+    }
     let Some((backend, original)) = relay::unmap_response_id(id) else {
         tracing::debug!(session = %session.id, "client answered a request ringmux did not send; dropped");
         return Reply::Status(202);

@@ -6,6 +6,8 @@
 //! - [`shard`]: a shard's state (sessions, pools, catalog cache) and its request entry point.
 //! - [`dispatch`]: the MCP method table and the handlers (initialize, lists, routed calls).
 //! - [`session`]: client sessions and their backend sessions.
+//! - [`modern`]: the sessionless era (2026-07-28) served to modern clients.
+//! - [`sessionless`]: the sessionless era spoken to backends.
 //! - [`federation`]: per-shard catalog cache and merged indices.
 //! - [`upstream`]: the backend HTTP client (pools, health, JSON and SSE bodies).
 //! - [`stdio`]: stdio backends: child processes, their actors, id remapping, restarts.
@@ -27,6 +29,7 @@ pub mod probe;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod sessionless;
 pub mod shard;
 pub mod stdio;
 pub mod streams;

@@ -366,11 +366,11 @@ pub struct State {
 
 /// Tasks of this shard waiting for a condition on a [`State`].
 #[derive(Default)]
-struct Waiters(RefCell<Vec<Waker>>);
+pub(crate) struct Waiters(RefCell<Vec<Waker>>);
 
 impl Waiters {
     /// Returns once `cond` holds; rechecked each time [`Waiters::wake`] runs.
-    async fn until(&self, cond: impl Fn() -> bool) {
+    pub(crate) async fn until(&self, cond: impl Fn() -> bool) {
         std::future::poll_fn(|cx| {
             if cond() {
                 return Poll::Ready(());
@@ -384,7 +384,7 @@ impl Waiters {
         .await
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         for w in self.0.borrow_mut().drain(..) {
             w.wake();
         }
@@ -654,7 +654,11 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
     match &*msg.method {
         "server/discover" => discover(shard, &session, id),
         "subscriptions/listen" => listen(shard, &session, &state, &env, id).await,
-        _ if env.request_state.is_some_and(|s| s.get() != "null") => {
+        // A state of ringmux's own; any other is a sessionless backend's, for it to read.
+        _ if env
+            .request_state
+            .is_some_and(|s| s.get().starts_with(&format!("\"{STATE_PREFIX}"))) =>
+        {
             resume(shard, &session, &env, id, body, ctx, sse).await
         }
         m => {

@@ -11,6 +11,7 @@ use std::time::Instant;
 use futures_util::future::AbortHandle;
 
 use futures_util::future::join_all;
+use ringmux_core::config::Era;
 use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
@@ -97,6 +98,8 @@ pub struct Session {
     pub legacy: Cell<bool>,
     /// Set on a 2026-07-28 principal session ([`crate::modern`]).
     pub modern: std::cell::OnceCell<Rc<crate::modern::State>>,
+    /// What its sessionless backends need kept ([`crate::sessionless`]); made on first need.
+    extras: std::cell::OnceCell<Box<crate::sessionless::Extras>>,
 }
 
 /// A forwarded request awaiting its answer.
@@ -145,7 +148,27 @@ impl Session {
             listeners: RefCell::new(None),
             legacy: Cell::new(false),
             modern: std::cell::OnceCell::new(),
+            extras: std::cell::OnceCell::new(),
         }
+    }
+
+    pub fn extras(&self) -> &crate::sessionless::Extras {
+        self.extras.get_or_init(Default::default)
+    }
+
+    pub fn extras_if_any(&self) -> Option<&crate::sessionless::Extras> {
+        self.extras.get().map(|e| &**e)
+    }
+
+    /// The client subscribed to (`on`) or unsubscribed from a resource of sessionless
+    /// backend `b` (its URI as the backend knows it).
+    pub fn resubscribe(&self, b: u16, uri: &str, on: bool) {
+        self.extras().resubscribe(b, uri, on);
+    }
+
+    /// The client's `logging/setLevel`, as a `jsonrpc::log_rank`.
+    pub fn log_level(&self) -> Option<u8> {
+        Some(self.log_level.get()).filter(|l| *l != u8::MAX)
     }
 
     /// Records a forwarded request (key: [`request_key`] of its id) owned by `backend`.
@@ -310,8 +333,32 @@ impl Session {
         join_all(tries).await;
     }
 
-    /// Runs `initialize` + `notifications/initialized` against one backend.
+    /// Creates the session's backend session on one backend, finding out its era first when
+    /// the config leaves that open: `server/discover` for a sessionless backend; `initialize` +
+    /// `notifications/initialized` for a stateful one, over the legacy HTTP+SSE transport when
+    /// an auto-detected backend refuses Streamable HTTP.
     pub async fn initialize_backend(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
+        if pool.detect().await? == Era::Sessionless {
+            let capabilities = crate::sessionless::discover(self, pool).await?;
+            self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
+                id: None,
+                version: version::SESSIONLESS,
+                capabilities,
+            };
+            return Ok(());
+        }
+        match self.initialize_stateful(pool).await {
+            Err(BackendFailure::Status(s))
+                if (400..500).contains(&s) && pool.adopt_legacy_sse().await =>
+            {
+                self.initialize_stateful(pool).await
+            }
+            done => done,
+        }
+    }
+
+    /// Runs `initialize` + `notifications/initialized` against one stateful backend.
+    async fn initialize_stateful(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
         let mut body = Vec::with_capacity(self.init_params.get().len() + 64);
         body.extend_from_slice(
             b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-init\",\"method\":\"initialize\",\"params\":",

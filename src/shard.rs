@@ -120,7 +120,7 @@ impl Shard {
             .enumerate()
             .map(|(i, b)| {
                 let link = crate::stdio::link_for(b, &metrics, stdio[i].as_ref());
-                Pool::new(i as u16, b.clone(), link)
+                Pool::new(i as u16, b.clone(), link, Some(metrics.clone()))
             })
             .collect();
         Rc::new(Shard {

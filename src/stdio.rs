@@ -902,7 +902,7 @@ const LEGACY_VERSION: &str = "2024-11-05";
 /// `endpoint` event, then POST every message there; `message` events are its messages. The
 /// actor sees the same two channels as with a process.
 async fn connect_sse(backend: &Backend) -> Result<Running, String> {
-    let stream_pool = Pool::new(u16::MAX, backend.clone(), None);
+    let stream_pool = Pool::new(u16::MAX, backend.clone(), None, None);
     let resp = stream_pool
         .open_stream(None, LEGACY_VERSION, None)
         .await
@@ -930,7 +930,8 @@ async fn connect_sse(backend: &Backend) -> Result<Running, String> {
     let mut post = backend.clone();
     post.path = endpoint_path(backend, endpoint.trim())?;
     post.legacy_sse = false;
-    let post_pool = Pool::new(u16::MAX, post, None);
+    post.era = ringmux_core::config::Era::Stateful;
+    let post_pool = Pool::new(u16::MAX, post, None, None);
     let (stdin_tx, mut stdin_rx) = mpsc::unbounded::<Vec<u8>>();
     let (stdout_tx, stdout_rx) = mpsc::unbounded();
     let (reader, read_handle) = futures_util::future::abortable(async move {

@@ -2,14 +2,14 @@
 //! exponential backoff, and responses read as either a whole JSON body or an SSE event stream
 //! handed out event by event (never buffered to the end).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use ringmux_core::config::Backend;
+use ringmux_core::config::{Backend, Era};
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
 use ringmux_core::sse::{Event, SseDecoder};
 
@@ -65,8 +65,12 @@ struct Health {
 pub struct Pool {
     pub index: u16,
     pub cfg: Backend,
-    /// Set for stdio and legacy SSE backends: their child actors instead of connections.
-    stdio: Option<Rc<Link>>,
+    /// Set for stdio and legacy SSE backends: their child actors instead of connections (set
+    /// later when `transport: auto` finds a legacy SSE server).
+    link: OnceCell<Rc<Link>>,
+    /// The backend's era: as configured, or as last found out (`Auto`: not known yet).
+    era: Cell<Era>,
+    metrics: Option<std::sync::Arc<crate::metrics::ShardMetrics>>,
     idle: RefCell<Vec<Conn>>,
     health: Cell<Health>,
     /// Consecutive request timeouts.
@@ -88,11 +92,28 @@ pub enum Body {
 }
 
 impl Pool {
-    pub fn new(index: u16, cfg: Backend, stdio: Option<Rc<Link>>) -> Rc<Pool> {
+    /// `metrics`: the shard's, for a legacy SSE link made later (`transport: auto`).
+    pub fn new(
+        index: u16,
+        cfg: Backend,
+        stdio: Option<Rc<Link>>,
+        metrics: Option<std::sync::Arc<crate::metrics::ShardMetrics>>,
+    ) -> Rc<Pool> {
+        let link = OnceCell::new();
+        let era = if stdio.is_some() {
+            Era::Stateful
+        } else {
+            cfg.era
+        };
+        if let Some(l) = stdio {
+            let _ = link.set(l);
+        }
         Rc::new(Pool {
             index,
             cfg,
-            stdio,
+            link,
+            era: Cell::new(era),
+            metrics,
             idle: RefCell::new(Vec::new()),
             health: Cell::new(Health::default()),
             timeouts: Cell::new(0),
@@ -125,6 +146,10 @@ impl Pool {
         let backoff = self.cfg.retry_backoff * (1 << shift);
         h.retry_at = Some(now + backoff);
         self.health.set(h);
+        if self.cfg.era == Era::Auto && self.link.get().is_none() {
+            // It may come back as another server: ask again.
+            self.era.set(Era::Auto);
+        }
         tracing::warn!(backend = %self.cfg.name, failures = h.failures, backoff_ms = backoff.as_millis() as u64, "backend failed: {why}");
     }
 
@@ -197,8 +222,113 @@ impl Pool {
             protocol_version,
             body,
             last_event_id: None,
+            mcp_method: None,
+            mcp_name: None,
         };
         self.send(&out, now).await
+    }
+
+    /// POSTs one 2026-07-28 request: no session, the era's version header, and the routing
+    /// headers `Mcp-Method` and (for the methods that name something) `Mcp-Name`, already
+    /// encoded for a header.
+    pub async fn post_sessionless(
+        self: &Rc<Self>,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+        now: Instant,
+    ) -> Result<Response, UpstreamError> {
+        let out = Outgoing {
+            method: "POST",
+            session: None,
+            protocol_version: ringmux_core::version::SESSIONLESS,
+            body,
+            last_event_id: None,
+            mcp_method: Some(method),
+            mcp_name: name,
+        };
+        self.send(&out, now).await
+    }
+
+    /// The backend's era as configured or found out (`Auto`: not known yet).
+    pub fn era(&self) -> Era {
+        self.era.get()
+    }
+
+    /// The backend's era, asking it first if that is not known: a `server/discover` of the
+    /// 2026-07-28 era that answers with that version makes it sessionless; any other answer
+    /// stateful. Unreachable: an error, and the question stays open.
+    pub async fn detect(self: &Rc<Self>) -> Result<Era, UpstreamError> {
+        if self.era.get() != Era::Auto {
+            return Ok(self.era.get());
+        }
+        let mut body = Vec::with_capacity(256);
+        body.extend_from_slice(
+            b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-probe\",\"method\":\"server/discover\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"",
+        );
+        body.extend_from_slice(ringmux_core::version::SESSIONLESS.as_bytes());
+        body.extend_from_slice(
+            b"\",\"io.modelcontextprotocol/clientCapabilities\":{},\"io.modelcontextprotocol/clientInfo\":{\"name\":\"ringmux\",\"version\":\"",
+        );
+        body.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+        body.extend_from_slice(b"\"}}}}");
+        let resp = self
+            .post_sessionless(&body, "server/discover", None, Instant::now())
+            .await?;
+        let status = resp.status;
+        let answer = crate::session::final_message(resp.body).await.ok();
+        let modern = status == 200
+            && answer
+                .as_deref()
+                .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok())
+                .and_then(|v| {
+                    let versions = v.pointer("/result/supportedVersions")?.as_array()?.clone();
+                    Some(
+                        versions
+                            .iter()
+                            .any(|v| v.as_str() == Some(ringmux_core::version::SESSIONLESS)),
+                    )
+                })
+                .unwrap_or(false);
+        let era = if modern {
+            Era::Sessionless
+        } else {
+            Era::Stateful
+        };
+        tracing::info!(backend = %self.cfg.name, era = ?era, "backend era found out");
+        self.era.set(era);
+        Ok(era)
+    }
+
+    /// For a `transport: auto` backend that refused `initialize` over Streamable HTTP: whether
+    /// its URL opens a legacy HTTP+SSE stream; if so, sessions reach it through a child actor
+    /// from now on (one connection per session).
+    pub async fn adopt_legacy_sse(self: &Rc<Self>) -> bool {
+        let Some(metrics) = &self.metrics else {
+            return false;
+        };
+        if self.cfg.era != Era::Auto || self.link.get().is_some() {
+            return false;
+        }
+        let probe = async {
+            let resp = self.open_stream(None, "2024-11-05", None).await.ok()?;
+            let Body::Events(mut events) = resp.body else {
+                return None;
+            };
+            // The first event of a legacy SSE stream names the endpoint to POST to.
+            let first = events.next().await.ok()??;
+            (first.event.as_deref() == Some("endpoint")).then_some(())
+        };
+        if probe.await.is_none() {
+            return false;
+        }
+        let mut cfg = self.cfg.clone();
+        cfg.legacy_sse = true;
+        cfg.era = Era::Stateful;
+        let link = Rc::new(Link::new(cfg, metrics.clone(), None));
+        tracing::info!(backend = %self.cfg.name, "backend speaks the legacy HTTP+SSE transport");
+        self.era.set(Era::Stateful);
+        self.link.set(link).is_ok()
     }
 
     /// Opens the backend session's GET stream (or resumes a stream after `last_event_id`).
@@ -215,6 +345,8 @@ impl Pool {
             protocol_version,
             body: b"",
             last_event_id,
+            mcp_method: None,
+            mcp_name: None,
         };
         self.send(&out, Instant::now()).await
     }
@@ -225,7 +357,7 @@ impl Pool {
         now: Instant,
     ) -> Result<Response, UpstreamError> {
         self.check_health(now)?;
-        let result = match &self.stdio {
+        let result = match self.link.get() {
             Some(link) => self.over_stdio(link, out).await,
             None => self.request_inner(out).await,
         };
@@ -304,9 +436,11 @@ impl Pool {
         } else {
             b"text/event-stream"
         };
-        let mut extra: [(&str, &[u8]); 5] = [
+        let mut extra: [(&str, &[u8]); 7] = [
             ("accept", accept),
             ("mcp-protocol-version", out.protocol_version.as_bytes()),
+            ("", b""),
+            ("", b""),
             ("", b""),
             ("", b""),
             ("", b""),
@@ -319,6 +453,8 @@ impl Pool {
             ),
             ("mcp-session-id", out.session.map(str::as_bytes)),
             ("last-event-id", out.last_event_id.map(str::as_bytes)),
+            ("mcp-method", out.mcp_method.map(str::as_bytes)),
+            ("mcp-name", out.mcp_name.map(str::as_bytes)),
         ] {
             if let Some(v) = value {
                 extra[n] = (name, v);
@@ -417,6 +553,9 @@ struct Outgoing<'a> {
     protocol_version: &'a str,
     body: &'a [u8],
     last_event_id: Option<&'a str>,
+    /// 2026-07-28 routing headers.
+    mcp_method: Option<&'a str>,
+    mcp_name: Option<&'a str>,
 }
 
 enum Attempt {

@@ -225,8 +225,11 @@ pub struct BackendFile {
     /// traffic. For stdio and legacy SSE backends.
     #[serde(default)]
     pub mode: Option<String>,
-    /// For a `url`: `streamable_http` (default), or `sse` for a legacy HTTP+SSE (2024-11-05)
-    /// server whose `url` is its SSE endpoint.
+    /// For a `url`: `auto` (default: ask `server/discover` in the 2026-07-28 era, else
+    /// `initialize`, else the legacy HTTP+SSE stream; the answer is kept per shard until the
+    /// backend fails), `streamable_http` (a stateful server, `initialize` and sessions),
+    /// `sessionless` (a 2026-07-28 server), or `sse` for a legacy HTTP+SSE (2024-11-05) server
+    /// whose `url` is its SSE endpoint.
     #[serde(default)]
     pub transport: Option<String>,
     /// Overrides `names.prefix` for this backend (`false`: keep its names as they are).
@@ -439,6 +442,8 @@ pub struct Backend {
     pub stdio: Option<StdioCommand>,
     /// A legacy HTTP+SSE (2024-11-05) server: `path` is its SSE endpoint.
     pub legacy_sse: bool,
+    /// Which protocol era the backend speaks, when the config says.
+    pub era: Era,
     /// stdio and legacy SSE backends: one child or connection shared by every session (else
     /// one per session).
     pub shared: bool,
@@ -450,6 +455,17 @@ impl Backend {
     pub fn actor_driven(&self) -> bool {
         self.stdio.is_some() || self.legacy_sse
     }
+}
+
+/// The protocol era of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// Found out per shard by asking (`transport: auto`).
+    Auto,
+    /// Sessions and `initialize` (2024-11-05 … 2025-11-25): Streamable HTTP, stdio, legacy SSE.
+    Stateful,
+    /// 2026-07-28: every request carries its `_meta`, no session.
+    Sessionless,
 }
 
 /// How to run a stdio backend.
@@ -637,20 +653,24 @@ impl File {
                     ))
                 }
             };
-            let (url, addrs, stdio, legacy_sse) = match (&b.url, &b.command) {
+            let (url, addrs, stdio, legacy_sse, era) = match (&b.url, &b.command) {
                 (Some(u), None) => {
                     let url = parse_http_url(u).map_err(|m| err(at("url"), m))?;
                     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
                         .to_socket_addrs()
                         .map_err(|e| err(at("url"), format!("cannot resolve {}: {e}", url.host)))?
                         .collect();
-                    let legacy_sse = match b.transport.as_deref() {
-                        None | Some("streamable_http") => false,
-                        Some("sse") => true,
+                    let (legacy_sse, era) = match b.transport.as_deref() {
+                        None | Some("auto") => (false, Era::Auto),
+                        Some("streamable_http") => (false, Era::Stateful),
+                        Some("sessionless") => (false, Era::Sessionless),
+                        Some("sse") => (true, Era::Stateful),
                         Some(other) => {
                             return Err(err(
                                 at("transport"),
-                                format!("{other:?}: expected streamable_http or sse"),
+                                format!(
+                                    "{other:?}: expected auto, streamable_http, sessionless or sse"
+                                ),
                             ))
                         }
                     };
@@ -666,7 +686,7 @@ impl File {
                             "only stdio and legacy SSE (transport: sse) backends have a mode",
                         ));
                     }
-                    (url, addrs, None, legacy_sse)
+                    (url, addrs, None, legacy_sse, era)
                 }
                 (None, Some(command)) => {
                     if command.is_empty() || command.contains('\0') {
@@ -681,7 +701,13 @@ impl File {
                         env: b.env.clone().into_iter().collect(),
                         cwd: b.cwd.clone(),
                     };
-                    (HttpUrl::default(), Vec::new(), Some(stdio), false)
+                    (
+                        HttpUrl::default(),
+                        Vec::new(),
+                        Some(stdio),
+                        false,
+                        Era::Stateful,
+                    )
                 }
                 (Some(_), Some(_)) => {
                     return Err(err(at("url"), "give either url or command, not both"))
@@ -714,6 +740,7 @@ impl File {
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
                 stdio,
                 legacy_sse,
+                era,
                 shared,
             });
         }

@@ -68,6 +68,10 @@ pub struct MockConfig {
     pub threads: usize,
     /// List the `crash` and `garbage` tools too (after the others).
     pub faults: bool,
+    /// Also serve the sessionless era (2026-07-28): `server/discover`, `_meta` on every
+    /// request, `input_required` for server→client requests, `subscriptions/listen`. Off, a
+    /// request of that era is refused like a 2025-11-25 server refuses it (400, no session).
+    pub modern: bool,
 }
 
 impl Default for MockConfig {
@@ -85,6 +89,7 @@ impl Default for MockConfig {
             json_only: false,
             threads: 1,
             faults: false,
+            modern: false,
         }
     }
 }

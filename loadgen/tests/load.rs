@@ -97,7 +97,11 @@ fn every_request_kind_over_several_sessions_per_connection() {
 
 #[test]
 fn sessionless_requests_carry_meta_and_method_headers() {
-    let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let cfg = MockConfig {
+        modern: true,
+        ..MockConfig::default()
+    };
+    let mock = spawn(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
     let mut o = options(&mock.url());
     o.mix = EVERY_KIND.to_vec();
     o.protocol = "2026-07-28".into();

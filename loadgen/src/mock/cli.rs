@@ -13,6 +13,7 @@ pub const USAGE: &str = "\
 usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--prompts N]
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
+                    [--modern]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -29,7 +30,10 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
   --faults          also list `crash` (exits with status 3) and `garbage` (sends a
                     message that is not JSON-RPC before its answer)
   --stdio           speak newline-delimited JSON-RPC on stdin/stdout instead of HTTP
-                    (one client; exits when stdin closes)";
+                    (one client; exits when stdin closes)
+  --modern          also serve the sessionless era (2026-07-28): server/discover, _meta
+                    checked on every request, input_required for sampling/elicitation/roots,
+                    subscriptions/listen";
 
 /// Parses the mock's flags (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(
@@ -56,6 +60,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("threads") => cfg.threads = parser.value()?.parse()?,
             Long("faults") => cfg.faults = true,
             Long("stdio") => stdio = true,
+            Long("modern") => cfg.modern = true,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);

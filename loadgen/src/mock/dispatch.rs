@@ -14,6 +14,9 @@ use super::session::Session;
 use super::tasks::Task;
 use super::{fixtures, tools, Shared};
 
+/// [`Fail::code`] of an `input_required` result (no JSON-RPC error uses it).
+const INPUT_REQUIRED: i32 = 1;
+
 /// A JSON-RPC error answer, with the exact message the client sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fail {
@@ -34,6 +37,19 @@ impl Fail {
             code: code::INTERNAL_ERROR,
             message: message.into(),
         }
+    }
+
+    /// Not an error: a 2026-07-28 `input_required` result (its JSON), which ends the call the
+    /// same way (the client retries with the answers).
+    pub fn input_required(result: String) -> Self {
+        Fail {
+            code: INPUT_REQUIRED,
+            message: result.into(),
+        }
+    }
+
+    pub fn is_input_required(&self) -> bool {
+        self.code == INPUT_REQUIRED
     }
 
     pub fn unknown_tool(name: &str) -> Self {
@@ -71,6 +87,8 @@ pub(crate) struct Call<'a> {
     /// The whole request body, for the params the envelope parser does not pick out.
     pub body: &'a [u8],
     pub session: &'a Arc<Session>,
+    /// A 2026-07-28 request: server→client requests go out as `input_required`.
+    pub modern: bool,
 }
 
 /// `{"params": T}`: a second, targeted parse of the body.
@@ -116,7 +134,7 @@ impl<'a> Call<'a> {
     }
 
     /// `params` decoded as `T` (absent params: `T::default()`).
-    fn params<T: Deserialize<'a> + Default>(&self) -> Result<T, Fail> {
+    pub fn params<T: Deserialize<'a> + Default>(&self) -> Result<T, Fail> {
         match serde_json::from_slice::<ParamsOf<T>>(self.body) {
             Ok(p) => Ok(p.params.unwrap_or_default()),
             Err(e) => Err(Fail::params(format!("Invalid params: {e}"))),

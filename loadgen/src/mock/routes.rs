@@ -55,7 +55,8 @@ pub(crate) async fn handle(
         last_event_id: field(&h.last_event_id),
         mcp_method: field(&h.mcp_method),
         mcp_name: field(&h.mcp_name),
-        modern: h.session_id.is_none()
+        modern: sh.cfg.modern
+            && h.session_id.is_none()
             && field(&h.protocol_version) == Some(version::SESSIONLESS.as_bytes()),
         body,
     };
@@ -103,6 +104,11 @@ const HEADER_MISMATCH: Refusal = (
     400,
     -32020,
     "Bad Request: Mcp-Method or Mcp-Name does not match the body",
+);
+const MISSING_META: Refusal = (
+    400,
+    -32602,
+    "Invalid params: _meta must carry the protocol version and client capabilities",
 );
 const FOREIGN_HOST: Refusal = (403, -32000, "Forbidden: Host or Origin is not localhost");
 
@@ -222,16 +228,22 @@ async fn sessionless(
     if msg.kind != Kind::Response && (req.mcp_method != Some(msg.method.as_bytes()) || !name_ok) {
         return rpc_error(io, out, msg.id, HEADER_MISMATCH, ka).await;
     }
+    if msg.kind == Kind::Request && !meta_ok(req.body) {
+        return rpc_error(io, out, msg.id, MISSING_META, ka).await;
+    }
     match (msg.kind, msg.id) {
         (Kind::Request, Some(id)) if msg.method == "server/discover" => {
             result_prefix(out, id);
             out.extend_from_slice(br#"{"resultType":"complete","supportedVersions":[""#);
             out.extend_from_slice(version::SESSIONLESS.as_bytes());
-            out.extend_from_slice(br#""],"capabilities":{"tools":{},"prompts":{},"resources":{}},"serverInfo":{"name":"#);
+            out.extend_from_slice(br#""],"capabilities":{"tools":{"listChanged":true},"prompts":{},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"ttlMs":0,"cacheScope":"public","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"#);
             jsonrpc::write_str(out, &sh.cfg.name);
-            out.extend_from_slice(br#","version":"1"},"ttlMs":0,"cacheScope":"public"}}"#);
+            out.extend_from_slice(br#","version":"1"}}}}"#);
             io.respond(200, Some("application/json"), out, ka, &[]);
             flushed(io, ka).await
+        }
+        (Kind::Request, Some(id)) if msg.method == "subscriptions/listen" => {
+            listen(sh, io, req, id).await
         }
         (Kind::Request, Some(id)) => request(sh, io, req, msg, id, &sh.stateless, out).await,
         _ => {
@@ -239,6 +251,117 @@ async fn sessionless(
             flushed(io, ka).await
         }
     }
+}
+
+/// Whether a 2026-07-28 request's `params._meta` carries this era's version and the client's
+/// capabilities.
+fn meta_ok(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Env {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let Ok(Env {
+        params: Some(Params { meta: Some(meta) }),
+    }) = serde_json::from_slice::<Env>(body)
+    else {
+        return false;
+    };
+    meta.get("io.modelcontextprotocol/protocolVersion")
+        .and_then(|v| v.as_str())
+        == Some(version::SESSIONLESS)
+        && meta
+            .get("io.modelcontextprotocol/clientCapabilities")
+            .is_some_and(|c| c.is_object())
+}
+
+/// `subscriptions/listen`: the acknowledgement, then the list changes and resource updates
+/// asked for, each tagged with the subscription id, until the client goes.
+async fn listen(sh: &Shared, io: &mut Io, req: &Req<'_>, id: Raw<'_>) -> io::Result<bool> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Wanted {
+        #[serde(default)]
+        tools_list_changed: bool,
+        #[serde(default)]
+        resource_subscriptions: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Env {
+        params: Option<ListenParams>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ListenParams {
+        #[serde(default)]
+        notifications: Option<Wanted>,
+    }
+    let ka = req.keep_alive;
+    let wanted = serde_json::from_slice::<Env>(req.body)
+        .ok()
+        .and_then(|e| e.params?.notifications)
+        .unwrap_or_default();
+    let subscription: serde_json::Value =
+        serde_json::from_str(id.get()).unwrap_or(serde_json::Value::Null);
+    let tag = |method: &str, mut params: serde_json::Value| {
+        params["_meta"] = serde_json::json!({
+            "io.modelcontextprotocol/subscriptionId": subscription,
+        });
+        serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+    };
+    let mut honoured = serde_json::json!({});
+    if wanted.tools_list_changed {
+        honoured["toolsListChanged"] = true.into();
+    }
+    if !wanted.resource_subscriptions.is_empty() {
+        honoured["resourceSubscriptions"] = wanted.resource_subscriptions.clone().into();
+    }
+    let mut messages = sh.stateless.listen();
+    io.sse_head(ka);
+    let ack = tag(
+        "notifications/subscriptions/acknowledged",
+        serde_json::json!({ "notifications": honoured }),
+    );
+    io.event(None, ack.as_bytes());
+    io.flush().await?;
+    loop {
+        let next = monoio::select! {
+            msg = messages.next() => Some(msg),
+            _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
+        };
+        match next {
+            Some(Some(msg)) => {
+                let Ok(m) = jsonrpc::parse(&msg) else {
+                    continue;
+                };
+                let forward = match &*m.method {
+                    "notifications/tools/list_changed" => wanted.tools_list_changed,
+                    "notifications/resources/updated" => m
+                        .params
+                        .uri
+                        .and_then(ringmux_core::jsonrpc::raw_str)
+                        .is_some_and(|u| wanted.resource_subscriptions.iter().any(|w| *w == u)),
+                    _ => false,
+                };
+                if !forward {
+                    continue;
+                }
+                let params = match m.params.uri.and_then(ringmux_core::jsonrpc::raw_str) {
+                    Some(uri) => serde_json::json!({ "uri": uri }),
+                    None => serde_json::json!({}),
+                };
+                io.event(None, tag(&m.method, params).as_bytes());
+            }
+            Some(None) => break,
+            None => io.chunk(KEEPALIVE),
+        }
+        io.flush().await?;
+    }
+    io.end_chunks();
+    flushed(io, ka).await
 }
 
 /// Answers one request read on stdin (the stdio mode): as a POST that accepts SSE, so the
@@ -334,6 +457,7 @@ async fn request(
         msg,
         body: req.body,
         session,
+        modern: req.modern,
     };
     let action = dispatch::dispatch(sh, &msg.method, &call, out);
     // Conformance mode answers every request as a resumable SSE stream, like the suite's
@@ -362,6 +486,11 @@ async fn request(
                 out.splice(result_at + 1..result_at + 1, tail.iter().copied());
             }
             out.push(b'}')
+        }
+        Err(fail) if fail.is_input_required() => {
+            result_prefix(out, id);
+            out.extend_from_slice(fail.message.as_bytes());
+            out.push(b'}');
         }
         Err(fail) => {
             out.clear();

@@ -111,7 +111,12 @@ pub(crate) async fn run(
         Task::Touch => {
             sh.catalog.add_extra_tool();
             sh.sessions.notify_all(LIST_CHANGED);
-            em.send(LIST_CHANGED).await;
+            if call.modern {
+                // The era's list changes travel on subscriptions/listen streams only.
+                sh.stateless.notify(&LIST_CHANGED.into());
+            } else {
+                em.send(LIST_CHANGED).await;
+            }
             text_result(out, "touched", false);
         }
         Task::Logging => {
@@ -195,6 +200,10 @@ pub(crate) async fn run(
             }
             text_result(out, "logged", false);
         }
+        Task::AskRoots if call.modern => {
+            let roots = ask(call, em, "roots/list", b"{}").await?;
+            text_result(out, &roots.to_string(), false);
+        }
         Task::AskRoots => {
             let (n, id, answer) = call.session.ask();
             let msg = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"roots/list"}}"#);
@@ -240,6 +249,9 @@ async fn ask(
     method: &str,
     params: &[u8],
 ) -> Result<Value, Fail> {
+    if call.modern {
+        return ask_inline(call, method, params);
+    }
     if !em.streaming() {
         return Err(Fail::internal(format!(
             "{method} needs an SSE response; send Accept: text/event-stream"
@@ -271,4 +283,45 @@ async fn ask(
         )));
     }
     Ok(response["result"].take())
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Retry {
+    #[serde(rename = "inputResponses", default)]
+    input_responses: Option<serde_json::Map<String, Value>>,
+    #[serde(rename = "requestState", default)]
+    request_state: Option<String>,
+}
+
+/// A server→client request of the 2026-07-28 era: the first call ends `input_required`; the
+/// retry carries the answer under the request's key, with the `requestState` echoed.
+fn ask_inline(call: &Call<'_>, method: &str, params: &[u8]) -> Result<Value, Fail> {
+    let key = match method {
+        "sampling/createMessage" => "sampling",
+        "elicitation/create" => "elicitation",
+        "roots/list" => "roots",
+        other => other,
+    };
+    let state = format!("mock-state:{key}");
+    let retry: Retry = call.params()?;
+    if let Some(mut answers) = retry.input_responses {
+        if retry.request_state.as_deref() != Some(state.as_str()) {
+            return Err(Fail::params("requestState was not echoed"));
+        }
+        return answers
+            .remove(key)
+            .ok_or_else(|| Fail::params(format!("inputResponses has no {key:?}")));
+    }
+    let mut result = br#"{"resultType":"input_required","inputRequests":{"#.to_vec();
+    write_str(&mut result, key);
+    result.extend_from_slice(br#":{"method":"#);
+    write_str(&mut result, method);
+    result.extend_from_slice(br#","params":"#);
+    result.extend_from_slice(params);
+    result.extend_from_slice(br#"}},"requestState":"#);
+    write_str(&mut result, &state);
+    result.push(b'}');
+    Err(Fail::input_required(
+        String::from_utf8(result).expect("UTF-8 in, UTF-8 out"),
+    ))
 }

@@ -209,6 +209,16 @@ pub(crate) fn call_tool<'a>(
             return Ok(Action::Task(Task::Slow { ms }));
         }
         "fail" => text_result(out, "failed on purpose", true),
+        "seen" if call.modern => {
+            // No session to have seen anything: the request's own `_meta` instead.
+            #[derive(serde::Deserialize, Default)]
+            struct MetaOnly {
+                #[serde(rename = "_meta", default)]
+                meta: serde_json::Value,
+            }
+            let meta = call.params::<MetaOnly>()?.meta;
+            text_result(out, &meta.to_string(), false);
+        }
         "seen" => {
             let seen = serde_json::to_string(&call.session.seen()).expect("strings serialize");
             text_result(out, &seen, false);

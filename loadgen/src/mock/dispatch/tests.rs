@@ -17,6 +17,7 @@ fn run(sh: &Shared, session: &Arc<Session>, body: &Value) -> Result<Option<Value
         msg: &msg,
         body: body.as_bytes(),
         session,
+        modern: false,
     };
     let mut out = Vec::new();
     match dispatch(sh, &msg.method, &call, &mut out)? {

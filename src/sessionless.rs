@@ -1,0 +1,1006 @@
+//! The sessionless era (2026-07-28) spoken to backends, for clients of any era.
+//!
+//! A sessionless backend keeps no session: ringmux's backend session with it is the
+//! `server/discover` answer (its capabilities), and every request carries what a session used
+//! to: `params._meta` with the protocol version, the client's capabilities and clientInfo
+//! (from the client's `initialize`, or a modern client's own `_meta`) and its log level, with
+//! the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers ([`send`]).
+//!
+//! What a stateful client needs translated ([`answer`]):
+//! - the era's result members (`resultType`, `ttlMs`, `cacheScope`) are dropped: they are
+//!   outside the client's negotiated version;
+//! - an `input_required` result becomes real server→client requests on the call's stream;
+//!   the answers go back in a retry with `inputResponses` and the echoed `requestState`,
+//!   round after round until the result is complete;
+//! - the era has no client→server notifications and no `logging/setLevel`,
+//!   `resources/subscribe` or GET stream: cancelling is closing the request's connection, the
+//!   log level rides in each request's `_meta`, and one `subscriptions/listen` per backend
+//!   (opened with the client's GET stream, re-opened when its subscriptions change) carries
+//!   list_changed and resources/updated ([`listen`]).
+//!
+//! A modern client's call to a sessionless backend passes through: the backend's
+//! `input_required` and `requestState` are the backend's own and come back in the retry.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_channel::oneshot;
+use futures_util::future::{join_all, select, Either};
+use ringmux_core::error::RpcError;
+use ringmux_core::jsonrpc::{self, span_of, Kind, Raw};
+use ringmux_core::version;
+use serde_json::value::RawValue;
+
+use crate::relay;
+use crate::session::{BackendFailure, Capabilities, Session};
+use crate::shard::{Call, Reply, Shard};
+use crate::streams::GET_STREAM;
+use crate::upstream::{Body, EventStream, Pool, Response};
+
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+/// Result members of the era a stateful client must not see.
+const ERA_MEMBERS: &[&str] = &["resultType", "ttlMs", "cacheScope"];
+/// Rounds of `input_required` one call may take before ringmux gives up on it.
+const MAX_ROUNDS: u32 = 32;
+/// Waits before retrying an `input_required` that asked nothing (state only): doubling.
+const STATE_ONLY_WAIT: Duration = Duration::from_millis(50);
+const STATE_ONLY_WAIT_MAX: Duration = Duration::from_millis(250);
+/// Backoff between attempts to (re)open a backend's listen stream.
+const LISTEN_BACKOFF: Duration = Duration::from_millis(500);
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a backend session's version is this era's.
+pub fn is_sessionless(version: &str) -> bool {
+    version == version::SESSIONLESS
+}
+
+/// A request put to the client: its id there (JSON text) and where its answer goes.
+type PendingAsk = (Box<str>, oneshot::Sender<Vec<u8>>);
+
+/// What a session keeps for its sessionless backends; made on first need.
+#[derive(Default)]
+pub struct Extras {
+    /// Requests of `input_required` results put to the client and not yet answered: the id
+    /// they carry on the client's stream (JSON text) and where the answer goes.
+    asks: std::cell::RefCell<Vec<PendingAsk>>,
+    next_ask: std::cell::Cell<u64>,
+    /// Resource URIs (as the backend knows them) the client subscribed to, per backend.
+    subscriptions: std::cell::RefCell<Vec<(u16, String)>>,
+    /// Bumped when `subscriptions` change: the listen streams re-open with the new set.
+    generation: std::cell::Cell<u64>,
+    changed: crate::modern::Waiters,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+/// A request as a sessionless backend gets it.
+struct Prepared {
+    body: Vec<u8>,
+    method: String,
+    /// `Mcp-Name`, encoded for a header.
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    method: Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Init<'a> {
+    #[serde(borrow, default)]
+    capabilities: Option<&'a RawValue>,
+    #[serde(rename = "clientInfo", borrow, default)]
+    client_info: Option<&'a RawValue>,
+}
+
+/// `body` (a request) with `_meta` filled from the session, plus `extra` params members (a
+/// retry's `inputResponses` and `requestState`, which replace any the body had).
+fn prepare(
+    session: &Session,
+    body: &[u8],
+    extra: &[(&str, &RawValue)],
+) -> Result<Prepared, String> {
+    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let params: BTreeMap<Cow<'_, str>, &RawValue> = match env.params {
+        Some(p) => serde_json::from_str(p.get()).map_err(|e| format!("params: {e}"))?,
+        None => BTreeMap::new(),
+    };
+    let mut meta: serde_json::Map<String, serde_json::Value> = params
+        .get("_meta")
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    let init: Init<'_> = serde_json::from_str(session.init_params.get()).unwrap_or_default();
+    let raw = |r: Option<&RawValue>| {
+        r.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    };
+    meta.insert(META_VERSION.into(), version::SESSIONLESS.into());
+    meta.insert(META_CAPABILITIES.into(), raw(init.capabilities));
+    if init.client_info.is_some() {
+        meta.insert(META_CLIENT_INFO.into(), raw(init.client_info));
+    }
+    if let Some(rank) = session.log_level() {
+        meta.insert(
+            META_LOG_LEVEL.into(),
+            jsonrpc::LOG_LEVELS[rank as usize].into(),
+        );
+    }
+    let name_key = match &*env.method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    let name = name_key
+        .and_then(|k| params.get(k))
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .map(|n| encode_header_value(&n));
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(env.id.map_or("null", |i| i.get()).as_bytes());
+    out.extend_from_slice(b",\"method\":");
+    jsonrpc::write_str(&mut out, &env.method);
+    out.extend_from_slice(b",\"params\":{\"_meta\":");
+    out.extend_from_slice(
+        serde_json::to_string(&meta)
+            .expect("serializing a map")
+            .as_bytes(),
+    );
+    for (k, v) in &params {
+        if k == "_meta" || extra.iter().any(|(e, _)| e == k) {
+            continue;
+        }
+        out.push(b',');
+        jsonrpc::write_str(&mut out, k);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    for (k, v) in extra {
+        out.push(b',');
+        jsonrpc::write_str(&mut out, k);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+    Ok(Prepared {
+        body: out,
+        method: env.method.into_owned(),
+        name,
+    })
+}
+
+/// A header value for `Mcp-Name`: as it is when it is printable ASCII without edge spaces,
+/// else `=?base64?…?=` (the form [`crate::modern`] decodes).
+pub fn encode_header_value(v: &str) -> String {
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim() == v
+        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    if plain {
+        return v.to_owned();
+    }
+    let mut out = String::from("=?base64?");
+    base64::engine::general_purpose::STANDARD.encode_string(v.as_bytes(), &mut out);
+    out.push_str("?=");
+    out
+}
+
+fn synthetic(status: u16, body: Vec<u8>) -> Response {
+    Response {
+        status,
+        session_id: None,
+        body: Body::Full(body),
+    }
+}
+
+/// Sends one message of the session to a sessionless backend. Requests go with their `_meta`
+/// and headers; what the era removed is answered here: `logging/setLevel` (the level rides
+/// in each request's `_meta`), `resources/(un)subscribe` (kept for the listen stream), and
+/// every notification and response (202: the era has none from client to server).
+pub(crate) async fn send(
+    session: &Session,
+    pool: &Rc<Pool>,
+    body: &[u8],
+) -> Result<Response, BackendFailure> {
+    let Ok(msg) = jsonrpc::parse(body) else {
+        return Ok(synthetic(202, Vec::new()));
+    };
+    let (Kind::Request, Some(id)) = (msg.kind, msg.id) else {
+        return Ok(synthetic(202, Vec::new()));
+    };
+    let empty_result = || {
+        let mut out = Vec::with_capacity(48);
+        jsonrpc::write_result(&mut out, id, b"{}");
+        Ok(synthetic(200, out))
+    };
+    match &*msg.method {
+        "logging/setLevel" => return empty_result(),
+        "resources/subscribe" | "resources/unsubscribe" => {
+            if let Some(uri) = msg.params.uri.and_then(jsonrpc::raw_str) {
+                session.resubscribe(pool.index, &uri, msg.method == "resources/subscribe");
+            }
+            return empty_result();
+        }
+        _ => {}
+    }
+    let p = prepare(session, body, &[]).map_err(BackendFailure::Init)?;
+    Ok(pool
+        .post_sessionless(&p.body, &p.method, p.name.as_deref(), Instant::now())
+        .await?)
+}
+
+/// The backend session of a sessionless backend: its `server/discover` answer, asked with
+/// the session's `_meta`.
+pub(crate) async fn discover(
+    session: &Session,
+    pool: &Rc<Pool>,
+) -> Result<Capabilities, BackendFailure> {
+    let p = prepare(
+        session,
+        br#"{"jsonrpc":"2.0","id":"ringmux-discover","method":"server/discover"}"#,
+        &[],
+    )
+    .map_err(BackendFailure::Init)?;
+    let resp = pool
+        .post_sessionless(&p.body, &p.method, None, Instant::now())
+        .await?;
+    let status = resp.status;
+    let message = crate::session::final_message(resp.body).await;
+    if status != 200 {
+        return Err(BackendFailure::Init(format!(
+            "server/discover answered HTTP {status}"
+        )));
+    }
+    let message = message?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&message).map_err(|e| BackendFailure::Init(e.to_string()))?;
+    let result = v.get("result").ok_or_else(|| {
+        BackendFailure::Init(format!("server/discover: {}", v.get("error").unwrap_or(&v)))
+    })?;
+    let serves = result
+        .get("supportedVersions")
+        .and_then(|s| s.as_array())
+        .is_some_and(|s| s.iter().any(|v| v.as_str() == Some(version::SESSIONLESS)));
+    if !serves {
+        return Err(BackendFailure::Init(format!(
+            "server/discover does not offer {}",
+            version::SESSIONLESS
+        )));
+    }
+    Ok(result
+        .get("capabilities")
+        .map(Capabilities::from_json)
+        .unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers, for stateful clients
+// ---------------------------------------------------------------------------------------------
+
+/// What a backend's final message is.
+enum Outcome<'a> {
+    /// A result to relay (era members dropped) or an error.
+    Final,
+    /// `input_required`: the requests to put to the client and the state to echo.
+    InputRequired {
+        requests: Vec<(String, &'a RawValue)>,
+        state: Option<&'a RawValue>,
+    },
+}
+
+#[derive(serde::Deserialize)]
+struct InputRequired<'a> {
+    #[serde(rename = "resultType", default)]
+    result_type: Option<Cow<'a, str>>,
+    #[serde(rename = "inputRequests", borrow, default)]
+    input_requests: Option<BTreeMap<String, &'a RawValue>>,
+    #[serde(rename = "requestState", borrow, default)]
+    request_state: Option<&'a RawValue>,
+}
+
+fn outcome<'a>(result: Option<Raw<'a>>) -> Outcome<'a> {
+    let Some(result) = result else {
+        return Outcome::Final;
+    };
+    match serde_json::from_str::<InputRequired<'a>>(result.get()) {
+        Ok(ir) if ir.result_type.as_deref() == Some("input_required") => Outcome::InputRequired {
+            requests: ir.input_requests.unwrap_or_default().into_iter().collect(),
+            state: ir.request_state,
+        },
+        _ => Outcome::Final,
+    }
+}
+
+/// A result's members in order, as written.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Members, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.push(entry);
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A backend's response for a stateful client: the era's members dropped from its result.
+fn for_stateful_client(message: Vec<u8>) -> Vec<u8> {
+    let Ok(msg) = jsonrpc::parse(&message) else {
+        return message;
+    };
+    let Some(result) = msg.result else {
+        return message;
+    };
+    let Ok(members) = serde_json::from_str::<Members>(result.get()) else {
+        return message;
+    };
+    if !members
+        .0
+        .iter()
+        .any(|(k, _)| ERA_MEMBERS.contains(&k.as_str()))
+    {
+        return message;
+    }
+    let mut kept = Vec::with_capacity(result.get().len());
+    kept.push(b'{');
+    for (k, v) in members
+        .0
+        .iter()
+        .filter(|(k, _)| !ERA_MEMBERS.contains(&k.as_str()))
+    {
+        if kept.len() > 1 {
+            kept.push(b',');
+        }
+        jsonrpc::write_str(&mut kept, k);
+        kept.push(b':');
+        kept.extend_from_slice(v.get().as_bytes());
+    }
+    kept.push(b'}');
+    let mut out = Vec::with_capacity(message.len());
+    jsonrpc::splice(&mut out, &message, span_of(&message, result), &kept);
+    out
+}
+
+/// The final message of a sessionless backend's answer to a stateful client's call, from a
+/// JSON body or an SSE stream. Everything else on the stream reaches stream `n`.
+/// `Ok(None)`: the client cancelled the call.
+async fn final_of(
+    shard: &Shard,
+    session: &Session,
+    pool: &Pool,
+    body: Body,
+    n: Option<u32>,
+    key: u64,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut events: Box<EventStream> = match body {
+        Body::Full(b) => return Ok(Some(b)),
+        Body::Events(e) => e,
+    };
+    loop {
+        let next = {
+            let next = std::pin::pin!(events.next());
+            let cancelled =
+                std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
+            match select(next, cancelled).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => return Ok(None),
+            }
+        };
+        match next {
+            Ok(Some(ev)) if ev.data.is_empty() => continue,
+            Ok(Some(ev)) => {
+                if jsonrpc::parse(&ev.data).is_ok_and(|m| m.kind == Kind::Response) {
+                    events.finish();
+                    return Ok(Some(ev.data));
+                }
+                if let Some(n) = n {
+                    relay::deliver(shard, session, pool.index, &ev.data, n, false);
+                }
+            }
+            Ok(None) => return Err("stream ended without a response".into()),
+            Err(e) => {
+                shard.metrics.backend_errors.add(1);
+                pool.record_failure(&e);
+                return Err(e.to_string());
+            }
+        }
+    }
+}
+
+/// A sessionless backend's answer to a stateful client's call (`request`: the request as
+/// sent, names restored to the backend's). A complete answer in JSON goes back as JSON; one
+/// that streams, or asks for input, needs the client's stream: the call's own, or for a
+/// legacy HTTP+SSE client its one stream.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn answer(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: Rc<Pool>,
+    resp: Response,
+    request: Vec<u8>,
+    call: &Call<'_>,
+    id: Raw<'_>,
+    key: u64,
+) -> Reply {
+    let backend_error = |reason: String| {
+        Reply::error(
+            Some(id),
+            &RpcError::Backend {
+                backend: pool.name().to_owned(),
+                reason,
+            },
+        )
+    };
+    let status = resp.status;
+    if let Body::Full(b) = &resp.body {
+        let parsed = jsonrpc::parse(b).ok();
+        let is_response = parsed.as_ref().is_some_and(|m| m.kind == Kind::Response);
+        if !is_response {
+            session.end(key);
+            return backend_error(format!(
+                "answered HTTP {status} without a JSON-RPC response"
+            ));
+        }
+        if !matches!(
+            outcome(parsed.and_then(|m| m.result)),
+            Outcome::InputRequired { .. }
+        ) {
+            session.end(key);
+            let Body::Full(b) = resp.body else {
+                unreachable!("matched above")
+            };
+            // The era answers errors with 4xx statuses; a stateful client reads them in 200s.
+            return Reply::Json {
+                status: 200,
+                body: for_stateful_client(b),
+                session: None,
+            };
+        }
+    } else if status != 200 {
+        session.end(key);
+        return backend_error(format!("answered HTTP {status}"));
+    }
+    let stream = if call.legacy {
+        Some(GET_STREAM)
+    } else if call.sse {
+        None
+    } else {
+        // A client without an event stream for this call: only a plain answer can reach it.
+        let message = final_of(shard, session, &pool, resp.body, None, key).await;
+        session.end(key);
+        return match message {
+            Ok(Some(m)) => match jsonrpc::parse(&m).map(|p| outcome(p.result)) {
+                Ok(Outcome::Final) => Reply::Json {
+                    status: 200,
+                    body: for_stateful_client(m),
+                    session: None,
+                },
+                _ => backend_error(
+                    "it needs the client's input, and the client accepts no event stream".into(),
+                ),
+            },
+            Ok(None) => Reply::error(Some(id), &RpcError::Cancelled),
+            Err(e) => backend_error(e),
+        };
+    };
+    let (n, reply) = match stream {
+        Some(n) => (n, Reply::Status(202)),
+        None => {
+            let (n, rx) = session.streams.open_post();
+            (n, Reply::Stream(rx))
+        }
+    };
+    monoio::spawn(drive(
+        shard.clone(),
+        session.clone(),
+        pool,
+        resp.body,
+        request,
+        n,
+        id.to_boxed(),
+        key,
+    ));
+    reply
+}
+
+/// Drives one call on client stream `n` to its end: relays what streams, turns each
+/// `input_required` into requests to the client and retries with the answers.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    shard: Rc<Shard>,
+    session: Rc<Session>,
+    pool: Rc<Pool>,
+    mut body: Body,
+    request: Vec<u8>,
+    n: u32,
+    id: Box<RawValue>,
+    key: u64,
+) {
+    let mut rounds = 0;
+    let mut wait = STATE_ONLY_WAIT;
+    let outcome: Result<Vec<u8>, String> = loop {
+        let message = match final_of(&shard, &session, &pool, body, Some(n), key).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break Err(String::new()),
+            Err(e) => break Err(e),
+        };
+        let Ok(parsed) = jsonrpc::parse(&message) else {
+            break Err("answered with a message that is not JSON-RPC".into());
+        };
+        let (requests, state) = match outcome(parsed.result) {
+            Outcome::Final => break Ok(for_stateful_client(message)),
+            Outcome::InputRequired { requests, state } => (requests, state),
+        };
+        rounds += 1;
+        if rounds > MAX_ROUNDS {
+            break Err(format!("still asking for input after {MAX_ROUNDS} rounds"));
+        }
+        let responses = if requests.is_empty() {
+            monoio::time::sleep(wait).await;
+            wait = (wait * 2).min(STATE_ONLY_WAIT_MAX);
+            None
+        } else {
+            wait = STATE_ONLY_WAIT;
+            match ask_client(&shard, &session, &requests, n, key).await {
+                Ok(r) => Some(r),
+                Err(Asked::Refused(error)) => {
+                    // The client refused: the call ends with its error, as a client of the
+                    // era would end it.
+                    let mut out = Vec::with_capacity(error.len() + 64);
+                    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+                    out.extend_from_slice(id.get().as_bytes());
+                    out.extend_from_slice(b",\"error\":");
+                    out.extend_from_slice(&error);
+                    out.push(b'}');
+                    break Ok(out);
+                }
+                Err(Asked::Cancelled) => break Err(String::new()),
+                Err(Asked::Failed(e)) => break Err(e),
+            }
+        };
+        let mut extra: Vec<(&str, &RawValue)> = Vec::with_capacity(2);
+        if let Some(r) = &responses {
+            extra.push(("inputResponses", r));
+        }
+        if let Some(s) = state {
+            extra.push(("requestState", s));
+        }
+        let retry = match prepare(&session, &request, &extra) {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        let sent = {
+            let sending = std::pin::pin!(pool.post_sessionless(
+                &retry.body,
+                &retry.method,
+                retry.name.as_deref(),
+                Instant::now()
+            ));
+            let cancelled =
+                std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
+            match select(sending, cancelled).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => break Err(String::new()),
+            }
+        };
+        shard.metrics.forwarded.add(1);
+        match sent {
+            Ok(resp) => body = resp.body,
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    match outcome {
+        Ok(message) => {
+            session.streams.send(n, &message);
+        }
+        // Cancelled: the client was told when it cancelled.
+        Err(reason) if reason.is_empty() => {}
+        Err(reason) => {
+            let mut out = Vec::new();
+            jsonrpc::write_error(
+                &mut out,
+                Some(Raw::from(&*id)),
+                &RpcError::Backend {
+                    backend: pool.name().to_owned(),
+                    reason,
+                },
+            );
+            session.streams.send(n, &out);
+        }
+    }
+    session.end(key);
+    if n != GET_STREAM {
+        session.streams.close(n);
+    }
+}
+
+enum Asked {
+    /// The client answered one request with this error (the `error` member's JSON).
+    Refused(Vec<u8>),
+    Cancelled,
+    Failed(String),
+}
+
+/// Puts an `input_required` result's requests to the client on stream `n` and collects the
+/// answers as an `inputResponses` object.
+async fn ask_client(
+    shard: &Shard,
+    session: &Session,
+    requests: &[(String, &RawValue)],
+    n: u32,
+    key: u64,
+) -> Result<Box<RawValue>, Asked> {
+    #[derive(serde::Deserialize)]
+    struct InputRequest<'a> {
+        method: Cow<'a, str>,
+        #[serde(borrow, default)]
+        params: Option<&'a RawValue>,
+    }
+    let extras = session.extras();
+    let mut waiting = Vec::with_capacity(requests.len());
+    for (k, req) in requests {
+        let Ok(r) = serde_json::from_str::<InputRequest<'_>>(req.get()) else {
+            forget_asks(session, &waiting);
+            return Err(Asked::Failed(format!(
+                "input request {k:?} is not a request"
+            )));
+        };
+        let seq = extras.next_ask.get() + 1;
+        extras.next_ask.set(seq);
+        let ask_id = format!("\"ringmux-ask-{seq}\"");
+        let mut msg = Vec::with_capacity(req.get().len() + 64);
+        msg.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        msg.extend_from_slice(ask_id.as_bytes());
+        msg.extend_from_slice(b",\"method\":");
+        jsonrpc::write_str(&mut msg, &r.method);
+        if let Some(p) = r.params {
+            msg.extend_from_slice(b",\"params\":");
+            msg.extend_from_slice(p.get().as_bytes());
+        }
+        msg.push(b'}');
+        let (tx, rx) = oneshot::channel();
+        extras.asks.borrow_mut().push((ask_id.clone().into(), tx));
+        waiting.push((k.clone(), ask_id, rx));
+        if !session.streams.send(n, &msg) {
+            forget_asks(session, &waiting);
+            return Err(Asked::Failed("the client's stream is gone".into()));
+        }
+    }
+    let ids: Vec<(String, String, ())> = waiting
+        .iter()
+        .map(|(k, i, _)| (k.clone(), i.clone(), ()))
+        .collect();
+    let answers = join_all(waiting.into_iter().map(|(_, _, rx)| rx));
+    let limit = shard.cfg.modern.request_state_ttl;
+    let answers = {
+        let answers = std::pin::pin!(monoio::time::timeout(limit, answers));
+        let cancelled = std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
+        match select(answers, cancelled).await {
+            Either::Left((Ok(a), _)) => a,
+            Either::Left((Err(_), _)) => {
+                forget_asks(session, &ids);
+                return Err(Asked::Failed(
+                    "the client did not answer its input requests".into(),
+                ));
+            }
+            Either::Right(_) => {
+                forget_asks(session, &ids);
+                return Err(Asked::Cancelled);
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    for ((k, _, _), answer) in ids.iter().zip(answers) {
+        let Ok(body) = answer else {
+            return Err(Asked::Failed("the session ended".into()));
+        };
+        let Ok(msg) = jsonrpc::parse(&body) else {
+            return Err(Asked::Failed("the client's answer is not JSON-RPC".into()));
+        };
+        match (msg.result, msg.error) {
+            (Some(r), _) => {
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                jsonrpc::write_str(&mut out, k);
+                out.push(b':');
+                out.extend_from_slice(r.get().as_bytes());
+            }
+            (None, Some(e)) => return Err(Asked::Refused(e.get().as_bytes().to_vec())),
+            (None, None) => return Err(Asked::Failed("the client's answer has no result".into())),
+        }
+    }
+    out.push(b'}');
+    let text = String::from_utf8(out).map_err(|_| Asked::Failed("not UTF-8".into()))?;
+    RawValue::from_string(text).map_err(|e| Asked::Failed(e.to_string()))
+}
+
+fn forget_asks<T>(session: &Session, asked: &[(String, String, T)]) {
+    let extras = session.extras();
+    extras
+        .asks
+        .borrow_mut()
+        .retain(|(id, _)| !asked.iter().any(|(_, a, _)| **a == **id));
+}
+
+/// A client's answer to a request ringmux put to it for an `input_required` result: `true`
+/// if `id` (JSON text) was one, and the answer went to the call waiting for it.
+pub(crate) fn take_answer(session: &Session, id: &str, body: &[u8]) -> bool {
+    let Some(extras) = session.extras_if_any() else {
+        return false;
+    };
+    let mut asks = extras.asks.borrow_mut();
+    let Some(i) = asks.iter().position(|(a, _)| &**a == id) else {
+        return false;
+    };
+    let (_, tx) = asks.swap_remove(i);
+    let _ = tx.send(body.to_vec());
+    true
+}
+
+impl Extras {
+    /// Adds or removes a subscription; the listen streams re-open when the set changed.
+    pub fn resubscribe(&self, backend: u16, uri: &str, on: bool) {
+        let mut subs = self.subscriptions.borrow_mut();
+        let at = subs.iter().position(|(b, u)| *b == backend && u == uri);
+        let changed = match (at, on) {
+            (None, true) => {
+                subs.push((backend, uri.to_owned()));
+                true
+            }
+            (Some(i), false) => {
+                subs.swap_remove(i);
+                true
+            }
+            _ => false,
+        };
+        drop(subs);
+        if changed {
+            self.generation.set(self.generation.get() + 1);
+            self.changed.wake();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// subscriptions/listen, for stateful clients' GET streams
+// ---------------------------------------------------------------------------------------------
+
+/// Holds one `subscriptions/listen` open on backend `b` for the session (its list_changed,
+/// and resources/updated of the client's subscriptions to that backend), delivering what
+/// arrives on the client's GET stream; re-opens it when the subscriptions change or the stream
+/// ends, until the session ends.
+pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
+    let pool = shard.pools[b as usize].clone();
+    let mut backoff = LISTEN_BACKOFF;
+    loop {
+        let Some(s) = session.upgrade() else { return };
+        if !s.backend_session(b).is_some_and(|(_, v)| is_sessionless(v)) {
+            return;
+        }
+        let extras = s.extras();
+        let generation = extras.generation.get();
+        let mut request = Vec::with_capacity(256);
+        request.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-listen\",\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":{");
+        let mut first = true;
+        for (flag, name) in [
+            (Capabilities::TOOLS, "toolsListChanged"),
+            (Capabilities::PROMPTS, "promptsListChanged"),
+            (Capabilities::RESOURCES, "resourcesListChanged"),
+        ] {
+            if s.has_capability(b, flag) {
+                if !first {
+                    request.push(b',');
+                }
+                first = false;
+                jsonrpc::write_str(&mut request, name);
+                request.extend_from_slice(b":true");
+            }
+        }
+        let uris: Vec<String> = extras
+            .subscriptions
+            .borrow()
+            .iter()
+            .filter(|(sb, _)| *sb == b)
+            .map(|(_, u)| u.clone())
+            .collect();
+        if !uris.is_empty() {
+            if !first {
+                request.push(b',');
+            }
+            request.extend_from_slice(b"\"resourceSubscriptions\":");
+            request.extend_from_slice(serde_json::to_string(&uris).expect("strings").as_bytes());
+        }
+        request.extend_from_slice(b"}}}");
+        let prepared = prepare(&s, &request, &[]);
+        drop(s);
+        let events = match prepared {
+            Ok(p) => match pool
+                .post_sessionless(&p.body, &p.method, None, Instant::now())
+                .await
+            {
+                Ok(Response {
+                    status: 200,
+                    body: Body::Events(e),
+                    ..
+                }) => Some(e),
+                Ok(resp) => {
+                    tracing::debug!(backend = %pool.name(), status = resp.status, "subscriptions/listen refused");
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(backend = %pool.name(), "subscriptions/listen not opened: {e}");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(backend = %pool.name(), "subscriptions/listen not built: {e}");
+                return;
+            }
+        };
+        if let Some(mut events) = events {
+            events.wait_forever();
+            backoff = LISTEN_BACKOFF;
+            loop {
+                let next = {
+                    let Some(s) = session.upgrade() else { return };
+                    let extras = s.extras();
+                    let changed = extras
+                        .changed
+                        .until(|| extras.generation.get() != generation);
+                    let next = std::pin::pin!(events.next());
+                    let changed = std::pin::pin!(changed);
+                    match select(next, changed).await {
+                        Either::Left((r, _)) => Some(r),
+                        Either::Right(_) => None,
+                    }
+                };
+                let Some(next) = next else {
+                    // Subscriptions changed: listen again with the new set at once.
+                    backoff = Duration::ZERO;
+                    break;
+                };
+                match next {
+                    Ok(Some(ev)) if ev.data.is_empty() => continue,
+                    Ok(Some(ev)) => {
+                        let Some(s) = session.upgrade() else { return };
+                        if let Some(plain) = without_subscription(&ev.data) {
+                            relay::deliver(&shard, &s, b, &plain, GET_STREAM, false);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(backend = %pool.name(), "subscriptions/listen broke: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        if !backoff.is_zero() {
+            monoio::time::sleep(backoff).await;
+        }
+        backoff = (backoff * 2).clamp(LISTEN_BACKOFF, LISTEN_BACKOFF_MAX);
+    }
+}
+
+/// A listen stream's notification as a stateful client hears it (no subscription id); `None`
+/// for what it need not hear (the acknowledgement, the stream's own result).
+fn without_subscription(data: &[u8]) -> Option<Vec<u8>> {
+    let msg = jsonrpc::parse(data).ok()?;
+    if msg.kind != Kind::Notification {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len());
+    match &*msg.method {
+        "notifications/tools/list_changed"
+        | "notifications/prompts/list_changed"
+        | "notifications/resources/list_changed" => {
+            out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+            jsonrpc::write_str(&mut out, &msg.method);
+            out.push(b'}');
+        }
+        "notifications/resources/updated" => {
+            let uri = msg.params.uri?;
+            out.extend_from_slice(
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":",
+            );
+            out.extend_from_slice(uri.get().as_bytes());
+            out.extend_from_slice(b"}}");
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_encode_only_when_needed() {
+        assert_eq!(encode_header_value("get_weather"), "get_weather");
+        assert_eq!(encode_header_value("file:///a b.txt"), "file:///a b.txt");
+        assert_eq!(encode_header_value("héllo"), "=?base64?aMOpbGxv?=");
+        assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
+        assert_eq!(
+            encode_header_value("=?base64?eA==?="),
+            "=?base64?PT9iYXNlNjQ/ZUE9PT89?="
+        );
+    }
+
+    #[test]
+    fn era_members_leave_results_for_stateful_clients() {
+        let m = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}],"resultType":"complete","ttlMs":5,"isError":false,"cacheScope":"public"}}"#;
+        let out = for_stateful_client(m.to_vec());
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}],"isError":false}}"#
+        );
+        let plain = br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}"#;
+        assert_eq!(for_stateful_client(plain.to_vec()), plain.to_vec());
+        let error = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"x"}}"#;
+        assert_eq!(for_stateful_client(error.to_vec()), error.to_vec());
+    }
+
+    #[test]
+    fn input_required_is_told_apart() {
+        let m = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"a":{"method":"roots/list"}},"requestState":"s"}}"#;
+        let msg = jsonrpc::parse(m).unwrap();
+        match outcome(msg.result) {
+            Outcome::InputRequired { requests, state } => {
+                assert_eq!(requests.len(), 1);
+                assert_eq!(requests[0].0, "a");
+                assert_eq!(state.unwrap().get(), "\"s\"");
+            }
+            Outcome::Final => panic!("not told apart"),
+        }
+        let done = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#;
+        assert!(matches!(
+            outcome(jsonrpc::parse(done).unwrap().result),
+            Outcome::Final
+        ));
+    }
+
+    #[test]
+    fn listen_notifications_lose_the_subscription_id() {
+        let n = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"l"}}}"#;
+        assert_eq!(
+            without_subscription(n).unwrap(),
+            br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#.to_vec()
+        );
+        let u = br#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"mock://a","_meta":{}}}"#;
+        assert_eq!(
+            without_subscription(u).unwrap(),
+            br#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"mock://a"}}"#.to_vec()
+        );
+        let ack =
+            br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{}}"#;
+        assert!(without_subscription(ack).is_none());
+    }
+}
