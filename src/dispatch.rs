@@ -547,10 +547,7 @@ async fn forward(
             Either::Right(_) => None,
         }
     };
-    let sessionless = call.modern.is_none()
-        && session
-            .backend_session(pool.index)
-            .is_some_and(|(_, v)| crate::sessionless::is_sessionless(v));
+    let sessionless = call.modern.is_none() && session.is_sessionless(pool.index);
     // A sessionless backend may ask for input: the request is sent again with the answers.
     let request = sessionless.then(|| body.to_vec());
     if let Some(spliced) = target.body {

@@ -328,11 +328,7 @@ pub async fn relay_post(
 /// client's GET stream; reconnects (resuming after the last event id) until the session ends.
 /// A backend without a GET stream (405) or without sessions is left alone.
 pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
-    let sessionless = session
-        .upgrade()
-        .and_then(|s| s.backend_session(b))
-        .is_some_and(|(_, v)| crate::sessionless::is_sessionless(v));
-    if sessionless {
+    if session.upgrade().is_some_and(|s| s.is_sessionless(b)) {
         return crate::sessionless::listen(shard, session, b).await;
     }
     let pool = shard.pools[b as usize].clone();

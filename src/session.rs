@@ -290,6 +290,14 @@ impl Session {
         }
     }
 
+    /// Whether backend `b`'s session is of the sessionless era.
+    pub fn is_sessionless(&self, b: u16) -> bool {
+        matches!(
+            self.backends.borrow().get(b as usize),
+            Some(BackendSession::Ready { version, .. }) if crate::sessionless::is_sessionless(version)
+        )
+    }
+
     /// Whether this session has a live session on backend `b`.
     pub fn is_ready(&self, b: u16) -> bool {
         matches!(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-import weakref
 from typing import Annotated, Any
 
 from mcp.server.lowlevel import NotificationOptions
@@ -25,14 +24,17 @@ server = MCPServer("modern-py")
 
 # --- list_changed plumbing -------------------------------------------------------------------
 # `ctx.notify_tools_changed()` only publishes on the SDK's subscription bus, i.e. to 2026-07-28
-# `subscriptions/listen` streams. Stateful sessions need `notifications/tools/list_changed` sent
-# on each session, so a middleware remembers every session that completes the handshake.
-_stateful_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+# `subscriptions/listen` streams. Stateful sessions need `notifications/tools/list_changed` on
+# their standalone (GET) stream. `ctx.session` is a per-message proxy over the connection, so a
+# middleware keeps the one from each handshake's `notifications/initialized`, keyed by session id.
+_stateful_sessions: dict[str, Any] = {}
 
 
 async def _remember_sessions(ctx, call_next):
-    if ctx.method == "notifications/initialized":
-        _stateful_sessions.add(ctx.session)
+    if ctx.method == "notifications/initialized" and ctx.request is not None:
+        session_id = ctx.request.headers.get("mcp-session-id")
+        if session_id:
+            _stateful_sessions[session_id] = ctx.session
     return await call_next(ctx)
 
 
@@ -98,12 +100,14 @@ async def touch(ctx: Context) -> str:
     """Register a new tool `extra_<n>` and announce the tools list change."""
     n = next(_extra_ids)
     server.add_tool(lambda: f"extra {n}", name=f"extra_{n}", description=f"Added by touch #{n}")
-    await ctx.notify_tools_changed()  # 2026-07-28: subscriptions/listen streams
-    for session in list(_stateful_sessions):  # stateful: each session's standalone GET stream
+    await ctx.notify_tools_changed()  # 2026-07-28: every open subscriptions/listen stream
+    # Stateful sessions: on each one's standalone GET stream. The SDK drops a closed session's
+    # notification silently, so entries are only pruned if sending actually fails.
+    for session_id, session in list(_stateful_sessions.items()):
         try:
             await session.send_tool_list_changed()
-        except Exception:  # a session that has gone away; nothing to notify
-            _stateful_sessions.discard(session)
+        except Exception:
+            _stateful_sessions.pop(session_id, None)
     return "touched"
 
 

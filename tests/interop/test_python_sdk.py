@@ -1,7 +1,9 @@
 """Interop: the official Python MCP SDK (`mcp` from PyPI) as the client,
 `@modelcontextprotocol/server-everything` (npm) behind the real ringmux binary as two
 Streamable HTTP backends (ev1, ev2), a legacy HTTP+SSE backend (evl), a per-session stdio
-backend (evs) and a shared stdio backend (evsh).
+backend (evs) and a shared stdio backend (evsh); and the SDK's own dual-era `MCPServer`
+(modern_server.py) as a 2026-07-28 backend (evm). Every URL backend is `transport: auto`:
+ringmux finds out evm's era, ev1/ev2's, and that evl speaks the legacy HTTP+SSE transport.
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -15,6 +17,9 @@ import subprocess
 import tempfile
 import time
 
+import re
+import sys
+
 import anyio
 import pytest
 from mcp import Client, types
@@ -23,6 +28,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BIN = os.environ.get("RINGMUX_BIN", str(ROOT / "target" / "debug" / "ringmux"))
 EVERYTHING = HERE / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+MODERN_SERVER = HERE / "modern_server.py"
+# The gateway's log, for tests that check what ringmux found out about its backends.
+GW_LOG: list[pathlib.Path] = []
 
 
 def free_port() -> int:
@@ -58,7 +66,13 @@ def gateway():
             p = subprocess.Popen(["node", str(EVERYTHING), transport], env=env, stdout=log, stderr=subprocess.STDOUT)
             procs.append(p)
             wait_listening(port, p, f"server-everything {name}")
-            urls.append((name, f"http://127.0.0.1:{port}/{path}" + ("\n    transport: sse" if transport == "sse" else "")))
+            urls.append((name, f"http://127.0.0.1:{port}/{path}"))
+        port = free_port()
+        log = open(pathlib.Path(logs.name) / "evm.log", "w")
+        p = subprocess.Popen([sys.executable, str(MODERN_SERVER), str(port)], stdout=log, stderr=subprocess.STDOUT)
+        procs.append(p)
+        wait_listening(port, p, "modern_server.py evm")
+        urls.append(("evm", f"http://127.0.0.1:{port}/mcp"))
         cfg = pathlib.Path(logs.name) / "ringmux.yaml"
         stdio = (
             f"  - name: evs\n    command: node\n    args: [{EVERYTHING}, stdio]\n"
@@ -69,7 +83,15 @@ def gateway():
             + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in urls)
             + stdio
         )
-        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE, stderr=open(pathlib.Path(logs.name) / "gw.log", "w"), text=True)
+        gw_log = pathlib.Path(logs.name) / "gw.log"
+        GW_LOG.append(gw_log)
+        gw = subprocess.Popen(
+            [BIN, "run", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=open(gw_log, "w"),
+            text=True,
+            env=dict(os.environ, RINGMUX_LOG="info", NO_COLOR="1"),
+        )
         procs.append(gw)
         line = gw.stdout.readline().strip()
         assert line.startswith("ringmux listening on "), line
@@ -291,3 +313,75 @@ def test_legacy_sse_client_through_a_stdio_backend(gateway):
                 assert "sampled for [" in sampled.content[0].text, sampled
 
     run(go)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_a_sessionless_backend_serves_both_eras(gateway, mode):
+    """The SDK's own MCPServer as a 2026-07-28 backend, found out by ringmux's probe. Its
+    `input_required` results reach a stateful client as real elicitation, sampling and roots
+    requests answered by the SDK's callbacks (ringmux retries with the answers and the
+    server's requestState); a modern client gets them as they are and retries itself."""
+
+    async def go():
+        async with Client(
+            gateway,
+            mode=mode,
+            cache=None,
+            sampling_callback=_sample,
+            elicitation_callback=_elicit,
+            list_roots_callback=_roots,
+        ) as c:
+            names = {t.name for t in await _all_tools(c)}
+            for tool in ("echo", "ask_name", "sample", "roots"):
+                assert f"evm__{tool}" in names, sorted(names)
+            echo = await c.call_tool("evm__echo", {"message": "either era"})
+            assert echo.content[0].text == "Echo: either era"
+            named = await c.call_tool("evm__ask_name", {})
+            assert named.content[0].text == "Hello, Ada Lovelace", named
+            sampled = await c.call_tool("evm__sample", {"prompt": "tide"})
+            assert sampled.content[0].text == "sampled: sampled for [tide]", sampled
+            listed = await c.call_tool("evm__roots", {})
+            assert listed.content[0].text == "file:///workspace/ringmux", listed
+
+    run(go)
+    log = GW_LOG[-1].read_text()
+    assert re.search(r"backend era found out backend=evm era=Sessionless", log), log
+    assert re.search(r"backend era found out backend=ev1 era=Stateful", log), log
+    assert re.search(r"backend=evl backend speaks the legacy HTTP\+SSE transport|backend speaks the legacy HTTP\+SSE transport backend=evl", log), log
+
+
+def test_a_sessionless_backends_list_change_reaches_clients_of_both_eras(gateway):
+    """evm's list change travels on the subscriptions/listen ringmux holds for the session:
+    to a stateful client's GET stream as notifications/tools/list_changed, and to a modern
+    client's own listen stream."""
+
+    async def legacy():
+        changed = anyio.Event()
+
+        async def on_message(message):
+            if isinstance(message, types.ToolListChangedNotification):
+                changed.set()
+
+        async with Client(gateway, mode="legacy", cache=None, message_handler=on_message) as c:
+            before = {t.name for t in await _all_tools(c)}
+            # The SDK opens its GET stream after initializing; ringmux then opens the listen.
+            await anyio.sleep(0.5)
+            await c.call_tool("evm__touch", {})
+            with anyio.fail_after(10):
+                await changed.wait()
+            after = {t.name for t in await _all_tools(c)}
+            assert any(n.startswith("evm__extra_") for n in after - before), sorted(after - before)
+
+    async def modern():
+        async with Client(gateway, mode="2026-07-28", cache=None) as c:
+            before = {t.name for t in await _all_tools(c)}
+            async with c.listen(tools_list_changed=True) as sub:
+                await c.call_tool("evm__touch", {})
+                with anyio.fail_after(10):
+                    async for _event in sub:
+                        break
+            after = {t.name for t in await _all_tools(c)}
+            assert any(n.startswith("evm__extra_") for n in after - before), sorted(after - before)
+
+    run(legacy)
+    run(modern)
