@@ -4,7 +4,8 @@
 //! routing headers, and no `initialize`; results lose the era's members; an `input_required`
 //! result becomes real requests on the client's stream, and the client's answers go back in
 //! the retry; a backend's list change and resource update reach the GET stream through one
-//! `subscriptions/listen`; `transport:` pins the era when given.
+//! `subscriptions/listen`; `transport:` pins the era when given; and a legacy HTTP+SSE server
+//! (the mock's `--sse` mode) found out by the same probe.
 
 #[path = "support/harness.rs"]
 mod harness;
@@ -406,4 +407,66 @@ fn a_modern_client_gets_the_backends_own_input_required() {
     assert_eq!(done["id"], 2, "{done}");
     assert_eq!(done["result"]["resultType"], "complete", "{done}");
     assert_eq!(text_of(&done), "LLM response: green");
+}
+
+#[test]
+fn auto_finds_a_legacy_sse_backend() {
+    // The mock's legacy HTTP+SSE mode: GET /sse, then POST /message?sessionId=…; its URL is
+    // the SSE endpoint. One found out (auto), one pinned.
+    let l = mock("l").flag("--sse").flag("--conformance").start();
+    let d = mock("d").flag("--sse").start();
+    assert!(l.url.ends_with("/sse"), "{}", l.url);
+    let gw = gateway()
+        .shards(2)
+        .backend("l", &l.url)
+        .backend_with("d", &d.url, "transport: sse")
+        .start();
+    let mut c = capable_client(&gw.url);
+    assert_eq!(
+        text_of(&call(&mut c, "d__echo", json!({"message": "old"}))),
+        "old"
+    );
+    let progress = c
+        .post(
+            &json!({"jsonrpc": "2.0", "id": "p", "method": "tools/call", "params": {
+            "name": "d__progress", "arguments": {"steps": 2}, "_meta": {"progressToken": 5}}}),
+        )
+        .unwrap();
+    let kinds: Vec<Value> = progress
+        .messages()
+        .iter()
+        .map(|m| m.get("method").cloned().unwrap_or(json!("answer")))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("notifications/progress"),
+            json!("notifications/progress"),
+            json!("answer")
+        ]
+    );
+    // A server→client request over the found-out legacy transport, answered by the client.
+    let mut call_stream = start_call(
+        &gw.url,
+        &c,
+        21,
+        "l__test_sampling",
+        json!({"prompt": "old?"}),
+    );
+    let ask = next(&mut call_stream);
+    assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
+    sibling(&gw.url, &c)
+        .post(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "yes"}}}))
+        .unwrap();
+    let done = next(&mut call_stream);
+    assert_eq!(text_of(&done), "LLM response: yes", "{done}");
+    drop(c);
+    let mut gw = gw;
+    gw.kill();
+    let logs = gw.logs();
+    assert!(
+        logs.contains("backend speaks the legacy HTTP+SSE transport"),
+        "{logs}"
+    );
 }

@@ -11,7 +11,8 @@
 //! - [`session`]: sessions, GET-stream listeners, server→client requests, replay logs.
 //! - [`emit`]: writing one response as JSON or as an SSE stream, event by event.
 //! - [`tasks`]: tool calls that take time or send messages before their result.
-//! - [`routes`]: answering one HTTP request (POST, GET, DELETE; sessions; Host/Origin).
+//! - [`routes`]: answering one HTTP request (POST, GET, DELETE; sessions; Host/Origin; the
+//!   2026-07-28 era with `modern`; the legacy HTTP+SSE transport with `sse`).
 //! - [`conn`]: the HTTP/1.1 connection loop, the only code reading a socket.
 //! - [`stdio`]: the stdio transport (`--stdio`): the same handlers, messages as lines.
 
@@ -72,6 +73,9 @@ pub struct MockConfig {
     /// request, `input_required` for server→client requests, `subscriptions/listen`. Off, a
     /// request of that era is refused like a 2025-11-25 server refuses it (400, no session).
     pub modern: bool,
+    /// Serve the legacy HTTP+SSE transport (2024-11-05) instead of Streamable HTTP: `GET /sse`
+    /// opens a session's stream, whose first event names `/message?sessionId=…` to POST to.
+    pub sse: bool,
 }
 
 impl Default for MockConfig {
@@ -90,6 +94,7 @@ impl Default for MockConfig {
             threads: 1,
             faults: false,
             modern: false,
+            sse: false,
         }
     }
 }
@@ -118,14 +123,16 @@ impl Shared {
 pub struct MockHandle {
     /// The bound address (the real port when asked for port 0).
     pub addr: SocketAddr,
+    /// `/mcp`, or `/sse` for the legacy transport.
+    path: &'static str,
     stops: Vec<oneshot::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl MockHandle {
-    /// The MCP endpoint, `http://ADDR/mcp`.
+    /// The MCP endpoint, `http://ADDR/mcp` (`/sse` for the legacy transport).
     pub fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
+        format!("http://{}{}", self.addr, self.path)
     }
 
     /// Closes the listeners and ends the server threads; open connections are dropped.
@@ -164,10 +171,12 @@ pub fn spawn(cfg: MockConfig, addr: SocketAddr) -> io::Result<MockHandle> {
     for _ in 1..threads {
         listeners.push(bind(addr)?);
     }
+    let path = if cfg.sse { "/sse" } else { "/mcp" };
     let shared = Arc::new(Shared::new(cfg));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handle = MockHandle {
         addr,
+        path,
         stops: Vec::with_capacity(threads),
         threads: Vec::with_capacity(threads),
     };

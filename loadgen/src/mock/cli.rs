@@ -13,7 +13,7 @@ pub const USAGE: &str = "\
 usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--prompts N]
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
-                    [--modern]
+                    [--modern] [--sse]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -33,7 +33,9 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     (one client; exits when stdin closes)
   --modern          also serve the sessionless era (2026-07-28): server/discover, _meta
                     checked on every request, input_required for sampling/elicitation/roots,
-                    subscriptions/listen";
+                    subscriptions/listen
+  --sse             serve the legacy HTTP+SSE transport (2024-11-05): GET /sse, then POST
+                    /message?sessionId=… (answers arrive on the stream)";
 
 /// Parses the mock's flags (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(
@@ -61,6 +63,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("faults") => cfg.faults = true,
             Long("stdio") => stdio = true,
             Long("modern") => cfg.modern = true,
+            Long("sse") => cfg.sse = true,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);

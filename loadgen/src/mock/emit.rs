@@ -21,6 +21,9 @@ const RETRY_MS: &str = "500";
 /// HTTP framing (heads, chunks, priming events, keep-alives) is left out.
 pub(crate) struct Io {
     pub stream: Option<TcpStream>,
+    /// Without a socket: messages go to this session's streams (the legacy HTTP+SSE mode)
+    /// rather than to stdout.
+    to: Option<Arc<Session>>,
     /// Bytes queued for the next [`Io::flush`].
     wbuf: Vec<u8>,
     /// Scratch for one SSE event before it is framed as a chunk.
@@ -31,6 +34,7 @@ impl Io {
     pub fn new(stream: TcpStream) -> Self {
         Io {
             stream: Some(stream),
+            to: None,
             wbuf: Vec::with_capacity(16 * 1024),
             event: Vec::with_capacity(1024),
         }
@@ -40,8 +44,18 @@ impl Io {
     pub fn lines() -> Self {
         Io {
             stream: None,
+            to: None,
             wbuf: Vec::with_capacity(1024),
             event: Vec::new(),
+        }
+    }
+
+    /// Messages to `session`'s streams, one per event (the legacy HTTP+SSE transport, where
+    /// every answer travels on the session's one stream).
+    pub fn to_session(session: Arc<Session>) -> Self {
+        Io {
+            to: Some(session),
+            ..Io::lines()
         }
     }
 
@@ -56,6 +70,13 @@ impl Io {
             return Ok(());
         }
         let Some(stream) = &mut self.stream else {
+            if let Some(session) = &self.to {
+                for msg in self.wbuf.split(|b| *b == b'\n').filter(|m| !m.is_empty()) {
+                    session.notify(&msg.into());
+                }
+                self.wbuf.clear();
+                return Ok(());
+            }
             // Whole lines under the lock, so concurrent answers never interleave.
             let res = std::io::Write::write_all(&mut std::io::stdout().lock(), &self.wbuf);
             self.wbuf.clear();
@@ -120,6 +141,16 @@ impl Io {
         }
         self.event.clear();
         write_event(&mut self.event, id, None, data);
+        write_chunk(&mut self.wbuf, &self.event);
+    }
+
+    /// Queues one SSE event of type `name` (HTTP only).
+    pub fn named_event(&mut self, name: &str, data: &[u8]) {
+        if self.stream.is_none() {
+            return;
+        }
+        self.event.clear();
+        write_event(&mut self.event, None, Some(name), data);
         write_chunk(&mut self.wbuf, &self.event);
     }
 

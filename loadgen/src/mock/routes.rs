@@ -38,7 +38,7 @@ struct Req<'a> {
 
 /// Answers one request. `Ok(true)`: the connection can carry another.
 pub(crate) async fn handle(
-    sh: &Shared,
+    sh: &Arc<Shared>,
     io: &mut Io,
     buf: &[u8],
     head: &RequestHead,
@@ -60,6 +60,19 @@ pub(crate) async fn handle(
             && field(&h.protocol_version) == Some(version::SESSIONLESS.as_bytes()),
         body,
     };
+    if sh.cfg.sse {
+        let query = head.query.clone().map_or(&b""[..], |q| &buf[q]);
+        return legacy(
+            sh,
+            io,
+            &req,
+            head.method,
+            &buf[head.path.clone()],
+            query,
+            out,
+        )
+        .await;
+    }
     if buf[head.path.clone()] != *b"/mcp" {
         io.respond(
             404,
@@ -364,8 +377,126 @@ async fn listen(sh: &Shared, io: &mut Io, req: &Req<'_>, id: Raw<'_>) -> io::Res
     flushed(io, ka).await
 }
 
-/// Answers one request read on stdin (the stdio mode): as a POST that accepts SSE, so the
-/// messages a tool sends before its answer are written too.
+/// The legacy HTTP+SSE transport (2024-11-05, `--sse`): `GET /sse` opens a session's one
+/// stream, whose first event names the endpoint to POST to; every POST there is answered 202
+/// at once, and what it causes (its answer, progress, server→client requests) goes on the
+/// stream as `message` events. The session ends with its stream.
+async fn legacy(
+    sh: &Arc<Shared>,
+    io: &mut Io,
+    req: &Req<'_>,
+    method: Method,
+    path: &[u8],
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let ka = req.keep_alive;
+    match (method, path) {
+        (Method::Get, b"/sse") => legacy_stream(sh, io, ka).await,
+        (Method::Post, b"/message") => legacy_message(sh, io, req, query, out).await,
+        _ => {
+            io.respond(
+                404,
+                Some("text/plain"),
+                b"not found; this legacy server serves GET /sse and POST /message",
+                ka,
+                &[],
+            );
+            flushed(io, ka).await
+        }
+    }
+}
+
+async fn legacy_stream(sh: &Shared, io: &mut Io, ka: bool) -> io::Result<bool> {
+    let session = sh.sessions.create()?;
+    let mut messages = session.listen();
+    let id = session.id;
+    // The stream must end when the session goes: hold only the receiver.
+    drop(session);
+    let mut endpoint = b"/message?sessionId=".to_vec();
+    endpoint.extend_from_slice(&id);
+    io.sse_head(ka);
+    io.named_event("endpoint", &endpoint);
+    let served = async {
+        io.flush().await?;
+        loop {
+            let next = monoio::select! {
+                msg = messages.next() => Some(msg),
+                _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
+            };
+            match next {
+                Some(Some(msg)) => io.named_event("message", &msg),
+                Some(None) => break,
+                None => io.chunk(KEEPALIVE),
+            }
+            io.flush().await?;
+        }
+        io.end_chunks();
+        io.flush().await
+    }
+    .await;
+    sh.sessions.remove(&id);
+    served.map(|()| ka)
+}
+
+async fn legacy_message(
+    sh: &Arc<Shared>,
+    io: &mut Io,
+    req: &Req<'_>,
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let ka = req.keep_alive;
+    let session = query
+        .split(|b| *b == b'&')
+        .find_map(|kv| kv.strip_prefix(b"sessionId="))
+        .and_then(|id| sh.sessions.get(id));
+    let Some(session) = session else {
+        return rpc_error(io, out, None, UNKNOWN_SESSION, ka).await;
+    };
+    let msg = match jsonrpc::parse(req.body) {
+        Ok(m) => m,
+        Err(e) => {
+            out.clear();
+            jsonrpc::write_error(out, None, &e);
+            io.respond(400, Some("application/json"), out, ka, &[]);
+            return flushed(io, ka).await;
+        }
+    };
+    // Accepted at once; a request is answered by a task of its own, on the stream: its answer
+    // may wait on the client's answer to a request of ours, POSTed after this one, perhaps on
+    // this very connection.
+    io.respond(202, None, b"", ka, &[]);
+    io.flush().await?;
+    let mut to = Io::to_session(session.clone());
+    match (msg.kind, msg.id) {
+        (Kind::Request, Some(id)) if msg.method == "initialize" => {
+            initialize_response(sh, &msg, id, out);
+            to.respond(200, None, out, true, &[]);
+            to.flush().await?;
+        }
+        (Kind::Request, Some(_)) => {
+            let (sh, body) = (sh.clone(), req.body.to_vec());
+            monoio::spawn(async move {
+                let mut out = Vec::with_capacity(1024);
+                stdio_request(&sh, &mut to, &body, &session, &mut out).await;
+            });
+        }
+        (Kind::Response, Some(id)) => {
+            session.answer(id, req.body);
+        }
+        (Kind::Notification, _) => session.record(match msg.params.request_id {
+            Some(id) => format!("{}:{}", msg.method, id.get()),
+            None => msg.method.to_string(),
+        }),
+        _ => {}
+    }
+    Ok(ka)
+}
+
+/// Answers one request read on stdin (the stdio mode) or POSTed to a legacy endpoint (the
+/// `--sse` mode): as a POST that accepts SSE, so the messages a tool sends before its answer
+/// are written too.
 pub(crate) async fn stdio_request(
     sh: &Shared,
     io: &mut Io,
