@@ -190,6 +190,23 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         Kind::Notification => return Reply::Status(202),
         Kind::Request => {}
     }
+    if msg.method == "subscriptions/listen" && !sse {
+        return Reply::http_error(
+            406,
+            -32600,
+            "Not Acceptable: subscriptions/listen answers with text/event-stream",
+        );
+    }
+    if let Some(name) = h.duplicated {
+        let mut body = Vec::with_capacity(96);
+        let message = format!("{name} header appears more than once");
+        jsonrpc::write_error_parts(&mut body, msg.id, code::HEADER_MISMATCH, &message, None);
+        return Reply::Json {
+            status: 400,
+            body,
+            session: None,
+        };
+    }
     let env = Envelope::of(body);
     if let Err(reply) = check(
         &env,
@@ -199,13 +216,6 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         field(&h.mcp_name),
     ) {
         return reply;
-    }
-    if msg.method == "subscriptions/listen" && !sse {
-        return Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: subscriptions/listen answers with text/event-stream",
-        );
     }
     let principal = shard
         .cfg

@@ -167,6 +167,35 @@ fn routing_headers_and_envelope_are_checked() {
         &[("mcp-name", "")],
     );
     assert_eq!(refused(r), (400, -32020));
+    // A routing header given twice, even with equal values: first-copy and last-copy readers
+    // would disagree.
+    let mut body = call.clone();
+    body["_meta"] = meta(&caps);
+    let mut c = Client::connect(&gw.url).unwrap();
+    c.session = None;
+    let r = c
+        .send(
+            "POST",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": body})
+                .to_string()
+                .as_bytes(),
+            &[
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/call"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "a__echo"),
+            ],
+        )
+        .unwrap();
+    let msg = only(&r);
+    assert_eq!((r.status, error_code(&msg)), (400, -32020), "{msg}");
+    assert!(
+        msg["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mcp-Method"),
+        "{msg}"
+    );
     // Non-ASCII names travel base64-encoded.
     let r = modern(
         &gw.url,

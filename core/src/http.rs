@@ -72,6 +72,9 @@ pub struct RequestHeaders {
     pub mcp_method: Option<Range<usize>>,
     /// `Mcp-Name` (2026-07-28): must equal `params.name` / `params.uri`.
     pub mcp_name: Option<Range<usize>>,
+    /// A routing header (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) given more than
+    /// once: its name. Readers of the first and of the last copy would disagree.
+    pub duplicated: Option<&'static str>,
 }
 
 /// The first value of header `name` (lowercase) in `head`, the bytes of a request head that
@@ -222,10 +225,18 @@ pub fn parse_request(
         if framing.see(header.name, header.value)? {
             continue;
         }
+        let routing =
+            |slot: &Option<Range<usize>>, name: &'static str| slot.is_some().then_some(name);
         let slot = match header.name.len() {
             4 if header.name.eq_ignore_ascii_case("host") => &mut h.host,
-            8 if header.name.eq_ignore_ascii_case("mcp-name") => &mut h.mcp_name,
-            10 if header.name.eq_ignore_ascii_case("mcp-method") => &mut h.mcp_method,
+            8 if header.name.eq_ignore_ascii_case("mcp-name") => {
+                h.duplicated = h.duplicated.or(routing(&h.mcp_name, "Mcp-Name"));
+                &mut h.mcp_name
+            }
+            10 if header.name.eq_ignore_ascii_case("mcp-method") => {
+                h.duplicated = h.duplicated.or(routing(&h.mcp_method, "Mcp-Method"));
+                &mut h.mcp_method
+            }
             6 if header.name.eq_ignore_ascii_case("accept") => &mut h.accept,
             6 if header.name.eq_ignore_ascii_case("origin") => &mut h.origin,
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
@@ -233,6 +244,9 @@ pub fn parse_request(
             13 if header.name.eq_ignore_ascii_case("last-event-id") => &mut h.last_event_id,
             14 if header.name.eq_ignore_ascii_case("mcp-session-id") => &mut h.session_id,
             20 if header.name.eq_ignore_ascii_case("mcp-protocol-version") => {
+                h.duplicated = h
+                    .duplicated
+                    .or(routing(&h.protocol_version, "MCP-Protocol-Version"));
                 &mut h.protocol_version
             }
             _ => continue,
@@ -537,6 +551,21 @@ mod tests {
     const MAX: usize = 16 * 1024;
 
     #[test]
+    fn duplicated_routing_headers_are_named() {
+        let raw = b"POST /mcp HTTP/1.1\r\nMcp-Method: a\r\nAccept: x\r\nAccept: y\r\nmcp-method: a\r\nMcp-Name: n\r\nMCP-NAME: n\r\n\r\n";
+        let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
+        assert_eq!(
+            h.headers.duplicated,
+            Some("Mcp-Method"),
+            "the first one found"
+        );
+        let raw =
+            b"POST /mcp HTTP/1.1\r\nMCP-Protocol-Version: 1\r\nmcp-protocol-version: 1\r\n\r\n";
+        let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
+        assert_eq!(h.headers.duplicated, Some("MCP-Protocol-Version"));
+    }
+
+    #[test]
     fn request_head_fields() {
         let raw = b"POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: abc\r\nMCP-Protocol-Version: 2025-06-18\r\nOrigin: http://localhost\r\nmcp-method: tools/call\r\nMcp-Name:  echo \r\n\r\n{\"a\":1}";
         let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
@@ -553,6 +582,7 @@ mod tests {
         assert_eq!(&raw[h.headers.origin.clone().unwrap()], b"http://localhost");
         assert_eq!(&raw[h.headers.mcp_method.clone().unwrap()], b"tools/call");
         assert_eq!(&raw[h.headers.mcp_name.clone().unwrap()], b"echo");
+        assert_eq!(h.headers.duplicated, None);
         assert_eq!(&raw[h.head_len..], b"{\"a\":1}");
     }
 
