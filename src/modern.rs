@@ -76,6 +76,9 @@ const CACHEABLE: &[&str] = &[
     "resources/read",
 ];
 
+/// What a backend hears when its request, put to a sessionless client, expired unanswered.
+const NOT_ANSWERED: &str = "the client did not answer within modern.request_state_ttl_ms";
+
 const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 /// What a sealed state starts with (the format's version).
 const STATE_PREFIX: &str = "rm1.";
@@ -542,14 +545,29 @@ impl State {
     }
 
     /// Drops parked calls past their expiry (their backend streams close with them).
-    pub fn expire(&self, session: &Session, now: Instant) {
-        self.parked.borrow_mut().retain(|_, p| {
-            let keep = p.expires > now;
-            if let (false, Some((_, _, key))) = (keep, &p.call) {
+    pub fn expire(&self, shard: &Rc<Shard>, session: &Rc<Session>, now: Instant) {
+        let expired: Vec<Parked> = self
+            .parked
+            .borrow_mut()
+            .extract_if(|_, p| p.expires <= now)
+            .map(|(_, p)| p)
+            .collect();
+        for parked in expired {
+            if let Some((_, _, key)) = &parked.call {
                 session.end(*key);
             }
-            keep
-        });
+            // The backends that asked are told, rather than left waiting on their own timeouts;
+            // the parked call's stream closes after that.
+            let (shard, session) = (shard.clone(), session.clone());
+            monoio::spawn(async move {
+                for ask in &parked.asks {
+                    let pool = &shard.pools[ask.backend as usize];
+                    let id = Some(Raw::from(&*ask.id));
+                    answer_backend(&shard, &session, pool, id, Err(NOT_ANSWERED)).await;
+                }
+                drop(parked);
+            });
+        }
     }
 
     /// Keeps a backend's request that came outside any call (a stateful backend asking for

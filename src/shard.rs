@@ -403,7 +403,7 @@ impl Shard {
                 // A client listening on its GET stream is still there, however quiet; a legacy
                 // session without one is over.
                 if let Some(m) = s.modern.get() {
-                    m.expire(s, now);
+                    m.expire(self, s, now);
                     return !m.busy() && now.duration_since(s.last_used.get()) > limit;
                 }
                 !s.streams.has_get()
