@@ -222,6 +222,10 @@ pub(crate) async fn send(
         session.forget(pool.index);
         session.initialize_backend(pool).await?;
         let (sid, ver) = session.ensure(pool).await?;
+        if crate::sessionless::is_sessionless(ver) {
+            // Replaced by a server of the other era.
+            return crate::sessionless::send(session, pool, body).await;
+        }
         Ok(pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?)
     }
     .await;
@@ -241,7 +245,11 @@ async fn call_backend(
     let resp = send(shard, session, pool, body).await?;
     let status = resp.status;
     let msg = final_message(resp.body).await?;
-    if status != 200 {
+    // The sessionless era answers errors (-32601 for a list it lacks) with 4xx statuses.
+    let answered = status != 200
+        && session.is_sessionless(pool.index)
+        && jsonrpc::parse(&msg).is_ok_and(|m| m.kind == jsonrpc::Kind::Response);
+    if status != 200 && !answered {
         return Err(BackendFailure::Status(status));
     }
     Ok(msg)
@@ -571,7 +579,20 @@ async fn forward(
     if resp.status != 200 {
         session.end(key);
         let status = resp.status;
-        let _ = final_message(resp.body).await;
+        let answer = final_message(resp.body).await;
+        // A sessionless backend's error, for a modern client: passed on (its status is the
+        // era's to set again).
+        if let Some(body) = answer.ok().filter(|b| {
+            call.modern.is_some()
+                && session.is_sessionless(pool.index)
+                && jsonrpc::parse(b).is_ok_and(|m| m.kind == jsonrpc::Kind::Response)
+        }) {
+            return Reply::Json {
+                status: 200,
+                body,
+                session: None,
+            };
+        }
         return backend_error(format!("answered HTTP {status}"));
     }
     match resp.body {

@@ -683,9 +683,11 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
         "server/discover" => discover(shard, &session, id),
         "subscriptions/listen" => listen(shard, &session, &state, &env, id).await,
         // A state of ringmux's own; any other is a sessionless backend's, for it to read.
-        _ if env
-            .request_state
-            .is_some_and(|s| s.get().starts_with(&format!("\"{STATE_PREFIX}"))) =>
+        _ if env.request_state.is_some_and(|s| {
+            s.get()
+                .strip_prefix('"')
+                .is_some_and(|s| s.starts_with(STATE_PREFIX))
+        }) =>
         {
             resume(shard, &session, &env, id, body, ctx, sse).await
         }

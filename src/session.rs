@@ -407,6 +407,7 @@ impl Session {
             )
             .await?;
         let _ = final_message(ack.body).await;
+        pool.mark_spoke_http();
         self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
             id: session_id,
             version,

@@ -132,11 +132,19 @@ fn prepare(
     if init.client_info.is_some() {
         meta.insert(META_CLIENT_INFO.into(), raw(init.client_info));
     }
-    if let Some(rank) = session.log_level() {
-        meta.insert(
-            META_LOG_LEVEL.into(),
-            jsonrpc::LOG_LEVELS[rank as usize].into(),
-        );
+    // The era sends logs only to a request that opts in. A stateful client hears every level
+    // until it sets one; a modern client's own `_meta` says (kept as it came).
+    match session.log_level() {
+        Some(rank) => {
+            meta.insert(
+                META_LOG_LEVEL.into(),
+                jsonrpc::LOG_LEVELS[rank as usize].into(),
+            );
+        }
+        None if session.modern.get().is_none() => {
+            meta.insert(META_LOG_LEVEL.into(), jsonrpc::LOG_LEVELS[0].into());
+        }
+        None => {}
     }
     let name_key = match &*env.method {
         "tools/call" | "prompts/get" => Some("name"),
@@ -234,7 +242,15 @@ pub(crate) async fn send(
         }
         _ => {}
     }
-    let p = prepare(session, body, &[]).map_err(BackendFailure::Init)?;
+    let p = match prepare(session, body, &[]) {
+        Ok(p) => p,
+        // The client's params are not an object: its fault, said as the backend would.
+        Err(e) => {
+            let mut out = Vec::with_capacity(96);
+            jsonrpc::write_error(&mut out, Some(id), &RpcError::InvalidParams(e));
+            return Ok(synthetic(200, out));
+        }
+    };
     Ok(pool
         .post_sessionless(&p.body, &p.method, p.name.as_deref(), Instant::now())
         .await?)
@@ -807,7 +823,11 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         let extras = s.extras();
         let generation = extras.generation.get();
         let mut request = Vec::with_capacity(256);
-        request.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-listen\",\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":{");
+        request.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-listen-");
+        request.extend_from_slice(generation.to_string().as_bytes());
+        request.extend_from_slice(
+            b"\",\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":{",
+        );
         let mut first = true;
         for (flag, name) in [
             (Capabilities::TOOLS, "toolsListChanged"),

@@ -71,6 +71,8 @@ pub struct Pool {
     /// The backend's era: as configured, or as last found out (`Auto`: not known yet).
     era: Cell<Era>,
     metrics: Option<std::sync::Arc<crate::metrics::ShardMetrics>>,
+    /// A Streamable HTTP `initialize` succeeded here once ([`Pool::mark_spoke_http`]).
+    spoke_http: Cell<bool>,
     idle: RefCell<Vec<Conn>>,
     health: Cell<Health>,
     /// Consecutive request timeouts.
@@ -114,6 +116,7 @@ impl Pool {
             link,
             era: Cell::new(era),
             metrics,
+            spoke_http: Cell::new(false),
             idle: RefCell::new(Vec::new()),
             health: Cell::new(Health::default()),
             timeouts: Cell::new(0),
@@ -250,11 +253,6 @@ impl Pool {
         self.send(&out, now).await
     }
 
-    /// The backend's era as configured or found out (`Auto`: not known yet).
-    pub fn era(&self) -> Era {
-        self.era.get()
-    }
-
     /// The backend's era, asking it first if that is not known: a `server/discover` of the
     /// 2026-07-28 era that answers with that version makes it sessionless; any other answer
     /// stateful. Unreachable: an error, and the question stays open.
@@ -277,23 +275,30 @@ impl Pool {
             .await?;
         let status = resp.status;
         let answer = crate::session::final_message(resp.body).await.ok();
-        let modern = status == 200
-            && answer
-                .as_deref()
-                .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok())
-                .and_then(|v| {
-                    let versions = v.pointer("/result/supportedVersions")?.as_array()?.clone();
-                    Some(
-                        versions
-                            .iter()
-                            .any(|v| v.as_str() == Some(ringmux_core::version::SESSIONLESS)),
-                    )
-                })
-                .unwrap_or(false);
-        let era = if modern {
-            Era::Sessionless
-        } else {
-            Era::Stateful
+        let result = answer
+            .as_deref()
+            .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok());
+        let offers = result
+            .as_ref()
+            .and_then(|v| v.pointer("/result/supportedVersions")?.as_array().cloned())
+            .is_some_and(|versions| {
+                versions
+                    .iter()
+                    .any(|v| v.as_str() == Some(ringmux_core::version::SESSIONLESS))
+            });
+        // Only a definite answer decides: a server that is starting, overloaded or broken
+        // (5xx, 408, 429, a body that is not JSON-RPC) is asked again after its backoff.
+        let era = match status {
+            200 if offers => Era::Sessionless,
+            200 if result.as_ref().is_some_and(|v| v.get("error").is_some()) => Era::Stateful,
+            400 | 404 | 405 | 406 | 415 => Era::Stateful,
+            _ => {
+                let e = UpstreamError::Protocol(format!(
+                    "server/discover probe answered HTTP {status} without telling its era"
+                ));
+                self.mark_failed(Instant::now(), &e);
+                return Err(e);
+            }
         };
         tracing::info!(backend = %self.cfg.name, era = ?era, "backend era found out");
         self.era.set(era);
@@ -307,7 +312,10 @@ impl Pool {
         let Some(metrics) = &self.metrics else {
             return false;
         };
-        if self.cfg.era != Era::Auto || self.link.get().is_some() {
+        if self.link.get().is_some() {
+            return true;
+        }
+        if self.cfg.era != Era::Auto || self.spoke_http.get() {
             return false;
         }
         let probe = async {
@@ -328,7 +336,16 @@ impl Pool {
         let link = Rc::new(Link::new(cfg, metrics.clone(), None));
         tracing::info!(backend = %self.cfg.name, "backend speaks the legacy HTTP+SSE transport");
         self.era.set(Era::Stateful);
-        self.link.set(link).is_ok()
+        // Another session of this shard may have adopted it meanwhile: either link serves.
+        let _ = self.link.set(link);
+        true
+    }
+
+    /// A session was initialized over Streamable HTTP: this backend is never taken for a
+    /// legacy SSE server afterwards (a later 4xx is that session's problem, an auth refusal
+    /// say, not a sign of another transport).
+    pub fn mark_spoke_http(&self) {
+        self.spoke_http.set(true);
     }
 
     /// Opens the backend session's GET stream (or resumes a stream after `last_event_id`).

@@ -76,7 +76,9 @@ pub struct ModernFile {
     #[serde(default)]
     pub principal_header: String,
     /// How long an `input_required` result's `requestState` stays valid (the client's answer
-    /// must come back within it; the backend's call waits that long).
+    /// must come back within it; the backend's call waits that long). Also how long a
+    /// stateful client has to answer the requests a sessionless backend's `input_required`
+    /// put to it.
     #[serde(default = "default_request_state_ttl")]
     pub request_state_ttl_ms: u64,
     /// The key sealing `requestState` (AEAD): 64 hex digits. Give the same key to replicas that
