@@ -534,15 +534,7 @@ async fn forward(
 ) -> Reply {
     let pool = shard.pools[target.backend as usize].clone();
     let body = target.body.as_deref().unwrap_or(call.body);
-    let backend_error = |reason: String| {
-        Reply::error(
-            Some(id),
-            &RpcError::Backend {
-                backend: pool.name().to_owned(),
-                reason,
-            },
-        )
-    };
+    let backend_error = |reason: String| backend_error(id, &pool, reason);
     // The backend sees the client's id unchanged (its session is this client's alone), so
     // the id names the call for `notifications/cancelled`.
     let key = request_key(id.get());
@@ -656,6 +648,17 @@ async fn forward(
             }
         }
     }
+}
+
+/// The error of a call its backend failed, naming the backend.
+pub(crate) fn backend_error(id: Raw<'_>, pool: &Pool, reason: String) -> Reply {
+    Reply::error(
+        Some(id),
+        &RpcError::Backend {
+            backend: pool.name().to_owned(),
+            reason,
+        },
+    )
 }
 
 /// A client's answer to a server-to-client request: back to the backend that asked, with the

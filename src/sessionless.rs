@@ -463,15 +463,7 @@ pub(crate) async fn answer(
     id: Raw<'_>,
     key: u64,
 ) -> Reply {
-    let backend_error = |reason: String| {
-        Reply::error(
-            Some(id),
-            &RpcError::Backend {
-                backend: pool.name().to_owned(),
-                reason,
-            },
-        )
-    };
+    let backend_error = |reason: String| crate::dispatch::backend_error(id, &pool, reason);
     let status = resp.status;
     if let Body::Full(b) = &resp.body {
         let parsed = jsonrpc::parse(b).ok();

@@ -341,10 +341,7 @@ async fn listen(sh: &Shared, io: &mut Io, req: &Req<'_>, id: Raw<'_>) -> io::Res
     io.event(None, ack.as_bytes());
     io.flush().await?;
     loop {
-        let next = monoio::select! {
-            msg = messages.next() => Some(msg),
-            _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
-        };
+        let next = next_or_quiet(&mut messages).await;
         match next {
             Some(Some(msg)) => {
                 let Ok(m) = jsonrpc::parse(&msg) else {
@@ -420,10 +417,7 @@ async fn legacy_stream(sh: &Shared, io: &mut Io, ka: bool) -> io::Result<bool> {
     let served = async {
         io.flush().await?;
         loop {
-            let next = monoio::select! {
-                msg = messages.next() => Some(msg),
-                _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
-            };
+            let next = next_or_quiet(&mut messages).await;
             match next {
                 Some(Some(msg)) => io.named_event("message", &msg),
                 Some(None) => break,
@@ -655,10 +649,7 @@ async fn get(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io::
     io.sse_head(ka);
     io.flush().await?;
     loop {
-        let next = monoio::select! {
-            msg = messages.next() => Some(msg),
-            _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
-        };
+        let next = next_or_quiet(&mut messages).await;
         match next {
             Some(Some(msg)) => io.event(None, &msg),
             Some(None) => break,
@@ -668,6 +659,17 @@ async fn get(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io::
     }
     io.end_chunks();
     flushed(io, ka).await
+}
+
+/// The next message for an SSE stream (`Some(None)`: no more will come), or `None` when it
+/// has been quiet for a keep-alive period.
+async fn next_or_quiet(
+    messages: &mut futures_channel::mpsc::UnboundedReceiver<Arc<[u8]>>,
+) -> Option<Option<Arc<[u8]>>> {
+    monoio::select! {
+        msg = messages.next() => Some(msg),
+        _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
+    }
 }
 
 /// `<stream>::<seq>`, the ids of resumable POST streams.
