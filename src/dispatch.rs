@@ -94,7 +94,7 @@ pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> R
     result.unwrap_or_else(|e| Reply::error(Some(id), &e))
 }
 
-fn json_result(id: Raw<'_>, result: &[u8]) -> Reply {
+pub(crate) fn json_result(id: Raw<'_>, result: &[u8]) -> Reply {
     let mut body = bufs::take_with(result.len() + 48);
     jsonrpc::write_result(&mut body, id, result);
     Reply::Json {
@@ -684,12 +684,7 @@ pub async fn client_response(
     };
     let mut out = Vec::with_capacity(body.len());
     jsonrpc::splice(&mut out, body, span_of(body, id), original.as_bytes());
-    match send(shard, session, pool, &out).await {
-        Ok(resp) => {
-            let _ = final_message(resp.body).await;
-        }
-        Err(e) => tracing::warn!(backend = %pool.name(), "client answer not delivered: {e}"),
-    }
+    send_one_way(shard, session, pool, &out, "client answer").await;
     Reply::Status(202)
 }
 
@@ -728,10 +723,22 @@ pub async fn client_notification(
 }
 
 async fn notify(shard: &Rc<Shard>, session: &Rc<Session>, pool: &Rc<Pool>, body: &[u8]) {
+    send_one_way(shard, session, pool, body, "client notification").await;
+}
+
+/// Sends a message that expects no answer (a notification, or an answer to the backend's own
+/// request) and reads what comes back to its end; a failure is logged as `what` not delivered.
+pub(crate) async fn send_one_way(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: &Rc<Pool>,
+    body: &[u8],
+    what: &str,
+) {
     match send(shard, session, pool, body).await {
         Ok(resp) => {
             let _ = final_message(resp.body).await;
         }
-        Err(e) => tracing::warn!(backend = %pool.name(), "client notification not delivered: {e}"),
+        Err(e) => tracing::warn!(backend = %pool.name(), "{what} not delivered: {e}"),
     }
 }

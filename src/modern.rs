@@ -43,7 +43,7 @@ use serde_json::value::RawValue;
 use crate::dispatch;
 use crate::hop::HopKind;
 use crate::relay;
-use crate::session::{final_message, Session};
+use crate::session::Session;
 use crate::shard::{Call, Reply, Shard};
 use crate::upstream::{EventStream, Pool, UpstreamError};
 use ringmux_core::sse::Event;
@@ -792,13 +792,7 @@ fn discover(shard: &Rc<Shard>, session: &Rc<Session>, id: Raw<'_>) -> Reply {
     );
     dispatch::write_server_info(&mut result, &shard.cfg.server_name);
     result.extend_from_slice(b"}}");
-    let mut body = Vec::with_capacity(result.len() + 48);
-    jsonrpc::write_result(&mut body, id, &result);
-    Reply::Json {
-        status: 200,
-        body,
-        session: None,
-    }
+    dispatch::json_result(id, &result)
 }
 
 /// The HTTP status of a modern error response, by code.
@@ -1155,14 +1149,14 @@ async fn answer_backend(
         Ok(result) => jsonrpc::write_result(&mut body, id, result.as_bytes()),
         Err(message) => jsonrpc::write_error_parts(&mut body, Some(id), -32603, message, None),
     }
-    match dispatch::send(shard, session, pool, &body).await {
-        Ok(resp) => {
-            let _ = final_message(resp.body).await;
-        }
-        Err(e) => {
-            tracing::warn!(backend = %pool.name(), "answer to the backend's request not delivered: {e}")
-        }
-    }
+    dispatch::send_one_way(
+        shard,
+        session,
+        pool,
+        &body,
+        "answer to the backend's request",
+    )
+    .await;
 }
 
 #[derive(serde::Deserialize)]
@@ -1406,31 +1400,17 @@ async fn listen(
     ack.extend_from_slice(META_SUBSCRIPTION.as_bytes());
     ack.extend_from_slice(b"\":");
     ack.extend_from_slice(id.get().as_bytes());
-    ack.extend_from_slice(b"},\"notifications\":{");
-    let mut first = true;
-    for (on, name) in [
-        (wanted.tools_list_changed, "toolsListChanged"),
-        (wanted.prompts_list_changed, "promptsListChanged"),
-        (wanted.resources_list_changed, "resourcesListChanged"),
-    ] {
-        if on {
-            if !first {
-                ack.push(b',');
-            }
-            first = false;
-            ack.extend_from_slice(b"\"");
-            ack.extend_from_slice(name.as_bytes());
-            ack.extend_from_slice(b"\":true");
-        }
-    }
-    if !uris.is_empty() {
-        if !first {
-            ack.push(b',');
-        }
-        ack.extend_from_slice(b"\"resourceSubscriptions\":");
-        ack.extend_from_slice(serde_json::to_string(&uris).expect("strings").as_bytes());
-    }
-    ack.extend_from_slice(b"}}}");
+    ack.extend_from_slice(b"},\"notifications\":");
+    write_filter(
+        &mut ack,
+        [
+            wanted.tools_list_changed,
+            wanted.prompts_list_changed,
+            wanted.resources_list_changed,
+        ],
+        &uris,
+    );
+    ack.extend_from_slice(b"}}");
     let (tx, rx) = mpsc::unbounded();
     let _ = tx.unbounded_send(event(&ack));
     state.listeners.borrow_mut().push(Listener {
@@ -1442,6 +1422,34 @@ async fn listen(
     // The backends' own streams carry their list_changed and resources/updated.
     shard.listen_backends(session);
     Reply::Stream(rx)
+}
+
+/// A `subscriptions/listen` filter object: the list flags that are on (tools, prompts,
+/// resources), then `resourceSubscriptions` when there are any.
+pub(crate) fn write_filter(out: &mut Vec<u8>, lists: [bool; 3], uris: &[String]) {
+    out.push(b'{');
+    let names = [
+        "toolsListChanged",
+        "promptsListChanged",
+        "resourcesListChanged",
+    ];
+    for (on, name) in lists.into_iter().zip(names) {
+        if on {
+            if out.last() != Some(&b'{') {
+                out.push(b',');
+            }
+            jsonrpc::write_str(out, name);
+            out.extend_from_slice(b":true");
+        }
+    }
+    if !uris.is_empty() {
+        if out.last() != Some(&b'{') {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"resourceSubscriptions\":");
+        out.extend_from_slice(serde_json::to_string(uris).expect("strings").as_bytes());
+    }
+    out.push(b'}');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1620,6 +1628,28 @@ mod tests {
             "é".as_bytes()
         );
         assert!(decode_header_value(b"=?base64?!!?=").is_none());
+    }
+
+    #[test]
+    fn listen_filters_name_what_is_on() {
+        let filter = |lists, uris: &[String]| {
+            let mut out = Vec::new();
+            write_filter(&mut out, lists, uris);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(filter([false; 3], &[]), "{}");
+        assert_eq!(
+            filter([true, false, true], &[]),
+            r#"{"toolsListChanged":true,"resourcesListChanged":true}"#
+        );
+        assert_eq!(
+            filter([false, true, false], &["a://b".into()]),
+            r#"{"promptsListChanged":true,"resourceSubscriptions":["a://b"]}"#
+        );
+        assert_eq!(
+            filter([false; 3], &["x".into()]),
+            r#"{"resourceSubscriptions":["x"]}"#
+        );
     }
 
     #[test]

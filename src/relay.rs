@@ -306,11 +306,25 @@ pub async fn relay_post(
             break Ok(());
         }
     };
-    if let Err(reason) = outcome {
+    end_call(&session, &pool, n, &id, key, outcome.err());
+}
+
+/// A call relayed on client stream `n` is over: the backend's failure (if it failed) goes to
+/// the client as the call's error, the call leaves the in-flight table, and its own stream
+/// closes (a legacy client's one stream stays).
+pub(crate) fn end_call(
+    session: &Session,
+    pool: &Pool,
+    n: u32,
+    id: &RawValue,
+    key: u64,
+    failure: Option<String>,
+) {
+    if let Some(reason) = failure {
         let mut body = Vec::new();
         jsonrpc::write_error(
             &mut body,
-            Some(Raw::from(&*id)),
+            Some(Raw::from(id)),
             &RpcError::Backend {
                 backend: pool.name().to_owned(),
                 reason,

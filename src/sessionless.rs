@@ -622,29 +622,16 @@ async fn drive(
             Err(e) => break Err(e.to_string()),
         }
     };
-    match outcome {
+    let failure = match outcome {
         Ok(message) => {
             session.streams.send(n, &message);
+            None
         }
         // Cancelled: the client was told when it cancelled.
-        Err(reason) if reason.is_empty() => {}
-        Err(reason) => {
-            let mut out = Vec::new();
-            jsonrpc::write_error(
-                &mut out,
-                Some(Raw::from(&*id)),
-                &RpcError::Backend {
-                    backend: pool.name().to_owned(),
-                    reason,
-                },
-            );
-            session.streams.send(n, &out);
-        }
-    }
-    session.end(key);
-    if n != GET_STREAM {
-        session.streams.close(n);
-    }
+        Err(reason) if reason.is_empty() => None,
+        Err(reason) => Some(reason),
+    };
+    relay::end_call(&session, &pool, n, &id, key, failure);
 }
 
 enum Asked {
@@ -818,23 +805,8 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         request.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-listen-");
         request.extend_from_slice(generation.to_string().as_bytes());
         request.extend_from_slice(
-            b"\",\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":{",
+            b"\",\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":",
         );
-        let mut first = true;
-        for (flag, name) in [
-            (Capabilities::TOOLS, "toolsListChanged"),
-            (Capabilities::PROMPTS, "promptsListChanged"),
-            (Capabilities::RESOURCES, "resourcesListChanged"),
-        ] {
-            if s.has_capability(b, flag) {
-                if !first {
-                    request.push(b',');
-                }
-                first = false;
-                jsonrpc::write_str(&mut request, name);
-                request.extend_from_slice(b":true");
-            }
-        }
         let uris: Vec<String> = extras
             .subscriptions
             .borrow()
@@ -842,14 +814,14 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
             .filter(|(sb, _)| *sb == b)
             .map(|(_, u)| u.clone())
             .collect();
-        if !uris.is_empty() {
-            if !first {
-                request.push(b',');
-            }
-            request.extend_from_slice(b"\"resourceSubscriptions\":");
-            request.extend_from_slice(serde_json::to_string(&uris).expect("strings").as_bytes());
-        }
-        request.extend_from_slice(b"}}}");
+        let lists = [
+            Capabilities::TOOLS,
+            Capabilities::PROMPTS,
+            Capabilities::RESOURCES,
+        ]
+        .map(|flag| s.has_capability(b, flag));
+        crate::modern::write_filter(&mut request, lists, &uris);
+        request.extend_from_slice(b"}}");
         let prepared = prepare(&s, &request, &[]);
         drop(s);
         let events = match prepared {

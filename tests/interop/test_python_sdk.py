@@ -243,6 +243,18 @@ async def _roots(context):
     return types.ListRootsResult(roots=[types.Root(uri="file:///workspace/ringmux", name="workspace")])
 
 
+def _answering_client(gateway: str, mode: str) -> Client:
+    """A client whose callbacks answer sampling, elicitation and roots requests."""
+    return Client(
+        gateway,
+        mode=mode,
+        cache=None,
+        sampling_callback=_sample,
+        elicitation_callback=_elicit,
+        list_roots_callback=_roots,
+    )
+
+
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 @pytest.mark.parametrize("backend", ["evs", "ev1", "evl"])
 def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend, mode):
@@ -252,14 +264,7 @@ def test_sampling_elicitation_and_roots_reach_the_sdk_callbacks(gateway, backend
     `input_required` results whose sealed requestState the SDK's retry brings back."""
 
     async def go():
-        async with Client(
-            gateway,
-            mode=mode,
-            cache=None,
-            sampling_callback=_sample,
-            elicitation_callback=_elicit,
-            list_roots_callback=_roots,
-        ) as c:
+        async with _answering_client(gateway, mode) as c:
             names = {t.name for t in await _all_tools(c)}
             for tool in ("trigger-sampling-request", "trigger-elicitation-request", "get-roots-list"):
                 assert f"{backend}__{tool}" in names, sorted(names)
@@ -323,14 +328,7 @@ def test_a_sessionless_backend_serves_both_eras(gateway, mode):
     server's requestState); a modern client gets them as they are and retries itself."""
 
     async def go():
-        async with Client(
-            gateway,
-            mode=mode,
-            cache=None,
-            sampling_callback=_sample,
-            elicitation_callback=_elicit,
-            list_roots_callback=_roots,
-        ) as c:
+        async with _answering_client(gateway, mode) as c:
             names = {t.name for t in await _all_tools(c)}
             for tool in ("echo", "ask_name", "sample", "roots"):
                 assert f"evm__{tool}" in names, sorted(names)

@@ -339,39 +339,29 @@ async fn listen(sh: &Shared, io: &mut Io, req: &Req<'_>, id: Raw<'_>) -> io::Res
         serde_json::json!({ "notifications": honoured }),
     );
     io.event(None, ack.as_bytes());
-    io.flush().await?;
-    loop {
-        let next = next_or_quiet(&mut messages).await;
-        match next {
-            Some(Some(msg)) => {
-                let Ok(m) = jsonrpc::parse(&msg) else {
-                    continue;
-                };
-                let forward = match &*m.method {
-                    "notifications/tools/list_changed" => wanted.tools_list_changed,
-                    "notifications/resources/updated" => m
-                        .params
-                        .uri
-                        .and_then(ringmux_core::jsonrpc::raw_str)
-                        .is_some_and(|u| wanted.resource_subscriptions.iter().any(|w| *w == u)),
-                    _ => false,
-                };
-                if !forward {
-                    continue;
-                }
-                let params = match m.params.uri.and_then(ringmux_core::jsonrpc::raw_str) {
-                    Some(uri) => serde_json::json!({ "uri": uri }),
-                    None => serde_json::json!({}),
-                };
-                io.event(None, tag(&m.method, params).as_bytes());
-            }
-            Some(None) => break,
-            None => io.chunk(KEEPALIVE),
+    stream_messages(io, &mut messages, |io, msg| {
+        let Ok(m) = jsonrpc::parse(msg) else {
+            return;
+        };
+        let forward = match &*m.method {
+            "notifications/tools/list_changed" => wanted.tools_list_changed,
+            "notifications/resources/updated" => m
+                .params
+                .uri
+                .and_then(ringmux_core::jsonrpc::raw_str)
+                .is_some_and(|u| wanted.resource_subscriptions.iter().any(|w| *w == u)),
+            _ => false,
+        };
+        if forward {
+            let params = match m.params.uri.and_then(ringmux_core::jsonrpc::raw_str) {
+                Some(uri) => serde_json::json!({ "uri": uri }),
+                None => serde_json::json!({}),
+            };
+            io.event(None, tag(&m.method, params).as_bytes());
         }
-        io.flush().await?;
-    }
-    io.end_chunks();
-    flushed(io, ka).await
+    })
+    .await?;
+    Ok(ka)
 }
 
 /// The legacy HTTP+SSE transport (2024-11-05, `--sse`): `GET /sse` opens a session's one
@@ -414,21 +404,7 @@ async fn legacy_stream(sh: &Shared, io: &mut Io, ka: bool) -> io::Result<bool> {
     endpoint.extend_from_slice(&id);
     io.sse_head(ka);
     io.named_event("endpoint", &endpoint);
-    let served = async {
-        io.flush().await?;
-        loop {
-            let next = next_or_quiet(&mut messages).await;
-            match next {
-                Some(Some(msg)) => io.named_event("message", &msg),
-                Some(None) => break,
-                None => io.chunk(KEEPALIVE),
-            }
-            io.flush().await?;
-        }
-        io.end_chunks();
-        io.flush().await
-    }
-    .await;
+    let served = stream_messages(io, &mut messages, |io, msg| io.named_event("message", msg)).await;
     sh.sessions.remove(&id);
     served.map(|()| ka)
 }
@@ -647,29 +623,33 @@ async fn get(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io::
     // The stream must end when the session goes: hold only the receiver, not the session.
     drop(session);
     io.sse_head(ka);
+    stream_messages(io, &mut messages, |io, msg| io.event(None, msg)).await?;
+    Ok(ka)
+}
+
+/// Writes what was queued (an SSE head, first events), then each message as `emit` frames it,
+/// with a keep-alive comment after every quiet period, until no more will come; then ends the
+/// chunked body.
+async fn stream_messages(
+    io: &mut Io,
+    messages: &mut futures_channel::mpsc::UnboundedReceiver<Arc<[u8]>>,
+    mut emit: impl FnMut(&mut Io, &[u8]),
+) -> io::Result<()> {
     io.flush().await?;
     loop {
-        let next = next_or_quiet(&mut messages).await;
+        let next = monoio::select! {
+            msg = messages.next() => Some(msg),
+            _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
+        };
         match next {
-            Some(Some(msg)) => io.event(None, &msg),
+            Some(Some(msg)) => emit(io, &msg),
             Some(None) => break,
             None => io.chunk(KEEPALIVE),
         }
         io.flush().await?;
     }
     io.end_chunks();
-    flushed(io, ka).await
-}
-
-/// The next message for an SSE stream (`Some(None)`: no more will come), or `None` when it
-/// has been quiet for a keep-alive period.
-async fn next_or_quiet(
-    messages: &mut futures_channel::mpsc::UnboundedReceiver<Arc<[u8]>>,
-) -> Option<Option<Arc<[u8]>>> {
-    monoio::select! {
-        msg = messages.next() => Some(msg),
-        _ = monoio::time::sleep(KEEPALIVE_EVERY) => None,
-    }
+    io.flush().await
 }
 
 /// `<stream>::<seq>`, the ids of resumable POST streams.
