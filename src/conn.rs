@@ -24,9 +24,24 @@ const LINGER_BYTES: usize = 1 << 20;
 /// Serves one accepted client connection until it closes, errs, idles out, or is handed to
 /// another shard.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    close_on_exec(&stream);
     stream.set_nodelay(true).ok();
     shard.metrics.connections.add(1);
     serve_conn(shard, stream, Vec::with_capacity(READ_CHUNK), false).await;
+}
+
+/// Marks an accepted socket close-on-exec. monoio's io_uring accept passes no flags, so the
+/// socket would otherwise be inherited by every stdio child spawned while it is open, and a
+/// child could write forged responses to it (or keep it from closing).
+fn close_on_exec(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETFD on a descriptor this stream owns.
+    if unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        tracing::warn!(
+            "could not mark a client socket close-on-exec: {}",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 /// Serves a connection another shard handed here, starting with the bytes it already read.

@@ -863,12 +863,14 @@ fn spawn(name: &str, spec: &ringmux_core::config::StdioCommand) -> io::Result<Ru
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    // SAFETY: prctl, close_range, getrlimit and fcntl are async-signal-safe system calls, and
+    // nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            close_inherited_on_exec();
             Ok(())
         });
     }
@@ -893,6 +895,39 @@ fn spawn(name: &str, spec: &ringmux_core::config::StdioCommand) -> io::Result<Ru
         started: Instant::now(),
         tasks: Vec::new(),
     })
+}
+
+/// In a forked child: marks every descriptor above stderr close-on-exec, so the program gets
+/// its stdin, stdout and stderr and nothing else. ringmux opens every descriptor close-on-exec
+/// (`conn::serve` marks accepted sockets, which monoio's io_uring accept leaves inheritable),
+/// but another shard may accept between its accept and that mark; this closes the window.
+/// `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11) rather than closing outright: std's own
+/// exec-error pipe must stay open until exec. Older kernels get one fcntl per descriptor.
+///
+/// # Safety
+/// Only between fork and exec (async-signal-safe calls only).
+unsafe fn close_inherited_on_exec() {
+    if libc::syscall(
+        libc::SYS_close_range,
+        3u32,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    ) == 0
+    {
+        return;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+        lim.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        1 << 16
+    };
+    for fd in 3..top {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
 }
 
 /// The protocol version a legacy HTTP+SSE server speaks.

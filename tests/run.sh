@@ -6,6 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# PIDs of processes running this checkout's binaries or test servers (the suite's own).
+own_procs() {
+  local p exe cmd
+  for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" = "$$" ] || [ "${p#/proc/}" = "$BASHPID" ] && continue
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    case "$exe $cmd" in *"$PWD/target/"* | *"$PWD/tests/"*) echo "${p#/proc/}" ;; esac
+  done | sort
+}
+before=$(own_procs)
+
 echo "== installing test dependencies"
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
@@ -24,3 +36,16 @@ RINGMUX_BIN="$PWD/target/debug/ringmux" bash tests/interop/conformance.sh
 
 echo "== official Python SDK through ringmux to server-everything"
 RINGMUX_BIN="$PWD/target/debug/ringmux" tests/.venv/bin/python -m pytest -q -p no:cacheprovider tests/interop
+
+echo "== processes the suite started are all gone"
+for _ in $(seq 1 100); do
+  left=$(comm -13 <(echo "$before") <(own_procs))
+  [ -z "$left" ] && break
+  sleep 0.05
+done
+if [ -n "$left" ]; then
+  echo "the suite left these processes running:" >&2
+  for p in $left; do echo "  $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)" >&2; done
+  exit 1
+fi
+echo "none left"

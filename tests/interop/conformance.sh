@@ -15,15 +15,18 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-# Starts a process that prints "... http://ADDR/mcp" as its first stdout line; echoes the URL.
+# Starts a process that prints "... http://ADDR/mcp" as its first stdout line and sets
+# $started_url to that URL. It runs in this shell (not in a $(...) subshell), so the PID it
+# records reaches the EXIT trap and the process is stopped however the script ends.
 start() {
   local name="$1"; shift
   "$@" >"$work/$name.out" 2>"$work/$name.err" &
   pids+=("$!")
   for _ in $(seq 1 200); do
     if [ -s "$work/$name.out" ]; then
-      awk 'NR==1 {print $NF}' "$work/$name.out"
+      started_url="$(awk 'NR==1 {print $NF}' "$work/$name.out")"
       return 0
     fi
     sleep 0.05
@@ -32,7 +35,8 @@ start() {
   return 1
 }
 
-backend_url="$(start mock "$bin" mock --conformance --listen 127.0.0.1:0)"
+start mock "$bin" mock --conformance --listen 127.0.0.1:0
+backend_url="$started_url"
 cat >"$work/gw.yaml" <<YAML
 listen: 127.0.0.1:0
 shards: 2
@@ -42,7 +46,8 @@ backends:
     url: $backend_url
     prefix: false
 YAML
-gw_url="$(start gateway "$bin" run "$work/gw.yaml")"
+start gateway "$bin" run "$work/gw.yaml"
+gw_url="$started_url"
 echo "conformance: ringmux at $gw_url fronting the mock at $backend_url"
 
 rm -rf "$here/results"
