@@ -3,7 +3,7 @@
 
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
@@ -25,6 +25,16 @@ const LINGER_BYTES: usize = 1 << 20;
 /// another shard.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     close_on_exec(&stream);
+    if shard.open_conns.get() >= shard.conn_share {
+        // Over this shard's share: close at once (the client sees the connection end rather
+        // than waiting in the backlog), and keep the descriptors for existing sessions.
+        shard.metrics.connections_refused.add(1);
+        shard.warn_limited(
+            crate::shard::Warned::ConnLimit,
+            &"client connection limit reached (limits.max_connections): closing new connections",
+        );
+        return;
+    }
     stream.set_nodelay(true).ok();
     shard.metrics.connections.add(1);
     serve_conn(shard, stream, Vec::with_capacity(READ_CHUNK), false).await;
@@ -50,6 +60,7 @@ pub async fn serve_adopted(shard: Rc<Shard>, stream: TcpStream, rbuf: Vec<u8>) {
 }
 
 async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, handed: bool) {
+    let _open = OpenConn::new(&shard);
     let mut conn = Conn {
         rbuf,
         wbuf: Vec::with_capacity(READ_CHUNK),
@@ -79,6 +90,41 @@ fn hand_off(shard: &Rc<Shard>, stream: TcpStream, owner: usize, rbuf: Vec<u8>) {
             }
         }
         Err(e) => tracing::warn!(shard = shard.id, "could not hand a connection over: {e}"),
+    }
+}
+
+/// Counts a client connection as open on its shard while it lives.
+struct OpenConn<'a>(&'a Shard);
+
+impl<'a> OpenConn<'a> {
+    fn new(shard: &'a Shard) -> Self {
+        shard.open_conns.set(shard.open_conns.get() + 1);
+        shard.metrics.open_connections.add(1);
+        OpenConn(shard)
+    }
+}
+
+impl Drop for OpenConn<'_> {
+    fn drop(&mut self) {
+        self.0.open_conns.set(self.0.open_conns.get() - 1);
+        self.0.metrics.open_connections.sub(1);
+    }
+}
+
+/// When a request's body must have arrived: `body_timeout` after its head, plus a second per
+/// `min_body_rate` bytes received so far. A client trickling bytes gains almost nothing; a
+/// large body on a slow but honest link keeps going.
+struct BodyClock {
+    start: Instant,
+    timeout: Duration,
+    min_rate: usize,
+}
+
+impl BodyClock {
+    fn left(&self, received: usize) -> Duration {
+        let allowed = self.timeout
+            + Duration::from_millis((received as u64).saturating_mul(1000) / self.min_rate as u64);
+        allowed.saturating_sub(self.start.elapsed())
     }
 }
 
@@ -112,19 +158,24 @@ impl Conn {
     async fn run(&mut self, shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
         let limits = &shard.cfg.limits;
         loop {
-            // Head: the idle timeout runs until the first byte, the header timeout after it.
+            // Head: the idle timeout runs until the first byte; from it, the whole head must
+            // arrive by one deadline (reading a byte does not extend it).
+            let mut deadline =
+                (!self.rbuf.is_empty()).then(|| Instant::now() + limits.header_timeout);
             let head = loop {
                 match http::parse_request(&self.rbuf, limits.max_header, limits.max_body) {
                     Ok(Some(h)) => break h,
                     Ok(None) => {
-                        let started = !self.rbuf.is_empty();
-                        let wait = if started {
-                            limits.header_timeout
-                        } else {
-                            limits.idle_timeout
+                        let started = deadline.is_some();
+                        let wait = match deadline {
+                            Some(d) => d.saturating_duration_since(Instant::now()),
+                            None => limits.idle_timeout,
                         };
                         match self.fill(stream, wait).await? {
-                            Fill::Data => {}
+                            Fill::Data => {
+                                deadline
+                                    .get_or_insert_with(|| Instant::now() + limits.header_timeout);
+                            }
                             Fill::Eof => return Ok(Ended::Closed),
                             // An idle keep-alive connection just closes; a started request gets 408.
                             Fill::TimedOut if !started => return Ok(Ended::Closed),
@@ -134,8 +185,13 @@ impl Conn {
                     Err(e) => return self.close_with(stream, e.status()).await,
                 }
             };
+            let clock = BodyClock {
+                start: Instant::now(),
+                timeout: limits.body_timeout,
+                min_rate: limits.min_body_rate,
+            };
             let (body_at, used) = match self
-                .read_body(stream, &head, limits.max_body, limits.header_timeout)
+                .read_body(stream, &head, limits.max_body, &clock)
                 .await?
             {
                 Ok(b) => b,
@@ -153,10 +209,19 @@ impl Conn {
             };
             consume(&mut self.rbuf, used);
             self.write_reply(stream, reply, head.keep_alive).await?;
+            self.trim();
             if !head.keep_alive {
                 return Ok(Ended::Closed);
             }
         }
+    }
+
+    /// Gives back what one large request grew the buffers to, so that an idle connection
+    /// holds `READ_CHUNK`-sized buffers, not the largest message it ever carried.
+    fn trim(&mut self) {
+        crate::io::trim(&mut self.rbuf, READ_CHUNK);
+        crate::io::trim(&mut self.wbuf, READ_CHUNK);
+        crate::io::trim(&mut self.chunked, 0);
     }
 
     async fn close_with(&mut self, stream: &mut TcpStream, status: u16) -> io::Result<Ended> {
@@ -200,7 +265,7 @@ impl Conn {
         stream: &mut TcpStream,
         head: &RequestHead,
         max_body: usize,
-        wait: Duration,
+        clock: &BodyClock,
     ) -> io::Result<Result<(BodyAt, usize), u16>> {
         match head.body {
             BodyKind::Empty | BodyKind::UntilClose => Ok(Ok((
@@ -210,6 +275,7 @@ impl Conn {
             BodyKind::Length(n) => {
                 let end = head.head_len + n;
                 while self.rbuf.len() < end {
+                    let wait = clock.left(self.rbuf.len() - head.head_len);
                     match self.fill(stream, wait).await? {
                         Fill::Data => {}
                         Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -230,6 +296,7 @@ impl Conn {
                     if decoder.is_done() {
                         return Ok(Ok((BodyAt::Decoded, pos)));
                     }
+                    let wait = clock.left(self.rbuf.len() - head.head_len);
                     match self.fill(stream, wait).await? {
                         Fill::Data => {}
                         Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),

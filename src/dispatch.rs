@@ -590,11 +590,7 @@ async fn forward(
     match resp.body {
         Body::Full(body) => {
             session.end(key);
-            Reply::Json {
-                status: 200,
-                body,
-                session: None,
-            }
+            answer_of(shard, &pool, id, body)
         }
         Body::Events(events) if call.modern.is_some() => {
             let ctx = call.modern.expect("checked").clone();
@@ -639,13 +635,28 @@ async fn forward(
             let answer = final_message(body).await;
             session.end(key);
             match answer {
-                Ok(body) => Reply::Json {
-                    status: 200,
-                    body,
-                    session: None,
-                },
+                Ok(body) => answer_of(shard, &pool, id, body),
                 Err(e) => backend_error(e.to_string()),
             }
+        }
+    }
+}
+
+/// A backend's whole answer to request `id`, relayed only if it is a JSON-RPC response to
+/// that request: a truncated or non-JSON-RPC body, or another request's answer, becomes the
+/// call's error naming the backend (and counts against the backend's health).
+fn answer_of(shard: &Shard, pool: &Rc<Pool>, id: Raw<'_>, body: Vec<u8>) -> Reply {
+    match jsonrpc::check_answer(&body, id) {
+        Ok(()) => Reply::Json {
+            status: 200,
+            body,
+            session: None,
+        },
+        Err(bad) => {
+            bufs::give(body);
+            shard.metrics.backend_errors.add(1);
+            tracing::warn!(backend = %pool.name(), "backend answer refused: {bad}");
+            backend_error(id, pool, bad.to_string())
         }
     }
 }

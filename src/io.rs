@@ -28,3 +28,14 @@ pub fn consume(buf: &mut Vec<u8>, n: usize) {
         buf.drain(..n);
     }
 }
+
+/// A buffer kept across messages may stay this large; past it, it is shrunk after use.
+pub const KEEP_CAPACITY: usize = 64 << 10;
+
+/// Shrinks `buf` to `keep` bytes of capacity (or its contents, if more) once it has grown past
+/// [`KEEP_CAPACITY`]: one large message must not pin its size for the life of a connection.
+pub fn trim(buf: &mut Vec<u8>, keep: usize) {
+    if buf.capacity() > KEEP_CAPACITY {
+        buf.shrink_to(keep.max(buf.len()));
+    }
+}

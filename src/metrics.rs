@@ -47,6 +47,10 @@ pub struct ShardMetrics {
     pub sessions: Counter,
     /// Client connections accepted.
     pub connections: Counter,
+    /// Client connections open now (adopted ones included).
+    pub open_connections: Counter,
+    /// Client connections closed at once because the shard was at its connection limit.
+    pub connections_refused: Counter,
     /// Requests forwarded to a backend.
     pub forwarded: Counter,
     /// Backend requests that failed (connect, timeout, garbage, cooling down).
@@ -74,7 +78,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 14] = [
+    let metrics: [Series; 16] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -113,6 +117,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Client connections accepted",
             |m| &m.connections,
+        ),
+        (
+            "ringmux_open_connections",
+            "gauge",
+            "Client connections open",
+            |m| &m.open_connections,
+        ),
+        (
+            "ringmux_connections_refused_total",
+            "counter",
+            "Client connections closed at once at the connection limit (limits.max_connections)",
+            |m| &m.connections_refused,
         ),
         (
             "ringmux_backend_requests_total",

@@ -1087,7 +1087,7 @@ async fn pump(
                     }
                 }
                 m if m.ends_with("/list_changed") || m == "notifications/resources/updated" => {
-                    relay::deliver(shard, session, b, &data, crate::streams::GET_STREAM, false);
+                    relay::deliver(shard, session, b, &data, crate::streams::GET_STREAM, None);
                 }
                 _ => sink.notify(&data),
             },

@@ -55,15 +55,16 @@ pub enum Delivered {
     Garbage,
 }
 
-/// Delivers one message from backend `b` on client stream `stream`. `answers`: the stream
-/// carries a call's answer (a backend's GET stream must not: its responses are dropped).
+/// Delivers one message from backend `b` on client stream `stream`. `answers`: the id of the
+/// call whose answer the stream carries; a response with another id (or on a backend's GET
+/// stream, which carries no answers) is dropped.
 pub fn deliver(
     shard: &Shard,
     session: &Session,
     b: u16,
     data: &[u8],
     stream: u32,
-    answers: bool,
+    answers: Option<&RawValue>,
 ) -> Delivered {
     let pool = &shard.pools[b as usize];
     let msg = match jsonrpc::parse(data) {
@@ -75,9 +76,13 @@ pub fn deliver(
     };
     match msg.kind {
         Kind::Response => {
-            if !answers {
+            let Some(call) = answers else {
                 tracing::debug!(backend = %pool.name(), "response on a GET stream; dropped");
                 return Delivered::Passed;
+            };
+            if !msg.id.is_some_and(|got| got.same_id(Raw::from(call))) {
+                tracing::warn!(backend = %pool.name(), "backend answered another request on a call's stream; dropped");
+                return Delivered::Garbage;
             }
             session.streams.send(stream, data);
             Delivered::Answer
@@ -301,7 +306,7 @@ pub async fn relay_post(
         if ev.data.is_empty() {
             continue;
         }
-        if deliver(&shard, &session, b, &ev.data, n, true) == Delivered::Answer {
+        if deliver(&shard, &session, b, &ev.data, n, Some(&id)) == Delivered::Answer {
             events.finish();
             break Ok(());
         }
@@ -390,7 +395,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                             continue;
                         }
                         let Some(s) = session.upgrade() else { return };
-                        deliver(&shard, &s, b, &ev.data, GET_STREAM, false);
+                        deliver(&shard, &s, b, &ev.data, GET_STREAM, None);
                     }
                     Ok(None) => break,
                     Err(e) => {

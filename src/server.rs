@@ -48,6 +48,35 @@ pub fn bind(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpList
     Ok(listeners)
 }
 
+/// Raises the descriptor limit to its hard limit and gives client connections three quarters
+/// of it: the rest stays for backend connections, stdio children's pipes, listeners and the
+/// rings, so a flood of clients cannot starve the sessions already open.
+fn default_max_connections() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 768;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let fds = usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .min(1 << 24);
+    (fds / 4 * 3).max(16)
+}
+
 /// Whether this kernel and sandbox allow io_uring.
 pub fn io_uring_available() -> bool {
     monoio::utils::detect_uring()
@@ -61,6 +90,13 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         getrandom::fill(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
         cfg.modern.request_state_key = Some(key);
     }
+    if cfg.limits.max_connections == 0 {
+        cfg.limits.max_connections = default_max_connections();
+    }
+    tracing::info!(
+        max_connections = cfg.limits.max_connections,
+        "client connection limit"
+    );
     let cfg = Arc::new(cfg);
     let shards = cfg.shards;
     assert_eq!(listeners.len(), shards, "one listener per shard");
@@ -167,8 +203,11 @@ async fn run_shard(
                 monoio::spawn(crate::conn::serve(shard.clone(), stream));
             }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(shard = id, "accept failed: {e}");
+                // EMFILE and friends: back off instead of spinning, and log once in a while.
+                shard.warn_limited(
+                    crate::shard::Warned::Accept,
+                    &format_args!("accept failed: {e}"),
+                );
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -435,7 +435,7 @@ async fn final_of(
                     return Ok(Some(ev.data));
                 }
                 if let Some(n) = n {
-                    relay::deliver(shard, session, pool.index, &ev.data, n, false);
+                    relay::deliver(shard, session, pool.index, &ev.data, n, None);
                 }
             }
             Ok(None) => return Err("stream ended without a response".into()),
@@ -875,7 +875,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                     Ok(Some(ev)) => {
                         let Some(s) = session.upgrade() else { return };
                         if let Some(plain) = without_subscription(&ev.data) {
-                            relay::deliver(&shard, &s, b, &plain, GET_STREAM, false);
+                            relay::deliver(&shard, &s, b, &plain, GET_STREAM, None);
                         }
                     }
                     Ok(None) => break,

@@ -2,7 +2,7 @@
 //! backend pools and catalog cache. Requests reach [`Shard::handle`] either from a connection
 //! on this shard or through the cross-shard inbox ([`crate::hop`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -103,7 +103,30 @@ pub struct Shard {
     /// Every shard's metrics, for the scrape endpoint.
     pub all_metrics: Arc<[Arc<ShardMetrics>]>,
     pub peers: Peers,
+    /// Client connections open on this shard, and how many it may hold
+    /// (`limits.max_connections` divided among the shards).
+    pub open_conns: Cell<usize>,
+    pub conn_share: usize,
+    /// When each rate-limited warning was last logged, and how many were suppressed since.
+    warned: RefCell<[(Option<Instant>, u64); Warned::COUNT]>,
 }
+
+/// Warnings that a flood could repeat thousands of times a second: logged at most once per
+/// [`WARN_EVERY`] per shard, with the number suppressed meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub enum Warned {
+    /// accept(2) failed (EMFILE, ENFILE, ENOBUFS…).
+    Accept,
+    /// A new connection was closed at the connection limit.
+    ConnLimit,
+}
+
+impl Warned {
+    const COUNT: usize = 2;
+}
+
+/// The shortest interval between two logs of one rate-limited warning.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Shard {
     pub fn new(
@@ -114,6 +137,7 @@ impl Shard {
         stdio: &[Option<crate::stdio::Handle>],
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
+        let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
         let pools = cfg
             .backends
             .iter()
@@ -133,7 +157,24 @@ impl Shard {
             metrics,
             all_metrics,
             peers,
+            open_conns: Cell::new(0),
+            conn_share,
+            warned: RefCell::new([(None, 0); Warned::COUNT]),
         })
+    }
+
+    /// Logs `what` unless it was logged less than [`WARN_EVERY`] ago (then counts it).
+    pub fn warn_limited(&self, kind: Warned, what: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let mut warned = self.warned.borrow_mut();
+        let (last, suppressed) = &mut warned[kind as usize];
+        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        tracing::warn!(shard = self.id, suppressed = *suppressed, "{what}");
+        *last = Some(now);
+        *suppressed = 0;
     }
 
     /// The catalog cache for the clients of view `view` ([`crate::session::view_of`]).

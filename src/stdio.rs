@@ -1063,6 +1063,10 @@ async fn for_each_line(mut sock: UnixStream, max: usize, mut each: impl FnMut(&[
             }
         }
         consume(&mut buf, start);
+        if buf.len() < READ_CHUNK {
+            // Between lines: give back what a long one grew the buffer to.
+            crate::io::trim(&mut buf, READ_CHUNK);
+        }
         if buf.len() > max {
             if !skipping {
                 each(&buf[..max]);

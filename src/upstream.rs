@@ -180,7 +180,9 @@ impl Pool {
         }
     }
 
-    fn put_back(&self, conn: Conn) {
+    fn put_back(&self, mut conn: Conn) {
+        crate::io::trim(&mut conn.rbuf, READ_CHUNK);
+        crate::io::trim(&mut conn.wbuf, 1024);
         let mut idle = self.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
             idle.push(conn);

@@ -111,3 +111,308 @@ fn stdio_children_get_only_stdin_stdout_stderr() {
         );
     }
 }
+
+/// Reads from `s` until a status line arrives or `limit` passes, writing one more byte of
+/// `trickle` every 100 ms meanwhile (a slowloris client). The status, if any.
+fn trickle_until_answered(s: &mut TcpStream, trickle: &[u8], limit: Duration) -> Option<u16> {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let until = std::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut next = trickle.iter();
+    while std::time::Instant::now() < until {
+        if let Some(b) = next.next() {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+        }
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(2).any(|w| w == b"\r\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    let line = String::from_utf8_lossy(&got);
+    line.split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+/// Slowloris: a head or body trickled one byte at a time gets 408 by its deadline; reading a
+/// byte does not restart the clock.
+#[test]
+fn trickled_heads_and_bodies_get_408_by_their_deadline() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .yaml("limits:\n  header_timeout_ms: 600\n  body_timeout_ms: 600\n  min_body_rate: 1000000")
+        .backend("a", &a.url)
+        .start();
+    let head = b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\ncontent-length: 200\r\n\r\n";
+    // 100 ms a byte: the head would take 25 s; its deadline is 0.6 s after the first byte.
+    let mut s = TcpStream::connect(addr_of(&gw.url)).unwrap();
+    assert_eq!(
+        trickle_until_answered(&mut s, head, Duration::from_secs(8)),
+        Some(408),
+        "a trickled head must time out"
+    );
+    // The head at once, then the body trickled.
+    let mut s = TcpStream::connect(addr_of(&gw.url)).unwrap();
+    s.write_all(head).unwrap();
+    let body = [b' '; 200];
+    assert_eq!(
+        trickle_until_answered(&mut s, &body, Duration::from_secs(8)),
+        Some(408),
+        "a trickled body must time out"
+    );
+    // An honest client is unaffected.
+    let mut c = client(&gw.url);
+    c.request("ping", json!({})).unwrap();
+}
+
+/// A flood of client connections cannot take the descriptors that existing sessions need
+/// for their backends: past `limits.max_connections` (by default three quarters of the
+/// descriptor limit) new connections are closed at once, and the warning is rate-limited.
+#[test]
+fn a_connection_flood_leaves_descriptors_for_existing_sessions() {
+    let a = mock("a").start();
+    let gw = gateway().nofile(128).backend("a", &a.url).start();
+    // Three connections of one session, opened before the flood.
+    let c = client(&gw.url);
+    let siblings: Vec<Client> = (0..3).map(|_| sibling(&gw.url, &c)).collect();
+    let flood: Vec<TcpStream> = (0..160)
+        .filter_map(|_| TcpStream::connect(addr_of(&gw.url)).ok())
+        .collect();
+    assert!(
+        eventually(WAIT, || fds_of(gw.pid()) >= 100),
+        "the flood did not reach the gateway"
+    );
+    // Three concurrent calls need backend connections the pool does not have yet.
+    let handles: Vec<_> = siblings
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                s.request(
+                    "tools/call",
+                    json!({"name": "a__slow", "arguments": {"ms": 300}}),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        let answer = h.join().unwrap();
+        assert_eq!(text_of(&answer), "slept", "{answer}");
+    }
+    drop(flood);
+    let logs = gw.logs();
+    let warnings = logs
+        .lines()
+        .filter(|l| l.contains("accept failed") || l.contains("connection limit reached"))
+        .count();
+    assert!(warnings <= 4, "{warnings} warnings logged:\n{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("client connection limit") && l.trim_end().ends_with("96")),
+        "three quarters of 128 descriptors: {logs}"
+    );
+}
+
+/// One large request must not pin its size on an idle connection.
+#[test]
+fn large_messages_leave_no_large_buffers_behind() {
+    let a = mock("a").start();
+    let gw = gateway().backend("a", &a.url).start();
+    let c = client(&gw.url);
+    let base = rss_of(gw.pid());
+    let big = "x".repeat(3 << 20);
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut s = sibling(&gw.url, &c);
+        let answer = s
+            .request(
+                "tools/call",
+                json!({"name": "a__echo", "arguments": {"message": big}}),
+            )
+            .unwrap();
+        assert_eq!(text_of(&answer).len(), big.len());
+        held.push(s);
+    }
+    // 16 idle connections that each carried 3 MiB in and out: without trimming they hold
+    // about 16 × 6 MiB of buffers. (What stays is the allocator's: freed pages it keeps.)
+    let mut rss = 0;
+    assert!(
+        eventually(WAIT, || {
+            rss = rss_of(gw.pid());
+            rss < base + (40 << 20)
+        }),
+        "RSS grew from {} MiB to {} MiB with idle connections",
+        base >> 20,
+        rss >> 20
+    );
+    drop(held);
+}
+
+/// A Streamable HTTP backend that answers `initialize` and `tools/list` properly and each
+/// `tools/call` with whatever `answer(tool name, request id)` returns:
+/// (content type, body). Runs on its own thread, a thread per connection.
+fn lying_backend(answer: fn(&str, &Value) -> (&'static str, Vec<u8>)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || serve_lies(conn, answer));
+        }
+    });
+    url
+}
+
+fn serve_lies(mut conn: TcpStream, answer: fn(&str, &Value) -> (&'static str, Vec<u8>)) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < head_end + len {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+        buf.drain(..head_end + len);
+        let (status, ctype, out): (u16, &str, Vec<u8>) = match body["method"].as_str() {
+            Some("initialize") => (
+                200,
+                "application/json",
+                json!({"jsonrpc": "2.0", "id": body["id"], "result": {
+                    "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "liar", "version": "1"}}})
+                .to_string()
+                .into_bytes(),
+            ),
+            Some("tools/list") => (200, "application/json", {
+                let tools: Vec<Value> =
+                    ["truncated", "array", "html", "other_id", "request", "fine"]
+                        .iter()
+                        .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+                        .collect();
+                json!({"jsonrpc": "2.0", "id": body["id"], "result": {"tools": tools}})
+                    .to_string()
+                    .into_bytes()
+            }),
+            Some("tools/call") => {
+                let (ctype, out) =
+                    answer(body["params"]["name"].as_str().unwrap_or(""), &body["id"]);
+                (200, ctype, out)
+            }
+            Some(_) if body.get("id").is_some() => (
+                200,
+                "application/json",
+                json!({"jsonrpc": "2.0", "id": body["id"], "result": {}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            _ => (202, "application/json", Vec::new()),
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nmcp-session-id: liar-1\r\n\r\n",
+            out.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&out);
+        if conn.write_all(&resp).is_err() {
+            return;
+        }
+    }
+}
+
+fn lies(tool: &str, id: &Value) -> (&'static str, Vec<u8>) {
+    let ok = json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "fine"}]}}).to_string();
+    let body = match tool {
+        "truncated" => ok[..ok.len() / 2].to_owned(),
+        "array" => "[1,2,3]".to_owned(),
+        "html" => "<html><body>502 Bad Gateway</body></html>".to_owned(),
+        "other_id" => {
+            json!({"jsonrpc": "2.0", "id": "someone-else", "result": {"content": []}}).to_string()
+        }
+        "request" => {
+            json!({"jsonrpc": "2.0", "id": id, "method": "sampling/createMessage", "params": {}})
+                .to_string()
+        }
+        _ => ok,
+    };
+    ("application/json", body.into_bytes())
+}
+
+fn lies_as_sse(tool: &str, id: &Value) -> (&'static str, Vec<u8>) {
+    let (_, body) = lies(tool, id);
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    ("text/event-stream", out)
+}
+
+/// A backend's answer is relayed only if it is a JSON-RPC response to the request it was
+/// sent: anything else is -32603 naming the backend, as JSON and on an SSE stream.
+#[test]
+fn backend_answers_that_are_not_the_response_become_errors() {
+    for answer in [
+        lies as fn(&str, &Value) -> (&'static str, Vec<u8>),
+        lies_as_sse,
+    ] {
+        let liar = lying_backend(answer);
+        let gw = gateway()
+            .backend_with(
+                "liar",
+                &liar,
+                "transport: streamable_http\nrequest_timeout_ms: 2000",
+            )
+            .start();
+        for sse in [false, true] {
+            let mut c = client(&gw.url);
+            for tool in ["truncated", "array", "html", "other_id", "request"] {
+                let body = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+                    "params": {"name": format!("liar__{tool}"), "arguments": {}}});
+                let accept: &[(&str, &str)] = if sse {
+                    &[("accept", "text/event-stream, application/json")]
+                } else {
+                    &[("accept", "application/json")]
+                };
+                let resp = c.send("POST", body.to_string().as_bytes(), accept).unwrap();
+                let msgs = resp.messages();
+                let last = msgs.last().unwrap_or_else(|| panic!("{tool}: no answer"));
+                assert_eq!(last["id"], 77, "{tool}: {last}");
+                assert_eq!(error_code(last), -32603, "{tool}: {last}");
+                assert!(
+                    last["error"]["message"].as_str().unwrap().contains("liar"),
+                    "{tool}: the error names the backend: {last}"
+                );
+            }
+            let fine = c
+                .request("tools/call", json!({"name": "liar__fine", "arguments": {}}))
+                .unwrap();
+            assert_eq!(text_of(&fine), "fine");
+        }
+    }
+}

@@ -132,9 +132,24 @@ pub struct LimitsFile {
     /// Items per merged list page (0: no limit, one page).
     #[serde(default = "default_page_size")]
     pub page_size: usize,
-    /// A client must send a complete request head within this time of starting it.
+    /// A client must send a complete request head within this time of its first byte (a
+    /// deadline, not an idle timer: trickling bytes does not extend it). Else 408.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_ms: u64,
+    /// A request body must arrive within this time of the end of its head, plus one second per
+    /// `min_body_rate` bytes received (so large bodies on slow links get through while a
+    /// trickle does not). Else 408.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// Bytes per second a large body must at least average (see `body_timeout_ms`).
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: usize,
+    /// Client connections open at once, over all shards (each shard gets an equal share);
+    /// one more is accepted and closed at once. 0: three quarters of the process's
+    /// descriptor limit (RLIMIT_NOFILE, raised to its hard limit at start), so that backend
+    /// connections and stdio children always have descriptors left.
+    #[serde(default)]
+    pub max_connections: usize,
     /// An idle keep-alive connection is closed after this long.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
@@ -150,6 +165,9 @@ impl Default for LimitsFile {
             max_header_bytes: default_max_header(),
             page_size: default_page_size(),
             header_timeout_ms: default_header_timeout(),
+            body_timeout_ms: default_body_timeout(),
+            min_body_rate: default_min_body_rate(),
+            max_connections: 0,
             idle_timeout_ms: default_idle_timeout(),
             session_idle_timeout_ms: default_session_idle(),
         }
@@ -286,6 +304,13 @@ fn default_page_size() -> usize {
 fn default_header_timeout() -> u64 {
     10_000
 }
+fn default_body_timeout() -> u64 {
+    10_000
+}
+/// 16 KiB/s: a 4 MiB body (the default limit) may take 10 s + 256 s.
+fn default_min_body_rate() -> usize {
+    16 << 10
+}
 fn default_idle_timeout() -> u64 {
     60_000
 }
@@ -364,6 +389,11 @@ pub struct Limits {
     pub max_header: usize,
     pub page_size: usize,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Bytes per second (never 0).
+    pub min_body_rate: usize,
+    /// 0: derived from the descriptor limit at start.
+    pub max_connections: usize,
     pub idle_timeout: Duration,
     pub session_idle: Duration,
 }
@@ -616,6 +646,8 @@ impl File {
         }
         for (key, v) in [
             ("limits.header_timeout_ms", l.header_timeout_ms),
+            ("limits.body_timeout_ms", l.body_timeout_ms),
+            ("limits.min_body_rate", l.min_body_rate as u64),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.session_idle_timeout_ms", l.session_idle_timeout_ms),
             ("catalog.ttl_ms", self.catalog.ttl_ms),
@@ -774,6 +806,9 @@ impl File {
                 max_header: l.max_header_bytes,
                 page_size: l.page_size,
                 header_timeout: Duration::from_millis(l.header_timeout_ms),
+                body_timeout: Duration::from_millis(l.body_timeout_ms),
+                min_body_rate: l.min_body_rate,
+                max_connections: l.max_connections,
                 idle_timeout: Duration::from_millis(l.idle_timeout_ms),
                 session_idle: Duration::from_millis(l.session_idle_timeout_ms),
             },

@@ -50,6 +50,50 @@ impl<'a> Raw<'a> {
     }
 }
 
+impl Raw<'_> {
+    /// Whether two ids are the same JSON-RPC id: the same text (the common case: a backend
+    /// echoes the id it was sent), or the same value written differently (`"\u0061"` and
+    /// `"a"`).
+    pub fn same_id(self, other: Raw<'_>) -> bool {
+        self.0 == other.0
+            || matches!(
+                (
+                    serde_json::from_str::<serde_json::Value>(self.0),
+                    serde_json::from_str::<serde_json::Value>(other.0),
+                ),
+                (Ok(a), Ok(b)) if a == b
+            )
+    }
+}
+
+/// Why a backend's answer cannot be relayed as the answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAnswer {
+    #[error("answered with something that is not JSON-RPC ({0})")]
+    NotJsonRpc(String),
+    #[error("answered with a {0}, not a response")]
+    NotAResponse(&'static str),
+    #[error("answered another request (id {got}, expected {expected})")]
+    OtherId { got: String, expected: String },
+}
+
+/// Checks that `body` is a JSON-RPC response to the request whose id is `id`.
+pub fn check_answer(body: &[u8], id: Raw<'_>) -> Result<(), BadAnswer> {
+    let msg = parse(body).map_err(|e| BadAnswer::NotJsonRpc(e.to_string()))?;
+    match msg.kind {
+        Kind::Response => {}
+        Kind::Request => return Err(BadAnswer::NotAResponse("request")),
+        Kind::Notification => return Err(BadAnswer::NotAResponse("notification")),
+    }
+    match msg.id {
+        Some(got) if got.same_id(id) => Ok(()),
+        got => Err(BadAnswer::OtherId {
+            got: got.map_or("null", Raw::get).chars().take(64).collect(),
+            expected: id.get().chars().take(64).collect(),
+        }),
+    }
+}
+
 impl<'a> From<&'a RawValue> for Raw<'a> {
     fn from(v: &'a RawValue) -> Self {
         Raw(v.get())

@@ -27,7 +27,28 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(args: &[String], env: &[(&str, &str)]) -> Proc {
+        Proc::spawn_with(args, env, None)
+    }
+
+    /// `nofile`: the child's descriptor limit (soft and hard), as `ulimit -n` would set it.
+    fn spawn_with(args: &[String], env: &[(&str, &str)], nofile: Option<u64>) -> Proc {
         let mut cmd = Command::new(BIN);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -175,6 +196,7 @@ impl MockBuilder {
 /// A gateway under construction.
 pub struct GatewayBuilder {
     shards: usize,
+    nofile: Option<u64>,
     backends: Vec<(String, String, String)>,
     extra: String,
 }
@@ -182,6 +204,7 @@ pub struct GatewayBuilder {
 pub fn gateway() -> GatewayBuilder {
     GatewayBuilder {
         shards: 1,
+        nofile: None,
         backends: Vec::new(),
         extra: String::new(),
     }
@@ -192,6 +215,12 @@ static CONFIGS: AtomicUsize = AtomicUsize::new(0);
 impl GatewayBuilder {
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
+        self
+    }
+
+    /// Starts the gateway with this descriptor limit (`ulimit -n`).
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
         self
     }
 
@@ -243,9 +272,10 @@ impl GatewayBuilder {
     pub fn start(self) -> Proc {
         let path = config_path();
         std::fs::write(&path, self.config_text()).expect("writing the test config");
-        Proc::spawn(
+        Proc::spawn_with(
             &["run".into(), path.display().to_string()],
             &[("RINGMUX_LOG", "info")],
+            self.nofile,
         )
     }
 }
@@ -310,6 +340,17 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Resident memory of `pid`, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("/proc/PID/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
 }
 
 /// Open file descriptors of `pid`.
