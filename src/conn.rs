@@ -469,6 +469,24 @@ fn session_id<'a>(buf: &'a [u8], head: &RequestHead) -> Result<Option<&'a str>, 
 async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
     let path = &buf[head.path.clone()];
     let h = &head.headers;
+    if head.method == Method::Connect {
+        return Reply::Status(405);
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is malformed.
+    if h.host.is_none() && !head.http10 {
+        return Reply::http_error(400, -32600, "Bad Request: missing Host header");
+    }
+    let modern = crate::modern::is_modern(head, buf);
+    if let Some(name) = h.duplicated {
+        // The 2026-07-28 era refuses its own routing headers with its code (in modern::front).
+        if !modern || matches!(name, "Host" | "Mcp-Session-Id") {
+            return Reply::http_error(
+                400,
+                -32600,
+                &format!("Bad Request: {name} header appears more than once"),
+            );
+        }
+    }
     let legacy = shard
         .cfg
         .legacy
@@ -513,7 +531,7 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
     if let Some(legacy) = legacy {
         return legacy_front(shard, head, buf, body, legacy).await;
     }
-    if crate::modern::is_modern(head, buf) {
+    if modern {
         return crate::modern::front(shard, head, buf, body).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {

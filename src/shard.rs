@@ -359,7 +359,18 @@ impl Shard {
         let Some(session) = self.session(Some(session)) else {
             return session_not_found();
         };
-        let resume = last_event_id.and_then(Resume::parse);
+        let resume = match last_event_id.map(|id| Resume::parse(id).ok_or(id)) {
+            None => None,
+            Some(Ok(r)) if session.streams.knows(r) => Some(r),
+            // Not an id of this session's: nothing to resume, and no empty stream to pretend so.
+            Some(_) => {
+                return Reply::http_error(
+                    400,
+                    -32600,
+                    "Bad Request: Last-Event-ID names no event of this session",
+                )
+            }
+        };
         let rx = session.streams.attach(resume);
         self.listen_backends(&session);
         Reply::Stream(rx)
@@ -421,12 +432,38 @@ impl Shard {
             if let Reply::Json { body: answer, .. } = shard.handle(call).await {
                 if let Some(s) = shard.session(Some(&id)) {
                     s.streams.send(crate::streams::GET_STREAM, &answer);
+                } else {
+                    shard.refuse_before_initialize(&id, &body);
                 }
                 crate::bufs::give(answer);
             }
             crate::bufs::give(body);
         });
         Reply::Status(202)
+    }
+
+    /// A legacy client's request POSTed to a stream it has not initialized yet: answered on
+    /// that stream with an error carrying the request's id (rather than left unanswered).
+    fn refuse_before_initialize(&self, id: &str, body: &[u8]) {
+        let pending = self.legacy_pending.borrow();
+        let Some(tx) = pending.get(id) else { return };
+        let Ok(msg) = jsonrpc::parse(body) else {
+            return;
+        };
+        if msg.kind != Kind::Request {
+            return;
+        }
+        let mut answer = Vec::with_capacity(128);
+        jsonrpc::write_error_parts(
+            &mut answer,
+            msg.id,
+            -32600,
+            "Bad Request: the session is not initialized (send initialize first)",
+            None,
+        );
+        let mut event = Vec::with_capacity(answer.len() + 32);
+        ringmux_core::sse::write_event(&mut event, None, None, &answer);
+        let _ = tx.unbounded_send(event);
     }
 
     /// Ends sessions idle longer than the configured limit with no GET stream open, and

@@ -137,6 +137,13 @@ impl Streams {
             .any(|(s, tx)| *s == GET_STREAM && !tx.is_closed())
     }
 
+    /// Whether `resume` names an event this session could have sent: a stream it opened and
+    /// a sequence number it reached. (Its events may since have left the replay buffer.)
+    pub fn knows(&self, resume: Resume) -> bool {
+        (resume.stream == GET_STREAM || resume.stream < self.next_stream.get())
+            && resume.seq <= self.seq.get()
+    }
+
     /// Attaches a client GET: a fresh standalone stream, or with `resume` the stream that id
     /// belongs to, replaying what it missed. A new GET stream replaces an earlier one (whose
     /// response then ends): a client reconnecting over a half-dead connection must not be

@@ -40,6 +40,8 @@ pub enum UpstreamError {
     Connect(io::Error),
     #[error("timed out")]
     Timeout,
+    #[error("no answer within request_deadline_ms ({0} ms)")]
+    Deadline(u64),
     #[error("connection error: {0}")]
     Io(#[from] io::Error),
     #[error("protocol error: {0}")]
@@ -160,6 +162,11 @@ impl Pool {
     /// after [`TIMEOUTS_BEFORE_FAILED`] in a row: one slow call (a tool waiting on a human)
     /// must not take the backend away from every other session.
     pub fn record_failure(&self, e: &UpstreamError) {
+        if matches!(e, UpstreamError::Deadline(_)) {
+            // The backend was alive (it kept sending): the call was too long, not the backend
+            // broken.
+            return;
+        }
         if matches!(e, UpstreamError::Timeout) {
             let n = self.timeouts.get() + 1;
             self.timeouts.set(n);
@@ -409,6 +416,7 @@ impl Pool {
                     source: Source::Messages { first, rx },
                     pool: self.clone(),
                     idle: Some(self.cfg.request_timeout),
+                    deadline: Some(self.deadline()),
                 };
                 (200, None, Body::Events(Box::new(events)))
             }
@@ -418,6 +426,31 @@ impl Pool {
             session_id,
             body,
         })
+    }
+
+    /// When a request sent now must be answered whole (`request_deadline_ms`).
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.cfg.request_deadline
+    }
+
+    /// A read that timed out because the deadline came is the deadline's failure.
+    fn past(&self, deadline: Instant, e: UpstreamError) -> UpstreamError {
+        match e {
+            UpstreamError::Timeout if Instant::now() >= deadline => {
+                UpstreamError::Deadline(self.cfg.request_deadline.as_millis() as u64)
+            }
+            e => e,
+        }
+    }
+
+    /// How long the next read may wait: the request timeout, cut short by `deadline`.
+    fn wait_before(&self, deadline: Instant) -> Result<Duration, UpstreamError> {
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left.min(self.cfg.request_timeout)),
+            _ => Err(UpstreamError::Deadline(
+                self.cfg.request_deadline.as_millis() as u64,
+            )),
+        }
     }
 
     async fn request_inner(self: &Rc<Self>, out: &Outgoing<'_>) -> Result<Response, UpstreamError> {
@@ -495,9 +528,11 @@ impl Pool {
             return Err(stale_or(e));
         }
         conn.rbuf.clear();
-        let timeout = self.cfg.request_timeout;
+        // The whole head within the request timeout: a trickle does not extend it.
+        let until = Instant::now() + self.cfg.request_timeout;
         loop {
             let buf = std::mem::take(&mut conn.rbuf);
+            let timeout = until.saturating_duration_since(Instant::now());
             let (res, buf) =
                 match monoio::time::timeout(timeout, read_more(&mut conn.stream, buf, READ_CHUNK))
                     .await
@@ -548,12 +583,20 @@ impl Pool {
                     },
                     pool: self.clone(),
                     idle: Some(self.cfg.request_timeout),
+                    deadline: Some(self.deadline()),
                 })),
             });
         }
         let mut body = crate::bufs::take();
-        let timeout = self.cfg.request_timeout;
-        while reader.next_into(&mut body, Some(timeout)).await? {}
+        let deadline = self.deadline();
+        loop {
+            let wait = self.wait_before(deadline)?;
+            match reader.next_into(&mut body, Some(wait)).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(self.past(deadline, e)),
+            }
+        }
         if let Some(conn) = reader.into_reusable() {
             self.put_back(conn);
         }
@@ -703,6 +746,8 @@ pub struct EventStream {
     /// Longest wait for the next piece (`None`: a standalone stream, quiet for as long as
     /// the backend has nothing to say).
     idle: Option<Duration>,
+    /// When a call's stream must have ended (`None`: a standalone stream).
+    deadline: Option<Instant>,
 }
 
 /// Where a stream's events come from.
@@ -723,12 +768,27 @@ impl EventStream {
     /// The next event; `None` at the end of the stream. Each wait is bounded by the backend's
     /// request timeout.
     pub async fn next(&mut self) -> Result<Option<Event>, UpstreamError> {
+        let deadline = self.deadline;
+        self.next_inner().await.map_err(|e| match deadline {
+            Some(d) => self.pool.past(d, e),
+            None => e,
+        })
+    }
+
+    async fn next_inner(&mut self) -> Result<Option<Event>, UpstreamError> {
+        let pool = &self.pool;
+        let deadline = self.deadline;
+        // Each wait: the idle timeout, cut short by the call's deadline.
+        let wait = |idle: Option<Duration>| match (idle, deadline) {
+            (Some(_), Some(d)) => pool.wait_before(d).map(Some),
+            (idle, _) => Ok(idle),
+        };
         let (reader, sse) = match &mut self.source {
             Source::Http { reader, sse } => (reader, sse),
             Source::Messages { first, rx } => {
                 let data = match first.take() {
                     Some(m) => Some(m),
-                    None => match self.idle {
+                    None => match wait(self.idle)? {
                         Some(t) => monoio::time::timeout(t, rx.next())
                             .await
                             .map_err(|_| UpstreamError::Timeout)?,
@@ -752,7 +812,7 @@ impl EventStream {
                 return Ok(Some(ev));
             }
             piece.clear();
-            if !reader.next_into(&mut piece, self.idle).await? && piece.is_empty() {
+            if !reader.next_into(&mut piece, wait(self.idle)?).await? && piece.is_empty() {
                 return Ok(None);
             }
             sse.feed(&piece);
@@ -762,6 +822,7 @@ impl EventStream {
     /// Waits for events without a time limit (a GET stream).
     pub fn wait_forever(&mut self) {
         self.idle = None;
+        self.deadline = None;
     }
 
     /// Ends the stream; the connection is reused when the body was read to its end.

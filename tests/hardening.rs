@@ -312,15 +312,36 @@ fn serve_lies(mut conn: TcpStream, answer: fn(&str, &Value) -> (&'static str, Ve
                 .into_bytes(),
             ),
             Some("tools/list") => (200, "application/json", {
-                let tools: Vec<Value> =
-                    ["truncated", "array", "html", "other_id", "request", "fine"]
-                        .iter()
-                        .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
-                        .collect();
+                let tools: Vec<Value> = [
+                    "truncated",
+                    "array",
+                    "html",
+                    "other_id",
+                    "request",
+                    "fine",
+                    "pings",
+                ]
+                .iter()
+                .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+                .collect();
                 json!({"jsonrpc": "2.0", "id": body["id"], "result": {"tools": tools}})
                     .to_string()
                     .into_bytes()
             }),
+            Some("tools/call") if body["params"]["name"] == "pings" => {
+                // Keep-alive comments every 100 ms, and never an answer.
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: liar-1\r\n\r\n";
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for _ in 0..300 {
+                    if conn.write_all(b": ping\n\n").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                return;
+            }
             Some("tools/call") => {
                 let (ctype, out) =
                     answer(body["params"]["name"].as_str().unwrap_or(""), &body["id"]);
@@ -415,4 +436,142 @@ fn backend_answers_that_are_not_the_response_become_errors() {
             assert_eq!(text_of(&fine), "fine");
         }
     }
+}
+
+/// A backend that sends keep-alive comments and never answers: the call fails at its
+/// deadline (request_deadline_ms), however lively the stream.
+#[test]
+fn keepalive_comments_do_not_keep_a_call_open_forever() {
+    let liar = lying_backend(lies);
+    let gw = gateway()
+        .backend_with(
+            "liar",
+            &liar,
+            "transport: streamable_http\nrequest_timeout_ms: 500\nrequest_deadline_ms: 1500",
+        )
+        .start();
+    let mut c = client(&gw.url);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.request(
+            "tools/call",
+            json!({"name": "liar__pings", "arguments": {}}),
+        ));
+    });
+    // 30 s of comments are sent; the deadline is 1.5 s.
+    let answer = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the call was kept open by keep-alive comments")
+        .unwrap();
+    assert_eq!(error_code(&answer), -32603, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("liar") && message.contains("request_deadline_ms"),
+        "{message}"
+    );
+}
+
+fn raw(url: &str, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr_of(url)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Smaller mismatches with HTTP and MCP: each gets the status and code it should.
+#[test]
+fn http_and_transport_edge_cases_get_precise_answers() {
+    let a = mock("a").start();
+    let gw = gateway().backend("a", &a.url).start();
+    let c = client(&gw.url);
+    let sid = c.session.clone().unwrap();
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let post = |headers: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\n{headers}content-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{ping}",
+            ping.len()
+        )
+    };
+    // No Host: malformed HTTP/1.1 (400), not a DNS-rebinding refusal (403).
+    let r = raw(
+        &gw.url,
+        post(&format!("mcp-session-id: {sid}\r\n")).as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains("Host"), "{r}");
+    // Absolute-form target: its authority is the host (RFC 9112 §3.2.2).
+    let absolute = post(&format!("mcp-session-id: {sid}\r\n")).replacen(
+        "POST /mcp",
+        &format!("POST http://{}/mcp", addr_of(&gw.url)),
+        1,
+    );
+    let r = raw(&gw.url, absolute.as_bytes());
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains(r#""id":1"#),
+        "{r}"
+    );
+    let evil = post(&format!("host: localhost\r\nmcp-session-id: {sid}\r\n")).replacen(
+        "POST /mcp",
+        "POST http://evil.example:80/mcp",
+        1,
+    );
+    let r = raw(&gw.url, evil.as_bytes());
+    assert!(
+        r.starts_with("HTTP/1.1 403"),
+        "the target's host is checked: {r}"
+    );
+    // CONNECT: no tunnels here.
+    let r = raw(
+        &gw.url,
+        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\nconnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    // Duplicated session or version headers: 400.
+    for dup in [
+        format!("host: localhost\r\nmcp-session-id: {sid}\r\nmcp-session-id: {sid}\r\n"),
+        format!("host: localhost\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-06-18\r\nmcp-protocol-version: 2025-03-26\r\n"),
+        format!("host: localhost\r\nhost: localhost\r\nmcp-session-id: {sid}\r\n"),
+    ] {
+        let r = raw(&gw.url, post(&dup).as_bytes());
+        assert!(r.starts_with("HTTP/1.1 400"), "{dup}: {r}");
+        assert!(r.contains("more than once"), "{r}");
+    }
+    // A Last-Event-ID that names no event of the session: an error, not an empty stream.
+    for id in ["7.3", "0.999999", "garbage"] {
+        let mut g = sibling(&gw.url, &c);
+        let r = g
+            .send(
+                "GET",
+                b"",
+                &[("accept", "text/event-stream"), ("last-event-id", id)],
+            )
+            .unwrap();
+        assert_eq!(r.status, 400, "Last-Event-ID {id}");
+        assert_eq!(error_code(&r.messages()[0]), -32600);
+    }
+    // A legacy client's request before initialize is answered on its stream.
+    let base = gw.url.trim_end_matches("/mcp").to_owned();
+    let mut stream = Client::connect(&format!("{base}/sse"))
+        .unwrap()
+        .open_stream("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    let endpoint = stream.next_event(WAIT).unwrap().unwrap();
+    let path = String::from_utf8(endpoint.data).unwrap();
+    let mut poster = Client::connect(&format!("{base}{path}")).unwrap();
+    let r = poster
+        .send(
+            "POST",
+            br#"{"jsonrpc":"2.0","id":"early","method":"tools/list"}"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 202);
+    let answer = stream
+        .next_message(WAIT)
+        .unwrap()
+        .expect("the early request is answered");
+    assert_eq!(answer["id"], "early");
+    assert_eq!(error_code(&answer), -32600);
 }

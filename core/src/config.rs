@@ -258,10 +258,14 @@ pub struct BackendFile {
     /// Connecting to the backend must succeed within this time.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
-    /// A request to the backend must be answered (the response head, or the next SSE event of
-    /// a stream) within this time.
+    /// A request to the backend must be answered (the response head, or the next piece of a
+    /// body or SSE stream) within this time. SSE comments and progress reset it.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// However lively the backend's stream (keep-alive comments, progress), a request must
+    /// be answered whole within this time of being sent; then the call fails (-32603).
+    #[serde(default = "default_request_deadline")]
+    pub request_deadline_ms: u64,
     /// After a failure, the backend is not tried again for this long (doubling up to 32x while
     /// it keeps failing); calls fail fast meanwhile.
     #[serde(default = "default_retry_backoff")]
@@ -337,6 +341,10 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_request_timeout() -> u64 {
     30_000
+}
+/// Ten minutes: long enough for a tool that works (or waits on a person) for minutes.
+fn default_request_deadline() -> u64 {
+    600_000
 }
 fn default_retry_backoff() -> u64 {
     1_000
@@ -469,6 +477,8 @@ pub struct Backend {
     pub prefixed: bool,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// At least `request_timeout`.
+    pub request_deadline: Duration,
     pub retry_backoff: Duration,
     /// Set for a stdio backend (then `url`, `authority`, `addrs` and `path` are empty).
     pub stdio: Option<StdioCommand>,
@@ -756,6 +766,7 @@ impl File {
             for (k, v) in [
                 ("connect_timeout_ms", b.connect_timeout_ms),
                 ("request_timeout_ms", b.request_timeout_ms),
+                ("request_deadline_ms", b.request_deadline_ms),
                 ("retry_backoff_ms", b.retry_backoff_ms),
             ] {
                 if v == 0 {
@@ -771,6 +782,9 @@ impl File {
                 path: url.path,
                 connect_timeout: Duration::from_millis(b.connect_timeout_ms),
                 request_timeout: Duration::from_millis(b.request_timeout_ms),
+                request_deadline: Duration::from_millis(
+                    b.request_deadline_ms.max(b.request_timeout_ms),
+                ),
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
                 stdio,
                 legacy_sse,

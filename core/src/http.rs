@@ -19,6 +19,8 @@ pub enum Method {
     Delete,
     Options,
     Head,
+    /// `CONNECT host:port`: ringmux is no tunnel (405).
+    Connect,
     Other,
 }
 
@@ -72,8 +74,10 @@ pub struct RequestHeaders {
     pub mcp_method: Option<Range<usize>>,
     /// `Mcp-Name` (2026-07-28): must equal `params.name` / `params.uri`.
     pub mcp_name: Option<Range<usize>>,
-    /// A routing header (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) given more than
-    /// once: its name. Readers of the first and of the last copy would disagree.
+    /// A header that must appear once (`Host`, `Mcp-Session-Id`, `MCP-Protocol-Version`,
+    /// `Mcp-Method`, `Mcp-Name`) given more than once: its name. Readers of the first and of
+    /// the last copy would disagree. With an absolute-form target, `host` is the target's
+    /// authority.
     pub duplicated: Option<&'static str>,
 }
 
@@ -101,6 +105,8 @@ pub struct RequestHead {
     pub headers: RequestHeaders,
     pub body: BodyKind,
     pub keep_alive: bool,
+    /// An HTTP/1.0 request (which may lack a Host header).
+    pub http10: bool,
     /// Bytes of the head, including the blank line.
     pub head_len: usize,
 }
@@ -208,9 +214,28 @@ pub fn parse_request(
         "DELETE" => Method::Delete,
         "OPTIONS" => Method::Options,
         "HEAD" => Method::Head,
+        "CONNECT" => Method::Connect,
         _ => Method::Other,
     };
-    let target = req.path.unwrap_or("").as_bytes();
+    let mut target = req.path.unwrap_or("").as_bytes();
+    // RFC 9112 §3.2.2: an absolute-form target (`POST http://host/mcp`) names the host itself,
+    // and the Host header is ignored in its favour.
+    let mut authority = None;
+    if let Some(scheme) = ["http://", "https://"]
+        .iter()
+        .find(|s| target.len() >= s.len() && target[..s.len()].eq_ignore_ascii_case(s.as_bytes()))
+    {
+        let rest = &target[scheme.len()..];
+        let end = rest
+            .iter()
+            .position(|b| *b == b'/' || *b == b'?')
+            .unwrap_or(rest.len());
+        if end == 0 {
+            return Err(HeadError::Malformed);
+        }
+        authority = Some(range_in(buf, &rest[..end]));
+        target = &rest[end..];
+    }
     let (path, query) = match memchr::memchr(b'?', target) {
         Some(q) => (
             range_in(buf, &target[..q]),
@@ -228,7 +253,10 @@ pub fn parse_request(
         let routing =
             |slot: &Option<Range<usize>>, name: &'static str| slot.is_some().then_some(name);
         let slot = match header.name.len() {
-            4 if header.name.eq_ignore_ascii_case("host") => &mut h.host,
+            4 if header.name.eq_ignore_ascii_case("host") => {
+                h.duplicated = h.duplicated.or(routing(&h.host, "Host"));
+                &mut h.host
+            }
             8 if header.name.eq_ignore_ascii_case("mcp-name") => {
                 h.duplicated = h.duplicated.or(routing(&h.mcp_name, "Mcp-Name"));
                 &mut h.mcp_name
@@ -242,7 +270,10 @@ pub fn parse_request(
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
             13 if header.name.eq_ignore_ascii_case("authorization") => &mut h.authorization,
             13 if header.name.eq_ignore_ascii_case("last-event-id") => &mut h.last_event_id,
-            14 if header.name.eq_ignore_ascii_case("mcp-session-id") => &mut h.session_id,
+            14 if header.name.eq_ignore_ascii_case("mcp-session-id") => {
+                h.duplicated = h.duplicated.or(routing(&h.session_id, "Mcp-Session-Id"));
+                &mut h.session_id
+            }
             20 if header.name.eq_ignore_ascii_case("mcp-protocol-version") => {
                 h.duplicated = h
                     .duplicated
@@ -252,6 +283,9 @@ pub fn parse_request(
             _ => continue,
         };
         *slot = Some(range_in(buf, trim(header.value)));
+    }
+    if authority.is_some() {
+        h.host = authority;
     }
     // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length, but a message carrying both is
     // a smuggling attempt as far as a proxy is concerned.
@@ -274,6 +308,7 @@ pub fn parse_request(
         headers: h,
         body,
         keep_alive,
+        http10,
         head_len,
     }))
 }
@@ -563,6 +598,25 @@ mod tests {
             b"POST /mcp HTTP/1.1\r\nMCP-Protocol-Version: 1\r\nmcp-protocol-version: 1\r\n\r\n";
         let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
         assert_eq!(h.headers.duplicated, Some("MCP-Protocol-Version"));
+    }
+
+    #[test]
+    fn absolute_form_targets_name_the_host() {
+        let raw = b"POST HTTP://127.0.0.1:9/mcp?x=1 HTTP/1.1\r\nHost: evil\r\n\r\n";
+        let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
+        assert_eq!(&raw[h.path.clone()], b"/mcp");
+        assert_eq!(&raw[h.query.clone().unwrap()], b"x=1");
+        assert_eq!(&raw[h.headers.host.clone().unwrap()], b"127.0.0.1:9");
+        let raw = b"GET http:///mcp HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse_request(raw, MAX, 1024), Err(HeadError::Malformed));
+        let raw = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
+        assert_eq!(
+            parse_request(raw, MAX, 1024).unwrap().unwrap().method,
+            Method::Connect
+        );
+        let raw = b"GET /mcp HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
+        let h = parse_request(raw, MAX, 1024).unwrap().unwrap();
+        assert_eq!(h.headers.duplicated, Some("Host"));
     }
 
     #[test]

@@ -602,6 +602,40 @@ mod tests {
     }
 
     #[test]
+    fn answers_must_be_the_response_to_the_request() {
+        let id = Raw::new("\"a\"").unwrap();
+        assert_eq!(
+            check_answer(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#, id),
+            Ok(())
+        );
+        assert_eq!(
+            check_answer(
+                br#"{"jsonrpc":"2.0","id":"\u0061","error":{"code":1,"message":"x"}}"#,
+                id
+            ),
+            Ok(()),
+            "the same id written otherwise"
+        );
+        for bad in [
+            &br#"{"jsonrpc":"2.0","id":"a","res"#[..],
+            b"[1,2,3]",
+            b"<html>502</html>",
+            br#"{"jsonrpc":"2.0","id":"b","result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+        ] {
+            assert!(
+                check_answer(bad, id).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(Raw::new("1").unwrap().same_id(Raw::new("1").unwrap()));
+        assert!(!Raw::new("1").unwrap().same_id(Raw::new("\"1\"").unwrap()));
+    }
+
+    #[test]
     fn escaped_method_is_decoded() {
         let m = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/list"}"#).unwrap();
         assert_eq!(m.method, "tools/list");
