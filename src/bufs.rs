@@ -6,7 +6,7 @@
 //! Thread-local, hence per shard: no lock and no shared atomic. A buffer that crossed to
 //! another shard inside a reply is simply given back to that shard's list.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// Buffers kept per shard: enough for the requests in flight on a busy shard, while at most
 /// `KEEP * MAX_CAPACITY` (4 MiB) stays retained.
@@ -16,6 +16,59 @@ const MAX_CAPACITY: usize = 64 << 10;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// (bytes held, limit) of backend answers being read on this shard.
+    static BUDGET: Cell<(usize, usize)> = const { Cell::new((0, usize::MAX)) };
+}
+
+/// Sets this shard's budget for backend answers held while they are read
+/// (`limits.response_budget_bytes` divided among the shards).
+pub fn set_response_budget(max: usize) {
+    BUDGET.with(|b| b.set((b.get().0, max)));
+}
+
+/// Bytes of this shard's response budget held now.
+pub fn response_budget_held() -> usize {
+    BUDGET.with(|b| b.get().0)
+}
+
+/// A part of the shard's response budget, held for one answer being read; given back when
+/// dropped.
+#[derive(Debug, Default)]
+pub struct Held(usize);
+
+/// The shard's response budget has no room for an answer.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the gateway's memory budget for backend answers is exhausted (limits.response_budget_bytes)"
+)]
+pub struct OverBudget;
+
+impl Held {
+    /// Holds `n` bytes in all for this answer (more or fewer than before).
+    pub fn resize(&mut self, n: usize) -> Result<(), OverBudget> {
+        BUDGET.with(|b| {
+            let (used, max) = b.get();
+            let others = used - self.0;
+            if n > self.0 && others + n > max {
+                return Err(OverBudget);
+            }
+            b.set((others + n, max));
+            self.0 = n;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let n = self.0;
+        if n > 0 {
+            BUDGET.with(|b| {
+                let (used, max) = b.get();
+                b.set((used - n, max));
+            });
+        }
+    }
 }
 
 /// An empty buffer, reused when one is free.
@@ -47,6 +100,21 @@ pub fn give(mut v: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_response_budget_is_held_and_given_back() {
+        set_response_budget(100);
+        let mut a = Held::default();
+        a.resize(60).unwrap();
+        let mut b = Held::default();
+        assert!(b.resize(50).is_err(), "60 + 50 > 100");
+        b.resize(40).unwrap();
+        a.resize(10).unwrap();
+        assert_eq!(response_budget_held(), 50);
+        drop(a);
+        drop(b);
+        assert_eq!(response_budget_held(), 0);
+    }
 
     #[test]
     fn buffers_come_back_empty_and_reused() {

@@ -11,6 +11,7 @@ use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::merge::Route;
+use ringmux_core::names;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
@@ -122,10 +123,15 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
             &RpcError::InvalidParams("initialize needs params.protocolVersion".into()),
         );
     };
+    let kept = match ringmux_core::initialize::essentials(
+        params.get(),
+        shard.cfg.limits.max_initialize_params,
+    ) {
+        Ok(kept) => kept,
+        Err(e) => return Reply::error(Some(id), &RpcError::InvalidParams(e.to_string())),
+    };
     let legacy = call.session.filter(|_| call.legacy);
-    let session = shard
-        .create_session(Some(requested), params.to_owned(), legacy)
-        .await;
+    let session = shard.create_session(Some(requested), kept, legacy).await;
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut result, session.version);
@@ -220,7 +226,7 @@ pub(crate) async fn send(
         let _ = final_message(resp.body).await;
         tracing::info!(backend = %pool.name(), session = %session.id, "backend session expired; re-initializing");
         session.forget(pool.index);
-        session.initialize_backend(pool).await?;
+        session.join(pool).await?;
         let (sid, ver) = session.ensure(pool).await?;
         if crate::sessionless::is_sessionless(ver) {
             // Replaced by a server of the other era.
@@ -297,7 +303,7 @@ async fn fetch_catalog(
     if catalog.malformed > 0 {
         tracing::warn!(backend = %pool.name(), list = kind.method(), skipped = catalog.malformed, "items without a valid key skipped");
     }
-    fed.store(b, catalog, Instant::now());
+    fed.store(b, shard.shared_catalog(b, catalog), Instant::now());
     Ok(())
 }
 
@@ -305,7 +311,9 @@ async fn fetch_catalog(
 /// fetching stale ones concurrently, and returns the merged index over the cached catalogs.
 /// When nothing is stale (the steady state) this allocates nothing.
 async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc<Merged> {
-    session.initialize_missing(&shard.pools).await;
+    // Backends this session lacks (down at its start, back since) join in the background:
+    // a list never waits for a backend that may hang.
+    session.join_missing(shard);
     let now = Instant::now();
     let fed = shard.fed(session.view);
     let kinds: &[ListKind] = if kind == ListKind::Resources {
@@ -320,6 +328,10 @@ async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc
             if session.is_ready(b) && fed.is_stale(k, b, now) && pool.is_healthy(now) {
                 let fed = &fed;
                 fetches.push(async move {
+                    // One fetch per view at a time: the others wait for its result.
+                    let Some(_fetching) = fed.begin_fetch(k, b) else {
+                        return fed.fetched(k, b).await;
+                    };
                     if let Err(e) = fetch_catalog(shard, session, fed, b, k).await {
                         tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
                     }
@@ -480,12 +492,47 @@ async fn by_name(
     body: &[u8],
 ) -> Result<Target, RpcError> {
     let (raw, name) = string_param(raw, what)?;
-    let merged = refresh(shard, session, kind).await;
-    let route = merged
-        .index
-        .route(&name)
-        .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?;
+    let mut merged = refresh(shard, session, kind).await;
+    let route = match merged.index.route(&name) {
+        Some(route) => route,
+        None => {
+            // Not listed: perhaps its backend has no session here (it was down when this one
+            // began). The prefix names it: that backend joins now, or the call says why not.
+            let prefixed = shard.pools.iter().filter(|p| {
+                p.cfg.prefixed
+                    && name
+                        .strip_prefix(p.name())
+                        .is_some_and(|rest| rest.starts_with(&shard.cfg.separator))
+            });
+            if let Some(pool) = prefixed.max_by_key(|p| p.name().len()) {
+                join_for_call(session, pool).await?;
+                merged = refresh(shard, session, kind).await;
+            }
+            merged
+                .index
+                .route(&name)
+                .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?
+        }
+    };
     Ok(Target::listed(&merged, route, raw, body))
+}
+
+/// For a call naming backend `pool` that has no session here: creates it now, or fails the
+/// call saying the backend is unavailable (not that the tool is unknown).
+async fn join_for_call(session: &Session, pool: &Rc<Pool>) -> Result<(), RpcError> {
+    if session.is_ready(pool.index) {
+        return Ok(());
+    }
+    let unavailable = |reason: String| RpcError::Backend {
+        backend: pool.name().to_owned(),
+        reason: format!("unavailable: {reason}"),
+    };
+    pool.check_health(Instant::now())
+        .map_err(|e| unavailable(e.to_string()))?;
+    session
+        .join(pool)
+        .await
+        .map_err(|e| unavailable(e.to_string()))
 }
 
 async fn by_uri(
@@ -496,7 +543,15 @@ async fn by_uri(
     body: &[u8],
 ) -> Result<Target, RpcError> {
     let (raw, uri) = string_param(raw, what)?;
-    let merged = refresh(shard, session, ListKind::Resources).await;
+    let mut merged = refresh(shard, session, ListKind::Resources).await;
+    if merged.index.route(&uri).is_none() {
+        if let Some(pool) = names::split_mapped_uri(&uri)
+            .and_then(|(backend, _)| shard.pools.iter().find(|p| p.name() == backend))
+        {
+            join_for_call(session, pool).await?;
+            merged = refresh(shard, session, ListKind::Resources).await;
+        }
+    }
     if let Some(route) = merged.index.route(&uri) {
         return Ok(Target::listed(&merged, route, raw, body));
     }

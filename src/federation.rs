@@ -51,6 +51,26 @@ fn generations_of<'a>(
     generations(resources, member, 0).chain(generations(templates, member, 0x8000))
 }
 
+/// A fetch in progress ([`Federation::begin_fetch`]); ends when dropped, however the fetch
+/// ended (cancelled included).
+pub struct Fetching<'a> {
+    fed: &'a Federation,
+    kind: ListKind,
+    b: u16,
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.fed
+            .fetching
+            .borrow_mut()
+            .retain(|f| *f != (self.kind, self.b));
+        for w in self.fed.fetch_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
 /// One list kind's state.
 #[derive(Default)]
 struct KindState {
@@ -61,6 +81,10 @@ struct KindState {
 
 pub struct Federation {
     kinds: [RefCell<KindState>; 4],
+    /// (kind, backend) lists being fetched now, and the tasks waiting for one: concurrent
+    /// lists of one view fetch a backend's list once, not once per client.
+    fetching: RefCell<Vec<(ListKind, u16)>>,
+    fetch_waiters: RefCell<Vec<std::task::Waker>>,
     ttl: Duration,
     separator: String,
     fingerprint: u32,
@@ -81,6 +105,8 @@ impl Federation {
         };
         Federation {
             kinds: [state(), state(), state(), state()],
+            fetching: RefCell::new(Vec::new()),
+            fetch_waiters: RefCell::new(Vec::new()),
             ttl,
             separator,
             fingerprint,
@@ -97,15 +123,46 @@ impl Federation {
     }
 
     /// Stores a freshly fetched catalog.
-    pub fn store(&self, b: u16, catalog: Catalog, now: Instant) {
+    pub fn store(&self, b: u16, catalog: Rc<Catalog>, now: Instant) {
         let generation = self.next_generation.get();
         self.next_generation.set(generation + 1);
         let kind = catalog.kind;
         self.kinds[slot(kind)].borrow_mut().catalogs[b as usize] = Some(Cached {
-            catalog: Rc::new(catalog),
+            catalog,
             fetched: now,
             generation,
         });
+    }
+
+    /// Backend `b`'s cached `kind` catalog, if any.
+    pub fn cached(&self, kind: ListKind, b: u16) -> Option<Rc<Catalog>> {
+        self.kinds[slot(kind)].borrow().catalogs[b as usize]
+            .as_ref()
+            .map(|c| c.catalog.clone())
+    }
+
+    /// Claims the fetch of backend `b`'s `kind` list: `Some` (a guard that gives it back and
+    /// wakes the waiters when dropped) if nobody is fetching it, `None` if someone is.
+    pub fn begin_fetch(&self, kind: ListKind, b: u16) -> Option<Fetching<'_>> {
+        let mut fetching = self.fetching.borrow_mut();
+        if fetching.contains(&(kind, b)) {
+            return None;
+        }
+        fetching.push((kind, b));
+        Some(Fetching { fed: self, kind, b })
+    }
+
+    /// Waits until nobody fetches backend `b`'s `kind` list.
+    pub async fn fetched(&self, kind: ListKind, b: u16) {
+        std::future::poll_fn(|cx| {
+            if self.fetching.borrow().contains(&(kind, b)) {
+                self.fetch_waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await
     }
 
     /// Drops backend `b`'s cached list(s) after a `notifications/*/list_changed`.

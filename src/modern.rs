@@ -661,7 +661,16 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
         return Reply::Status(202);
     };
     shard.metrics.modern_requests.add(1);
-    let session = principal(shard, key, body).await;
+    let session = match principal(shard, key, body).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Reply::error_with_status(
+                Some(id),
+                &ringmux_core::error::RpcError::InvalidParams(e.to_string()),
+                400,
+            )
+        }
+    };
     let state = session.modern.get().expect("a principal session").clone();
     let env = Envelope::of(body);
     let ctx = Ctx {
@@ -744,10 +753,14 @@ async fn call(
 
 /// The principal session for `key`, created (and its backend sessions initialized with the
 /// request's capabilities) on first use.
-async fn principal(shard: &Rc<Shard>, key: &str, body: &[u8]) -> Rc<Session> {
+async fn principal(
+    shard: &Rc<Shard>,
+    key: &str,
+    body: &[u8],
+) -> Result<Rc<Session>, ringmux_core::initialize::ParamsError> {
     if let Some(s) = shard.session(Some(key)) {
         s.modern.get().expect("a principal session").ready().await;
-        return s;
+        return Ok(s);
     }
     let env = Envelope::of(body);
     let mut params = Vec::with_capacity(256);
@@ -765,9 +778,12 @@ async fn principal(shard: &Rc<Shard>, key: &str, body: &[u8]) -> Rc<Session> {
         None => params.extend_from_slice(b"{\"name\":\"ringmux-modern-client\",\"version\":\"0\"}"),
     }
     params.push(b'}');
-    let params = RawValue::from_string(String::from_utf8(params).expect("JSON is UTF-8"))
-        .expect("valid JSON");
-    shard.create_principal(key, params).await
+    // Bounded like a stateful client's (clientInfo cut, or refused when still too large).
+    let params = ringmux_core::initialize::essentials(
+        std::str::from_utf8(&params).expect("JSON is UTF-8"),
+        shard.cfg.limits.max_initialize_params,
+    )?;
+    Ok(shard.create_principal(key, params).await)
 }
 
 /// `server/discover`: the versions ringmux serves clients (it brokers every backend, so each

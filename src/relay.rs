@@ -343,6 +343,25 @@ pub(crate) fn end_call(
     }
 }
 
+/// Backend `b` joined the session after its client was answered (it was down or slow then):
+/// the client hears that the lists it serves changed, as if the backend had said so.
+pub fn announce_joined(shard: &Shard, session: &Session, b: u16) {
+    use crate::session::Capabilities as C;
+    for (flag, method) in [
+        (C::TOOLS, "notifications/tools/list_changed"),
+        (C::PROMPTS, "notifications/prompts/list_changed"),
+        (C::RESOURCES, "notifications/resources/list_changed"),
+    ] {
+        if session.has_capability(b, flag) {
+            let mut note = Vec::with_capacity(64);
+            note.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+            jsonrpc::write_str(&mut note, method);
+            note.push(b'}');
+            deliver(shard, session, b, &note, GET_STREAM, None);
+        }
+    }
+}
+
 /// Holds backend `b`'s GET stream open for the session and delivers what arrives on the
 /// client's GET stream; reconnects (resuming after the last event id) until the session ends.
 /// A backend without a GET stream (405) or without sessions is left alone.

@@ -23,8 +23,13 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// How often each shard looks for idle sessions.
+/// How often each shard looks for idle sessions, at most: a quarter of the idle timeout when
+/// that is shorter (not under 100 ms), so sessions end close to their time.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+fn sweep_every(session_idle: Duration) -> Duration {
+    (session_idle / 4).clamp(Duration::from_millis(100), SWEEP_EVERY)
+}
 
 /// Binds `shards` SO_REUSEPORT listeners on one address (the first picks the port if it is 0).
 pub fn bind(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
@@ -180,6 +185,7 @@ async fn run_shard(
     inbox: mpsc::UnboundedReceiver<hop::Inbox>,
     stdio: StdioChildren,
 ) {
+    crate::bufs::set_response_budget(cfg.limits.response_budget);
     let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles);
     for (b, inbox) in stdio.children {
         monoio::spawn(crate::stdio::run(
@@ -190,9 +196,10 @@ async fn run_shard(
     }
     monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
     let sweeper = shard.clone();
+    let every = sweep_every(shard.cfg.limits.session_idle);
     monoio::spawn(async move {
         loop {
-            monoio::time::sleep(SWEEP_EVERY).await;
+            monoio::time::sleep(every).await;
             sweeper.sweep_idle(Instant::now());
         }
     });

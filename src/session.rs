@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use futures_util::future::AbortHandle;
 
-use futures_util::future::join_all;
 use ringmux_core::config::Era;
 use ringmux_core::jsonrpc;
 use ringmux_core::version;
@@ -100,6 +99,15 @@ pub struct Session {
     pub modern: std::cell::OnceCell<Rc<crate::modern::State>>,
     /// What its sessionless backends need kept ([`crate::sessionless`]); made on first need.
     extras: std::cell::OnceCell<Box<crate::sessionless::Extras>>,
+    /// Backends whose session is being created now (one creation per backend at a time), and
+    /// the tasks waiting for one to finish.
+    joining: RefCell<Vec<u16>>,
+    join_waiters: RefCell<Vec<Waker>>,
+    /// The client has had its `initialize` answer: backends joining later are announced to
+    /// it as list changes.
+    pub started: Cell<bool>,
+    /// The session is over ([`Session::close`]).
+    pub ended: Cell<bool>,
 }
 
 /// A forwarded request awaiting its answer.
@@ -149,6 +157,10 @@ impl Session {
             legacy: Cell::new(false),
             modern: std::cell::OnceCell::new(),
             extras: std::cell::OnceCell::new(),
+            joining: RefCell::new(Vec::new()),
+            join_waiters: RefCell::new(Vec::new()),
+            started: Cell::new(false),
+            ended: Cell::new(false),
         }
     }
 
@@ -268,6 +280,7 @@ impl Session {
 
     /// The session is over: backend streams stop, client streams end.
     pub fn close(&self) {
+        self.ended.set(true);
         if let Some(handles) = self.listeners.borrow_mut().take() {
             for h in handles {
                 h.abort();
@@ -316,29 +329,96 @@ impl Session {
         {
             return Ok((id.clone(), version));
         }
-        self.initialize_backend(pool).await?;
+        self.join(pool).await?;
         match &self.backends.borrow()[pool.index as usize] {
             BackendSession::Ready { id, version, .. } => Ok((id.clone(), version)),
             BackendSession::Down => Err(BackendFailure::Expired),
         }
     }
 
-    /// Initializes, concurrently, the backend sessions that are `Down` on backends not cooling
-    /// down (at creation: all of them); failures stay `Down`.
-    pub async fn initialize_missing(&self, pools: &[Rc<Pool>]) {
+    /// Creates the backend session on `pool`, or waits for the creation already under way
+    /// (a call to a backend that is joining waits for that backend alone).
+    pub async fn join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
+        let b = pool.index;
+        if self.joining.borrow().contains(&b) {
+            std::future::poll_fn(|cx| {
+                if self.joining.borrow().contains(&b) {
+                    self.join_waiters.borrow_mut().push(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            return if self.is_ready(b) {
+                Ok(())
+            } else {
+                Err(BackendFailure::Init(
+                    "the backend did not answer initialize".into(),
+                ))
+            };
+        }
+        self.joining.borrow_mut().push(b);
+        self.run_join(pool).await
+    }
+
+    /// Creates the backend session on `pool`, which the caller marked as joining.
+    async fn run_join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
+        let result = self.initialize_backend(pool).await;
+        self.joining.borrow_mut().retain(|j| *j != pool.index);
+        for w in self.join_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+        result
+    }
+
+    /// Starts creating, each in a task of its own, the backend sessions that are `Down` on
+    /// backends not cooling down (at creation: all of them). Nothing waits for them here: a
+    /// hung backend delays no one but its own callers. One that joins after the client's
+    /// `initialize` was answered is announced to it as a list change.
+    pub fn join_missing(self: &Rc<Self>, shard: &Rc<crate::shard::Shard>) {
         let now = Instant::now();
-        let missing = |p: &&Rc<Pool>| {
-            matches!(
-                self.backends.borrow()[p.index as usize],
-                BackendSession::Down
-            ) && p.is_healthy(now)
-        };
-        let tries = pools.iter().filter(missing).map(|p| async move {
-            if let Err(e) = self.initialize_backend(p).await {
-                tracing::warn!(backend = %p.name(), session = %self.id, "backend session not created: {e}");
+        for pool in &shard.pools {
+            let b = pool.index;
+            let missing = matches!(self.backends.borrow()[b as usize], BackendSession::Down)
+                && !self.joining.borrow().contains(&b)
+                && pool.is_healthy(now);
+            if !missing {
+                continue;
+            }
+            // Marked now, not when the task first runs: whoever waits for the joins (or calls
+            // this backend) meanwhile must see it.
+            self.joining.borrow_mut().push(b);
+            let (session, shard, pool) = (self.clone(), shard.clone(), pool.clone());
+            monoio::spawn(async move {
+                match session.run_join(&pool).await {
+                    Ok(()) if session.ended.get() => {
+                        // The session ended while this backend joined it.
+                        shard.tear_down(&session, b);
+                    }
+                    Ok(()) if session.started.get() => {
+                        crate::relay::announce_joined(&shard, &session, b);
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!(backend = %pool.name(), session = %session.id, "backend session not created: {e}")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Waits until no backend session is being created, or `limit` passed.
+    pub async fn joined(&self, limit: std::time::Duration) {
+        let all = std::future::poll_fn(|cx| {
+            if self.joining.borrow().is_empty() {
+                Poll::Ready(())
+            } else {
+                self.join_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
             }
         });
-        join_all(tries).await;
+        let _ = monoio::time::timeout(limit, all).await;
     }
 
     /// Creates the session's backend session on one backend, finding out its era first when

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use futures_channel::mpsc::UnboundedSender;
 use ringmux_core::affinity;
+use ringmux_core::catalog::Catalog;
 use ringmux_core::config::Config;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, Kind, Raw};
@@ -85,6 +86,9 @@ pub struct Call<'a> {
     pub modern: Option<&'a crate::modern::Ctx>,
 }
 
+/// Backend session deletions queued per shard before more are dropped (about 40 bytes each).
+const MAX_QUEUED_TEARDOWNS: usize = 100_000;
+
 /// Catalog views kept per shard (distinct client capability sets).
 const MAX_VIEWS: usize = 16;
 
@@ -107,6 +111,10 @@ pub struct Shard {
     /// (`limits.max_connections` divided among the shards).
     pub open_conns: Cell<usize>,
     pub conn_share: usize,
+    /// Backend sessions waiting to be deleted (backend, session id, version), and the tasks
+    /// deleting them ([`Shard::tear_down`]).
+    teardowns: RefCell<std::collections::VecDeque<(u16, Rc<str>, &'static str)>>,
+    teardown_workers: Cell<usize>,
     /// When each rate-limited warning was last logged, and how many were suppressed since.
     warned: RefCell<[(Option<Instant>, u64); Warned::COUNT]>,
 }
@@ -158,6 +166,8 @@ impl Shard {
             all_metrics,
             peers,
             open_conns: Cell::new(0),
+            teardowns: RefCell::new(std::collections::VecDeque::new()),
+            teardown_workers: Cell::new(0),
             conn_share,
             warned: RefCell::new([(None, 0); Warned::COUNT]),
         })
@@ -195,6 +205,20 @@ impl Shard {
         ));
         views.push((view, fed.clone()));
         fed
+    }
+
+    /// The catalog to keep for backend `b`: an equal one another view holds already (most
+    /// backends list the same items to every client), or this one. A large list is then kept
+    /// once per shard, not once per client capability set.
+    pub fn shared_catalog(&self, b: u16, catalog: Catalog) -> Rc<Catalog> {
+        for (_, fed) in self.views.borrow().iter() {
+            if let Some(c) = fed.cached(catalog.kind, b) {
+                if c.bytes() == catalog.bytes() {
+                    return c;
+                }
+            }
+        }
+        Rc::new(catalog)
     }
 
     /// Drops backend `b`'s cached lists of `kinds` in every view.
@@ -283,14 +307,19 @@ impl Shard {
             session.streams.adopt_get(stream);
             session.legacy.set(true);
         }
-        session.initialize_missing(&self.pools).await;
+        // Findable at once (a legacy client's POSTs are accepted while backends join).
+        self.sessions.borrow_mut().insert(id, session.clone());
+        self.metrics.sessions.add(1);
+        // The client is answered once every backend has joined, or `initialize_wait_ms` has
+        // passed: the slow and the hung join later, alone.
+        session.join_missing(self);
+        session.joined(self.cfg.limits.initialize_wait).await;
+        session.started.set(true);
         if session.legacy.get() {
             // A legacy client's one stream is its GET stream too: backends' unprompted
             // messages go there from the start.
             self.listen_backends(&session);
         }
-        self.sessions.borrow_mut().insert(id, session.clone());
-        self.metrics.sessions.add(1);
         session
     }
 
@@ -315,7 +344,9 @@ impl Shard {
         let _ = session.modern.set(state.clone());
         self.sessions.borrow_mut().insert(id, session.clone());
         self.metrics.sessions.add(1);
-        session.initialize_missing(&self.pools).await;
+        session.join_missing(self);
+        session.joined(self.cfg.limits.initialize_wait).await;
+        session.started.set(true);
         // Backends' unprompted messages (list changes, requests for roots) come on their own
         // streams.
         self.listen_backends(&session);
@@ -330,26 +361,40 @@ impl Shard {
         };
         self.metrics.sessions.sub(1);
         session.close();
-        let pools = self.pools.clone();
-        monoio::spawn(async move {
-            let backends = session.backends.borrow().clone();
-            for (pool, b) in pools.iter().zip(backends) {
-                if let crate::session::BackendSession::Ready {
-                    id: Some(sid),
-                    version,
-                    ..
-                } = b
-                {
-                    if let Ok(resp) = pool
-                        .request("DELETE", Some(&sid), version, b"", Instant::now())
-                        .await
-                    {
-                        let _ = crate::session::final_message(resp.body).await;
-                    }
-                }
-            }
-        });
+        for b in 0..self.pools.len() as u16 {
+            self.tear_down(&session, b);
+        }
         true
+    }
+
+    /// Queues the deletion of `session`'s backend session on backend `b` (if it has one).
+    /// At most `limits.max_concurrent_teardowns` run at once per shard, so that thousands of
+    /// sessions expiring together do not open thousands of backend connections.
+    pub fn tear_down(self: &Rc<Self>, session: &Session, b: u16) {
+        let Some((Some(sid), version)) = session.backend_session(b) else {
+            return;
+        };
+        {
+            let mut queue = self.teardowns.borrow_mut();
+            if queue.len() >= MAX_QUEUED_TEARDOWNS {
+                tracing::debug!(session = %session.id, "teardown queue full; backend session left to expire");
+                return;
+            }
+            queue.push_back((b, sid, version));
+        }
+        if self.teardown_workers.get() >= self.cfg.limits.max_concurrent_teardowns {
+            return;
+        }
+        self.teardown_workers.set(self.teardown_workers.get() + 1);
+        let shard = self.clone();
+        monoio::spawn(async move {
+            loop {
+                let next = shard.teardowns.borrow_mut().pop_front();
+                let Some((b, sid, version)) = next else { break };
+                shard.pools[b as usize].delete_session(&sid, version).await;
+            }
+            shard.teardown_workers.set(shard.teardown_workers.get() - 1);
+        });
     }
 
     /// A client's GET on the MCP endpoint: its standalone stream, or (with `Last-Event-ID`) the

@@ -19,9 +19,6 @@ use futures_util::StreamExt;
 
 /// Largest response head accepted from a backend.
 const MAX_HEAD: usize = 64 << 10;
-/// Largest JSON body or single SSE event accepted from a backend: big enough for any sane
-/// tools/list page, small enough that a hostile backend cannot exhaust a shard's memory.
-const MAX_BODY: usize = 64 << 20;
 /// Idle connections kept per backend per shard; more are closed when returned.
 const MAX_IDLE: usize = 64;
 /// Read granularity.
@@ -48,6 +45,10 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("{0}")]
     Process(String),
+    #[error("answer larger than max_response_bytes ({0})")]
+    TooLarge(usize),
+    #[error(transparent)]
+    OverBudget(#[from] crate::bufs::OverBudget),
 }
 
 /// One pooled connection with its reusable buffers.
@@ -162,9 +163,12 @@ impl Pool {
     /// after [`TIMEOUTS_BEFORE_FAILED`] in a row: one slow call (a tool waiting on a human)
     /// must not take the backend away from every other session.
     pub fn record_failure(&self, e: &UpstreamError) {
-        if matches!(e, UpstreamError::Deadline(_)) {
-            // The backend was alive (it kept sending): the call was too long, not the backend
-            // broken.
+        if matches!(
+            e,
+            UpstreamError::Deadline(_) | UpstreamError::TooLarge(_) | UpstreamError::OverBudget(_)
+        ) {
+            // The backend is alive: one call was too long or its answer too large (or the
+            // gateway short of memory), which says nothing of its other calls.
             return;
         }
         if matches!(e, UpstreamError::Timeout) {
@@ -394,6 +398,35 @@ impl Pool {
         result
     }
 
+    /// Deletes a backend session that is no longer wanted, quietly: a backend cooling down is
+    /// not asked (its sessions expire there), and a failure is logged at debug level and
+    /// does not count against the backend's health (cleanup must not take away a backend
+    /// that serves calls). A child actor's is always done: it stops the session's child.
+    pub async fn delete_session(self: &Rc<Self>, session: &str, protocol_version: &str) {
+        let out = Outgoing {
+            method: "DELETE",
+            session: Some(session),
+            protocol_version,
+            body: b"",
+            last_event_id: None,
+            mcp_method: None,
+            mcp_name: None,
+        };
+        let result = match self.link.get() {
+            Some(link) => self.over_stdio(link, &out).await,
+            None if !self.is_healthy(Instant::now()) => return,
+            None => self.request_inner(&out).await,
+        };
+        match result {
+            Ok(resp) => {
+                let _ = crate::session::final_message(resp.body).await;
+            }
+            Err(e) => {
+                tracing::debug!(backend = %self.cfg.name, "backend session not deleted: {e}")
+            }
+        }
+    }
+
     /// The same exchange with a stdio child, answered in the same shape.
     async fn over_stdio(
         self: &Rc<Self>,
@@ -571,7 +604,8 @@ impl Pool {
             .map(|r| String::from_utf8_lossy(&conn.rbuf[r.clone()]).into_owned());
         let status = head.status;
         let sse = head.is_event_stream(&conn.rbuf) && (200..300).contains(&status);
-        let mut reader = BodyReader::new(conn, &head);
+        let max = self.cfg.max_response;
+        let mut reader = BodyReader::new(conn, &head, max);
         if sse {
             return Ok(Response {
                 status,
@@ -579,7 +613,8 @@ impl Pool {
                 body: Body::Events(Box::new(EventStream {
                     source: Source::Http {
                         reader,
-                        sse: SseDecoder::new(MAX_BODY),
+                        sse: SseDecoder::new(max),
+                        held: crate::bufs::Held::default(),
                     },
                     pool: self.clone(),
                     idle: Some(self.cfg.request_timeout),
@@ -589,10 +624,12 @@ impl Pool {
         }
         let mut body = crate::bufs::take();
         let deadline = self.deadline();
+        // Held while the body is read; the connection writes it out soon after.
+        let mut held = crate::bufs::Held::default();
         loop {
             let wait = self.wait_before(deadline)?;
             match reader.next_into(&mut body, Some(wait)).await {
-                Ok(true) => {}
+                Ok(true) => held.resize(body.len())?,
                 Ok(false) => break,
                 Err(e) => return Err(self.past(deadline, e)),
             }
@@ -639,6 +676,8 @@ fn stale_or(e: io::Error) -> Attempt {
 /// Reads a response body of any framing, piece by piece.
 struct BodyReader {
     conn: Conn,
+    /// The backend's `max_response_bytes`.
+    max: usize,
     kind: BodyKind,
     /// Body bytes still expected (Length framing).
     remaining: usize,
@@ -647,7 +686,7 @@ struct BodyReader {
 }
 
 impl BodyReader {
-    fn new(mut conn: Conn, head: &ResponseHead) -> Self {
+    fn new(mut conn: Conn, head: &ResponseHead, max: usize) -> Self {
         consume(&mut conn.rbuf, head.head_len);
         let (remaining, done) = match head.body {
             BodyKind::Empty => (0, true),
@@ -656,6 +695,7 @@ impl BodyReader {
         };
         BodyReader {
             conn,
+            max,
             kind: head.body,
             remaining,
             dechunk: ChunkedDecoder::new(),
@@ -678,8 +718,8 @@ impl BodyReader {
                 match self.kind {
                     BodyKind::Length(_) => {
                         let take = self.remaining.min(self.conn.rbuf.len());
-                        if out.len() + take > MAX_BODY {
-                            return Err(UpstreamError::Protocol("response body too large".into()));
+                        if out.len() + take > self.max {
+                            return Err(UpstreamError::TooLarge(self.max));
                         }
                         out.extend_from_slice(&self.conn.rbuf[..take]);
                         consume(&mut self.conn.rbuf, take);
@@ -689,14 +729,14 @@ impl BodyReader {
                     BodyKind::Chunked => {
                         let used = self
                             .dechunk
-                            .decode(&self.conn.rbuf, out, MAX_BODY)
+                            .decode(&self.conn.rbuf, out, self.max)
                             .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                         consume(&mut self.conn.rbuf, used);
                         self.done = self.dechunk.is_done();
                     }
                     BodyKind::UntilClose => {
-                        if out.len() + self.conn.rbuf.len() > MAX_BODY {
-                            return Err(UpstreamError::Protocol("response body too large".into()));
+                        if out.len() + self.conn.rbuf.len() > self.max {
+                            return Err(UpstreamError::TooLarge(self.max));
                         }
                         out.extend_from_slice(&self.conn.rbuf);
                         self.conn.rbuf.clear();
@@ -755,8 +795,13 @@ pub struct EventStream {
 // worth a second allocation.
 #[allow(clippy::large_enum_variant)]
 enum Source {
-    /// An SSE response body.
-    Http { reader: BodyReader, sse: SseDecoder },
+    /// An SSE response body; `held`: what its decoder buffers, counted in the shard's
+    /// response budget.
+    Http {
+        reader: BodyReader,
+        sse: SseDecoder,
+        held: crate::bufs::Held,
+    },
     /// A stdio child's messages, one per event (`first` arrived already).
     Messages {
         first: Option<Vec<u8>>,
@@ -783,8 +828,8 @@ impl EventStream {
             (Some(_), Some(d)) => pool.wait_before(d).map(Some),
             (idle, _) => Ok(idle),
         };
-        let (reader, sse) = match &mut self.source {
-            Source::Http { reader, sse } => (reader, sse),
+        let (reader, sse, held) = match &mut self.source {
+            Source::Http { reader, sse, held } => (reader, sse, held),
             Source::Messages { first, rx } => {
                 let data = match first.take() {
                     Some(m) => Some(m),
@@ -805,10 +850,9 @@ impl EventStream {
         };
         let mut piece = Vec::new();
         loop {
-            if let Some(ev) = sse
-                .next_event()
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
-            {
+            let ev = sse.next_event().map_err(|e| UpstreamError::TooLarge(e.0))?;
+            held.resize(sse.buffered())?;
+            if let Some(ev) = ev {
                 return Ok(Some(ev));
             }
             piece.clear();
@@ -816,6 +860,7 @@ impl EventStream {
                 return Ok(None);
             }
             sse.feed(&piece);
+            held.resize(sse.buffered())?;
         }
     }
 

@@ -7,6 +7,8 @@ mod harness;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use harness::*;
@@ -229,7 +231,7 @@ fn large_messages_leave_no_large_buffers_behind() {
     let a = mock("a").start();
     let gw = gateway().backend("a", &a.url).start();
     let c = client(&gw.url);
-    let base = rss_of(gw.pid());
+    let base = held_memory_of(gw.pid());
     let big = "x".repeat(3 << 20);
     let mut held = Vec::new();
     for _ in 0..16 {
@@ -243,13 +245,13 @@ fn large_messages_leave_no_large_buffers_behind() {
         assert_eq!(text_of(&answer).len(), big.len());
         held.push(s);
     }
-    // 16 idle connections that each carried 3 MiB in and out: without trimming they hold
-    // about 16 × 6 MiB of buffers. (What stays is the allocator's: freed pages it keeps.)
+    // 16 idle connections that each carried 3 MiB in and out: without trimming they held
+    // 137 MiB more (4a427fd); with it, 25-36 MiB (what the allocator keeps of freed pages).
     let mut rss = 0;
     assert!(
         eventually(WAIT, || {
-            rss = rss_of(gw.pid());
-            rss < base + (40 << 20)
+            rss = held_memory_of(gw.pid());
+            rss < base + (64 << 20)
         }),
         "RSS grew from {} MiB to {} MiB with idle connections",
         base >> 20,
@@ -262,18 +264,44 @@ fn large_messages_leave_no_large_buffers_behind() {
 /// `tools/call` with whatever `answer(tool name, request id)` returns:
 /// (content type, body). Runs on its own thread, a thread per connection.
 fn lying_backend(answer: fn(&str, &Value) -> (&'static str, Vec<u8>)) -> String {
+    lying_backend_with_stats(answer).0
+}
+
+/// What a lying backend saw: DELETEs, and connections open now and at most.
+#[derive(Default)]
+struct Stats {
+    deletes: AtomicUsize,
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+fn lying_backend_with_stats(
+    answer: fn(&str, &Value) -> (&'static str, Vec<u8>),
+) -> (String, Arc<Stats>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let stats = Arc::new(Stats::default());
+    let seen = stats.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            std::thread::spawn(move || serve_lies(conn, answer));
+            let stats = seen.clone();
+            let open = stats.open.fetch_add(1, Ordering::SeqCst) + 1;
+            stats.peak.fetch_max(open, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                serve_lies(conn, answer, &stats);
+                stats.open.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
-    url
+    (url, stats)
 }
 
-fn serve_lies(mut conn: TcpStream, answer: fn(&str, &Value) -> (&'static str, Vec<u8>)) {
+fn serve_lies(
+    mut conn: TcpStream,
+    answer: fn(&str, &Value) -> (&'static str, Vec<u8>),
+    stats: &Stats,
+) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -300,6 +328,9 @@ fn serve_lies(mut conn: TcpStream, answer: fn(&str, &Value) -> (&'static str, Ve
         }
         let body: Value =
             serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+        if head.starts_with("delete ") {
+            stats.deletes.fetch_add(1, Ordering::SeqCst);
+        }
         buf.drain(..head_end + len);
         let (status, ctype, out): (u16, &str, Vec<u8>) = match body["method"].as_str() {
             Some("initialize") => (
@@ -320,6 +351,8 @@ fn serve_lies(mut conn: TcpStream, answer: fn(&str, &Value) -> (&'static str, Ve
                     "request",
                     "fine",
                     "pings",
+                    "huge",
+                    "slow_huge",
                 ]
                 .iter()
                 .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
@@ -328,6 +361,24 @@ fn serve_lies(mut conn: TcpStream, answer: fn(&str, &Value) -> (&'static str, Ve
                     .to_string()
                     .into_bytes()
             }),
+            Some("tools/call") if body["params"]["name"] == "slow_huge" => {
+                // 1.5 MiB, sent over about a second: answers read at the same time overlap.
+                let (_, out) = lies("huge", &body["id"]);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nmcp-session-id: liar-1\r\n\r\n",
+                    out.len()
+                );
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for piece in out.chunks(out.len() / 10 + 1) {
+                    if conn.write_all(piece).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
             Some("tools/call") if body["params"]["name"] == "pings" => {
                 // Keep-alive comments every 100 ms, and never an answer.
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: liar-1\r\n\r\n";
@@ -381,6 +432,9 @@ fn lies(tool: &str, id: &Value) -> (&'static str, Vec<u8>) {
             json!({"jsonrpc": "2.0", "id": id, "method": "sampling/createMessage", "params": {}})
                 .to_string()
         }
+        "huge" => json!({"jsonrpc": "2.0", "id": id, "result": {"content": [
+            {"type": "text", "text": "h".repeat(1536 << 10)}]}})
+        .to_string(),
         _ => ok,
     };
     ("application/json", body.into_bytes())
@@ -574,4 +628,300 @@ fn http_and_transport_edge_cases_get_precise_answers() {
         .expect("the early request is answered");
     assert_eq!(answer["id"], "early");
     assert_eq!(error_code(&answer), -32600);
+}
+
+/// A backend that accepts connections and never answers (kept open for the test's life).
+fn hung_backend() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => return,
+            }
+        }
+    });
+    url
+}
+
+/// A hung backend delays only its own calls: sessions start with the backends that answer,
+/// and lists and calls to healthy backends never wait for it.
+#[test]
+fn a_hung_backend_stalls_no_one_else() {
+    let a = mock("a").start();
+    let hung = hung_backend();
+    let gw = gateway()
+        .yaml("limits:\n  initialize_wait_ms: 300")
+        .backend("a", &a.url)
+        .backend_with(
+            "h",
+            &hung,
+            "transport: streamable_http\nrequest_timeout_ms: 20000",
+        )
+        .start();
+    let url = gw.url.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = client(&url);
+        let listed = c.list_all("tools/list", "tools").unwrap();
+        let called = c
+            .request(
+                "tools/call",
+                json!({"name": "a__echo", "arguments": {"message": "hi"}}),
+            )
+            .unwrap();
+        let second = client(&url)
+            .request(
+                "tools/call",
+                json!({"name": "a__echo", "arguments": {"message": "again"}}),
+            )
+            .unwrap();
+        let _ = tx.send((listed, called, second));
+    });
+    // The hung backend answers nothing for 20 s; everything above is done well before.
+    let (listed, called, second) = rx
+        .recv_timeout(Duration::from_secs(12))
+        .expect("the healthy backend's clients waited for the hung one");
+    assert!(listed.iter().any(|t| t["name"] == "a__echo"), "{listed:?}");
+    assert!(!listed
+        .iter()
+        .any(|t| t["name"].as_str().unwrap().starts_with("h__")));
+    assert_eq!(text_of(&called), "hi");
+    assert_eq!(text_of(&second), "again");
+}
+
+/// A port with nothing listening on it (found free, then closed).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A call to a backend that was down when the session began says the backend is
+/// unavailable (not that the tool is unknown), and succeeds once the backend is back.
+#[test]
+fn calls_to_a_backend_down_at_session_start_say_so_and_recover() {
+    let a = mock("a").start();
+    let port = free_port();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend_with(
+            "b",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            "transport: streamable_http\nretry_backoff_ms: 200",
+        )
+        .start();
+    let mut c = client(&gw.url);
+    let call = |c: &mut Client| {
+        c.request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "back"}}),
+        )
+        .unwrap()
+    };
+    let answer = call(&mut c);
+    assert_eq!(error_code(&answer), -32603, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("b") && message.contains("unavailable"),
+        "{message}"
+    );
+    let _b = mock("b")
+        .arg("--listen", format!("127.0.0.1:{port}"))
+        .start();
+    let mut last = Value::Null;
+    assert!(
+        eventually(WAIT, || {
+            last = call(&mut c);
+            last.get("result").is_some()
+        }),
+        "the backend never joined the session: {last}"
+    );
+    assert_eq!(text_of(&last), "back");
+}
+
+/// Thousands of sessions expiring together delete their backend sessions a few at a time,
+/// and cleanup never marks a healthy backend failed.
+#[test]
+fn an_expiry_storm_is_bounded() {
+    let (url, stats) = lying_backend_with_stats(lies);
+    let gw = gateway()
+        .yaml("limits:\n  session_idle_timeout_ms: 1500\n  max_concurrent_teardowns: 4")
+        .backend_with("liar", &url, "transport: streamable_http")
+        .start();
+    const SESSIONS: usize = 1000;
+    for _ in 0..SESSIONS {
+        drop(client(&gw.url));
+    }
+    let before = stats.peak.load(Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            stats.deletes.load(Ordering::SeqCst) == SESSIONS
+        }),
+        "{} of {SESSIONS} backend sessions deleted",
+        stats.deletes.load(Ordering::SeqCst)
+    );
+    let peak = stats.peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= before.max(4) + 1,
+        "the backend saw {peak} connections at once during the storm (before: {before})"
+    );
+    assert_eq!(metric(&gw.url, "ringmux_sessions"), 0);
+    let mut c = client(&gw.url);
+    let answer = c
+        .request("tools/call", json!({"name": "liar__fine", "arguments": {}}))
+        .unwrap();
+    assert_eq!(text_of(&answer), "fine");
+    let logs = gw.logs();
+    assert!(!logs.contains("backend failed"), "{logs}");
+}
+
+/// A session keeps what it needs of its `initialize` (version, capabilities, clientInfo),
+/// bounded: not the whole body for its lifetime.
+#[test]
+fn sessions_keep_a_bounded_part_of_their_initialize() {
+    let a = mock("a").start();
+    let gw = gateway().backend("a", &a.url).start();
+    let base = held_memory_of(gw.pid());
+    let pad = "p".repeat(2 << 20);
+    let init = |extra: Value| {
+        let mut params = json!({"protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "big", "version": "1"}});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}).to_string()
+    };
+    for _ in 0..100 {
+        let mut c = Client::connect(&gw.url).unwrap();
+        let r = c
+            .send("POST", init(json!({"_meta": {"pad": pad}})).as_bytes(), &[])
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // 100 sessions × 2 MiB kept whole would be 200 MiB.
+    let mut held = 0;
+    assert!(
+        eventually(WAIT, || {
+            held = held_memory_of(gw.pid());
+            held < base + (64 << 20)
+        }),
+        "memory grew from {} MiB to {} MiB",
+        base >> 20,
+        held >> 20
+    );
+    // Capabilities too large to keep are refused, precisely.
+    let mut c = Client::connect(&gw.url).unwrap();
+    let r = c
+        .send(
+            "POST",
+            init(json!({"capabilities": {"experimental": {"x": "y".repeat(64 << 10)}}})).as_bytes(),
+            &[],
+        )
+        .unwrap();
+    let msg = &r.messages()[0];
+    assert_eq!(error_code(msg), -32602, "{msg}");
+    assert!(msg["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_initialize_params_bytes"));
+}
+
+/// A backend answer larger than the backend's `max_response_bytes` fails its call (and not
+/// the backend); answers read at once share a budget (`limits.response_budget_bytes`).
+#[test]
+fn backend_answers_are_bounded_each_and_together() {
+    let liar = lying_backend(lies);
+    let gw = gateway()
+        .yaml("limits:\n  response_budget_bytes: 4000000")
+        .backend_with(
+            "liar",
+            &liar,
+            "transport: streamable_http\nmax_response_bytes: 2000000",
+        )
+        .backend_with(
+            "small",
+            &liar,
+            "transport: streamable_http\nmax_response_bytes: 1000000",
+        )
+        .start();
+    let mut c = client(&gw.url);
+    let call = |c: &mut Client, tool: &str| {
+        c.request("tools/call", json!({"name": tool, "arguments": {}}))
+            .unwrap()
+    };
+    let big = call(&mut c, "liar__huge");
+    assert_eq!(text_of(&big).len(), 1536 << 10, "under its limit");
+    let refused = call(&mut c, "small__huge");
+    assert_eq!(error_code(&refused), -32603, "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_response_bytes"));
+    assert_eq!(
+        text_of(&call(&mut c, "small__fine")),
+        "fine",
+        "the backend is still up"
+    );
+    // Four 1.5 MiB answers read at the same time need 6 MiB; the budget is 4 MB.
+    let url = gw.url.clone();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = sibling(&url, &c);
+            std::thread::spawn(move || call(&mut s, "liar__slow_huge"))
+        })
+        .collect();
+    let answers: Vec<Value> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let over = answers
+        .iter()
+        .filter(|a| {
+            a.pointer("/error/message")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.contains("response_budget_bytes"))
+        })
+        .count();
+    let served = answers.iter().filter(|a| a.get("result").is_some()).count();
+    assert!(
+        over >= 1 && served >= 1,
+        "{over} over budget, {served} served"
+    );
+    assert_eq!(over + served, 4);
+    assert_eq!(text_of(&call(&mut c, "liar__fine")), "fine");
+}
+
+/// A large list that a backend gives every client alike is kept once per shard, not once per
+/// client capability set (views).
+#[test]
+fn one_large_list_is_kept_once_for_every_view() {
+    let a = mock("a").tools(1000).arg("--tool-bytes", 5000).start();
+    let gw = gateway().backend("a", &a.url).start();
+    let base = held_memory_of(gw.pid());
+    for i in 0..16 {
+        let mut c = Client::connect(&gw.url).unwrap();
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {"experimental": {format!("view{i}"): {}}},
+            "clientInfo": {"name": "v", "version": "1"}}});
+        let r = c.send("POST", init.to_string().as_bytes(), &[]).unwrap();
+        c.session = r.header("mcp-session-id").map(str::to_owned);
+        c.protocol_version = "2025-06-18".into();
+        let tools = c.list_all("tools/list", "tools").unwrap();
+        assert!(tools.len() >= 1000);
+    }
+    // 16 copies of a 5 MB list would hold 80 MB and more.
+    let mut held = 0;
+    assert!(
+        eventually(WAIT, || {
+            held = held_memory_of(gw.pid());
+            held < base + (48 << 20)
+        }),
+        "memory grew from {} MiB to {} MiB",
+        base >> 20,
+        held >> 20
+    );
 }

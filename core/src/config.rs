@@ -156,6 +156,26 @@ pub struct LimitsFile {
     /// A session unused this long is ended (its backend sessions deleted).
     #[serde(default = "default_session_idle")]
     pub session_idle_timeout_ms: u64,
+    /// A client's `initialize` is answered once every backend session is created, or after
+    /// this long; backends slower than that (or down) join the session when they answer, and
+    /// the client is told its lists changed.
+    #[serde(default = "default_initialize_wait")]
+    pub initialize_wait_ms: u64,
+    /// What a session keeps of its client's `initialize` (protocolVersion, capabilities,
+    /// clientInfo) may take this many bytes; over it, clientInfo is cut to name and version,
+    /// and a still larger one is refused (-32602).
+    #[serde(default = "default_max_initialize_params")]
+    pub max_initialize_params_bytes: usize,
+    /// Backend sessions deleted at once per shard when client sessions end (expiry storms
+    /// queue the rest; a queue past 100,000 drops the newest, left to expire on the backend).
+    #[serde(default = "default_max_teardowns")]
+    pub max_concurrent_teardowns: usize,
+    /// Backend answers held in memory at once while they are read (JSON bodies, SSE events
+    /// not yet complete, list pages), over all shards (each gets an equal share, which must
+    /// be at least every backend's `max_response_bytes`). A call whose answer would pass it
+    /// fails (-32603) instead.
+    #[serde(default = "default_response_budget")]
+    pub response_budget_bytes: usize,
 }
 
 impl Default for LimitsFile {
@@ -170,6 +190,10 @@ impl Default for LimitsFile {
             max_connections: 0,
             idle_timeout_ms: default_idle_timeout(),
             session_idle_timeout_ms: default_session_idle(),
+            initialize_wait_ms: default_initialize_wait(),
+            max_initialize_params_bytes: default_max_initialize_params(),
+            max_concurrent_teardowns: default_max_teardowns(),
+            response_budget_bytes: default_response_budget(),
         }
     }
 }
@@ -266,6 +290,10 @@ pub struct BackendFile {
     /// be answered whole within this time of being sent; then the call fails (-32603).
     #[serde(default = "default_request_deadline")]
     pub request_deadline_ms: u64,
+    /// Largest answer accepted from the backend: a JSON body, or one SSE event. Larger fails
+    /// the call (-32603) rather than exhausting memory.
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
     /// After a failure, the backend is not tried again for this long (doubling up to 32x while
     /// it keeps failing); calls fail fast meanwhile.
     #[serde(default = "default_retry_backoff")]
@@ -321,6 +349,15 @@ fn default_idle_timeout() -> u64 {
 fn default_session_idle() -> u64 {
     3_600_000
 }
+fn default_initialize_wait() -> u64 {
+    3_000
+}
+fn default_max_initialize_params() -> usize {
+    16 << 10
+}
+fn default_max_teardowns() -> usize {
+    8
+}
 fn default_catalog_ttl() -> u64 {
     300_000
 }
@@ -345,6 +382,12 @@ fn default_request_timeout() -> u64 {
 /// Ten minutes: long enough for a tool that works (or waits on a person) for minutes.
 fn default_request_deadline() -> u64 {
     600_000
+}
+fn default_max_response() -> usize {
+    32 << 20
+}
+fn default_response_budget() -> usize {
+    512 << 20
 }
 fn default_retry_backoff() -> u64 {
     1_000
@@ -404,6 +447,11 @@ pub struct Limits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub session_idle: Duration,
+    pub initialize_wait: Duration,
+    pub max_initialize_params: usize,
+    pub max_concurrent_teardowns: usize,
+    /// Per shard (`response_budget_bytes` divided among the shards).
+    pub response_budget: usize,
 }
 
 /// Checked `streams:` settings.
@@ -479,6 +527,7 @@ pub struct Backend {
     pub request_timeout: Duration,
     /// At least `request_timeout`.
     pub request_deadline: Duration,
+    pub max_response: usize,
     pub retry_backoff: Duration,
     /// Set for a stdio backend (then `url`, `authority`, `addrs` and `path` are empty).
     pub stdio: Option<StdioCommand>,
@@ -660,6 +709,15 @@ impl File {
             ("limits.min_body_rate", l.min_body_rate as u64),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.session_idle_timeout_ms", l.session_idle_timeout_ms),
+            ("limits.initialize_wait_ms", l.initialize_wait_ms),
+            (
+                "limits.max_initialize_params_bytes",
+                l.max_initialize_params_bytes as u64,
+            ),
+            (
+                "limits.max_concurrent_teardowns",
+                l.max_concurrent_teardowns as u64,
+            ),
             ("catalog.ttl_ms", self.catalog.ttl_ms),
             ("streams.retry_ms", self.streams.retry_ms),
             ("streams.keepalive_ms", self.streams.keepalive_ms),
@@ -668,6 +726,7 @@ impl File {
                 return Err(err(key, "must be greater than 0"));
             }
         }
+        let response_budget = l.response_budget_bytes / shards.max(1);
         if self.backends.is_empty() {
             return Err(err("backends", "at least one backend is needed"));
         }
@@ -763,6 +822,17 @@ impl File {
                     ))
                 }
             };
+            if !(1024..=1 << 30).contains(&b.max_response_bytes) {
+                return Err(err(at("max_response_bytes"), "between 1 KiB and 1 GiB"));
+            }
+            if b.max_response_bytes > response_budget {
+                return Err(err(
+                    at("max_response_bytes"),
+                    format!(
+                        "larger than a shard's share of limits.response_budget_bytes ({response_budget} bytes)"
+                    ),
+                ));
+            }
             for (k, v) in [
                 ("connect_timeout_ms", b.connect_timeout_ms),
                 ("request_timeout_ms", b.request_timeout_ms),
@@ -785,6 +855,7 @@ impl File {
                 request_deadline: Duration::from_millis(
                     b.request_deadline_ms.max(b.request_timeout_ms),
                 ),
+                max_response: b.max_response_bytes,
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
                 stdio,
                 legacy_sse,
@@ -825,6 +896,10 @@ impl File {
                 max_connections: l.max_connections,
                 idle_timeout: Duration::from_millis(l.idle_timeout_ms),
                 session_idle: Duration::from_millis(l.session_idle_timeout_ms),
+                initialize_wait: Duration::from_millis(l.initialize_wait_ms),
+                max_initialize_params: l.max_initialize_params_bytes,
+                max_concurrent_teardowns: l.max_concurrent_teardowns,
+                response_budget,
             },
             catalog_ttl: Duration::from_millis(self.catalog.ttl_ms),
             streams: Streams {

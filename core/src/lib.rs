@@ -10,6 +10,7 @@
 //! - [`catalog`]: a backend's list result kept as raw per-item byte spans.
 //! - [`merge`]: assembling merged, namespaced, paginated list pages from cached catalogs.
 //! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
+//! - [`initialize`]: what a client session keeps of its `initialize` params, bounded.
 //! - [`version`]: the MCP protocol versions ringmux speaks.
 //! - [`affinity`]: the stable hash that pins a session to a shard.
 //! - [`config`]: the YAML config schema and its validation into internal types.
@@ -23,6 +24,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
+pub mod initialize;
 pub mod jsonrpc;
 pub mod merge;
 pub mod names;

@@ -41,6 +41,11 @@ impl SseDecoder {
         }
     }
 
+    /// Bytes held for events not yet complete (what a memory budget must count).
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos + self.cur.data.len()
+    }
+
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();

@@ -353,6 +353,22 @@ pub fn rss_of(pid: u32) -> u64 {
         * 1024
 }
 
+/// Memory `pid` holds, in bytes: resident memory less the pages it gave back lazily
+/// (MADV_FREE: counted as resident until the kernel needs them, which allocators use).
+pub fn held_memory_of(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .expect("/proc/PID/smaps_rollup");
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    field("Rss:").saturating_sub(field("LazyFree:"))
+}
+
 /// Open file descriptors of `pid`.
 pub fn fds_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
