@@ -67,6 +67,7 @@ async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, hand
         chunked: Vec::new(),
         handed,
         keepalive: shard.cfg.streams.keepalive,
+        write_timeout: shard.cfg.limits.write_timeout,
     };
     match conn.run(&shard, &mut stream).await {
         Ok(Ended::Closed) => {}
@@ -144,6 +145,8 @@ struct Conn {
     handed: bool,
     /// Quiet time after which a stream gets a keep-alive comment.
     keepalive: Duration,
+    /// Longest time one write may take (`limits.write_timeout_ms`).
+    write_timeout: Duration,
 }
 
 /// Where the request body is.
@@ -158,6 +161,10 @@ impl Conn {
     async fn run(&mut self, shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
         let limits = &shard.cfg.limits;
         loop {
+            if shard.drain.is_on() && self.rbuf.is_empty() {
+                // Shutting down: no request under way on this connection.
+                return Ok(Ended::Closed);
+            }
             // Head: the idle timeout runs until the first byte; from it, the whole head must
             // arrive by one deadline (reading a byte does not extend it).
             let mut deadline =
@@ -171,7 +178,18 @@ impl Conn {
                             Some(d) => d.saturating_duration_since(Instant::now()),
                             None => limits.idle_timeout,
                         };
-                        match self.fill(stream, wait).await? {
+                        let filled = if started {
+                            self.fill(stream, wait).await?
+                        } else {
+                            // Idle between requests: a shutdown closes the connection.
+                            let fill = std::pin::pin!(self.fill(stream, wait));
+                            let drain = std::pin::pin!(shard.drain.started());
+                            match futures_util::future::select(fill, drain).await {
+                                futures_util::future::Either::Left((f, _)) => f?,
+                                futures_util::future::Either::Right(_) => return Ok(Ended::Closed),
+                            }
+                        };
+                        match filled {
                             Fill::Data => {
                                 deadline
                                     .get_or_insert_with(|| Instant::now() + limits.header_timeout);
@@ -208,9 +226,11 @@ impl Conn {
                 front(shard, &head, &self.rbuf, body).await
             };
             consume(&mut self.rbuf, used);
-            self.write_reply(stream, reply, head.keep_alive).await?;
+            // Shutting down: this answer is the connection's last.
+            let keep_alive = head.keep_alive && !shard.drain.is_on();
+            self.write_reply(stream, reply, keep_alive).await?;
             self.trim();
-            if !head.keep_alive {
+            if !keep_alive {
                 return Ok(Ended::Closed);
             }
         }
@@ -307,12 +327,21 @@ impl Conn {
         }
     }
 
+    /// Writes `wbuf` out. A client that does not read it within the write timeout is cut
+    /// off (the buffer went with the cancelled write; a fresh one serves the rest).
     async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
         let buf = std::mem::take(&mut self.wbuf);
-        let (res, mut buf) = stream.write_all(buf).await;
-        buf.clear();
-        self.wbuf = buf;
-        res.map(drop)
+        match monoio::time::timeout(self.write_timeout, stream.write_all(buf)).await {
+            Ok((res, mut buf)) => {
+                buf.clear();
+                self.wbuf = buf;
+                res.map(drop)
+            }
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read its answer within limits.write_timeout_ms",
+            )),
+        }
     }
 
     /// Answers an error and closes. The rest of what the client sends is read and discarded

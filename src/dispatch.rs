@@ -614,6 +614,15 @@ async fn forward(
             session.end(key);
             return backend_error(e.to_string());
         }
+        None if shard.drain.is_on() => {
+            session.end(key);
+            return Reply::error(
+                Some(id),
+                &RpcError::Internal(
+                    "the gateway is shutting down and the call did not finish within limits.shutdown_grace_ms".into(),
+                ),
+            );
+        }
         None => {
             session.end(key);
             return Reply::error(Some(id), &RpcError::Cancelled);

@@ -58,6 +58,8 @@ pub struct Handoff {
 pub enum Inbox {
     Request(Hop),
     Connection(Handoff),
+    /// Shut down gracefully ([`crate::drain`]).
+    Drain,
 }
 
 /// Every shard's inbox sender (index = shard id).
@@ -102,10 +104,18 @@ pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<In
                 adopt(&shard, handoff);
                 continue;
             }
+            Inbox::Drain => {
+                if shard.drain.begin() {
+                    tracing::info!(shard = shard.id, "draining");
+                }
+                continue;
+            }
         };
         shard.metrics.hops_in.add(1);
         let shard = shard.clone();
+        shard.hops_serving.set(shard.hops_serving.get() + 1);
         monoio::spawn(async move {
+            let _serving = Serving(&shard);
             let reply = match hop.kind {
                 HopKind::Post { sse } => {
                     shard
@@ -134,6 +144,15 @@ pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<In
             crate::bufs::give(hop.body);
             let _ = hop.reply.send(reply);
         });
+    }
+}
+
+/// Counts a hop being served (a draining shard waits for them).
+struct Serving<'a>(&'a Shard);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.hops_serving.set(self.0.hops_serving.get() - 1);
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`federation`]: per-shard catalog cache and merged indices.
 //! - [`upstream`]: the backend HTTP client (pools, health, JSON and SSE bodies).
 //! - [`stdio`]: stdio backends: child processes, their actors, id remapping, restarts.
+//! - [`drain`]: graceful shutdown of a shard (SIGTERM, SIGINT).
 //! - [`hop`]: cross-shard hand-off through lock-free channels.
 //! - [`metrics`]: per-shard counters and the Prometheus scrape.
 //! - [`probe`]: a small blocking MCP client (the `ringmux tools` command, tests).
@@ -20,6 +21,7 @@ pub mod bufs;
 pub mod conn;
 pub mod demo;
 pub mod dispatch;
+pub mod drain;
 pub mod federation;
 pub mod hop;
 pub mod io;

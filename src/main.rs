@@ -6,6 +6,8 @@ use anyhow::{bail, Context, Result};
 use lexopt::prelude::*;
 use ringmux::{demo, probe, server};
 use ringmux_core::config;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 /// mimalloc instead of glibc malloc: with glibc, the short-lived buffers of each `initialize`
 /// left holes that long-lived session objects then pinned, so 100k idle sessions took 3.1 KB
@@ -39,11 +41,42 @@ fn serve(cfg: config::Config) -> Result<()> {
     let listeners =
         server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
     let path = cfg.path.clone();
+    let grace = cfg.limits.shutdown_grace;
+    // Before the shards start, so that no signal finds the process without its handlers.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let srv = server::start(cfg, listeners)?;
     println!("ringmux listening on http://{}{path}", srv.addr);
+    let drainer = srv.drainer();
+    std::thread::Builder::new()
+        .name("ringmux-signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            let Some(first) = signals.next() else { return };
+            tracing::info!(
+                signal = first,
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: no new connections; calls in progress may finish (a second signal exits now)"
+            );
+            drainer.drain();
+            // A shard that cannot finish (stuck in a system call) must not keep the process.
+            std::thread::spawn(move || {
+                std::thread::sleep(grace + HARD_STOP_AFTER_GRACE);
+                tracing::error!("shutdown did not finish in time; exiting");
+                std::process::exit(1);
+            });
+            if let Some(second) = signals.next() {
+                tracing::warn!(signal = second, "second signal: exiting now");
+                std::process::exit(128 + second);
+            }
+        })?;
     srv.wait();
+    tracing::info!("ringmux stopped");
     Ok(())
 }
+
+/// How long past `limits.shutdown_grace_ms` the process may take to stop its children and
+/// shards before it exits regardless.
+const HARD_STOP_AFTER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()

@@ -538,6 +538,14 @@ impl State {
         self.ready_waiters.until(|| self.ready.get()).await
     }
 
+    /// The gateway is shutting down: listen streams get a `retry` hint and end.
+    pub fn end_listeners(&self, retry_ms: u64) {
+        for l in self.listeners.borrow_mut().drain(..) {
+            let _ =
+                l.tx.unbounded_send(format!("retry: {retry_ms}\n\n").into_bytes());
+        }
+    }
+
     /// Whether a listen stream is open or a call is parked (the session must not expire).
     pub fn busy(&self) -> bool {
         self.listeners.borrow_mut().retain(|l| !l.tx.is_closed());

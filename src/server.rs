@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub metrics: Arc<[Arc<ShardMetrics>]>,
     threads: Vec<JoinHandle<()>>,
+    peers: Peers,
 }
 
 /// How often each shard looks for idle sessions, at most: a quarter of the idle timeout when
@@ -82,6 +84,18 @@ fn default_max_connections() -> usize {
     (fds / 4 * 3).max(16)
 }
 
+/// Starts a graceful shutdown from any thread.
+#[derive(Clone)]
+pub struct Drainer(Peers);
+
+impl Drainer {
+    pub fn drain(&self) {
+        for tx in &self.0 .0 {
+            let _ = tx.unbounded_send(hop::Inbox::Drain);
+        }
+    }
+}
+
 /// Whether this kernel and sandbox allow io_uring.
 pub fn io_uring_available() -> bool {
     monoio::utils::detect_uring()
@@ -119,6 +133,8 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         .collect();
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let peers = Peers(senders);
+    // Shards still draining at shutdown: each serves the others' hops until all are done.
+    let draining = Arc::new(AtomicUsize::new(shards));
     // A shared stdio (or legacy SSE) backend's child is driven by shard `b % shards`; every
     // shard holds a handle to it.
     let mut handles = Vec::with_capacity(cfg.backends.len());
@@ -143,6 +159,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         let handles = handles.clone();
         let metrics = metrics.clone();
         let peers = peers.clone();
+        let draining = draining.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ringmux-shard-{id}"))
             .spawn(move || {
@@ -157,7 +174,9 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     .build()
                     .expect("building the shard runtime");
                 let stdio = StdioChildren { handles, children };
-                rt.block_on(run_shard(id, cfg, metrics, peers, listener, inbox, stdio));
+                rt.block_on(run_shard(
+                    id, cfg, metrics, peers, listener, inbox, stdio, &draining,
+                ));
             })?;
         threads.push(thread);
     }
@@ -166,6 +185,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         addr,
         metrics,
         threads,
+        peers,
     })
 }
 
@@ -176,6 +196,7 @@ struct StdioChildren {
     children: Vec<(usize, crate::stdio::Inbox)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_shard(
     id: usize,
     cfg: Arc<Config>,
@@ -184,9 +205,15 @@ async fn run_shard(
     listener: std::net::TcpListener,
     inbox: mpsc::UnboundedReceiver<hop::Inbox>,
     stdio: StdioChildren,
+    draining: &AtomicUsize,
 ) {
     crate::bufs::set_response_budget(cfg.limits.response_budget);
     let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles);
+    let driven: Vec<crate::stdio::Handle> = stdio
+        .children
+        .iter()
+        .filter_map(|(b, _)| stdio.handles[*b].clone())
+        .collect();
     for (b, inbox) in stdio.children {
         monoio::spawn(crate::stdio::run(
             shard.cfg.backends[b].clone(),
@@ -205,7 +232,15 @@ async fn run_shard(
     });
     let listener = TcpListener::from_std(listener).expect("registering the listener");
     loop {
-        match listener.accept().await {
+        let accepted = {
+            let accept = std::pin::pin!(listener.accept());
+            let drain = std::pin::pin!(shard.drain.started());
+            match futures_util::future::select(accept, drain).await {
+                futures_util::future::Either::Left((a, _)) => a,
+                futures_util::future::Either::Right(_) => break,
+            }
+        };
+        match accepted {
             Ok((stream, _)) => {
                 monoio::spawn(crate::conn::serve(shard.clone(), stream));
             }
@@ -219,10 +254,24 @@ async fn run_shard(
             }
         }
     }
+    // Draining: new connections are refused from here on.
+    drop(listener);
+    crate::drain::finish(&shard, driven, draining).await;
+    tracing::info!(shard = id, "shard stopped");
 }
 
 impl Server {
-    /// Blocks until the shards exit (they run until the process ends).
+    /// Starts a graceful shutdown ([`crate::drain`]): every shard stops accepting and drains.
+    pub fn drain(&self) {
+        self.drainer().drain();
+    }
+
+    /// A handle that starts the shutdown from another thread (a signal handler's).
+    pub fn drainer(&self) -> Drainer {
+        Drainer(self.peers.clone())
+    }
+
+    /// Blocks until the shards exit (after a drain; else when the process ends).
     pub fn wait(self) {
         for t in self.threads {
             let _ = t.join();

@@ -111,6 +111,10 @@ pub struct Shard {
     /// (`limits.max_connections` divided among the shards).
     pub open_conns: Cell<usize>,
     pub conn_share: usize,
+    /// Hops from other shards being served now.
+    pub hops_serving: Cell<usize>,
+    /// Set when the gateway shuts down ([`crate::drain`]).
+    pub drain: crate::drain::Drain,
     /// Backend sessions waiting to be deleted (backend, session id, version), and the tasks
     /// deleting them ([`Shard::tear_down`]).
     teardowns: RefCell<std::collections::VecDeque<(u16, Rc<str>, &'static str)>>,
@@ -166,6 +170,8 @@ impl Shard {
             all_metrics,
             peers,
             open_conns: Cell::new(0),
+            hops_serving: Cell::new(0),
+            drain: crate::drain::Drain::default(),
             teardowns: RefCell::new(std::collections::VecDeque::new()),
             teardown_workers: Cell::new(0),
             conn_share,
@@ -365,6 +371,23 @@ impl Shard {
             self.tear_down(&session, b);
         }
         true
+    }
+
+    /// Whether no backend session deletion is queued or running.
+    pub fn teardowns_idle(&self) -> bool {
+        self.teardown_workers.get() == 0 && self.teardowns.borrow().is_empty()
+    }
+
+    /// Shutting down: every session's GET stream and listen streams end with a `retry` hint,
+    /// and legacy streams not yet initialized end.
+    pub fn end_streams(&self, retry_ms: u64) {
+        for session in self.sessions.borrow().values() {
+            session.streams.end_get(retry_ms);
+            if let Some(m) = session.modern.get() {
+                m.end_listeners(retry_ms);
+            }
+        }
+        self.legacy_pending.borrow_mut().clear();
     }
 
     /// Queues the deletion of `session`'s backend session on backend `b` (if it has one).

@@ -96,6 +96,8 @@ pub enum ToChild {
     Send { attach: u64, body: Vec<u8> },
     /// The session's stream for unprompted messages (replaces an older one).
     Listen { attach: u64, to: Outbox },
+    /// The gateway is shutting down: stop the child.
+    Shutdown,
 }
 
 /// Creates the channel of a shared child's actor.
@@ -358,7 +360,7 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
             }
         };
         match event {
-            Event::Inbox(None) => break,
+            Event::Inbox(None) | Event::Inbox(Some(ToChild::Shutdown)) => break,
             Event::Inbox(Some(msg)) => {
                 a.handle(msg).await;
                 if !a.shared && a.attaches.is_empty() {
@@ -510,6 +512,8 @@ impl Actor {
 
     async fn handle(&mut self, msg: ToChild) {
         match msg {
+            // The actor's loop stops on it before it gets here.
+            ToChild::Shutdown => {}
             ToChild::Attach { init, reply } => {
                 if let Err(Ok((attach, _))) = reply.send(self.attach(&init).await) {
                     // The session gave up waiting (its attach timed out): undo, or nobody
@@ -863,13 +867,16 @@ fn spawn(name: &str, spec: &ringmux_core::config::StdioCommand) -> io::Result<Ru
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    // SAFETY: prctl, close_range, getrlimit and fcntl are async-signal-safe system calls, and
+    // SAFETY: prctl, setpgid, close_range, getrlimit and fcntl are async-signal-safe, and
     // nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // A process group of its own: a Ctrl-C at ringmux's terminal reaches ringmux,
+            // which stops the child when it is done with it, not the child directly.
+            libc::setpgid(0, 0);
             close_inherited_on_exec();
             Ok(())
         });

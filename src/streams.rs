@@ -180,6 +180,16 @@ impl Streams {
         live.push((GET_STREAM, tx));
     }
 
+    /// The gateway is shutting down: the GET stream (a legacy client's one stream) gets a
+    /// `retry` hint and ends; POST streams run on until their answers.
+    pub fn end_get(&self, retry_ms: u64) {
+        let mut live = self.live.borrow_mut();
+        if let Some(i) = live.iter().position(|(s, _)| *s == GET_STREAM) {
+            let (_, tx) = live.swap_remove(i);
+            let _ = tx.unbounded_send(format!("retry: {retry_ms}\n\n").into_bytes());
+        }
+    }
+
     /// Ends every stream (the session is over).
     pub fn end_all(&self) {
         self.live.borrow_mut().clear();

@@ -925,3 +925,175 @@ fn one_large_list_is_kept_once_for_every_view() {
         held >> 20
     );
 }
+
+/// SIGTERM in the middle of a call: no new connections, idle ones closed, the call in
+/// progress answered, GET streams ended with a retry hint, stdio children stopped, exit 0.
+#[test]
+fn sigterm_drains_calls_in_progress_and_exits_cleanly() {
+    let a = mock("a").start();
+    let mut gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .stdio_mock("s", "mode: shared\n")
+        .start();
+    let c = client(&gw.url);
+    let mut caller = sibling(&gw.url, &c);
+    let mut idle = TcpStream::connect(addr_of(&gw.url)).unwrap();
+    idle.set_read_timeout(Some(WAIT)).unwrap();
+    let mut stream = sibling(&gw.url, &c)
+        .open_stream("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    assert_eq!(stream.status, 200);
+    let mut child = None;
+    assert!(eventually(WAIT, || {
+        child = children_of(gw.pid()).first().copied();
+        child.is_some()
+    }));
+    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
+    let call = std::thread::spawn(move || {
+        caller.request(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": 1500}}),
+        )
+    });
+    // The call is in progress at the backend when the signal comes.
+    assert!(eventually(WAIT, || metric(
+        &gw.url,
+        "ringmux_backend_requests_total"
+    ) > forwarded));
+    gw.signal(libc::SIGTERM);
+    let answer = call
+        .join()
+        .unwrap()
+        .expect("the call in progress is answered");
+    assert_eq!(text_of(&answer), "slept", "{answer}");
+    let mut b = [0u8; 16];
+    assert_eq!(
+        idle.read(&mut b).unwrap(),
+        0,
+        "an idle connection is closed"
+    );
+    let mut saw_retry = false;
+    while let Some(ev) = stream.next_event(WAIT).unwrap() {
+        saw_retry |= ev.retry.is_some();
+    }
+    assert!(saw_retry, "the GET stream ends with a retry hint");
+    let status = gw
+        .wait_exit(Duration::from_secs(20))
+        .expect("the gateway exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        TcpStream::connect(addr_of(&gw.url)).is_err(),
+        "nothing listens any more"
+    );
+    assert!(
+        eventually(WAIT, || is_dead(child.unwrap())),
+        "the stdio child was stopped"
+    );
+    let logs = gw.logs();
+    assert!(logs.contains("shutting down"), "{logs}");
+}
+
+/// A call longer than the grace period does not hold the shutdown; a second signal exits at
+/// once; SIGTERM works when SIGINT was ignored by whoever started the gateway.
+#[test]
+fn shutdown_is_bounded_and_a_second_signal_is_final() {
+    let a = mock("a").start();
+    let mut gw = gateway()
+        .yaml("limits:\n  shutdown_grace_ms: 500")
+        .backend("a", &a.url)
+        .start();
+    let mut caller = client(&gw.url);
+    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
+    let call = std::thread::spawn(move || {
+        caller.request(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": 20000}}),
+        )
+    });
+    assert!(eventually(WAIT, || metric(
+        &gw.url,
+        "ringmux_backend_requests_total"
+    ) > forwarded));
+    gw.signal(libc::SIGTERM);
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("the grace period bounds the shutdown");
+    assert!(status.success(), "{status:?}");
+    let cut = call.join().unwrap().expect("the long call is answered");
+    assert_eq!(error_code(&cut), -32603, "{cut}");
+    assert!(cut["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("shutting down"));
+
+    let mut gw = gateway().backend("a", &a.url).start();
+    let mut caller = client(&gw.url);
+    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
+    let call = std::thread::spawn(move || {
+        caller.request(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": 20000}}),
+        )
+    });
+    assert!(eventually(WAIT, || metric(
+        &gw.url,
+        "ringmux_backend_requests_total"
+    ) > forwarded));
+    gw.signal(libc::SIGINT);
+    assert!(eventually(WAIT, || stopped_accepting(&gw.url)));
+    gw.signal(libc::SIGTERM);
+    let status = gw
+        .wait_exit(Duration::from_secs(5))
+        .expect("a second signal exits at once");
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
+    let _ = call.join();
+
+    let mut gw = gateway().ignoring_sigint().backend("a", &a.url).start();
+    client(&gw.url).request("ping", json!({})).unwrap();
+    gw.signal(libc::SIGTERM);
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("SIGTERM stops a gateway that ignores SIGINT");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Whether the gateway has stopped accepting (it is draining).
+fn stopped_accepting(url: &str) -> bool {
+    TcpStream::connect(addr_of(url)).is_err()
+}
+
+/// A client that stops reading its answers is cut off after the write timeout instead of
+/// holding its connection (and what is queued for it) forever.
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let a = mock("a").tools(100).start();
+    let gw = gateway()
+        .yaml("limits:\n  write_timeout_ms: 500")
+        .backend("a", &a.url)
+        .start();
+    let c = client(&gw.url);
+    let sid = c.session.clone().unwrap();
+    let open = |url: &str| metric(url, "ringmux_open_connections");
+    let before = open(&gw.url);
+    let mut s = TcpStream::connect(addr_of(&gw.url)).unwrap();
+    // 500 pipelined lists (about 20 MB of answers) that are never read.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let one = format!(
+        "POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\naccept: application/json\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-06-18\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let writer = std::thread::spawn(move || {
+        for _ in 0..500 {
+            if s.write_all(one.as_bytes()).is_err() {
+                break;
+            }
+        }
+        s
+    });
+    assert!(
+        eventually(Duration::from_secs(20), || open(&gw.url) <= before),
+        "the connection that does not read is still open"
+    );
+    drop(writer.join().unwrap());
+}

@@ -150,6 +150,11 @@ pub struct LimitsFile {
     /// connections and stdio children always have descriptors left.
     #[serde(default)]
     pub max_connections: usize,
+    /// Every write to a client must complete within this long (a client that stops reading
+    /// its answer or stream is disconnected instead of holding the connection and its
+    /// buffers).
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_ms: u64,
     /// An idle keep-alive connection is closed after this long.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
@@ -176,6 +181,10 @@ pub struct LimitsFile {
     /// fails (-32603) instead.
     #[serde(default = "default_response_budget")]
     pub response_budget_bytes: usize,
+    /// On SIGTERM or SIGINT, calls in progress get this long to finish before their
+    /// connections are closed (a second signal exits at once).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for LimitsFile {
@@ -188,12 +197,14 @@ impl Default for LimitsFile {
             body_timeout_ms: default_body_timeout(),
             min_body_rate: default_min_body_rate(),
             max_connections: 0,
+            write_timeout_ms: default_write_timeout(),
             idle_timeout_ms: default_idle_timeout(),
             session_idle_timeout_ms: default_session_idle(),
             initialize_wait_ms: default_initialize_wait(),
             max_initialize_params_bytes: default_max_initialize_params(),
             max_concurrent_teardowns: default_max_teardowns(),
             response_budget_bytes: default_response_budget(),
+            shutdown_grace_ms: default_shutdown_grace(),
         }
     }
 }
@@ -343,6 +354,9 @@ fn default_body_timeout() -> u64 {
 fn default_min_body_rate() -> usize {
     16 << 10
 }
+fn default_write_timeout() -> u64 {
+    30_000
+}
 fn default_idle_timeout() -> u64 {
     60_000
 }
@@ -354,6 +368,9 @@ fn default_initialize_wait() -> u64 {
 }
 fn default_max_initialize_params() -> usize {
     16 << 10
+}
+fn default_shutdown_grace() -> u64 {
+    15_000
 }
 fn default_max_teardowns() -> usize {
     8
@@ -446,12 +463,14 @@ pub struct Limits {
     /// 0: derived from the descriptor limit at start.
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub session_idle: Duration,
     pub initialize_wait: Duration,
     pub max_initialize_params: usize,
     pub max_concurrent_teardowns: usize,
     /// Per shard (`response_budget_bytes` divided among the shards).
     pub response_budget: usize,
+    pub shutdown_grace: Duration,
 }
 
 /// Checked `streams:` settings.
@@ -708,6 +727,7 @@ impl File {
             ("limits.body_timeout_ms", l.body_timeout_ms),
             ("limits.min_body_rate", l.min_body_rate as u64),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.write_timeout_ms", l.write_timeout_ms),
             ("limits.session_idle_timeout_ms", l.session_idle_timeout_ms),
             ("limits.initialize_wait_ms", l.initialize_wait_ms),
             (
@@ -895,11 +915,13 @@ impl File {
                 min_body_rate: l.min_body_rate,
                 max_connections: l.max_connections,
                 idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+                write_timeout: Duration::from_millis(l.write_timeout_ms),
                 session_idle: Duration::from_millis(l.session_idle_timeout_ms),
                 initialize_wait: Duration::from_millis(l.initialize_wait_ms),
                 max_initialize_params: l.max_initialize_params_bytes,
                 max_concurrent_teardowns: l.max_concurrent_teardowns,
                 response_budget,
+                shutdown_grace: Duration::from_millis(l.shutdown_grace_ms),
             },
             catalog_ttl: Duration::from_millis(self.catalog.ttl_ms),
             streams: Streams {

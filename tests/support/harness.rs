@@ -27,12 +27,28 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(args: &[String], env: &[(&str, &str)]) -> Proc {
-        Proc::spawn_with(args, env, None)
+        Proc::spawn_with(args, env, None, false)
     }
 
     /// `nofile`: the child's descriptor limit (soft and hard), as `ulimit -n` would set it.
-    fn spawn_with(args: &[String], env: &[(&str, &str)], nofile: Option<u64>) -> Proc {
+    /// `ignore_sigint`: started as a script's background job is (SIGINT ignored).
+    fn spawn_with(
+        args: &[String],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+        ignore_sigint: bool,
+    ) -> Proc {
         let mut cmd = Command::new(BIN);
+        if ignore_sigint {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
@@ -107,6 +123,28 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT…) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child, not yet reaped (so its pid is not reused).
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether the process is still running (a crashed shard would take it down).
@@ -197,6 +235,7 @@ impl MockBuilder {
 pub struct GatewayBuilder {
     shards: usize,
     nofile: Option<u64>,
+    ignore_sigint: bool,
     backends: Vec<(String, String, String)>,
     extra: String,
 }
@@ -205,6 +244,7 @@ pub fn gateway() -> GatewayBuilder {
     GatewayBuilder {
         shards: 1,
         nofile: None,
+        ignore_sigint: false,
         backends: Vec::new(),
         extra: String::new(),
     }
@@ -215,6 +255,12 @@ static CONFIGS: AtomicUsize = AtomicUsize::new(0);
 impl GatewayBuilder {
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
+        self
+    }
+
+    /// Starts the gateway with SIGINT ignored, as a script's background job.
+    pub fn ignoring_sigint(mut self) -> Self {
+        self.ignore_sigint = true;
         self
     }
 
@@ -276,6 +322,7 @@ impl GatewayBuilder {
             &["run".into(), path.display().to_string()],
             &[("RINGMUX_LOG", "info")],
             self.nofile,
+            self.ignore_sigint,
         )
     }
 }
