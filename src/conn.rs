@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use ringmux_core::affinity;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
@@ -60,7 +60,7 @@ pub async fn serve_adopted(shard: Rc<Shard>, stream: TcpStream, rbuf: Vec<u8>) {
 }
 
 async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, handed: bool) {
-    let _open = OpenConn::new(&shard);
+    let open = OpenConn::new(&shard, &stream);
     let mut conn = Conn {
         rbuf,
         wbuf: Vec::with_capacity(READ_CHUNK),
@@ -69,7 +69,7 @@ async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, hand
         keepalive: shard.cfg.streams.keepalive,
         write_timeout: shard.cfg.limits.write_timeout,
     };
-    match conn.run(&shard, &mut stream).await {
+    match conn.run(&shard, &mut stream, open.1).await {
         Ok(Ended::Closed) => {}
         Ok(Ended::HandOff(owner)) => hand_off(&shard, stream, owner, conn.rbuf),
         Err(e) => tracing::debug!("client connection ended: {e}"),
@@ -95,18 +95,21 @@ fn hand_off(shard: &Rc<Shard>, stream: TcpStream, owner: usize, rbuf: Vec<u8>) {
 }
 
 /// Counts a client connection as open on its shard while it lives.
-struct OpenConn<'a>(&'a Shard);
+/// and is known to its shard's drain ([`crate::drain::Drain`]) by a slot.
+struct OpenConn<'a>(&'a Shard, usize);
 
 impl<'a> OpenConn<'a> {
-    fn new(shard: &'a Shard) -> Self {
+    fn new(shard: &'a Shard, stream: &TcpStream) -> Self {
+        use std::os::fd::AsRawFd;
         shard.open_conns.set(shard.open_conns.get() + 1);
         shard.metrics.open_connections.add(1);
-        OpenConn(shard)
+        OpenConn(shard, shard.drain.register(stream.as_raw_fd()))
     }
 }
 
 impl Drop for OpenConn<'_> {
     fn drop(&mut self) {
+        self.0.drain.unregister(self.1);
         self.0.open_conns.set(self.0.open_conns.get() - 1);
         self.0.metrics.open_connections.sub(1);
     }
@@ -116,16 +119,26 @@ impl Drop for OpenConn<'_> {
 /// `min_body_rate` bytes received so far. A client trickling bytes gains almost nothing; a
 /// large body on a slow but honest link keeps going.
 struct BodyClock {
-    start: Instant,
+    /// When the body was first found incomplete (a body that came with its head, the common
+    /// case, never reads the clock).
+    start: std::cell::Cell<Option<Instant>>,
     timeout: Duration,
     min_rate: usize,
 }
 
 impl BodyClock {
     fn left(&self, received: usize) -> Duration {
+        let start = match self.start.get() {
+            Some(s) => s,
+            None => {
+                let now = Instant::now();
+                self.start.set(Some(now));
+                now
+            }
+        };
         let allowed = self.timeout
             + Duration::from_millis((received as u64).saturating_mul(1000) / self.min_rate as u64);
-        allowed.saturating_sub(self.start.elapsed())
+        allowed.saturating_sub(start.elapsed())
     }
 }
 
@@ -158,7 +171,13 @@ enum BodyAt {
 }
 
 impl Conn {
-    async fn run(&mut self, shard: &Rc<Shard>, stream: &mut TcpStream) -> io::Result<Ended> {
+    /// `slot`: this connection's in the shard's drain ([`crate::drain::Drain::register`]).
+    async fn run(
+        &mut self,
+        shard: &Rc<Shard>,
+        stream: &mut TcpStream,
+        slot: usize,
+    ) -> io::Result<Ended> {
         let limits = &shard.cfg.limits;
         loop {
             if shard.drain.is_on() && self.rbuf.is_empty() {
@@ -167,13 +186,17 @@ impl Conn {
             }
             // Head: the idle timeout runs until the first byte; from it, the whole head must
             // arrive by one deadline (reading a byte does not extend it).
-            let mut deadline =
-                (!self.rbuf.is_empty()).then(|| Instant::now() + limits.header_timeout);
+            // (The clock is read only when a head is found incomplete: a head that arrives
+            // whole, the common case, costs no clock read.)
+            let mut deadline: Option<Instant> = None;
             let head = loop {
                 match http::parse_request(&self.rbuf, limits.max_header, limits.max_body) {
                     Ok(Some(h)) => break h,
                     Ok(None) => {
-                        let started = deadline.is_some();
+                        let started = !self.rbuf.is_empty();
+                        if started && deadline.is_none() {
+                            deadline = Some(Instant::now() + limits.header_timeout);
+                        }
                         let wait = match deadline {
                             Some(d) => d.saturating_duration_since(Instant::now()),
                             None => limits.idle_timeout,
@@ -181,19 +204,17 @@ impl Conn {
                         let filled = if started {
                             self.fill(stream, wait).await?
                         } else {
-                            // Idle between requests: a shutdown closes the connection.
-                            let fill = std::pin::pin!(self.fill(stream, wait));
-                            let drain = std::pin::pin!(shard.drain.started());
-                            match futures_util::future::select(fill, drain).await {
-                                futures_util::future::Either::Left((f, _)) => f?,
-                                futures_util::future::Either::Right(_) => return Ok(Ended::Closed),
+                            // Idle between requests: a shutdown ends this read (crate::drain).
+                            shard.drain.set_idle(slot, true);
+                            let filled = self.fill(stream, wait).await;
+                            shard.drain.set_idle(slot, false);
+                            if shard.drain.is_on() && !matches!(filled, Ok(Fill::Data)) {
+                                return Ok(Ended::Closed);
                             }
+                            filled?
                         };
                         match filled {
-                            Fill::Data => {
-                                deadline
-                                    .get_or_insert_with(|| Instant::now() + limits.header_timeout);
-                            }
+                            Fill::Data => {}
                             Fill::Eof => return Ok(Ended::Closed),
                             // An idle keep-alive connection just closes; a started request gets 408.
                             Fill::TimedOut if !started => return Ok(Ended::Closed),
@@ -204,7 +225,7 @@ impl Conn {
                 }
             };
             let clock = BodyClock {
-                start: Instant::now(),
+                start: std::cell::Cell::new(None),
                 timeout: limits.body_timeout,
                 min_rate: limits.min_body_rate,
             };
@@ -327,21 +348,34 @@ impl Conn {
         }
     }
 
-    /// Writes `wbuf` out. A client that does not read it within the write timeout is cut
-    /// off (the buffer went with the cancelled write; a fresh one serves the rest).
+    /// Writes `wbuf` out. A client that takes no byte of it for the write timeout is cut
+    /// off (a slow reader that makes progress is not: the timeout is per write). On a
+    /// timeout the buffer went with the cancelled write; the connection ends anyway.
     async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        let buf = std::mem::take(&mut self.wbuf);
-        match monoio::time::timeout(self.write_timeout, stream.write_all(buf)).await {
-            Ok((res, mut buf)) => {
-                buf.clear();
-                self.wbuf = buf;
-                res.map(drop)
+        use monoio::buf::IoBuf;
+        let mut buf = std::mem::take(&mut self.wbuf);
+        let mut pos = 0;
+        while pos < buf.len() {
+            let end = buf.len();
+            let write = stream.write(buf.slice(pos..end));
+            let (res, slice) = monoio::time::timeout(self.write_timeout, write)
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client read nothing for limits.write_timeout_ms",
+                    )
+                })?;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => pos += n,
+                Err(e) => return Err(e),
             }
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read its answer within limits.write_timeout_ms",
-            )),
         }
+        buf.clear();
+        self.wbuf = buf;
+        Ok(())
     }
 
     /// Answers an error and closes. The rest of what the client sends is read and discarded

@@ -213,7 +213,10 @@ pub(crate) async fn send(
 ) -> Result<Response, BackendFailure> {
     shard.metrics.forwarded.add(1);
     let result = async {
-        let (sid, ver) = session.ensure(pool).await?;
+        let (sid, ver, joined) = session.ensure(pool).await?;
+        if joined {
+            shard.joined(session, pool.index);
+        }
         if crate::sessionless::is_sessionless(ver) {
             return crate::sessionless::send(session, pool, body).await;
         }
@@ -227,7 +230,7 @@ pub(crate) async fn send(
         tracing::info!(backend = %pool.name(), session = %session.id, "backend session expired; re-initializing");
         session.forget(pool.index);
         session.join(pool).await?;
-        let (sid, ver) = session.ensure(pool).await?;
+        let (sid, ver, _) = session.ensure(pool).await?;
         if crate::sessionless::is_sessionless(ver) {
             // Replaced by a server of the other era.
             return crate::sessionless::send(session, pool, body).await;
@@ -505,7 +508,7 @@ async fn by_name(
                         .is_some_and(|rest| rest.starts_with(&shard.cfg.separator))
             });
             if let Some(pool) = prefixed.max_by_key(|p| p.name().len()) {
-                join_for_call(session, pool).await?;
+                join_for_call(shard, session, pool).await?;
                 merged = refresh(shard, session, kind).await;
             }
             merged
@@ -519,7 +522,11 @@ async fn by_name(
 
 /// For a call naming backend `pool` that has no session here: creates it now, or fails the
 /// call saying the backend is unavailable (not that the tool is unknown).
-async fn join_for_call(session: &Session, pool: &Rc<Pool>) -> Result<(), RpcError> {
+async fn join_for_call(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: &Rc<Pool>,
+) -> Result<(), RpcError> {
     if session.is_ready(pool.index) {
         return Ok(());
     }
@@ -529,10 +536,14 @@ async fn join_for_call(session: &Session, pool: &Rc<Pool>) -> Result<(), RpcErro
     };
     pool.check_health(Instant::now())
         .map_err(|e| unavailable(e.to_string()))?;
-    session
-        .join(pool)
+    let (_, _, joined) = session
+        .ensure(pool)
         .await
-        .map_err(|e| unavailable(e.to_string()))
+        .map_err(|e| unavailable(e.to_string()))?;
+    if joined {
+        shard.joined(session, pool.index);
+    }
+    Ok(())
 }
 
 async fn by_uri(
@@ -548,7 +559,7 @@ async fn by_uri(
         if let Some(pool) = names::split_mapped_uri(&uri)
             .and_then(|(backend, _)| shard.pools.iter().find(|p| p.name() == backend))
         {
-            join_for_call(session, pool).await?;
+            join_for_call(shard, session, pool).await?;
             merged = refresh(shard, session, ListKind::Resources).await;
         }
     }
@@ -695,11 +706,15 @@ async fn forward(
             ));
             Reply::Stream(rx)
         }
-        body @ Body::Events(_) => {
-            let answer = final_message(body).await;
+        Body::Events(events) => {
+            let answer = crate::session::final_answer(events, id).await;
             session.end(key);
             match answer {
-                Ok(body) => answer_of(shard, &pool, id, body),
+                Ok(body) => Reply::Json {
+                    status: 200,
+                    body,
+                    session: None,
+                },
                 Err(e) => backend_error(e.to_string()),
             }
         }

@@ -8,6 +8,7 @@
 //! the end.
 
 use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
@@ -19,12 +20,18 @@ use crate::shard::Shard;
 const POLL: Duration = Duration::from_millis(20);
 /// What stopping stdio children may take past the grace period (close stdin, SIGTERM, SIGKILL).
 const CHILDREN_GRACE: Duration = Duration::from_secs(4);
+/// How long the answers to calls ended at the grace's end get to be written.
+const LAST_WRITES: Duration = Duration::from_secs(1);
 
-/// A shard's drain flag and the tasks waiting for it.
+/// A shard's drain flag, the tasks waiting for it (the accept loop), and the shard's client
+/// connections with whether each is idle (waiting for its next request). At a drain, idle
+/// connections are shut down for reading, which ends their pending read: a connection pays
+/// two flag writes per request for this, not a waiter of its own.
 #[derive(Default)]
 pub struct Drain {
     on: Cell<bool>,
     waiters: RefCell<Vec<Waker>>,
+    conns: RefCell<slab::Slab<(RawFd, bool)>>,
 }
 
 impl Drain {
@@ -33,7 +40,17 @@ impl Drain {
         if self.on.replace(true) {
             return false;
         }
-        for w in self.waiters.borrow_mut().drain(..) {
+        for (_, (fd, idle)) in self.conns.borrow().iter() {
+            if *idle {
+                // SAFETY: the descriptor belongs to a live connection of this shard (it
+                // leaves the slab before its socket closes).
+                unsafe {
+                    libc::shutdown(*fd, libc::SHUT_RD);
+                }
+            }
+        }
+        let waiters: Vec<Waker> = self.waiters.borrow_mut().drain(..).collect();
+        for w in waiters {
             w.wake();
         }
         true
@@ -43,21 +60,41 @@ impl Drain {
         self.on.get()
     }
 
-    /// Returns once draining has started.
+    /// Ready once draining has started (few waiters: the accept loop).
     pub async fn started(&self) {
         std::future::poll_fn(|cx| {
             if self.on.get() {
                 return Poll::Ready(());
             }
-            self.waiters.borrow_mut().push(cx.waker().clone());
+            let mut waiters = self.waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
     }
+
+    /// Registers a client connection's socket until the returned slot is given back.
+    pub fn register(&self, fd: RawFd) -> usize {
+        self.conns.borrow_mut().insert((fd, false))
+    }
+
+    pub fn unregister(&self, slot: usize) {
+        self.conns.borrow_mut().try_remove(slot);
+    }
+
+    /// Marks the connection idle (waiting for a request) or busy.
+    pub fn set_idle(&self, slot: usize, idle: bool) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(slot) {
+            c.1 = idle;
+        }
+    }
 }
 
 /// What a shard does once it stopped accepting. `children`: the shared stdio children this
-/// shard drives (their actors' inboxes); `draining`: shards not done yet, over the process.
+/// shard drives (their actors' inboxes); `draining`: shards whose calls are not done yet,
+/// over the process.
 pub async fn finish(
     shard: &Rc<Shard>,
     children: Vec<crate::stdio::Handle>,
@@ -67,32 +104,37 @@ pub async fn finish(
     let deadline = Instant::now() + grace;
     let retry_ms = shard.cfg.streams.retry.as_millis() as u64;
     shard.end_streams(retry_ms);
-    wait_until(deadline, || {
-        shard.open_conns.get() == 0 && shard.hops_serving.get() == 0
-    })
-    .await;
-    if shard.open_conns.get() > 0 || shard.hops_serving.get() > 0 {
+    // 1. The calls in progress here: connections, hops from other shards, and calls still
+    //    relayed on streams (a hop's reply may be a stream that runs on).
+    let idle = || {
+        shard.open_conns.get() == 0
+            && shard.hops_serving.get() == 0
+            && !shard.sessions.borrow().values().any(|s| s.busy())
+    };
+    wait_until(deadline, idle).await;
+    // 2. Every shard got there (or the grace ran out): no client call is in progress
+    //    anywhere, so shared children and sessions can go.
+    draining.fetch_sub(1, Ordering::AcqRel);
+    wait_until(deadline, || draining.load(Ordering::Acquire) == 0).await;
+    if !idle() {
         tracing::warn!(
             shard = shard.id,
             connections = shard.open_conns.get(),
-            "shutdown grace over with requests in progress (limits.shutdown_grace_ms)"
+            "shutdown grace over with calls in progress (limits.shutdown_grace_ms); they are answered -32603"
         );
     }
+    // 3. Sessions end (calls still running are answered, their backend sessions deleted,
+    //    per-session children stopped); the answers get a moment to be written.
     let ids: Vec<Rc<str>> = shard.sessions.borrow().keys().cloned().collect();
     for id in ids {
         shard.end_session(&id);
     }
+    wait_until(Instant::now() + LAST_WRITES, || shard.open_conns.get() == 0).await;
     for handle in children {
         let _ = handle.unbounded_send(crate::stdio::ToChild::Shutdown);
     }
     wait_until(Instant::now() + CHILDREN_GRACE, || {
         shard.teardowns_idle() && shard.metrics.stdio_children.get() == 0
-    })
-    .await;
-    draining.fetch_sub(1, Ordering::AcqRel);
-    // Serve the other shards' hops until they are done too.
-    wait_until(Instant::now() + grace + CHILDREN_GRACE, || {
-        draining.load(Ordering::Acquire) == 0
     })
     .await;
 }

@@ -281,7 +281,8 @@ pub async fn relay_post(
                 };
                 match pool.open_stream(sid.as_deref(), ver, Some(from)).await {
                     Ok(resp) if resp.status == 200 => match resp.body {
-                        Body::Events(e) => {
+                        Body::Events(mut e) => {
+                            e.resumes(&events);
                             events = e;
                             continue;
                         }

@@ -110,6 +110,22 @@ pub struct Session {
     pub ended: Cell<bool>,
 }
 
+/// Backend `b` is joining the session until this is dropped.
+struct Joining<'a> {
+    session: &'a Session,
+    b: u16,
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        self.session.joining.borrow_mut().retain(|j| *j != self.b);
+        let waiters: Vec<Waker> = self.session.join_waiters.borrow_mut().drain(..).collect();
+        for w in waiters {
+            w.wake();
+        }
+    }
+}
+
 /// A forwarded request awaiting its answer.
 struct Inflight {
     /// xxh3 of the request id's JSON text (the backend sees the client's id unchanged).
@@ -320,18 +336,19 @@ impl Session {
     }
 
     /// (session id, version) of backend `b`, initializing it first if needed.
+    /// The last member is whether the backend joined the session just now.
     pub async fn ensure(
         &self,
         pool: &Rc<Pool>,
-    ) -> Result<(Option<Rc<str>>, &'static str), BackendFailure> {
+    ) -> Result<(Option<Rc<str>>, &'static str, bool), BackendFailure> {
         if let BackendSession::Ready { id, version, .. } =
             &self.backends.borrow()[pool.index as usize]
         {
-            return Ok((id.clone(), version));
+            return Ok((id.clone(), version, false));
         }
         self.join(pool).await?;
         match &self.backends.borrow()[pool.index as usize] {
-            BackendSession::Ready { id, version, .. } => Ok((id.clone(), version)),
+            BackendSession::Ready { id, version, .. } => Ok((id.clone(), version, true)),
             BackendSession::Down => Err(BackendFailure::Expired),
         }
     }
@@ -362,14 +379,31 @@ impl Session {
         self.run_join(pool).await
     }
 
-    /// Creates the backend session on `pool`, which the caller marked as joining.
+    /// Creates the backend session on `pool`, which the caller marked as joining. The mark
+    /// goes however this ends (a caller that gave up, a cancelled call, included).
     async fn run_join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
-        let result = self.initialize_backend(pool).await;
-        self.joining.borrow_mut().retain(|j| *j != pool.index);
-        for w in self.join_waiters.borrow_mut().drain(..) {
-            w.wake();
+        let _joining = Joining {
+            session: self,
+            b: pool.index,
+        };
+        self.initialize_backend(pool).await
+    }
+
+    /// Whether requests forwarded for this session are still waiting for their answers.
+    pub fn busy(&self) -> bool {
+        !self.inflight.borrow().is_empty()
+    }
+
+    /// Adds the task holding backend `b`'s GET stream open, if the session listens (its
+    /// client opened its stream before `b` joined); `false` if it does not.
+    pub fn add_listener(&self, start: impl FnOnce() -> AbortHandle) -> bool {
+        match self.listeners.borrow_mut().as_mut() {
+            Some(handles) => {
+                handles.push(start());
+                true
+            }
+            None => false,
         }
-        result
     }
 
     /// Starts creating, each in a task of its own, the backend sessions that are `Down` on
@@ -392,14 +426,7 @@ impl Session {
             let (session, shard, pool) = (self.clone(), shard.clone(), pool.clone());
             monoio::spawn(async move {
                 match session.run_join(&pool).await {
-                    Ok(()) if session.ended.get() => {
-                        // The session ended while this backend joined it.
-                        shard.tear_down(&session, b);
-                    }
-                    Ok(()) if session.started.get() => {
-                        crate::relay::announce_joined(&shard, &session, b);
-                    }
-                    Ok(()) => {}
+                    Ok(()) => shard.joined(&session, b),
                     Err(e) => {
                         tracing::warn!(backend = %pool.name(), session = %session.id, "backend session not created: {e}")
                     }
@@ -601,6 +628,27 @@ pub async fn final_message(body: Body) -> Result<Vec<u8>, BackendFailure> {
             )))
         }
     }
+}
+
+/// Reads a call's SSE answer to the response to request `id`: notifications and answers to
+/// other requests are skipped (parsed once each, the check included).
+pub async fn final_answer(
+    mut stream: Box<crate::upstream::EventStream>,
+    id: jsonrpc::Raw<'_>,
+) -> Result<Vec<u8>, BackendFailure> {
+    while let Some(ev) = stream.next().await? {
+        let answers = jsonrpc::parse(&ev.data).is_ok_and(|m| {
+            m.kind == jsonrpc::Kind::Response && m.id.is_some_and(|i| i.same_id(id))
+        });
+        if answers {
+            stream.finish();
+            return Ok(ev.data);
+        }
+    }
+    stream.finish();
+    Err(BackendFailure::Upstream(UpstreamError::Protocol(
+        "stream ended without the response".into(),
+    )))
 }
 
 #[cfg(test)]

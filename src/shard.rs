@@ -373,6 +373,30 @@ impl Shard {
         true
     }
 
+    /// Backend `b` joined `session` (at its start, later in the background, or for a call):
+    /// if the session ended meanwhile, the backend session is deleted again; if its client
+    /// was answered already, the backend's GET stream joins the client's (when that is
+    /// open) and the client hears that its lists changed.
+    pub fn joined(self: &Rc<Self>, session: &Rc<Session>, b: u16) {
+        if session.ended.get() {
+            self.tear_down(session, b);
+            return;
+        }
+        if !session.started.get() {
+            return;
+        }
+        session.add_listener(|| {
+            let (task, handle) = futures_util::future::abortable(relay::listen(
+                self.clone(),
+                Rc::downgrade(session),
+                b,
+            ));
+            monoio::spawn(task);
+            handle
+        });
+        relay::announce_joined(self, session, b);
+    }
+
     /// Whether no backend session deletion is queued or running.
     pub fn teardowns_idle(&self) -> bool {
         self.teardown_workers.get() == 0 && self.teardowns.borrow().is_empty()

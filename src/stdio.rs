@@ -381,8 +381,9 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
         }
     }
     if let Some(child) = a.child.take() {
-        a.metrics.stdio_children.sub(1);
         stop(&a.backend.name, child).await;
+        // Counted until stopped: a shutdown waits for this count to reach zero.
+        a.metrics.stdio_children.sub(1);
     }
 }
 

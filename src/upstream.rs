@@ -494,11 +494,11 @@ impl Pool {
             None => self.connect().await?,
         };
         match self.exchange(&mut conn, out).await {
-            Ok(head) => self.finish(conn, head).await,
+            Ok((head, sent)) => self.finish(conn, head, sent).await,
             Err(Attempt::Stale) if reused => {
                 let mut fresh = self.connect().await?;
                 match self.exchange(&mut fresh, out).await {
-                    Ok(head) => self.finish(fresh, head).await,
+                    Ok((head, sent)) => self.finish(fresh, head, sent).await,
                     Err(Attempt::Stale) => Err(UpstreamError::Protocol(
                         "connection closed before a response".into(),
                     )),
@@ -512,7 +512,13 @@ impl Pool {
         }
     }
 
-    async fn exchange(&self, conn: &mut Conn, out: &Outgoing<'_>) -> Result<ResponseHead, Attempt> {
+    /// Writes the request and reads the response head; returns it with the time the request
+    /// was sent (from which its deadline counts).
+    async fn exchange(
+        &self,
+        conn: &mut Conn,
+        out: &Outgoing<'_>,
+    ) -> Result<(ResponseHead, Instant), Attempt> {
         let mut w = std::mem::take(&mut conn.wbuf);
         w.clear();
         let has_body = out.method == "POST";
@@ -561,11 +567,18 @@ impl Pool {
             return Err(stale_or(e));
         }
         conn.rbuf.clear();
-        // The whole head within the request timeout: a trickle does not extend it.
-        let until = Instant::now() + self.cfg.request_timeout;
+        // The whole head within the request timeout: a trickle does not extend it. (The
+        // clock is read only for a second read: most heads come in one.)
+        let sent = Instant::now();
+        let until = sent + self.cfg.request_timeout;
+        let mut first = true;
         loop {
             let buf = std::mem::take(&mut conn.rbuf);
-            let timeout = until.saturating_duration_since(Instant::now());
+            let timeout = if std::mem::take(&mut first) {
+                self.cfg.request_timeout
+            } else {
+                until.saturating_duration_since(Instant::now())
+            };
             let (res, buf) =
                 match monoio::time::timeout(timeout, read_more(&mut conn.stream, buf, READ_CHUNK))
                     .await
@@ -586,7 +599,7 @@ impl Pool {
                 Err(e) => return Err(Attempt::Failed(e.into())),
             }
             match http::parse_response(&conn.rbuf, MAX_HEAD) {
-                Ok(Some(head)) => return Ok(head),
+                Ok(Some(head)) => return Ok((head, sent)),
                 Ok(None) => continue,
                 Err(e) => return Err(Attempt::Failed(UpstreamError::Protocol(e.to_string()))),
             }
@@ -597,7 +610,9 @@ impl Pool {
         self: &Rc<Self>,
         conn: Conn,
         head: ResponseHead,
+        sent: Instant,
     ) -> Result<Response, UpstreamError> {
+        let deadline = sent + self.cfg.request_deadline;
         let session_id = head
             .session_id
             .as_ref()
@@ -618,17 +633,17 @@ impl Pool {
                     },
                     pool: self.clone(),
                     idle: Some(self.cfg.request_timeout),
-                    deadline: Some(self.deadline()),
+                    deadline: Some(deadline),
                 })),
             });
         }
         let mut body = crate::bufs::take();
-        let deadline = self.deadline();
+        // (A body that came with its head, the common case, reads no clock.)
+        let wait = || self.wait_before(deadline).map(Some);
         // Held while the body is read; the connection writes it out soon after.
         let mut held = crate::bufs::Held::default();
         loop {
-            let wait = self.wait_before(deadline)?;
-            match reader.next_into(&mut body, Some(wait)).await {
+            match reader.next_into(&mut body, wait).await {
                 Ok(true) => held.resize(body.len())?,
                 Ok(false) => break,
                 Err(e) => return Err(self.past(deadline, e)),
@@ -704,10 +719,11 @@ impl BodyReader {
     }
 
     /// Appends the next piece of body to `out`. `Ok(false)`: the body is complete.
+    /// `timeout` is asked only before a read (a body already buffered costs no clock read).
     async fn next_into(
         &mut self,
         out: &mut Vec<u8>,
-        timeout: Option<Duration>,
+        mut timeout: impl FnMut() -> Result<Option<Duration>, UpstreamError>,
     ) -> Result<bool, UpstreamError> {
         loop {
             if self.done {
@@ -747,6 +763,7 @@ impl BodyReader {
                     return Ok(!self.done || out.len() > before);
                 }
             }
+            let timeout = timeout()?;
             let buf = std::mem::take(&mut self.conn.rbuf);
             let read = read_more(&mut self.conn.stream, buf, READ_CHUNK);
             let (res, buf) = match timeout {
@@ -856,7 +873,8 @@ impl EventStream {
                 return Ok(Some(ev));
             }
             piece.clear();
-            if !reader.next_into(&mut piece, wait(self.idle)?).await? && piece.is_empty() {
+            let idle = self.idle;
+            if !reader.next_into(&mut piece, || wait(idle)).await? && piece.is_empty() {
                 return Ok(None);
             }
             sse.feed(&piece);
@@ -868,6 +886,11 @@ impl EventStream {
     pub fn wait_forever(&mut self) {
         self.idle = None;
         self.deadline = None;
+    }
+
+    /// A stream that resumes `earlier` (SEP-1699) answers by the same deadline.
+    pub fn resumes(&mut self, earlier: &EventStream) {
+        self.deadline = earlier.deadline;
     }
 
     /// Ends the stream; the connection is reused when the body was read to its end.

@@ -730,6 +730,11 @@ fn calls_to_a_backend_down_at_session_start_say_so_and_recover() {
         message.contains("b") && message.contains("unavailable"),
         "{message}"
     );
+    // The client listens on its GET stream before the backend is back.
+    let mut stream = sibling(&gw.url, &c)
+        .open_stream("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    assert_eq!(stream.status, 200);
     let _b = mock("b")
         .arg("--listen", format!("127.0.0.1:{port}"))
         .start();
@@ -742,6 +747,35 @@ fn calls_to_a_backend_down_at_session_start_say_so_and_recover() {
         "the backend never joined the session: {last}"
     );
     assert_eq!(text_of(&last), "back");
+    // It joined late: the client hears its lists changed, and the backend's own GET stream
+    // (opened when it joined) reaches the client's.
+    let changed = stream.next_message(WAIT).unwrap().expect("a list change");
+    assert_eq!(
+        changed["method"], "notifications/tools/list_changed",
+        "{changed}"
+    );
+    call_tool(&mut c, "b__notify_updated", json!({"uri": "test://late"}));
+    let updated = loop {
+        let m = stream
+            .next_message(WAIT)
+            .unwrap()
+            .expect("the backend's notification");
+        if m["method"] == "notifications/resources/updated" {
+            break m;
+        }
+    };
+    assert!(
+        updated["params"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("test://late"),
+        "{updated}"
+    );
+}
+
+fn call_tool(c: &mut Client, name: &str, args: Value) -> Value {
+    c.request("tools/call", json!({"name": name, "arguments": args}))
+        .unwrap()
 }
 
 /// Thousands of sessions expiring together delete their backend sessions a few at a time,

@@ -302,9 +302,10 @@ pub struct BackendFile {
     #[serde(default = "default_request_deadline")]
     pub request_deadline_ms: u64,
     /// Largest answer accepted from the backend: a JSON body, or one SSE event. Larger fails
-    /// the call (-32603) rather than exhausting memory.
-    #[serde(default = "default_max_response")]
-    pub max_response_bytes: usize,
+    /// the call (-32603) rather than exhausting memory. Default: 32 MiB, or a shard's share
+    /// of `limits.response_budget_bytes` when that is smaller.
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
     /// After a failure, the backend is not tried again for this long (doubling up to 32x while
     /// it keeps failing); calls fail fast meanwhile.
     #[serde(default = "default_retry_backoff")]
@@ -842,10 +843,13 @@ impl File {
                     ))
                 }
             };
-            if !(1024..=1 << 30).contains(&b.max_response_bytes) {
+            let max_response = b
+                .max_response_bytes
+                .unwrap_or_else(|| default_max_response().min(response_budget));
+            if !(1024..=1 << 30).contains(&max_response) {
                 return Err(err(at("max_response_bytes"), "between 1 KiB and 1 GiB"));
             }
-            if b.max_response_bytes > response_budget {
+            if max_response > response_budget {
                 return Err(err(
                     at("max_response_bytes"),
                     format!(
@@ -875,7 +879,7 @@ impl File {
                 request_deadline: Duration::from_millis(
                     b.request_deadline_ms.max(b.request_timeout_ms),
                 ),
-                max_response: b.max_response_bytes,
+                max_response,
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
                 stdio,
                 legacy_sse,
@@ -990,6 +994,20 @@ mod tests {
 
     const MINIMAL: &str =
         "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n";
+
+    #[test]
+    fn answer_limits_fit_the_shards_share_of_the_budget() {
+        let c = load(MINIMAL, 2).unwrap();
+        assert_eq!(c.limits.response_budget, 256 << 20);
+        assert_eq!(c.backends[0].max_response, 32 << 20);
+        // 64 cores: the default limit shrinks to a shard's share instead of refusing to start.
+        let c = load(MINIMAL, 64).unwrap();
+        assert_eq!(c.backends[0].max_response, 8 << 20);
+        let e = error_of(&format!(
+            "{MINIMAL}    max_response_bytes: 1073741824\nlimits:\n  response_budget_bytes: 1048576\n"
+        ));
+        assert_eq!(e.path, "backends[0].max_response_bytes");
+    }
 
     #[test]
     fn stdio_backends() {

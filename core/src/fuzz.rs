@@ -78,6 +78,8 @@ pub fn request_head(data: &[u8]) {
         h.origin.clone(),
         h.last_event_id.clone(),
         h.authorization.clone(),
+        h.mcp_method.clone(),
+        h.mcp_name.clone(),
     ];
     for r in ranges.into_iter().flatten() {
         assert!(r.start <= r.end && r.end <= head.head_len);
@@ -160,6 +162,8 @@ mod tests {
         b"GET /mcp HTTP/1.0\r\nConnection: keep-alive\r\nLast-Event-ID: 7\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
+        b"POST http://127.0.0.1:8/mcp?q HTTP/1.1\r\nHost: a\r\nHost: b\r\nMcp-Method: x\r\nMcp-Name: y\r\n\r\n",
+        b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
     ];
 
     const CHUNKED: &[u8] = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
