@@ -3,6 +3,9 @@
 
     python3 bench/compare.py            # full run (about 10 minutes), writes bench/RESULTS.md
     python3 bench/compare.py --quick    # smoke run: 1 round, 2 s per measurement
+    python3 bench/compare.py --baseline OLD_RINGMUX --rounds 5 --out /tmp/r.md
+                                        # before/after: another ringmux binary (an earlier
+                                        # commit's release build) in the same rounds
 
 Builds the release binaries, installs nginx (Debian's nginx-light) if it is missing, starts
 the mock MCP backends, ringmux and nginx on ephemeral loopback ports, and drives them with
@@ -154,7 +157,7 @@ class Bench:
             self.path(f"mock-{name}.log"), ready="listening on")
         return f"http://127.0.0.1:{port}/mcp"
 
-    def ringmux(self, name, backends, shards=0, prefix=True):
+    def ringmux(self, name, backends, shards=0, prefix=True, binary=None):
         """backends: [(name, url)]. Returns (process, url)."""
         port = free_port()
         lines = [f"listen: 127.0.0.1:{port}", f"shards: {shards}", "backends:"]
@@ -165,7 +168,7 @@ class Bench:
         cfg = self.path(f"{name}.yaml")
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
-        p = start([RINGMUX, "run", cfg], self.path(f"{name}.log"), ready="listening on")
+        p = start([binary or RINGMUX, "run", cfg], self.path(f"{name}.log"), ready="listening on")
         return p, f"http://127.0.0.1:{port}/mcp"
 
     def nginx(self, backend_url):
@@ -269,9 +272,9 @@ def summarize(results, base):
     return out
 
 
-def callgrind():
+def callgrind(binary=None):
     r = subprocess.run(["bash", os.path.join(ROOT, "bench/scripts/callgrind-call.sh"),
-                        RINGMUX, "1000"], capture_output=True, text=True, timeout=900)
+                        binary or RINGMUX, "1000"], capture_output=True, text=True, timeout=900)
     m = re.search(r"instructions per proxied tools/call: ([\d,]+)", r.stdout)
     a = re.search(r"allocator calls .*: ([\d.]+)", r.stdout)
     if not m:
@@ -331,6 +334,9 @@ def main():
     ap.add_argument("--idle-sessions", type=int, default=100_000)
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline", metavar="RINGMUX_BINARY",
+                    help="another ringmux binary measured beside this one (tools/call, open "
+                         "loop, callgrind) in the same alternating rounds: a before/after check")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ap.add_argument("--html", default=os.path.join(ROOT, "target", "compare.html"),
                     help="percentile plots of every run, overlaid")
@@ -339,6 +345,8 @@ def main():
         args.rounds, args.duration, args.warmup = 1, 2.0, 0.5
         args.idle_sessions = 10_000
     command = "python3 bench/compare.py" + (" --quick" if args.quick else "")
+    if args.baseline:
+        command += f" --baseline {args.baseline} --rounds {args.rounds}"
 
     if not args.no_build:
         log("building release binaries")
@@ -363,6 +371,10 @@ def main():
     gw, gw_url = b.ringmux("gw-call", [("a", backend)], prefix=False)
     ng, ng_url = b.nginx(backend)
     urls = {"direct": backend, "nginx": ng_url, "ringmux": gw_url}
+    if args.baseline:
+        old, old_url = b.ringmux("gw-call-baseline", [("a", backend)], prefix=False,
+                                 binary=args.baseline)
+        urls["ringmux (baseline)"] = old_url
     res["call"] = {}
     for conns in (1, 16, 64):
         runs = b.rounds([(k, u) for k, u in urls.items()],
@@ -379,6 +391,8 @@ def main():
     b.note_rss(gw)
     stop(ng)
     stop(gw)
+    if args.baseline:
+        stop(old)
 
     # -- merged tools/list --------------------------------------------------------------------
     for key, mocks, per_mock in (("list10", 10, 1), ("list100", 10, 10)):
@@ -424,6 +438,9 @@ def main():
     if not args.no_callgrind:
         log("callgrind: instructions per proxied tools/call")
         res["instr_per_call"], res["allocs_per_call"] = callgrind()
+        if args.baseline:
+            res["baseline_instr_per_call"], res["baseline_allocs_per_call"] = \
+                callgrind(args.baseline)
 
     stop_all()
     report = render(res)
@@ -487,6 +504,9 @@ def render(res):
         L.append(f"- callgrind, instructions per proxied tools/call: **{res['instr_per_call']:,}**; "
                  f"allocator calls per call: {res['allocs_per_call']:.3f} "
                  "(`bash bench/scripts/callgrind-call.sh`)")
+    if res.get("baseline_instr_per_call"):
+        L.append(f"- the baseline binary: **{res['baseline_instr_per_call']:,}** instructions, "
+                 f"{res['baseline_allocs_per_call']:.3f} allocator calls per call")
     L.append("")
     return "\n".join(L) + "\n"
 

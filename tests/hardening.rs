@@ -971,7 +971,7 @@ fn sigterm_drains_calls_in_progress_and_exits_cleanly() {
         .stdio_mock("s", "mode: shared\n")
         .start();
     let c = client(&gw.url);
-    let mut caller = sibling(&gw.url, &c);
+    let caller = sibling(&gw.url, &c);
     let mut idle = TcpStream::connect(addr_of(&gw.url)).unwrap();
     idle.set_read_timeout(Some(WAIT)).unwrap();
     let mut stream = sibling(&gw.url, &c)
@@ -983,18 +983,8 @@ fn sigterm_drains_calls_in_progress_and_exits_cleanly() {
         child = children_of(gw.pid()).first().copied();
         child.is_some()
     }));
-    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
-    let call = std::thread::spawn(move || {
-        caller.request(
-            "tools/call",
-            json!({"name": "a__slow", "arguments": {"ms": 1500}}),
-        )
-    });
     // The call is in progress at the backend when the signal comes.
-    assert!(eventually(WAIT, || metric(
-        &gw.url,
-        "ringmux_backend_requests_total"
-    ) > forwarded));
+    let call = slow_call_in_progress(&gw, caller, 1500);
     gw.signal(libc::SIGTERM);
     let answer = call
         .join()
@@ -1037,18 +1027,8 @@ fn shutdown_is_bounded_and_a_second_signal_is_final() {
         .yaml("limits:\n  shutdown_grace_ms: 500")
         .backend("a", &a.url)
         .start();
-    let mut caller = client(&gw.url);
-    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
-    let call = std::thread::spawn(move || {
-        caller.request(
-            "tools/call",
-            json!({"name": "a__slow", "arguments": {"ms": 20000}}),
-        )
-    });
-    assert!(eventually(WAIT, || metric(
-        &gw.url,
-        "ringmux_backend_requests_total"
-    ) > forwarded));
+    let caller = client(&gw.url);
+    let call = slow_call_in_progress(&gw, caller, 20000);
     gw.signal(libc::SIGTERM);
     let status = gw
         .wait_exit(Duration::from_secs(10))
@@ -1062,18 +1042,8 @@ fn shutdown_is_bounded_and_a_second_signal_is_final() {
         .contains("shutting down"));
 
     let mut gw = gateway().backend("a", &a.url).start();
-    let mut caller = client(&gw.url);
-    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
-    let call = std::thread::spawn(move || {
-        caller.request(
-            "tools/call",
-            json!({"name": "a__slow", "arguments": {"ms": 20000}}),
-        )
-    });
-    assert!(eventually(WAIT, || metric(
-        &gw.url,
-        "ringmux_backend_requests_total"
-    ) > forwarded));
+    let caller = client(&gw.url);
+    let call = slow_call_in_progress(&gw, caller, 20000);
     gw.signal(libc::SIGINT);
     assert!(eventually(WAIT, || stopped_accepting(&gw.url)));
     gw.signal(libc::SIGTERM);
@@ -1130,4 +1100,23 @@ fn a_client_that_stops_reading_is_cut_off() {
         "the connection that does not read is still open"
     );
     drop(writer.join().unwrap());
+}
+
+/// Starts `a__slow` (`ms` long) on `caller` and returns once the gateway forwarded it.
+fn slow_call_in_progress(
+    gw: &Proc,
+    mut caller: Client,
+    ms: u64,
+) -> std::thread::JoinHandle<std::io::Result<Value>> {
+    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
+    let call = std::thread::spawn(move || {
+        caller.request(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": ms}}),
+        )
+    });
+    assert!(eventually(WAIT, || {
+        metric(&gw.url, "ringmux_backend_requests_total") > forwarded
+    }));
+    call
 }
