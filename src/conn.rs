@@ -444,6 +444,13 @@ impl Conn {
                     extra,
                 );
                 crate::bufs::give(body);
+                // A large answer stays in the shard's response budget until the client took
+                // it: slow readers holding answers make new ones wait for room, so the budget
+                // bounds answers in memory, not only those being read.
+                let mut held = crate::bufs::Held::default();
+                if self.wbuf.len() > crate::io::KEEP_CAPACITY {
+                    held.force(self.wbuf.len());
+                }
                 self.flush(stream).await
             }
             Reply::Text {

@@ -1015,6 +1015,13 @@ async fn pump(
     let b = pool.index;
     let state = session.modern.get().expect("a principal session");
     let timeout = pool.cfg.request_timeout;
+    // However lively the stream (progress), the answer comes by the backend's deadline: the
+    // pump's own, since the feed waits without one while a call is parked on the client.
+    let deadline = std::time::Instant::now() + pool.cfg.request_deadline;
+    let past_deadline = || {
+        crate::upstream::UpstreamError::Deadline(pool.cfg.request_deadline.as_millis() as u64)
+            .to_string()
+    };
     let failed = |reason: String| {
         session.end(key);
         let mut out = Vec::with_capacity(128);
@@ -1028,8 +1035,14 @@ async fn pump(
         (out, 200)
     };
     loop {
+        let wait = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .min(timeout);
+        if wait.is_zero() {
+            return failed(past_deadline());
+        }
         let next = {
-            let next = std::pin::pin!(monoio::time::timeout(timeout, feed.rx.next()));
+            let next = std::pin::pin!(monoio::time::timeout(wait, feed.rx.next()));
             let held = std::pin::pin!(state.held_waiting());
             match select(next, held).await {
                 Either::Left((next, _)) => next,
@@ -1053,6 +1066,7 @@ async fn pump(
                 pool.record_failure(&e);
                 return failed(e.to_string());
             }
+            Err(_) if std::time::Instant::now() >= deadline => return failed(past_deadline()),
             Err(_) => {
                 shard.metrics.backend_errors.add(1);
                 return failed(crate::upstream::UpstreamError::Timeout.to_string());

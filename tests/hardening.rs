@@ -351,6 +351,7 @@ fn serve_lies(
                     "request",
                     "fine",
                     "pings",
+                    "progress_forever",
                     "huge",
                     "slow_huge",
                 ]
@@ -379,14 +380,27 @@ fn serve_lies(
                 }
                 continue;
             }
-            Some("tools/call") if body["params"]["name"] == "pings" => {
-                // Keep-alive comments every 100 ms, and never an answer.
+            Some("tools/call")
+                if body["params"]["name"] == "pings"
+                    || body["params"]["name"] == "progress_forever" =>
+            {
+                // Keep-alive comments (or progress) every 100 ms, and never an answer.
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: liar-1\r\n\r\n";
                 if conn.write_all(head.as_bytes()).is_err() {
                     return;
                 }
-                for _ in 0..300 {
-                    if conn.write_all(b": ping\n\n").is_err() {
+                let progress = body["params"]["name"] == "progress_forever";
+                for n in 0..300 {
+                    let event = if progress {
+                        format!(
+                            "data: {}\n\n",
+                            json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                            "params": {"progressToken": "t", "progress": n}})
+                        )
+                    } else {
+                        ": ping\n\n".to_owned()
+                    };
+                    if conn.write_all(event.as_bytes()).is_err() {
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -492,6 +506,9 @@ fn backend_answers_that_are_not_the_response_become_errors() {
     }
 }
 
+/// One way of making a call, run on its own thread.
+type Call = Box<dyn FnOnce() -> Value + Send>;
+
 /// A backend that sends keep-alive comments and never answers: the call fails at its
 /// deadline (request_deadline_ms), however lively the stream.
 #[test]
@@ -504,25 +521,85 @@ fn keepalive_comments_do_not_keep_a_call_open_forever() {
             "transport: streamable_http\nrequest_timeout_ms: 500\nrequest_deadline_ms: 1500",
         )
         .start();
-    let mut c = client(&gw.url);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(c.request(
-            "tools/call",
-            json!({"name": "liar__pings", "arguments": {}}),
-        ));
-    });
-    // 30 s of comments are sent; the deadline is 1.5 s.
-    let answer = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("the call was kept open by keep-alive comments")
-        .unwrap();
-    assert_eq!(error_code(&answer), -32603, "{answer}");
-    let message = answer["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("liar") && message.contains("request_deadline_ms"),
-        "{message}"
-    );
+    // 30 s of comments or progress are sent; the deadline is 1.5 s. A stateful client (its
+    // answer as JSON or as SSE) and a 2026-07-28 client alike get the deadline's error.
+    let url = gw.url.clone();
+    let calls: Vec<(&str, Call)> = vec![
+        (
+            "comments, JSON",
+            Box::new({
+                let url = url.clone();
+                move || {
+                    client(&url)
+                        .request(
+                            "tools/call",
+                            json!({"name": "liar__pings", "arguments": {}}),
+                        )
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "progress, SSE",
+            Box::new({
+                let url = url.clone();
+                move || {
+                    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                    "params": {"name": "liar__progress_forever", "arguments": {}}});
+                    client(&url)
+                        .send("POST", body.to_string().as_bytes(), &[])
+                        .unwrap()
+                        .messages()
+                        .last()
+                        .cloned()
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "progress, 2026-07-28",
+            Box::new({
+                let url = url.clone();
+                move || {
+                    let body = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
+                    "name": "liar__progress_forever", "arguments": {},
+                    "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": {}}}});
+                    let mut c = Client::connect(&url).unwrap();
+                    c.session = None;
+                    c.send(
+                        "POST",
+                        body.to_string().as_bytes(),
+                        &[
+                            ("mcp-protocol-version", "2026-07-28"),
+                            ("mcp-method", "tools/call"),
+                            ("mcp-name", "liar__progress_forever"),
+                        ],
+                    )
+                    .unwrap()
+                    .messages()
+                    .last()
+                    .cloned()
+                    .unwrap()
+                }
+            }),
+        ),
+    ];
+    for (what, call) in calls {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(call());
+        });
+        let answer = rx
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| panic!("{what}: the call was kept open"));
+        assert_eq!(error_code(&answer), -32603, "{what}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("liar") && message.contains("request_deadline_ms"),
+            "{what}: {message}"
+        );
+    }
 }
 
 fn raw(url: &str, bytes: &[u8]) -> String {

@@ -176,7 +176,8 @@ pub struct LimitsFile {
     #[serde(default = "default_max_teardowns")]
     pub max_concurrent_teardowns: usize,
     /// Backend answers held in memory at once while they are read (JSON bodies, SSE events
-    /// not yet complete, list pages), over all shards (each gets an equal share, which must
+    /// not yet complete, list pages) or written to slow clients (answers over 64 KiB), over
+    /// all shards (each gets an equal share, which must
     /// be at least every backend's `max_response_bytes`). A call whose answer would pass it
     /// fails (-32603) instead.
     #[serde(default = "default_response_budget")]
