@@ -94,8 +94,8 @@ fn hand_off(shard: &Rc<Shard>, stream: TcpStream, owner: usize, rbuf: Vec<u8>) {
     }
 }
 
-/// Counts a client connection as open on its shard while it lives.
-/// and is known to its shard's drain ([`crate::drain::Drain`]) by a slot.
+/// Counts a client connection as open on its shard while it lives, and makes it known to the
+/// shard's drain ([`crate::drain::Drain`]) by a slot.
 struct OpenConn<'a>(&'a Shard, usize);
 
 impl<'a> OpenConn<'a> {

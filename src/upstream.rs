@@ -567,8 +567,8 @@ impl Pool {
             return Err(stale_or(e));
         }
         conn.rbuf.clear();
-        // The whole head within the request timeout: a trickle does not extend it. (The
-        // clock is read only for a second read: most heads come in one.)
+        // The whole head within the request timeout: a trickle does not extend it. The send
+        // time is also where the request's deadline counts from.
         let sent = Instant::now();
         let until = sent + self.cfg.request_timeout;
         let mut first = true;
@@ -746,7 +746,10 @@ impl BodyReader {
                         let used = self
                             .dechunk
                             .decode(&self.conn.rbuf, out, self.max)
-                            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                            .map_err(|e| match e {
+                                http::HeadError::BodyTooLarge => UpstreamError::TooLarge(self.max),
+                                e => UpstreamError::Protocol(e.to_string()),
+                            })?;
                         consume(&mut self.conn.rbuf, used);
                         self.done = self.dechunk.is_done();
                     }
