@@ -247,16 +247,7 @@ fn large_messages_leave_no_large_buffers_behind() {
     }
     // 16 idle connections that each carried 3 MiB in and out: without trimming they held
     // 137 MiB more (4a427fd); with it, 25-36 MiB (what the allocator keeps of freed pages).
-    let mut rss = 0;
-    assert!(
-        eventually(WAIT, || {
-            rss = held_memory_of(gw.pid());
-            rss < base + (64 << 20)
-        }),
-        "RSS grew from {} MiB to {} MiB with idle connections",
-        base >> 20,
-        rss >> 20
-    );
+    memory_settles_under(gw.pid(), base + (64 << 20), "idle connections");
     drop(held);
 }
 
@@ -916,16 +907,7 @@ fn sessions_keep_a_bounded_part_of_their_initialize() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     // 100 sessions × 2 MiB kept whole would be 200 MiB.
-    let mut held = 0;
-    assert!(
-        eventually(WAIT, || {
-            held = held_memory_of(gw.pid());
-            held < base + (64 << 20)
-        }),
-        "memory grew from {} MiB to {} MiB",
-        base >> 20,
-        held >> 20
-    );
+    memory_settles_under(gw.pid(), base + (64 << 20), "idle sessions");
     // Capabilities too large to keep are refused, precisely.
     let mut c = Client::connect(&gw.url).unwrap();
     let r = c
@@ -1025,16 +1007,7 @@ fn one_large_list_is_kept_once_for_every_view() {
         assert!(tools.len() >= 1000);
     }
     // 16 copies of a 5 MB list would hold 80 MB and more.
-    let mut held = 0;
-    assert!(
-        eventually(WAIT, || {
-            held = held_memory_of(gw.pid());
-            held < base + (48 << 20)
-        }),
-        "memory grew from {} MiB to {} MiB",
-        base >> 20,
-        held >> 20
-    );
+    memory_settles_under(gw.pid(), base + (48 << 20), "16 views of one list");
 }
 
 /// SIGTERM in the middle of a call: no new connections, idle ones closed, the call in
@@ -1196,4 +1169,19 @@ fn slow_call_in_progress(
         metric(&gw.url, "ringmux_backend_requests_total") > forwarded
     }));
     call
+}
+
+/// Asserts that the memory `pid` holds drops under `limit` bytes (allocators give freed
+/// pages back with a delay).
+fn memory_settles_under(pid: u32, limit: u64, what: &str) {
+    let mut held = 0;
+    assert!(
+        eventually(WAIT, || {
+            held = held_memory_of(pid);
+            held < limit
+        }),
+        "{what}: {} MiB held, the bound is {} MiB",
+        held >> 20,
+        limit >> 20
+    );
 }
