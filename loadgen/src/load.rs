@@ -77,6 +77,9 @@ pub struct Options {
     /// The protocol version asked for; 2026-07-28 runs sessionless.
     pub protocol: String,
     pub timeout: Duration,
+    /// Open loop: the generator's p99 lateness over which the summary warns that its figures
+    /// are not trustworthy.
+    pub max_lateness: Duration,
 }
 
 impl Options {
@@ -99,6 +102,7 @@ impl Options {
             prompt_arguments: Template::parse(r#"{"name":"load"}"#).expect("a valid template"),
             protocol: ringmux_core::version::LATEST_STATEFUL.into(),
             timeout: Duration::from_secs(10),
+            max_lateness: Duration::from_micros(500),
         }
     }
 
@@ -238,7 +242,11 @@ pub fn run_with_progress(
         Some(_) => last_done.saturating_duration_since(measure_from),
         None => opts.duration,
     };
-    Ok(total.summary(measured))
+    let mut summary = total.summary(measured);
+    if opts.rate.is_some() {
+        summary.lateness = total.lateness(opts.max_lateness.as_micros() as u64);
+    }
+    Ok(summary)
 }
 
 #[derive(Clone, Copy)]
@@ -353,6 +361,9 @@ async fn session(
     };
     let mut i: u64 = 0;
     let mut measured: u64 = 0;
+    // When this connection's previous request was answered (open loop: a request meant for
+    // earlier than that had to wait for the connection).
+    let mut free_at = start;
     loop {
         if quota.is_some_and(|q| measured >= q) {
             break;
@@ -373,9 +384,18 @@ async fn session(
         }
         let op = pick(&opts.mix, &mut rng);
         let sent = Instant::now();
+        if schedule.is_some() && intended >= measure_from {
+            let mut rec = rec.borrow_mut();
+            if free_at > intended {
+                rec.queued += 1;
+            } else {
+                rec.record_lateness(sent.saturating_duration_since(intended));
+            }
+        }
         let outcome = req.run(opts, &mut conn, op, i, k).await;
         i += 1;
         let done = Instant::now();
+        free_at = done;
         // Open loop: from the intended time (queueing included); closed loop: from the send.
         let from = if schedule.is_some() { intended } else { sent };
         if intended >= measure_from {

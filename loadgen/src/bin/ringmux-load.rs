@@ -32,6 +32,8 @@ const USAGE: &str = "usage: ringmux-load URL [options]
   --protocol VERSION   protocol version to ask for (default 2025-11-25); 2026-07-28 sends
                        sessionless requests (per-request _meta, Mcp-Method/Mcp-Name headers)
   --timeout SECS       per-request timeout (default 10)
+  --max-lateness-us N  open loop: the generator's p99 send lateness over which the summary's
+                       last line warns that its figures are not trustworthy (default 500)
   --json               print the summary as JSON
   --html FILE          add this run's percentile plot to FILE (created if missing; a run with
                        the same label is replaced), a self-contained page
@@ -133,6 +135,12 @@ fn args() -> Result<(Options, Output), String> {
                 o.protocol = v;
             }
             Long("timeout") => o.timeout = secs(val(&mut p)?)?,
+            Long("max-lateness-us") => {
+                let us: u64 = val(&mut p)?
+                    .parse()
+                    .map_err(|_| "--max-lateness-us takes a number of microseconds")?;
+                o.max_lateness = Duration::from_micros(us);
+            }
             Long("json") => out.json = true,
             Long("html") => out.html = Some(PathBuf::from(val(&mut p)?)),
             Long("label") => out.label = Some(val(&mut p)?),

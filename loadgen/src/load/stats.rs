@@ -42,6 +42,12 @@ const MAX_MICROS: u64 = 3_600_000_000;
 #[derive(Clone)]
 pub struct Recorder {
     hist: Histogram<u64>,
+    /// Open loop: how late the generator itself sent requests (send time minus intended
+    /// time, for requests whose connection was free at the intended time), µs.
+    late: Histogram<u64>,
+    /// Open loop: requests that waited for their connection (the previous answer came after
+    /// their intended time): the server's delay, charged in their latency.
+    pub queued: u64,
     pub ok: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// When the last recorded request finished (count-mode runs end there).
@@ -58,6 +64,8 @@ impl Recorder {
     pub fn new() -> Self {
         Recorder {
             hist: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"),
+            late: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"),
+            queued: 0,
             ok: 0,
             errors: BTreeMap::new(),
             last_done: None,
@@ -79,12 +87,23 @@ impl Recorder {
         }
     }
 
+    /// An open-loop request went out `lateness` after its intended time, its connection
+    /// having been free then (the generator's own lateness).
+    pub fn record_lateness(&mut self, lateness: Duration) {
+        let us = (lateness.as_micros() as u64).clamp(1, MAX_MICROS);
+        self.late
+            .record(us)
+            .expect("clamped into the histogram's range");
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
     pub fn merge(&mut self, other: &Recorder) {
         self.hist.add(&other.hist).expect("same bounds");
+        self.late.add(&other.late).expect("same bounds");
+        self.queued += other.queued;
         self.ok += other.ok;
         for (k, n) in &other.errors {
             *self.errors.entry(*k).or_default() += n;
@@ -103,6 +122,29 @@ impl Recorder {
 
     pub fn max_us(&self) -> u64 {
         self.hist.max()
+    }
+
+    /// The generator's lateness in an open-loop run (`None` in closed loop, where nothing
+    /// has an intended time), with the p99 over which the run is flagged untrustworthy.
+    pub fn lateness(&self, limit_us: u64) -> Option<Lateness> {
+        if self.late.is_empty() && self.queued == 0 {
+            return None;
+        }
+        let q = |q: f64| {
+            if self.late.is_empty() {
+                0
+            } else {
+                self.late.value_at_quantile(q)
+            }
+        };
+        Some(Lateness {
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            max_us: self.late.max(),
+            on_time_possible: self.late.len(),
+            queued: self.queued,
+            limit_us,
+        })
     }
 
     /// The summary of a run that lasted `elapsed`.
@@ -127,7 +169,32 @@ impl Recorder {
                 .iter()
                 .map(|q| (*q, self.quantile_us(*q)))
                 .collect(),
+            lateness: None,
         }
+    }
+}
+
+/// How late an open-loop run's generator sent requests, in µs of send time past the intended
+/// time, over the requests whose connection was free at their intended time. Latencies under
+/// its p99 measure the generator as much as the target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lateness {
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Requests whose connection was free at their intended time.
+    pub on_time_possible: u64,
+    /// Requests whose connection was still busy at their intended time (behind schedule: the
+    /// wait is in their latency, whoever caused it).
+    pub queued: u64,
+    /// The p99 over which the run is flagged (`--max-lateness-us`).
+    pub limit_us: u64,
+}
+
+impl Lateness {
+    /// Whether the generator was too late for its figures to be trusted.
+    pub fn out_of_range(&self) -> bool {
+        self.p99_us > self.limit_us
     }
 }
 
@@ -153,6 +220,9 @@ pub struct Summary {
     pub max_us: u64,
     /// (quantile, latency µs) pairs for the percentile plot.
     pub percentiles: Vec<(f64, u64)>,
+    /// Open loop: the generator's own lateness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness: Option<Lateness>,
 }
 
 impl Summary {
@@ -178,8 +248,18 @@ impl fmt::Display for Summary {
             "throughput    {:.1} req/s ({} ok in {:.2} s)",
             self.throughput, self.ok, self.seconds
         )?;
+        if let Some(l) = &self.lateness {
+            writeln!(
+                f,
+                "sent late     p50 {:.3}  p99 {:.3}  max {:.3} ms (the generator's own); {} found their connection still busy",
+                ms(l.p50_us),
+                ms(l.p99_us),
+                ms(l.max_us),
+                l.queued
+            )?;
+        }
         if self.errors.is_empty() {
-            write!(f, "errors        none")
+            write!(f, "errors        none")?;
         } else {
             let kinds: Vec<String> = self
                 .errors
@@ -192,7 +272,16 @@ impl fmt::Display for Summary {
                 self.error_total(),
                 self.requests,
                 kinds.join(", ")
-            )
+            )?;
+        }
+        match &self.lateness {
+            Some(l) if l.out_of_range() => write!(
+                f,
+                "\nWARNING       the generator sent requests up to {:.3} ms late (p99, over {:.3} ms): latencies near that measure the generator, not the target",
+                ms(l.p99_us),
+                ms(l.limit_us)
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -241,6 +330,53 @@ mod tests {
             "{last}"
         );
         assert!(last.contains("http_503: 2") && last.contains("jsonrpc_-32602: 1"));
+    }
+
+    #[test]
+    fn an_open_loop_run_reports_its_own_lateness_and_warns_out_of_range() {
+        let mut r = Recorder::new();
+        for us in 1..=100u64 {
+            r.record(Duration::from_millis(2), Ok(()));
+            r.record_lateness(Duration::from_micros(us * 10));
+        }
+        r.queued = 7;
+        let mut s = r.summary(Duration::from_secs(1));
+        assert!(r.lateness(5_000).is_some() && Recorder::new().lateness(1).is_none());
+        s.lateness = r.lateness(5_000);
+        let l = s.lateness.clone().unwrap();
+        assert_eq!((l.on_time_possible, l.queued), (100, 7));
+        assert!(
+            l.p50_us.abs_diff(500) <= 1 && l.p99_us.abs_diff(990) <= 1,
+            "{l:?}"
+        );
+        let text = s.to_string();
+        assert!(text.contains("sent late     p50 0.500"), "{text}");
+        assert!(
+            text.contains("7 found their connection still busy"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().last(),
+            Some("errors        none"),
+            "in range: {text}"
+        );
+        s.lateness = r.lateness(900);
+        let text = s.to_string();
+        assert!(
+            text.lines()
+                .last()
+                .unwrap()
+                .starts_with("WARNING       the generator"),
+            "out of range: {text}"
+        );
+        // Through JSON and back (the --json output and the --html page keep it).
+        let back: Summary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.lateness, s.lateness);
+        let closed = r#"{"requests":1,"ok":1,"errors":{},"seconds":1.0,"throughput":1.0,"p50_us":1,"p90_us":1,"p99_us":1,"p999_us":1,"max_us":1,"percentiles":[]}"#;
+        assert!(serde_json::from_str::<Summary>(closed)
+            .unwrap()
+            .lateness
+            .is_none());
     }
 
     #[test]
