@@ -1130,6 +1130,10 @@ fn a_client_that_stops_reading_is_cut_off() {
     let sid = c.session.clone().unwrap();
     let open = |url: &str| metric(url, "ringmux_open_connections");
     let before = open(&gw.url);
+    assert!(
+        before >= 1,
+        "the gauge counts open connections (this scrape's at least)"
+    );
     let mut s = TcpStream::connect(addr_of(&gw.url)).unwrap();
     // 500 pipelined lists (about 20 MB of answers) that are never read.
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
