@@ -499,17 +499,16 @@ async fn by_name(
     let route = match merged.index.route(&name) {
         Some(route) => route,
         None => {
-            // Not listed: perhaps its backend has no session here (it was down when this one
-            // began). The prefix names it: that backend joins now, or the call says why not.
+            // Not listed: perhaps its backend has no session here. The prefix names it.
             let prefixed = shard.pools.iter().filter(|p| {
                 p.cfg.prefixed
                     && name
                         .strip_prefix(p.name())
                         .is_some_and(|rest| rest.starts_with(&shard.cfg.separator))
             });
-            if let Some(pool) = prefixed.max_by_key(|p| p.name().len()) {
-                join_for_call(shard, session, pool).await?;
-                merged = refresh(shard, session, kind).await;
+            let named = prefixed.max_by_key(|p| p.name().len());
+            if let Some(m) = join_named(shard, session, named, kind).await? {
+                merged = m;
             }
             merged
                 .index
@@ -520,16 +519,19 @@ async fn by_name(
     Ok(Target::listed(&merged, route, raw, body))
 }
 
-/// For a call naming backend `pool` that has no session here: creates it now, or fails the
-/// call saying the backend is unavailable (not that the tool is unknown).
-async fn join_for_call(
+/// A call names something not in the merged `kind` list, of backend `named` (by its prefix or
+/// its `ringmux://` URI). When that backend has no session here (it was down when this one
+/// began), it joins now and the refreshed lists are returned, or the call fails saying the
+/// backend is unavailable (not that the name is unknown). `None`: nothing to join.
+async fn join_named(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
-    pool: &Rc<Pool>,
-) -> Result<(), RpcError> {
-    if session.is_ready(pool.index) {
-        return Ok(());
-    }
+    named: Option<&Rc<Pool>>,
+    kind: ListKind,
+) -> Result<Option<Rc<Merged>>, RpcError> {
+    let Some(pool) = named.filter(|p| !session.is_ready(p.index)) else {
+        return Ok(None);
+    };
     let unavailable = |reason: String| RpcError::Backend {
         backend: pool.name().to_owned(),
         reason: format!("unavailable: {reason}"),
@@ -543,7 +545,7 @@ async fn join_for_call(
     if joined {
         shard.joined(session, pool.index);
     }
-    Ok(())
+    Ok(Some(refresh(shard, session, kind).await))
 }
 
 async fn by_uri(
@@ -555,15 +557,16 @@ async fn by_uri(
 ) -> Result<Target, RpcError> {
     let (raw, uri) = string_param(raw, what)?;
     let mut merged = refresh(shard, session, ListKind::Resources).await;
-    if merged.index.route(&uri).is_none() {
-        if let Some(pool) = names::split_mapped_uri(&uri)
-            .and_then(|(backend, _)| shard.pools.iter().find(|p| p.name() == backend))
-        {
-            join_for_call(shard, session, pool).await?;
-            merged = refresh(shard, session, ListKind::Resources).await;
+    let mut route = merged.index.route(&uri);
+    if route.is_none() {
+        let named = names::split_mapped_uri(&uri)
+            .and_then(|(backend, _)| shard.pools.iter().find(|p| p.name() == backend));
+        if let Some(m) = join_named(shard, session, named, ListKind::Resources).await? {
+            merged = m;
+            route = merged.index.route(&uri);
         }
     }
-    if let Some(route) = merged.index.route(&uri) {
+    if let Some(route) = route {
         return Ok(Target::listed(&merged, route, raw, body));
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {

@@ -261,12 +261,8 @@ async fn run_shard(
 }
 
 impl Server {
-    /// Starts a graceful shutdown ([`crate::drain`]): every shard stops accepting and drains.
-    pub fn drain(&self) {
-        self.drainer().drain();
-    }
-
-    /// A handle that starts the shutdown from another thread (a signal handler's).
+    /// A handle that starts a graceful shutdown ([`crate::drain`]) from any thread (a signal
+    /// handler's): every shard stops accepting and drains.
     pub fn drainer(&self) -> Drainer {
         Drainer(self.peers.clone())
     }
