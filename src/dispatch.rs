@@ -139,6 +139,7 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
     result.extend_from_slice(&session.merged_capabilities());
     result.extend_from_slice(b",\"serverInfo\":");
     write_server_info(&mut result, &shard.cfg.server_name);
+    session.write_instructions(&shard.pools, &mut result);
     result.push(b'}');
     let mut body = Vec::with_capacity(result.len() + 48);
     jsonrpc::write_result(&mut body, id, &result);

@@ -815,7 +815,9 @@ fn discover(shard: &Rc<Shard>, session: &Rc<Session>, id: Raw<'_>) -> Reply {
         b",\"cacheScope\":\"private\",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":",
     );
     dispatch::write_server_info(&mut result, &shard.cfg.server_name);
-    result.extend_from_slice(b"}}");
+    result.push(b'}');
+    session.write_instructions(&shard.pools, &mut result);
+    result.push(b'}');
     dispatch::json_result(id, &result)
 }
 

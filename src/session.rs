@@ -503,6 +503,7 @@ impl Session {
             .get("capabilities")
             .map(Capabilities::from_json)
             .unwrap_or_default();
+        pool.keep_instructions(result);
         let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         let ack = pool
             .request(
@@ -573,6 +574,31 @@ impl Session {
             caps.insert("completions".into(), obj(&[]));
         }
         serde_json::to_vec(&caps).expect("serializing a map")
+    }
+
+    /// Writes `,"instructions":"…"` with the instructions of this session's ready backends, in
+    /// config order, each under a heading naming its backend (the names the client sees are
+    /// prefixed with it); nothing when none gave any.
+    pub fn write_instructions(&self, pools: &[Rc<Pool>], out: &mut Vec<u8>) {
+        let mut text = String::new();
+        let backends = self.backends.borrow();
+        for (pool, b) in pools.iter().zip(backends.iter()) {
+            let kept = pool.instructions.borrow();
+            let (BackendSession::Ready { .. }, Some(instructions)) = (b, kept.as_deref()) else {
+                continue;
+            };
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str("## ");
+            text.push_str(pool.name());
+            text.push('\n');
+            text.push_str(instructions.trim_end());
+        }
+        if !text.is_empty() {
+            out.extend_from_slice(b",\"instructions\":");
+            jsonrpc::write_str(out, &text);
+        }
     }
 
     /// Whether backend `b` is live in this session and declared capability `flag`

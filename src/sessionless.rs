@@ -294,6 +294,7 @@ pub(crate) async fn discover(
             version::SESSIONLESS
         )));
     }
+    pool.keep_instructions(result);
     Ok(result
         .get("capabilities")
         .map(Capabilities::from_json)

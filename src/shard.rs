@@ -307,6 +307,7 @@ impl Shard {
             Streams::new(
                 self.cfg.streams.replay_events,
                 self.cfg.streams.retry.as_millis() as u64,
+                version::primes_streams(negotiated),
             ),
         ));
         if let Some((_, stream)) = pending {
@@ -344,7 +345,7 @@ impl Shard {
             params,
             self.pools.len(),
             Instant::now(),
-            Streams::new(0, self.cfg.streams.retry.as_millis() as u64),
+            Streams::new(0, self.cfg.streams.retry.as_millis() as u64, true),
         ));
         let state = Rc::new(crate::modern::State::new());
         let _ = session.modern.set(state.clone());

@@ -34,6 +34,9 @@ pub struct Streams {
     replay: RefCell<VecDeque<Logged>>,
     replay_cap: usize,
     retry_ms: u64,
+    /// Whether streams start with a priming event: only for clients of 2025-11-25 on, as the
+    /// official SDKs do (earlier clients may take an event without data for a message).
+    prime: bool,
 }
 
 /// Where a `Last-Event-ID` points.
@@ -54,8 +57,9 @@ impl Resume {
 }
 
 impl Streams {
-    pub fn new(replay_cap: usize, retry_ms: u64) -> Streams {
+    pub fn new(replay_cap: usize, retry_ms: u64, prime: bool) -> Streams {
         Streams {
+            prime,
             seq: Cell::new(0),
             next_stream: Cell::new(1),
             live: RefCell::new(Vec::new()),
@@ -72,12 +76,16 @@ impl Streams {
         (seq, format!("{stream}.{seq}"))
     }
 
-    /// A priming event for `stream`: a resumable id and the retry delay, no data.
-    fn priming(&self, stream: u32) -> Vec<u8> {
+    /// Sends a priming event for `stream` (a resumable id and the retry delay, no data) when
+    /// the client's version has them.
+    fn prime(&self, tx: &UnboundedSender<Vec<u8>>, stream: u32) {
+        if !self.prime {
+            return;
+        }
         let (_, id) = self.next_id(stream);
         let mut prime = Vec::with_capacity(48);
         sse::write_priming(&mut prime, &id, self.retry_ms);
-        prime
+        let _ = tx.unbounded_send(prime);
     }
 
     /// Opens a POST stream: its number and the receiver the client's response reads, primed
@@ -86,7 +94,7 @@ impl Streams {
         let stream = self.next_stream.get();
         self.next_stream.set(stream.wrapping_add(1).max(1));
         let (tx, rx) = unbounded();
-        let _ = tx.unbounded_send(self.priming(stream));
+        self.prime(&tx, stream);
         self.live.borrow_mut().push((stream, tx));
         self.open.borrow_mut().push(stream);
         (stream, rx)
@@ -159,9 +167,7 @@ impl Streams {
                     }
                 }
             }
-            None => {
-                let _ = tx.unbounded_send(self.priming(GET_STREAM));
-            }
+            None => self.prime(&tx, GET_STREAM),
         }
         let running = stream == GET_STREAM || self.open.borrow().contains(&stream);
         if running {
@@ -217,7 +223,7 @@ mod tests {
 
     #[test]
     fn post_stream_is_primed_and_resumable_after_disconnect() {
-        let s = Streams::new(16, 500);
+        let s = Streams::new(16, 500, true);
         let (n, mut rx) = s.open_post();
         let first = drain(&mut rx);
         assert_eq!(first.len(), 1);
@@ -247,7 +253,7 @@ mod tests {
 
     #[test]
     fn resuming_from_a_middle_event_replays_only_later_ones() {
-        let s = Streams::new(16, 500);
+        let s = Streams::new(16, 500, true);
         let mut get = s.attach(None);
         for i in 0..3 {
             s.send(GET_STREAM, format!("{{\"n\":{i}}}").as_bytes());
@@ -268,7 +274,7 @@ mod tests {
 
     #[test]
     fn replay_buffer_is_bounded() {
-        let s = Streams::new(2, 500);
+        let s = Streams::new(2, 500, true);
         let (n, rx) = s.open_post();
         drop(rx);
         for i in 0..5 {
@@ -282,6 +288,19 @@ mod tests {
             r.try_recv().unwrap_err().is_closed(),
             "a finished stream ends after its replay"
         );
+    }
+
+    #[test]
+    fn older_clients_get_no_priming_event() {
+        let s = Streams::new(16, 500, false);
+        let (n, mut rx) = s.open_post();
+        let mut get = s.attach(None);
+        assert!(drain(&mut rx).is_empty() && drain(&mut get).is_empty());
+        s.send(n, b"{}");
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data, b"{}");
+        assert!(Resume::parse(got[0].id.as_deref().unwrap()).is_some());
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub struct Pool {
     health: Cell<Health>,
     /// Consecutive request timeouts.
     timeouts: Cell<u32>,
+    /// The `instructions` the backend gave in its last `initialize` (or `server/discover`)
+    /// answer on this shard, merged into ringmux's own. Kept per backend, not per session:
+    /// a server's instructions rarely depend on the client, and 100k sessions would hold
+    /// 100k copies.
+    pub instructions: RefCell<Option<Rc<str>>>,
 }
 
 /// A backend's answer.
@@ -123,11 +128,24 @@ impl Pool {
             idle: RefCell::new(Vec::new()),
             health: Cell::new(Health::default()),
             timeouts: Cell::new(0),
+            instructions: RefCell::new(None),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// Keeps the `instructions` member of a backend's `initialize` or `server/discover`
+    /// result (a new text replaces the old; a result without one leaves it).
+    pub fn keep_instructions(&self, result: &serde_json::Value) {
+        let Some(text) = result.get("instructions").and_then(|i| i.as_str()) else {
+            return;
+        };
+        let mut kept = self.instructions.borrow_mut();
+        if kept.as_deref() != Some(text) {
+            *kept = Some(Rc::from(text));
+        }
     }
 
     /// `Err` while the backend is cooling down after failures.

@@ -489,3 +489,117 @@ fn listen_streams_hear_list_changes_with_their_subscription_id() {
         "{n} tools: {list}"
     );
 }
+
+/// Backends' `instructions` reach the client, each under its backend's name, in config order:
+/// in `initialize` for a stateful client and in `server/discover` for a modern one; a backend
+/// that gives none adds nothing, a sessionless backend's count too.
+#[test]
+fn backends_instructions_are_merged_under_their_names() {
+    let a = mock("a")
+        .arg("--instructions", "Use a for \"echo\".\nLine two.")
+        .start();
+    let b = mock("b").start();
+    let c = mock("c")
+        .flag("--modern")
+        .arg("--instructions", "c lists things")
+        .start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .backend("c", &c.url)
+        .start();
+    let want = "## a\nUse a for \"echo\".\nLine two.\n\n## c\nc lists things";
+    let mut cl = Client::connect(&gw.url).unwrap();
+    let init = cl.initialize().unwrap();
+    assert_eq!(init["result"]["instructions"], want, "{init}");
+    let resp = modern(
+        &gw.url,
+        json!(1),
+        "server/discover",
+        json!({}),
+        &json!({}),
+        &[],
+    );
+    assert_eq!(only(&resp)["result"]["instructions"], want);
+
+    // None at all: no member.
+    let gw = gateway().backend("b", &b.url).start();
+    let init = Client::connect(&gw.url).unwrap().initialize().unwrap();
+    assert!(init["result"].get("instructions").is_none(), "{init}");
+}
+
+/// A backend's SSE answer that ends without the response and without an event id to resume
+/// from fails the call at once (the backend's request timeout here is a minute, the client's
+/// read timeout 30 s): for a stateful client reading SSE, one reading JSON, and a modern client.
+#[test]
+fn a_stream_without_event_ids_that_ends_early_fails_the_call_at_once() {
+    let a = mock("a").flag("--faults").start();
+    let gw = gateway()
+        .backend_with("a", &a.url, "request_timeout_ms: 60000")
+        .start();
+    let expect_cut = |msg: &Value, backend: &str, how: &str| {
+        assert_eq!(error_code(msg), -32603, "{how}: {msg}");
+        let text = msg["error"]["message"].as_str().unwrap();
+        let named = text.contains(&format!("backend {backend}"));
+        assert!(named && text.contains("stream ended"), "{how}: {text}");
+    };
+    let mut c = client(&gw.url);
+    let sse = c
+        .request(
+            "tools/call",
+            json!({"name": "a__cut_stream", "arguments": {}}),
+        )
+        .unwrap();
+    expect_cut(&sse, "a", "stateful, SSE");
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "a__cut_stream", "arguments": {}}});
+    let json_only = c
+        .send(
+            "POST",
+            body.to_string().as_bytes(),
+            &[("accept", "application/json")],
+        )
+        .unwrap();
+    assert_eq!(json_only.header("content-type"), Some("application/json"));
+    expect_cut(&only(&json_only), "a", "stateful, JSON");
+    // The session still works.
+    let echo = c
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "on"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "on");
+    let resp = modern(
+        &gw.url,
+        json!(3),
+        "tools/call",
+        json!({"name": "a__cut_stream", "arguments": {}}),
+        &json!({}),
+        &[],
+    );
+    expect_cut(&only(&resp), "a", "modern");
+
+    // The same through a sessionless backend, for both eras.
+    let b = mock("b").flag("--modern").flag("--faults").start();
+    let gw = gateway()
+        .backend_with("b", &b.url, "request_timeout_ms: 60000")
+        .start();
+    let mut c = client(&gw.url);
+    let sse = c
+        .request(
+            "tools/call",
+            json!({"name": "b__cut_stream", "arguments": {}}),
+        )
+        .unwrap();
+    expect_cut(&sse, "b", "stateful via sessionless");
+    let resp = modern(
+        &gw.url,
+        json!(4),
+        "tools/call",
+        json!({"name": "b__cut_stream", "arguments": {}}),
+        &json!({}),
+        &[],
+    );
+    expect_cut(&only(&resp), "b", "modern via sessionless");
+}

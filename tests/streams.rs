@@ -297,6 +297,63 @@ fn a_post_stream_resumes_after_the_client_drops_it() {
     );
 }
 
+/// Priming events (an id and `retry:` without data) came with 2025-11-25: older clients may
+/// read an event without data as a message, so their streams start with real events.
+#[test]
+fn no_priming_event_below_2025_11_25() {
+    let a = mock("a").start();
+    let gw = gateway().backend("a", &a.url).start();
+    for (version, primed) in [
+        ("2025-03-26", false),
+        ("2025-06-18", false),
+        ("2025-11-25", true),
+    ] {
+        let mut c = Client::connect(&gw.url).unwrap();
+        c.protocol_version = version.into();
+        c.initialize().unwrap();
+        assert_eq!(c.protocol_version, version);
+        let mut post = sibling(&gw.url, &c)
+            .open_stream(
+                "POST",
+                br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"a__progress","arguments":{"steps":2},"_meta":{"progressToken":"p"}}}"#,
+                &[],
+            )
+            .unwrap();
+        assert_eq!(post.status, 200);
+        let first = post.next_event(WAIT).unwrap().unwrap();
+        assert_eq!(
+            first.data.is_empty(),
+            primed,
+            "{version}: POST stream's first event"
+        );
+        let mut get = open_get(&gw.url, &c, None);
+        if primed {
+            let prime = get.next_event(WAIT).unwrap().unwrap();
+            assert!(prime.data.is_empty() && prime.retry.is_some(), "{version}");
+        } else {
+            // The first thing on the GET stream is a real message. The backend's own GET
+            // stream opens behind the client's: notify until one gets through.
+            let deadline = Instant::now() + WAIT;
+            let ev = loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "{version}: no event on the GET stream"
+                );
+                call(
+                    &mut c,
+                    "a__notify_updated",
+                    json!({"uri": "mock://a/res/1"}),
+                );
+                if let Some(ev) = get.next_event(Duration::from_millis(200)).ok().flatten() {
+                    break ev;
+                }
+            };
+            assert!(!ev.data.is_empty(), "{version}: GET stream's first event");
+            assert!(ev.id.is_some(), "{version}: still resumable");
+        }
+    }
+}
+
 #[test]
 fn a_legacy_sse_client_reaches_the_same_federated_server() {
     let (_a, _b, gw) = two_backends(2);

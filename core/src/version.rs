@@ -32,6 +32,14 @@ pub fn is_supported(v: &str) -> bool {
     STATEFUL.contains(&v) || v == SESSIONLESS
 }
 
+/// Whether a client of version `v` takes SSE priming events (an id and `retry:` without data):
+/// from 2025-11-25 on, the revision that introduced them (SEP-1699). The official TypeScript
+/// SDK sends none to older clients, which may read an event without data as a message.
+pub fn primes_streams(v: &str) -> bool {
+    // Versions are ISO dates: their text order is their time order.
+    v >= "2025-11-25"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +51,8 @@ mod tests {
         assert_eq!(negotiate(None), LATEST_STATEFUL);
         assert!(is_supported("2025-03-26"));
         assert!(!is_supported("2025-13-01"));
+        assert!(primes_streams("2025-11-25") && primes_streams(SESSIONLESS));
+        assert!(!primes_streams("2025-06-18") && !primes_streams("2025-03-26"));
+        assert!(!primes_streams("2024-11-05"));
     }
 }

@@ -76,6 +76,8 @@ pub struct MockConfig {
     /// Serve the legacy HTTP+SSE transport (2024-11-05) instead of Streamable HTTP: `GET /sse`
     /// opens a session's stream, whose first event names `/message?sessionId=…` to POST to.
     pub sse: bool,
+    /// `instructions` in the initialize (and server/discover) result.
+    pub instructions: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -95,6 +97,7 @@ impl Default for MockConfig {
             faults: false,
             modern: false,
             sse: false,
+            instructions: None,
         }
     }
 }

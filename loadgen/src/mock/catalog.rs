@@ -137,7 +137,12 @@ impl Catalog {
         };
         let mut init_tail = br#","capabilities":{"tools":{"listChanged":true},"prompts":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"logging":{},"completions":{}},"serverInfo":{"name":"#.to_vec();
         ringmux_core::jsonrpc::write_str(&mut init_tail, &cfg.name);
-        init_tail.extend_from_slice(br#","version":"0.1.0"}}"#);
+        init_tail.extend_from_slice(br#","version":"0.1.0"}"#);
+        if let Some(text) = &cfg.instructions {
+            init_tail.extend_from_slice(br#","instructions":"#);
+            ringmux_core::jsonrpc::write_str(&mut init_tail, text);
+        }
+        init_tail.push(b'}');
         Catalog {
             generated: if cfg.conformance {
                 0

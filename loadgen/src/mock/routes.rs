@@ -251,7 +251,12 @@ async fn sessionless(
             out.extend_from_slice(version::SESSIONLESS.as_bytes());
             out.extend_from_slice(br#""],"capabilities":{"tools":{"listChanged":true},"prompts":{},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"ttlMs":0,"cacheScope":"public","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"#);
             jsonrpc::write_str(out, &sh.cfg.name);
-            out.extend_from_slice(br#","version":"1"}}}}"#);
+            out.extend_from_slice(br#","version":"1"}}"#);
+            if let Some(text) = &sh.cfg.instructions {
+                out.extend_from_slice(br#","instructions":"#);
+                jsonrpc::write_str(out, text);
+            }
+            out.extend_from_slice(b"}}");
             io.respond(200, Some("application/json"), out, ka, &[]);
             flushed(io, ka).await
         }

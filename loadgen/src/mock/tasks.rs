@@ -61,6 +61,9 @@ pub(crate) enum Task<'a> {
     AskRoots,
     /// `garbage` (`--faults`): a message that is not JSON-RPC, then "survived".
     Garbage,
+    /// `cut_stream` (`--faults`): a log message, then the stream ends without the answer and
+    /// without an event id to resume from; the answer is never sent.
+    Cut,
 }
 
 impl Task<'_> {
@@ -78,7 +81,8 @@ impl Task<'_> {
             | Task::Elicit(_)
             | Task::Reconnection
             | Task::LogLevels
-            | Task::Garbage => true,
+            | Task::Garbage
+            | Task::Cut => true,
             Task::AskRoots => false,
         }
     }
@@ -222,6 +226,13 @@ pub(crate) async fn run(
         Task::Garbage => {
             em.send(b"this line is not JSON-RPC {").await;
             text_result(out, "survived", false);
+        }
+        Task::Cut => {
+            em.send(br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"cutting the stream"}}"#).await;
+            em.end_early().await;
+            // Never answered: the answer would only go to a replay log, which this stream
+            // has none of.
+            return Err(Fail::internal("cut"));
         }
         Task::Reconnection => {
             em.end_early().await;

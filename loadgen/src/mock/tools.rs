@@ -33,6 +33,7 @@ const FIXED: &[&str] = &[
 const FAULTS: &[&str] = &[
     r#"{"name":"crash","description":"Exits the server process at once with status 3 (no answer)","inputSchema":{"type":"object","properties":{}}}"#,
     r#"{"name":"garbage","description":"Sends a message that is not JSON-RPC on the call's stream, then answers survived","inputSchema":{"type":"object","properties":{}}}"#,
+    r#"{"name":"cut_stream","description":"Sends a notification on an SSE answer without event ids, then ends the stream without answering (it cannot be resumed)","inputSchema":{"type":"object","properties":{}}}"#,
 ];
 
 /// Upper bounds on tool arguments, so one call cannot tie up a connection for hours.
@@ -241,6 +242,7 @@ pub(crate) fn call_tool<'a>(
             std::process::exit(3);
         }
         "garbage" if sh.cfg.faults => return Ok(Action::Task(Task::Garbage)),
+        "cut_stream" if sh.cfg.faults => return Ok(Action::Task(Task::Cut)),
         "drop_session" => {
             sh.sessions.remove(&call.session.id);
             text_result(out, "dropped", false);
