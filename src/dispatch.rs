@@ -11,7 +11,9 @@ use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::merge::Route;
+use ringmux_core::method::{self, Handler, Local, Method, RouteBy};
 use ringmux_core::names;
+use ringmux_core::uris;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
@@ -26,50 +28,18 @@ use crate::upstream::{Body, Pool, Response};
 /// Upper bound on pages walked when fetching one backend's list.
 const MAX_BACKEND_PAGES: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Initialize,
-    Discover,
-    Ping,
-    SetLevel,
-    List(ListKind),
-    Routed(RouteBy),
-}
-
-/// What names a routed request's owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteBy {
-    Tool,
-    Prompt,
-    Resource,
-    CompletionRef,
-}
-
-fn op_of(method: &str) -> Option<Op> {
-    Some(match method {
-        "initialize" => Op::Initialize,
-        "server/discover" => Op::Discover,
-        "ping" => Op::Ping,
-        "logging/setLevel" => Op::SetLevel,
-        "tools/call" => Op::Routed(RouteBy::Tool),
-        "prompts/get" => Op::Routed(RouteBy::Prompt),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            Op::Routed(RouteBy::Resource)
-        }
-        "completion/complete" => Op::Routed(RouteBy::CompletionRef),
-        m => Op::List(ListKind::from_method(m)?),
-    })
-}
-
 /// Handles a JSON-RPC request.
 pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Reply {
     let id = msg.id.expect("requests have ids");
-    let Some(op) = op_of(&msg.method) else {
+    // A method of the other era does not exist for this client (2026-07-28 requests have
+    // been checked against their era's table by `modern::check`).
+    let Some(entry) = method::lookup(&msg.method).filter(|m| m.stateful || call.modern.is_some())
+    else {
         return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
     };
-    match op {
-        Op::Initialize => return initialize(shard, call, msg).await,
-        Op::Discover => return discover(id),
+    match entry.handler {
+        Handler::Local(Local::Initialize) => return initialize(shard, call, msg).await,
+        Handler::Local(Local::Discover) => return discover(id),
         _ => {}
     }
     let Some(session) = shard.session(call.session) else {
@@ -82,15 +52,16 @@ pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> R
             Some(_) => session_not_found(),
         };
     };
-    let result = match op {
-        Op::Ping => Ok(json_result(id, b"{}")),
-        Op::SetLevel => Ok(set_level(shard, &session, call.body, id).await),
-        Op::List(kind) => list(shard, &session, kind, msg).await,
-        Op::Routed(by) => match resolve(shard, &session, by, msg, call.body).await {
-            Ok(target) => Ok(forward(shard, &session, target, call, id).await),
+    let result = match entry.handler {
+        Handler::Local(Local::Ping) => Ok(json_result(id, b"{}")),
+        Handler::Local(Local::SetLevel) => Ok(set_level(shard, &session, call.body, id).await),
+        Handler::List(kind) => list(shard, &session, kind, msg).await,
+        Handler::Routed(by) => match resolve(shard, &session, by, msg, call.body).await {
+            Ok(target) => Ok(forward(shard, &session, target, entry, call, id).await),
             Err(e) => Err(e),
         },
-        Op::Initialize | Op::Discover => unreachable!("answered above"),
+        Handler::Local(Local::Listen) => Err(RpcError::MethodNotFound(msg.method.to_string())),
+        Handler::Local(Local::Initialize | Local::Discover) => unreachable!("answered above"),
     };
     result.unwrap_or_else(|e| Reply::error(Some(id), &e))
 }
@@ -599,10 +570,13 @@ async fn forward(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     target: Target,
+    entry: &Method,
     call: &Call<'_>,
     id: Raw<'_>,
 ) -> Reply {
     let pool = shard.pools[target.backend as usize].clone();
+    // A prefixed backend's resource URIs in the result reach the client as it knows them.
+    let map_uris = entry.uris_in_result && pool.cfg.prefixed;
     let body = target.body.as_deref().unwrap_or(call.body);
     let backend_error = |reason: String| backend_error(id, &pool, reason);
     // The backend sees the client's id unchanged (its session is this client's alone), so
@@ -644,8 +618,10 @@ async fn forward(
         }
     };
     if let Some(request) = request {
-        return crate::sessionless::answer(shard, session, pool, resp, request, call, id, key)
-            .await;
+        return crate::sessionless::answer(
+            shard, session, pool, resp, request, call, id, key, map_uris,
+        )
+        .await;
     }
     if resp.status != 200 {
         session.end(key);
@@ -669,7 +645,7 @@ async fn forward(
     match resp.body {
         Body::Full(body) => {
             session.end(key);
-            answer_of(shard, &pool, id, body)
+            answer_of(shard, &pool, id, body, map_uris)
         }
         Body::Events(events) if call.modern.is_some() => {
             let ctx = call.modern.expect("checked").clone();
@@ -694,6 +670,7 @@ async fn forward(
                 GET_STREAM,
                 id.to_boxed(),
                 key,
+                map_uris,
             ));
             Reply::Status(202)
         }
@@ -707,6 +684,7 @@ async fn forward(
                 n,
                 id.to_boxed(),
                 key,
+                map_uris,
             ));
             Reply::Stream(rx)
         }
@@ -716,7 +694,7 @@ async fn forward(
             match answer {
                 Ok(body) => Reply::Json {
                     status: 200,
-                    body,
+                    body: with_client_uris(&pool, map_uris, body),
                     session: None,
                 },
                 Err(e) => backend_error(e.to_string()),
@@ -728,11 +706,11 @@ async fn forward(
 /// A backend's whole answer to request `id`, relayed only if it is a JSON-RPC response to
 /// that request: a truncated or non-JSON-RPC body, or another request's answer, becomes the
 /// call's error naming the backend (and counts against the backend's health).
-fn answer_of(shard: &Shard, pool: &Rc<Pool>, id: Raw<'_>, body: Vec<u8>) -> Reply {
+fn answer_of(shard: &Shard, pool: &Rc<Pool>, id: Raw<'_>, body: Vec<u8>, map_uris: bool) -> Reply {
     match jsonrpc::check_answer(&body, id) {
         Ok(()) => Reply::Json {
             status: 200,
-            body,
+            body: with_client_uris(pool, map_uris, body),
             session: None,
         },
         Err(bad) => {
@@ -741,6 +719,21 @@ fn answer_of(shard: &Shard, pool: &Rc<Pool>, id: Raw<'_>, body: Vec<u8>) -> Repl
             tracing::warn!(backend = %pool.name(), "backend answer refused: {bad}");
             backend_error(id, pool, bad.to_string())
         }
+    }
+}
+
+/// A backend's answer with the resource URIs its result hands the client in the client's form
+/// (`map`: a prefixed backend, a method whose results carry URIs; [`uris`]).
+pub(crate) fn with_client_uris(pool: &Pool, map: bool, answer: Vec<u8>) -> Vec<u8> {
+    match map
+        .then(|| uris::map_answer(&answer, pool.name()))
+        .flatten()
+    {
+        Some(mapped) => {
+            bufs::give(answer);
+            mapped
+        }
+        None => answer,
     }
 }
 

@@ -37,6 +37,7 @@ use futures_util::StreamExt;
 use ringmux_core::affinity;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
+use ringmux_core::method::{self, NameParam};
 use ringmux_core::{sse, version};
 use serde_json::value::RawValue;
 
@@ -57,24 +58,6 @@ pub mod code {
     /// The requested protocol version is not served.
     pub const UNSUPPORTED_VERSION: i32 = -32022;
 }
-
-/// Methods of the stateful era that 2026-07-28 removed (404, -32601).
-const REMOVED: &[&str] = &[
-    "initialize",
-    "ping",
-    "logging/setLevel",
-    "resources/subscribe",
-    "resources/unsubscribe",
-];
-
-/// Methods whose results clients may cache (`ttlMs`, `cacheScope` required).
-const CACHEABLE: &[&str] = &[
-    "tools/list",
-    "prompts/list",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-];
 
 /// What a backend hears when its request, put to a sessionless client, expired unanswered.
 const NOT_ANSWERED: &str = "the client did not answer within modern.request_state_ttl_ms";
@@ -285,10 +268,11 @@ fn check(
             None,
         ));
     }
-    let named = match &*msg.method {
-        "tools/call" | "prompts/get" => msg.params.name,
-        "resources/read" => msg.params.uri,
-        _ => None,
+    let entry = method::lookup(&msg.method);
+    let named = match entry.and_then(|m| m.name_header) {
+        Some(NameParam::Name) => msg.params.name,
+        Some(NameParam::Uri) => msg.params.uri,
+        None => None,
     };
     if let Some(named) = named.filter(|n| n.get() != "null") {
         let header = name_header.and_then(decode_header_value);
@@ -316,7 +300,8 @@ fn check(
             Some(std::str::from_utf8(&data).expect("JSON is UTF-8")),
         ));
     }
-    if REMOVED.contains(&&*msg.method) {
+    // Methods of the stateful era that 2026-07-28 removed: 404, -32601.
+    if entry.is_some_and(|m| !m.sessionless) {
         let mut data = Vec::with_capacity(32);
         jsonrpc::write_str(&mut data, &msg.method);
         return Err(fail(
@@ -709,7 +694,7 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
             resume(shard, &session, &env, id, body, ctx, sse).await
         }
         m => {
-            if INPUT_METHODS.contains(&m) {
+            if method::lookup(m).is_some_and(|m| m.may_need_input) {
                 let asks = held_asks(shard, &session, &state, &ctx).await;
                 if !asks.is_empty() {
                     let (body, status) = park(shard, &session, asks, None, &ctx);
@@ -724,9 +709,6 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
         }
     }
 }
-
-/// Methods whose result may be `input_required`.
-const INPUT_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
 
 /// Sends a modern request through the stateful dispatch. The backend session is shared by the
 /// principal's requests, so this one gets an id of its own; the answer gets the client's back.
@@ -906,7 +888,8 @@ pub fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
     if present.as_ref().is_none_or(|p| p.result_type.is_none()) {
         fields.push("\"resultType\":\"complete\"".into());
     }
-    if CACHEABLE.contains(&&*ctx.method) {
+    // Methods whose results clients may cache: `ttlMs`, `cacheScope` required.
+    if method::lookup(&ctx.method).is_some_and(|m| m.cacheable) {
         if present.as_ref().is_none_or(|p| p.ttl_ms.is_none()) {
             fields.push(format!("\"ttlMs\":{}", ctx.ttl_ms));
         }
@@ -1081,6 +1064,9 @@ async fn pump(
         match msg.kind {
             Kind::Response => {
                 session.end(key);
+                let map = pool.cfg.prefixed
+                    && method::lookup(&ctx.method).is_some_and(|m| m.uris_in_result);
+                let data = dispatch::with_client_uris(&pool, map, data);
                 return complete(&data, ctx);
             }
             Kind::Request if msg.method == "ping" => {
@@ -1127,7 +1113,15 @@ async fn pump(
                     }
                 }
                 m if m.ends_with("/list_changed") || m == "notifications/resources/updated" => {
-                    relay::deliver(shard, session, b, &data, crate::streams::GET_STREAM, None);
+                    relay::deliver(
+                        shard,
+                        session,
+                        b,
+                        &data,
+                        crate::streams::GET_STREAM,
+                        None,
+                        false,
+                    );
                 }
                 _ => sink.notify(&data),
             },

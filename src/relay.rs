@@ -19,7 +19,9 @@ use futures_util::future::{select, Either};
 use ringmux_core::catalog::ListKind;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Raw};
+use ringmux_core::method;
 use ringmux_core::names;
+use ringmux_core::uris;
 use serde_json::value::RawValue;
 
 use crate::session::Session;
@@ -65,6 +67,7 @@ pub fn deliver(
     data: &[u8],
     stream: u32,
     answers: Option<&RawValue>,
+    map_uris: bool,
 ) -> Delivered {
     let pool = &shard.pools[b as usize];
     let msg = match jsonrpc::parse(data) {
@@ -84,7 +87,13 @@ pub fn deliver(
                 tracing::warn!(backend = %pool.name(), "backend answered another request on a call's stream; dropped");
                 return Delivered::Garbage;
             }
-            session.streams.send(stream, data);
+            match map_uris
+                .then(|| uris::map_answer(data, pool.name()))
+                .flatten()
+            {
+                Some(mapped) => session.streams.send(stream, &mapped),
+                None => session.streams.send(stream, data),
+            };
             Delivered::Answer
         }
         Kind::Request => {
@@ -108,7 +117,7 @@ pub fn deliver(
             let method = &*msg.method;
             if let Some(state) = session.modern.get() {
                 // A 2026-07-28 client hears of changes on its subscriptions/listen streams.
-                if let Some(kind) = changed_list(method) {
+                if let Some(kind) = method::changed_list(method) {
                     invalidate(shard, b, kind);
                     state.publish(method, list_bit(kind), None);
                 } else if method == "notifications/resources/updated" {
@@ -121,7 +130,7 @@ pub fn deliver(
                 }
                 return Delivered::Passed;
             }
-            if let Some(kind) = changed_list(method) {
+            if let Some(kind) = method::changed_list(method) {
                 invalidate(shard, b, kind);
                 if !session.announce(list_bit(kind)) {
                     return Delivered::Passed;
@@ -181,16 +190,6 @@ fn client_uri(shard: &Shard, pool: &Pool, uri: &str) -> String {
     serde_json::from_slice(&lit).unwrap_or_else(|_| uri.to_owned())
 }
 
-/// The list a `notifications/*/list_changed` is about.
-fn changed_list(method: &str) -> Option<ListKind> {
-    Some(match method {
-        "notifications/tools/list_changed" => ListKind::Tools,
-        "notifications/prompts/list_changed" => ListKind::Prompts,
-        "notifications/resources/list_changed" => ListKind::Resources,
-        _ => return None,
-    })
-}
-
 /// Drops backend `b`'s cached list of `kind` (resources take their templates along).
 pub fn invalidate(shard: &Shard, b: u16, kind: ListKind) {
     let kinds: &[ListKind] = match kind {
@@ -242,6 +241,7 @@ pub fn unmap_response_id(id: Raw<'_>) -> Option<(u16, String)> {
 
 /// Relays a backend's SSE answer to the call on client stream `n`, event by event, until the
 /// answer. Ends early if the client cancels the call (`key` in the session's in-flight table).
+#[allow(clippy::too_many_arguments)]
 pub async fn relay_post(
     shard: Rc<Shard>,
     session: Rc<Session>,
@@ -250,6 +250,7 @@ pub async fn relay_post(
     n: u32,
     id: Box<RawValue>,
     key: u64,
+    map_uris: bool,
 ) {
     let b = pool.index;
     let mut last_id: Option<String> = None;
@@ -307,7 +308,7 @@ pub async fn relay_post(
         if ev.data.is_empty() {
             continue;
         }
-        if deliver(&shard, &session, b, &ev.data, n, Some(&id)) == Delivered::Answer {
+        if deliver(&shard, &session, b, &ev.data, n, Some(&id), map_uris) == Delivered::Answer {
             events.finish();
             break Ok(());
         }
@@ -358,7 +359,7 @@ pub fn announce_joined(shard: &Shard, session: &Session, b: u16) {
             note.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
             jsonrpc::write_str(&mut note, method);
             note.push(b'}');
-            deliver(shard, session, b, &note, GET_STREAM, None);
+            deliver(shard, session, b, &note, GET_STREAM, None, false);
         }
     }
 }
@@ -415,7 +416,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                             continue;
                         }
                         let Some(s) = session.upgrade() else { return };
-                        deliver(&shard, &s, b, &ev.data, GET_STREAM, None);
+                        deliver(&shard, &s, b, &ev.data, GET_STREAM, None, false);
                     }
                     Ok(None) => break,
                     Err(e) => {

@@ -31,9 +31,11 @@ use futures_channel::oneshot;
 use futures_util::future::{join_all, select, Either};
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, span_of, Kind, Raw};
+use ringmux_core::method::{self, NameParam};
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use crate::dispatch::with_client_uris;
 use crate::relay;
 use crate::session::{BackendFailure, Capabilities, Session};
 use crate::shard::{Call, Reply, Shard};
@@ -146,11 +148,12 @@ fn prepare(
         }
         None => {}
     }
-    let name_key = match &*env.method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
+    let name_key = method::lookup(&env.method)
+        .and_then(|m| m.name_header)
+        .map(|p| match p {
+            NameParam::Name => "name",
+            NameParam::Uri => "uri",
+        });
     let name = name_key
         .and_then(|k| params.get(k))
         .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
@@ -436,7 +439,7 @@ async fn final_of(
                     return Ok(Some(ev.data));
                 }
                 if let Some(n) = n {
-                    relay::deliver(shard, session, pool.index, &ev.data, n, None);
+                    relay::deliver(shard, session, pool.index, &ev.data, n, None, false);
                 }
             }
             Ok(None) => return Err("stream ended without a response".into()),
@@ -463,8 +466,10 @@ pub(crate) async fn answer(
     call: &Call<'_>,
     id: Raw<'_>,
     key: u64,
+    map_uris: bool,
 ) -> Reply {
     let backend_error = |reason: String| crate::dispatch::backend_error(id, &pool, reason);
+    let for_client = |m: Vec<u8>| with_client_uris(&pool, map_uris, for_stateful_client(m));
     let status = resp.status;
     if let Body::Full(b) = &resp.body {
         let parsed = jsonrpc::parse(b).ok();
@@ -486,7 +491,7 @@ pub(crate) async fn answer(
             // The era answers errors with 4xx statuses; a stateful client reads them in 200s.
             return Reply::Json {
                 status: 200,
-                body: for_stateful_client(b),
+                body: for_client(b),
                 session: None,
             };
         }
@@ -506,7 +511,7 @@ pub(crate) async fn answer(
             Ok(Some(m)) => match jsonrpc::parse(&m).map(|p| outcome(p.result)) {
                 Ok(Outcome::Final) => Reply::Json {
                     status: 200,
-                    body: for_stateful_client(m),
+                    body: for_client(m),
                     session: None,
                 },
                 _ => backend_error(
@@ -533,6 +538,7 @@ pub(crate) async fn answer(
         n,
         id.to_boxed(),
         key,
+        map_uris,
     ));
     reply
 }
@@ -549,6 +555,7 @@ async fn drive(
     n: u32,
     id: Box<RawValue>,
     key: u64,
+    map_uris: bool,
 ) {
     let mut rounds = 0;
     let mut wait = STATE_ONLY_WAIT;
@@ -562,7 +569,13 @@ async fn drive(
             break Err("answered with a message that is not JSON-RPC".into());
         };
         let (requests, state) = match outcome(parsed.result) {
-            Outcome::Final => break Ok(for_stateful_client(message)),
+            Outcome::Final => {
+                break Ok(with_client_uris(
+                    &pool,
+                    map_uris,
+                    for_stateful_client(message),
+                ))
+            }
             Outcome::InputRequired { requests, state } => (requests, state),
         };
         rounds += 1;
@@ -876,7 +889,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                     Ok(Some(ev)) => {
                         let Some(s) = session.upgrade() else { return };
                         if let Some(plain) = without_subscription(&ev.data) {
-                            relay::deliver(&shard, &s, b, &plain, GET_STREAM, None);
+                            relay::deliver(&shard, &s, b, &plain, GET_STREAM, None, false);
                         }
                     }
                     Ok(None) => break,

@@ -90,7 +90,11 @@ fn three_backends_federate_and_route() {
         )
         .unwrap();
     assert_eq!(read["result"]["contents"][0]["text"], "resource 1 of gamma");
-    assert_eq!(read["result"]["contents"][0]["uri"], "mock://gamma/res/1");
+    // The URI in the contents is the one the client read, not the backend's own.
+    assert_eq!(
+        read["result"]["contents"][0]["uri"],
+        "ringmux://gamma/mock://gamma/res/1"
+    );
     // A URI made from a template routes by its mapped prefix.
     let templates = cl
         .list_all("resources/templates/list", "resourceTemplates")
@@ -499,4 +503,78 @@ fn two_shards_hand_connections_to_the_session_owner() {
         assert_eq!(d.send("DELETE", b"", &[]).unwrap().status, 200);
     }
     assert_eq!(metric(&gw.url, "ringmux_sessions"), 1);
+}
+
+/// Every resource URI a prefixed backend hands a client is one it can use through ringmux:
+/// `resources/read` contents, resource links and embedded resources in tool results (a JSON
+/// answer, and an answer relayed from a stdio child's stream), and embedded resources in
+/// prompt messages; each read back through the gateway names itself the same way.
+#[test]
+fn resource_uris_in_results_round_trip_through_the_gateway() {
+    let a = mock("a").flag("--links").start();
+    let c = mock("c").flag("--conformance").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("c", &c.url)
+        .stdio_mock_with("s", &["--links"], "")
+        .start();
+    let mut cl = client(&gw.url);
+    let read_back = |cl: &mut Client, uri: &str| {
+        let r = cl.request("resources/read", json!({"uri": uri})).unwrap();
+        assert!(r.get("error").is_none(), "{uri}: {r}");
+        assert_eq!(r["result"]["contents"][0]["uri"], uri, "{r}");
+    };
+    let listed: Vec<String> = cl
+        .list_all("resources/list", "resources")
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        listed.contains(&"ringmux://a/mock://a/res/0".to_owned()),
+        "{listed:?}"
+    );
+    for uri in &listed {
+        read_back(&mut cl, uri);
+    }
+    // A template-made URI.
+    read_back(&mut cl, "ringmux://c/test://template/7/data");
+
+    for backend in ["a", "s"] {
+        let r = cl
+            .request(
+                "tools/call",
+                json!({"name": format!("{backend}__links"), "arguments": {}}),
+            )
+            .unwrap();
+        let content = &r["result"]["content"];
+        let link = content[0]["uri"].as_str().unwrap();
+        let embedded = content[1]["resource"]["uri"].as_str().unwrap();
+        assert_eq!(
+            link,
+            format!("ringmux://{backend}/mock://{backend}/res/0"),
+            "{r}"
+        );
+        assert_eq!(
+            embedded,
+            format!("ringmux://{backend}/mock://{backend}/res/1"),
+            "{r}"
+        );
+        assert_eq!(content[1]["resource"]["text"], "embedded");
+        read_back(&mut cl, link);
+        read_back(&mut cl, embedded);
+    }
+
+    let p = cl
+        .request(
+            "prompts/get",
+            json!({"name": "c__test_prompt_with_embedded_resource",
+                   "arguments": {"resourceUri": "test://static-text"}}),
+        )
+        .unwrap();
+    let uri = p["result"]["messages"][0]["content"]["resource"]["uri"]
+        .as_str()
+        .unwrap();
+    assert_eq!(uri, "ringmux://c/test://static-text", "{p}");
+    read_back(&mut cl, uri);
 }

@@ -9,7 +9,10 @@
 //! - [`sse`]: the incremental Server-Sent Events decoder and the event encoder.
 //! - [`catalog`]: a backend's list result kept as raw per-item byte spans.
 //! - [`merge`]: assembling merged, namespaced, paginated list pages from cached catalogs.
+//! - [`method`]: the method table, one entry per MCP method with the properties the gateway
+//!   decides by.
 //! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
+//! - [`uris`]: resource URIs inside a prefixed backend's answers, mapped to the client's form.
 //! - [`initialize`]: what a client session keeps of its `initialize` params, bounded.
 //! - [`version`]: the MCP protocol versions ringmux speaks.
 //! - [`affinity`]: the stable hash that pins a session to a shard.
@@ -27,6 +30,8 @@ pub mod http;
 pub mod initialize;
 pub mod jsonrpc;
 pub mod merge;
+pub mod method;
 pub mod names;
 pub mod sse;
+pub mod uris;
 pub mod version;

@@ -76,6 +76,8 @@ pub struct MockConfig {
     /// Serve the legacy HTTP+SSE transport (2024-11-05) instead of Streamable HTTP: `GET /sse`
     /// opens a session's stream, whose first event names `/message?sessionId=…` to POST to.
     pub sse: bool,
+    /// List the `links` tool (a resource link and an embedded resource in its result).
+    pub links: bool,
     /// `instructions` in the initialize (and server/discover) result.
     pub instructions: Option<String>,
 }
@@ -98,6 +100,7 @@ impl Default for MockConfig {
             modern: false,
             sse: false,
             instructions: None,
+            links: false,
         }
     }
 }

@@ -153,6 +153,20 @@ def test_resources_and_prompts_route_to_their_owner(gateway):
     run(go)
 
 
+def test_resource_links_from_a_prefixed_backend_read_back_through_the_gateway(gateway):
+    async def go():
+        async with Client(gateway, mode="legacy", cache=None) as c:
+            links = await c.call_tool("ev1__get-resource-links", {"count": 2})
+            uris = [str(b.uri) for b in links.content if b.type == "resource_link"]
+            assert len(uris) == 2, links
+            for uri in uris:
+                assert uri.startswith("ringmux://ev1/demo://resource/"), uri
+                read = await c.read_resource(uri)
+                assert str(read.contents[0].uri) == uri, read
+
+    run(go)
+
+
 def test_progress_arrives_before_the_result(gateway):
     async def go():
         seen: list[tuple[str, float]] = []

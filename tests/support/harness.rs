@@ -284,8 +284,15 @@ impl GatewayBuilder {
 
     /// A stdio backend running `ringmux mock --stdio --faults` as `name`, with more YAML
     /// keys (`mode: shared`, …).
-    pub fn stdio_mock(mut self, name: &str, keys: &str) -> Self {
-        let mut yaml = format!("command: {BIN}\nargs: [mock, --stdio, --faults, --name, {name}]\n");
+    pub fn stdio_mock(self, name: &str, keys: &str) -> Self {
+        self.stdio_mock_with(name, &[], keys)
+    }
+
+    /// [`Self::stdio_mock`] with more mock flags.
+    pub fn stdio_mock_with(mut self, name: &str, flags: &[&str], keys: &str) -> Self {
+        let flags: String = flags.iter().map(|f| format!(", {f}")).collect();
+        let mut yaml =
+            format!("command: {BIN}\nargs: [mock, --stdio, --faults, --name, {name}{flags}]\n");
         yaml.push_str(keys);
         self.backends.push((name.into(), String::new(), yaml));
         self

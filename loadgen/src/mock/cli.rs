@@ -13,7 +13,7 @@ pub const USAGE: &str = "\
 usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--prompts N]
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
-                    [--modern] [--sse] [--instructions TEXT]
+                    [--modern] [--sse] [--instructions TEXT] [--links]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -36,7 +36,8 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     subscriptions/listen
   --sse             serve the legacy HTTP+SSE transport (2024-11-05): GET /sse, then POST
                     /message?sessionId=… (answers arrive on the stream)
-  --instructions T  `instructions` in the initialize and server/discover results";
+  --instructions T  `instructions` in the initialize and server/discover results
+  --links           also list `links` (answers a resource link and an embedded resource)";
 
 /// Parses the mock's flags (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(
@@ -65,6 +66,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("stdio") => stdio = true,
             Long("modern") => cfg.modern = true,
             Long("sse") => cfg.sse = true,
+            Long("links") => cfg.links = true,
             Long("instructions") => cfg.instructions = Some(parser.value()?.string()?),
             Short('h') | Long("help") => {
                 println!("{USAGE}");

@@ -36,6 +36,9 @@ const FAULTS: &[&str] = &[
     r#"{"name":"cut_stream","description":"Sends a notification on an SSE answer without event ids, then ends the stream without answering (it cannot be resumed)","inputSchema":{"type":"object","properties":{}}}"#,
 ];
 
+/// Listed with [`MockConfig::links`]: a tool result that hands out resource URIs.
+const LINKS: &str = r#"{"name":"links","description":"Answers a resource link to res/0 and an embedded res/1","inputSchema":{"type":"object","properties":{}}}"#;
+
 /// Upper bounds on tool arguments, so one call cannot tie up a connection for hours.
 const MAX_STEPS: u64 = 10_000;
 const MAX_SLOW_MS: u64 = 600_000;
@@ -56,6 +59,9 @@ pub(crate) fn tools(cfg: &MockConfig) -> Vec<Box<[u8]>> {
     items.extend((1..=generated_count(cfg)).map(|i| generated_tool(i, cfg.tool_bytes)));
     if cfg.faults {
         items.extend(FAULTS.iter().map(|t| t.as_bytes().into()));
+    }
+    if cfg.links {
+        items.push(LINKS.as_bytes().into());
     }
     items
 }
@@ -243,6 +249,16 @@ pub(crate) fn call_tool<'a>(
         }
         "garbage" if sh.cfg.faults => return Ok(Action::Task(Task::Garbage)),
         "cut_stream" if sh.cfg.faults => return Ok(Action::Task(Task::Cut)),
+        "links" if sh.cfg.links => {
+            let base = format!("mock://{}/res/", sh.cfg.name);
+            out.extend_from_slice(br#"{"content":[{"type":"resource_link","uri":"#);
+            write_str(out, &format!("{base}0"));
+            out.extend_from_slice(
+                br#","name":"res0","mimeType":"text/plain"},{"type":"resource","resource":{"uri":"#,
+            );
+            write_str(out, &format!("{base}1"));
+            out.extend_from_slice(br#","mimeType":"text/plain","text":"embedded"}}]}"#);
+        }
         "drop_session" => {
             sh.sessions.remove(&call.session.id);
             text_result(out, "dropped", false);
