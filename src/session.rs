@@ -449,11 +449,18 @@ impl Session {
     }
 
     /// Creates the session's backend session on one backend, finding out its era first when
-    /// the config leaves that open: `server/discover` for a sessionless backend; `initialize` +
+    /// the config leaves that open (and speaking the client's era to a backend that offers
+    /// both): `server/discover` for a sessionless backend; `initialize` +
     /// `notifications/initialized` for a stateful one, over the legacy HTTP+SSE transport when
     /// an auto-detected backend refuses Streamable HTTP.
     pub async fn initialize_backend(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
-        if pool.detect().await? == Era::Sessionless {
+        // A 2026-07-28 client's principal session speaks that era where the backend has it;
+        // a stateful client's session its own era where the backend has that.
+        let client_era = match self.modern.get() {
+            Some(_) => Era::Sessionless,
+            None => Era::Stateful,
+        };
+        if pool.era_for(client_era).await? == Era::Sessionless {
             let capabilities = crate::sessionless::discover(self, pool).await?;
             self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
                 id: None,

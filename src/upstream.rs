@@ -12,6 +12,7 @@ use monoio::net::TcpStream;
 use ringmux_core::config::{Backend, Era};
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
 use ringmux_core::sse::{Event, SseDecoder};
+use ringmux_core::version;
 
 use crate::io::{consume, read_more};
 use crate::stdio::{Answer, Failure, Link};
@@ -73,6 +74,9 @@ pub struct Pool {
     link: OnceCell<Rc<Link>>,
     /// The backend's era: as configured, or as last found out (`Auto`: not known yet).
     era: Cell<Era>,
+    /// A sessionless backend whose `server/discover` offered stateful versions too: stateful
+    /// clients' sessions speak their own era to it ([`Pool::era_for`]).
+    dual: Cell<bool>,
     metrics: Option<std::sync::Arc<crate::metrics::ShardMetrics>>,
     /// A Streamable HTTP `initialize` succeeded here once ([`Pool::mark_spoke_http`]).
     spoke_http: Cell<bool>,
@@ -123,6 +127,7 @@ impl Pool {
             cfg,
             link,
             era: Cell::new(era),
+            dual: Cell::new(false),
             metrics,
             spoke_http: Cell::new(false),
             idle: RefCell::new(Vec::new()),
@@ -309,14 +314,17 @@ impl Pool {
         let result = answer
             .as_deref()
             .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok());
-        let offers = result
+        let versions = result
             .as_ref()
             .and_then(|v| v.pointer("/result/supportedVersions")?.as_array().cloned())
-            .is_some_and(|versions| {
-                versions
-                    .iter()
-                    .any(|v| v.as_str() == Some(ringmux_core::version::SESSIONLESS))
-            });
+            .unwrap_or_default();
+        let offers = versions
+            .iter()
+            .any(|v| v.as_str() == Some(ringmux_core::version::SESSIONLESS));
+        let stateful_too = versions.iter().any(|v| {
+            v.as_str()
+                .is_some_and(|v| version::is_stateful(v.as_bytes()))
+        });
         // Only a definite answer decides: a server that is starting, overloaded or broken
         // (5xx, 408, 429, a body that is not JSON-RPC) is asked again after its backoff.
         let era = match status {
@@ -331,9 +339,24 @@ impl Pool {
                 return Err(e);
             }
         };
-        tracing::info!(backend = %self.cfg.name, era = ?era, "backend era found out");
+        let dual = era == Era::Sessionless && stateful_too;
+        tracing::info!(backend = %self.cfg.name, era = ?era, dual, "backend era found out");
         self.era.set(era);
+        self.dual.set(dual);
         Ok(era)
+    }
+
+    /// The era a session of a client of `client_era` speaks to this backend (asking the
+    /// backend first if that is not known): the client's own when the backend offers it, so
+    /// nothing is translated (a stateful client's sampling and elicitation reach it as
+    /// requests; a modern client gets the backend's own `input_required`); the backend's
+    /// otherwise.
+    pub async fn era_for(self: &Rc<Self>, client_era: Era) -> Result<Era, UpstreamError> {
+        let era = self.detect().await?;
+        Ok(match (era, client_era) {
+            (Era::Sessionless, Era::Stateful) if self.dual.get() => Era::Stateful,
+            (era, _) => era,
+        })
     }
 
     /// For a `transport: auto` backend that refused `initialize` over Streamable HTTP: whether

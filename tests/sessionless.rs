@@ -470,3 +470,52 @@ fn auto_finds_a_legacy_sse_backend() {
         "{logs}"
     );
 }
+
+/// A backend that serves both eras (its `server/discover` offers 2026-07-28 and the stateful
+/// versions, as the conformance reference server's does) is spoken to in each client's own
+/// era: a stateful client's call gets the backend's sampling request as a request on its
+/// stream (relayed with a remapped id, not translated from `input_required`), and a modern
+/// client gets the backend's own `input_required`.
+#[test]
+fn a_dual_era_backend_is_spoken_to_in_the_clients_era() {
+    let d = mock("d")
+        .flag("--modern")
+        .flag("--dual")
+        .flag("--conformance")
+        .start();
+    let gw = gateway().shards(2).backend("d", &d.url).start();
+    let c = capable_client(&gw.url);
+    let mut call_stream = start_call(
+        &gw.url,
+        &c,
+        21,
+        "d__test_sampling",
+        json!({"prompt": "up?"}),
+    );
+    let ask = next(&mut call_stream);
+    assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
+    let id = ask["id"].as_str().unwrap();
+    assert!(
+        id.starts_with("r0:"),
+        "relayed from a stateful session, not translated: {ask}"
+    );
+    sibling(&gw.url, &c)
+        .post(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "down"}}}))
+        .unwrap();
+    let done = next(&mut call_stream);
+    assert_eq!(done["id"], 21, "{done}");
+    assert_eq!(text_of(&done), "LLM response: down");
+
+    let first = modern_call(
+        &gw.url,
+        1,
+        "d__test_sampling",
+        json!({"arguments": {"prompt": "in?"}}),
+    );
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    assert_eq!(
+        first["result"]["requestState"], "mock-state:sampling",
+        "the backend's own state, passed through: {first}"
+    );
+}

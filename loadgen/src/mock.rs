@@ -76,6 +76,9 @@ pub struct MockConfig {
     /// Serve the legacy HTTP+SSE transport (2024-11-05) instead of Streamable HTTP: `GET /sse`
     /// opens a session's stream, whose first event names `/message?sessionId=…` to POST to.
     pub sse: bool,
+    /// With `modern`: `server/discover` offers the stateful versions too, as a server serving
+    /// both eras on one endpoint does.
+    pub dual: bool,
     /// List the `links` tool (a resource link and an embedded resource in its result).
     pub links: bool,
     /// `instructions` in the initialize (and server/discover) result.
@@ -101,6 +104,7 @@ impl Default for MockConfig {
             sse: false,
             instructions: None,
             links: false,
+            dual: false,
         }
     }
 }

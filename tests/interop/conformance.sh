@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the official MCP conformance suite (server scenarios, @modelcontextprotocol/conformance
 # 0.1.13, the last release that runs on Node 20) against ringmux fronting one backend with
-# prefixing off: the project's mock server in its conformance mode. Scenarios that need
+# prefixing off: the project's mock server in its conformance mode, once stateful and once
+# serving both eras. Scenarios that need
 # features of later issues are listed, with the reason, in expected-failures.yml; any other
 # failure, or a listed scenario that now passes, fails the run.
 set -euo pipefail
@@ -35,9 +36,12 @@ start() {
   return 1
 }
 
-start mock "$bin" mock --conformance --listen 127.0.0.1:0
-backend_url="$started_url"
-cat >"$work/gw.yaml" <<YAML
+# One pass of the suite against ringmux fronting the mock started with the given flags.
+suite() {
+  local label="$1"; shift
+  start "mock-$label" "$bin" mock --conformance "$@" --listen 127.0.0.1:0
+  local backend_url="$started_url"
+  cat >"$work/gw-$label.yaml" <<YAML
 listen: 127.0.0.1:0
 shards: 2
 pin_cores: false
@@ -46,22 +50,32 @@ backends:
     url: $backend_url
     prefix: false
 YAML
-start gateway "$bin" run "$work/gw.yaml"
-gw_url="$started_url"
-echo "conformance: ringmux at $gw_url fronting the mock at $backend_url"
+  start "gateway-$label" "$bin" run "$work/gw-$label.yaml"
+  local gw_url="$started_url"
+  echo "conformance ($label): ringmux at $gw_url fronting the mock at $backend_url"
+  local results="$here/results/$label"
+  rm -rf "$results"
+  set +e
+  timeout 600 node "$here/node_modules/@modelcontextprotocol/conformance/dist/index.js" server \
+    --url "$gw_url" --suite all -o "$results" \
+    --expected-failures "$here/expected-failures.yml" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | tee "$work/suite-$label.log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local passed failed listed
+  read -r passed failed < <(awk '/"status": *"SUCCESS"/ {s++} /"status": *"FAILURE"/ {f++} END {print s+0, f+0}' "$results"/*/checks.json)
+  listed=$(awk '/^  - / {n++} END {print n+0}' "$here/expected-failures.yml")
+  echo "conformance checks ($label): $passed passed, $failed failed ($listed scenarios listed as expected failures)"
+  if [ "$rc" -ne 0 ]; then
+    echo "conformance ($label): unexpected result (see above); gateway log:" >&2
+    tail -n 50 "$work/gateway-$label.err" >&2
+    exit "$rc"
+  fi
+}
 
 rm -rf "$here/results"
-set +e
-timeout 600 node "$here/node_modules/@modelcontextprotocol/conformance/dist/index.js" server \
-  --url "$gw_url" --suite all -o "$here/results" \
-  --expected-failures "$here/expected-failures.yml" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | tee "$work/suite.log"
-rc=${PIPESTATUS[0]}
-set -e
-read -r passed failed < <(awk '/"status": *"SUCCESS"/ {s++} /"status": *"FAILURE"/ {f++} END {print s+0, f+0}' "$here"/results/*/checks.json)
-listed=$(awk '/^  - / {n++} END {print n+0}' "$here/expected-failures.yml")
-echo "conformance checks: $passed passed, $failed failed ($listed scenarios listed as expected failures)"
-if [ "$rc" -ne 0 ]; then
-  echo "conformance: unexpected result (see above); gateway log:" >&2
-  tail -n 50 "$work/gateway.err" >&2
-  exit "$rc"
-fi
+# A stateful backend.
+suite stateful
+# A backend serving both eras on one endpoint (its server/discover offers 2026-07-28 and the
+# stateful versions): the suite's stateful client must be served in its own era, or the
+# backend's sampling and elicitation requests would never reach it.
+suite dual --modern --dual

@@ -14,6 +14,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
                     [--modern] [--sse] [--instructions TEXT] [--links]
+                    [--dual]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -37,7 +38,8 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
   --sse             serve the legacy HTTP+SSE transport (2024-11-05): GET /sse, then POST
                     /message?sessionId=… (answers arrive on the stream)
   --instructions T  `instructions` in the initialize and server/discover results
-  --links           also list `links` (answers a resource link and an embedded resource)";
+  --links           also list `links` (answers a resource link and an embedded resource)
+  --dual            with --modern: server/discover offers the stateful versions too";
 
 /// Parses the mock's flags (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(
@@ -67,6 +69,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("modern") => cfg.modern = true,
             Long("sse") => cfg.sse = true,
             Long("links") => cfg.links = true,
+            Long("dual") => cfg.dual = true,
             Long("instructions") => cfg.instructions = Some(parser.value()?.string()?),
             Short('h') | Long("help") => {
                 println!("{USAGE}");

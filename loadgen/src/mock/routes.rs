@@ -249,6 +249,12 @@ async fn sessionless(
             result_prefix(out, id);
             out.extend_from_slice(br#"{"resultType":"complete","supportedVersions":[""#);
             out.extend_from_slice(version::SESSIONLESS.as_bytes());
+            if sh.cfg.dual {
+                for v in version::STATEFUL {
+                    out.extend_from_slice(b"\",\"");
+                    out.extend_from_slice(v.as_bytes());
+                }
+            }
             out.extend_from_slice(br#""],"capabilities":{"tools":{"listChanged":true},"prompts":{},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"ttlMs":0,"cacheScope":"public","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"#);
             jsonrpc::write_str(out, &sh.cfg.name);
             out.extend_from_slice(br#","version":"1"}}"#);
