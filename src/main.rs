@@ -34,7 +34,9 @@ fn cores() -> usize {
 
 fn load(path: &str) -> Result<config::Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    config::load(&text, cores()).with_context(|| format!("in {path}"))
+    let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
+    ringmux::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
+    Ok(cfg)
 }
 
 fn serve(cfg: config::Config) -> Result<()> {
@@ -125,7 +127,9 @@ fn main() -> Result<()> {
         ["demo"] => {
             let (_backends, yaml) = demo::backends()?;
             let yaml = format!("listen: {listen}\n{yaml}");
-            serve(config::load(&yaml, cores())?)
+            let mut cfg = config::load(&yaml, cores())?;
+            ringmux::upstream::resolve(&mut cfg)?;
+            serve(cfg)
         }
         ["tools", url] => {
             let mut client = probe::Client::connect(url)?;

@@ -105,6 +105,27 @@ pub enum Body {
     Events(Box<EventStream>),
 }
 
+/// Resolves every URL backend's host (the one place the gateway asks a resolver, once at
+/// start: `core::config` does no I/O, and nothing resolves on the request path).
+pub fn resolve(
+    cfg: &mut ringmux_core::config::Config,
+) -> Result<(), ringmux_core::config::ConfigError> {
+    use std::net::ToSocketAddrs;
+    for (i, b) in cfg.backends.iter_mut().enumerate() {
+        if b.stdio.is_some() {
+            continue;
+        }
+        b.addrs = (b.host.as_str(), b.port)
+            .to_socket_addrs()
+            .map_err(|e| ringmux_core::config::ConfigError {
+                path: format!("backends[{i}].url"),
+                message: format!("cannot resolve {}: {e}", b.host),
+            })?
+            .collect();
+    }
+    Ok(())
+}
+
 impl Pool {
     /// `metrics`: the shard's, for a legacy SSE link made later (`transport: auto`).
     pub fn new(

@@ -48,3 +48,24 @@ fn check_names_the_bad_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("backends[0].url"), "{err}");
 }
+
+/// The config library does no I/O; the gateway resolves backend hosts when it starts, and
+/// `ringmux check` (which loads the config the same way) names the one it cannot resolve.
+#[test]
+fn an_unresolvable_backend_host_is_named_at_start() {
+    let path = std::env::temp_dir().join(format!("ringmux-dns-{}.yaml", std::process::id()));
+    let text = "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://no-such-host.invalid:9/mcp\n";
+    std::fs::write(&path, text).unwrap();
+    assert!(ringmux_core::config::load(text, 2).is_ok());
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("backends[0].url") && err.contains("cannot resolve no-such-host.invalid"),
+        "{err}"
+    );
+}

@@ -2,7 +2,7 @@
 //! ([`Config`]) the gateway runs on. Every error names the key path it is about.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -254,6 +254,28 @@ impl Default for StreamsFile {
 }
 
 /// One entry of `backends:`.
+/// A `url:` backend's `transport:` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Found out per shard by asking.
+    Auto,
+    /// A stateful Streamable HTTP server (`initialize`, sessions).
+    StreamableHttp,
+    /// A 2026-07-28 server.
+    Sessionless,
+    /// A legacy HTTP+SSE (2024-11-05) server; `url` is its SSE endpoint.
+    Sse,
+}
+
+/// A stdio or legacy SSE backend's `mode:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    PerSession,
+    Shared,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendFile {
@@ -280,14 +302,14 @@ pub struct BackendFile {
     /// session, with ids and progress tokens remapped so sessions never see each other's
     /// traffic. For stdio and legacy SSE backends.
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// For a `url`: `auto` (default: ask `server/discover` in the 2026-07-28 era, else
     /// `initialize`, else the legacy HTTP+SSE stream; the answer is kept per shard until the
     /// backend fails), `streamable_http` (a stateful server, `initialize` and sessions),
     /// `sessionless` (a 2026-07-28 server), or `sse` for a legacy HTTP+SSE (2024-11-05) server
     /// whose `url` is its SSE endpoint.
     #[serde(default)]
-    pub transport: Option<String>,
+    pub transport: Option<Transport>,
     /// Overrides `names.prefix` for this backend (`false`: keep its names as they are).
     #[serde(default)]
     pub prefix: Option<bool>,
@@ -541,6 +563,11 @@ pub struct Backend {
     pub url: String,
     /// `host[:port]` for the Host header.
     pub authority: String,
+    /// Where to connect (`host` as in the URL: a name or an IP literal).
+    pub host: String,
+    pub port: u16,
+    /// `host` resolved: empty after [`File::validate`], which does no I/O; the gateway
+    /// resolves it when it starts.
     pub addrs: Vec<SocketAddr>,
     pub path: String,
     pub prefixed: bool,
@@ -644,14 +671,18 @@ impl File {
         serde_saphyr::from_str(text).map_err(|e| err("(file)", e.to_string()))
     }
 
-    /// Checks everything and resolves addresses. `cores` is the number of usable cores.
+    /// Checks everything; no I/O (backend host names are resolved by the gateway when it
+    /// starts). `cores` is the number of usable cores.
     pub fn validate(self, cores: usize) -> Result<Config, ConfigError> {
-        let listen = self
-            .listen
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| err("listen", format!("not an address: {:?}", self.listen)))?;
+        let listen = parse_listen(&self.listen).ok_or_else(|| {
+            err(
+                "listen",
+                format!(
+                    "not an IP address and port (or localhost:PORT): {:?}",
+                    self.listen
+                ),
+            )
+        })?;
         if self.shards > 1024 {
             return Err(err("shards", "at most 1024"));
         }
@@ -768,36 +799,15 @@ impl File {
                     format!("duplicate backend name {:?}", b.name),
                 ));
             }
-            let shared = match b.mode.as_deref() {
-                None | Some("per_session") => false,
-                Some("shared") => true,
-                Some(other) => {
-                    return Err(err(
-                        at("mode"),
-                        format!("{other:?}: expected per_session or shared"),
-                    ))
-                }
-            };
-            let (url, addrs, stdio, legacy_sse, era) = match (&b.url, &b.command) {
+            let shared = b.mode == Some(Mode::Shared);
+            let (url, stdio, legacy_sse, era) = match (&b.url, &b.command) {
                 (Some(u), None) => {
                     let url = parse_http_url(u).map_err(|m| err(at("url"), m))?;
-                    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-                        .to_socket_addrs()
-                        .map_err(|e| err(at("url"), format!("cannot resolve {}: {e}", url.host)))?
-                        .collect();
-                    let (legacy_sse, era) = match b.transport.as_deref() {
-                        None | Some("auto") => (false, Era::Auto),
-                        Some("streamable_http") => (false, Era::Stateful),
-                        Some("sessionless") => (false, Era::Sessionless),
-                        Some("sse") => (true, Era::Stateful),
-                        Some(other) => {
-                            return Err(err(
-                                at("transport"),
-                                format!(
-                                    "{other:?}: expected auto, streamable_http, sessionless or sse"
-                                ),
-                            ))
-                        }
+                    let (legacy_sse, era) = match b.transport.unwrap_or(Transport::Auto) {
+                        Transport::Auto => (false, Era::Auto),
+                        Transport::StreamableHttp => (false, Era::Stateful),
+                        Transport::Sessionless => (false, Era::Sessionless),
+                        Transport::Sse => (true, Era::Stateful),
                     };
                     if !b.args.is_empty() || !b.env.is_empty() || b.cwd.is_some() {
                         return Err(err(
@@ -811,7 +821,7 @@ impl File {
                             "only stdio and legacy SSE (transport: sse) backends have a mode",
                         ));
                     }
-                    (url, addrs, None, legacy_sse, era)
+                    (url, None, legacy_sse, era)
                 }
                 (None, Some(command)) => {
                     if command.is_empty() || command.contains('\0') {
@@ -826,13 +836,7 @@ impl File {
                         env: b.env.clone().into_iter().collect(),
                         cwd: b.cwd.clone(),
                     };
-                    (
-                        HttpUrl::default(),
-                        Vec::new(),
-                        Some(stdio),
-                        false,
-                        Era::Stateful,
-                    )
+                    (HttpUrl::default(), Some(stdio), false, Era::Stateful)
                 }
                 (Some(_), Some(_)) => {
                     return Err(err(at("url"), "give either url or command, not both"))
@@ -873,7 +877,9 @@ impl File {
                 name: b.name,
                 url: b.url.unwrap_or_default(),
                 authority: url.authority,
-                addrs,
+                host: url.host,
+                port: url.port,
+                addrs: Vec::new(),
                 path: url.path,
                 connect_timeout: Duration::from_millis(b.connect_timeout_ms),
                 request_timeout: Duration::from_millis(b.request_timeout_ms),
@@ -984,6 +990,16 @@ fn parse_key(hex: &str) -> Option<[u8; 32]> {
     Some(key)
 }
 
+/// A listen address: an IP literal and port, or `localhost:PORT` (loopback, without asking a
+/// resolver).
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    let port = text.strip_prefix("localhost:")?.parse().ok()?;
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// Parses and validates YAML text.
 pub fn load(text: &str, cores: usize) -> Result<Config, ConfigError> {
     File::from_yaml(text)?.validate(cores)
@@ -995,6 +1011,29 @@ mod tests {
 
     const MINIMAL: &str =
         "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n";
+
+    #[test]
+    fn validation_does_no_io() {
+        // A host no resolver knows validates: the gateway resolves names when it starts.
+        let cfg = load(
+            "listen: localhost:0\nbackends:\n  - name: a\n    url: http://no-such-host.invalid:81/mcp\n    transport: streamable_http\n",
+            2,
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let b = &cfg.backends[0];
+        assert_eq!(
+            (b.host.as_str(), b.port, b.addrs.len()),
+            ("no-such-host.invalid", 81, 0)
+        );
+        assert_eq!(b.era, Era::Stateful);
+        let e = load(
+            "listen: example.com:80\nbackends:\n  - name: a\n    command: x\n",
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "listen");
+    }
 
     #[test]
     fn answer_limits_fit_the_shards_share_of_the_budget() {
@@ -1029,9 +1068,25 @@ mod tests {
             .unwrap_err()
             .path
         };
-        assert_eq!(
-            bad("    command: x\n    mode: pooled\n"),
-            "backends[0].mode"
+        // Enumerations are checked by the YAML reader: the message names the line and the
+        // choices.
+        let pooled = load(
+            "listen: 127.0.0.1:0\nbackends:\n  - name: s\n    command: x\n    mode: pooled\n",
+            2,
+        )
+        .unwrap_err();
+        assert!(
+            pooled.message.contains("pooled") && pooled.message.contains("per_session"),
+            "{pooled:?}"
+        );
+        let transport = load(
+            "listen: 127.0.0.1:0\nbackends:\n  - name: s\n    url: http://a:1/\n    transport: grpc\n",
+            2,
+        )
+        .unwrap_err();
+        assert!(
+            transport.message.contains("grpc") && transport.message.contains("streamable_http"),
+            "{transport:?}"
         );
         assert_eq!(
             bad("    command: x\n    url: http://127.0.0.1:9/\n"),
