@@ -29,8 +29,6 @@ use std::task::{Poll, Waker};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use futures_channel::mpsc::{self, UnboundedSender};
 use futures_util::future::{abortable, select, AbortHandle, Either};
 use futures_util::StreamExt;
@@ -38,6 +36,7 @@ use ringmux_core::affinity;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
 use ringmux_core::method::{self, NameParam};
+use ringmux_core::seal::{open, seal, Claims, STATE_PREFIX};
 use ringmux_core::{sse, version};
 use serde_json::value::RawValue;
 
@@ -63,9 +62,6 @@ pub mod code {
 const NOT_ANSWERED: &str = "the client did not answer within modern.request_state_ttl_ms";
 
 const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
-/// What a sealed state starts with (the format's version).
-const STATE_PREFIX: &str = "rm1.";
-const STATE_AAD: &[u8] = b"ringmux/request-state/1";
 
 /// The members of a modern request that only this era reads, parsed here rather than by the
 /// hot-path parser (which the stateful era shares).
@@ -1226,6 +1222,7 @@ fn park(
             principal: xxhash_rust::xxh3::xxh3_64(session.id.as_bytes()),
             binding: ctx.binding,
         },
+        nonce(),
     );
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"resultType\":\"input_required\",\"inputRequests\":{");
@@ -1329,7 +1326,7 @@ async fn resume(
     if claims.shard as usize != shard.id
         || claims.principal != xxhash_rust::xxh3::xxh3_64(session.id.as_bytes())
         || claims.binding != ctx.binding
-        || claims.expires_ms <= unix_ms()
+        || !claims.valid_at(unix_ms())
     {
         return invalid();
     }
@@ -1490,119 +1487,24 @@ pub(crate) fn write_filter(out: &mut Vec<u8>, lists: [bool; 3], uris: &[String])
 // requestState
 // ---------------------------------------------------------------------------------------------
 
-/// What a sealed `requestState` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Claims {
-    shard: u16,
-    park: u64,
-    expires_ms: u64,
-    /// xxh3 of the principal session's key.
-    principal: u64,
-    binding: u64,
-}
-
-const CLAIMS_LEN: usize = 2 + 8 * 4;
-
+/// The wall clock in Unix milliseconds (sealed states carry their expiry in it, so replicas
+/// sharing a key agree).
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `rm1.` + base64url(nonce ‖ XChaCha20-Poly1305(claims)).
-fn seal(key: &[u8; 32], claims: &Claims) -> String {
-    let mut plain = [0u8; CLAIMS_LEN];
-    plain[..2].copy_from_slice(&claims.shard.to_le_bytes());
-    for (i, v) in [
-        claims.park,
-        claims.expires_ms,
-        claims.principal,
-        claims.binding,
-    ]
-    .iter()
-    .enumerate()
-    {
-        plain[2 + 8 * i..10 + 8 * i].copy_from_slice(&v.to_le_bytes());
-    }
+/// A fresh nonce from the OS random source.
+fn nonce() -> [u8; 24] {
     let mut nonce = [0u8; 24];
     getrandom::fill(&mut nonce).expect("the OS random source works");
-    let cipher = XChaCha20Poly1305::new(key.into());
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: &plain,
-                aad: STATE_AAD,
-            },
-        )
-        .expect("encrypting into a Vec");
-    let mut token = Vec::with_capacity(24 + sealed.len());
-    token.extend_from_slice(&nonce);
-    token.extend_from_slice(&sealed);
-    let mut out = String::from(STATE_PREFIX);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&token, &mut out);
-    out
-}
-
-/// The claims of a state this process (or one with the same key) sealed; `None` for anything
-/// else.
-fn open(key: &[u8; 32], state: &str) -> Option<Claims> {
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(state.strip_prefix(STATE_PREFIX)?)
-        .ok()?;
-    if token.len() < 24 {
-        return None;
-    }
-    let (nonce, sealed) = token.split_at(24);
-    let plain = XChaCha20Poly1305::new(key.into())
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: STATE_AAD,
-            },
-        )
-        .ok()?;
-    if plain.len() != CLAIMS_LEN {
-        return None;
-    }
-    let word =
-        |i: usize| u64::from_le_bytes(plain[2 + 8 * i..10 + 8 * i].try_into().expect("8 bytes"));
-    Some(Claims {
-        shard: u16::from_le_bytes([plain[0], plain[1]]),
-        park: word(0),
-        expires_ms: word(1),
-        principal: word(2),
-        binding: word(3),
-    })
+    nonce
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sealed_state_opens_only_with_its_key_and_unchanged() {
-        let key = [7u8; 32];
-        let claims = Claims {
-            shard: 1,
-            park: 42,
-            expires_ms: 1_900_000_000_000,
-            principal: 0xdead_beef,
-            binding: 99,
-        };
-        let s = seal(&key, &claims);
-        assert!(s.starts_with(STATE_PREFIX));
-        assert_eq!(open(&key, &s), Some(claims.clone()));
-        assert_ne!(seal(&key, &claims), s, "a fresh nonce each time");
-        assert_eq!(open(&[8u8; 32], &s), None);
-        let mut bytes = s.clone().into_bytes();
-        let last = bytes.len() - 3;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(open(&key, std::str::from_utf8(&bytes).unwrap()), None);
-        assert_eq!(open(&key, "rm1.AAAA"), None);
-        assert_eq!(open(&key, "garbage"), None);
-    }
 
     fn ctx(method: &str) -> Ctx {
         Ctx {

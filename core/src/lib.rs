@@ -12,6 +12,7 @@
 //! - [`method`]: the method table, one entry per MCP method with the properties the gateway
 //!   decides by.
 //! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
+//! - [`seal`]: sealed tokens (`requestState`), with the nonce and the time passed in.
 //! - [`uris`]: resource URIs inside a prefixed backend's answers, mapped to the client's form.
 //! - [`initialize`]: what a client session keeps of its `initialize` params, bounded.
 //! - [`version`]: the MCP protocol versions ringmux speaks.
@@ -32,6 +33,7 @@ pub mod jsonrpc;
 pub mod merge;
 pub mod method;
 pub mod names;
+pub mod seal;
 pub mod sse;
 pub mod uris;
 pub mod version;
