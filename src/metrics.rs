@@ -65,6 +65,28 @@ pub struct ShardMetrics {
     pub modern_requests: Counter,
     /// `input_required` results sent (backend requests put to sessionless clients).
     pub input_required: Counter,
+    /// Backend streams held open for client sessions now (GET streams, and
+    /// `subscriptions/listen` streams once acknowledged).
+    pub backend_streams: Counter,
+    /// Backend streams opened (re-opened ones included).
+    pub backend_streams_opened: Counter,
+}
+
+/// A backend stream counted open until this is dropped.
+pub struct OpenStream<'a>(&'a ShardMetrics);
+
+impl<'a> OpenStream<'a> {
+    pub fn new(m: &'a ShardMetrics) -> OpenStream<'a> {
+        m.backend_streams.add(1);
+        m.backend_streams_opened.add(1);
+        OpenStream(m)
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.backend_streams.sub(1);
+    }
 }
 
 /// One exported series: name, type, help, and where the shard keeps it.
@@ -78,7 +100,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 16] = [
+    let metrics: [Series; 18] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -171,6 +193,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "input_required results sent to sessionless clients",
             |m| &m.input_required,
+        ),
+        (
+            "ringmux_backend_streams",
+            "gauge",
+            "Backend GET and subscriptions/listen streams open for client sessions",
+            |m| &m.backend_streams,
+        ),
+        (
+            "ringmux_backend_streams_opened_total",
+            "counter",
+            "Backend GET and subscriptions/listen streams opened (re-opened included)",
+            |m| &m.backend_streams_opened,
         ),
     ];
     for (name, kind, help, get) in metrics {

@@ -406,6 +406,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         if let Some(mut events) = events {
             events.wait_forever();
             backoff = LISTEN_BACKOFF;
+            let _open = crate::metrics::OpenStream::new(&shard.metrics);
             loop {
                 match events.next().await {
                     Ok(Some(ev)) => {

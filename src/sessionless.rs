@@ -865,6 +865,8 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         if let Some(mut events) = events {
             events.wait_forever();
             backoff = LISTEN_BACKOFF;
+            // Counted open once the backend acknowledged it (its first event).
+            let mut open = None;
             loop {
                 let next = {
                     let Some(s) = session.upgrade() else { return };
@@ -884,6 +886,9 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                     backoff = Duration::ZERO;
                     break;
                 };
+                if matches!(next, Ok(Some(_))) && open.is_none() {
+                    open = Some(crate::metrics::OpenStream::new(&shard.metrics));
+                }
                 match next {
                     Ok(Some(ev)) if ev.data.is_empty() => continue,
                     Ok(Some(ev)) => {

@@ -77,8 +77,8 @@ fn get_stream_carries_every_backend_and_resumes() {
     let mut get = open_get(&gw.url, &c, None);
     let prime = get.next_event(WAIT).unwrap().unwrap();
     assert!(prime.id.is_some() && prime.data.is_empty() && prime.retry.is_some());
-    // The backends' GET streams open behind the client's; give them a moment.
-    std::thread::sleep(Duration::from_millis(300));
+    // The backends' GET streams open behind the client's.
+    wait_metric(&gw.url, "ringmux_backend_streams", 2);
 
     // A backend's notification on its GET stream, with the URI as the client knows it.
     call(
@@ -115,7 +115,8 @@ fn get_stream_carries_every_backend_and_resumes() {
         "a__notify_updated",
         json!({"uri": "mock://a/res/2"}),
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Recorded before the client is back, or delivered live to it after the replay: in
+    // order either way.
     let mut again = open_get(&gw.url, &c, Some(&first_id));
     let (roots_req, _) = next_with_id(&mut again);
     assert_eq!(roots_req["method"], "roots/list", "replayed in order");
@@ -137,7 +138,7 @@ fn list_changed_is_told_once_until_the_client_lists() {
     let mut c = client(&gw.url);
     let before = c.list_all("tools/list", "tools").unwrap().len();
     let mut get = open_get(&gw.url, &c, None);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_metric(&gw.url, "ringmux_backend_streams", 2);
     let changed = |r: &RawResponse| {
         r.messages()
             .iter()
@@ -212,12 +213,17 @@ fn client_notifications_reach_only_the_backends_concerned() {
 
     // cancelled: to the backend running the call, with its id; the call stops waiting.
     let mut slow = sibling(&gw.url, &c);
+    // Listed first, so the call's own request is the next one ringmux sends a backend.
+    c.list_all("tools/list", "tools").unwrap();
+    let sent = metric(&gw.url, "ringmux_backend_requests_total");
     let started = Instant::now();
     let waiter = std::thread::spawn(move || {
         slow.post(&json!({"jsonrpc": "2.0", "id": "call-42", "method": "tools/call", "params": {"name": "a__slow", "arguments": {"ms": 20000}}}))
             .unwrap()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The call is in flight once ringmux sent it on (it is in the session's in-flight table
+    // before it is sent).
+    wait_metric(&gw.url, "ringmux_backend_requests_total", sent + 1);
     let r = c
         .post(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "call-42", "reason": "user"}}))
         .unwrap();
@@ -239,7 +245,7 @@ fn client_notifications_reach_only_the_backends_concerned() {
 
     // roots/list_changed: to the backends that asked for roots, only.
     let mut get = open_get(&gw.url, &c, None);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_metric(&gw.url, "ringmux_backend_streams", 2);
     let url = gw.url.clone();
     let asker = {
         let mut c2 = sibling(&url, &c);
@@ -326,28 +332,21 @@ fn no_priming_event_below_2025_11_25() {
             primed,
             "{version}: POST stream's first event"
         );
+        let opened = metric(&gw.url, "ringmux_backend_streams_opened_total");
         let mut get = open_get(&gw.url, &c, None);
         if primed {
             let prime = get.next_event(WAIT).unwrap().unwrap();
             assert!(prime.data.is_empty() && prime.retry.is_some(), "{version}");
         } else {
-            // The first thing on the GET stream is a real message. The backend's own GET
-            // stream opens behind the client's: notify until one gets through.
-            let deadline = Instant::now() + WAIT;
-            let ev = loop {
-                assert!(
-                    Instant::now() < deadline,
-                    "{version}: no event on the GET stream"
-                );
-                call(
-                    &mut c,
-                    "a__notify_updated",
-                    json!({"uri": "mock://a/res/1"}),
-                );
-                if let Some(ev) = get.next_event(Duration::from_millis(200)).ok().flatten() {
-                    break ev;
-                }
-            };
+            // The first thing on the GET stream is a real message (once the backend's own
+            // GET stream, opened behind the client's, is there to carry it).
+            wait_metric(&gw.url, "ringmux_backend_streams_opened_total", opened + 1);
+            call(
+                &mut c,
+                "a__notify_updated",
+                json!({"uri": "mock://a/res/1"}),
+            );
+            let ev = get.next_event(WAIT).unwrap().unwrap();
             assert!(!ev.data.is_empty(), "{version}: GET stream's first event");
             assert!(ev.id.is_some(), "{version}: still resumable");
         }

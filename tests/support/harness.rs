@@ -454,6 +454,16 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits (up to 10 s) until gateway metric `name` reaches `at_least`; panics otherwise.
+pub fn wait_metric(url: &str, name: &str, at_least: u64) {
+    let mut last = 0;
+    let reached = eventually(Duration::from_secs(10), || {
+        last = metric(url, name);
+        last >= at_least
+    });
+    assert!(reached, "{name} stayed at {last}, below {at_least}");
+}
+
 /// Reads a gateway metric (summed over shards) from /metrics.
 pub fn metric(url: &str, name: &str) -> u64 {
     let base = url.trim_end_matches("/mcp");
