@@ -12,9 +12,11 @@ use ringmux_core::affinity;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
 use ringmux_core::{sse, version};
 
-use crate::hop::{delete_local, Handoff, HopKind};
+use crate::hop::{to_owner, Handoff};
 use crate::io::{consume, read_more};
-use crate::shard::{session_not_found, Call, Reply, Shard};
+use crate::pipeline::{ClientEra, Op, Principal, Request};
+use crate::reply::{session_not_found, Reply};
+use crate::shard::Shard;
 
 const READ_CHUNK: usize = 16 << 10;
 /// How long, and how much, a connection being closed after an error is drained.
@@ -598,8 +600,9 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
             return Reply::http_error(403, -32600, "Forbidden: Origin not allowed");
         }
     }
+    let principal = principal_of(shard, buf, head);
     if let Some(legacy) = legacy {
-        return legacy_front(shard, head, buf, body, legacy).await;
+        return legacy_front(shard, head, buf, body, legacy, principal).await;
     }
     if modern {
         return crate::modern::front(shard, head, buf, body).await;
@@ -613,24 +616,16 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
         return session_not_found();
     };
     match head.method {
-        Method::Post => post(shard, buf, head, body, session).await,
+        Method::Post => post(shard, buf, head, body, session, principal).await,
         Method::Delete => match session {
             None => Reply::http_error(
                 400,
                 -32600,
                 "Bad Request: Mcp-Session-Id header is required",
             ),
-            Some(s) => {
-                let owner = shard.owner_of(s);
-                if owner == shard.id {
-                    delete_local(shard, s)
-                } else {
-                    shard.metrics.hops_out.add(1);
-                    shard.peers.call(owner, HopKind::Delete, s, b"").await
-                }
-            }
+            Some(_) => to_owner(shard, stateful(principal, session, Op::Delete, b"")).await,
         },
-        Method::Get => get(shard, buf, head, session).await,
+        Method::Get => get(shard, buf, head, session, principal).await,
         _ => Reply::Status(405),
     }
 }
@@ -659,11 +654,12 @@ async fn legacy_front(
     buf: &[u8],
     body: &[u8],
     legacy: Legacy<'_>,
+    principal: Principal,
 ) -> Reply {
     let message_path = &shard.cfg.legacy.as_ref().expect("legacy is configured").1;
     match (legacy, head.method) {
         (Legacy::Stream, Method::Get) => refuse_without_event_stream(buf, head)
-            .unwrap_or_else(|| shard.open_legacy(message_path)),
+            .unwrap_or_else(|| crate::legacy::open(shard, message_path)),
         (Legacy::Message(id), Method::Post) => {
             let Some(id) = id else {
                 return Reply::http_error(400, -32600, "Bad Request: sessionId is required");
@@ -680,14 +676,14 @@ async fn legacy_front(
                 );
             }
             let id = std::str::from_utf8(id).expect("visible ASCII is UTF-8");
-            let owner = shard.owner_of(id);
-            if owner == shard.id {
-                let mut owned = crate::bufs::take_with(body.len());
-                owned.extend_from_slice(body);
-                return shard.post_legacy(id, owned);
-            }
-            shard.metrics.hops_out.add(1);
-            shard.peers.call(owner, HopKind::Legacy, id, body).await
+            let req = Request {
+                principal,
+                era: ClientEra::Legacy,
+                session: Some(id),
+                op: Op::Message { sse: false },
+                body,
+            };
+            to_owner(shard, req).await
         }
         _ => Reply::Status(405),
     }
@@ -706,7 +702,13 @@ fn refuse_without_event_stream(buf: &[u8], head: &RequestHead) -> Option<Reply> 
 }
 
 /// GET: the session's server-to-client stream, or a resumed one (`Last-Event-ID`).
-async fn get(shard: &Rc<Shard>, buf: &[u8], head: &RequestHead, session: Option<&str>) -> Reply {
+async fn get(
+    shard: &Rc<Shard>,
+    buf: &[u8],
+    head: &RequestHead,
+    session: Option<&str>,
+    principal: Principal,
+) -> Reply {
     if let Some(refused) = refuse_without_event_stream(buf, head) {
         return refused;
     }
@@ -719,16 +721,12 @@ async fn get(shard: &Rc<Shard>, buf: &[u8], head: &RequestHead, session: Option<
     };
     let last_event_id = header(buf, &head.headers.last_event_id)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::trim);
-    let owner = shard.owner_of(session);
-    if owner == shard.id {
-        return shard.open_get(session, last_event_id);
-    }
-    shard.metrics.hops_out.add(1);
-    let kind = HopKind::Get {
-        last_event_id: last_event_id.map(Box::from),
-    };
-    shard.peers.call(owner, kind, session, b"").await
+        .map(|v| Box::from(v.trim()));
+    to_owner(
+        shard,
+        stateful(principal, Some(session), Op::Get { last_event_id }, b""),
+    )
+    .await
 }
 
 async fn post(
@@ -737,6 +735,7 @@ async fn post(
     head: &RequestHead,
     body: &[u8],
     session: Option<&str>,
+    principal: Principal,
 ) -> Reply {
     let h = &head.headers;
     if !header(buf, &h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json"))
@@ -757,28 +756,40 @@ async fn post(
             "Not Acceptable: Accept must include application/json and text/event-stream",
         );
     }
-    let owner = session.map_or(shard.id, |s| shard.owner_of(s));
-    if owner == shard.id {
-        return shard
-            .handle(Call {
-                body,
-                session,
-                sse,
-                legacy: false,
-                modern: None,
-            })
-            .await;
+    to_owner(
+        shard,
+        stateful(principal, session, Op::Message { sse }, body),
+    )
+    .await
+}
+
+/// The principal a request names until authentication exists: the value of the trusted
+/// `modern.principal_header` when it is configured and present (an authenticating proxy in
+/// front said who the client is), else anonymous.
+pub(crate) fn principal_of(shard: &Shard, buf: &[u8], head: &RequestHead) -> Principal {
+    let Some(name) = shard.cfg.modern.principal_header.as_deref() else {
+        return Principal::Anonymous;
+    };
+    match http::find_header(&buf[..head.head_len], name.as_bytes()) {
+        Some(v) => Principal::Header(String::from_utf8_lossy(v).into()),
+        None => Principal::Anonymous,
     }
-    shard.metrics.hops_out.add(1);
-    shard
-        .peers
-        .call(
-            owner,
-            HopKind::Post { sse },
-            session.expect("only sessions hop"),
-            body,
-        )
-        .await
+}
+
+/// A Streamable HTTP request.
+fn stateful<'a>(
+    principal: Principal,
+    session: Option<&'a str>,
+    op: Op,
+    body: &'a [u8],
+) -> Request<'a> {
+    Request {
+        principal,
+        era: ClientEra::Stateful,
+        session,
+        op,
+        body,
+    }
 }
 
 #[cfg(test)]

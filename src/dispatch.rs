@@ -11,7 +11,7 @@ use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::merge::Route;
-use ringmux_core::method::{self, Handler, Local, Method, RouteBy};
+use ringmux_core::method::{Handler, Local, Method, RouteBy};
 use ringmux_core::names;
 use ringmux_core::uris;
 use ringmux_core::version;
@@ -19,49 +19,38 @@ use serde_json::value::RawValue;
 
 use crate::bufs;
 use crate::federation::{Federation, Merged};
+use crate::pipeline::Principal;
 use crate::relay;
+use crate::reply::Reply;
 use crate::session::{final_message, request_key, BackendFailure, Capabilities, Session};
-use crate::shard::{session_not_found, Call, Reply, Shard};
+use crate::shard::{Call, Shard};
 use crate::streams::GET_STREAM;
 use crate::upstream::{Body, Pool, Response};
 
 /// Upper bound on pages walked when fetching one backend's list.
 const MAX_BACKEND_PAGES: usize = 1000;
 
-/// Handles a JSON-RPC request.
-pub async fn request(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Reply {
+/// A JSON-RPC request on an existing session, its method looked up and allowed by the
+/// pipeline ([`crate::pipeline`]): its handler.
+pub async fn request(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    entry: &Method,
+    call: &Call<'_>,
+    msg: &Message<'_>,
+) -> Reply {
     let id = msg.id.expect("requests have ids");
-    // A method of the other era does not exist for this client (2026-07-28 requests have
-    // been checked against their era's table by `modern::check`).
-    let Some(entry) = method::lookup(&msg.method).filter(|m| m.stateful || call.modern.is_some())
-    else {
-        return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
-    };
-    match entry.handler {
-        Handler::Local(Local::Initialize) => return initialize(shard, call, msg).await,
-        Handler::Local(Local::Discover) => return discover(id),
-        _ => {}
-    }
-    let Some(session) = shard.session(call.session) else {
-        return match call.session {
-            None => Reply::error_with_status(
-                Some(id),
-                &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
-                400,
-            ),
-            Some(_) => session_not_found(),
-        };
-    };
     let result = match entry.handler {
         Handler::Local(Local::Ping) => Ok(json_result(id, b"{}")),
-        Handler::Local(Local::SetLevel) => Ok(set_level(shard, &session, call.body, id).await),
-        Handler::List(kind) => list(shard, &session, kind, msg).await,
-        Handler::Routed(by) => match resolve(shard, &session, by, msg, call.body).await {
-            Ok(target) => Ok(forward(shard, &session, target, entry, call, id).await),
+        Handler::Local(Local::SetLevel) => Ok(set_level(shard, session, call.body, id).await),
+        Handler::List(kind) => list(shard, session, kind, msg).await,
+        Handler::Routed(by) => match resolve(shard, session, by, msg, call.body).await {
+            Ok(target) => Ok(forward(shard, session, target, entry, call, id).await),
             Err(e) => Err(e),
         },
-        Handler::Local(Local::Listen) => Err(RpcError::MethodNotFound(msg.method.to_string())),
-        Handler::Local(Local::Initialize | Local::Discover) => unreachable!("answered above"),
+        Handler::Local(Local::Listen | Local::Initialize | Local::Discover) => {
+            Err(RpcError::MethodNotFound(msg.method.to_string()))
+        }
     };
     result.unwrap_or_else(|e| Reply::error(Some(id), &e))
 }
@@ -82,7 +71,12 @@ struct InitEnvelope<'a> {
     params: Option<&'a RawValue>,
 }
 
-async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Reply {
+pub async fn initialize(
+    shard: &Rc<Shard>,
+    principal: &Principal,
+    call: &Call<'_>,
+    msg: &Message<'_>,
+) -> Reply {
     let id = msg.id.expect("requests have ids");
     let params = serde_json::from_slice::<InitEnvelope<'_>>(call.body)
         .ok()
@@ -102,7 +96,9 @@ async fn initialize(shard: &Rc<Shard>, call: &Call<'_>, msg: &Message<'_>) -> Re
         Err(e) => return Reply::error(Some(id), &RpcError::InvalidParams(e.to_string())),
     };
     let legacy = call.session.filter(|_| call.legacy);
-    let session = shard.create_session(Some(requested), kept, legacy).await;
+    let session = shard
+        .create_session(principal, Some(requested), kept, legacy)
+        .await;
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut result, session.version);
@@ -133,7 +129,7 @@ pub(crate) fn write_server_info(out: &mut Vec<u8>, name: &str) {
 /// `server/discover` sent on the stateful path (without a 2026-07-28 version header, so not
 /// a request of that era, [`crate::modern`]): answered with the stateful versions, which the
 /// client can `initialize` with.
-fn discover(id: Raw<'_>) -> Reply {
+pub fn discover(id: Raw<'_>) -> Reply {
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"resultType\":\"complete\",\"supportedVersions\":[");
     for (i, v) in version::STATEFUL

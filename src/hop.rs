@@ -18,30 +18,14 @@ use std::rc::Rc;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 
-use crate::shard::{session_not_found, Call, Reply, Shard};
+use crate::pipeline::{OwnedRequest, Request};
+use crate::reply::Reply;
+use crate::shard::Shard;
 
-/// What the owner must do.
-pub enum HopKind {
-    Post {
-        sse: bool,
-    },
-    Get {
-        last_event_id: Option<Box<str>>,
-    },
-    /// A legacy HTTP+SSE client's POST.
-    Legacy,
-    /// A 2026-07-28 request; `session` is its principal session's key.
-    Modern {
-        sse: bool,
-    },
-    Delete,
-}
-
-/// A request handed to its owner shard. Everything in it is owned (it crosses threads).
+/// A request handed to its owner shard, with where its reply goes. Everything in it is
+/// owned (it crosses threads).
 pub struct Hop {
-    pub kind: HopKind,
-    pub session: Box<str>,
-    pub body: Vec<u8>,
+    pub request: OwnedRequest,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -76,16 +60,9 @@ impl Peers {
     }
 
     /// Sends a request to shard `to` and waits for its reply.
-    pub async fn call(&self, to: usize, kind: HopKind, session: &str, body: &[u8]) -> Reply {
+    pub async fn call(&self, to: usize, request: OwnedRequest) -> Reply {
         let (tx, rx) = oneshot::channel();
-        let mut owned = crate::bufs::take_with(body.len());
-        owned.extend_from_slice(body);
-        let hop = Hop {
-            kind,
-            session: session.into(),
-            body: owned,
-            reply: tx,
-        };
+        let hop = Hop { request, reply: tx };
         if self.0[to].unbounded_send(Inbox::Request(hop)).is_err() {
             return Reply::http_error(503, -32603, "owner shard is shutting down");
         }
@@ -116,32 +93,8 @@ pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<In
         shard.hops_serving.set(shard.hops_serving.get() + 1);
         monoio::spawn(async move {
             let _serving = Serving(&shard);
-            let reply = match hop.kind {
-                HopKind::Post { sse } => {
-                    shard
-                        .handle(Call {
-                            body: &hop.body,
-                            session: Some(&hop.session),
-                            sse,
-                            legacy: false,
-                            modern: None,
-                        })
-                        .await
-                }
-                HopKind::Modern { sse } => {
-                    crate::modern::serve(&shard, &hop.session, &hop.body, sse).await
-                }
-                HopKind::Legacy => {
-                    let reply = shard.post_legacy(&hop.session, hop.body);
-                    let _ = hop.reply.send(reply);
-                    return;
-                }
-                HopKind::Get { last_event_id } => {
-                    shard.open_get(&hop.session, last_event_id.as_deref())
-                }
-                HopKind::Delete => delete_local(&shard, &hop.session),
-            };
-            crate::bufs::give(hop.body);
+            let reply = crate::pipeline::run(&shard, hop.request.borrow()).await;
+            crate::bufs::give(hop.request.body);
             let _ = hop.reply.send(reply);
         });
     }
@@ -175,11 +128,13 @@ fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
     }
 }
 
-/// DELETE on the owner shard.
-pub fn delete_local(shard: &Rc<Shard>, session: &str) -> Reply {
-    if shard.end_session(session) {
-        Reply::Status(200)
-    } else {
-        session_not_found()
+/// Runs `request` on the shard that owns its session (a request without one, an
+/// `initialize`, runs here): the pipeline here, or the owner's through its inbox.
+pub async fn to_owner(shard: &Rc<Shard>, request: Request<'_>) -> Reply {
+    let owner = request.session.map_or(shard.id, |s| shard.owner_of(s));
+    if owner == shard.id {
+        return crate::pipeline::run(shard, request).await;
     }
+    shard.metrics.hops_out.add(1);
+    shard.peers.call(owner, request.to_owned()).await
 }

@@ -32,19 +32,19 @@ use base64::Engine;
 use futures_channel::mpsc::{self, UnboundedSender};
 use futures_util::future::{abortable, select, AbortHandle, Either};
 use futures_util::StreamExt;
-use ringmux_core::affinity;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
-use ringmux_core::method::{self, NameParam};
+use ringmux_core::method::{self, Handler, Local, Method as McpMethod, NameParam};
 use ringmux_core::seal::{open, seal, Claims, STATE_PREFIX};
 use ringmux_core::{sse, version};
 use serde_json::value::RawValue;
 
 use crate::dispatch;
-use crate::hop::HopKind;
+use crate::pipeline::{ClientEra, Op, Principal, Request};
 use crate::relay;
+use crate::reply::Reply;
 use crate::session::Session;
-use crate::shard::{Call, Reply, Shard};
+use crate::shard::{Call, Shard};
 use crate::upstream::{EventStream, Pool, UpstreamError};
 use ringmux_core::sse::Event;
 
@@ -199,24 +199,26 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
     ) {
         return reply;
     }
-    let principal = shard
+    let named = shard
         .cfg
         .modern
         .principal_header
         .as_deref()
-        .and_then(|name| http::find_header(&buf[..head.head_len], name.as_bytes()))
-        .unwrap_or(b"anonymous");
+        .and_then(|name| http::find_header(&buf[..head.head_len], name.as_bytes()));
     let caps = env.meta(|m| m.client_capabilities);
-    let key = principal_key(principal, caps);
-    let owner = affinity::shard_of(key.as_bytes(), shard.cfg.shards);
-    if owner == shard.id {
-        return serve(shard, &key, body, sse).await;
-    }
-    shard.metrics.hops_out.add(1);
-    shard
-        .peers
-        .call(owner, HopKind::Modern { sse }, &key, body)
-        .await
+    let key = principal_key(named.unwrap_or(b"anonymous"), caps);
+    let principal = match named {
+        Some(v) => Principal::Header(String::from_utf8_lossy(v).into()),
+        None => Principal::Anonymous,
+    };
+    let req = Request {
+        principal,
+        era: ClientEra::Sessionless,
+        session: Some(&key),
+        op: Op::Message { sse },
+        body,
+    };
+    crate::hop::to_owner(shard, req).await
 }
 
 /// The routing-header and envelope checks, in the order the era's reference implementation
@@ -630,6 +632,8 @@ pub struct Ctx {
     /// The id the client gave (the backend saw a renumbered one).
     pub client_id: Box<RawValue>,
     pub method: Box<str>,
+    /// Its entry in the method table.
+    pub entry: &'static McpMethod,
     /// `_meta`'s logLevel as a `jsonrpc::log_rank`; `None`: no log messages.
     pub log_rank: Option<u8>,
     /// The client's declared capabilities (for -32021).
@@ -641,16 +645,20 @@ pub struct Ctx {
 }
 
 /// Serves a modern request on the shard that owns its principal session `key`.
-pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Reply {
-    let msg = match jsonrpc::parse(body) {
-        Ok(m) => m,
-        Err(e) => return Reply::error_with_status(None, &e, 400),
-    };
+pub async fn serve(
+    shard: &Rc<Shard>,
+    key: &str,
+    principal: &Principal,
+    entry: &'static McpMethod,
+    body: &[u8],
+    msg: &Message<'_>,
+    sse: bool,
+) -> Reply {
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
     shard.metrics.modern_requests.add(1);
-    let session = match principal(shard, key, body).await {
+    let session = match principal_session(shard, key, principal, body).await {
         Ok(s) => s,
         Err(e) => {
             return Reply::error_with_status(
@@ -665,6 +673,7 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
     let ctx = Ctx {
         client_id: id.to_boxed(),
         method: msg.method.as_ref().into(),
+        entry,
         log_rank: env
             .meta(|m| m.log_level)
             .and_then(raw_str)
@@ -674,12 +683,12 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
                 .and_then(|c| serde_json::from_str(c.get()).ok())
                 .unwrap_or_default(),
         ),
-        binding: binding(&msg, &env),
+        binding: binding(msg, &env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
     };
-    match &*msg.method {
-        "server/discover" => discover(shard, &session, id),
-        "subscriptions/listen" => listen(shard, &session, &state, &env, id).await,
+    match entry.handler {
+        Handler::Local(Local::Discover) => discover(shard, &session, id),
+        Handler::Local(Local::Listen) => listen(shard, &session, &state, &env, id).await,
         // A state of ringmux's own; any other is a sessionless backend's, for it to read.
         _ if env.request_state.is_some_and(|s| {
             s.get()
@@ -689,8 +698,8 @@ pub async fn serve(shard: &Rc<Shard>, key: &str, body: &[u8], sse: bool) -> Repl
         {
             resume(shard, &session, &env, id, body, ctx, sse).await
         }
-        m => {
-            if method::lookup(m).is_some_and(|m| m.may_need_input) {
+        _ => {
+            if entry.may_need_input {
                 let asks = held_asks(shard, &session, &state, &ctx).await;
                 if !asks.is_empty() {
                     let (body, status) = park(shard, &session, asks, None, &ctx);
@@ -729,7 +738,7 @@ async fn call(
                 legacy: false,
                 modern: Some(&ctx),
             };
-            dispatch::request(shard, &call, &fmsg).await
+            dispatch::request(shard, session, ctx.entry, &call, &fmsg).await
         }
         Err(e) => Reply::error_with_status(Some(id), &e, 400),
     };
@@ -739,12 +748,13 @@ async fn call(
 
 /// The principal session for `key`, created (and its backend sessions initialized with the
 /// request's capabilities) on first use.
-async fn principal(
+async fn principal_session(
     shard: &Rc<Shard>,
     key: &str,
+    principal: &Principal,
     body: &[u8],
 ) -> Result<Rc<Session>, ringmux_core::initialize::ParamsError> {
-    if let Some(s) = shard.session(Some(key)) {
+    if let Some(s) = shard.session(Some(key), principal) {
         s.modern.get().expect("a principal session").ready().await;
         return Ok(s);
     }
@@ -769,7 +779,7 @@ async fn principal(
         std::str::from_utf8(&params).expect("JSON is UTF-8"),
         shard.cfg.limits.max_initialize_params,
     )?;
-    Ok(shard.create_principal(key, params).await)
+    Ok(shard.create_principal(key, principal, params).await)
 }
 
 /// `server/discover`: the versions ringmux serves clients (it brokers every backend, so each
@@ -885,7 +895,7 @@ pub fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
         fields.push("\"resultType\":\"complete\"".into());
     }
     // Methods whose results clients may cache: `ttlMs`, `cacheScope` required.
-    if method::lookup(&ctx.method).is_some_and(|m| m.cacheable) {
+    if ctx.entry.cacheable {
         if present.as_ref().is_none_or(|p| p.ttl_ms.is_none()) {
             fields.push(format!("\"ttlMs\":{}", ctx.ttl_ms));
         }
@@ -1060,8 +1070,7 @@ async fn pump(
         match msg.kind {
             Kind::Response => {
                 session.end(key);
-                let map = pool.cfg.prefixed
-                    && method::lookup(&ctx.method).is_some_and(|m| m.uris_in_result);
+                let map = pool.cfg.prefixed && ctx.entry.uris_in_result;
                 let data = dispatch::with_client_uris(&pool, map, data);
                 return complete(&data, ctx);
             }
@@ -1408,7 +1417,8 @@ async fn listen(
             legacy: false,
             modern: None,
         };
-        match dispatch::request(shard, &call, &sub).await {
+        let entry = method::lookup("resources/subscribe").expect("in the method table");
+        match dispatch::request(shard, session, entry, &call, &sub).await {
             Reply::Json { body: answer, .. }
                 if jsonrpc::parse(&answer).is_ok_and(|m| m.result.is_some()) =>
             {
@@ -1510,6 +1520,7 @@ mod tests {
         Ctx {
             client_id: RawValue::from_string("7".into()).unwrap(),
             method: method.into(),
+            entry: method::lookup(method).unwrap_or(&method::METHODS[0]),
             log_rank: None,
             capabilities: Rc::new(serde_json::Value::Null),
             binding: 0,
@@ -1595,6 +1606,6 @@ mod tests {
         let ka = principal_key(b"p", Some((&*a).into()));
         assert_eq!(ka, principal_key(b"p", Some((&*b).into())));
         assert_ne!(ka, principal_key(b"q", Some((&*a).into())));
-        assert!(!affinity::plausible_session_id(ka.as_bytes()));
+        assert!(!ringmux_core::affinity::plausible_session_id(ka.as_bytes()));
     }
 }

@@ -15,6 +15,7 @@ use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use crate::pipeline::Principal;
 use crate::streams::Streams;
 use crate::upstream::{Body, Pool, UpstreamError};
 
@@ -72,6 +73,9 @@ pub enum BackendSession {
 
 pub struct Session {
     pub id: Rc<str>,
+    /// Who the session belongs to: only this principal finds it by its id
+    /// ([`crate::shard::Shard::session`]).
+    pub principal: Principal,
     /// Version negotiated with the client.
     pub version: &'static str,
     /// The client's `initialize` params, replayed to (re)initialize backend sessions.
@@ -151,6 +155,7 @@ pub enum BackendFailure {
 impl Session {
     pub fn new(
         id: Rc<str>,
+        principal: Principal,
         version: &'static str,
         init_params: Box<RawValue>,
         backends: usize,
@@ -159,6 +164,7 @@ impl Session {
     ) -> Session {
         Session {
             id,
+            principal,
             version,
             view: view_of(&init_params),
             init_params,

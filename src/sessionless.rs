@@ -37,8 +37,9 @@ use serde_json::value::RawValue;
 
 use crate::dispatch::with_client_uris;
 use crate::relay;
+use crate::reply::Reply;
 use crate::session::{BackendFailure, Capabilities, Session};
-use crate::shard::{Call, Reply, Shard};
+use crate::shard::{Call, Shard};
 use crate::streams::GET_STREAM;
 use crate::upstream::{Body, EventStream, Pool, Response};
 

@@ -12,67 +12,17 @@ use futures_channel::mpsc::UnboundedSender;
 use ringmux_core::affinity;
 use ringmux_core::catalog::Catalog;
 use ringmux_core::config::Config;
-use ringmux_core::error::RpcError;
-use ringmux_core::jsonrpc::{self, Kind, Raw};
 use ringmux_core::version;
 
-use crate::dispatch;
 use crate::federation::Federation;
 use crate::hop::Peers;
 use crate::metrics::ShardMetrics;
+use crate::pipeline::Principal;
 use crate::relay;
+use crate::reply::{session_not_found, Reply};
 use crate::session::Session;
 use crate::streams::{Resume, Streams};
 use crate::upstream::Pool;
-
-/// What the connection writes back.
-pub enum Reply {
-    /// A status with an empty body (202 for notifications, 200 for DELETE).
-    Status(u16),
-    /// A JSON body; `session` becomes the `Mcp-Session-Id` header.
-    Json {
-        status: u16,
-        body: Vec<u8>,
-        session: Option<Box<str>>,
-    },
-    /// A non-JSON body (metrics, health).
-    Text {
-        status: u16,
-        content_type: &'static str,
-        body: String,
-    },
-    /// An SSE body: each item is one or more encoded events; the stream ends when the sender
-    /// is dropped.
-    Stream(futures_channel::mpsc::UnboundedReceiver<Vec<u8>>),
-}
-
-impl Reply {
-    pub fn error(id: Option<Raw<'_>>, err: &RpcError) -> Reply {
-        Reply::error_with_status(id, err, err.http_status())
-    }
-
-    /// A JSON-RPC error carried by a given HTTP status (a transport rule was broken).
-    pub fn error_with_status(id: Option<Raw<'_>>, err: &RpcError, status: u16) -> Reply {
-        let mut body = Vec::with_capacity(128);
-        jsonrpc::write_error(&mut body, id, err);
-        Reply::Json {
-            status,
-            body,
-            session: None,
-        }
-    }
-
-    /// An HTTP-level error with a JSON-RPC error body (id null).
-    pub fn http_error(status: u16, code: i32, message: &str) -> Reply {
-        let mut body = Vec::with_capacity(128);
-        jsonrpc::write_error_parts(&mut body, None, code, message, None);
-        Reply::Json {
-            status,
-            body,
-            session: None,
-        }
-    }
-}
 
 /// A request as the owner shard sees it.
 pub struct Call<'a> {
@@ -97,7 +47,7 @@ pub struct Shard {
     pub cfg: Arc<Config>,
     pub sessions: RefCell<HashMap<Rc<str>, Rc<Session>>>,
     /// Legacy HTTP+SSE streams opened and not yet initialized, by session id.
-    legacy_pending: RefCell<HashMap<Rc<str>, UnboundedSender<Vec<u8>>>>,
+    pub(crate) legacy_pending: RefCell<HashMap<Rc<str>, UnboundedSender<Vec<u8>>>>,
     pub pools: Vec<Rc<Pool>>,
     /// Catalog caches, one per view: clients declaring different capabilities may be shown
     /// different lists by a backend (a tool offered only to clients that can sample), so
@@ -239,37 +189,20 @@ impl Shard {
         affinity::shard_of(session.as_bytes(), self.cfg.shards)
     }
 
-    /// Handles one POSTed JSON-RPC message whose session (if any) this shard owns.
-    pub async fn handle(self: &Rc<Self>, call: Call<'_>) -> Reply {
-        self.metrics.requests.add(1);
-        let msg = match jsonrpc::parse(call.body) {
-            Ok(m) => m,
-            Err(e) => return Reply::error(None, &e),
-        };
-        match msg.kind {
-            // Client notifications go to the backends concerned; answers to server-to-client
-            // requests go back to the asker.
-            Kind::Notification | Kind::Response => {
-                match (call.session, self.session(call.session)) {
-                    (Some(_), None) => session_not_found(),
-                    (_, Some(session)) if msg.kind == Kind::Response => {
-                        dispatch::client_response(self, &session, call.body, &msg).await
-                    }
-                    (_, Some(session)) => {
-                        dispatch::client_notification(self, &session, call.body, &msg).await
-                    }
-                    _ => Reply::Status(202),
-                }
-            }
-            Kind::Request => dispatch::request(self, &call, &msg).await,
-        }
-    }
-
-    /// Looks up a session and marks it used.
-    pub fn session(&self, id: Option<&str>) -> Option<Rc<Session>> {
+    /// Looks up a session for `principal` and marks it used. A session is its principal's
+    /// alone: another principal presenting its id finds nothing, as with an unknown id.
+    pub fn session(&self, id: Option<&str>, principal: &Principal) -> Option<Rc<Session>> {
         let s = self.sessions.borrow().get(id?).cloned()?;
+        if s.principal != *principal {
+            return None;
+        }
         s.last_used.set(Instant::now());
         Some(s)
+    }
+
+    /// A client's DELETE: ends session `id` if it is `principal`'s.
+    pub fn end_session_for(self: &Rc<Self>, id: &str, principal: &Principal) -> bool {
+        self.session(Some(id), principal).is_some() && self.end_session(id)
     }
 
     /// Mints a session id that hashes to this shard.
@@ -288,6 +221,7 @@ impl Shard {
     /// the legacy HTTP+SSE stream the client opened, which becomes the session's stream.
     pub async fn create_session(
         self: &Rc<Self>,
+        principal: &Principal,
         requested_version: Option<&str>,
         params: Box<serde_json::value::RawValue>,
         legacy: Option<&str>,
@@ -300,6 +234,7 @@ impl Shard {
         let negotiated = version::negotiate(requested_version);
         let session = Rc::new(Session::new(
             id.clone(),
+            principal.clone(),
             negotiated,
             params,
             self.pools.len(),
@@ -336,11 +271,13 @@ impl Shard {
     pub async fn create_principal(
         self: &Rc<Self>,
         key: &str,
+        principal: &Principal,
         params: Box<serde_json::value::RawValue>,
     ) -> Rc<Session> {
         let id: Rc<str> = Rc::from(key);
         let session = Rc::new(Session::new(
             id.clone(),
+            principal.clone(),
             version::LATEST_STATEFUL,
             params,
             self.pools.len(),
@@ -448,8 +385,13 @@ impl Shard {
     /// A client's GET on the MCP endpoint: its standalone stream, or (with `Last-Event-ID`) the
     /// stream that id belongs to, replayed from after it. The first GET stream also opens each
     /// backend session's own GET stream, multiplexed into the client's.
-    pub fn open_get(self: &Rc<Self>, session: &str, last_event_id: Option<&str>) -> Reply {
-        let Some(session) = self.session(Some(session)) else {
+    pub fn open_get(
+        self: &Rc<Self>,
+        session: &str,
+        principal: &Principal,
+        last_event_id: Option<&str>,
+    ) -> Reply {
+        let Some(session) = self.session(Some(session), principal) else {
             return session_not_found();
         };
         let resume = match last_event_id.map(|id| Resume::parse(id).ok_or(id)) {
@@ -487,78 +429,6 @@ impl Shard {
         });
     }
 
-    /// `GET <sse_path>`: a legacy HTTP+SSE client's stream. Its first event names the URI to
-    /// POST to, carrying a session id minted for this shard; the session is created by the
-    /// `initialize` POSTed there.
-    pub fn open_legacy(&self, message_path: &str) -> Reply {
-        let id = self.mint_session_id();
-        let (tx, rx) = futures_channel::mpsc::unbounded();
-        let mut endpoint = Vec::with_capacity(64);
-        endpoint.extend_from_slice(message_path.as_bytes());
-        endpoint.extend_from_slice(b"?sessionId=");
-        endpoint.extend_from_slice(id.as_bytes());
-        let mut event = Vec::with_capacity(96);
-        ringmux_core::sse::write_event(&mut event, None, Some("endpoint"), &endpoint);
-        let _ = tx.unbounded_send(event);
-        self.legacy_pending.borrow_mut().insert(id, tx);
-        Reply::Stream(rx)
-    }
-
-    /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
-    /// background and its answer goes on the session's stream.
-    pub fn post_legacy(self: &Rc<Self>, id: &str, body: Vec<u8>) -> Reply {
-        let known = self.sessions.borrow().contains_key(id)
-            || self.legacy_pending.borrow().contains_key(id);
-        if !known {
-            return session_not_found();
-        }
-        let shard = self.clone();
-        let id: Box<str> = id.into();
-        monoio::spawn(async move {
-            let call = Call {
-                body: &body,
-                session: Some(&id),
-                sse: false,
-                legacy: true,
-                modern: None,
-            };
-            if let Reply::Json { body: answer, .. } = shard.handle(call).await {
-                if let Some(s) = shard.session(Some(&id)) {
-                    s.streams.send(crate::streams::GET_STREAM, &answer);
-                } else {
-                    shard.refuse_before_initialize(&id, &body);
-                }
-                crate::bufs::give(answer);
-            }
-            crate::bufs::give(body);
-        });
-        Reply::Status(202)
-    }
-
-    /// A legacy client's request POSTed to a stream it has not initialized yet: answered on
-    /// that stream with an error carrying the request's id (rather than left unanswered).
-    fn refuse_before_initialize(&self, id: &str, body: &[u8]) {
-        let pending = self.legacy_pending.borrow();
-        let Some(tx) = pending.get(id) else { return };
-        let Ok(msg) = jsonrpc::parse(body) else {
-            return;
-        };
-        if msg.kind != Kind::Request {
-            return;
-        }
-        let mut answer = Vec::with_capacity(128);
-        jsonrpc::write_error_parts(
-            &mut answer,
-            msg.id,
-            -32600,
-            "Bad Request: the session is not initialized (send initialize first)",
-            None,
-        );
-        let mut event = Vec::with_capacity(answer.len() + 32);
-        ringmux_core::sse::write_event(&mut event, None, None, &answer);
-        let _ = tx.unbounded_send(event);
-    }
-
     /// Ends sessions idle longer than the configured limit with no GET stream open, and
     /// legacy sessions whose stream is gone (on that transport the stream is the session).
     pub fn sweep_idle(self: &Rc<Self>, now: Instant) {
@@ -587,9 +457,4 @@ impl Shard {
             self.end_session(&id);
         }
     }
-}
-
-/// 404 for an unknown or ended session (the client must re-initialize).
-pub fn session_not_found() -> Reply {
-    Reply::http_error(404, -32001, "Session not found")
 }

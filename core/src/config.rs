@@ -70,9 +70,11 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModernFile {
-    /// Header naming an unauthenticated modern client's principal: requests with the same value
-    /// (and the same declared capabilities) share backend sessions on the shard that value
-    /// hashes to. Empty: every unauthenticated modern client is one principal.
+    /// Header naming a client's principal, trusted as given (set it only behind a proxy that
+    /// authenticates clients): modern requests with the same value (and the same declared
+    /// capabilities) share backend sessions on the shard that value hashes to, and a stateful
+    /// session is bound to the value it was initialized with (another value presenting its id
+    /// is 404). Empty: every client is the one anonymous principal.
     #[serde(default)]
     pub principal_header: String,
     /// How long an `input_required` result's `requestState` stays valid (the client's answer

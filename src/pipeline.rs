@@ -1,0 +1,255 @@
+//! The request pipeline: the one path every client request takes on the shard that owns its
+//! session, whichever front (Streamable HTTP, legacy HTTP+SSE, 2026-07-28) and whichever shard
+//! it came in on. A front checks its transport's rules and turns the bytes into one
+//! [`Request`] (a hop to the owner shard carries it as an [`OwnedRequest`]); [`run`] then takes
+//! it through these stages, in this order, and nowhere else:
+//!
+//! 1. **authenticate** ([`authenticate`]): who is calling. Until authentication exists this is
+//!    the front's placeholder ([`Principal::Anonymous`], or a 2026-07-28 client's configured
+//!    principal header).
+//! 2. **admit** ([`admit`]): limits per principal (rate, concurrency). Admits everything today.
+//! 3. **session**: the session the request names, looked up under the principal: another
+//!    principal's session id is 404, exactly like an unknown one ([`Shard::session`]).
+//! 4. **method**: the method table ([`ringmux_core::method`]): a method of another era, or none,
+//!    is -32601.
+//! 5. **authorize** ([`authorize`]): may this principal call this method (on this item).
+//!    Allows everything today.
+//! 6. **handler**: initialize, lists, routed calls ([`crate::dispatch`]), the 2026-07-28
+//!    handlers ([`crate::modern`]); client notifications and answers to server→client requests.
+//! 7. **era adapter and reply**: each handler's answer is made the client's era's (2026-07-28
+//!    result members, stateful error statuses) before the front writes it.
+//!
+//! Each stage's function has its final shape (what it reads, how it refuses), so the
+//! authentication, rate-limit and authorization issues fill in bodies, not call sites.
+
+use std::rc::Rc;
+
+use ringmux_core::error::RpcError;
+use ringmux_core::jsonrpc::{self, Kind, Message};
+use ringmux_core::method::{self, Handler, Local, Method};
+
+use crate::dispatch;
+use crate::reply::{session_not_found, Reply};
+use crate::shard::{Call, Shard};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// Nobody in particular (no authentication configured).
+    Anonymous,
+    /// A 2026-07-28 client named by the configured `modern.principal_header` (trusted as
+    /// given until authentication exists).
+    Header(Box<str>),
+}
+
+/// The client's protocol era and transport, as its front saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEra {
+    /// Streamable HTTP, 2025-03-26 … 2025-11-25.
+    Stateful,
+    /// The legacy HTTP+SSE transport (2024-11-05): answers go on the session's one stream.
+    Legacy,
+    /// 2026-07-28: no session of its own; `session` is its principal session's key.
+    Sessionless,
+}
+
+/// What the client asked of the session, at the HTTP level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// One JSON-RPC message (the body); `sse`: the client accepts an event stream in answer.
+    Message { sse: bool },
+    /// Open the session's GET stream, or resume one after `last_event_id`.
+    Get { last_event_id: Option<Box<str>> },
+    /// End the session.
+    Delete,
+}
+
+/// One client request, as a front made it: nothing else is read by the stages.
+pub struct Request<'a> {
+    pub principal: Principal,
+    pub era: ClientEra,
+    /// The session it targets (`Mcp-Session-Id`, a legacy `sessionId`, or a 2026-07-28
+    /// principal session's key); `None` for `initialize`.
+    pub session: Option<&'a str>,
+    pub op: Op,
+    pub body: &'a [u8],
+}
+
+/// A [`Request`] that owns its parts, to cross to the owner shard.
+pub struct OwnedRequest {
+    pub principal: Principal,
+    pub era: ClientEra,
+    pub session: Option<Box<str>>,
+    pub op: Op,
+    pub body: Vec<u8>,
+}
+
+impl Request<'_> {
+    pub fn to_owned(&self) -> OwnedRequest {
+        let mut body = crate::bufs::take_with(self.body.len());
+        body.extend_from_slice(self.body);
+        OwnedRequest {
+            principal: self.principal.clone(),
+            era: self.era,
+            session: self.session.map(Box::from),
+            op: self.op.clone(),
+            body,
+        }
+    }
+}
+
+impl OwnedRequest {
+    pub fn borrow(&self) -> Request<'_> {
+        Request {
+            principal: self.principal.clone(),
+            era: self.era,
+            session: self.session.as_deref(),
+            op: self.op.clone(),
+            body: &self.body,
+        }
+    }
+}
+
+/// Stage 1: who is calling. Today: the principal the front named.
+pub fn authenticate(_shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
+    Ok(req.principal.clone())
+}
+
+/// Stage 2: whether this principal may send one more request now. Today: always.
+pub fn admit(_shard: &Shard, _principal: &Principal, _req: &Request<'_>) -> Result<(), Reply> {
+    Ok(())
+}
+
+/// Stage 5: whether `principal` may call `method` as `msg` asks (the tool, prompt or URI it
+/// names, its arguments). Today: always.
+pub fn authorize(
+    _shard: &Shard,
+    _principal: &Principal,
+    _method: &Method,
+    _msg: &Message<'_>,
+) -> Result<(), RpcError> {
+    Ok(())
+}
+
+/// Runs a request through the stages on the shard that owns its session.
+pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
+    let principal = match authenticate(shard, &req) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
+    if let Err(refused) = admit(shard, &principal, &req) {
+        return refused;
+    }
+    match (&req.op, req.era) {
+        (Op::Message { .. }, ClientEra::Legacy) => {
+            // Answered 202 at once; the message runs in the background and its answer goes
+            // on the session's stream.
+            let id = req.session.expect("the legacy front requires a sessionId");
+            crate::legacy::post(shard, id, principal, req.body)
+        }
+        (Op::Message { sse }, era) => {
+            message(shard, &principal, era, req.session, req.body, *sse).await
+        }
+        (Op::Get { last_event_id }, _) => match req.session {
+            Some(id) => shard.open_get(id, &principal, last_event_id.as_deref()),
+            None => Reply::http_error(
+                400,
+                -32600,
+                "Bad Request: Mcp-Session-Id header is required",
+            ),
+        },
+        (Op::Delete, _) => match req.session {
+            Some(id) if shard.end_session_for(id, &principal) => Reply::Status(200),
+            Some(_) => session_not_found(),
+            None => Reply::http_error(
+                400,
+                -32600,
+                "Bad Request: Mcp-Session-Id header is required",
+            ),
+        },
+    }
+}
+
+/// Stages 3 to 7 for one JSON-RPC message.
+pub async fn message(
+    shard: &Rc<Shard>,
+    principal: &Principal,
+    era: ClientEra,
+    session_id: Option<&str>,
+    body: &[u8],
+    sse: bool,
+) -> Reply {
+    shard.metrics.requests.add(1);
+    let msg = match jsonrpc::parse(body) {
+        Ok(m) => m,
+        Err(e) if era == ClientEra::Sessionless => return Reply::error_with_status(None, &e, 400),
+        Err(e) => return Reply::error(None, &e),
+    };
+    if era == ClientEra::Sessionless {
+        let key = session_id.expect("a 2026-07-28 request names its principal session");
+        let Some(id) = msg.id else {
+            // The era has no client notification a gateway must act on.
+            return Reply::Status(202);
+        };
+        let Some(entry) = method::lookup(&msg.method).filter(|m| m.sessionless) else {
+            return Reply::error_with_status(
+                Some(id),
+                &RpcError::MethodNotFound(msg.method.to_string()),
+                404,
+            );
+        };
+        if let Err(e) = authorize(shard, principal, entry, &msg) {
+            return Reply::error_with_status(Some(id), &e, 403);
+        }
+        return crate::modern::serve(shard, key, principal, entry, body, &msg, sse).await;
+    }
+    let legacy = era == ClientEra::Legacy;
+    let session = shard.session(session_id, principal);
+    match msg.kind {
+        // Client notifications go to the backends concerned; answers to server-to-client
+        // requests go back to the asker.
+        Kind::Notification | Kind::Response => match (session_id, session) {
+            (Some(_), None) => session_not_found(),
+            (_, Some(session)) if msg.kind == Kind::Response => {
+                dispatch::client_response(shard, &session, body, &msg).await
+            }
+            (_, Some(session)) => dispatch::client_notification(shard, &session, body, &msg).await,
+            _ => Reply::Status(202),
+        },
+        Kind::Request => {
+            let id = msg.id.expect("requests have ids");
+            let Some(entry) = method::lookup(&msg.method).filter(|m| m.stateful) else {
+                return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
+            };
+            if let Err(e) = authorize(shard, principal, entry, &msg) {
+                return Reply::error(Some(id), &e);
+            }
+            let call = Call {
+                body,
+                session: session_id,
+                sse,
+                legacy,
+                modern: None,
+            };
+            match entry.handler {
+                Handler::Local(Local::Initialize) => {
+                    return dispatch::initialize(shard, principal, &call, &msg).await
+                }
+                Handler::Local(Local::Discover) => return dispatch::discover(id),
+                _ => {}
+            }
+            let session = match (session_id, session) {
+                (_, Some(s)) => s,
+                (None, None) => {
+                    return Reply::error_with_status(
+                        Some(id),
+                        &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
+                        400,
+                    )
+                }
+                (Some(_), None) => return session_not_found(),
+            };
+            dispatch::request(shard, &session, entry, &call, &msg).await
+        }
+    }
+}

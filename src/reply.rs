@@ -1,0 +1,59 @@
+//! What a front writes back to its client for one request: a status, a JSON body, a text
+//! body, or an SSE stream. Every layer that answers a client returns one of these.
+
+use ringmux_core::error::RpcError;
+use ringmux_core::jsonrpc::{self, Raw};
+
+/// What the connection writes back.
+pub enum Reply {
+    /// A status with an empty body (202 for notifications, 200 for DELETE).
+    Status(u16),
+    /// A JSON body; `session` becomes the `Mcp-Session-Id` header.
+    Json {
+        status: u16,
+        body: Vec<u8>,
+        session: Option<Box<str>>,
+    },
+    /// A non-JSON body (metrics, health).
+    Text {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
+    /// An SSE body: each item is one or more encoded events; the stream ends when the sender
+    /// is dropped.
+    Stream(futures_channel::mpsc::UnboundedReceiver<Vec<u8>>),
+}
+
+impl Reply {
+    pub fn error(id: Option<Raw<'_>>, err: &RpcError) -> Reply {
+        Reply::error_with_status(id, err, err.http_status())
+    }
+
+    /// A JSON-RPC error carried by a given HTTP status (a transport rule was broken).
+    pub fn error_with_status(id: Option<Raw<'_>>, err: &RpcError, status: u16) -> Reply {
+        let mut body = Vec::with_capacity(128);
+        jsonrpc::write_error(&mut body, id, err);
+        Reply::Json {
+            status,
+            body,
+            session: None,
+        }
+    }
+
+    /// An HTTP-level error with a JSON-RPC error body (id null).
+    pub fn http_error(status: u16, code: i32, message: &str) -> Reply {
+        let mut body = Vec::with_capacity(128);
+        jsonrpc::write_error_parts(&mut body, None, code, message, None);
+        Reply::Json {
+            status,
+            body,
+            session: None,
+        }
+    }
+}
+
+/// 404 for an unknown or ended session (the client must re-initialize).
+pub fn session_not_found() -> Reply {
+    Reply::http_error(404, -32001, "Session not found")
+}
