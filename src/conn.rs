@@ -12,8 +12,9 @@ use ringmux_core::affinity;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
 use ringmux_core::{sse, version};
 
-use crate::hop::{to_owner, Handoff};
+use crate::hop::Handoff;
 use crate::io::{consume, read_more};
+use crate::pipeline::{self, Step};
 use crate::pipeline::{ClientEra, Op, Principal, Request};
 use crate::reply::{session_not_found, Reply};
 use crate::shard::Shard;
@@ -623,7 +624,7 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
                 -32600,
                 "Bad Request: Mcp-Session-Id header is required",
             ),
-            Some(_) => to_owner(shard, stateful(principal, session, Op::Delete, b"")).await,
+            Some(_) => pipeline::run(shard, stateful(principal, session, Op::Delete, b"")).await,
         },
         Method::Get => get(shard, buf, head, session, principal).await,
         _ => Reply::Status(405),
@@ -683,7 +684,7 @@ async fn legacy_front(
                 op: Op::Message { sse: false },
                 body,
             };
-            to_owner(shard, req).await
+            pipeline::run(shard, req).await
         }
         _ => Reply::Status(405),
     }
@@ -722,7 +723,7 @@ async fn get(
     let last_event_id = header(buf, &head.headers.last_event_id)
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(|v| Box::from(v.trim()));
-    to_owner(
+    pipeline::run(
         shard,
         stateful(principal, Some(session), Op::Get { last_event_id }, b""),
     )
@@ -756,11 +757,19 @@ async fn post(
             "Not Acceptable: Accept must include application/json and text/event-stream",
         );
     }
-    to_owner(
+    // The hot path: the stages that need no waiting, then one await for the message's.
+    match pipeline::route(
         shard,
         stateful(principal, session, Op::Message { sse }, body),
-    )
-    .await
+    ) {
+        Step::Message {
+            principal,
+            request,
+            sse,
+        } => pipeline::message(shard, &principal, request.era, request.session, body, sse).await,
+        Step::Done(reply) => reply,
+        Step::Hop { to, request } => shard.peers.call(to, request).await,
+    }
 }
 
 /// The principal a request names until authentication exists: the value of the trusted

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 
-use crate::pipeline::{OwnedRequest, Request};
+use crate::pipeline::OwnedRequest;
 use crate::reply::Reply;
 use crate::shard::Shard;
 
@@ -126,15 +126,4 @@ fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
             "could not adopt a handed-off connection: {e}"
         ),
     }
-}
-
-/// Runs `request` on the shard that owns its session (a request without one, an
-/// `initialize`, runs here): the pipeline here, or the owner's through its inbox.
-pub async fn to_owner(shard: &Rc<Shard>, request: Request<'_>) -> Reply {
-    let owner = request.session.map_or(shard.id, |s| shard.owner_of(s));
-    if owner == shard.id {
-        return crate::pipeline::run(shard, request).await;
-    }
-    shard.metrics.hops_out.add(1);
-    shard.peers.call(owner, request.to_owned()).await
 }

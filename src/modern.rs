@@ -218,7 +218,7 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         op: Op::Message { sse },
         body,
     };
-    crate::hop::to_owner(shard, req).await
+    crate::pipeline::run(shard, req).await
 }
 
 /// The routing-header and envelope checks, in the order the era's reference implementation

@@ -131,25 +131,56 @@ pub fn authorize(
     Ok(())
 }
 
-/// Runs a request through the stages on the shard that owns its session.
-pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
+/// Where a request goes after the stages that need no waiting ([`route`]).
+pub enum Step<'a> {
+    /// Answered already (a refusal, a GET stream, a DELETE, a legacy POST's 202).
+    Done(Reply),
+    /// Its session lives on shard `to`: the request goes there (and starts over there).
+    Hop { to: usize, request: OwnedRequest },
+    /// A JSON-RPC message for [`message`] (stages 3 to 7), by this principal.
+    Message {
+        principal: Principal,
+        request: Request<'a>,
+        sse: bool,
+    },
+}
+
+/// Stage 0 (the owner shard) and stages 1 and 2, and the requests that end there. Not async,
+/// so that a front's hot path pays one await for the whole pipeline ([`message`]).
+pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
+    // The shard that owns the session (a request without one, an `initialize`, stays here).
+    let owner = req.session.map_or(shard.id, |s| shard.owner_of(s));
+    if owner != shard.id {
+        shard.metrics.hops_out.add(1);
+        return Step::Hop {
+            to: owner,
+            request: req.to_owned(),
+        };
+    }
     let principal = match authenticate(shard, &req) {
         Ok(p) => p,
-        Err(refused) => return refused,
+        Err(refused) => return Step::Done(refused),
     };
     if let Err(refused) = admit(shard, &principal, &req) {
-        return refused;
+        return Step::Done(refused);
     }
-    match (&req.op, req.era) {
-        (Op::Message { .. }, ClientEra::Legacy) => {
-            // Answered 202 at once; the message runs in the background and its answer goes
-            // on the session's stream.
-            let id = req.session.expect("the legacy front requires a sessionId");
-            crate::legacy::post(shard, id, principal, req.body)
+    let done = match (&req.op, req.era) {
+        (Op::Message { sse }, era) if era != ClientEra::Legacy => {
+            let sse = *sse;
+            return Step::Message {
+                principal,
+                request: req,
+                sse,
+            };
         }
-        (Op::Message { sse }, era) => {
-            message(shard, &principal, era, req.session, req.body, *sse).await
-        }
+        // Answered 202 at once; the message runs in the background and its answer goes on
+        // the session's stream.
+        (Op::Message { .. }, _) => crate::legacy::post(
+            shard,
+            req.session.expect("the legacy front requires a sessionId"),
+            principal,
+            req.body,
+        ),
         (Op::Get { last_event_id }, _) => match req.session {
             Some(id) => shard.open_get(id, &principal, last_event_id.as_deref()),
             None => Reply::http_error(
@@ -167,6 +198,30 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
                 "Bad Request: Mcp-Session-Id header is required",
             ),
         },
+    };
+    Step::Done(done)
+}
+
+/// Runs a request through every stage: on this shard, or on the one that owns its session.
+pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
+    match route(shard, req) {
+        Step::Done(reply) => reply,
+        Step::Hop { to, request } => shard.peers.call(to, request).await,
+        Step::Message {
+            principal,
+            request,
+            sse,
+        } => {
+            message(
+                shard,
+                &principal,
+                request.era,
+                request.session,
+                request.body,
+                sse,
+            )
+            .await
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
+#   KEEP=DIR keeps the callgrind dumps there (cg.PID.2 = the N calls, for callgrind_annotate)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${2:-1000}
@@ -95,3 +96,4 @@ ins_none, alloc_none = counts(sys.argv[3])
 print(f"instructions per proxied tools/call: {(ins_calls - ins_none) / n:,.0f}")
 print(f"allocator calls (malloc/realloc/calloc, mimalloc's included) per proxied tools/call: {(alloc_calls - alloc_none) / n:.3f}")
 PY
+if [[ -n "${KEEP:-}" ]]; then mkdir -p "$KEEP" && cp "$WORK"/cg.* "$KEEP"/; fi

@@ -92,7 +92,11 @@ fn blocks(whole: &[u8], content: &RawValue, spans: &mut Vec<Range<usize>>) {
 /// URI its result hands the client mapped to the client's form; `None` when there is none
 /// (the answer is relayed as it is).
 pub fn map_answer(answer: &[u8], backend: &str) -> Option<Vec<u8>> {
-    memchr::memmem::find(answer, b"\"uri\"")?;
+    // The searcher is built once per thread: building it per answer cost more than searching.
+    thread_local! {
+        static URI_KEY: memchr::memmem::Finder<'static> = memchr::memmem::Finder::new(b"\"uri\"");
+    }
+    URI_KEY.with(|f| f.find(answer))?;
     let result = serde_json::from_slice::<Envelope<'_>>(answer)
         .ok()?
         .result?;
