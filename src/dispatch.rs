@@ -577,8 +577,8 @@ async fn forward(
     let backend_error = |reason: String| backend_error(id, &pool, reason);
     // The backend sees the client's id unchanged (its session is this client's alone), so
     // the id names the call for `notifications/cancelled`.
-    let key = request_key(id.get());
-    session.begin(key, pool.index);
+    let inflight = session.begin(request_key(id.get()), pool.index);
+    let key = inflight.key();
     let resp = {
         let sending = std::pin::pin!(send(shard, session, &pool, body));
         let cancelled = std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
@@ -596,11 +596,9 @@ async fn forward(
     let resp = match resp {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
-            session.end(key);
             return backend_error(e.to_string());
         }
         None if shard.drain.is_on() => {
-            session.end(key);
             return Reply::error(
                 Some(id),
                 &RpcError::Internal(
@@ -609,18 +607,16 @@ async fn forward(
             );
         }
         None => {
-            session.end(key);
             return Reply::error(Some(id), &RpcError::Cancelled);
         }
     };
     if let Some(request) = request {
         return crate::sessionless::answer(
-            shard, session, pool, resp, request, call, id, key, map_uris,
+            shard, session, pool, resp, request, call, id, inflight, map_uris,
         )
         .await;
     }
     if resp.status != 200 {
-        session.end(key);
         let status = resp.status;
         let answer = final_message(resp.body).await;
         // A sessionless backend's error, for a modern client: passed on (its status is the
@@ -639,10 +635,7 @@ async fn forward(
         return backend_error(format!("answered HTTP {status}"));
     }
     match resp.body {
-        Body::Full(body) => {
-            session.end(key);
-            answer_of(shard, &pool, id, body, map_uris)
-        }
+        Body::Full(body) => answer_of(shard, &pool, id, body, map_uris),
         Body::Events(events) if call.modern.is_some() => {
             let ctx = call.modern.expect("checked").clone();
             crate::modern::relay_call(
@@ -651,7 +644,7 @@ async fn forward(
                 pool,
                 events,
                 call.sse,
-                key,
+                inflight,
                 ctx,
             )
             .await
@@ -665,7 +658,7 @@ async fn forward(
                 events,
                 GET_STREAM,
                 id.to_boxed(),
-                key,
+                inflight,
                 map_uris,
             ));
             Reply::Status(202)
@@ -679,14 +672,13 @@ async fn forward(
                 events,
                 n,
                 id.to_boxed(),
-                key,
+                inflight,
                 map_uris,
             ));
             Reply::Stream(rx)
         }
         Body::Events(events) => {
             let answer = crate::session::final_answer(events, id).await;
-            session.end(key);
             match answer {
                 Ok(body) => Reply::Json {
                     status: 200,

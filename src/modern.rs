@@ -43,7 +43,7 @@ use crate::dispatch;
 use crate::pipeline::{ClientEra, Op, Principal, Request};
 use crate::relay;
 use crate::reply::Reply;
-use crate::session::Session;
+use crate::session::{InFlight, Session};
 use crate::shard::{Call, Shard};
 use crate::upstream::{EventStream, Pool, UpstreamError};
 use ringmux_core::sse::Event;
@@ -403,7 +403,7 @@ struct Parked {
     /// The backend call that asked (its pool, its stream, its in-flight key). `None`: the asks
     /// came outside any call, and the client's request goes to its backend once they are
     /// answered.
-    call: Option<(Rc<Pool>, Feed, u64)>,
+    call: Option<(Rc<Pool>, Feed, InFlight)>,
     expires: Instant,
 }
 
@@ -543,10 +543,9 @@ impl State {
             .extract_if(|_, p| p.expires <= now)
             .map(|(_, p)| p)
             .collect();
-        for parked in expired {
-            if let Some((_, _, key)) = &parked.call {
-                session.end(*key);
-            }
+        for mut parked in expired {
+            // The backend call is over for the client (its in-flight entry goes now).
+            drop(parked.call.take());
             // The backends that asked are told, rather than left waiting on their own timeouts;
             // the parked call's stream closes after that.
             let (shard, session) = (shard.clone(), session.clone());
@@ -958,10 +957,10 @@ pub async fn relay_call(
     pool: Rc<Pool>,
     events: Box<EventStream>,
     sse: bool,
-    key: u64,
+    inflight: InFlight,
     ctx: Ctx,
 ) -> Reply {
-    relay_feed(shard, session, pool, Feed::new(events), sse, key, ctx).await
+    relay_feed(shard, session, pool, Feed::new(events), sse, inflight, ctx).await
 }
 
 async fn relay_feed(
@@ -970,11 +969,12 @@ async fn relay_feed(
     pool: Rc<Pool>,
     events: Feed,
     sse: bool,
-    key: u64,
+    inflight: InFlight,
     ctx: Ctx,
 ) -> Reply {
     if !sse {
-        let (body, status) = pump(&shard, &session, pool, events, key, &ctx, &Sink::Json).await;
+        let (body, status) =
+            pump(&shard, &session, pool, events, inflight, &ctx, &Sink::Json).await;
         return Reply::Json {
             status,
             body,
@@ -984,7 +984,7 @@ async fn relay_feed(
     let (tx, rx) = mpsc::unbounded();
     monoio::spawn(async move {
         let sink = Sink::Sse(tx);
-        let (body, _) = pump(&shard, &session, pool, events, key, &ctx, &sink).await;
+        let (body, _) = pump(&shard, &session, pool, events, inflight, &ctx, &sink).await;
         if let Sink::Sse(tx) = sink {
             let _ = tx.unbounded_send(event(&body));
         }
@@ -999,7 +999,7 @@ async fn pump(
     session: &Rc<Session>,
     pool: Rc<Pool>,
     mut feed: Feed,
-    key: u64,
+    inflight: InFlight,
     ctx: &Ctx,
     sink: &Sink,
 ) -> (Vec<u8>, u16) {
@@ -1014,7 +1014,6 @@ async fn pump(
             .to_string()
     };
     let failed = |reason: String| {
-        session.end(key);
         let mut out = Vec::with_capacity(128);
         jsonrpc::write_error_parts(
             &mut out,
@@ -1044,7 +1043,7 @@ async fn pump(
                     if asks.is_empty() {
                         continue;
                     }
-                    return park(shard, session, asks, Some((pool, feed, key)), ctx);
+                    return park(shard, session, asks, Some((pool, feed, inflight)), ctx);
                 }
             }
         };
@@ -1069,7 +1068,6 @@ async fn pump(
         };
         match msg.kind {
             Kind::Response => {
-                session.end(key);
                 let map = pool.cfg.prefixed && ctx.entry.uris_in_result;
                 let data = dispatch::with_client_uris(&pool, map, data);
                 return complete(&data, ctx);
@@ -1088,7 +1086,6 @@ async fn pump(
                         Err("the client did not declare the capability this request needs"),
                     )
                     .await;
-                    session.end(key);
                     let mut out = Vec::with_capacity(160);
                     jsonrpc::write_error_parts(
                         &mut out,
@@ -1105,7 +1102,7 @@ async fn pump(
                 let Some(ask) = Ask::new(&pool, &msg, &data) else {
                     continue;
                 };
-                return park(shard, session, vec![ask], Some((pool, feed, key)), ctx);
+                return park(shard, session, vec![ask], Some((pool, feed, inflight)), ctx);
             }
             Kind::Notification => match &*msg.method {
                 "notifications/message" => {
@@ -1210,7 +1207,7 @@ fn park(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     asks: Vec<Ask>,
-    call: Option<(Rc<Pool>, Feed, u64)>,
+    call: Option<(Rc<Pool>, Feed, InFlight)>,
     ctx: &Ctx,
 ) -> (Vec<u8>, u16) {
     let state = session.modern.get().expect("a principal session");
@@ -1356,8 +1353,17 @@ async fn resume(
         answer_backend(shard, session, pool, Some(Raw::from(&*ask.id)), answer).await;
     }
     match parked.call {
-        Some((pool, feed, key)) => {
-            relay_feed(shard.clone(), session.clone(), pool, feed, sse, key, ctx).await
+        Some((pool, feed, inflight)) => {
+            relay_feed(
+                shard.clone(),
+                session.clone(),
+                pool,
+                feed,
+                sse,
+                inflight,
+                ctx,
+            )
+            .await
         }
         // The asks came before this call: now it goes to its backend.
         None => call(shard, session, body, id, ctx, sse).await,

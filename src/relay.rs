@@ -24,7 +24,7 @@ use ringmux_core::names;
 use ringmux_core::uris;
 use serde_json::value::RawValue;
 
-use crate::session::Session;
+use crate::session::{InFlight, Session};
 use crate::shard::Shard;
 use crate::streams::GET_STREAM;
 use crate::upstream::{Body, EventStream, Pool, Response};
@@ -249,10 +249,11 @@ pub async fn relay_post(
     mut events: Box<EventStream>,
     n: u32,
     id: Box<RawValue>,
-    key: u64,
+    inflight: InFlight,
     map_uris: bool,
 ) {
     let b = pool.index;
+    let key = inflight.key();
     let mut last_id: Option<String> = None;
     let mut retry = Duration::from_millis(500);
     let mut resumes = 0;
@@ -313,7 +314,7 @@ pub async fn relay_post(
             break Ok(());
         }
     };
-    end_call(&session, &pool, n, &id, key, outcome.err());
+    end_call(&session, &pool, n, &id, inflight, outcome.err());
 }
 
 /// A call relayed on client stream `n` is over: the backend's failure (if it failed) goes to
@@ -324,7 +325,7 @@ pub(crate) fn end_call(
     pool: &Pool,
     n: u32,
     id: &RawValue,
-    key: u64,
+    inflight: InFlight,
     failure: Option<String>,
 ) {
     if let Some(reason) = failure {
@@ -339,7 +340,7 @@ pub(crate) fn end_call(
         );
         session.streams.send(n, &body);
     }
-    session.end(key);
+    drop(inflight);
     if n != GET_STREAM {
         session.streams.close(n);
     }

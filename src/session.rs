@@ -130,6 +130,30 @@ impl Drop for Joining<'_> {
     }
 }
 
+/// A request forwarded to a backend and not yet answered: in its session's in-flight table
+/// (where the client's `notifications/cancelled` finds it) until this is dropped, however the
+/// call ends: answered, failed, cancelled, parked on a 2026-07-28 client and expired, or its
+/// task aborted. The one place a call's end is recorded.
+pub struct InFlight {
+    session: std::rc::Weak<Session>,
+    key: u64,
+}
+
+impl InFlight {
+    /// The call's key in the in-flight table.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.upgrade() {
+            session.end(self.key);
+        }
+    }
+}
+
 /// A forwarded request awaiting its answer.
 struct Inflight {
     /// xxh3 of the request id's JSON text (the backend sees the client's id unchanged).
@@ -205,18 +229,23 @@ impl Session {
         Some(self.log_level.get()).filter(|l| *l != u8::MAX)
     }
 
-    /// Records a forwarded request (key: [`request_key`] of its id) owned by `backend`.
-    pub fn begin(&self, key: u64, backend: u16) {
+    /// Records a forwarded request (key: [`request_key`] of its id) owned by `backend`, until
+    /// the returned guard is dropped.
+    pub fn begin(self: &Rc<Self>, key: u64, backend: u16) -> InFlight {
         self.inflight.borrow_mut().push(Inflight {
             key,
             backend,
             cancelled: false,
             waker: None,
         });
+        InFlight {
+            session: Rc::downgrade(self),
+            key,
+        }
     }
 
     /// The request was answered (or given up).
-    pub fn end(&self, key: u64) {
+    fn end(&self, key: u64) {
         let mut inflight = self.inflight.borrow_mut();
         if let Some(i) = inflight.iter().position(|f| f.key == key) {
             inflight.swap_remove(i);

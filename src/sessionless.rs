@@ -38,7 +38,7 @@ use serde_json::value::RawValue;
 use crate::dispatch::with_client_uris;
 use crate::relay;
 use crate::reply::Reply;
-use crate::session::{BackendFailure, Capabilities, Session};
+use crate::session::{BackendFailure, Capabilities, InFlight, Session};
 use crate::shard::{Call, Shard};
 use crate::streams::GET_STREAM;
 use crate::upstream::{Body, EventStream, Pool, Response};
@@ -466,9 +466,10 @@ pub(crate) async fn answer(
     request: Vec<u8>,
     call: &Call<'_>,
     id: Raw<'_>,
-    key: u64,
+    inflight: InFlight,
     map_uris: bool,
 ) -> Reply {
+    let key = inflight.key();
     let backend_error = |reason: String| crate::dispatch::backend_error(id, &pool, reason);
     let for_client = |m: Vec<u8>| with_client_uris(&pool, map_uris, for_stateful_client(m));
     let status = resp.status;
@@ -476,7 +477,6 @@ pub(crate) async fn answer(
         let parsed = jsonrpc::parse(b).ok();
         let is_response = parsed.as_ref().is_some_and(|m| m.kind == Kind::Response);
         if !is_response {
-            session.end(key);
             return backend_error(format!(
                 "answered HTTP {status} without a JSON-RPC response"
             ));
@@ -485,7 +485,6 @@ pub(crate) async fn answer(
             outcome(parsed.and_then(|m| m.result)),
             Outcome::InputRequired { .. }
         ) {
-            session.end(key);
             let Body::Full(b) = resp.body else {
                 unreachable!("matched above")
             };
@@ -497,7 +496,6 @@ pub(crate) async fn answer(
             };
         }
     } else if status != 200 {
-        session.end(key);
         return backend_error(format!("answered HTTP {status}"));
     }
     let stream = if call.legacy {
@@ -507,7 +505,6 @@ pub(crate) async fn answer(
     } else {
         // A client without an event stream for this call: only a plain answer can reach it.
         let message = final_of(shard, session, &pool, resp.body, None, key).await;
-        session.end(key);
         return match message {
             Ok(Some(m)) => match jsonrpc::parse(&m).map(|p| outcome(p.result)) {
                 Ok(Outcome::Final) => Reply::Json {
@@ -538,7 +535,7 @@ pub(crate) async fn answer(
         request,
         n,
         id.to_boxed(),
-        key,
+        inflight,
         map_uris,
     ));
     reply
@@ -555,9 +552,10 @@ async fn drive(
     request: Vec<u8>,
     n: u32,
     id: Box<RawValue>,
-    key: u64,
+    inflight: InFlight,
     map_uris: bool,
 ) {
+    let key = inflight.key();
     let mut rounds = 0;
     let mut wait = STATE_ONLY_WAIT;
     let outcome: Result<Vec<u8>, String> = loop {
@@ -646,7 +644,7 @@ async fn drive(
         Err(reason) if reason.is_empty() => None,
         Err(reason) => Some(reason),
     };
-    relay::end_call(&session, &pool, n, &id, key, failure);
+    relay::end_call(&session, &pool, n, &id, inflight, failure);
 }
 
 enum Asked {
