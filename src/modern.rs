@@ -32,6 +32,7 @@ use base64::Engine;
 use futures_channel::mpsc::{self, UnboundedSender};
 use futures_util::future::{abortable, select, AbortHandle, Either};
 use futures_util::StreamExt;
+use ringmux_core::era;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
 use ringmux_core::method::{self, Handler, Local, Method as McpMethod, NameParam};
@@ -808,13 +809,14 @@ fn discover(shard: &Rc<Shard>, session: &Rc<Session>, id: Raw<'_>) -> Reply {
     dispatch::json_result(id, &result)
 }
 
-/// The HTTP status of a modern error response, by code.
-fn error_status(code: i64) -> u16 {
-    match code {
-        -32700 | -32600 | -32602 | -32022..=-32020 => 400,
-        -32601 => 404,
-        _ => 200,
-    }
+/// A backend's final message made the client's ([`era::to_sessionless`]).
+fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
+    era::to_sessionless(
+        message,
+        Raw::from(&*ctx.client_id),
+        ctx.entry.cacheable,
+        ctx.ttl_ms,
+    )
 }
 
 /// A reply from the stateful dispatch made modern: the client's id back, `resultType` (and
@@ -832,86 +834,6 @@ fn finish(reply: Reply, ctx: &Ctx) -> Reply {
         }
         other => other,
     }
-}
-
-#[derive(serde::Deserialize)]
-struct Present<'a> {
-    #[serde(rename = "resultType", borrow, default)]
-    result_type: Option<&'a RawValue>,
-    #[serde(rename = "ttlMs", borrow, default)]
-    ttl_ms: Option<&'a RawValue>,
-    #[serde(rename = "cacheScope", borrow, default)]
-    cache_scope: Option<&'a RawValue>,
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorCode {
-    code: i64,
-}
-
-/// The final message of a modern call, written for the client: its id, a result with the
-/// members the era requires. Returns the message and its HTTP status.
-pub fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
-    let id = Raw::from(&*ctx.client_id);
-    let mut out = Vec::with_capacity(message.len() + 96);
-    let msg = match jsonrpc::parse(message) {
-        Ok(m) => m,
-        Err(_) => {
-            jsonrpc::write_error_parts(
-                &mut out,
-                Some(id),
-                -32603,
-                "a backend answered with a message that is not JSON-RPC",
-                None,
-            );
-            return (out, 200);
-        }
-    };
-    if let Some(error) = msg.error {
-        let status =
-            serde_json::from_str::<ErrorCode>(error.get()).map_or(200, |e| error_status(e.code));
-        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        out.extend_from_slice(id.get().as_bytes());
-        out.extend_from_slice(b",\"error\":");
-        out.extend_from_slice(error.get().as_bytes());
-        out.push(b'}');
-        return (out, status);
-    }
-    let result = msg.result.map_or("{}", |r| r.get()).trim();
-    let Some(inner) = result.strip_prefix('{') else {
-        jsonrpc::write_error_parts(
-            &mut out,
-            Some(id),
-            -32603,
-            "a backend's result is not an object",
-            None,
-        );
-        return (out, 200);
-    };
-    let present = serde_json::from_str::<Present<'_>>(result).ok();
-    let mut fields: Vec<String> = Vec::with_capacity(3);
-    if present.as_ref().is_none_or(|p| p.result_type.is_none()) {
-        fields.push("\"resultType\":\"complete\"".into());
-    }
-    // Methods whose results clients may cache: `ttlMs`, `cacheScope` required.
-    if ctx.entry.cacheable {
-        if present.as_ref().is_none_or(|p| p.ttl_ms.is_none()) {
-            fields.push(format!("\"ttlMs\":{}", ctx.ttl_ms));
-        }
-        if present.as_ref().is_none_or(|p| p.cache_scope.is_none()) {
-            fields.push("\"cacheScope\":\"private\"".into());
-        }
-    }
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.get().as_bytes());
-    out.extend_from_slice(b",\"result\":{");
-    out.extend_from_slice(fields.join(",").as_bytes());
-    if !fields.is_empty() && !inner.trim_start().starts_with('}') {
-        out.push(b',');
-    }
-    out.extend_from_slice(inner.as_bytes());
-    out.push(b'}');
-    (out, 200)
 }
 
 /// What a `requestState` is bound to: the method, the name or URI, and the arguments in
@@ -1521,57 +1443,6 @@ fn nonce() -> [u8; 24] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ctx(method: &str) -> Ctx {
-        Ctx {
-            client_id: RawValue::from_string("7".into()).unwrap(),
-            method: method.into(),
-            entry: method::lookup(method).unwrap_or(&method::METHODS[0]),
-            log_rank: None,
-            capabilities: Rc::new(serde_json::Value::Null),
-            binding: 0,
-            ttl_ms: 60_000,
-        }
-    }
-
-    #[test]
-    fn results_get_the_members_the_era_requires() {
-        let (out, status) = complete(
-            br#"{"jsonrpc":"2.0","id":"ringmux-m3","result":{"content":[]}}"#,
-            &ctx("tools/call"),
-        );
-        assert_eq!(status, 200);
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","content":[]}}"#
-        );
-        let (out, _) = complete(
-            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
-            &ctx("tools/list"),
-        );
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","ttlMs":60000,"cacheScope":"private"}}"#
-        );
-        let (out, _) = complete(
-            br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","x":1}}"#,
-            &ctx("tools/call"),
-        );
-        assert!(std::str::from_utf8(&out)
-            .unwrap()
-            .ends_with(r#""result":{"resultType":"input_required","x":1}}"#));
-        let (out, status) = complete(
-            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool"}}"#,
-            &ctx("tools/call"),
-        );
-        assert_eq!(status, 400);
-        assert!(out.starts_with(br#"{"jsonrpc":"2.0","id":7,"error":"#));
-        let (_, status) = complete(
-            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}"#,
-            &ctx("x/y"),
-        );
-        assert_eq!(status, 404);
-    }
 
     #[test]
     fn header_values_decode() {

@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use futures_channel::oneshot;
 use futures_util::future::{join_all, select, Either};
+use ringmux_core::era::{self, outcome, Outcome};
 use ringmux_core::error::RpcError;
-use ringmux_core::jsonrpc::{self, span_of, Kind, Raw};
+use ringmux_core::jsonrpc::{self, Kind, Raw};
 use ringmux_core::method::{self, NameParam};
 use ringmux_core::version;
 use serde_json::value::RawValue;
@@ -48,7 +49,6 @@ const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// Result members of the era a stateful client must not see.
-const ERA_MEMBERS: &[&str] = &["resultType", "ttlMs", "cacheScope"];
 /// Rounds of `input_required` one call may take before ringmux gives up on it.
 const MAX_ROUNDS: u32 = 32;
 /// Waits before retrying an `input_required` that asked nothing (state only): doubling.
@@ -309,104 +309,6 @@ pub(crate) async fn discover(
 // Answers, for stateful clients
 // ---------------------------------------------------------------------------------------------
 
-/// What a backend's final message is.
-enum Outcome<'a> {
-    /// A result to relay (era members dropped) or an error.
-    Final,
-    /// `input_required`: the requests to put to the client and the state to echo.
-    InputRequired {
-        requests: Vec<(String, &'a RawValue)>,
-        state: Option<&'a RawValue>,
-    },
-}
-
-#[derive(serde::Deserialize)]
-struct InputRequired<'a> {
-    #[serde(rename = "resultType", default)]
-    result_type: Option<Cow<'a, str>>,
-    #[serde(rename = "inputRequests", borrow, default)]
-    input_requests: Option<BTreeMap<String, &'a RawValue>>,
-    #[serde(rename = "requestState", borrow, default)]
-    request_state: Option<&'a RawValue>,
-}
-
-fn outcome<'a>(result: Option<Raw<'a>>) -> Outcome<'a> {
-    let Some(result) = result else {
-        return Outcome::Final;
-    };
-    match serde_json::from_str::<InputRequired<'a>>(result.get()) {
-        Ok(ir) if ir.result_type.as_deref() == Some("input_required") => Outcome::InputRequired {
-            requests: ir.input_requests.unwrap_or_default().into_iter().collect(),
-            state: ir.request_state,
-        },
-        _ => Outcome::Final,
-    }
-}
-
-/// A result's members in order, as written.
-struct Members(Vec<(String, Box<RawValue>)>);
-
-impl<'de> serde::Deserialize<'de> for Members {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Members, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Members;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Members, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
-                    out.push(entry);
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// A backend's response for a stateful client: the era's members dropped from its result.
-fn for_stateful_client(message: Vec<u8>) -> Vec<u8> {
-    let Ok(msg) = jsonrpc::parse(&message) else {
-        return message;
-    };
-    let Some(result) = msg.result else {
-        return message;
-    };
-    let Ok(members) = serde_json::from_str::<Members>(result.get()) else {
-        return message;
-    };
-    if !members
-        .0
-        .iter()
-        .any(|(k, _)| ERA_MEMBERS.contains(&k.as_str()))
-    {
-        return message;
-    }
-    let mut kept = Vec::with_capacity(result.get().len());
-    kept.push(b'{');
-    for (k, v) in members
-        .0
-        .iter()
-        .filter(|(k, _)| !ERA_MEMBERS.contains(&k.as_str()))
-    {
-        if kept.len() > 1 {
-            kept.push(b',');
-        }
-        jsonrpc::write_str(&mut kept, k);
-        kept.push(b':');
-        kept.extend_from_slice(v.get().as_bytes());
-    }
-    kept.push(b'}');
-    let mut out = Vec::with_capacity(message.len());
-    jsonrpc::splice(&mut out, &message, span_of(&message, result), &kept);
-    out
-}
-
 /// The final message of a sessionless backend's answer to a stateful client's call, from a
 /// JSON body or an SSE stream. Everything else on the stream reaches stream `n`.
 /// `Ok(None)`: the client cancelled the call.
@@ -471,7 +373,7 @@ pub(crate) async fn answer(
 ) -> Reply {
     let key = inflight.key();
     let backend_error = |reason: String| crate::dispatch::backend_error(id, &pool, reason);
-    let for_client = |m: Vec<u8>| with_client_uris(&pool, map_uris, for_stateful_client(m));
+    let for_client = |m: Vec<u8>| with_client_uris(&pool, map_uris, era::to_stateful(m));
     let status = resp.status;
     if let Body::Full(b) = &resp.body {
         let parsed = jsonrpc::parse(b).ok();
@@ -569,11 +471,7 @@ async fn drive(
         };
         let (requests, state) = match outcome(parsed.result) {
             Outcome::Final => {
-                break Ok(with_client_uris(
-                    &pool,
-                    map_uris,
-                    for_stateful_client(message),
-                ))
+                break Ok(with_client_uris(&pool, map_uris, era::to_stateful(message)))
             }
             Outcome::InputRequired { requests, state } => (requests, state),
         };
@@ -954,39 +852,6 @@ mod tests {
             encode_header_value("=?base64?eA==?="),
             "=?base64?PT9iYXNlNjQ/ZUE9PT89?="
         );
-    }
-
-    #[test]
-    fn era_members_leave_results_for_stateful_clients() {
-        let m = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}],"resultType":"complete","ttlMs":5,"isError":false,"cacheScope":"public"}}"#;
-        let out = for_stateful_client(m.to_vec());
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}],"isError":false}}"#
-        );
-        let plain = br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}"#;
-        assert_eq!(for_stateful_client(plain.to_vec()), plain.to_vec());
-        let error = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"x"}}"#;
-        assert_eq!(for_stateful_client(error.to_vec()), error.to_vec());
-    }
-
-    #[test]
-    fn input_required_is_told_apart() {
-        let m = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"a":{"method":"roots/list"}},"requestState":"s"}}"#;
-        let msg = jsonrpc::parse(m).unwrap();
-        match outcome(msg.result) {
-            Outcome::InputRequired { requests, state } => {
-                assert_eq!(requests.len(), 1);
-                assert_eq!(requests[0].0, "a");
-                assert_eq!(state.unwrap().get(), "\"s\"");
-            }
-            Outcome::Final => panic!("not told apart"),
-        }
-        let done = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#;
-        assert!(matches!(
-            outcome(jsonrpc::parse(done).unwrap().result),
-            Outcome::Final
-        ));
     }
 
     #[test]

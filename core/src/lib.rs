@@ -18,12 +18,14 @@
 //! - [`version`]: the MCP protocol versions ringmux speaks.
 //! - [`affinity`]: the stable hash that pins a session to a shard.
 //! - [`config`]: the YAML config schema and its validation into internal types.
+//! - [`era`]: the era adapter, translating messages between the stateful and sessionless eras.
 //! - [`error`]: the error kinds and the one mapping to JSON-RPC codes and HTTP statuses.
 //! - `fuzz`: the properties the cargo-fuzz targets in `core/fuzz` check (also run by `cargo test`).
 
 pub mod affinity;
 pub mod catalog;
 pub mod config;
+pub mod era;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
