@@ -12,8 +12,8 @@ use ringmux_core::affinity;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
 use ringmux_core::{sse, version};
 
-use crate::hop::Handoff;
 use crate::io::{consume, read_more};
+use crate::peers::Handoff;
 use crate::pipeline::{self, Step};
 use crate::pipeline::{ClientEra, Op, Principal, Request};
 use crate::reply::{session_not_found, Reply};
@@ -549,7 +549,7 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
     if h.host.is_none() && !head.http10 {
         return Reply::http_error(400, -32600, "Bad Request: missing Host header");
     }
-    let modern = crate::modern::is_modern(head, buf);
+    let modern = crate::modern_front::is_modern(head, buf);
     if let Some(name) = h.duplicated {
         // The 2026-07-28 era refuses its own routing headers with its code (in modern::front).
         if !modern || matches!(name, "Host" | "Mcp-Session-Id") {
@@ -606,7 +606,7 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
         return legacy_front(shard, head, buf, body, legacy, principal).await;
     }
     if modern {
-        return crate::modern::front(shard, head, buf, body).await;
+        return crate::modern_front::front(shard, head, buf, body).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {

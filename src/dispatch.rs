@@ -22,13 +22,25 @@ use crate::federation::{Federation, Merged};
 use crate::pipeline::Principal;
 use crate::relay;
 use crate::reply::Reply;
-use crate::session::{final_message, request_key, BackendFailure, Capabilities, Session};
-use crate::shard::{Call, Shard};
+use crate::session::{request_key, BackendFailure, Capabilities, Session};
+use crate::shard::Shard;
 use crate::streams::GET_STREAM;
-use crate::upstream::{Body, Pool, Response};
+use crate::upstream::{final_message, Body, Pool, Response};
 
 /// Upper bound on pages walked when fetching one backend's list.
 const MAX_BACKEND_PAGES: usize = 1000;
+
+/// A JSON-RPC request as its handler sees it.
+pub struct Call<'a> {
+    pub body: &'a [u8],
+    pub session: Option<&'a str>,
+    /// The client accepts `text/event-stream`.
+    pub sse: bool,
+    /// A legacy HTTP+SSE client: every answer goes on the session's one stream.
+    pub legacy: bool,
+    /// A 2026-07-28 request (through its principal session): what its answer needs.
+    pub modern: Option<&'a crate::modern::Ctx>,
+}
 
 /// A JSON-RPC request on an existing session, its method looked up and allowed by the
 /// pipeline ([`crate::pipeline`]): its handler.
@@ -96,9 +108,8 @@ pub async fn initialize(
         Err(e) => return Reply::error(Some(id), &RpcError::InvalidParams(e.to_string())),
     };
     let legacy = call.session.filter(|_| call.legacy);
-    let session = shard
-        .create_session(principal, Some(requested), kept, legacy)
-        .await;
+    let session =
+        crate::lifecycle::create_session(shard, principal, Some(requested), kept, legacy).await;
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut result, session.version);
@@ -183,10 +194,10 @@ pub(crate) async fn send(
     let result = async {
         let (sid, ver, joined) = session.ensure(pool).await?;
         if joined {
-            shard.joined(session, pool.index);
+            crate::lifecycle::joined(shard, session, pool.index);
         }
-        if crate::sessionless::is_sessionless(ver) {
-            return crate::sessionless::send(session, pool, body).await;
+        if crate::sessionless_wire::is_sessionless(ver) {
+            return crate::sessionless_wire::send(session, pool, body).await;
         }
         let resp = pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?;
         // 404 is the spec's "session expired"; some servers answer 400 instead.
@@ -199,9 +210,9 @@ pub(crate) async fn send(
         session.forget(pool.index);
         session.join(pool).await?;
         let (sid, ver, _) = session.ensure(pool).await?;
-        if crate::sessionless::is_sessionless(ver) {
+        if crate::sessionless_wire::is_sessionless(ver) {
             // Replaced by a server of the other era.
-            return crate::sessionless::send(session, pool, body).await;
+            return crate::sessionless_wire::send(session, pool, body).await;
         }
         Ok(pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?)
     }
@@ -284,7 +295,7 @@ async fn fetch_catalog(
 async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc<Merged> {
     // Backends this session lacks (down at its start, back since) join in the background:
     // a list never waits for a backend that may hang.
-    session.join_missing(shard);
+    crate::lifecycle::join_missing(shard, session);
     let now = Instant::now();
     let fed = shard.fed(session.view);
     let kinds: &[ListKind] = if kind == ListKind::Resources {
@@ -511,7 +522,7 @@ async fn join_named(
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     if joined {
-        shard.joined(session, pool.index);
+        crate::lifecycle::joined(shard, session, pool.index);
     }
     Ok(Some(refresh(shard, session, kind).await))
 }
@@ -678,7 +689,7 @@ async fn forward(
             Reply::Stream(rx)
         }
         Body::Events(events) => {
-            let answer = crate::session::final_answer(events, id).await;
+            let answer = crate::upstream::final_answer(events, id).await;
             match answer {
                 Ok(body) => Reply::Json {
                     status: 200,

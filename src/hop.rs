@@ -12,64 +12,13 @@
 //! when both shards are idle, a hand-off ≈62 µs once. These channels are the only cross-core
 //! synchronization on the request path.
 
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use futures_channel::{mpsc, oneshot};
+use futures_channel::mpsc;
 use futures_util::StreamExt;
 
-use crate::pipeline::OwnedRequest;
-use crate::reply::Reply;
+use crate::peers::{Handoff, Inbox};
 use crate::shard::Shard;
-
-/// A request handed to its owner shard, with where its reply goes. Everything in it is
-/// owned (it crosses threads).
-pub struct Hop {
-    pub request: OwnedRequest,
-    pub reply: oneshot::Sender<Reply>,
-}
-
-/// A client connection handed to the shard that owns its request's session.
-pub struct Handoff {
-    /// The client socket (a duplicate; the sender closed its own descriptor).
-    pub fd: OwnedFd,
-    /// Everything read from the socket and not yet consumed, starting with the request that
-    /// caused the hand-off (the owner parses it again from scratch).
-    pub rbuf: Vec<u8>,
-}
-
-/// What arrives in a shard's inbox.
-pub enum Inbox {
-    Request(Hop),
-    Connection(Handoff),
-    /// Shut down gracefully ([`crate::drain`]).
-    Drain,
-}
-
-/// Every shard's inbox sender (index = shard id).
-#[derive(Clone)]
-pub struct Peers(pub Vec<mpsc::UnboundedSender<Inbox>>);
-
-impl Peers {
-    /// Hands a connection to shard `to`. On failure (the shard is shutting down) the
-    /// connection is closed.
-    pub fn hand_off(&self, to: usize, handoff: Handoff) -> bool {
-        self.0[to]
-            .unbounded_send(Inbox::Connection(handoff))
-            .is_ok()
-    }
-
-    /// Sends a request to shard `to` and waits for its reply.
-    pub async fn call(&self, to: usize, request: OwnedRequest) -> Reply {
-        let (tx, rx) = oneshot::channel();
-        let hop = Hop { request, reply: tx };
-        if self.0[to].unbounded_send(Inbox::Request(hop)).is_err() {
-            return Reply::http_error(503, -32603, "owner shard is shutting down");
-        }
-        rx.await
-            .unwrap_or_else(|_| Reply::http_error(500, -32603, "owner shard dropped the request"))
-    }
-}
 
 /// Serves a shard's inbox until every sender is gone.
 pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<Inbox>) {

@@ -22,32 +22,30 @@
 //! - client ids are renumbered: requests of one principal share backend sessions, and two
 //!   clients may well use the same id.
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use futures_channel::mpsc::{self, UnboundedSender};
-use futures_util::future::{abortable, select, AbortHandle, Either};
+use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use ringmux_core::era;
-use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
-use ringmux_core::method::{self, Handler, Local, Method as McpMethod, NameParam};
+use ringmux_core::method::{self, Handler, Local, Method as McpMethod};
 use ringmux_core::seal::{open, seal, Claims, STATE_PREFIX};
-use ringmux_core::{sse, version};
+use ringmux_core::version;
 use serde_json::value::RawValue;
 
 use crate::dispatch;
-use crate::pipeline::{ClientEra, Op, Principal, Request};
+use crate::dispatch::Call;
+use crate::pipeline::Principal;
+use crate::principal::{event, Ask, Feed, Listener, Parked, State, META_SUBSCRIPTION};
 use crate::relay;
 use crate::reply::Reply;
 use crate::session::{InFlight, Session};
-use crate::shard::{Call, Shard};
-use crate::upstream::{EventStream, Pool, UpstreamError};
-use ringmux_core::sse::Event;
+use crate::shard::Shard;
+use crate::upstream::{EventStream, Pool};
 
 /// JSON-RPC codes of the 2026-07-28 era.
 pub mod code {
@@ -60,48 +58,47 @@ pub mod code {
 }
 
 /// What a backend hears when its request, put to a sessionless client, expired unanswered.
-const NOT_ANSWERED: &str = "the client did not answer within modern.request_state_ttl_ms";
-
-const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+pub(crate) const NOT_ANSWERED: &str =
+    "the client did not answer within modern.request_state_ttl_ms";
 
 /// The members of a modern request that only this era reads, parsed here rather than by the
 /// hot-path parser (which the stateful era shares).
 #[derive(serde::Deserialize, Default)]
-struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     #[serde(borrow, default)]
     params: Option<EnvelopeParams<'a>>,
 }
 
 #[derive(serde::Deserialize, Default)]
-struct EnvelopeParams<'a> {
+pub(crate) struct EnvelopeParams<'a> {
     #[serde(rename = "_meta", borrow, default)]
-    meta: Option<EnvelopeMeta<'a>>,
+    pub(crate) meta: Option<EnvelopeMeta<'a>>,
     #[serde(borrow, default)]
-    arguments: Option<&'a RawValue>,
+    pub(crate) arguments: Option<&'a RawValue>,
     #[serde(rename = "requestState", borrow, default)]
-    request_state: Option<&'a RawValue>,
+    pub(crate) request_state: Option<&'a RawValue>,
     #[serde(rename = "inputResponses", borrow, default)]
-    input_responses: Option<&'a RawValue>,
+    pub(crate) input_responses: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    notifications: Option<&'a RawValue>,
+    pub(crate) notifications: Option<&'a RawValue>,
 }
 
 #[derive(serde::Deserialize, Default)]
-struct EnvelopeMeta<'a> {
+pub(crate) struct EnvelopeMeta<'a> {
     #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
-    protocol_version: Option<&'a RawValue>,
+    pub(crate) protocol_version: Option<&'a RawValue>,
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow, default)]
-    client_capabilities: Option<&'a RawValue>,
+    pub(crate) client_capabilities: Option<&'a RawValue>,
     #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow, default)]
-    client_info: Option<&'a RawValue>,
+    pub(crate) client_info: Option<&'a RawValue>,
     #[serde(rename = "io.modelcontextprotocol/logLevel", borrow, default)]
-    log_level: Option<&'a RawValue>,
+    pub(crate) log_level: Option<&'a RawValue>,
 }
 
 impl<'a> Envelope<'a> {
     /// The envelope of `body` (a message [`jsonrpc::parse`] accepted); empty when `params` is
     /// not an object of the expected shape.
-    fn of(body: &'a [u8]) -> EnvelopeParams<'a> {
+    pub(crate) fn of(body: &'a [u8]) -> EnvelopeParams<'a> {
         serde_json::from_slice::<Envelope<'a>>(body)
             .ok()
             .and_then(|e| e.params)
@@ -110,521 +107,17 @@ impl<'a> Envelope<'a> {
 }
 
 impl<'a> EnvelopeParams<'a> {
-    fn meta(&self, pick: impl Fn(&EnvelopeMeta<'a>) -> Option<&'a RawValue>) -> Option<Raw<'a>> {
+    pub(crate) fn meta(
+        &self,
+        pick: impl Fn(&EnvelopeMeta<'a>) -> Option<&'a RawValue>,
+    ) -> Option<Raw<'a>> {
         self.meta.as_ref().and_then(pick).map(Raw::from)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The front door (accepting shard)
-// ---------------------------------------------------------------------------------------------
-
-/// Whether a request is of the modern era: no session, and a version header that names no
-/// stateful version (an unknown one is answered -32022 here).
-pub fn is_modern(head: &RequestHead, buf: &[u8]) -> bool {
-    let h = &head.headers;
-    h.session_id.is_none()
-        && h.protocol_version
-            .as_ref()
-            .is_some_and(|r| !version::is_stateful(&buf[r.clone()]))
-}
-
-/// A 2026-07-28 request: transport and envelope checks, then the shard its principal hashes to.
-pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
-    if head.method != Method::Post {
-        return Reply::http_error(
-            405,
-            -32600,
-            "Method Not Allowed: 2026-07-28 requests are POSTed (no GET stream, no DELETE)",
-        );
-    }
-    let h = &head.headers;
-    let field = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &buf[r]);
-    if !field(&h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json")) {
-        return Reply::http_error(
-            415,
-            -32600,
-            "Unsupported Media Type: Content-Type must be application/json",
-        );
-    }
-    let accept = field(&h.accept).unwrap_or(b"*/*");
-    let sse = http::accepts(accept, b"text/event-stream");
-    if !sse && !http::accepts(accept, b"application/json") {
-        return Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: Accept must include application/json and text/event-stream",
-        );
-    }
-    let msg = match jsonrpc::parse(body) {
-        Ok(m) => m,
-        Err(e) => return Reply::error_with_status(None, &e, 400),
-    };
-    match msg.kind {
-        Kind::Response => {
-            return Reply::http_error(
-                400,
-                -32600,
-                "Bad Request: a 2026-07-28 body is a single request or notification",
-            )
-        }
-        // The era has no client notification a gateway must act on (a client abandons a
-        // request by closing its POST).
-        Kind::Notification => return Reply::Status(202),
-        Kind::Request => {}
-    }
-    if msg.method == "subscriptions/listen" && !sse {
-        return Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: subscriptions/listen answers with text/event-stream",
-        );
-    }
-    if let Some(name) = h.duplicated {
-        let mut body = Vec::with_capacity(96);
-        let message = format!("{name} header appears more than once");
-        jsonrpc::write_error_parts(&mut body, msg.id, code::HEADER_MISMATCH, &message, None);
-        return Reply::Json {
-            status: 400,
-            body,
-            session: None,
-        };
-    }
-    let env = Envelope::of(body);
-    if let Err(reply) = check(
-        &env,
-        &msg,
-        field(&h.protocol_version),
-        field(&h.mcp_method),
-        field(&h.mcp_name),
-    ) {
-        return reply;
-    }
-    let named = shard
-        .cfg
-        .modern
-        .principal_header
-        .as_deref()
-        .and_then(|name| http::find_header(&buf[..head.head_len], name.as_bytes()));
-    let caps = env.meta(|m| m.client_capabilities);
-    let key = principal_key(named.unwrap_or(b"anonymous"), caps);
-    let principal = match named {
-        Some(v) => Principal::Header(String::from_utf8_lossy(v).into()),
-        None => Principal::Anonymous,
-    };
-    let req = Request {
-        principal,
-        era: ClientEra::Sessionless,
-        session: Some(&key),
-        op: Op::Message { sse },
-        body,
-    };
-    crate::pipeline::run(shard, req).await
-}
-
-/// The routing-header and envelope checks, in the order the era's reference implementation
-/// applies them.
-fn check(
-    env: &EnvelopeParams<'_>,
-    msg: &Message<'_>,
-    version_header: Option<&[u8]>,
-    method_header: Option<&[u8]>,
-    name_header: Option<&[u8]>,
-) -> Result<(), Reply> {
-    let id = msg.id;
-    let fail = |status: u16, code: i32, message: &str, data: Option<&str>| {
-        let mut body = Vec::with_capacity(160);
-        jsonrpc::write_error_parts(&mut body, id, code, message, data);
-        Reply::Json {
-            status,
-            body,
-            session: None,
-        }
-    };
-    let requested = env.meta(|m| m.protocol_version);
-    if requested.is_none() || env.meta(|m| m.client_capabilities).is_none() {
-        return Err(fail(
-            400,
-            -32602,
-            "params._meta must carry io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities",
-            None,
-        ));
-    }
-    let requested = requested.and_then(raw_str);
-    if requested.as_deref().map(str::as_bytes) != version_header {
-        return Err(fail(
-            400,
-            code::HEADER_MISMATCH,
-            "MCP-Protocol-Version header does not match params._meta's protocol version",
-            None,
-        ));
-    }
-    if method_header != Some(msg.method.as_bytes()) {
-        return Err(fail(
-            400,
-            code::HEADER_MISMATCH,
-            "Mcp-Method header does not match the body's method",
-            None,
-        ));
-    }
-    let entry = method::lookup(&msg.method);
-    let named = match entry.and_then(|m| m.name_header) {
-        Some(NameParam::Name) => msg.params.name,
-        Some(NameParam::Uri) => msg.params.uri,
-        None => None,
-    };
-    if let Some(named) = named.filter(|n| n.get() != "null") {
-        let header = name_header.and_then(decode_header_value);
-        if raw_str(named).as_deref().map(str::as_bytes) != header.as_deref() {
-            return Err(fail(
-                400,
-                code::HEADER_MISMATCH,
-                "Mcp-Name header does not match the body's name or uri",
-                None,
-            ));
-        }
-    }
-    let requested = requested.unwrap_or_default();
-    if requested != version::SESSIONLESS {
-        let mut data = Vec::with_capacity(64);
-        data.extend_from_slice(b"{\"supported\":[\"");
-        data.extend_from_slice(version::SESSIONLESS.as_bytes());
-        data.extend_from_slice(b"\"],\"requested\":");
-        jsonrpc::write_str(&mut data, &requested);
-        data.push(b'}');
-        return Err(fail(
-            400,
-            code::UNSUPPORTED_VERSION,
-            "Unsupported protocol version",
-            Some(std::str::from_utf8(&data).expect("JSON is UTF-8")),
-        ));
-    }
-    // Methods of the stateful era that 2026-07-28 removed: 404, -32601.
-    if entry.is_some_and(|m| !m.sessionless) {
-        let mut data = Vec::with_capacity(32);
-        jsonrpc::write_str(&mut data, &msg.method);
-        return Err(fail(
-            404,
-            -32601,
-            "Method not found",
-            Some(std::str::from_utf8(&data).expect("JSON is UTF-8")),
-        ));
-    }
-    Ok(())
-}
-
-/// A header value as sent: plain, or `=?base64?…?=` for values that are not plain ASCII.
-fn decode_header_value(v: &[u8]) -> Option<Vec<u8>> {
-    match v
-        .strip_prefix(b"=?base64?")
-        .and_then(|r| r.strip_suffix(b"?="))
-    {
-        Some(encoded) => base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok(),
-        None => Some(v.to_vec()),
-    }
-}
-
-/// The key of a principal session: the principal and a hash of its capabilities in canonical
-/// form. A newline separates them: no client-sent session id can contain one, so no
-/// `Mcp-Session-Id` ever names a principal session.
-fn principal_key(principal: &[u8], caps: Option<Raw<'_>>) -> String {
-    let canonical = caps
-        .and_then(|c| serde_json::from_str::<serde_json::Value>(c.get()).ok())
-        .map(|v| v.to_string())
-        .unwrap_or_default();
-    format!(
-        "{}\n{:016x}",
-        String::from_utf8_lossy(principal),
-        xxhash_rust::xxh3::xxh3_64(canonical.as_bytes())
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
 // The owner shard
 // ---------------------------------------------------------------------------------------------
-
-/// What a principal session holds beyond an ordinary session.
-pub struct State {
-    /// Open `subscriptions/listen` streams.
-    listeners: RefCell<Vec<Listener>>,
-    /// Backend calls waiting for the client's input, by park number.
-    parked: RefCell<HashMap<u64, Parked>>,
-    next: Cell<u64>,
-    /// Backend requests that came outside any call (backend, message).
-    held: RefCell<Vec<(u16, Vec<u8>)>>,
-    /// Calls in progress waiting for [`State::hold`].
-    held_waiters: Waiters,
-    /// Open once the backend sessions were first initialized.
-    ready: Cell<bool>,
-    ready_waiters: Waiters,
-}
-
-/// Tasks of this shard waiting for a condition on a [`State`].
-#[derive(Default)]
-pub(crate) struct Waiters(RefCell<Vec<Waker>>);
-
-impl Waiters {
-    /// Returns once `cond` holds; rechecked each time [`Waiters::wake`] runs.
-    pub(crate) async fn until(&self, cond: impl Fn() -> bool) {
-        std::future::poll_fn(|cx| {
-            if cond() {
-                return Poll::Ready(());
-            }
-            let mut wakers = self.0.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
-    }
-
-    pub(crate) fn wake(&self) {
-        for w in self.0.borrow_mut().drain(..) {
-            w.wake();
-        }
-    }
-}
-
-struct Listener {
-    /// The listen request's id (the subscription id).
-    id: Box<RawValue>,
-    /// `relay::list_bit`s of the lists it hears of.
-    lists: u8,
-    /// Resources it hears `updated` of (as the client knows them).
-    uris: Vec<String>,
-    tx: UnboundedSender<Vec<u8>>,
-}
-
-/// Backend requests waiting for the client's answers.
-struct Parked {
-    asks: Vec<Ask>,
-    /// The backend call that asked (its pool, its stream, its in-flight key). `None`: the asks
-    /// came outside any call, and the client's request goes to its backend once they are
-    /// answered.
-    call: Option<(Rc<Pool>, Feed, InFlight)>,
-    expires: Instant,
-}
-
-/// A backend call's events, read by a task of their own so that waiting for them can be
-/// given up (a call parks) without losing a byte. The reader ends with the feed.
-struct Feed {
-    rx: mpsc::UnboundedReceiver<Result<Option<Event>, UpstreamError>>,
-    reader: AbortHandle,
-}
-
-impl Feed {
-    fn new(mut events: Box<EventStream>) -> Feed {
-        // A parked call's backend may stay quiet as long as the client takes to answer; the
-        // pump bounds the waits it makes itself.
-        events.wait_forever();
-        let (tx, rx) = mpsc::unbounded();
-        let (task, reader) = abortable(async move {
-            loop {
-                match events.next().await {
-                    Ok(Some(ev)) => {
-                        if tx.unbounded_send(Ok(Some(ev))).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => {
-                        let _ = tx.unbounded_send(Ok(None));
-                        events.finish();
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.unbounded_send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
-        monoio::spawn(task);
-        Feed { rx, reader }
-    }
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-/// One backend request put to a sessionless client.
-struct Ask {
-    /// The `inputRequests` key the client answers under.
-    key: String,
-    backend: u16,
-    /// The id the backend gave it.
-    id: Box<RawValue>,
-    /// `{"method":…,"params":…}` as the client sees it.
-    request: Vec<u8>,
-}
-
-impl Ask {
-    fn new(backend: &Pool, msg: &Message<'_>, data: &[u8]) -> Option<Ask> {
-        let id = msg.id?;
-        let key = match raw_str(id) {
-            Some(s) => format!("{}#{s}", backend.name()),
-            None => format!("{}#{}", backend.name(), id.get()),
-        };
-        let mut request = Vec::with_capacity(data.len());
-        request.extend_from_slice(b"{\"method\":");
-        jsonrpc::write_str(&mut request, &msg.method);
-        if let Some(p) = serde_json::from_slice::<AskedParams<'_>>(data)
-            .ok()
-            .and_then(|p| p.params)
-        {
-            request.extend_from_slice(b",\"params\":");
-            request.extend_from_slice(p.get().as_bytes());
-        }
-        request.push(b'}');
-        Some(Ask {
-            key,
-            backend: backend.index,
-            id: id.to_boxed(),
-            request,
-        })
-    }
-}
-
-/// Requests a backend sent outside any call, kept for the client's next call.
-const MAX_HELD: usize = 16;
-
-impl State {
-    pub fn new() -> State {
-        State {
-            listeners: RefCell::new(Vec::new()),
-            parked: RefCell::new(HashMap::new()),
-            next: Cell::new(1),
-            held: RefCell::new(Vec::new()),
-            held_waiters: Waiters::default(),
-            ready: Cell::new(false),
-            ready_waiters: Waiters::default(),
-        }
-    }
-
-    fn next(&self) -> u64 {
-        let n = self.next.get();
-        self.next.set(n + 1);
-        n
-    }
-
-    /// Lets requests that found the session initializing go on.
-    pub fn open(&self) {
-        self.ready.set(true);
-        self.ready_waiters.wake();
-    }
-
-    async fn ready(&self) {
-        self.ready_waiters.until(|| self.ready.get()).await
-    }
-
-    /// The gateway is shutting down: listen streams get a `retry` hint and end.
-    pub fn end_listeners(&self, retry_ms: u64) {
-        for l in self.listeners.borrow_mut().drain(..) {
-            let _ =
-                l.tx.unbounded_send(format!("retry: {retry_ms}\n\n").into_bytes());
-        }
-    }
-
-    /// Whether a listen stream is open or a call is parked (the session must not expire).
-    pub fn busy(&self) -> bool {
-        self.listeners.borrow_mut().retain(|l| !l.tx.is_closed());
-        !self.listeners.borrow().is_empty() || !self.parked.borrow().is_empty()
-    }
-
-    /// Drops parked calls past their expiry (their backend streams close with them).
-    pub fn expire(&self, shard: &Rc<Shard>, session: &Rc<Session>, now: Instant) {
-        let expired: Vec<Parked> = self
-            .parked
-            .borrow_mut()
-            .extract_if(|_, p| p.expires <= now)
-            .map(|(_, p)| p)
-            .collect();
-        for mut parked in expired {
-            // The backend call is over for the client (its in-flight entry goes now).
-            drop(parked.call.take());
-            // The backends that asked are told, rather than left waiting on their own timeouts;
-            // the parked call's stream closes after that.
-            let (shard, session) = (shard.clone(), session.clone());
-            monoio::spawn(async move {
-                for ask in &parked.asks {
-                    let pool = &shard.pools[ask.backend as usize];
-                    let id = Some(Raw::from(&*ask.id));
-                    answer_backend(&shard, &session, pool, id, Err(NOT_ANSWERED)).await;
-                }
-                drop(parked);
-            });
-        }
-    }
-
-    /// Keeps a backend's request that came outside any call (a stateful backend asking for
-    /// roots after its session began, say): the client is asked at its next call.
-    pub fn hold(&self, backend: u16, data: &[u8]) {
-        let mut held = self.held.borrow_mut();
-        if held.len() == MAX_HELD {
-            tracing::warn!("too many backend requests waiting for a sessionless client's next call; the oldest is dropped");
-            held.remove(0);
-        }
-        held.push((backend, data.to_vec()));
-        drop(held);
-        self.held_waiters.wake();
-    }
-
-    /// Ready once a backend request is held.
-    async fn held_waiting(&self) {
-        self.held_waiters
-            .until(|| !self.held.borrow().is_empty())
-            .await
-    }
-
-    /// Tells the listen streams that asked for it: `list` (a `relay::list_bit`) changed, or
-    /// resource `uri` was updated.
-    pub fn publish(&self, method: &str, list: u8, uri: Option<&str>) {
-        let mut listeners = self.listeners.borrow_mut();
-        listeners.retain(|l| !l.tx.is_closed());
-        for l in listeners.iter() {
-            let wanted = match uri {
-                Some(u) => l.uris.iter().any(|x| x == u),
-                None => l.lists & list != 0,
-            };
-            if !wanted {
-                continue;
-            }
-            let mut msg = Vec::with_capacity(160);
-            msg.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
-            jsonrpc::write_str(&mut msg, method);
-            msg.extend_from_slice(b",\"params\":{");
-            if let Some(u) = uri {
-                msg.extend_from_slice(b"\"uri\":");
-                jsonrpc::write_str(&mut msg, u);
-                msg.push(b',');
-            }
-            msg.extend_from_slice(b"\"_meta\":{\"");
-            msg.extend_from_slice(META_SUBSCRIPTION.as_bytes());
-            msg.extend_from_slice(b"\":");
-            msg.extend_from_slice(l.id.get().as_bytes());
-            msg.extend_from_slice(b"}}}");
-            let _ = l.tx.unbounded_send(event(&msg));
-        }
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::new()
-    }
-}
-
-/// One SSE `message` event carrying `data`.
-fn event(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 24);
-    sse::write_event(&mut out, None, Some("message"), data);
-    out
-}
 
 /// What a modern request's answer needs besides the call itself.
 #[derive(Clone)]
@@ -779,7 +272,7 @@ async fn principal_session(
         std::str::from_utf8(&params).expect("JSON is UTF-8"),
         shard.cfg.limits.max_initialize_params,
     )?;
-    Ok(shard.create_principal(key, principal, params).await)
+    Ok(crate::lifecycle::create_principal(shard, key, principal, params).await)
 }
 
 /// `server/discover`: the versions ringmux serves clients (it brokers every backend, so each
@@ -1094,7 +587,7 @@ fn missing_capability(method: &str, data: &[u8], caps: &serde_json::Value) -> Op
 }
 
 /// Sends a backend the answer to its request `id`: a result, or an error with a message.
-async fn answer_backend(
+pub(crate) async fn answer_backend(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     pool: &Rc<Pool>,
@@ -1115,12 +608,6 @@ async fn answer_backend(
         "answer to the backend's request",
     )
     .await;
-}
-
-#[derive(serde::Deserialize)]
-struct AskedParams<'a> {
-    #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
 }
 
 /// Parks backend requests (and the call that made them, if one did) and writes the
@@ -1389,7 +876,7 @@ async fn listen(
         tx,
     });
     // The backends' own streams carry their list_changed and resources/updated.
-    shard.listen_backends(session);
+    crate::lifecycle::listen_backends(shard, session);
     Reply::Stream(rx)
 }
 
@@ -1445,16 +932,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_values_decode() {
-        assert_eq!(decode_header_value(b"plain").unwrap(), b"plain");
-        assert_eq!(
-            decode_header_value(b"=?base64?w6k=?=").unwrap(),
-            "é".as_bytes()
-        );
-        assert!(decode_header_value(b"=?base64?!!?=").is_none());
-    }
-
-    #[test]
     fn listen_filters_name_what_is_on() {
         let filter = |lists, uris: &[String]| {
             let mut out = Vec::new();
@@ -1474,15 +951,5 @@ mod tests {
             filter([false; 3], &["x".into()]),
             r#"{"resourceSubscriptions":["x"]}"#
         );
-    }
-
-    #[test]
-    fn principal_keys_are_canonical_and_unreachable() {
-        let a: Box<RawValue> = RawValue::from_string(r#"{"a":{},"b":1}"#.into()).unwrap();
-        let b: Box<RawValue> = RawValue::from_string(r#"{ "b": 1, "a": {} }"#.into()).unwrap();
-        let ka = principal_key(b"p", Some((&*a).into()));
-        assert_eq!(ka, principal_key(b"p", Some((&*b).into())));
-        assert_ne!(ka, principal_key(b"q", Some((&*a).into())));
-        assert!(!ringmux_core::affinity::plausible_session_id(ka.as_bytes()));
     }
 }

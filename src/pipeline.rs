@@ -29,86 +29,11 @@ use ringmux_core::jsonrpc::{self, Kind, Message};
 use ringmux_core::method::{self, Handler, Local, Method};
 
 use crate::dispatch;
+use crate::dispatch::Call;
 use crate::reply::{session_not_found, Reply};
-use crate::shard::{Call, Shard};
+use crate::shard::Shard;
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Principal {
-    /// Nobody in particular (no authentication configured).
-    Anonymous,
-    /// A 2026-07-28 client named by the configured `modern.principal_header` (trusted as
-    /// given until authentication exists).
-    Header(Box<str>),
-}
-
-/// The client's protocol era and transport, as its front saw them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientEra {
-    /// Streamable HTTP, 2025-03-26 … 2025-11-25.
-    Stateful,
-    /// The legacy HTTP+SSE transport (2024-11-05): answers go on the session's one stream.
-    Legacy,
-    /// 2026-07-28: no session of its own; `session` is its principal session's key.
-    Sessionless,
-}
-
-/// What the client asked of the session, at the HTTP level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// One JSON-RPC message (the body); `sse`: the client accepts an event stream in answer.
-    Message { sse: bool },
-    /// Open the session's GET stream, or resume one after `last_event_id`.
-    Get { last_event_id: Option<Box<str>> },
-    /// End the session.
-    Delete,
-}
-
-/// One client request, as a front made it: nothing else is read by the stages.
-pub struct Request<'a> {
-    pub principal: Principal,
-    pub era: ClientEra,
-    /// The session it targets (`Mcp-Session-Id`, a legacy `sessionId`, or a 2026-07-28
-    /// principal session's key); `None` for `initialize`.
-    pub session: Option<&'a str>,
-    pub op: Op,
-    pub body: &'a [u8],
-}
-
-/// A [`Request`] that owns its parts, to cross to the owner shard.
-pub struct OwnedRequest {
-    pub principal: Principal,
-    pub era: ClientEra,
-    pub session: Option<Box<str>>,
-    pub op: Op,
-    pub body: Vec<u8>,
-}
-
-impl Request<'_> {
-    pub fn to_owned(&self) -> OwnedRequest {
-        let mut body = crate::bufs::take_with(self.body.len());
-        body.extend_from_slice(self.body);
-        OwnedRequest {
-            principal: self.principal.clone(),
-            era: self.era,
-            session: self.session.map(Box::from),
-            op: self.op.clone(),
-            body,
-        }
-    }
-}
-
-impl OwnedRequest {
-    pub fn borrow(&self) -> Request<'_> {
-        Request {
-            principal: self.principal.clone(),
-            era: self.era,
-            session: self.session.as_deref(),
-            op: self.op.clone(),
-            body: &self.body,
-        }
-    }
-}
+pub use crate::request::{ClientEra, Op, OwnedRequest, Principal, Request};
 
 /// Stage 1: who is calling. Today: the principal the front named.
 pub fn authenticate(_shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
@@ -175,14 +100,14 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
         }
         // Answered 202 at once; the message runs in the background and its answer goes on
         // the session's stream.
-        (Op::Message { .. }, _) => crate::legacy::post(
+        (Op::Message { .. }, _) => post_legacy(
             shard,
             req.session.expect("the legacy front requires a sessionId"),
             principal,
             req.body,
         ),
         (Op::Get { last_event_id }, _) => match req.session {
-            Some(id) => shard.open_get(id, &principal, last_event_id.as_deref()),
+            Some(id) => crate::lifecycle::open_get(shard, id, &principal, last_event_id.as_deref()),
             None => Reply::http_error(
                 400,
                 -32600,
@@ -307,4 +232,63 @@ pub async fn message(
             dispatch::request(shard, &session, entry, &call, &msg).await
         }
     }
+}
+
+/// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
+/// background and its answer goes on the session's stream.
+fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -> Reply {
+    let known = shard.session(Some(id), &principal).is_some()
+        || shard.legacy_pending.borrow().contains_key(id);
+    if !known {
+        return session_not_found();
+    }
+    let mut owned = crate::bufs::take_with(body.len());
+    owned.extend_from_slice(body);
+    let shard = shard.clone();
+    let id: Box<str> = id.into();
+    monoio::spawn(async move {
+        let reply = message(
+            &shard,
+            &principal,
+            ClientEra::Legacy,
+            Some(&id),
+            &owned,
+            false,
+        )
+        .await;
+        if let Reply::Json { body: answer, .. } = reply {
+            if let Some(s) = shard.session(Some(&id), &principal) {
+                s.streams.send(crate::streams::GET_STREAM, &answer);
+            } else {
+                refuse_before_initialize(&shard, &id, &owned);
+            }
+            crate::bufs::give(answer);
+        }
+        crate::bufs::give(owned);
+    });
+    Reply::Status(202)
+}
+
+/// A legacy client's request POSTed to a stream it has not initialized yet: answered on
+/// that stream with an error carrying the request's id (rather than left unanswered).
+fn refuse_before_initialize(shard: &Shard, id: &str, body: &[u8]) {
+    let pending = shard.legacy_pending.borrow();
+    let Some(tx) = pending.get(id) else { return };
+    let Ok(msg) = jsonrpc::parse(body) else {
+        return;
+    };
+    if msg.kind != Kind::Request {
+        return;
+    }
+    let mut answer = Vec::with_capacity(128);
+    jsonrpc::write_error_parts(
+        &mut answer,
+        msg.id,
+        -32600,
+        "Bad Request: the session is not initialized (send initialize first)",
+        None,
+    );
+    let mut event = Vec::with_capacity(answer.len() + 32);
+    ringmux_core::sse::write_event(&mut event, None, None, &answer);
+    let _ = tx.unbounded_send(event);
 }

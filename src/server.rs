@@ -13,8 +13,9 @@ use futures_channel::mpsc;
 use monoio::net::TcpListener;
 use ringmux_core::config::Config;
 
-use crate::hop::{self, Peers};
+use crate::hop;
 use crate::metrics::ShardMetrics;
+use crate::peers::{Inbox, Peers};
 use crate::shard::Shard;
 
 /// A running gateway.
@@ -91,7 +92,7 @@ pub struct Drainer(Peers);
 impl Drainer {
     pub fn drain(&self) {
         for tx in &self.0 .0 {
-            let _ = tx.unbounded_send(hop::Inbox::Drain);
+            let _ = tx.unbounded_send(Inbox::Drain);
         }
     }
 }
@@ -203,7 +204,7 @@ async fn run_shard(
     metrics: Arc<[Arc<ShardMetrics>]>,
     peers: Peers,
     listener: std::net::TcpListener,
-    inbox: mpsc::UnboundedReceiver<hop::Inbox>,
+    inbox: mpsc::UnboundedReceiver<Inbox>,
     stdio: StdioChildren,
     draining: &AtomicUsize,
 ) {
@@ -227,7 +228,7 @@ async fn run_shard(
     monoio::spawn(async move {
         loop {
             monoio::time::sleep(every).await;
-            sweeper.sweep_idle(Instant::now());
+            crate::lifecycle::sweep(&sweeper, Instant::now());
         }
     });
     let listener = TcpListener::from_std(listener).expect("registering the listener");
@@ -256,7 +257,7 @@ async fn run_shard(
     }
     // Draining: new connections are refused from here on.
     drop(listener);
-    crate::drain::finish(&shard, driven, draining).await;
+    crate::shutdown::finish(&shard, driven, draining).await;
     tracing::info!(shard = id, "shard stopped");
 }
 

@@ -15,9 +15,9 @@ use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::pipeline::Principal;
+use crate::request::Principal;
 use crate::streams::Streams;
-use crate::upstream::{Body, Pool, UpstreamError};
+use crate::upstream::{final_message, Pool, UpstreamError};
 
 /// What a backend declared in its `initialize` result, reduced to the flags ringmux reads.
 /// A parsed JSON object per backend session cost about 3.5 KB (six small maps); these flags
@@ -100,9 +100,9 @@ pub struct Session {
     /// A legacy HTTP+SSE client: the session lives as long as its stream.
     pub legacy: Cell<bool>,
     /// Set on a 2026-07-28 principal session ([`crate::modern`]).
-    pub modern: std::cell::OnceCell<Rc<crate::modern::State>>,
+    pub modern: std::cell::OnceCell<Rc<crate::principal::State>>,
     /// What its sessionless backends need kept ([`crate::sessionless`]); made on first need.
-    extras: std::cell::OnceCell<Box<crate::sessionless::Extras>>,
+    extras: std::cell::OnceCell<Box<crate::sessionless_wire::Extras>>,
     /// Backends whose session is being created now (one creation per backend at a time), and
     /// the tasks waiting for one to finish.
     joining: RefCell<Vec<u16>>,
@@ -210,11 +210,11 @@ impl Session {
         }
     }
 
-    pub fn extras(&self) -> &crate::sessionless::Extras {
+    pub fn extras(&self) -> &crate::sessionless_wire::Extras {
         self.extras.get_or_init(Default::default)
     }
 
-    pub fn extras_if_any(&self) -> Option<&crate::sessionless::Extras> {
+    pub fn extras_if_any(&self) -> Option<&crate::sessionless_wire::Extras> {
         self.extras.get().map(|e| &**e)
     }
 
@@ -358,7 +358,7 @@ impl Session {
     pub fn is_sessionless(&self, b: u16) -> bool {
         matches!(
             self.backends.borrow().get(b as usize),
-            Some(BackendSession::Ready { version, .. }) if crate::sessionless::is_sessionless(version)
+            Some(BackendSession::Ready { version, .. }) if crate::sessionless_wire::is_sessionless(version)
         )
     }
 
@@ -414,9 +414,21 @@ impl Session {
         self.run_join(pool).await
     }
 
+    /// Marks backend `b` joining if its backend session is `Down` and not joining already;
+    /// whether it did. Marked before the join's task first runs: whoever waits for the joins
+    /// (or calls this backend) meanwhile must see it.
+    pub fn mark_joining(&self, b: u16) -> bool {
+        let missing = matches!(self.backends.borrow()[b as usize], BackendSession::Down)
+            && !self.joining.borrow().contains(&b);
+        if missing {
+            self.joining.borrow_mut().push(b);
+        }
+        missing
+    }
+
     /// Creates the backend session on `pool`, which the caller marked as joining. The mark
     /// goes however this ends (a caller that gave up, a cancelled call, included).
-    async fn run_join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
+    pub async fn run_join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
         let _joining = Joining {
             session: self,
             b: pool.index,
@@ -438,35 +450,6 @@ impl Session {
                 true
             }
             None => false,
-        }
-    }
-
-    /// Starts creating, each in a task of its own, the backend sessions that are `Down` on
-    /// backends not cooling down (at creation: all of them). Nothing waits for them here: a
-    /// hung backend delays no one but its own callers. One that joins after the client's
-    /// `initialize` was answered is announced to it as a list change.
-    pub fn join_missing(self: &Rc<Self>, shard: &Rc<crate::shard::Shard>) {
-        let now = Instant::now();
-        for pool in &shard.pools {
-            let b = pool.index;
-            let missing = matches!(self.backends.borrow()[b as usize], BackendSession::Down)
-                && !self.joining.borrow().contains(&b)
-                && pool.is_healthy(now);
-            if !missing {
-                continue;
-            }
-            // Marked now, not when the task first runs: whoever waits for the joins (or calls
-            // this backend) meanwhile must see it.
-            self.joining.borrow_mut().push(b);
-            let (session, shard, pool) = (self.clone(), shard.clone(), pool.clone());
-            monoio::spawn(async move {
-                match session.run_join(&pool).await {
-                    Ok(()) => shard.joined(&session, b),
-                    Err(e) => {
-                        tracing::warn!(backend = %pool.name(), session = %session.id, "backend session not created: {e}")
-                    }
-                }
-            });
         }
     }
 
@@ -496,7 +479,7 @@ impl Session {
             None => Era::Stateful,
         };
         if pool.era_for(client_era).await? == Era::Sessionless {
-            let capabilities = crate::sessionless::discover(self, pool).await?;
+            let capabilities = crate::sessionless_wire::discover(self, pool).await?;
             self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
                 id: None,
                 version: version::SESSIONLESS,
@@ -671,52 +654,6 @@ pub fn view_of(init_params: &RawValue) -> u64 {
 /// The key of a request id in the in-flight table: a hash of its JSON text.
 pub fn request_key(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
-}
-
-/// Reads a response body to its final JSON-RPC message: the whole JSON body, or the SSE event that
-/// carries a response (notifications before it are dropped: callers of this need none).
-pub async fn final_message(body: Body) -> Result<Vec<u8>, BackendFailure> {
-    match body {
-        Body::Full(b) => Ok(b),
-        Body::Events(mut stream) => {
-            while let Some(ev) = stream.next().await? {
-                if ev.data.is_empty() {
-                    continue;
-                }
-                if let Ok(m) = jsonrpc::parse(&ev.data) {
-                    if m.kind == jsonrpc::Kind::Response {
-                        stream.finish();
-                        return Ok(ev.data);
-                    }
-                }
-            }
-            stream.finish();
-            Err(BackendFailure::Upstream(UpstreamError::Protocol(
-                "stream ended without a response".into(),
-            )))
-        }
-    }
-}
-
-/// Reads a call's SSE answer to the response to request `id`: notifications and answers to
-/// other requests are skipped (parsed once each, the check included).
-pub async fn final_answer(
-    mut stream: Box<crate::upstream::EventStream>,
-    id: jsonrpc::Raw<'_>,
-) -> Result<Vec<u8>, BackendFailure> {
-    while let Some(ev) = stream.next().await? {
-        let answers = jsonrpc::parse(&ev.data).is_ok_and(|m| {
-            m.kind == jsonrpc::Kind::Response && m.id.is_some_and(|i| i.same_id(id))
-        });
-        if answers {
-            stream.finish();
-            return Ok(ev.data);
-        }
-    }
-    stream.finish();
-    Err(BackendFailure::Upstream(UpstreamError::Protocol(
-        "stream ended without the response".into(),
-    )))
 }
 
 #[cfg(test)]

@@ -12,29 +12,13 @@ use futures_channel::mpsc::UnboundedSender;
 use ringmux_core::affinity;
 use ringmux_core::catalog::Catalog;
 use ringmux_core::config::Config;
-use ringmux_core::version;
 
 use crate::federation::Federation;
-use crate::hop::Peers;
 use crate::metrics::ShardMetrics;
-use crate::pipeline::Principal;
-use crate::relay;
-use crate::reply::{session_not_found, Reply};
+use crate::peers::Peers;
+use crate::request::Principal;
 use crate::session::Session;
-use crate::streams::{Resume, Streams};
 use crate::upstream::Pool;
-
-/// A request as the owner shard sees it.
-pub struct Call<'a> {
-    pub body: &'a [u8],
-    pub session: Option<&'a str>,
-    /// The client accepts `text/event-stream`.
-    pub sse: bool,
-    /// A legacy HTTP+SSE client: every answer goes on the session's one stream.
-    pub legacy: bool,
-    /// A 2026-07-28 request (through its principal session): what its answer needs.
-    pub modern: Option<&'a crate::modern::Ctx>,
-}
 
 /// Backend session deletions queued per shard before more are dropped (about 40 bytes each).
 const MAX_QUEUED_TEARDOWNS: usize = 100_000;
@@ -217,87 +201,6 @@ impl Shard {
         }
     }
 
-    /// Creates a session for an `initialize` and its backend sessions. `legacy`: the id of
-    /// the legacy HTTP+SSE stream the client opened, which becomes the session's stream.
-    pub async fn create_session(
-        self: &Rc<Self>,
-        principal: &Principal,
-        requested_version: Option<&str>,
-        params: Box<serde_json::value::RawValue>,
-        legacy: Option<&str>,
-    ) -> Rc<Session> {
-        let pending = legacy.and_then(|id| self.legacy_pending.borrow_mut().remove_entry(id));
-        let id = match &pending {
-            Some((id, _)) => id.clone(),
-            None => self.mint_session_id(),
-        };
-        let negotiated = version::negotiate(requested_version);
-        let session = Rc::new(Session::new(
-            id.clone(),
-            principal.clone(),
-            negotiated,
-            params,
-            self.pools.len(),
-            Instant::now(),
-            Streams::new(
-                self.cfg.streams.replay_events,
-                self.cfg.streams.retry.as_millis() as u64,
-                version::primes_streams(negotiated),
-            ),
-        ));
-        if let Some((_, stream)) = pending {
-            session.streams.adopt_get(stream);
-            session.legacy.set(true);
-        }
-        // Findable at once (a legacy client's POSTs are accepted while backends join).
-        self.sessions.borrow_mut().insert(id, session.clone());
-        self.metrics.sessions.add(1);
-        // The client is answered once every backend has joined, or `initialize_wait_ms` has
-        // passed: the slow and the hung join later, alone.
-        session.join_missing(self);
-        session.joined(self.cfg.limits.initialize_wait).await;
-        session.started.set(true);
-        if session.legacy.get() {
-            // A legacy client's one stream is its GET stream too: backends' unprompted
-            // messages go there from the start.
-            self.listen_backends(&session);
-        }
-        session
-    }
-
-    /// Creates the 2026-07-28 principal session `key` ([`crate::modern`]) with the synthesized
-    /// initialize `params`. It is findable at once; requests that find it before its backend
-    /// sessions are initialized wait for them.
-    pub async fn create_principal(
-        self: &Rc<Self>,
-        key: &str,
-        principal: &Principal,
-        params: Box<serde_json::value::RawValue>,
-    ) -> Rc<Session> {
-        let id: Rc<str> = Rc::from(key);
-        let session = Rc::new(Session::new(
-            id.clone(),
-            principal.clone(),
-            version::LATEST_STATEFUL,
-            params,
-            self.pools.len(),
-            Instant::now(),
-            Streams::new(0, self.cfg.streams.retry.as_millis() as u64, true),
-        ));
-        let state = Rc::new(crate::modern::State::new());
-        let _ = session.modern.set(state.clone());
-        self.sessions.borrow_mut().insert(id, session.clone());
-        self.metrics.sessions.add(1);
-        session.join_missing(self);
-        session.joined(self.cfg.limits.initialize_wait).await;
-        session.started.set(true);
-        // Backends' unprompted messages (list changes, requests for roots) come on their own
-        // streams.
-        self.listen_backends(&session);
-        state.open();
-        session
-    }
-
     /// Ends a session: forgets it and deletes its backend sessions (in the background).
     pub fn end_session(self: &Rc<Self>, id: &str) -> bool {
         let Some(session) = self.sessions.borrow_mut().remove(id) else {
@@ -309,30 +212,6 @@ impl Shard {
             self.tear_down(&session, b);
         }
         true
-    }
-
-    /// Backend `b` joined `session` (at its start, later in the background, or for a call):
-    /// if the session ended meanwhile, the backend session is deleted again; if its client
-    /// was answered already, the backend's GET stream joins the client's (when that is
-    /// open) and the client hears that its lists changed.
-    pub fn joined(self: &Rc<Self>, session: &Rc<Session>, b: u16) {
-        if session.ended.get() {
-            self.tear_down(session, b);
-            return;
-        }
-        if !session.started.get() {
-            return;
-        }
-        session.add_listener(|| {
-            let (task, handle) = futures_util::future::abortable(relay::listen(
-                self.clone(),
-                Rc::downgrade(session),
-                b,
-            ));
-            monoio::spawn(task);
-            handle
-        });
-        relay::announce_joined(self, session, b);
     }
 
     /// Whether no backend session deletion is queued or running.
@@ -380,81 +259,5 @@ impl Shard {
             }
             shard.teardown_workers.set(shard.teardown_workers.get() - 1);
         });
-    }
-
-    /// A client's GET on the MCP endpoint: its standalone stream, or (with `Last-Event-ID`) the
-    /// stream that id belongs to, replayed from after it. The first GET stream also opens each
-    /// backend session's own GET stream, multiplexed into the client's.
-    pub fn open_get(
-        self: &Rc<Self>,
-        session: &str,
-        principal: &Principal,
-        last_event_id: Option<&str>,
-    ) -> Reply {
-        let Some(session) = self.session(Some(session), principal) else {
-            return session_not_found();
-        };
-        let resume = match last_event_id.map(|id| Resume::parse(id).ok_or(id)) {
-            None => None,
-            Some(Ok(r)) if session.streams.knows(r) => Some(r),
-            // Not an id of this session's: nothing to resume, and no empty stream to pretend so.
-            Some(_) => {
-                return Reply::http_error(
-                    400,
-                    -32600,
-                    "Bad Request: Last-Event-ID names no event of this session",
-                )
-            }
-        };
-        let rx = session.streams.attach(resume);
-        self.listen_backends(&session);
-        Reply::Stream(rx)
-    }
-
-    /// Opens every backend session's own stream into the client's stream 0, once per session.
-    pub fn listen_backends(self: &Rc<Self>, session: &Rc<Session>) {
-        session.start_listening(|| {
-            self.pools
-                .iter()
-                .map(|p| {
-                    let (task, handle) = futures_util::future::abortable(relay::listen(
-                        self.clone(),
-                        Rc::downgrade(session),
-                        p.index,
-                    ));
-                    monoio::spawn(task);
-                    handle
-                })
-                .collect()
-        });
-    }
-
-    /// Ends sessions idle longer than the configured limit with no GET stream open, and
-    /// legacy sessions whose stream is gone (on that transport the stream is the session).
-    pub fn sweep_idle(self: &Rc<Self>, now: Instant) {
-        let limit = self.cfg.limits.session_idle;
-        self.legacy_pending
-            .borrow_mut()
-            .retain(|_, tx| !tx.is_closed());
-        let idle: Vec<Rc<str>> = self
-            .sessions
-            .borrow()
-            .iter()
-            .filter(|(_, s)| {
-                // A client listening on its GET stream is still there, however quiet; a legacy
-                // session without one is over.
-                if let Some(m) = s.modern.get() {
-                    m.expire(self, s, now);
-                    return !m.busy() && now.duration_since(s.last_used.get()) > limit;
-                }
-                !s.streams.has_get()
-                    && (s.legacy.get() || now.duration_since(s.last_used.get()) > limit)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in idle {
-            tracing::debug!(session = %id, "session idle too long; ending it");
-            self.end_session(&id);
-        }
     }
 }

@@ -995,7 +995,7 @@ async fn connect_sse(backend: &Backend) -> Result<Running, String> {
             {
                 Ok(resp) => {
                     let status = resp.status;
-                    let _ = crate::session::final_message(resp.body).await;
+                    let _ = crate::upstream::final_message(resp.body).await;
                     if !(200..300).contains(&status) {
                         tracing::warn!(backend = %name, status, "legacy SSE backend refused a message");
                     }

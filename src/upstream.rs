@@ -11,6 +11,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use ringmux_core::config::{Backend, Era};
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
+use ringmux_core::jsonrpc;
 use ringmux_core::sse::{Event, SseDecoder};
 use ringmux_core::version;
 
@@ -331,7 +332,7 @@ impl Pool {
             .post_sessionless(&body, "server/discover", None, Instant::now())
             .await?;
         let status = resp.status;
-        let answer = crate::session::final_message(resp.body).await.ok();
+        let answer = final_message(resp.body).await.ok();
         let result = answer
             .as_deref()
             .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok());
@@ -481,7 +482,7 @@ impl Pool {
         };
         match result {
             Ok(resp) => {
-                let _ = crate::session::final_message(resp.body).await;
+                let _ = final_message(resp.body).await;
             }
             Err(e) => {
                 tracing::debug!(backend = %self.cfg.name, "backend session not deleted: {e}")
@@ -966,4 +967,50 @@ impl EventStream {
             }
         }
     }
+}
+
+/// Reads a response body to its final JSON-RPC message: the whole JSON body, or the SSE event that
+/// carries a response (notifications before it are dropped: callers of this need none).
+pub async fn final_message(body: Body) -> Result<Vec<u8>, UpstreamError> {
+    match body {
+        Body::Full(b) => Ok(b),
+        Body::Events(mut stream) => {
+            while let Some(ev) = stream.next().await? {
+                if ev.data.is_empty() {
+                    continue;
+                }
+                if let Ok(m) = jsonrpc::parse(&ev.data) {
+                    if m.kind == jsonrpc::Kind::Response {
+                        stream.finish();
+                        return Ok(ev.data);
+                    }
+                }
+            }
+            stream.finish();
+            Err(UpstreamError::Protocol(
+                "stream ended without a response".into(),
+            ))
+        }
+    }
+}
+
+/// Reads a call's SSE answer to the response to request `id`: notifications and answers to
+/// other requests are skipped (parsed once each, the check included).
+pub async fn final_answer(
+    mut stream: Box<EventStream>,
+    id: jsonrpc::Raw<'_>,
+) -> Result<Vec<u8>, UpstreamError> {
+    while let Some(ev) = stream.next().await? {
+        let answers = jsonrpc::parse(&ev.data).is_ok_and(|m| {
+            m.kind == jsonrpc::Kind::Response && m.id.is_some_and(|i| i.same_id(id))
+        });
+        if answers {
+            stream.finish();
+            return Ok(ev.data);
+        }
+    }
+    stream.finish();
+    Err(UpstreamError::Protocol(
+        "stream ended without the response".into(),
+    ))
 }

@@ -1,0 +1,81 @@
+//! A client request as a front made it ([`Request`]), and its owned form for the hop to the
+//! owner shard: who is calling, in which era, which session, what, and the body. The pipeline
+//! ([`crate::pipeline`]) reads nothing else.
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// Nobody in particular (no authentication configured).
+    Anonymous,
+    /// A 2026-07-28 client named by the configured `modern.principal_header` (trusted as
+    /// given until authentication exists).
+    Header(Box<str>),
+}
+
+/// The client's protocol era and transport, as its front saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEra {
+    /// Streamable HTTP, 2025-03-26 … 2025-11-25.
+    Stateful,
+    /// The legacy HTTP+SSE transport (2024-11-05): answers go on the session's one stream.
+    Legacy,
+    /// 2026-07-28: no session of its own; `session` is its principal session's key.
+    Sessionless,
+}
+
+/// What the client asked of the session, at the HTTP level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// One JSON-RPC message (the body); `sse`: the client accepts an event stream in answer.
+    Message { sse: bool },
+    /// Open the session's GET stream, or resume one after `last_event_id`.
+    Get { last_event_id: Option<Box<str>> },
+    /// End the session.
+    Delete,
+}
+
+/// One client request, as a front made it: nothing else is read by the stages.
+pub struct Request<'a> {
+    pub principal: Principal,
+    pub era: ClientEra,
+    /// The session it targets (`Mcp-Session-Id`, a legacy `sessionId`, or a 2026-07-28
+    /// principal session's key); `None` for `initialize`.
+    pub session: Option<&'a str>,
+    pub op: Op,
+    pub body: &'a [u8],
+}
+
+/// A [`Request`] that owns its parts, to cross to the owner shard.
+pub struct OwnedRequest {
+    pub principal: Principal,
+    pub era: ClientEra,
+    pub session: Option<Box<str>>,
+    pub op: Op,
+    pub body: Vec<u8>,
+}
+
+impl Request<'_> {
+    pub fn to_owned(&self) -> OwnedRequest {
+        let mut body = crate::bufs::take_with(self.body.len());
+        body.extend_from_slice(self.body);
+        OwnedRequest {
+            principal: self.principal.clone(),
+            era: self.era,
+            session: self.session.map(Box::from),
+            op: self.op.clone(),
+            body,
+        }
+    }
+}
+
+impl OwnedRequest {
+    pub fn borrow(&self) -> Request<'_> {
+        Request {
+            principal: self.principal.clone(),
+            era: self.era,
+            session: self.session.as_deref(),
+            op: self.op.clone(),
+            body: &self.body,
+        }
+    }
+}
