@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::merge::{Index, Source};
 
-use crate::upstream::Pool;
+use crate::backend::upstream::Pool;
 
 struct Cached {
     catalog: Rc<Catalog>,

@@ -35,7 +35,7 @@ fn cores() -> usize {
 fn load(path: &str) -> Result<config::Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
-    ringmux::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
+    ringmux::backend::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
     Ok(cfg)
 }
 
@@ -128,7 +128,7 @@ fn main() -> Result<()> {
             let (_backends, yaml) = demo::backends()?;
             let yaml = format!("listen: {listen}\n{yaml}");
             let mut cfg = config::load(&yaml, cores())?;
-            ringmux::upstream::resolve(&mut cfg)?;
+            ringmux::backend::upstream::resolve(&mut cfg)?;
             serve(cfg)
         }
         ["tools", url] => {

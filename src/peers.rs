@@ -1,6 +1,6 @@
 //! The shards' inboxes: what one shard sends another (a request for a session it owns, a
 //! whole connection, the order to drain) and the senders every shard holds ([`Peers`]). The
-//! only cross-core synchronization on the request path ([`crate::hop`] serves an inbox).
+//! only cross-core synchronization on the request path ([`crate::front::hop`] serves an inbox).
 
 use std::os::fd::OwnedFd;
 

@@ -14,8 +14,8 @@
 //!    is -32601.
 //! 5. **authorize** ([`authorize`]): may this principal call this method (on this item).
 //!    Allows everything today.
-//! 6. **handler**: initialize, lists, routed calls ([`crate::dispatch`]), the 2026-07-28
-//!    handlers ([`crate::modern`]); client notifications and answers to server→client requests.
+//! 6. **handler**: initialize, lists, routed calls ([`crate::handlers::dispatch`]), the 2026-07-28
+//!    handlers ([`crate::handlers::modern`]); client notifications and answers to server→client requests.
 //! 7. **era adapter and reply**: each handler's answer is made the client's era's (2026-07-28
 //!    result members, stateful error statuses) before the front writes it.
 //!
@@ -28,8 +28,8 @@ use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, Kind, Message};
 use ringmux_core::method::{self, Handler, Local, Method};
 
-use crate::dispatch;
-use crate::dispatch::Call;
+use crate::handlers::dispatch;
+use crate::handlers::dispatch::Call;
 use crate::reply::{session_not_found, Reply};
 use crate::shard::Shard;
 
@@ -107,7 +107,12 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
             req.body,
         ),
         (Op::Get { last_event_id }, _) => match req.session {
-            Some(id) => crate::lifecycle::open_get(shard, id, &principal, last_event_id.as_deref()),
+            Some(id) => crate::handlers::lifecycle::open_get(
+                shard,
+                id,
+                &principal,
+                last_event_id.as_deref(),
+            ),
             None => Reply::http_error(
                 400,
                 -32600,
@@ -181,7 +186,7 @@ pub async fn message(
         if let Err(e) = authorize(shard, principal, entry, &msg) {
             return Reply::error_with_status(Some(id), &e, 403);
         }
-        return crate::modern::serve(shard, key, principal, entry, body, &msg, sse).await;
+        return crate::handlers::modern::serve(shard, key, principal, entry, body, &msg, sse).await;
     }
     let legacy = era == ClientEra::Legacy;
     let session = shard.session(session_id, principal);
@@ -258,7 +263,7 @@ fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -
         .await;
         if let Reply::Json { body: answer, .. } = reply {
             if let Some(s) = shard.session(Some(&id), &principal) {
-                s.streams.send(crate::streams::GET_STREAM, &answer);
+                s.streams.send(crate::session::streams::GET_STREAM, &answer);
             } else {
                 refuse_before_initialize(&shard, &id, &owned);
             }

@@ -13,7 +13,7 @@ use futures_channel::mpsc;
 use monoio::net::TcpListener;
 use ringmux_core::config::Config;
 
-use crate::hop;
+use crate::front::hop;
 use crate::metrics::ShardMetrics;
 use crate::peers::{Inbox, Peers};
 use crate::shard::Shard;
@@ -139,18 +139,18 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     // A shared stdio (or legacy SSE) backend's child is driven by shard `b % shards`; every
     // shard holds a handle to it.
     let mut handles = Vec::with_capacity(cfg.backends.len());
-    let mut owned: Vec<Vec<(usize, crate::stdio::Inbox)>> =
+    let mut owned: Vec<Vec<(usize, crate::backend::stdio::Inbox)>> =
         (0..shards).map(|_| Vec::new()).collect();
     for (b, backend) in cfg.backends.iter().enumerate() {
         if backend.actor_driven() && backend.shared {
-            let (tx, rx) = crate::stdio::channel();
+            let (tx, rx) = crate::backend::stdio::channel();
             owned[b % shards].push((b, rx));
             handles.push(Some(tx));
         } else {
             handles.push(None);
         }
     }
-    let handles: Arc<[Option<crate::stdio::Handle>]> = handles.into();
+    let handles: Arc<[Option<crate::backend::stdio::Handle>]> = handles.into();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shards);
     for (id, ((listener, inbox), children)) in
@@ -193,8 +193,8 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
 /// What a shard needs of the shared stdio and legacy SSE children: every one's handle, and the inboxes of
 /// those it drives (by backend index).
 struct StdioChildren {
-    handles: Arc<[Option<crate::stdio::Handle>]>,
-    children: Vec<(usize, crate::stdio::Inbox)>,
+    handles: Arc<[Option<crate::backend::stdio::Handle>]>,
+    children: Vec<(usize, crate::backend::stdio::Inbox)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -210,13 +210,13 @@ async fn run_shard(
 ) {
     crate::bufs::set_response_budget(cfg.limits.response_budget);
     let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles);
-    let driven: Vec<crate::stdio::Handle> = stdio
+    let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children
         .iter()
         .filter_map(|(b, _)| stdio.handles[*b].clone())
         .collect();
     for (b, inbox) in stdio.children {
-        monoio::spawn(crate::stdio::run(
+        monoio::spawn(crate::backend::stdio::run(
             shard.cfg.backends[b].clone(),
             shard.metrics.clone(),
             inbox,
@@ -228,7 +228,7 @@ async fn run_shard(
     monoio::spawn(async move {
         loop {
             monoio::time::sleep(every).await;
-            crate::lifecycle::sweep(&sweeper, Instant::now());
+            crate::handlers::lifecycle::sweep(&sweeper, Instant::now());
         }
     });
     let listener = TcpListener::from_std(listener).expect("registering the listener");
@@ -243,7 +243,7 @@ async fn run_shard(
         };
         match accepted {
             Ok((stream, _)) => {
-                monoio::spawn(crate::conn::serve(shard.clone(), stream));
+                monoio::spawn(crate::front::http::serve(shard.clone(), stream));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning, and log once in a while.

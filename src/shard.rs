@@ -1,6 +1,6 @@
 //! One shard: a monoio runtime pinned to a core, owning the sessions that hash to it, its own
 //! backend pools and catalog cache. Requests reach [`Shard::handle`] either from a connection
-//! on this shard or through the cross-shard inbox ([`crate::hop`]).
+//! on this shard or through the cross-shard inbox ([`crate::front::hop`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,12 +13,12 @@ use ringmux_core::affinity;
 use ringmux_core::catalog::Catalog;
 use ringmux_core::config::Config;
 
+use crate::backend::upstream::Pool;
 use crate::federation::Federation;
 use crate::metrics::ShardMetrics;
 use crate::peers::Peers;
 use crate::request::Principal;
 use crate::session::Session;
-use crate::upstream::Pool;
 
 /// Backend session deletions queued per shard before more are dropped (about 40 bytes each).
 const MAX_QUEUED_TEARDOWNS: usize = 100_000;
@@ -80,7 +80,7 @@ impl Shard {
         cfg: Arc<Config>,
         all_metrics: Arc<[Arc<ShardMetrics>]>,
         peers: Peers,
-        stdio: &[Option<crate::stdio::Handle>],
+        stdio: &[Option<crate::backend::stdio::Handle>],
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
         let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
@@ -89,7 +89,7 @@ impl Shard {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let link = crate::stdio::link_for(b, &metrics, stdio[i].as_ref());
+                let link = crate::backend::stdio::link_for(b, &metrics, stdio[i].as_ref());
                 Pool::new(i as u16, b.clone(), link, Some(metrics.clone()))
             })
             .collect();

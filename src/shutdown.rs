@@ -25,7 +25,7 @@ const LAST_WRITES: Duration = Duration::from_secs(1);
 /// over the process.
 pub async fn finish(
     shard: &Rc<Shard>,
-    children: Vec<crate::stdio::Handle>,
+    children: Vec<crate::backend::stdio::Handle>,
     draining: &AtomicUsize,
 ) {
     let grace = shard.cfg.limits.shutdown_grace;
@@ -59,7 +59,7 @@ pub async fn finish(
     }
     wait_until(Instant::now() + LAST_WRITES, || shard.open_conns.get() == 0).await;
     for handle in children {
-        let _ = handle.unbounded_send(crate::stdio::ToChild::Shutdown);
+        let _ = handle.unbounded_send(crate::backend::stdio::ToChild::Shutdown);
     }
     wait_until(Instant::now() + CHILDREN_GRACE, || {
         shard.teardowns_idle() && shard.metrics.stdio_children.get() == 0

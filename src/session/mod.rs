@@ -3,6 +3,10 @@
 //! client's `initialize`; re-created lazily when a backend was down then, and transparently once
 //! when a backend expires it).
 
+pub mod principal;
+pub mod sessionless;
+pub mod streams;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -15,9 +19,9 @@ use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use crate::backend::upstream::{final_message, Pool, UpstreamError};
 use crate::request::Principal;
-use crate::streams::Streams;
-use crate::upstream::{final_message, Pool, UpstreamError};
+use crate::session::streams::Streams;
 
 /// What a backend declared in its `initialize` result, reduced to the flags ringmux reads.
 /// A parsed JSON object per backend session cost about 3.5 KB (six small maps); these flags
@@ -99,10 +103,10 @@ pub struct Session {
     listeners: RefCell<Option<Vec<AbortHandle>>>,
     /// A legacy HTTP+SSE client: the session lives as long as its stream.
     pub legacy: Cell<bool>,
-    /// Set on a 2026-07-28 principal session ([`crate::modern`]).
-    pub modern: std::cell::OnceCell<Rc<crate::principal::State>>,
-    /// What its sessionless backends need kept ([`crate::sessionless`]); made on first need.
-    extras: std::cell::OnceCell<Box<crate::sessionless_wire::Extras>>,
+    /// Set on a 2026-07-28 principal session ([`crate::handlers::modern`]).
+    pub modern: std::cell::OnceCell<Rc<crate::session::principal::State>>,
+    /// What its sessionless backends need kept ([`crate::handlers::sessionless`]); made on first need.
+    extras: std::cell::OnceCell<Box<crate::session::sessionless::Extras>>,
     /// Backends whose session is being created now (one creation per backend at a time), and
     /// the tasks waiting for one to finish.
     joining: RefCell<Vec<u16>>,
@@ -210,11 +214,11 @@ impl Session {
         }
     }
 
-    pub fn extras(&self) -> &crate::sessionless_wire::Extras {
+    pub fn extras(&self) -> &crate::session::sessionless::Extras {
         self.extras.get_or_init(Default::default)
     }
 
-    pub fn extras_if_any(&self) -> Option<&crate::sessionless_wire::Extras> {
+    pub fn extras_if_any(&self) -> Option<&crate::session::sessionless::Extras> {
         self.extras.get().map(|e| &**e)
     }
 
@@ -358,7 +362,7 @@ impl Session {
     pub fn is_sessionless(&self, b: u16) -> bool {
         matches!(
             self.backends.borrow().get(b as usize),
-            Some(BackendSession::Ready { version, .. }) if crate::sessionless_wire::is_sessionless(version)
+            Some(BackendSession::Ready { version, .. }) if crate::session::sessionless::is_sessionless(version)
         )
     }
 
@@ -479,7 +483,7 @@ impl Session {
             None => Era::Stateful,
         };
         if pool.era_for(client_era).await? == Era::Sessionless {
-            let capabilities = crate::sessionless_wire::discover(self, pool).await?;
+            let capabilities = crate::session::sessionless::discover(self, pool).await?;
             self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
                 id: None,
                 version: version::SESSIONLESS,

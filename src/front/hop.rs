@@ -64,7 +64,7 @@ fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
     let std = std::net::TcpStream::from(handoff.fd);
     match monoio::net::TcpStream::from_std(std) {
         Ok(stream) => {
-            monoio::spawn(crate::conn::serve_adopted(
+            monoio::spawn(crate::front::http::serve_adopted(
                 shard.clone(),
                 stream,
                 handoff.rbuf,

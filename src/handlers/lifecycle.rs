@@ -10,14 +10,14 @@ use std::time::Instant;
 use ringmux_core::jsonrpc::Raw;
 use ringmux_core::version;
 
-use crate::modern::NOT_ANSWERED;
-use crate::principal::Parked;
-use crate::relay;
+use crate::handlers::modern::NOT_ANSWERED;
+use crate::handlers::relay;
 use crate::reply::{session_not_found, Reply};
 use crate::request::Principal;
+use crate::session::principal::Parked;
+use crate::session::streams::{Resume, Streams};
 use crate::session::Session;
 use crate::shard::Shard;
-use crate::streams::{Resume, Streams};
 
 /// Creates a session for an `initialize` and its backend sessions. `legacy`: the id of
 /// the legacy HTTP+SSE stream the client opened, which becomes the session's stream.
@@ -67,7 +67,7 @@ pub async fn create_session(
     session
 }
 
-/// Creates the 2026-07-28 principal session `key` ([`crate::modern`]) with the synthesized
+/// Creates the 2026-07-28 principal session `key` ([`crate::handlers::modern`]) with the synthesized
 /// initialize `params`. It is findable at once; requests that find it before its backend
 /// sessions are initialized wait for them.
 pub async fn create_principal(
@@ -86,7 +86,7 @@ pub async fn create_principal(
         Instant::now(),
         Streams::new(0, shard.cfg.streams.retry.as_millis() as u64, true),
     ));
-    let state = Rc::new(crate::principal::State::new());
+    let state = Rc::new(crate::session::principal::State::new());
     let _ = session.modern.set(state.clone());
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
@@ -236,7 +236,14 @@ fn tell_unanswered(shard: &Rc<Shard>, session: &Rc<Session>, expired: Vec<Parked
             for ask in &parked.asks {
                 let pool = &shard.pools[ask.backend as usize];
                 let id = Some(Raw::from(&*ask.id));
-                crate::modern::answer_backend(&shard, &session, pool, id, Err(NOT_ANSWERED)).await;
+                crate::handlers::modern::answer_backend(
+                    &shard,
+                    &session,
+                    pool,
+                    id,
+                    Err(NOT_ANSWERED),
+                )
+                .await;
             }
             drop(parked);
         });

@@ -549,7 +549,7 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
     if h.host.is_none() && !head.http10 {
         return Reply::http_error(400, -32600, "Bad Request: missing Host header");
     }
-    let modern = crate::modern_front::is_modern(head, buf);
+    let modern = crate::front::modern::is_modern(head, buf);
     if let Some(name) = h.duplicated {
         // The 2026-07-28 era refuses its own routing headers with its code (in modern::front).
         if !modern || matches!(name, "Host" | "Mcp-Session-Id") {
@@ -606,7 +606,7 @@ async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -
         return legacy_front(shard, head, buf, body, legacy, principal).await;
     }
     if modern {
-        return crate::modern_front::front(shard, head, buf, body).await;
+        return crate::front::modern::front(shard, head, buf, body).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
@@ -660,7 +660,7 @@ async fn legacy_front(
     let message_path = &shard.cfg.legacy.as_ref().expect("legacy is configured").1;
     match (legacy, head.method) {
         (Legacy::Stream, Method::Get) => refuse_without_event_stream(buf, head)
-            .unwrap_or_else(|| crate::legacy::open(shard, message_path)),
+            .unwrap_or_else(|| crate::front::legacy::open(shard, message_path)),
         (Legacy::Message(id), Method::Post) => {
             let Some(id) = id else {
                 return Reply::http_error(400, -32600, "Bad Request: sessionId is required");

@@ -3,7 +3,7 @@
 //! in the order its reference implementation applies them (POST, JSON, Accept, one request,
 //! `_meta`, the routing headers against the body, the version, the removed methods), and
 //! becomes a [`Request`] for its principal session's key ([`crate::pipeline`] takes it from
-//! there to [`crate::modern`]).
+//! there to [`crate::handlers::modern`]).
 
 use std::rc::Rc;
 
@@ -13,7 +13,7 @@ use ringmux_core::jsonrpc::{self, raw_str, Kind, Message, Raw};
 use ringmux_core::method::{self, NameParam};
 use ringmux_core::version;
 
-use crate::modern::{code, Envelope, EnvelopeParams};
+use crate::handlers::modern::{code, Envelope, EnvelopeParams};
 use crate::pipeline::{ClientEra, Op, Principal, Request};
 use crate::reply::Reply;
 use crate::shard::Shard;

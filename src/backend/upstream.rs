@@ -15,8 +15,8 @@ use ringmux_core::jsonrpc;
 use ringmux_core::sse::{Event, SseDecoder};
 use ringmux_core::version;
 
+use crate::backend::stdio::{Answer, Failure, Link};
 use crate::io::{consume, read_more};
-use crate::stdio::{Answer, Failure, Link};
 use futures_util::StreamExt;
 
 /// Largest response head accepted from a backend.

@@ -1,5 +1,5 @@
 //! What a 2026-07-28 principal session holds beyond an ordinary session
-//! ([`crate::modern`] serves it): its open `subscriptions/listen` streams, the backend calls
+//! ([`crate::handlers::modern`] serves it): its open `subscriptions/listen` streams, the backend calls
 //! parked on the client's input, the backend requests that came outside any call, and whether
 //! its backend sessions were first initialized.
 
@@ -15,8 +15,8 @@ use ringmux_core::jsonrpc::{self, raw_str, Message};
 use ringmux_core::sse::{self, Event};
 use serde_json::value::RawValue;
 
+use crate::backend::upstream::{EventStream, Pool, UpstreamError};
 use crate::session::InFlight;
-use crate::upstream::{EventStream, Pool, UpstreamError};
 
 pub(crate) const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 
@@ -212,7 +212,7 @@ impl State {
     }
 
     /// Takes the parked calls past their expiry `now` (their backend calls end as they are
-    /// dropped; [`crate::lifecycle::sweep`] tells the backends that asked).
+    /// dropped; [`crate::handlers::lifecycle::sweep`] tells the backends that asked).
     pub(crate) fn expire(&self, now: Instant) -> Vec<Parked> {
         self.parked
             .borrow_mut()

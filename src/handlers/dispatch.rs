@@ -17,15 +17,15 @@ use ringmux_core::uris;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use crate::backend::upstream::{final_message, Body, Pool, Response};
 use crate::bufs;
 use crate::federation::{Federation, Merged};
-use crate::pipeline::Principal;
-use crate::relay;
+use crate::handlers::relay;
 use crate::reply::Reply;
+use crate::request::Principal;
+use crate::session::streams::GET_STREAM;
 use crate::session::{request_key, BackendFailure, Capabilities, Session};
 use crate::shard::Shard;
-use crate::streams::GET_STREAM;
-use crate::upstream::{final_message, Body, Pool, Response};
 
 /// Upper bound on pages walked when fetching one backend's list.
 const MAX_BACKEND_PAGES: usize = 1000;
@@ -39,7 +39,7 @@ pub struct Call<'a> {
     /// A legacy HTTP+SSE client: every answer goes on the session's one stream.
     pub legacy: bool,
     /// A 2026-07-28 request (through its principal session): what its answer needs.
-    pub modern: Option<&'a crate::modern::Ctx>,
+    pub modern: Option<&'a crate::handlers::modern::Ctx>,
 }
 
 /// A JSON-RPC request on an existing session, its method looked up and allowed by the
@@ -109,7 +109,8 @@ pub async fn initialize(
     };
     let legacy = call.session.filter(|_| call.legacy);
     let session =
-        crate::lifecycle::create_session(shard, principal, Some(requested), kept, legacy).await;
+        crate::handlers::lifecycle::create_session(shard, principal, Some(requested), kept, legacy)
+            .await;
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut result, session.version);
@@ -138,7 +139,7 @@ pub(crate) fn write_server_info(out: &mut Vec<u8>, name: &str) {
 }
 
 /// `server/discover` sent on the stateful path (without a 2026-07-28 version header, so not
-/// a request of that era, [`crate::modern`]): answered with the stateful versions, which the
+/// a request of that era, [`crate::handlers::modern`]): answered with the stateful versions, which the
 /// client can `initialize` with.
 pub fn discover(id: Raw<'_>) -> Reply {
     let mut result = Vec::with_capacity(256);
@@ -194,10 +195,10 @@ pub(crate) async fn send(
     let result = async {
         let (sid, ver, joined) = session.ensure(pool).await?;
         if joined {
-            crate::lifecycle::joined(shard, session, pool.index);
+            crate::handlers::lifecycle::joined(shard, session, pool.index);
         }
-        if crate::sessionless_wire::is_sessionless(ver) {
-            return crate::sessionless_wire::send(session, pool, body).await;
+        if crate::session::sessionless::is_sessionless(ver) {
+            return crate::session::sessionless::send(session, pool, body).await;
         }
         let resp = pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?;
         // 404 is the spec's "session expired"; some servers answer 400 instead.
@@ -210,9 +211,9 @@ pub(crate) async fn send(
         session.forget(pool.index);
         session.join(pool).await?;
         let (sid, ver, _) = session.ensure(pool).await?;
-        if crate::sessionless_wire::is_sessionless(ver) {
+        if crate::session::sessionless::is_sessionless(ver) {
             // Replaced by a server of the other era.
-            return crate::sessionless_wire::send(session, pool, body).await;
+            return crate::session::sessionless::send(session, pool, body).await;
         }
         Ok(pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?)
     }
@@ -295,7 +296,7 @@ async fn fetch_catalog(
 async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc<Merged> {
     // Backends this session lacks (down at its start, back since) join in the background:
     // a list never waits for a backend that may hang.
-    crate::lifecycle::join_missing(shard, session);
+    crate::handlers::lifecycle::join_missing(shard, session);
     let now = Instant::now();
     let fed = shard.fed(session.view);
     let kinds: &[ListKind] = if kind == ListKind::Resources {
@@ -522,7 +523,7 @@ async fn join_named(
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     if joined {
-        crate::lifecycle::joined(shard, session, pool.index);
+        crate::handlers::lifecycle::joined(shard, session, pool.index);
     }
     Ok(Some(refresh(shard, session, kind).await))
 }
@@ -622,7 +623,7 @@ async fn forward(
         }
     };
     if let Some(request) = request {
-        return crate::sessionless::answer(
+        return crate::handlers::sessionless::answer(
             shard, session, pool, resp, request, call, id, inflight, map_uris,
         )
         .await;
@@ -649,7 +650,7 @@ async fn forward(
         Body::Full(body) => answer_of(shard, &pool, id, body, map_uris),
         Body::Events(events) if call.modern.is_some() => {
             let ctx = call.modern.expect("checked").clone();
-            crate::modern::relay_call(
+            crate::handlers::modern::relay_call(
                 shard.clone(),
                 session.clone(),
                 pool,
@@ -689,7 +690,7 @@ async fn forward(
             Reply::Stream(rx)
         }
         Body::Events(events) => {
-            let answer = crate::upstream::final_answer(events, id).await;
+            let answer = crate::backend::upstream::final_answer(events, id).await;
             match answer {
                 Ok(body) => Reply::Json {
                     status: 200,
@@ -758,7 +759,7 @@ pub async fn client_response(
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
-    if crate::sessionless::take_answer(session, id.get(), body) {
+    if crate::handlers::sessionless::take_answer(session, id.get(), body) {
         return Reply::Status(202);
     }
     let Some((backend, original)) = relay::unmap_response_id(id) else {

@@ -47,9 +47,9 @@ use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Raw};
 use serde_json::value::RawValue;
 
+use crate::backend::upstream::{Body, Pool};
 use crate::io::{consume, read_more};
 use crate::metrics::ShardMetrics;
-use crate::upstream::{Body, Pool};
 
 /// Longest stdout line accepted (one JSON-RPC message).
 const MAX_LINE: usize = 64 << 20;
@@ -995,7 +995,7 @@ async fn connect_sse(backend: &Backend) -> Result<Running, String> {
             {
                 Ok(resp) => {
                     let status = resp.status;
-                    let _ = crate::upstream::final_message(resp.body).await;
+                    let _ = crate::backend::upstream::final_message(resp.body).await;
                     if !(200..300).contains(&status) {
                         tracing::warn!(backend = %name, status, "legacy SSE backend refused a message");
                     }

@@ -37,15 +37,15 @@ use ringmux_core::seal::{open, seal, Claims, STATE_PREFIX};
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::dispatch;
-use crate::dispatch::Call;
-use crate::pipeline::Principal;
-use crate::principal::{event, Ask, Feed, Listener, Parked, State, META_SUBSCRIPTION};
-use crate::relay;
+use crate::backend::upstream::{EventStream, Pool};
+use crate::handlers::dispatch;
+use crate::handlers::dispatch::Call;
+use crate::handlers::relay;
 use crate::reply::Reply;
+use crate::request::Principal;
+use crate::session::principal::{event, Ask, Feed, Listener, Parked, State, META_SUBSCRIPTION};
 use crate::session::{InFlight, Session};
 use crate::shard::Shard;
-use crate::upstream::{EventStream, Pool};
 
 /// JSON-RPC codes of the 2026-07-28 era.
 pub mod code {
@@ -272,7 +272,7 @@ async fn principal_session(
         std::str::from_utf8(&params).expect("JSON is UTF-8"),
         shard.cfg.limits.max_initialize_params,
     )?;
-    Ok(crate::lifecycle::create_principal(shard, key, principal, params).await)
+    Ok(crate::handlers::lifecycle::create_principal(shard, key, principal, params).await)
 }
 
 /// `server/discover`: the versions ringmux serves clients (it brokers every backend, so each
@@ -425,8 +425,10 @@ async fn pump(
     // pump's own, since the feed waits without one while a call is parked on the client.
     let deadline = std::time::Instant::now() + pool.cfg.request_deadline;
     let past_deadline = || {
-        crate::upstream::UpstreamError::Deadline(pool.cfg.request_deadline.as_millis() as u64)
-            .to_string()
+        crate::backend::upstream::UpstreamError::Deadline(
+            pool.cfg.request_deadline.as_millis() as u64
+        )
+        .to_string()
     };
     let failed = |reason: String| {
         let mut out = Vec::with_capacity(128);
@@ -474,7 +476,7 @@ async fn pump(
             Err(_) if std::time::Instant::now() >= deadline => return failed(past_deadline()),
             Err(_) => {
                 shard.metrics.backend_errors.add(1);
-                return failed(crate::upstream::UpstreamError::Timeout.to_string());
+                return failed(crate::backend::upstream::UpstreamError::Timeout.to_string());
             }
         };
         let Ok(msg) = jsonrpc::parse(&data) else {
@@ -535,7 +537,7 @@ async fn pump(
                         session,
                         b,
                         &data,
-                        crate::streams::GET_STREAM,
+                        crate::session::streams::GET_STREAM,
                         None,
                         false,
                     );
@@ -876,7 +878,7 @@ async fn listen(
         tx,
     });
     // The backends' own streams carry their list_changed and resources/updated.
-    crate::lifecycle::listen_backends(shard, session);
+    crate::handlers::lifecycle::listen_backends(shard, session);
     Reply::Stream(rx)
 }
 

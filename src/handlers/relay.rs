@@ -1,5 +1,5 @@
 //! Backend → client traffic: what a backend sends on a call's SSE answer or on its own GET
-//! stream reaches the client's matching stream ([`crate::streams`]), adjusted on the way:
+//! stream reaches the client's matching stream ([`crate::session::streams`]), adjusted on the way:
 //! - requests (sampling, elicitation, roots, ping) get ids unique on the client's side that
 //!   name the backend (`"r<backend>:<original id>"`); the client's answer is routed back with
 //!   the original id ([`unmap_response_id`]);
@@ -24,10 +24,10 @@ use ringmux_core::names;
 use ringmux_core::uris;
 use serde_json::value::RawValue;
 
+use crate::backend::upstream::{Body, EventStream, Pool, Response};
+use crate::session::streams::GET_STREAM;
 use crate::session::{InFlight, Session};
 use crate::shard::Shard;
-use crate::streams::GET_STREAM;
-use crate::upstream::{Body, EventStream, Pool, Response};
 
 /// Times a backend stream that ends before its answer is resumed.
 const MAX_RESUMES: u32 = 16;
@@ -370,7 +370,7 @@ pub fn announce_joined(shard: &Shard, session: &Session, b: u16) {
 /// A backend without a GET stream (405) or without sessions is left alone.
 pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
     if session.upgrade().is_some_and(|s| s.is_sessionless(b)) {
-        return crate::sessionless::listen(shard, session, b).await;
+        return crate::handlers::sessionless::listen(shard, session, b).await;
     }
     let pool = shard.pools[b as usize].clone();
     let mut last_id: Option<String> = None;

@@ -32,15 +32,15 @@ use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, Kind, Raw};
 use serde_json::value::RawValue;
 
-use crate::dispatch::with_client_uris;
-use crate::dispatch::Call;
-use crate::relay;
+use crate::backend::upstream::{Body, EventStream, Pool, Response};
+use crate::handlers::dispatch::with_client_uris;
+use crate::handlers::dispatch::Call;
+use crate::handlers::relay;
 use crate::reply::Reply;
+use crate::session::sessionless::{is_sessionless, prepare};
+use crate::session::streams::GET_STREAM;
 use crate::session::{Capabilities, InFlight, Session};
-use crate::sessionless_wire::{is_sessionless, prepare};
 use crate::shard::Shard;
-use crate::streams::GET_STREAM;
-use crate::upstream::{Body, EventStream, Pool, Response};
 
 /// Result members of the era a stateful client must not see.
 /// Rounds of `input_required` one call may take before ringmux gives up on it.
@@ -119,7 +119,8 @@ pub(crate) async fn answer(
     map_uris: bool,
 ) -> Reply {
     let key = inflight.key();
-    let backend_error = |reason: String| crate::dispatch::backend_error(id, &pool, reason);
+    let backend_error =
+        |reason: String| crate::handlers::dispatch::backend_error(id, &pool, reason);
     let for_client = |m: Vec<u8>| with_client_uris(&pool, map_uris, era::to_stateful(m));
     let status = resp.status;
     if let Body::Full(b) = &resp.body {
@@ -454,7 +455,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
             Capabilities::RESOURCES,
         ]
         .map(|flag| s.has_capability(b, flag));
-        crate::modern::write_filter(&mut request, lists, &uris);
+        crate::handlers::modern::write_filter(&mut request, lists, &uris);
         request.extend_from_slice(b"}}");
         let prepared = prepare(&s, &request, &[]);
         drop(s);

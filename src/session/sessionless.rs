@@ -2,7 +2,7 @@
 //! backend session), and every request sent with `params._meta` filled from the client's
 //! initialize and the era's routing headers; and what a session keeps for such backends
 //! ([`Extras`]). Serving a stateful client through such a backend is
-//! [`crate::sessionless`]'s.
+//! [`crate::handlers::sessionless`]'s.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ use ringmux_core::method::{self, NameParam};
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use crate::backend::upstream::{Body, Pool, Response};
 use crate::session::{BackendFailure, Capabilities, Session};
-use crate::upstream::{Body, Pool, Response};
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -44,7 +44,7 @@ pub struct Extras {
     pub(crate) subscriptions: std::cell::RefCell<Vec<(u16, String)>>,
     /// Bumped when `subscriptions` change: the listen streams re-open with the new set.
     pub(crate) generation: std::cell::Cell<u64>,
-    pub(crate) changed: crate::principal::Waiters,
+    pub(crate) changed: crate::session::principal::Waiters,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ pub(crate) fn prepare(
 }
 
 /// A header value for `Mcp-Name`: as it is when it is printable ASCII without edge spaces,
-/// else `=?base64?…?=` (the form [`crate::modern`] decodes).
+/// else `=?base64?…?=` (the form [`crate::handlers::modern`] decodes).
 pub fn encode_header_value(v: &str) -> String {
     let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
         && v.trim() == v
@@ -243,7 +243,7 @@ pub(crate) async fn discover(
         .post_sessionless(&p.body, &p.method, None, Instant::now())
         .await?;
     let status = resp.status;
-    let message = crate::upstream::final_message(resp.body).await;
+    let message = crate::backend::upstream::final_message(resp.body).await;
     if status != 200 {
         return Err(BackendFailure::Init(format!(
             "server/discover answered HTTP {status}"

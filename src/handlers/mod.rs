@@ -1,0 +1,8 @@
+//! What requests do, once the pipeline ([`crate::pipeline`]) let them through: the handlers of
+//! each method, the relays of what backends send clients, and a session's life.
+
+pub mod dispatch;
+pub mod lifecycle;
+pub mod modern;
+pub mod relay;
+pub mod sessionless;
