@@ -1,13 +1,14 @@
-//! The method table: each MCP method maps to one [`Op`], and each op to one handler. Routed
-//! methods share one path: resolve the owner (and the name/URI to restore) → forward the
-//! spliced bytes → relay the answer (JSON, or SSE event by event).
+//! The handlers of the stateful methods: `initialize`, `ping`, `logging/setLevel`, and the
+//! routed calls (`tools/call`, `prompts/get`, `resources/*`, `completion/complete`), which
+//! share one path: resolve the owner (and the name/URI to restore) → forward the spliced bytes
+//! → relay the answer (JSON, or SSE event by event). Lists are [`super::lists`]'.
 
 use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::Instant;
 
 use futures_util::future::{join_all, select, Either};
-use ringmux_core::catalog::{Catalog, ListKind};
+use ringmux_core::catalog::ListKind;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::merge::Route;
@@ -17,18 +18,16 @@ use ringmux_core::uris;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
+use super::lists::refresh;
 use crate::backend::upstream::{final_message, Body, Pool, Response};
 use crate::bufs;
-use crate::federation::{Federation, Merged};
+use crate::federation::Merged;
 use crate::handlers::relay;
 use crate::reply::Reply;
 use crate::request::Principal;
 use crate::session::streams::GET_STREAM;
 use crate::session::{request_key, BackendFailure, Capabilities, Session};
 use crate::shard::Shard;
-
-/// Upper bound on pages walked when fetching one backend's list.
-const MAX_BACKEND_PAGES: usize = 1000;
 
 /// A JSON-RPC request as its handler sees it.
 pub struct Call<'a> {
@@ -55,7 +54,7 @@ pub async fn request(
     let result = match entry.handler {
         Handler::Local(Local::Ping) => Ok(json_result(id, b"{}")),
         Handler::Local(Local::SetLevel) => Ok(set_level(shard, session, call.body, id).await),
-        Handler::List(kind) => list(shard, session, kind, msg).await,
+        Handler::List(kind) => super::lists::list(shard, session, kind, msg).await,
         Handler::Routed(by) => match resolve(shard, session, by, msg, call.body).await {
             Ok(target) => Ok(forward(shard, session, target, entry, call, id).await),
             Err(e) => Err(e),
@@ -222,154 +221,6 @@ pub(crate) async fn send(
         shard.metrics.backend_errors.add(1);
     }
     result
-}
-
-/// Sends and reads the final message; errors if it is not a success response.
-async fn call_backend(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    pool: &Rc<Pool>,
-    body: &[u8],
-) -> Result<Vec<u8>, BackendFailure> {
-    let resp = send(shard, session, pool, body).await?;
-    let status = resp.status;
-    let msg = final_message(resp.body).await?;
-    // The sessionless era answers errors (-32601 for a list it lacks) with 4xx statuses.
-    let answered = status != 200
-        && session.is_sessionless(pool.index)
-        && jsonrpc::parse(&msg).is_ok_and(|m| m.kind == jsonrpc::Kind::Response);
-    if status != 200 && !answered {
-        return Err(BackendFailure::Status(status));
-    }
-    Ok(msg)
-}
-
-/// Fetches backend `b`'s whole `kind` list (all pages) into the session's catalog view `fed`.
-async fn fetch_catalog(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    fed: &Federation,
-    b: u16,
-    kind: ListKind,
-) -> Result<(), String> {
-    let pool = &shard.pools[b as usize];
-    let mut catalog = Catalog::new(kind);
-    let mut cursor: Option<String> = None;
-    let mut body = Vec::with_capacity(128);
-    for _ in 0..MAX_BACKEND_PAGES {
-        body.clear();
-        body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-list\",\"method\":");
-        jsonrpc::write_str(&mut body, kind.method());
-        body.extend_from_slice(b",\"params\":{");
-        if let Some(c) = &cursor {
-            body.extend_from_slice(b"\"cursor\":");
-            jsonrpc::write_str(&mut body, c);
-        }
-        body.extend_from_slice(b"}}");
-        let msg = call_backend(shard, session, pool, &body)
-            .await
-            .map_err(|e| e.to_string())?;
-        let parsed = jsonrpc::parse(&msg).map_err(|e| e.to_string())?;
-        let result = match (parsed.result, parsed.error) {
-            (Some(r), _) => r,
-            // A backend without this capability answers -32601: an empty list, not a failure.
-            (None, Some(e)) if e.get().contains("-32601") => break,
-            (None, e) => return Err(format!("error result: {}", e.map_or("", |e| e.get()))),
-        };
-        cursor = catalog
-            .add_page(result.get().as_bytes())
-            .map_err(|e| e.to_string())?;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    if catalog.malformed > 0 {
-        tracing::warn!(backend = %pool.name(), list = kind.method(), skipped = catalog.malformed, "items without a valid key skipped");
-    }
-    fed.store(b, shard.shared_catalog(b, catalog), Instant::now());
-    Ok(())
-}
-
-/// Makes sure every ready backend's `kind` catalog (and templates, for resources) is fresh,
-/// fetching stale ones concurrently, and returns the merged index over the cached catalogs.
-/// When nothing is stale (the steady state) this allocates nothing.
-async fn refresh(shard: &Rc<Shard>, session: &Rc<Session>, kind: ListKind) -> Rc<Merged> {
-    // Backends this session lacks (down at its start, back since) join in the background:
-    // a list never waits for a backend that may hang.
-    crate::handlers::lifecycle::join_missing(shard, session);
-    let now = Instant::now();
-    let fed = shard.fed(session.view);
-    let kinds: &[ListKind] = if kind == ListKind::Resources {
-        &[ListKind::Resources, ListKind::ResourceTemplates]
-    } else {
-        std::slice::from_ref(&kind)
-    };
-    let mut fetches = Vec::new();
-    for pool in shard.pools.iter() {
-        let b = pool.index;
-        for &k in kinds {
-            if session.is_ready(b) && fed.is_stale(k, b, now) && pool.is_healthy(now) {
-                let fed = &fed;
-                fetches.push(async move {
-                    // One fetch per view at a time: the others wait for its result.
-                    let Some(_fetching) = fed.begin_fetch(k, b) else {
-                        return fed.fetched(k, b).await;
-                    };
-                    if let Err(e) = fetch_catalog(shard, session, fed, b, k).await {
-                        tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
-                    }
-                });
-            }
-        }
-    }
-    if !fetches.is_empty() {
-        join_all(fetches).await;
-    }
-    // Backends cooling down stay in the index (their calls then fail fast naming them);
-    // list pages leave them out through the view filter.
-    fed.merged(kind, |b| session.is_ready(b), &shard.pools)
-}
-
-async fn list(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    kind: ListKind,
-    msg: &Message<'_>,
-) -> Result<Reply, RpcError> {
-    let id = msg.id.expect("requests have ids");
-    session.listed(relay::list_bit(kind));
-    let merged = refresh(shard, session, kind).await;
-    let cursor = match msg.params.cursor {
-        None => None,
-        Some(raw) => {
-            let s = raw_str(raw)
-                .ok_or_else(|| RpcError::InvalidParams("cursor must be a string".into()))?;
-            Some(merged.index.decode_cursor(&s)?)
-        }
-    };
-    let mut body = bufs::take_with(
-        merged
-            .catalogs
-            .iter()
-            .map(|c| c.bytes().len())
-            .sum::<usize>()
-            + 256,
-    );
-    let now = Instant::now();
-    merged.index.write_page(
-        &mut body,
-        id,
-        &merged.catalogs,
-        cursor,
-        shard.cfg.limits.page_size,
-        |source, _| shard.pools[merged.backends[source] as usize].is_healthy(now),
-    );
-    shard.metrics.list_pages.add(1);
-    Ok(Reply::Json {
-        status: 200,
-        body,
-        session: None,
-    })
 }
 
 /// Where a routed request goes, and the body to send when the name/URI had to be rewritten.
@@ -650,7 +501,7 @@ async fn forward(
         Body::Full(body) => answer_of(shard, &pool, id, body, map_uris),
         Body::Events(events) if call.modern.is_some() => {
             let ctx = call.modern.expect("checked").clone();
-            crate::handlers::modern::relay_call(
+            crate::handlers::mrtr::relay_call(
                 shard.clone(),
                 session.clone(),
                 pool,

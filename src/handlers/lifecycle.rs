@@ -236,7 +236,7 @@ fn tell_unanswered(shard: &Rc<Shard>, session: &Rc<Session>, expired: Vec<Parked
             for ask in &parked.asks {
                 let pool = &shard.pools[ask.backend as usize];
                 let id = Some(Raw::from(&*ask.id));
-                crate::handlers::modern::answer_backend(
+                crate::handlers::mrtr::answer_backend(
                     &shard,
                     &session,
                     pool,

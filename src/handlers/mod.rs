@@ -3,6 +3,8 @@
 
 pub mod dispatch;
 pub mod lifecycle;
+pub mod lists;
 pub mod modern;
+pub mod mrtr;
 pub mod relay;
 pub mod sessionless;

@@ -22,29 +22,24 @@
 //! - client ids are renumbered: requests of one principal share backend sessions, and two
 //!   clients may well use the same id.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use futures_channel::mpsc::{self, UnboundedSender};
-use futures_util::future::{select, Either};
-use futures_util::StreamExt;
+use futures_channel::mpsc::{self};
 use ringmux_core::era;
-use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Message, Raw};
+use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::method::{self, Handler, Local, Method as McpMethod};
-use ringmux_core::seal::{open, seal, Claims, STATE_PREFIX};
+use ringmux_core::seal::STATE_PREFIX;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::backend::upstream::{EventStream, Pool};
+use super::mrtr::{held_asks, park, resume};
 use crate::handlers::dispatch;
 use crate::handlers::dispatch::Call;
 use crate::handlers::relay;
 use crate::reply::Reply;
 use crate::request::Principal;
-use crate::session::principal::{event, Ask, Feed, Listener, Parked, State, META_SUBSCRIPTION};
-use crate::session::{InFlight, Session};
+use crate::session::principal::{event, Listener, State, META_SUBSCRIPTION};
+use crate::session::Session;
 use crate::shard::Shard;
 
 /// JSON-RPC codes of the 2026-07-28 era.
@@ -210,7 +205,7 @@ pub async fn serve(
 
 /// Sends a modern request through the stateful dispatch. The backend session is shared by the
 /// principal's requests, so this one gets an id of its own; the answer gets the client's back.
-async fn call(
+pub(crate) async fn call(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     body: &[u8],
@@ -303,7 +298,7 @@ fn discover(shard: &Rc<Shard>, session: &Rc<Session>, id: Raw<'_>) -> Reply {
 }
 
 /// A backend's final message made the client's ([`era::to_sessionless`]).
-fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
+pub(crate) fn complete(message: &[u8], ctx: &Ctx) -> (Vec<u8>, u16) {
     era::to_sessionless(
         message,
         Raw::from(&*ctx.client_id),
@@ -346,439 +341,6 @@ fn binding(msg: &Message<'_>, env: &EnvelopeParams<'_>) -> u64 {
         key.extend_from_slice(canonical.as_bytes());
     }
     xxhash_rust::xxh3::xxh3_64(&key)
-}
-
-/// Where the messages of a modern call go: an SSE stream, or only the final message (a JSON
-/// answer; notifications dropped).
-enum Sink {
-    Sse(UnboundedSender<Vec<u8>>),
-    Json,
-}
-
-impl Sink {
-    fn notify(&self, data: &[u8]) {
-        if let Sink::Sse(tx) = self {
-            let _ = tx.unbounded_send(event(data));
-        }
-    }
-}
-
-/// Relays a backend's streamed answer to a modern call: notifications as they come (SSE), the
-/// answer completed for the era, or an `input_required` result when the backend asks the
-/// client something.
-pub async fn relay_call(
-    shard: Rc<Shard>,
-    session: Rc<Session>,
-    pool: Rc<Pool>,
-    events: Box<EventStream>,
-    sse: bool,
-    inflight: InFlight,
-    ctx: Ctx,
-) -> Reply {
-    relay_feed(shard, session, pool, Feed::new(events), sse, inflight, ctx).await
-}
-
-async fn relay_feed(
-    shard: Rc<Shard>,
-    session: Rc<Session>,
-    pool: Rc<Pool>,
-    events: Feed,
-    sse: bool,
-    inflight: InFlight,
-    ctx: Ctx,
-) -> Reply {
-    if !sse {
-        let (body, status) =
-            pump(&shard, &session, pool, events, inflight, &ctx, &Sink::Json).await;
-        return Reply::Json {
-            status,
-            body,
-            session: None,
-        };
-    }
-    let (tx, rx) = mpsc::unbounded();
-    monoio::spawn(async move {
-        let sink = Sink::Sse(tx);
-        let (body, _) = pump(&shard, &session, pool, events, inflight, &ctx, &sink).await;
-        if let Sink::Sse(tx) = sink {
-            let _ = tx.unbounded_send(event(&body));
-        }
-    });
-    Reply::Stream(rx)
-}
-
-/// Reads a backend call's events until its answer or a request for the client. Returns the
-/// message to end the client's answer with, and its status.
-async fn pump(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    pool: Rc<Pool>,
-    mut feed: Feed,
-    inflight: InFlight,
-    ctx: &Ctx,
-    sink: &Sink,
-) -> (Vec<u8>, u16) {
-    let b = pool.index;
-    let state = session.modern.get().expect("a principal session");
-    let timeout = pool.cfg.request_timeout;
-    // However lively the stream (progress), the answer comes by the backend's deadline: the
-    // pump's own, since the feed waits without one while a call is parked on the client.
-    let deadline = std::time::Instant::now() + pool.cfg.request_deadline;
-    let past_deadline = || {
-        crate::backend::upstream::UpstreamError::Deadline(
-            pool.cfg.request_deadline.as_millis() as u64
-        )
-        .to_string()
-    };
-    let failed = |reason: String| {
-        let mut out = Vec::with_capacity(128);
-        jsonrpc::write_error_parts(
-            &mut out,
-            Some(Raw::from(&*ctx.client_id)),
-            -32603,
-            &format!("backend {}: {reason}", pool.name()),
-            None,
-        );
-        (out, 200)
-    };
-    loop {
-        let wait = deadline
-            .saturating_duration_since(std::time::Instant::now())
-            .min(timeout);
-        if wait.is_zero() {
-            return failed(past_deadline());
-        }
-        let next = {
-            let next = std::pin::pin!(monoio::time::timeout(wait, feed.rx.next()));
-            let held = std::pin::pin!(state.held_waiting());
-            match select(next, held).await {
-                Either::Left((next, _)) => next,
-                Either::Right(((), _)) => {
-                    // A backend asked something outside any call while this one runs (the
-                    // call may well wait for it): this call's answer puts it to the client.
-                    let asks = held_asks(shard, session, state, ctx).await;
-                    if asks.is_empty() {
-                        continue;
-                    }
-                    return park(shard, session, asks, Some((pool, feed, inflight)), ctx);
-                }
-            }
-        };
-        let data = match next {
-            Ok(Some(Ok(Some(ev)))) if ev.data.is_empty() => continue,
-            Ok(Some(Ok(Some(ev)))) => ev.data,
-            Ok(Some(Ok(None)) | None) => return failed("stream ended without a response".into()),
-            Ok(Some(Err(e))) => {
-                shard.metrics.backend_errors.add(1);
-                pool.record_failure(&e);
-                return failed(e.to_string());
-            }
-            Err(_) if std::time::Instant::now() >= deadline => return failed(past_deadline()),
-            Err(_) => {
-                shard.metrics.backend_errors.add(1);
-                return failed(crate::backend::upstream::UpstreamError::Timeout.to_string());
-            }
-        };
-        let Ok(msg) = jsonrpc::parse(&data) else {
-            tracing::warn!(backend = %pool.name(), "backend sent a message that is not JSON-RPC; dropped");
-            continue;
-        };
-        match msg.kind {
-            Kind::Response => {
-                let map = pool.cfg.prefixed && ctx.entry.uris_in_result;
-                let data = dispatch::with_client_uris(&pool, map, data);
-                return complete(&data, ctx);
-            }
-            Kind::Request if msg.method == "ping" => {
-                answer_backend(shard, session, &pool, msg.id, Ok("{}")).await;
-            }
-            Kind::Request => {
-                let Some(asked_id) = msg.id else { continue };
-                if let Some(needed) = missing_capability(&msg.method, &data, &ctx.capabilities) {
-                    answer_backend(
-                        shard,
-                        session,
-                        &pool,
-                        Some(asked_id),
-                        Err("the client did not declare the capability this request needs"),
-                    )
-                    .await;
-                    let mut out = Vec::with_capacity(160);
-                    jsonrpc::write_error_parts(
-                        &mut out,
-                        Some(Raw::from(&*ctx.client_id)),
-                        code::MISSING_CAPABILITY,
-                        &format!("backend {} asked the client for {}, and the client did not declare that capability", pool.name(), msg.method),
-                        Some(&format!("{{\"requiredCapabilities\":{needed}}}")),
-                    );
-                    return (out, 400);
-                }
-                if msg.method == "roots/list" {
-                    session.asked_for_roots(b);
-                }
-                let Some(ask) = Ask::new(&pool, &msg, &data) else {
-                    continue;
-                };
-                return park(shard, session, vec![ask], Some((pool, feed, inflight)), ctx);
-            }
-            Kind::Notification => match &*msg.method {
-                "notifications/message" => {
-                    let rank = relay::log_level_of(&data);
-                    if ctx
-                        .log_rank
-                        .is_some_and(|min| rank.is_none_or(|r| r >= min))
-                    {
-                        sink.notify(&data);
-                    }
-                }
-                m if m.ends_with("/list_changed") || m == "notifications/resources/updated" => {
-                    relay::deliver(
-                        shard,
-                        session,
-                        b,
-                        &data,
-                        crate::session::streams::GET_STREAM,
-                        None,
-                        false,
-                    );
-                }
-                _ => sink.notify(&data),
-            },
-        }
-    }
-}
-
-/// The capability object a backend's request (`data`, method `method`) needs and the client
-/// did not declare, if any.
-fn missing_capability(method: &str, data: &[u8], caps: &serde_json::Value) -> Option<&'static str> {
-    #[derive(serde::Deserialize)]
-    struct Env {
-        #[serde(default)]
-        params: Option<ElicitParams>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ElicitParams {
-        #[serde(default)]
-        mode: Option<String>,
-    }
-    match method {
-        "sampling/createMessage" => caps
-            .get("sampling")
-            .is_none()
-            .then_some("{\"sampling\":{}}"),
-        "roots/list" => caps.get("roots").is_none().then_some("{\"roots\":{}}"),
-        "elicitation/create" => {
-            let url = serde_json::from_slice::<Env>(data)
-                .ok()
-                .and_then(|e| e.params?.mode)
-                .is_some_and(|m| m == "url");
-            let declared = caps.get("elicitation");
-            // `elicitation: {}` declares form mode (what it meant before modes existed).
-            let form_ok = declared.is_some_and(|e| {
-                e.get("form").is_some() || e.as_object().is_some_and(|o| o.is_empty())
-            });
-            let url_ok = declared.is_some_and(|e| e.get("url").is_some());
-            match (url, form_ok, url_ok) {
-                (true, _, false) => Some("{\"elicitation\":{\"url\":{}}}"),
-                (false, false, _) => Some("{\"elicitation\":{\"form\":{}}}"),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// Sends a backend the answer to its request `id`: a result, or an error with a message.
-pub(crate) async fn answer_backend(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    pool: &Rc<Pool>,
-    id: Option<Raw<'_>>,
-    answer: Result<&str, &str>,
-) {
-    let Some(id) = id else { return };
-    let mut body = Vec::with_capacity(96);
-    match answer {
-        Ok(result) => jsonrpc::write_result(&mut body, id, result.as_bytes()),
-        Err(message) => jsonrpc::write_error_parts(&mut body, Some(id), -32603, message, None),
-    }
-    dispatch::send_one_way(
-        shard,
-        session,
-        pool,
-        &body,
-        "answer to the backend's request",
-    )
-    .await;
-}
-
-/// Parks backend requests (and the call that made them, if one did) and writes the
-/// `input_required` result that puts them to the client.
-fn park(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    asks: Vec<Ask>,
-    call: Option<(Rc<Pool>, Feed, InFlight)>,
-    ctx: &Ctx,
-) -> (Vec<u8>, u16) {
-    let state = session.modern.get().expect("a principal session");
-    let n = state.next();
-    let ttl = shard.cfg.modern.request_state_ttl;
-    shard.metrics.input_required.add(1);
-    let sealed = seal(
-        shard
-            .cfg
-            .modern
-            .request_state_key
-            .as_ref()
-            .expect("a key at start"),
-        &Claims {
-            shard: shard.id as u16,
-            park: n,
-            expires_ms: unix_ms() + ttl.as_millis() as u64,
-            principal: xxhash_rust::xxh3::xxh3_64(session.id.as_bytes()),
-            binding: ctx.binding,
-        },
-        nonce(),
-    );
-    let mut result = Vec::with_capacity(256);
-    result.extend_from_slice(b"{\"resultType\":\"input_required\",\"inputRequests\":{");
-    for (i, ask) in asks.iter().enumerate() {
-        if i > 0 {
-            result.push(b',');
-        }
-        jsonrpc::write_str(&mut result, &ask.key);
-        result.push(b':');
-        result.extend_from_slice(&ask.request);
-    }
-    result.extend_from_slice(b"},\"requestState\":");
-    jsonrpc::write_str(&mut result, &sealed);
-    result.push(b'}');
-    state.parked.borrow_mut().insert(
-        n,
-        Parked {
-            asks,
-            call,
-            expires: Instant::now() + ttl,
-        },
-    );
-    let mut out = Vec::with_capacity(result.len() + 48);
-    jsonrpc::write_result(&mut out, Raw::from(&*ctx.client_id), &result);
-    (out, 200)
-}
-
-/// The requests backends sent outside any call that the client can answer (the others are
-/// refused to their backend at once), as asks for a call about to be made.
-async fn held_asks(shard: &Rc<Shard>, session: &Rc<Session>, state: &State, ctx: &Ctx) -> Vec<Ask> {
-    let held = std::mem::take(&mut *state.held.borrow_mut());
-    let mut asks = Vec::with_capacity(held.len());
-    for (b, data) in held {
-        let pool = &shard.pools[b as usize];
-        let Ok(msg) = jsonrpc::parse(&data) else {
-            continue;
-        };
-        if msg.method == "ping" {
-            answer_backend(shard, session, pool, msg.id, Ok("{}")).await;
-            continue;
-        }
-        if msg.method == "roots/list" {
-            session.asked_for_roots(b);
-        }
-        if missing_capability(&msg.method, &data, &ctx.capabilities).is_some() {
-            answer_backend(
-                shard,
-                session,
-                pool,
-                msg.id,
-                Err("the client did not declare the capability this request needs"),
-            )
-            .await;
-            continue;
-        }
-        asks.extend(Ask::new(pool, &msg, &data));
-    }
-    asks
-}
-
-/// A client's retry of a call that returned `input_required`: the state is opened and checked,
-/// the backend gets the client's answers, and the parked call goes on.
-async fn resume(
-    shard: &Rc<Shard>,
-    session: &Rc<Session>,
-    env: &EnvelopeParams<'_>,
-    id: Raw<'_>,
-    body: &[u8],
-    ctx: Ctx,
-    sse: bool,
-) -> Reply {
-    let invalid = || {
-        let mut body = Vec::with_capacity(160);
-        jsonrpc::write_error_parts(
-            &mut body,
-            Some(id),
-            -32602,
-            "Invalid or expired requestState",
-            Some("{\"reason\":\"invalid_request_state\"}"),
-        );
-        Reply::Json {
-            status: 400,
-            body,
-            session: None,
-        }
-    };
-    let key = shard
-        .cfg
-        .modern
-        .request_state_key
-        .as_ref()
-        .expect("a key at start");
-    let claims = env
-        .request_state
-        .map(Raw::from)
-        .and_then(raw_str)
-        .and_then(|s| open(key, &s));
-    let Some(claims) = claims else {
-        return invalid();
-    };
-    if claims.shard as usize != shard.id
-        || claims.principal != xxhash_rust::xxh3::xxh3_64(session.id.as_bytes())
-        || claims.binding != ctx.binding
-        || !claims.valid_at(unix_ms())
-    {
-        return invalid();
-    }
-    let state = session.modern.get().expect("a principal session");
-    let Some(parked) = state.parked.borrow_mut().remove(&claims.park) else {
-        return invalid();
-    };
-    let responses: HashMap<String, &RawValue> = env
-        .input_responses
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or_default();
-    for ask in &parked.asks {
-        let answer = match responses.get(&ask.key) {
-            Some(r) => Ok(r.get()),
-            None => Err("the client gave no answer to this request"),
-        };
-        let pool = &shard.pools[ask.backend as usize];
-        answer_backend(shard, session, pool, Some(Raw::from(&*ask.id)), answer).await;
-    }
-    match parked.call {
-        Some((pool, feed, inflight)) => {
-            relay_feed(
-                shard.clone(),
-                session.clone(),
-                pool,
-                feed,
-                sse,
-                inflight,
-                ctx,
-            )
-            .await
-        }
-        // The asks came before this call: now it goes to its backend.
-        None => call(shard, session, body, id, ctx, sse).await,
-    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -908,25 +470,6 @@ pub(crate) fn write_filter(out: &mut Vec<u8>, lists: [bool; 3], uris: &[String])
         out.extend_from_slice(serde_json::to_string(uris).expect("strings").as_bytes());
     }
     out.push(b'}');
-}
-
-// ---------------------------------------------------------------------------------------------
-// requestState
-// ---------------------------------------------------------------------------------------------
-
-/// The wall clock in Unix milliseconds (sealed states carry their expiry in it, so replicas
-/// sharing a key agree).
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A fresh nonce from the OS random source.
-fn nonce() -> [u8; 24] {
-    let mut nonce = [0u8; 24];
-    getrandom::fill(&mut nonce).expect("the OS random source works");
-    nonce
 }
 
 #[cfg(test)]
