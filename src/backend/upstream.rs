@@ -7,24 +7,13 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use ringmux_core::config::{Backend, Era};
-use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
-use ringmux_core::jsonrpc;
-use ringmux_core::sse::{Event, SseDecoder};
 use ringmux_core::version;
 
+pub use super::http::{final_answer, final_message, Body, Conn, EventStream, Response};
+use super::http::{Outgoing, Source};
 use crate::backend::stdio::{Answer, Failure, Link};
-use crate::io::{consume, read_more};
-use futures_util::StreamExt;
 
-/// Largest response head accepted from a backend.
-const MAX_HEAD: usize = 64 << 10;
-/// Idle connections kept per backend per shard; more are closed when returned.
-const MAX_IDLE: usize = 64;
-/// Read granularity.
-const READ_CHUNK: usize = 16 << 10;
 /// Consecutive timeouts that mark a backend failed.
 const TIMEOUTS_BEFORE_FAILED: u32 = 3;
 /// Backoff doubles per consecutive failure up to 2^5 times the configured base.
@@ -53,13 +42,6 @@ pub enum UpstreamError {
     OverBudget(#[from] crate::bufs::OverBudget),
 }
 
-/// One pooled connection with its reusable buffers.
-pub struct Conn {
-    stream: TcpStream,
-    rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 struct Health {
     failures: u32,
@@ -81,7 +63,7 @@ pub struct Pool {
     metrics: Option<std::sync::Arc<crate::metrics::ShardMetrics>>,
     /// A Streamable HTTP `initialize` succeeded here once ([`Pool::mark_spoke_http`]).
     spoke_http: Cell<bool>,
-    idle: RefCell<Vec<Conn>>,
+    pub(super) idle: RefCell<Vec<Conn>>,
     health: Cell<Health>,
     /// Consecutive request timeouts.
     timeouts: Cell<u32>,
@@ -90,20 +72,6 @@ pub struct Pool {
     /// a server's instructions rarely depend on the client, and 100k sessions would hold
     /// 100k copies.
     pub instructions: RefCell<Option<Rc<str>>>,
-}
-
-/// A backend's answer.
-pub struct Response {
-    pub status: u16,
-    pub session_id: Option<String>,
-    pub body: Body,
-}
-
-pub enum Body {
-    /// Whole body (JSON, or empty for 202).
-    Full(Vec<u8>),
-    /// An SSE stream, read event by event (boxed: it carries the connection and decoders).
-    Events(Box<EventStream>),
 }
 
 /// Resolves every URL backend's host (the one place the gateway asks a resolver, once at
@@ -234,36 +202,6 @@ impl Pool {
             tracing::info!(backend = %self.cfg.name, "backend recovered");
             self.health.set(Health::default());
         }
-    }
-
-    fn put_back(&self, mut conn: Conn) {
-        crate::io::trim(&mut conn.rbuf, READ_CHUNK);
-        crate::io::trim(&mut conn.wbuf, 1024);
-        let mut idle = self.idle.borrow_mut();
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-    }
-
-    async fn connect(&self) -> Result<Conn, UpstreamError> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in &self.cfg.addrs {
-            match monoio::time::timeout(self.cfg.connect_timeout, TcpStream::connect_addr(*addr))
-                .await
-            {
-                Ok(Ok(stream)) => {
-                    stream.set_nodelay(true).ok();
-                    return Ok(Conn {
-                        stream,
-                        rbuf: Vec::with_capacity(READ_CHUNK),
-                        wbuf: Vec::with_capacity(1024),
-                    });
-                }
-                Ok(Err(e)) => last = e,
-                Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-            }
-        }
-        Err(UpstreamError::Connect(last))
     }
 
     /// Sends one HTTP request (`method` POST/DELETE/GET) with MCP headers and reads the
@@ -525,12 +463,12 @@ impl Pool {
     }
 
     /// When a request sent now must be answered whole (`request_deadline_ms`).
-    fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Instant {
         Instant::now() + self.cfg.request_deadline
     }
 
     /// A read that timed out because the deadline came is the deadline's failure.
-    fn past(&self, deadline: Instant, e: UpstreamError) -> UpstreamError {
+    pub(super) fn past(&self, deadline: Instant, e: UpstreamError) -> UpstreamError {
         match e {
             UpstreamError::Timeout if Instant::now() >= deadline => {
                 UpstreamError::Deadline(self.cfg.request_deadline.as_millis() as u64)
@@ -540,7 +478,7 @@ impl Pool {
     }
 
     /// How long the next read may wait: the request timeout, cut short by `deadline`.
-    fn wait_before(&self, deadline: Instant) -> Result<Duration, UpstreamError> {
+    pub(super) fn wait_before(&self, deadline: Instant) -> Result<Duration, UpstreamError> {
         match deadline.checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() => Ok(left.min(self.cfg.request_timeout)),
             _ => Err(UpstreamError::Deadline(
@@ -548,469 +486,4 @@ impl Pool {
             )),
         }
     }
-
-    async fn request_inner(self: &Rc<Self>, out: &Outgoing<'_>) -> Result<Response, UpstreamError> {
-        let pooled = self.idle.borrow_mut().pop();
-        let reused = pooled.is_some();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.connect().await?,
-        };
-        match self.exchange(&mut conn, out).await {
-            Ok((head, sent)) => self.finish(conn, head, sent).await,
-            Err(Attempt::Stale) if reused => {
-                let mut fresh = self.connect().await?;
-                match self.exchange(&mut fresh, out).await {
-                    Ok((head, sent)) => self.finish(fresh, head, sent).await,
-                    Err(Attempt::Stale) => Err(UpstreamError::Protocol(
-                        "connection closed before a response".into(),
-                    )),
-                    Err(Attempt::Failed(e)) => Err(e),
-                }
-            }
-            Err(Attempt::Stale) => Err(UpstreamError::Protocol(
-                "connection closed before a response".into(),
-            )),
-            Err(Attempt::Failed(e)) => Err(e),
-        }
-    }
-
-    /// Writes the request and reads the response head; returns it with the time the request
-    /// was sent (from which its deadline counts).
-    async fn exchange(
-        &self,
-        conn: &mut Conn,
-        out: &Outgoing<'_>,
-    ) -> Result<(ResponseHead, Instant), Attempt> {
-        let mut w = std::mem::take(&mut conn.wbuf);
-        w.clear();
-        let has_body = out.method == "POST";
-        let accept: &[u8] = if has_body {
-            b"application/json, text/event-stream"
-        } else {
-            b"text/event-stream"
-        };
-        let mut extra: [(&str, &[u8]); 7] = [
-            ("accept", accept),
-            ("mcp-protocol-version", out.protocol_version.as_bytes()),
-            ("", b""),
-            ("", b""),
-            ("", b""),
-            ("", b""),
-            ("", b""),
-        ];
-        let mut n = 2;
-        for (name, value) in [
-            (
-                "content-type",
-                has_body.then_some(b"application/json".as_slice()),
-            ),
-            ("mcp-session-id", out.session.map(str::as_bytes)),
-            ("last-event-id", out.last_event_id.map(str::as_bytes)),
-            ("mcp-method", out.mcp_method.map(str::as_bytes)),
-            ("mcp-name", out.mcp_name.map(str::as_bytes)),
-        ] {
-            if let Some(v) = value {
-                extra[n] = (name, v);
-                n += 1;
-            }
-        }
-        http::write_request_head(
-            &mut w,
-            out.method,
-            &self.cfg.path,
-            &self.cfg.authority,
-            has_body.then_some(out.body.len()),
-            &extra[..n],
-        );
-        w.extend_from_slice(out.body);
-        let (res, w) = conn.stream.write_all(w).await;
-        conn.wbuf = w;
-        if let Err(e) = res {
-            return Err(stale_or(e));
-        }
-        conn.rbuf.clear();
-        // The whole head within the request timeout: a trickle does not extend it. The send
-        // time is also where the request's deadline counts from.
-        let sent = Instant::now();
-        let until = sent + self.cfg.request_timeout;
-        let mut first = true;
-        loop {
-            let buf = std::mem::take(&mut conn.rbuf);
-            let timeout = if std::mem::take(&mut first) {
-                self.cfg.request_timeout
-            } else {
-                until.saturating_duration_since(Instant::now())
-            };
-            let (res, buf) =
-                match monoio::time::timeout(timeout, read_more(&mut conn.stream, buf, READ_CHUNK))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => return Err(Attempt::Failed(UpstreamError::Timeout)),
-                };
-            conn.rbuf = buf;
-            match res {
-                Ok(0) if conn.rbuf.is_empty() => return Err(Attempt::Stale),
-                Ok(0) => {
-                    return Err(Attempt::Failed(UpstreamError::Protocol(
-                        "connection closed inside the response head".into(),
-                    )))
-                }
-                Ok(_) => {}
-                Err(e) if conn.rbuf.is_empty() => return Err(stale_or(e)),
-                Err(e) => return Err(Attempt::Failed(e.into())),
-            }
-            match http::parse_response(&conn.rbuf, MAX_HEAD) {
-                Ok(Some(head)) => return Ok((head, sent)),
-                Ok(None) => continue,
-                Err(e) => return Err(Attempt::Failed(UpstreamError::Protocol(e.to_string()))),
-            }
-        }
-    }
-
-    async fn finish(
-        self: &Rc<Self>,
-        conn: Conn,
-        head: ResponseHead,
-        sent: Instant,
-    ) -> Result<Response, UpstreamError> {
-        let deadline = sent + self.cfg.request_deadline;
-        let session_id = head
-            .session_id
-            .as_ref()
-            .map(|r| String::from_utf8_lossy(&conn.rbuf[r.clone()]).into_owned());
-        let status = head.status;
-        let sse = head.is_event_stream(&conn.rbuf) && (200..300).contains(&status);
-        let max = self.cfg.max_response;
-        let mut reader = BodyReader::new(conn, &head, max);
-        if sse {
-            return Ok(Response {
-                status,
-                session_id,
-                body: Body::Events(Box::new(EventStream {
-                    source: Source::Http {
-                        reader,
-                        sse: SseDecoder::new(max),
-                        held: crate::bufs::Held::default(),
-                    },
-                    pool: self.clone(),
-                    idle: Some(self.cfg.request_timeout),
-                    deadline: Some(deadline),
-                })),
-            });
-        }
-        let mut body = crate::bufs::take();
-        // (A body that came with its head, the common case, reads no clock.)
-        let wait = || self.wait_before(deadline).map(Some);
-        // Held while the body is read; the connection writes it out soon after.
-        let mut held = crate::bufs::Held::default();
-        loop {
-            match reader.next_into(&mut body, wait).await {
-                Ok(true) => held.resize(body.len())?,
-                Ok(false) => break,
-                Err(e) => return Err(self.past(deadline, e)),
-            }
-        }
-        if let Some(conn) = reader.into_reusable() {
-            self.put_back(conn);
-        }
-        Ok(Response {
-            status,
-            session_id,
-            body: Body::Full(body),
-        })
-    }
-}
-
-/// One request as written to a backend.
-struct Outgoing<'a> {
-    method: &'a str,
-    session: Option<&'a str>,
-    protocol_version: &'a str,
-    body: &'a [u8],
-    last_event_id: Option<&'a str>,
-    /// 2026-07-28 routing headers.
-    mcp_method: Option<&'a str>,
-    mcp_name: Option<&'a str>,
-}
-
-enum Attempt {
-    /// The connection died before any response byte: safe to retry on a fresh one.
-    Stale,
-    Failed(UpstreamError),
-}
-
-fn stale_or(e: io::Error) -> Attempt {
-    match e.kind() {
-        io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::UnexpectedEof => Attempt::Stale,
-        _ => Attempt::Failed(e.into()),
-    }
-}
-
-/// Reads a response body of any framing, piece by piece.
-struct BodyReader {
-    conn: Conn,
-    /// The backend's `max_response_bytes`.
-    max: usize,
-    kind: BodyKind,
-    /// Body bytes still expected (Length framing).
-    remaining: usize,
-    dechunk: ChunkedDecoder,
-    done: bool,
-}
-
-impl BodyReader {
-    fn new(mut conn: Conn, head: &ResponseHead, max: usize) -> Self {
-        consume(&mut conn.rbuf, head.head_len);
-        let (remaining, done) = match head.body {
-            BodyKind::Empty => (0, true),
-            BodyKind::Length(n) => (n, false),
-            BodyKind::Chunked | BodyKind::UntilClose => (0, false),
-        };
-        BodyReader {
-            conn,
-            max,
-            kind: head.body,
-            remaining,
-            dechunk: ChunkedDecoder::new(),
-            done,
-        }
-    }
-
-    /// Appends the next piece of body to `out`. `Ok(false)`: the body is complete.
-    /// `timeout` is asked only before a read (a body already buffered costs no clock read).
-    async fn next_into(
-        &mut self,
-        out: &mut Vec<u8>,
-        mut timeout: impl FnMut() -> Result<Option<Duration>, UpstreamError>,
-    ) -> Result<bool, UpstreamError> {
-        loop {
-            if self.done {
-                return Ok(false);
-            }
-            if !self.conn.rbuf.is_empty() {
-                let before = out.len();
-                match self.kind {
-                    BodyKind::Length(_) => {
-                        let take = self.remaining.min(self.conn.rbuf.len());
-                        if out.len() + take > self.max {
-                            return Err(UpstreamError::TooLarge(self.max));
-                        }
-                        out.extend_from_slice(&self.conn.rbuf[..take]);
-                        consume(&mut self.conn.rbuf, take);
-                        self.remaining -= take;
-                        self.done = self.remaining == 0;
-                    }
-                    BodyKind::Chunked => {
-                        let used = self
-                            .dechunk
-                            .decode(&self.conn.rbuf, out, self.max)
-                            .map_err(|e| match e {
-                                http::HeadError::BodyTooLarge => UpstreamError::TooLarge(self.max),
-                                e => UpstreamError::Protocol(e.to_string()),
-                            })?;
-                        consume(&mut self.conn.rbuf, used);
-                        self.done = self.dechunk.is_done();
-                    }
-                    BodyKind::UntilClose => {
-                        if out.len() + self.conn.rbuf.len() > self.max {
-                            return Err(UpstreamError::TooLarge(self.max));
-                        }
-                        out.extend_from_slice(&self.conn.rbuf);
-                        self.conn.rbuf.clear();
-                    }
-                    BodyKind::Empty => self.done = true,
-                }
-                if out.len() > before || self.done {
-                    return Ok(!self.done || out.len() > before);
-                }
-            }
-            let timeout = timeout()?;
-            let buf = std::mem::take(&mut self.conn.rbuf);
-            let read = read_more(&mut self.conn.stream, buf, READ_CHUNK);
-            let (res, buf) = match timeout {
-                Some(t) => monoio::time::timeout(t, read)
-                    .await
-                    .map_err(|_| UpstreamError::Timeout)?,
-                None => read.await,
-            };
-            self.conn.rbuf = buf;
-            match res? {
-                0 if self.kind == BodyKind::UntilClose => {
-                    self.done = true;
-                    return Ok(false);
-                }
-                0 => {
-                    return Err(UpstreamError::Protocol(
-                        "connection closed inside the body".into(),
-                    ))
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// The connection, if the body ended cleanly and the framing allows reuse.
-    fn into_reusable(self) -> Option<Conn> {
-        (self.done && self.kind != BodyKind::UntilClose && self.conn.rbuf.is_empty())
-            .then_some(self.conn)
-    }
-}
-
-/// A backend's SSE response, event by event. The connection returns to the pool when the
-/// stream ends cleanly; dropping it early closes the connection.
-pub struct EventStream {
-    source: Source,
-    pool: Rc<Pool>,
-    /// Longest wait for the next piece (`None`: a standalone stream, quiet for as long as
-    /// the backend has nothing to say).
-    idle: Option<Duration>,
-    /// When a call's stream must have ended (`None`: a standalone stream).
-    deadline: Option<Instant>,
-}
-
-/// Where a stream's events come from.
-// The stream is boxed as a whole (`Body::Events`), so the smaller variant wastes nothing
-// worth a second allocation.
-#[allow(clippy::large_enum_variant)]
-enum Source {
-    /// An SSE response body; `held`: what its decoder buffers, counted in the shard's
-    /// response budget.
-    Http {
-        reader: BodyReader,
-        sse: SseDecoder,
-        held: crate::bufs::Held,
-    },
-    /// A stdio child's messages, one per event (`first` arrived already).
-    Messages {
-        first: Option<Vec<u8>>,
-        rx: futures_channel::mpsc::UnboundedReceiver<Vec<u8>>,
-    },
-}
-
-impl EventStream {
-    /// The next event; `None` at the end of the stream. Each wait is bounded by the backend's
-    /// request timeout.
-    pub async fn next(&mut self) -> Result<Option<Event>, UpstreamError> {
-        let deadline = self.deadline;
-        self.next_inner().await.map_err(|e| match deadline {
-            Some(d) => self.pool.past(d, e),
-            None => e,
-        })
-    }
-
-    async fn next_inner(&mut self) -> Result<Option<Event>, UpstreamError> {
-        let pool = &self.pool;
-        let deadline = self.deadline;
-        // Each wait: the idle timeout, cut short by the call's deadline.
-        let wait = |idle: Option<Duration>| match (idle, deadline) {
-            (Some(_), Some(d)) => pool.wait_before(d).map(Some),
-            (idle, _) => Ok(idle),
-        };
-        let (reader, sse, held) = match &mut self.source {
-            Source::Http { reader, sse, held } => (reader, sse, held),
-            Source::Messages { first, rx } => {
-                let data = match first.take() {
-                    Some(m) => Some(m),
-                    None => match wait(self.idle)? {
-                        Some(t) => monoio::time::timeout(t, rx.next())
-                            .await
-                            .map_err(|_| UpstreamError::Timeout)?,
-                        None => rx.next().await,
-                    },
-                };
-                return Ok(data.map(|data| Event {
-                    id: None,
-                    event: None,
-                    data,
-                    retry: None,
-                }));
-            }
-        };
-        let mut piece = Vec::new();
-        loop {
-            let ev = sse.next_event().map_err(|e| UpstreamError::TooLarge(e.0))?;
-            held.resize(sse.buffered())?;
-            if let Some(ev) = ev {
-                return Ok(Some(ev));
-            }
-            piece.clear();
-            let idle = self.idle;
-            if !reader.next_into(&mut piece, || wait(idle)).await? && piece.is_empty() {
-                return Ok(None);
-            }
-            sse.feed(&piece);
-            held.resize(sse.buffered())?;
-        }
-    }
-
-    /// Waits for events without a time limit (a GET stream).
-    pub fn wait_forever(&mut self) {
-        self.idle = None;
-        self.deadline = None;
-    }
-
-    /// A stream that resumes `earlier` (SEP-1699) answers by the same deadline.
-    pub fn resumes(&mut self, earlier: &EventStream) {
-        self.deadline = earlier.deadline;
-    }
-
-    /// Ends the stream; the connection is reused when the body was read to its end.
-    pub fn finish(self) {
-        if let Source::Http { reader, .. } = self.source {
-            if let Some(conn) = reader.into_reusable() {
-                self.pool.put_back(conn);
-            }
-        }
-    }
-}
-
-/// Reads a response body to its final JSON-RPC message: the whole JSON body, or the SSE event that
-/// carries a response (notifications before it are dropped: callers of this need none).
-pub async fn final_message(body: Body) -> Result<Vec<u8>, UpstreamError> {
-    match body {
-        Body::Full(b) => Ok(b),
-        Body::Events(mut stream) => {
-            while let Some(ev) = stream.next().await? {
-                if ev.data.is_empty() {
-                    continue;
-                }
-                if let Ok(m) = jsonrpc::parse(&ev.data) {
-                    if m.kind == jsonrpc::Kind::Response {
-                        stream.finish();
-                        return Ok(ev.data);
-                    }
-                }
-            }
-            stream.finish();
-            Err(UpstreamError::Protocol(
-                "stream ended without a response".into(),
-            ))
-        }
-    }
-}
-
-/// Reads a call's SSE answer to the response to request `id`: notifications and answers to
-/// other requests are skipped (parsed once each, the check included).
-pub async fn final_answer(
-    mut stream: Box<EventStream>,
-    id: jsonrpc::Raw<'_>,
-) -> Result<Vec<u8>, UpstreamError> {
-    while let Some(ev) = stream.next().await? {
-        let answers = jsonrpc::parse(&ev.data).is_ok_and(|m| {
-            m.kind == jsonrpc::Kind::Response && m.id.is_some_and(|i| i.same_id(id))
-        });
-        if answers {
-            stream.finish();
-            return Ok(ev.data);
-        }
-    }
-    stream.finish();
-    Err(UpstreamError::Protocol(
-        "stream ended without the response".into(),
-    ))
 }
