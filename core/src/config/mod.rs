@@ -1,0 +1,584 @@
+//! The YAML config: serde types a user writes ([`File`]) and the checked internal form
+//! ([`Config`]) the gateway runs on. Every error names the key path it is about.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::names::{self, PrefixMode};
+
+mod file;
+pub use file::*;
+
+/// A config error, naming the key path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Resolved: at least 1.
+    pub shards: usize,
+    pub pin_cores: bool,
+    pub ring_entries: u32,
+    pub handoff: bool,
+    pub path: String,
+    /// Legacy HTTP+SSE paths (`None`: not served).
+    pub legacy: Option<(String, String)>,
+    pub server_name: String,
+    pub origins: OriginPolicy,
+    pub separator: String,
+    pub prefix_mode: PrefixMode,
+    pub limits: Limits,
+    pub catalog_ttl: Duration,
+    pub streams: Streams,
+    pub modern: Modern,
+    pub backends: Vec<Backend>,
+    /// Changes whenever the backend set changes; merged cursors carry it.
+    pub fingerprint: u32,
+}
+
+/// Checked limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body: usize,
+    pub max_header: usize,
+    pub page_size: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Bytes per second (never 0).
+    pub min_body_rate: usize,
+    /// 0: derived from the descriptor limit at start.
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub session_idle: Duration,
+    pub initialize_wait: Duration,
+    pub max_initialize_params: usize,
+    pub max_concurrent_teardowns: usize,
+    /// Per shard (`response_budget_bytes` divided among the shards).
+    pub response_budget: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Checked `streams:` settings.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    pub replay_events: usize,
+    pub retry: Duration,
+    pub keepalive: Duration,
+}
+
+/// Checked `modern:` settings.
+#[derive(Debug, Clone)]
+pub struct Modern {
+    /// Lowercase header name, or `None`: one principal for every unauthenticated client.
+    pub principal_header: Option<String>,
+    pub request_state_ttl: Duration,
+    /// `None`: the process draws a random key at start.
+    pub request_state_key: Option<[u8; 32]>,
+}
+
+/// Who may send a browser `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPolicy {
+    Any,
+    /// Localhost origins plus these (exact, lowercase, no trailing slash).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        let Ok(origin) = std::str::from_utf8(origin) else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        match self {
+            OriginPolicy::Any => true,
+            OriginPolicy::List(list) => is_localhost_origin(&origin) || list.contains(&origin),
+        }
+    }
+}
+
+fn is_localhost_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if rest.starts_with('[') {
+        rest.split_inclusive(']').next().unwrap_or("")
+    } else {
+        rest.split(':').next().unwrap_or("")
+    };
+    let port_ok = rest[host.len()..].is_empty()
+        || rest[host.len()..]
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// A checked backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    /// The URL (empty for a stdio backend).
+    pub url: String,
+    /// `host[:port]` for the Host header.
+    pub authority: String,
+    /// Where to connect (`host` as in the URL: a name or an IP literal).
+    pub host: String,
+    pub port: u16,
+    /// `host` resolved: empty after [`File::validate`], which does no I/O; the gateway
+    /// resolves it when it starts.
+    pub addrs: Vec<SocketAddr>,
+    pub path: String,
+    pub prefixed: bool,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// At least `request_timeout`.
+    pub request_deadline: Duration,
+    pub max_response: usize,
+    pub retry_backoff: Duration,
+    /// Set for a stdio backend (then `url`, `authority`, `addrs` and `path` are empty).
+    pub stdio: Option<StdioCommand>,
+    /// A legacy HTTP+SSE (2024-11-05) server: `path` is its SSE endpoint.
+    pub legacy_sse: bool,
+    /// Which protocol era the backend speaks, when the config says.
+    pub era: Era,
+    /// stdio and legacy SSE backends: one child or connection shared by every session (else
+    /// one per session).
+    pub shared: bool,
+}
+
+impl Backend {
+    /// Whether sessions reach this backend through a child actor (stdio, legacy SSE) rather
+    /// than the Streamable HTTP pool.
+    pub fn actor_driven(&self) -> bool {
+        self.stdio.is_some() || self.legacy_sse
+    }
+}
+
+/// The protocol era of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// Found out per shard by asking (`transport: auto`).
+    Auto,
+    /// Sessions and `initialize` (2024-11-05 … 2025-11-25): Streamable HTTP, stdio, legacy SSE.
+    Stateful,
+    /// 2026-07-28: every request carries its `_meta`, no session.
+    Sessionless,
+}
+
+/// How to run a stdio backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioCommand {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+}
+
+/// The parts of an `http://` URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+    pub path: String,
+}
+
+/// Parses `http://host[:port][/path]`.
+pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        "only http:// backends are supported (TLS comes with a later release)".to_string()
+    })?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err("URL needs a host (and no userinfo)".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or("unterminated IPv6 address")?;
+        let host = &v6[..end];
+        let port = match &v6[end + 1..] {
+            "" => 80,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or("bad port")?,
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "bad port")?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    if host.is_empty() || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("malformed URL".into());
+    }
+    Ok(HttpUrl {
+        host,
+        port,
+        authority: authority.to_string(),
+        path: path.to_string(),
+    })
+}
+
+impl File {
+    /// Parses YAML text. Syntax and type errors carry the line, column and key.
+    pub fn from_yaml(text: &str) -> Result<File, ConfigError> {
+        serde_saphyr::from_str(text).map_err(|e| err("(file)", e.to_string()))
+    }
+
+    /// Checks everything; no I/O (backend host names are resolved by the gateway when it
+    /// starts). `cores` is the number of usable cores.
+    pub fn validate(self, cores: usize) -> Result<Config, ConfigError> {
+        let listen = parse_listen(&self.listen).ok_or_else(|| {
+            err(
+                "listen",
+                format!(
+                    "not an IP address and port (or localhost:PORT): {:?}",
+                    self.listen
+                ),
+            )
+        })?;
+        if self.shards > 1024 {
+            return Err(err("shards", "at most 1024"));
+        }
+        let shards = if self.shards == 0 {
+            cores.max(1)
+        } else {
+            self.shards
+        };
+        if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
+            return Err(err("ring_entries", "a power of two from 8 to 32768"));
+        }
+        let plain = |p: &str| p.starts_with('/') && !p.contains(['?', '#', ' ']);
+        if !plain(&self.path) {
+            return Err(err("path", "must start with / and have no query"));
+        }
+        let legacy = if self.sse_path.is_empty() {
+            None
+        } else {
+            for (key, p) in [
+                ("sse_path", &self.sse_path),
+                ("message_path", &self.message_path),
+            ] {
+                if !plain(p) || *p == self.path {
+                    return Err(err(
+                        key,
+                        "must start with /, have no query, and differ from path",
+                    ));
+                }
+            }
+            if self.sse_path == self.message_path {
+                return Err(err("message_path", "must differ from sse_path"));
+            }
+            Some((self.sse_path, self.message_path))
+        };
+        let origins = if self.allowed_origins.iter().any(|o| o == "*") {
+            OriginPolicy::Any
+        } else {
+            let mut list = Vec::new();
+            for (i, o) in self.allowed_origins.iter().enumerate() {
+                if !(o.starts_with("http://") || o.starts_with("https://")) {
+                    return Err(err(
+                        format!("allowed_origins[{i}]"),
+                        "an origin is scheme://host[:port]",
+                    ));
+                }
+                list.push(o.trim_end_matches('/').to_ascii_lowercase());
+            }
+            OriginPolicy::List(list)
+        };
+        if !names::is_valid_separator(&self.names.separator) {
+            return Err(err(
+                "names.separator",
+                "1 to 8 characters of A-Z a-z 0-9 _ - .",
+            ));
+        }
+        let prefix_mode = match self.names.prefix.as_str() {
+            "always" => PrefixMode::Always,
+            "conditional" => PrefixMode::Conditional,
+            other => {
+                return Err(err(
+                    "names.prefix",
+                    format!("expected always or conditional, got {other:?}"),
+                ))
+            }
+        };
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_body_bytes > 1 << 30 {
+            return Err(err("limits.max_body_bytes", "between 1 byte and 1 GiB"));
+        }
+        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+            return Err(err("limits.max_header_bytes", "between 1 KiB and 1 MiB"));
+        }
+        for (key, v) in [
+            ("limits.header_timeout_ms", l.header_timeout_ms),
+            ("limits.body_timeout_ms", l.body_timeout_ms),
+            ("limits.min_body_rate", l.min_body_rate as u64),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.write_timeout_ms", l.write_timeout_ms),
+            ("limits.session_idle_timeout_ms", l.session_idle_timeout_ms),
+            ("limits.initialize_wait_ms", l.initialize_wait_ms),
+            (
+                "limits.max_initialize_params_bytes",
+                l.max_initialize_params_bytes as u64,
+            ),
+            (
+                "limits.max_concurrent_teardowns",
+                l.max_concurrent_teardowns as u64,
+            ),
+            ("catalog.ttl_ms", self.catalog.ttl_ms),
+            ("streams.retry_ms", self.streams.retry_ms),
+            ("streams.keepalive_ms", self.streams.keepalive_ms),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        let response_budget = l.response_budget_bytes / shards.max(1);
+        if self.backends.is_empty() {
+            return Err(err("backends", "at least one backend is needed"));
+        }
+        if self.backends.len() > u16::MAX as usize {
+            return Err(err("backends", "too many backends"));
+        }
+        let count = self.backends.len();
+        let mut backends = Vec::with_capacity(count);
+        for (i, b) in self.backends.into_iter().enumerate() {
+            let at = |k: &str| format!("backends[{i}].{k}");
+            if !names::is_valid_backend_name(&b.name) {
+                return Err(err(at("name"), "1 to 64 characters of A-Z a-z 0-9 _ -"));
+            }
+            if backends.iter().any(|o: &Backend| o.name == b.name) {
+                return Err(err(
+                    at("name"),
+                    format!("duplicate backend name {:?}", b.name),
+                ));
+            }
+            let shared = b.mode == Some(Mode::Shared);
+            let (url, stdio, legacy_sse, era) = match (&b.url, &b.command) {
+                (Some(u), None) => {
+                    let url = parse_http_url(u).map_err(|m| err(at("url"), m))?;
+                    let (legacy_sse, era) = match b.transport.unwrap_or(Transport::Auto) {
+                        Transport::Auto => (false, Era::Auto),
+                        Transport::StreamableHttp => (false, Era::Stateful),
+                        Transport::Sessionless => (false, Era::Sessionless),
+                        Transport::Sse => (true, Era::Stateful),
+                    };
+                    if !b.args.is_empty() || !b.env.is_empty() || b.cwd.is_some() {
+                        return Err(err(
+                            at("url"),
+                            "args, env and cwd belong to stdio backends (command:)",
+                        ));
+                    }
+                    if b.mode.is_some() && !legacy_sse {
+                        return Err(err(
+                            at("mode"),
+                            "only stdio and legacy SSE (transport: sse) backends have a mode",
+                        ));
+                    }
+                    (url, None, legacy_sse, era)
+                }
+                (None, Some(command)) => {
+                    if command.is_empty() || command.contains('\0') {
+                        return Err(err(at("command"), "must name a program"));
+                    }
+                    if b.transport.is_some() {
+                        return Err(err(at("transport"), "stdio backends have no transport"));
+                    }
+                    let stdio = StdioCommand {
+                        command: command.clone(),
+                        args: b.args.clone(),
+                        env: b.env.clone().into_iter().collect(),
+                        cwd: b.cwd.clone(),
+                    };
+                    (HttpUrl::default(), Some(stdio), false, Era::Stateful)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(err(at("url"), "give either url or command, not both"))
+                }
+                (None, None) => {
+                    return Err(err(
+                        at("url"),
+                        "missing: give url (Streamable HTTP) or command (stdio)",
+                    ))
+                }
+            };
+            let max_response = b
+                .max_response_bytes
+                .unwrap_or_else(|| default_max_response().min(response_budget));
+            if !(1024..=1 << 30).contains(&max_response) {
+                return Err(err(at("max_response_bytes"), "between 1 KiB and 1 GiB"));
+            }
+            if max_response > response_budget {
+                return Err(err(
+                    at("max_response_bytes"),
+                    format!(
+                        "larger than a shard's share of limits.response_budget_bytes ({response_budget} bytes)"
+                    ),
+                ));
+            }
+            for (k, v) in [
+                ("connect_timeout_ms", b.connect_timeout_ms),
+                ("request_timeout_ms", b.request_timeout_ms),
+                ("request_deadline_ms", b.request_deadline_ms),
+                ("retry_backoff_ms", b.retry_backoff_ms),
+            ] {
+                if v == 0 {
+                    return Err(err(at(k), "must be greater than 0"));
+                }
+            }
+            backends.push(Backend {
+                prefixed: names::is_prefixed(prefix_mode, b.prefix, count),
+                name: b.name,
+                url: b.url.unwrap_or_default(),
+                authority: url.authority,
+                host: url.host,
+                port: url.port,
+                addrs: Vec::new(),
+                path: url.path,
+                connect_timeout: Duration::from_millis(b.connect_timeout_ms),
+                request_timeout: Duration::from_millis(b.request_timeout_ms),
+                request_deadline: Duration::from_millis(
+                    b.request_deadline_ms.max(b.request_timeout_ms),
+                ),
+                max_response,
+                retry_backoff: Duration::from_millis(b.retry_backoff_ms),
+                stdio,
+                legacy_sse,
+                era,
+                shared,
+            });
+        }
+        let fingerprint = {
+            let mut key = Vec::new();
+            for b in &backends {
+                key.extend_from_slice(b.name.as_bytes());
+                key.push(0);
+                key.push(b.prefixed as u8);
+            }
+            key.extend_from_slice(self.names.separator.as_bytes());
+            xxhash_rust::xxh3::xxh3_64(&key) as u32
+        };
+        let modern = self.modern.check()?;
+        Ok(Config {
+            listen,
+            shards,
+            pin_cores: self.pin_cores,
+            ring_entries: self.ring_entries,
+            handoff: self.handoff,
+            path: self.path,
+            legacy,
+            server_name: self.server_name,
+            origins,
+            separator: self.names.separator,
+            prefix_mode,
+            limits: Limits {
+                max_body: l.max_body_bytes,
+                max_header: l.max_header_bytes,
+                page_size: l.page_size,
+                header_timeout: Duration::from_millis(l.header_timeout_ms),
+                body_timeout: Duration::from_millis(l.body_timeout_ms),
+                min_body_rate: l.min_body_rate,
+                max_connections: l.max_connections,
+                idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+                write_timeout: Duration::from_millis(l.write_timeout_ms),
+                session_idle: Duration::from_millis(l.session_idle_timeout_ms),
+                initialize_wait: Duration::from_millis(l.initialize_wait_ms),
+                max_initialize_params: l.max_initialize_params_bytes,
+                max_concurrent_teardowns: l.max_concurrent_teardowns,
+                response_budget,
+                shutdown_grace: Duration::from_millis(l.shutdown_grace_ms),
+            },
+            catalog_ttl: Duration::from_millis(self.catalog.ttl_ms),
+            streams: Streams {
+                replay_events: self.streams.replay_events,
+                retry: Duration::from_millis(self.streams.retry_ms),
+                keepalive: Duration::from_millis(self.streams.keepalive_ms),
+            },
+            modern,
+            backends,
+            fingerprint,
+        })
+    }
+}
+
+impl ModernFile {
+    fn check(self) -> Result<Modern, ConfigError> {
+        let header = self.principal_header.trim().to_ascii_lowercase();
+        if !header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(err(
+                "modern.principal_header",
+                "must be a header name (letters, digits, - and _)",
+            ));
+        }
+        if self.request_state_ttl_ms == 0 {
+            return Err(err("modern.request_state_ttl_ms", "must be greater than 0"));
+        }
+        let key = match self.request_state_key.trim() {
+            "" => None,
+            hex => Some(parse_key(hex).ok_or_else(|| {
+                err(
+                    "modern.request_state_key",
+                    "must be 64 hex digits (32 bytes)",
+                )
+            })?),
+        };
+        Ok(Modern {
+            principal_header: (!header.is_empty()).then_some(header),
+            request_state_ttl: Duration::from_millis(self.request_state_ttl_ms),
+            request_state_key: key,
+        })
+    }
+}
+
+fn parse_key(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+/// A listen address: an IP literal and port, or `localhost:PORT` (loopback, without asking a
+/// resolver).
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    let port = text.strip_prefix("localhost:")?.parse().ok()?;
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Parses and validates YAML text.
+pub fn load(text: &str, cores: usize) -> Result<Config, ConfigError> {
+    File::from_yaml(text)?.validate(cores)
+}
+
+#[cfg(test)]
+mod tests;
