@@ -24,7 +24,8 @@
 
 use std::rc::Rc;
 
-use ringmux_core::error::RpcError;
+use ringmux_core::error::HttpReject;
+use ringmux_core::error::{ErrorEra, RpcError};
 use ringmux_core::jsonrpc::{self, Kind, Message};
 use ringmux_core::method::{self, Handler, Local, Method};
 
@@ -113,20 +114,12 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
                 &principal,
                 last_event_id.as_deref(),
             ),
-            None => Reply::http_error(
-                400,
-                -32600,
-                "Bad Request: Mcp-Session-Id header is required",
-            ),
+            None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
         },
         (Op::Delete, _) => match req.session {
             Some(id) if shard.end_session_for(id, &principal) => Reply::Status(200),
             Some(_) => session_not_found(),
-            None => Reply::http_error(
-                400,
-                -32600,
-                "Bad Request: Mcp-Session-Id header is required",
-            ),
+            None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
         },
     };
     Step::Done(done)
@@ -167,8 +160,7 @@ pub async fn message(
     shard.metrics.requests.add(1);
     let msg = match jsonrpc::parse(body) {
         Ok(m) => m,
-        Err(e) if era == ClientEra::Sessionless => return Reply::error_with_status(None, &e, 400),
-        Err(e) => return Reply::error(None, &e),
+        Err(e) => return Reply::error_in(None, &e, era.error_era()),
     };
     if era == ClientEra::Sessionless {
         let key = session_id.expect("a 2026-07-28 request names its principal session");
@@ -177,14 +169,14 @@ pub async fn message(
             return Reply::Status(202);
         };
         let Some(entry) = method::lookup(&msg.method).filter(|m| m.sessionless) else {
-            return Reply::error_with_status(
+            return Reply::error_in(
                 Some(id),
                 &RpcError::MethodNotFound(msg.method.to_string()),
-                404,
+                ErrorEra::Sessionless,
             );
         };
         if let Err(e) = authorize(shard, principal, entry, &msg) {
-            return Reply::error_with_status(Some(id), &e, 403);
+            return Reply::error_in(Some(id), &e, ErrorEra::Sessionless);
         }
         return crate::handlers::modern::serve(shard, key, principal, entry, body, &msg, sse).await;
     }
@@ -226,10 +218,9 @@ pub async fn message(
             let session = match (session_id, session) {
                 (_, Some(s)) => s,
                 (None, None) => {
-                    return Reply::error_with_status(
+                    return Reply::error(
                         Some(id),
                         &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
-                        400,
                     )
                 }
                 (Some(_), None) => return session_not_found(),

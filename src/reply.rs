@@ -1,7 +1,7 @@
 //! What a front writes back to its client for one request: a status, a JSON body, a text
 //! body, or an SSE stream. Every layer that answers a client returns one of these.
 
-use ringmux_core::error::RpcError;
+use ringmux_core::error::{ErrorEra, HttpReject, RpcError};
 use ringmux_core::jsonrpc::{self, Raw};
 
 /// What the connection writes back.
@@ -26,8 +26,14 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// A JSON-RPC error for a stateful client.
     pub fn error(id: Option<Raw<'_>>, err: &RpcError) -> Reply {
         Reply::error_with_status(id, err, err.http_status())
+    }
+
+    /// A JSON-RPC error for a client of `era`, with that era's status for it.
+    pub fn error_in(id: Option<Raw<'_>>, err: &RpcError, era: ErrorEra) -> Reply {
+        Reply::error_with_status(id, err, err.status_in(era))
     }
 
     /// A JSON-RPC error carried by a given HTTP status (a transport rule was broken).
@@ -39,6 +45,16 @@ impl Reply {
             body,
             session: None,
         }
+    }
+
+    /// A request refused by its transport's rules (before any JSON-RPC message is read): the
+    /// rejection's status, and a JSON-RPC -32600 body (id null) saying `<reason>: <detail>`.
+    pub fn reject(kind: HttpReject, detail: &str) -> Reply {
+        Reply::http_error(
+            kind.status(),
+            ringmux_core::error::code::INVALID_REQUEST,
+            &format!("{kind}: {detail}"),
+        )
     }
 
     /// An HTTP-level error with a JSON-RPC error body (id null).

@@ -23,6 +23,16 @@ pub enum ClientEra {
     Sessionless,
 }
 
+impl ClientEra {
+    /// Which era's statuses its errors carry.
+    pub fn error_era(self) -> ringmux_core::error::ErrorEra {
+        match self {
+            ClientEra::Sessionless => ringmux_core::error::ErrorEra::Sessionless,
+            ClientEra::Stateful | ClientEra::Legacy => ringmux_core::error::ErrorEra::Stateful,
+        }
+    }
+}
+
 /// What the client asked of the session, at the HTTP level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
+use crate::error::sessionless_status;
 use crate::jsonrpc::{self, span_of, Raw};
 
 /// Result members only the 2026-07-28 era has.
@@ -100,15 +101,6 @@ pub fn to_sessionless(
     out.extend_from_slice(inner.as_bytes());
     out.push(b'}');
     (out, 200)
-}
-
-/// The HTTP status of a 2026-07-28 error response, by its JSON-RPC code.
-pub fn sessionless_status(code: i64) -> u16 {
-    match code {
-        -32700 | -32600 | -32602 | -32022..=-32020 => 400,
-        -32601 => 404,
-        _ => 200,
-    }
 }
 
 /// What a backend's final message is.

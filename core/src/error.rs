@@ -76,19 +76,47 @@ impl RpcError {
         }
     }
 
-    /// The HTTP status of the response that carries this error. A message that could not be
-    /// read as a JSON-RPC request at all is a bad HTTP request; an error about a well-formed
-    /// request is an ordinary JSON-RPC response (200).
+    /// The HTTP status of the response that carries this error to a stateful client: a
+    /// message that could not be read as a JSON-RPC request at all is a bad HTTP request; an
+    /// error about a well-formed request is an ordinary JSON-RPC response (200).
     pub fn http_status(&self) -> u16 {
-        match self {
-            RpcError::Parse(_) | RpcError::InvalidRequest(_) => 400,
-            _ => 200,
+        self.status_in(ErrorEra::Stateful)
+    }
+
+    /// The HTTP status of the response that carries this error to a client of `era`: the one
+    /// mapping from an error to its status.
+    pub fn status_in(&self, era: ErrorEra) -> u16 {
+        match era {
+            ErrorEra::Stateful => match self {
+                RpcError::Parse(_) | RpcError::InvalidRequest(_) => 400,
+                _ => 200,
+            },
+            ErrorEra::Sessionless => sessionless_status(self.code() as i64),
         }
     }
 
     /// Whether the same request may succeed if sent again.
     pub fn retryable(&self) -> bool {
         self.fault() == Fault::Backend
+    }
+}
+
+/// The protocol era of the client an error goes to: it decides the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorEra {
+    /// 2024-11-05 … 2025-11-25: errors about well-formed requests travel in 200 responses.
+    Stateful,
+    /// 2026-07-28: each code has its status ([`sessionless_status`]).
+    Sessionless,
+}
+
+/// The HTTP status of a 2026-07-28 error response, by its JSON-RPC code (also for the errors
+/// a sessionless backend answers, which carry their code only).
+pub fn sessionless_status(code: i64) -> u16 {
+    match code {
+        -32700 | -32600 | -32602 | -32022..=-32020 => 400,
+        -32601 => 404,
+        _ => 200,
     }
 }
 
@@ -127,5 +155,34 @@ impl HttpReject {
 impl fmt::Display for HttpReject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(crate::http::reason(self.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_status_per_error_and_era() {
+        let cases = [
+            (RpcError::Parse("x".into()), 400, 400),
+            (RpcError::InvalidRequest("x".into()), 400, 400),
+            (RpcError::InvalidParams("x".into()), 200, 400),
+            (RpcError::MethodNotFound("x".into()), 200, 404),
+            (RpcError::ResourceNotFound("x".into()), 200, 200),
+            (RpcError::Internal("x".into()), 200, 200),
+            (RpcError::Cancelled, 200, 200),
+        ];
+        for (e, stateful, sessionless) in cases {
+            assert_eq!(e.status_in(ErrorEra::Stateful), stateful, "{e}");
+            assert_eq!(e.status_in(ErrorEra::Sessionless), sessionless, "{e}");
+        }
+        let backend = RpcError::Backend {
+            backend: "b".into(),
+            reason: "down".into(),
+        };
+        assert!(backend.retryable() && backend.fault() == Fault::Backend);
+        assert!(!RpcError::InvalidParams("x".into()).retryable());
+        assert_eq!(sessionless_status(-32021), 400);
     }
 }

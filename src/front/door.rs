@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use ringmux_core::affinity;
+use ringmux_core::error::HttpReject;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::version;
 
@@ -55,16 +56,15 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
     }
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is malformed.
     if h.host.is_none() && !head.http10 {
-        return Reply::http_error(400, -32600, "Bad Request: missing Host header");
+        return Reply::reject(HttpReject::BadRequest, "missing Host header");
     }
     let modern = crate::front::modern::is_modern(head, buf);
     if let Some(name) = h.duplicated {
         // The 2026-07-28 era refuses its own routing headers with its code (in modern::front).
         if !modern || matches!(name, "Host" | "Mcp-Session-Id") {
-            return Reply::http_error(
-                400,
-                -32600,
-                &format!("Bad Request: {name} header appears more than once"),
+            return Reply::reject(
+                HttpReject::BadRequest,
+                &format!("{name} header appears more than once"),
             );
         }
     }
@@ -98,15 +98,14 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
         };
     }
     if shard.cfg.listen.ip().is_loopback() && !header(buf, &h.host).is_some_and(is_local_host) {
-        return Reply::http_error(
-            403,
-            -32600,
-            "Forbidden: Host is not a local name (DNS rebinding protection)",
+        return Reply::reject(
+            HttpReject::Forbidden,
+            "Host is not a local name (DNS rebinding protection)",
         );
     }
     if let Some(origin) = header(buf, &h.origin) {
         if !shard.cfg.origins.allows(origin) {
-            return Reply::http_error(403, -32600, "Forbidden: Origin not allowed");
+            return Reply::reject(HttpReject::Forbidden, "Origin not allowed");
         }
     }
     let principal = principal_of(shard, buf, head);
@@ -118,7 +117,7 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
-            return Reply::http_error(400, -32600, "Bad Request: Unsupported protocol version");
+            return Reply::reject(HttpReject::BadRequest, "Unsupported protocol version");
         }
     }
     let Ok(session) = session_id(buf, head) else {
@@ -127,11 +126,7 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
     match head.method {
         Method::Post => post(shard, buf, head, body, session, principal).await,
         Method::Delete => match session {
-            None => Reply::http_error(
-                400,
-                -32600,
-                "Bad Request: Mcp-Session-Id header is required",
-            ),
+            None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
             Some(_) => pipeline::run(shard, stateful(principal, session, Op::Delete, b"")).await,
         },
         Method::Get => get(shard, buf, head, session, principal).await,
@@ -171,17 +166,16 @@ async fn legacy_front(
             .unwrap_or_else(|| crate::front::legacy::open(shard, message_path)),
         (Legacy::Message(id), Method::Post) => {
             let Some(id) = id else {
-                return Reply::http_error(400, -32600, "Bad Request: sessionId is required");
+                return Reply::reject(HttpReject::BadRequest, "sessionId is required");
             };
             if !affinity::plausible_session_id(id) {
                 return session_not_found();
             }
             let ct = header(buf, &head.headers.content_type);
             if !ct.is_some_and(|ct| http::media_type_is(ct, b"application/json")) {
-                return Reply::http_error(
-                    415,
-                    -32600,
-                    "Unsupported Media Type: Content-Type must be application/json",
+                return Reply::reject(
+                    HttpReject::UnsupportedMediaType,
+                    "Content-Type must be application/json",
                 );
             }
             let id = std::str::from_utf8(id).expect("visible ASCII is UTF-8");
@@ -202,10 +196,9 @@ async fn legacy_front(
 fn refuse_without_event_stream(buf: &[u8], head: &RequestHead) -> Option<Reply> {
     let accept = header(buf, &head.headers.accept).unwrap_or(b"*/*");
     (!http::accepts(accept, b"text/event-stream")).then(|| {
-        Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: Accept must include text/event-stream",
+        Reply::reject(
+            HttpReject::NotAcceptable,
+            "Accept must include text/event-stream",
         )
     })
 }
@@ -222,11 +215,7 @@ async fn get(
         return refused;
     }
     let Some(session) = session else {
-        return Reply::http_error(
-            400,
-            -32600,
-            "Bad Request: Mcp-Session-Id header is required",
-        );
+        return Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required");
     };
     let last_event_id = header(buf, &head.headers.last_event_id)
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -249,20 +238,18 @@ async fn post(
     let h = &head.headers;
     if !header(buf, &h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json"))
     {
-        return Reply::http_error(
-            415,
-            -32600,
-            "Unsupported Media Type: Content-Type must be application/json",
+        return Reply::reject(
+            HttpReject::UnsupportedMediaType,
+            "Content-Type must be application/json",
         );
     }
     let accept = header(buf, &h.accept).unwrap_or(b"*/*");
     let json = http::accepts(accept, b"application/json");
     let sse = http::accepts(accept, b"text/event-stream");
     if !json && !sse {
-        return Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: Accept must include application/json and text/event-stream",
+        return Reply::reject(
+            HttpReject::NotAcceptable,
+            "Accept must include application/json and text/event-stream",
         );
     }
     // The hot path: the stages that need no waiting, then one await for the message's.

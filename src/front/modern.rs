@@ -8,6 +8,8 @@
 use std::rc::Rc;
 
 use base64::Engine;
+use ringmux_core::error::ErrorEra;
+use ringmux_core::error::HttpReject;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, Kind, Message, Raw};
 use ringmux_core::method::{self, NameParam};
@@ -31,40 +33,36 @@ pub fn is_modern(head: &RequestHead, buf: &[u8]) -> bool {
 /// A 2026-07-28 request: transport and envelope checks, then the shard its principal hashes to.
 pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
     if head.method != Method::Post {
-        return Reply::http_error(
-            405,
-            -32600,
-            "Method Not Allowed: 2026-07-28 requests are POSTed (no GET stream, no DELETE)",
+        return Reply::reject(
+            HttpReject::MethodNotAllowed,
+            "2026-07-28 requests are POSTed (no GET stream, no DELETE)",
         );
     }
     let h = &head.headers;
     let field = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &buf[r]);
     if !field(&h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json")) {
-        return Reply::http_error(
-            415,
-            -32600,
-            "Unsupported Media Type: Content-Type must be application/json",
+        return Reply::reject(
+            HttpReject::UnsupportedMediaType,
+            "Content-Type must be application/json",
         );
     }
     let accept = field(&h.accept).unwrap_or(b"*/*");
     let sse = http::accepts(accept, b"text/event-stream");
     if !sse && !http::accepts(accept, b"application/json") {
-        return Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: Accept must include application/json and text/event-stream",
+        return Reply::reject(
+            HttpReject::NotAcceptable,
+            "Accept must include application/json and text/event-stream",
         );
     }
     let msg = match jsonrpc::parse(body) {
         Ok(m) => m,
-        Err(e) => return Reply::error_with_status(None, &e, 400),
+        Err(e) => return Reply::error_in(None, &e, ErrorEra::Sessionless),
     };
     match msg.kind {
         Kind::Response => {
-            return Reply::http_error(
-                400,
-                -32600,
-                "Bad Request: a 2026-07-28 body is a single request or notification",
+            return Reply::reject(
+                HttpReject::BadRequest,
+                "a 2026-07-28 body is a single request or notification",
             )
         }
         // The era has no client notification a gateway must act on (a client abandons a
@@ -73,10 +71,9 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         Kind::Request => {}
     }
     if msg.method == "subscriptions/listen" && !sse {
-        return Reply::http_error(
-            406,
-            -32600,
-            "Not Acceptable: subscriptions/listen answers with text/event-stream",
+        return Reply::reject(
+            HttpReject::NotAcceptable,
+            "subscriptions/listen answers with text/event-stream",
         );
     }
     if let Some(name) = h.duplicated {

@@ -7,6 +7,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use ringmux_core::error::HttpReject;
 use ringmux_core::jsonrpc::Raw;
 use ringmux_core::version;
 
@@ -141,10 +142,9 @@ pub fn open_get(
         Some(Ok(r)) if session.streams.knows(r) => Some(r),
         // Not an id of this session's: nothing to resume, and no empty stream to pretend so.
         Some(_) => {
-            return Reply::http_error(
-                400,
-                -32600,
-                "Bad Request: Last-Event-ID names no event of this session",
+            return Reply::reject(
+                HttpReject::BadRequest,
+                "Last-Event-ID names no event of this session",
             )
         }
     };

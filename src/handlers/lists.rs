@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 use ringmux_core::catalog::{Catalog, ListKind};
-use ringmux_core::error::RpcError;
+use ringmux_core::error::{code, RpcError};
 use ringmux_core::jsonrpc::{self, raw_str, Message};
 
 use super::dispatch::send;
@@ -72,7 +72,7 @@ async fn fetch_catalog(
         let result = match (parsed.result, parsed.error) {
             (Some(r), _) => r,
             // A backend without this capability answers -32601: an empty list, not a failure.
-            (None, Some(e)) if e.get().contains("-32601") => break,
+            (None, Some(e)) if error_code(e.get()) == Some(code::METHOD_NOT_FOUND as i64) => break,
             (None, e) => return Err(format!("error result: {}", e.map_or("", |e| e.get()))),
         };
         cursor = catalog
@@ -173,4 +173,13 @@ pub(crate) async fn list(
         body,
         session: None,
     })
+}
+
+/// The `code` of a JSON-RPC `error` object.
+fn error_code(error: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Code>(error).ok().map(|c| c.code)
 }

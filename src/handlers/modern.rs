@@ -26,6 +26,7 @@ use std::rc::Rc;
 
 use futures_channel::mpsc::{self};
 use ringmux_core::era;
+use ringmux_core::error::{ErrorEra, RpcError};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::method::{self, Handler, Local, Method as McpMethod};
 use ringmux_core::seal::STATE_PREFIX;
@@ -149,10 +150,10 @@ pub async fn serve(
     let session = match principal_session(shard, key, principal, body).await {
         Ok(s) => s,
         Err(e) => {
-            return Reply::error_with_status(
+            return Reply::error_in(
                 Some(id),
-                &ringmux_core::error::RpcError::InvalidParams(e.to_string()),
-                400,
+                &RpcError::InvalidParams(e.to_string()),
+                ErrorEra::Sessionless,
             )
         }
     };
@@ -228,7 +229,7 @@ pub(crate) async fn call(
             };
             dispatch::request(shard, session, ctx.entry, &call, &fmsg).await
         }
-        Err(e) => Reply::error_with_status(Some(id), &e, 400),
+        Err(e) => Reply::error_in(Some(id), &e, ErrorEra::Sessionless),
     };
     crate::bufs::give(fwd);
     finish(reply, &ctx)
@@ -370,12 +371,10 @@ async fn listen(
         Some(n) => match serde_json::from_str(n.get()) {
             Ok(w) => w,
             Err(e) => {
-                return Reply::error_with_status(
+                return Reply::error_in(
                     Some(id),
-                    &ringmux_core::error::RpcError::InvalidParams(format!(
-                        "params.notifications: {e}"
-                    )),
-                    400,
+                    &RpcError::InvalidParams(format!("params.notifications: {e}")),
+                    ErrorEra::Sessionless,
                 )
             }
         },

@@ -208,14 +208,16 @@ async fn drive(
     let key = inflight.key();
     let mut rounds = 0;
     let mut wait = STATE_ONLY_WAIT;
-    let outcome: Result<Vec<u8>, String> = loop {
+    let outcome: Result<Vec<u8>, Ended> = loop {
         let message = match final_of(&shard, &session, &pool, body, Some(n), key).await {
             Ok(Some(m)) => m,
-            Ok(None) => break Err(String::new()),
-            Err(e) => break Err(e),
+            Ok(None) => break Err(Ended::Cancelled),
+            Err(e) => break Err(Ended::Failed(e)),
         };
         let Ok(parsed) = jsonrpc::parse(&message) else {
-            break Err("answered with a message that is not JSON-RPC".into());
+            break Err(Ended::Failed(
+                "answered with a message that is not JSON-RPC".into(),
+            ));
         };
         let (requests, state) = match outcome(parsed.result) {
             Outcome::Final => {
@@ -225,7 +227,9 @@ async fn drive(
         };
         rounds += 1;
         if rounds > MAX_ROUNDS {
-            break Err(format!("still asking for input after {MAX_ROUNDS} rounds"));
+            break Err(Ended::Failed(format!(
+                "still asking for input after {MAX_ROUNDS} rounds"
+            )));
         }
         let responses = if requests.is_empty() {
             monoio::time::sleep(wait).await;
@@ -246,8 +250,8 @@ async fn drive(
                     out.push(b'}');
                     break Ok(out);
                 }
-                Err(Asked::Cancelled) => break Err(String::new()),
-                Err(Asked::Failed(e)) => break Err(e),
+                Err(Asked::Cancelled) => break Err(Ended::Cancelled),
+                Err(Asked::Failed(e)) => break Err(Ended::Failed(e)),
             }
         };
         let mut extra: Vec<(&str, &RawValue)> = Vec::with_capacity(2);
@@ -259,7 +263,7 @@ async fn drive(
         }
         let retry = match prepare(&session, &request, &extra) {
             Ok(p) => p,
-            Err(e) => break Err(e),
+            Err(e) => break Err(Ended::Failed(e)),
         };
         let sent = {
             let sending = std::pin::pin!(pool.post_sessionless(
@@ -272,13 +276,13 @@ async fn drive(
                 std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
             match select(sending, cancelled).await {
                 Either::Left((r, _)) => r,
-                Either::Right(_) => break Err(String::new()),
+                Either::Right(_) => break Err(Ended::Cancelled),
             }
         };
         shard.metrics.forwarded.add(1);
         match sent {
             Ok(resp) => body = resp.body,
-            Err(e) => break Err(e.to_string()),
+            Err(e) => break Err(Ended::Failed(e.to_string())),
         }
     };
     let failure = match outcome {
@@ -287,10 +291,18 @@ async fn drive(
             None
         }
         // Cancelled: the client was told when it cancelled.
-        Err(reason) if reason.is_empty() => None,
-        Err(reason) => Some(reason),
+        Err(Ended::Cancelled) => None,
+        Err(Ended::Failed(reason)) => Some(reason),
     };
     relay::end_call(&session, &pool, n, &id, inflight, failure);
+}
+
+/// How a driven call ended without an answer for the client.
+enum Ended {
+    /// The client cancelled it (and was told then).
+    Cancelled,
+    /// It failed, for this reason.
+    Failed(String),
 }
 
 enum Asked {
