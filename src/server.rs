@@ -136,15 +136,16 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let peers = Peers(senders);
     // Shards still draining at shutdown: each serves the others' hops until all are done.
     let draining = Arc::new(AtomicUsize::new(shards));
-    // A shared stdio (or legacy SSE) backend's child is driven by shard `b % shards`; every
-    // shard holds a handle to it.
+    // A shared stdio (or legacy SSE) backend's child is driven by the shard its stable id
+    // names (`id % shards`: the same shard whatever its place in the config); every shard
+    // holds a handle to it.
     let mut handles = Vec::with_capacity(cfg.backends.len());
     let mut owned: Vec<Vec<(usize, crate::backend::stdio::Inbox)>> =
         (0..shards).map(|_| Vec::new()).collect();
     for (b, backend) in cfg.backends.iter().enumerate() {
         if backend.actor_driven() && backend.shared {
             let (tx, rx) = crate::backend::stdio::channel();
-            owned[b % shards].push((b, rx));
+            owned[backend.id.0 as usize % shards].push((b, rx));
             handles.push(Some(tx));
         } else {
             handles.push(None);

@@ -499,7 +499,7 @@ fn a_dual_era_backend_is_spoken_to_in_the_clients_era() {
     assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
     let id = ask["id"].as_str().unwrap();
     assert!(
-        id.starts_with("r0:"),
+        id.starts_with(&format!("r{}:", ringmux_core::config::BackendId::of("d"))),
         "relayed from a stateful session, not translated: {ask}"
     );
     sibling(&gw.url, &c)

@@ -100,7 +100,9 @@ fn get_stream_carries_every_backend_and_resumes() {
     let (req, _) = next_with_id(&mut get);
     assert_eq!(req["method"], "roots/list");
     let rid = req["id"].as_str().expect("a remapped string id").to_owned();
-    assert!(rid.starts_with("r1:"), "{rid}");
+    // Named by the asking backend's stable id (derived from its name, not its place).
+    let b_id = ringmux_core::config::BackendId::of("b");
+    assert!(rid.starts_with(&format!("r{b_id}:")), "{rid}");
     let resp = c
         .post(&json!({"jsonrpc": "2.0", "id": rid, "result": {"roots": [{"uri": "file:///w", "name": "w"}]}}))
         .unwrap();

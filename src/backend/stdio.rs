@@ -4,9 +4,9 @@
 //! SSE stream stands for stdout, the POSTs to its endpoint for stdin.
 //!
 //! Each child is driven by one actor task ([`run`]) on one shard, reached through a `Send`
-//! channel ([`Handle`]): a `shared` backend's single child lives on its owner shard (backend
-//! index % shards) and every shard's pool holds a handle to it; a `per_session` backend gets
-//! one actor per client session, on the session's shard. The actor never blocks on the child:
+//! channel ([`Handle`]): a `shared` backend's single child lives on its owner shard (its
+//! stable id % shards, whatever its place in the config) and every shard's pool holds a handle
+//! to it; a `per_session` backend gets one actor per client session, on the session's shard. The actor never blocks on the child:
 //! a writer task feeds its stdin, a reader task splits its stdout into lines, another logs its
 //! stderr. The three are socket pairs (monoio reads sockets on either driver).
 //!

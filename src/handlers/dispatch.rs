@@ -617,7 +617,7 @@ pub async fn client_response(
         tracing::debug!(session = %session.id, "client answered a request ringmux did not send; dropped");
         return Reply::Status(202);
     };
-    let Some(pool) = shard.pools.get(backend as usize) else {
+    let Some(pool) = shard.pools.iter().find(|p| p.cfg.id == backend) else {
         return Reply::Status(202);
     };
     let mut out = Vec::with_capacity(body.len());

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use ringmux_core::catalog::ListKind;
+use ringmux_core::config::BackendId;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Raw};
 use ringmux_core::method;
@@ -107,7 +108,7 @@ pub fn deliver(
             }
             let mut out = crate::bufs::take_with(data.len() + 16);
             if let Some(id) = msg.id {
-                remap_id(&mut out, data, id, b);
+                remap_id(&mut out, data, id, pool.cfg.id);
                 session.streams.send(stream, &out);
             }
             crate::bufs::give(out);
@@ -165,7 +166,7 @@ pub fn deliver(
                     // client knows it.
                     if let Some(id) = msg.params.request_id {
                         let mut out = Vec::with_capacity(data.len() + 16);
-                        remap_id(&mut out, data, id, b);
+                        remap_id(&mut out, data, id, pool.cfg.id);
                         session.streams.send(stream, &out);
                         return Delivered::Passed;
                     }
@@ -221,22 +222,24 @@ pub fn log_level_of(data: &[u8]) -> Option<u8> {
     jsonrpc::log_rank(env.params.level)
 }
 
-/// Prefix of ids ringmux gives server-to-client requests: `r<backend>:<original id JSON>`.
+/// Prefix of ids ringmux gives server-to-client requests: `r<backend id>:<original id JSON>`,
+/// the backend named by its stable id ([`BackendId`]), so an answer still finds its backend
+/// after the backend list changed.
 const REMAP_PREFIX: char = 'r';
 
 /// Writes `data` with the id value `id` (a part of it) replaced by the remapped id.
-fn remap_id(out: &mut Vec<u8>, data: &[u8], id: Raw<'_>, backend: u16) {
+fn remap_id(out: &mut Vec<u8>, data: &[u8], id: Raw<'_>, backend: BackendId) {
     let mut lit = Vec::with_capacity(id.get().len() + 16);
     jsonrpc::write_str(&mut lit, &format!("{REMAP_PREFIX}{backend}:{}", id.get()));
     jsonrpc::splice(out, data, span_of(data, id), &lit);
 }
 
 /// The backend and original id literal of a remapped id, if `id` is one of ours.
-pub fn unmap_response_id(id: Raw<'_>) -> Option<(u16, String)> {
+pub fn unmap_response_id(id: Raw<'_>) -> Option<(BackendId, String)> {
     let s = raw_str(id)?;
     let rest = s.strip_prefix(REMAP_PREFIX)?;
     let (b, original) = rest.split_once(':')?;
-    Some((b.parse().ok()?, original.to_owned()))
+    Some((BackendId::parse(b)?, original.to_owned()))
 }
 
 /// Relays a backend's SSE answer to the call on client stream `n`, event by event, until the
@@ -445,15 +448,16 @@ mod tests {
             );
             let msg = jsonrpc::parse(data.as_bytes()).unwrap();
             let mut out = Vec::new();
-            remap_id(&mut out, data.as_bytes(), msg.id.unwrap(), 3);
+            let backend = BackendId::of("weather");
+            remap_id(&mut out, data.as_bytes(), msg.id.unwrap(), backend);
             let msg = jsonrpc::parse(&out).unwrap();
             assert!(
-                msg.id.unwrap().get().starts_with(r#""r3:"#),
+                msg.id.unwrap().get().starts_with(&format!("\"r{backend}:")),
                 "{}",
                 msg.id.unwrap().get()
             );
             let (b, back) = unmap_response_id(msg.id.unwrap()).unwrap();
-            assert_eq!((b, back.as_str()), (3, original));
+            assert_eq!((b, back.as_str()), (backend, original));
         }
         let plain: Box<RawValue> = RawValue::from_string("5".into()).unwrap();
         assert_eq!(unmap_response_id((&*plain).into()), None);

@@ -134,6 +134,10 @@ fn is_localhost_origin(origin: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub name: String,
+    /// The backend's stable identity, derived from its name (not its place in the config):
+    /// what clients may hold across a reload of a changed backend list (remapped request ids)
+    /// and what places a shared child on a shard.
+    pub id: BackendId,
     /// The URL (empty for a stdio backend).
     pub url: String,
     /// `host[:port]` for the Host header.
@@ -168,6 +172,30 @@ impl Backend {
     /// than the Streamable HTTP pool.
     pub fn actor_driven(&self) -> bool {
         self.stdio.is_some() || self.legacy_sse
+    }
+}
+
+/// A backend's stable identity: 32 bits of the xxh3 hash of its name, written as 8 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(pub u32);
+
+impl BackendId {
+    pub fn of(name: &str) -> BackendId {
+        BackendId(xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as u32)
+    }
+
+    /// Parses the 8 hex digits [`BackendId`]'s `Display` writes.
+    pub fn parse(s: &str) -> Option<BackendId> {
+        (s.len() == 8)
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
+            .map(BackendId)
+    }
+}
+
+impl std::fmt::Display for BackendId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", self.0)
     }
 }
 
@@ -447,7 +475,18 @@ impl File {
                     return Err(err(at(k), "must be greater than 0"));
                 }
             }
+            let id = BackendId::of(&b.name);
+            if let Some(other) = backends.iter().find(|o: &&Backend| o.id == id) {
+                return Err(err(
+                    at("name"),
+                    format!(
+                        "{:?} and {:?} have the same backend id; rename one",
+                        b.name, other.name
+                    ),
+                ));
+            }
             backends.push(Backend {
+                id,
                 prefixed: names::is_prefixed(prefix_mode, b.prefix, count),
                 name: b.name,
                 url: b.url.unwrap_or_default(),

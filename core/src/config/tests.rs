@@ -165,3 +165,25 @@ fn origins() {
     assert!(!p.allows(b"http://localhost:80evil"));
     assert!(OriginPolicy::Any.allows(b"http://evil.com"));
 }
+
+#[test]
+fn backend_ids_follow_names_not_places() {
+    let one = load(
+        "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    command: x\n  - name: b\n    command: y\n",
+        2,
+    )
+    .unwrap();
+    let two = load(
+        "listen: 127.0.0.1:0\nbackends:\n  - name: b\n    command: y\n  - name: c\n    command: z\n",
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        one.backends[1].id, two.backends[0].id,
+        "b moved, its id did not"
+    );
+    assert_ne!(one.backends[0].id, one.backends[1].id);
+    let id = one.backends[0].id;
+    assert_eq!(BackendId::parse(&id.to_string()), Some(id));
+    assert_eq!(BackendId::parse("xyz"), None);
+}
