@@ -9,6 +9,13 @@
 #   2026-11-22  24.2 k instructions, 0.003 allocator calls (one era, one transport)
 #   2026-12-04  25.1 k at 4a427fd (both eras, every transport); 28.1 k, 0.003-0.010 after the
 #               hardening (2.2 k of it: each backend answer validated by the envelope scanner)
+#   2026-12-04  the request pipeline (issue "One request pipeline"), same machine, one after the
+#               other: 6198861 28,031-28,064 (release profile: four codegen units); the pipeline
+#               28,462-28,487 with the same profile, 27,863-27,868 with the gateway crate in one
+#               codegen unit (now the release profile; the other crates keep four). At equal
+#               profile (all in one unit: 27,342-27,355 before, 27,762-27,784 after) the
+#               pipeline costs ~420: ~150 the URI check on a prefixed backend's answers (a
+#               memmem for "uri"), ~160 the pipeline's stages, ~20 the call guard.
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
