@@ -16,6 +16,7 @@
 //! - [`uris`]: resource URIs inside a prefixed backend's answers, mapped to the client's form.
 //! - [`initialize`]: what a client session keeps of its `initialize` params, bounded.
 //! - [`version`]: the MCP protocol versions ringmux speaks.
+//! - [`backoff`]: exponential backoff after failures, with time passed in.
 //! - [`affinity`]: the stable hash that pins a session to a shard.
 //! - [`config`]: the YAML config schema and its validation into internal types.
 //! - [`era`]: the era adapter, translating messages between the stateful and sessionless eras.
@@ -23,6 +24,7 @@
 //! - `fuzz`: the properties the cargo-fuzz targets in `core/fuzz` check (also run by `cargo test`).
 
 pub mod affinity;
+pub mod backoff;
 pub mod catalog;
 pub mod config;
 pub mod era;

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use ringmux_core::backoff::Backoff;
 use ringmux_core::config::Backend;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Raw};
@@ -49,7 +50,6 @@ pub(super) const MAX_LINE: usize = 64 << 20;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A child that ran this long resets the restart backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
-const MAX_BACKOFF_SHIFT: u32 = 5;
 
 /// What ringmux declares to a shared child: it relays sampling, elicitation and roots to
 /// whichever client a request can be attributed to.
@@ -88,8 +88,8 @@ struct Actor {
     /// The child's `initialize` result (JSON text).
     init_result: Option<Vec<u8>>,
     child: Option<Running>,
-    failures: u32,
-    retry_at: Option<Instant>,
+    /// Failed starts and exits in a row, and when the next start may go.
+    backoff: Backoff,
     last_error: String,
     attaches: HashMap<u64, Attached>,
     next_attach: u64,
@@ -116,8 +116,7 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
         shared,
         init_result: None,
         child: None,
-        failures: 0,
-        retry_at: None,
+        backoff: Backoff::default(),
         last_error: "not started yet".into(),
         attaches: HashMap::new(),
         next_attach: 1,
@@ -126,10 +125,10 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
         next_id: 1,
     };
     loop {
-        if a.child.is_none() && a.wants_child() && a.retry_at.is_none_or(|t| t <= Instant::now()) {
+        if a.child.is_none() && a.wants_child() && a.backoff.waiting(Instant::now()).is_none() {
             a.start().await;
         }
-        let wait = match (&a.child, a.retry_at) {
+        let wait = match (&a.child, a.backoff.retry_at()) {
             (None, Some(at)) if a.wants_child() => at
                 .saturating_duration_since(Instant::now())
                 .min(CHECK_EVERY),
@@ -187,7 +186,7 @@ impl Actor {
     }
 
     fn unavailable(&self) -> String {
-        match self.retry_at {
+        match self.backoff.retry_at() {
             Some(at) => format!(
                 "stdio backend not running ({}); next start in {} ms",
                 self.last_error,
@@ -253,7 +252,7 @@ impl Actor {
                     br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
                 );
                 self.init_result = Some(result);
-                self.retry_at = None;
+                self.backoff.clear_wait();
                 child.started = started;
                 self.child = Some(child);
             }
@@ -267,12 +266,11 @@ impl Actor {
 
     /// Records a failed start or an exit and schedules the next start.
     fn failed(&mut self, why: String) {
-        let shift = self.failures.min(MAX_BACKOFF_SHIFT);
-        self.failures = self.failures.saturating_add(1);
-        let backoff = self.backend.retry_backoff * (1 << shift);
-        tracing::warn!(backend = %self.name(), failures = self.failures, backoff_ms = backoff.as_millis() as u64, "stdio backend: {why}");
+        let backoff = self
+            .backoff
+            .fail(Instant::now(), self.backend.retry_backoff);
+        tracing::warn!(backend = %self.name(), failures = self.backoff.failures(), backoff_ms = backoff.as_millis() as u64, "stdio backend: {why}");
         self.last_error = why;
-        self.retry_at = Some(Instant::now() + backoff);
     }
 
     /// The child is gone (or going): reap it, fail its requests, schedule a restart.
@@ -283,7 +281,7 @@ impl Actor {
         self.metrics.stdio_children.sub(1);
         self.metrics.stdio_restarts.add(1);
         if child.started.elapsed() >= STABLE_AFTER {
-            self.failures = 0;
+            self.backoff.reset();
         }
         let status = stop(&self.backend.name, child).await;
         let why = match status {
@@ -343,7 +341,7 @@ impl Actor {
             let init: Init<'_> = serde_json::from_slice(init).map_err(|e| e.to_string())?;
             self.init_params = Some(init.params.to_owned());
         }
-        if self.child.is_none() && self.retry_at.is_none_or(|t| t <= Instant::now()) {
+        if self.child.is_none() && self.backoff.waiting(Instant::now()).is_none() {
             self.start().await;
         }
         let (Some(_), Some(result)) = (&self.child, &self.init_result) else {

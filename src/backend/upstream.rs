@@ -7,6 +7,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ringmux_core::backoff::Backoff;
 use ringmux_core::config::{Backend, Era};
 use ringmux_core::version;
 
@@ -16,8 +17,6 @@ use crate::backend::stdio::{Answer, Failure, Link};
 
 /// Consecutive timeouts that mark a backend failed.
 const TIMEOUTS_BEFORE_FAILED: u32 = 3;
-/// Backoff doubles per consecutive failure up to 2^5 times the configured base.
-const MAX_BACKOFF_SHIFT: u32 = 5;
 
 /// Why a backend request failed. All of these are the backend's fault.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +41,6 @@ pub enum UpstreamError {
     OverBudget(#[from] crate::bufs::OverBudget),
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Health {
-    failures: u32,
-    retry_at: Option<Instant>,
-}
-
 /// A backend as seen from one shard.
 pub struct Pool {
     pub index: u16,
@@ -64,7 +57,7 @@ pub struct Pool {
     /// A Streamable HTTP `initialize` succeeded here once ([`Pool::mark_spoke_http`]).
     spoke_http: Cell<bool>,
     pub(super) idle: RefCell<Vec<Conn>>,
-    health: Cell<Health>,
+    health: Cell<Backoff>,
     /// Consecutive request timeouts.
     timeouts: Cell<u32>,
     /// The `instructions` the backend gave in its last `initialize` (or `server/discover`)
@@ -121,7 +114,7 @@ impl Pool {
             metrics,
             spoke_http: Cell::new(false),
             idle: RefCell::new(Vec::new()),
-            health: Cell::new(Health::default()),
+            health: Cell::new(Backoff::default()),
             timeouts: Cell::new(0),
             instructions: RefCell::new(None),
         })
@@ -145,11 +138,9 @@ impl Pool {
 
     /// `Err` while the backend is cooling down after failures.
     pub fn check_health(&self, now: Instant) -> Result<(), UpstreamError> {
-        match self.health.get().retry_at {
-            Some(at) if at > now => Err(UpstreamError::CoolingDown(
-                (at - now).as_millis().max(1) as u64
-            )),
-            _ => Ok(()),
+        match self.health.get().waiting(now) {
+            Some(left) => Err(UpstreamError::CoolingDown(left.as_millis().max(1) as u64)),
+            None => Ok(()),
         }
     }
 
@@ -160,16 +151,13 @@ impl Pool {
     /// Records a failure; the backend is skipped until the backoff passes.
     pub fn mark_failed(&self, now: Instant, why: &dyn std::fmt::Display) {
         let mut h = self.health.get();
-        let shift = h.failures.min(MAX_BACKOFF_SHIFT);
-        h.failures = h.failures.saturating_add(1);
-        let backoff = self.cfg.retry_backoff * (1 << shift);
-        h.retry_at = Some(now + backoff);
+        let backoff = h.fail(now, self.cfg.retry_backoff);
         self.health.set(h);
         if self.cfg.era == Era::Auto && self.link.get().is_none() {
             // It may come back as another server: ask again.
             self.era.set(Era::Auto);
         }
-        tracing::warn!(backend = %self.cfg.name, failures = h.failures, backoff_ms = backoff.as_millis() as u64, "backend failed: {why}");
+        tracing::warn!(backend = %self.cfg.name, failures = h.failures(), backoff_ms = backoff.as_millis() as u64, "backend failed: {why}");
     }
 
     /// A refused connection or garbage marks the backend failed at once. A timeout does so only
@@ -197,10 +185,10 @@ impl Pool {
 
     fn mark_ok(&self) {
         self.timeouts.set(0);
-        let h = self.health.get();
-        if h.failures > 0 {
+        let mut h = self.health.get();
+        if h.reset() {
             tracing::info!(backend = %self.cfg.name, "backend recovered");
-            self.health.set(Health::default());
+            self.health.set(h);
         }
     }
 
