@@ -275,4 +275,17 @@ impl Server {
             let _ = t.join();
         }
     }
+
+    /// Starts a graceful shutdown and returns a future that resolves once every shard has
+    /// stopped: what a caller running the gateway in-process (a test tier, an embedding
+    /// program) awaits. The shards' threads are joined on a thread of its own.
+    pub fn shutdown(self) -> futures_channel::oneshot::Receiver<()> {
+        self.drainer().drain();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        std::thread::spawn(move || {
+            self.wait();
+            let _ = tx.send(());
+        });
+        rx
+    }
 }
