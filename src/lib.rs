@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod bufs;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod drain;
 pub mod federation;

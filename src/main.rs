@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
 use lexopt::prelude::*;
-use ringmux::{demo, probe, server};
+use ringmux::{probe, server};
 use ringmux_core::config;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -88,6 +88,7 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    #[cfg(feature = "demo")]
     if std::env::args_os().nth(1).is_some_and(|a| a == "mock") {
         return match ringmux_load::mock::cli::run(std::env::args_os().skip(2)) {
             code if code == std::process::ExitCode::SUCCESS => Ok(()),
@@ -108,6 +109,8 @@ fn main() -> Result<()> {
             other => bail!("{}\n\n{USAGE}", other.unexpected()),
         }
     }
+    #[cfg(not(feature = "demo"))]
+    let _ = listen; // only `ringmux demo` listens where --listen says
     match positional
         .iter()
         .map(String::as_str)
@@ -124,8 +127,9 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "demo")]
         ["demo"] => {
-            let (_backends, yaml) = demo::backends()?;
+            let (_backends, yaml) = ringmux::demo::backends()?;
             let yaml = format!("listen: {listen}\n{yaml}");
             let mut cfg = config::load(&yaml, cores())?;
             ringmux::backend::upstream::resolve(&mut cfg)?;
