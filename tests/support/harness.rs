@@ -475,3 +475,18 @@ pub fn metric(url: &str, name: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// Asserts that the memory `pid` holds drops under `limit` bytes (allocators give freed
+/// pages back with a delay).
+pub fn memory_settles_under(pid: u32, limit: u64, what: &str) {
+    let mut held = 0;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            held = held_memory_of(pid);
+            held < limit
+        }),
+        "{what}: {} MiB held, the bound is {} MiB",
+        held >> 20,
+        limit >> 20
+    );
+}
