@@ -1,6 +1,7 @@
 //! One shard: a monoio runtime pinned to a core, owning the sessions that hash to it, its own
-//! backend pools and catalog cache. Requests reach [`Shard::handle`] either from a connection
-//! on this shard or through the cross-shard inbox ([`crate::front::hop`]).
+//! backend pools and catalog cache: state only. Requests reach it through the pipeline
+//! ([`crate::pipeline`]), from a connection on this shard or through the cross-shard inbox
+//! ([`crate::front::hop`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -4,7 +4,8 @@
 //! - the whole connection is handed over ([`Handoff`]: the socket's fd and the bytes read so
 //!   far, the request among them); the owner adopts the socket and serves it from then on, so
 //!   later requests on that connection are local. Once per connection.
-//! - the request alone is forwarded ([`Hop`]) and its reply — JSON or a stream of SSE chunks —
+//! - the request alone is forwarded ([`crate::peers::Hop`], carrying the
+//!   [`crate::request::OwnedRequest`]) and its reply — JSON or a stream of SSE chunks —
 //!   comes back through a oneshot: for connections already handed over once (a client pool
 //!   multiplexing sessions of several shards must not ping-pong), or with `handoff: false`.
 //!

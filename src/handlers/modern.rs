@@ -11,12 +11,12 @@
 //!
 //! What differs from the stateful path:
 //! - every result carries `resultType`; cacheable ones `ttlMs`/`cacheScope`
-//!   ([`complete`]); errors go out with the era's HTTP statuses;
+//!   ([`ringmux_core::era::to_sessionless`]); errors go out with the era's HTTP statuses;
 //! - a backend's request in the middle of a call (sampling, elicitation, roots) cannot reach a
 //!   sessionless client: the call is parked on this shard and the client gets an
 //!   `input_required` result whose `requestState` is sealed (XChaCha20-Poly1305) and names
 //!   the shard, the parked call, the principal, the request it belongs to and an expiry. The
-//!   client's retry answers the backend and the call resumes ([`resume`]);
+//!   client's retry answers the backend and the call resumes ([`super::mrtr`]);
 //! - `subscriptions/listen` streams get the backends' list_changed and resources/updated,
 //!   tagged with the subscription id ([`State::publish`]);
 //! - client ids are renumbered: requests of one principal share backend sessions, and two

@@ -4,7 +4,8 @@
 //! `server/discover` answer (its capabilities), and every request carries what a session used
 //! to: `params._meta` with the protocol version, the client's capabilities and clientInfo
 //! (from the client's `initialize`, or a modern client's own `_meta`) and its log level, with
-//! the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers ([`send`]).
+//! the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers
+//! ([`crate::session::sessionless::send`]).
 //!
 //! What a stateful client needs translated ([`answer`]):
 //! - the era's result members (`resultType`, `ttlMs`, `cacheScope`) are dropped: they are
