@@ -34,7 +34,7 @@ use ringmux_core::jsonrpc::{self, Kind, Raw};
 use serde_json::value::RawValue;
 
 use crate::backend::upstream::{Body, EventStream, Pool, Response};
-use crate::handlers::dispatch::with_client_uris;
+use crate::handlers::answer::with_client_uris;
 use crate::handlers::dispatch::Call;
 use crate::handlers::relay;
 use crate::reply::Reply;

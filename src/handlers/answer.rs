@@ -1,0 +1,151 @@
+//! The answer stage: a backend's answer to a routed call made the client's, in the client's
+//! era and on the client's transport. The one place that chooses, by the client's era and the
+//! backend's, how an answer travels: a stateful client of a sessionless backend
+//! ([`super::sessionless::answer`]: `input_required` turned into requests), a 2026-07-28 client
+//! ([`super::mrtr::relay_call`]: requests turned into `input_required`), a legacy client's one
+//! stream, a POST stream relayed event by event, or one JSON body. The translations themselves
+//! are [`ringmux_core::era`]'s and [`ringmux_core::uris`]'s.
+
+use std::rc::Rc;
+
+use ringmux_core::jsonrpc::{self, Raw};
+use ringmux_core::uris;
+
+use super::dispatch::{backend_error, Call};
+use super::relay;
+use crate::backend::upstream::{final_message, Body, Pool, Response};
+use crate::bufs;
+use crate::reply::Reply;
+use crate::session::streams::GET_STREAM;
+use crate::session::{InFlight, Session};
+use crate::shard::Shard;
+
+/// A routed call's answer (`resp`) for the client. `request`: the bytes sent, when a
+/// sessionless backend may ask for input and they must be sent again with the answers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn answer(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: Rc<Pool>,
+    resp: Response,
+    request: Option<Vec<u8>>,
+    call: &Call<'_>,
+    id: Raw<'_>,
+    inflight: InFlight,
+    map_uris: bool,
+) -> Reply {
+    let backend_error = |reason: String| backend_error(id, &pool, reason);
+    if let Some(request) = request {
+        return super::sessionless::answer(
+            shard, session, pool, resp, request, call, id, inflight, map_uris,
+        )
+        .await;
+    }
+    if resp.status != 200 {
+        let status = resp.status;
+        let answer = final_message(resp.body).await;
+        // A sessionless backend's error, for a modern client: passed on (its status is the
+        // era's to set again).
+        if let Some(body) = answer.ok().filter(|b| {
+            call.modern.is_some()
+                && session.is_sessionless(pool.index)
+                && jsonrpc::parse(b).is_ok_and(|m| m.kind == jsonrpc::Kind::Response)
+        }) {
+            return Reply::Json {
+                status: 200,
+                body,
+                session: None,
+            };
+        }
+        return backend_error(format!("answered HTTP {status}"));
+    }
+    match resp.body {
+        Body::Full(body) => answer_of(shard, &pool, id, body, map_uris),
+        Body::Events(events) if call.modern.is_some() => {
+            let ctx = call.modern.expect("checked").clone();
+            super::mrtr::relay_call(
+                shard.clone(),
+                session.clone(),
+                pool,
+                events,
+                call.sse,
+                inflight,
+                ctx,
+            )
+            .await
+        }
+        Body::Events(events) if call.legacy => {
+            // A legacy client has one stream: everything goes there, as it arrives.
+            monoio::spawn(relay::relay_post(
+                shard.clone(),
+                session.clone(),
+                pool,
+                events,
+                GET_STREAM,
+                id.to_boxed(),
+                inflight,
+                map_uris,
+            ));
+            Reply::Status(202)
+        }
+        Body::Events(events) if call.sse => {
+            let (n, rx) = session.streams.open_post();
+            monoio::spawn(relay::relay_post(
+                shard.clone(),
+                session.clone(),
+                pool,
+                events,
+                n,
+                id.to_boxed(),
+                inflight,
+                map_uris,
+            ));
+            Reply::Stream(rx)
+        }
+        Body::Events(events) => {
+            let answer = crate::backend::upstream::final_answer(events, id).await;
+            match answer {
+                Ok(body) => Reply::Json {
+                    status: 200,
+                    body: with_client_uris(&pool, map_uris, body),
+                    session: None,
+                },
+                Err(e) => backend_error(e.to_string()),
+            }
+        }
+    }
+}
+
+/// A backend's whole answer to request `id`, relayed only if it is a JSON-RPC response to
+/// that request: a truncated or non-JSON-RPC body, or another request's answer, becomes the
+/// call's error naming the backend (and counts against the backend's health).
+fn answer_of(shard: &Shard, pool: &Rc<Pool>, id: Raw<'_>, body: Vec<u8>, map_uris: bool) -> Reply {
+    match jsonrpc::check_answer(&body, id) {
+        Ok(()) => Reply::Json {
+            status: 200,
+            body: with_client_uris(pool, map_uris, body),
+            session: None,
+        },
+        Err(bad) => {
+            bufs::give(body);
+            shard.metrics.backend_errors.add(1);
+            tracing::warn!(backend = %pool.name(), "backend answer refused: {bad}");
+            backend_error(id, pool, bad.to_string())
+        }
+    }
+}
+
+/// A backend's answer with the resource URIs its result hands the client in the client's form
+/// (`map`: a prefixed backend, a method whose results carry URIs; [`uris`]).
+pub(crate) fn with_client_uris(pool: &Pool, map: bool, answer: Vec<u8>) -> Vec<u8> {
+    match map
+        .then(|| uris::map_answer(&answer, pool.name()))
+        .flatten()
+    {
+        Some(mapped) => {
+            bufs::give(answer);
+            mapped
+        }
+        None => answer,
+    }
+}
