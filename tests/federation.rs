@@ -16,8 +16,9 @@ fn names(items: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn three_backends_federate_and_route() {
+/// Three mock backends (alpha: 12 tools; beta: 14 tools, 2 prompts; gamma: 13 tools, 2
+/// resources) behind a gateway, and an initialized client.
+fn three_backends() -> ([Proc; 4], Client) {
     let a = mock("alpha").tools(12).start();
     let b = mock("beta").tools(14).arg("--prompts", 2).start();
     let c = mock("gamma").tools(13).arg("--resources", 2).start();
@@ -26,8 +27,13 @@ fn three_backends_federate_and_route() {
         .backend("beta", &b.url)
         .backend("gamma", &c.url)
         .start();
-    let mut cl = client(&gw.url);
+    let cl = client(&gw.url);
+    ([a, b, c, gw], cl)
+}
 
+#[test]
+fn tools_are_merged_in_config_order_and_calls_reach_their_owner() {
+    let (_procs, mut cl) = three_backends();
     let tools = cl.list_all("tools/list", "tools").unwrap();
     let got = names(&tools);
     assert_eq!(got.len(), 12 + 14 + 13, "{got:?}");
@@ -45,7 +51,6 @@ fn three_backends_federate_and_route() {
         generated["inputSchema"]["properties"].get("name").is_some(),
         "{generated}"
     );
-
     let echo = cl
         .request(
             "tools/call",
@@ -60,7 +65,18 @@ fn three_backends_federate_and_route() {
         )
         .unwrap();
     assert_eq!(text_of(&sum), "5");
+    let unknown = cl
+        .request(
+            "tools/call",
+            json!({"name": "alpha__nope", "arguments": {}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&unknown), -32602);
+}
 
+#[test]
+fn prompts_and_completions_route_by_name() {
+    let (_procs, mut cl) = three_backends();
     let prompts = names(&cl.list_all("prompts/list", "prompts").unwrap());
     assert!(prompts.contains(&"beta__greet".to_owned()), "{prompts:?}");
     let greet = cl
@@ -73,7 +89,15 @@ fn three_backends_federate_and_route() {
         greet["result"]["messages"][0]["content"]["text"],
         "Hello, Ada!"
     );
+    let done = cl
+        .request("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "beta__greet"}, "argument": {"name": "name", "value": "a"}}))
+        .unwrap();
+    assert!(done["result"]["completion"]["values"].is_array(), "{done}");
+}
 
+#[test]
+fn resources_and_templates_route_by_their_mapped_uri() {
+    let (_procs, mut cl) = three_backends();
     let resources = cl.list_all("resources/list", "resources").unwrap();
     let uris: Vec<&str> = resources
         .iter()
@@ -112,11 +136,6 @@ fn three_backends_federate_and_route() {
         )
         .unwrap();
     assert_eq!(item["result"]["contents"][0]["text"], "item 42 of gamma");
-
-    let done = cl
-        .request("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "beta__greet"}, "argument": {"name": "name", "value": "a"}}))
-        .unwrap();
-    assert!(done["result"]["completion"]["values"].is_array(), "{done}");
     let sub = cl
         .request(
             "resources/subscribe",
@@ -124,24 +143,21 @@ fn three_backends_federate_and_route() {
         )
         .unwrap();
     assert_eq!(sub["result"], json!({}));
+    let missing = cl
+        .request("resources/read", json!({"uri": "ringmux://nobody/x"}))
+        .unwrap();
+    assert_eq!(error_code(&missing), -32002);
+}
+
+#[test]
+fn ping_and_set_level_are_answered_by_the_gateway() {
+    let (_procs, mut cl) = three_backends();
     assert_eq!(cl.request("ping", json!({})).unwrap()["result"], json!({}));
     assert_eq!(
         cl.request("logging/setLevel", json!({"level": "debug"}))
             .unwrap()["result"],
         json!({})
     );
-
-    let unknown = cl
-        .request(
-            "tools/call",
-            json!({"name": "alpha__nope", "arguments": {}}),
-        )
-        .unwrap();
-    assert_eq!(error_code(&unknown), -32602);
-    let missing = cl
-        .request("resources/read", json!({"uri": "ringmux://nobody/x"}))
-        .unwrap();
-    assert_eq!(error_code(&missing), -32002);
 }
 
 #[test]
