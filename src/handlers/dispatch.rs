@@ -18,7 +18,7 @@ use ringmux_core::version;
 use serde_json::value::RawValue;
 
 use super::lists::refresh;
-use crate::backend::upstream::{final_message, Pool, Response};
+use crate::backend::upstream::{final_message, Body, Pool, Response};
 use crate::bufs;
 use crate::federation::Merged;
 use crate::handlers::relay;
@@ -470,6 +470,24 @@ async fn forward(
         None => {
             return Reply::error(Some(id), &RpcError::Cancelled);
         }
+    };
+    // The common case, a whole JSON answer from a stateful backend, without another await.
+    let Response {
+        status,
+        session_id,
+        body,
+    } = resp;
+    let body = match body {
+        Body::Full(body) if status == 200 && request.is_none() => {
+            drop(inflight);
+            return super::answer::answer_of(shard, &pool, id, body, map_uris);
+        }
+        body => body,
+    };
+    let resp = Response {
+        status,
+        session_id,
+        body,
     };
     super::answer::answer(
         shard, session, pool, resp, request, call, id, inflight, map_uris,
