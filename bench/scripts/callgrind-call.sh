@@ -11,7 +11,7 @@
 #               hardening (2.2 k of it: each backend answer validated by the envelope scanner)
 #   2026-12-04  the request pipeline (issue "One request pipeline"), same machine, one after the
 #               other: 6198861 28,031-28,064 (release profile: four codegen units); the pipeline
-#               28,462-28,487 with the same profile, 27,863-27,868 with the gateway crate in one
+#               28,462-28,487 with the same profile, 27,846-27,868 with the gateway crate in one
 #               codegen unit (now the release profile; the other crates keep four). At equal
 #               profile (all in one unit: 27,342-27,355 before, 27,762-27,784 after) the
 #               pipeline costs ~420: ~150 the URI check on a prefixed backend's answers (a
