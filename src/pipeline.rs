@@ -4,20 +4,26 @@
 //! [`Request`] (a hop to the owner shard carries it as an [`OwnedRequest`]); [`run`] then takes
 //! it through these stages, in this order, and nowhere else:
 //!
-//! 1. **authenticate** ([`authenticate`]): who is calling. Until authentication exists this is
-//!    the front's placeholder ([`Principal::Anonymous`], or a 2026-07-28 client's configured
-//!    principal header).
-//! 2. **admit** ([`admit`]): limits per principal (rate, concurrency). Admits everything today.
-//! 3. **session**: the session the request names, looked up under the principal: another
+//! 1. **owner shard** ([`route`]): a request whose session another shard owns goes there (its
+//!    owned form) and starts over there.
+//! 2. **authenticate** ([`authenticate`]): who is calling. Until authentication exists this is
+//!    the front's placeholder ([`Principal::Anonymous`], or the trusted principal header).
+//! 3. **admit** ([`admit`]): limits per principal (rate, concurrency). Admits everything today.
+//! 4. **session**: the session the request names, looked up under the principal: another
 //!    principal's session id is 404, exactly like an unknown one ([`Shard::session`]).
-//! 4. **method**: the method table ([`ringmux_core::method`]): a method of another era, or none,
+//! 5. **method**: the method table ([`ringmux_core::method`]): a method of another era, or none,
 //!    is -32601.
-//! 5. **authorize** ([`authorize`]): may this principal call this method (on this item).
+//! 6. **authorize** ([`authorize`]): may this principal call this method (on this item).
 //!    Allows everything today.
-//! 6. **handler**: initialize, lists, routed calls ([`crate::handlers::dispatch`]), the 2026-07-28
-//!    handlers ([`crate::handlers::modern`]); client notifications and answers to server→client requests.
-//! 7. **era adapter and reply**: each handler's answer is made the client's era's (2026-07-28
-//!    result members, stateful error statuses) before the front writes it.
+//! 7. **handler**: initialize, lists, routed calls ([`crate::handlers::dispatch`]), the
+//!    2026-07-28 handlers ([`crate::handlers::modern`]); client notifications and answers to
+//!    server→client requests.
+//! 8. **answer and era adapter** ([`crate::handlers::answer`], [`ringmux_core::era`]): the
+//!    answer made the client's (its era's result members and error statuses, URIs as it knows
+//!    them) on the way its transport takes.
+//!
+//! Stages 1 to 3 need no waiting ([`route`]); 4 to 8 run in [`message`], so a request pays one
+//! await for the pipeline. (ARCHITECTURE.md numbers the same stages from the front, 0.)
 //!
 //! Each stage's function has its final shape (what it reads, how it refuses), so the
 //! authentication, rate-limit and authorization issues fill in bodies, not call sites.
@@ -36,17 +42,17 @@ use crate::shard::Shard;
 
 pub use crate::request::{ClientEra, Op, OwnedRequest, Principal, Request};
 
-/// Stage 1: who is calling. Today: the principal the front named.
+/// Stage 2: who is calling. Today: the principal the front named.
 pub fn authenticate(_shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
     Ok(req.principal.clone())
 }
 
-/// Stage 2: whether this principal may send one more request now. Today: always.
+/// Stage 3: whether this principal may send one more request now. Today: always.
 pub fn admit(_shard: &Shard, _principal: &Principal, _req: &Request<'_>) -> Result<(), Reply> {
     Ok(())
 }
 
-/// Stage 5: whether `principal` may call `method` as `msg` asks (the tool, prompt or URI it
+/// Stage 6: whether `principal` may call `method` as `msg` asks (the tool, prompt or URI it
 /// names, its arguments). Today: always.
 pub fn authorize(
     _shard: &Shard,
@@ -71,7 +77,7 @@ pub enum Step<'a> {
     },
 }
 
-/// Stage 0 (the owner shard) and stages 1 and 2, and the requests that end there. Not async,
+/// Stages 1 to 3 (owner shard, authenticate, admit), and the requests that end there. Not async,
 /// so that a front's hot path pays one await for the whole pipeline ([`message`]).
 pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
     // The shard that owns the session (a request without one, an `initialize`, stays here).
@@ -148,7 +154,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
     }
 }
 
-/// Stages 3 to 7 for one JSON-RPC message.
+/// Stages 4 to 8 for one JSON-RPC message.
 pub async fn message(
     shard: &Rc<Shard>,
     principal: &Principal,
