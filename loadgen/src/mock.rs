@@ -79,6 +79,10 @@ pub struct MockConfig {
     /// With `modern`: `server/discover` offers the stateful versions too, as a server serving
     /// both eras on one endpoint does.
     pub dual: bool,
+    /// A stall: every `.1` the whole server answers nothing for `.0` (from its start; a
+    /// request arriving in a stall waits for its end), like a pause of a garbage collector.
+    /// For proving that an open-loop load generator sees what a closed loop hides.
+    pub stall: Option<(Duration, Duration)>,
     /// List the `links` tool (a resource link and an embedded resource in its result).
     pub links: bool,
     /// `instructions` in the initialize (and server/discover) result.
@@ -105,6 +109,7 @@ impl Default for MockConfig {
             instructions: None,
             links: false,
             dual: false,
+            stall: None,
         }
     }
 }
@@ -116,6 +121,8 @@ pub(crate) struct Shared {
     pub sessions: Sessions,
     /// Where sessionless (2026-07-28) requests run.
     pub stateless: Arc<session::Session>,
+    /// When the server started (its stalls count from it).
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -124,6 +131,7 @@ impl Shared {
             catalog: Catalog::new(&cfg),
             sessions: Sessions::default(),
             stateless: session::Session::unregistered(),
+            started: std::time::Instant::now(),
             cfg,
         }
     }

@@ -218,3 +218,47 @@ fn the_binary_reports_json_and_overlays_runs_on_one_page() {
     assert_eq!(ringmux_load(&[url.as_str(), "--args", "[1]"]).0, 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Coordinated omission, proven against a server of known behaviour: the mock stalls 200 ms
+/// every second. The open loop measures each request from its intended send time, so the
+/// requests the stall held back carry their wait: its p99 shows the stall, and the report
+/// counts the requests sent behind schedule. The closed loop waits for each answer before the
+/// next request, so only the one request in flight sees each stall: its p99 hides it.
+#[test]
+fn the_open_loop_sees_a_stall_the_closed_loop_hides() {
+    let mock = spawn(
+        MockConfig {
+            stall: Some((Duration::from_millis(200), Duration::from_secs(1))),
+            ..MockConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let mut o = options(&mock.url());
+    o.connections = 1;
+    o.threads = 1;
+    o.duration = Duration::from_millis(2500);
+    o.warmup = Duration::ZERO;
+
+    let closed = load::run(&o).unwrap();
+    assert_eq!(closed.error_total(), 0, "{closed}");
+    // Two or three stalls over thousands of requests: each holds one request.
+    assert!(closed.ok > 1000, "{closed}");
+    assert!(closed.max_us >= 100_000, "the stall is there: {closed}");
+    assert!(closed.p99_us < 50_000, "the closed loop hides it: {closed}");
+
+    o.rate = Some(500.0);
+    let open = load::run(&o).unwrap();
+    assert_eq!(open.error_total(), 0, "{open}");
+    // About 20% of the requests are due during a stall or its backlog: the p99 carries it.
+    assert!(open.p99_us >= 100_000, "the open loop shows it: {open}");
+    eprintln!("closed loop:\n{closed}\nopen loop at 500 req/s:\n{open}");
+    let late = open
+        .lateness
+        .as_ref()
+        .expect("open loop reports its lateness");
+    assert!(
+        late.queued >= 50,
+        "requests sent behind schedule are counted: {open}"
+    );
+}

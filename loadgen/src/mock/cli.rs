@@ -14,7 +14,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
                     [--modern] [--sse] [--instructions TEXT] [--links]
-                    [--dual]
+                    [--dual] [--stall-ms N --stall-every-ms M]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -39,7 +39,8 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     /message?sessionId=… (answers arrive on the stream)
   --instructions T  `instructions` in the initialize and server/discover results
   --links           also list `links` (answers a resource link and an embedded resource)
-  --dual            with --modern: server/discover offers the stateful versions too";
+  --dual            with --modern: server/discover offers the stateful versions too
+  --stall-ms N      every --stall-every-ms (default 1000) the server answers nothing for N ms";
 
 /// Parses the mock's flags (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(
@@ -70,6 +71,14 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("sse") => cfg.sse = true,
             Long("links") => cfg.links = true,
             Long("dual") => cfg.dual = true,
+            Long("stall-ms") => {
+                let every = cfg.stall.map_or(Duration::from_secs(1), |s| s.1);
+                cfg.stall = Some((Duration::from_millis(parser.value()?.parse()?), every));
+            }
+            Long("stall-every-ms") => {
+                let stall = cfg.stall.map_or(Duration::ZERO, |s| s.0);
+                cfg.stall = Some((stall, Duration::from_millis(parser.value()?.parse()?)));
+            }
             Long("instructions") => cfg.instructions = Some(parser.value()?.string()?),
             Short('h') | Long("help") => {
                 println!("{USAGE}");

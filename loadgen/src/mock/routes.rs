@@ -560,6 +560,13 @@ async fn request(
     session: &Arc<Session>,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
+    if let Some((stall, every)) = sh.cfg.stall {
+        // In a stall window: wait for its end.
+        let phase = sh.started.elapsed().as_nanos() % every.as_nanos().max(1);
+        if phase < stall.as_nanos() {
+            monoio::time::sleep(Duration::from_nanos((stall.as_nanos() - phase) as u64)).await;
+        }
+    }
     if !sh.cfg.latency.is_zero() {
         monoio::time::sleep(sh.cfg.latency).await;
     }
