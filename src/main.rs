@@ -131,9 +131,7 @@ fn main() -> Result<()> {
         ["demo"] => {
             let (_backends, yaml) = ringmux::demo::backends()?;
             let yaml = format!("listen: {listen}\n{yaml}");
-            let mut cfg = config::load(&yaml, cores())?;
-            ringmux::backend::upstream::resolve(&mut cfg)?;
-            serve(cfg)
+            serve(config::load(&yaml, cores())?)
         }
         ["tools", url] => {
             let mut client = probe::Client::connect(url)?;

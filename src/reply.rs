@@ -28,7 +28,7 @@ pub enum Reply {
 impl Reply {
     /// A JSON-RPC error for a stateful client.
     pub fn error(id: Option<Raw<'_>>, err: &RpcError) -> Reply {
-        Reply::error_with_status(id, err, err.http_status())
+        Reply::error_in(id, err, ErrorEra::Stateful)
     }
 
     /// A JSON-RPC error for a client of `era`, with that era's status for it.
@@ -36,8 +36,8 @@ impl Reply {
         Reply::error_with_status(id, err, err.status_in(era))
     }
 
-    /// A JSON-RPC error carried by a given HTTP status (a transport rule was broken).
-    pub fn error_with_status(id: Option<Raw<'_>>, err: &RpcError, status: u16) -> Reply {
+    /// A JSON-RPC error carried by a given HTTP status.
+    fn error_with_status(id: Option<Raw<'_>>, err: &RpcError, status: u16) -> Reply {
         let mut body = Vec::with_capacity(128);
         jsonrpc::write_error(&mut body, id, err);
         Reply::Json {

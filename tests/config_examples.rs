@@ -31,21 +31,25 @@ fn every_example_config_loads() {
     assert!(checked >= 3, "only {checked} example configs");
 }
 
-#[test]
-fn check_names_the_bad_key() {
-    let path = std::env::temp_dir().join(format!("ringmux-bad-{}.yaml", std::process::id()));
-    std::fs::write(
-        &path,
-        "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: ftp://x/\n",
-    )
-    .unwrap();
+/// `ringmux check` on a config file with `text`: it must fail; its stderr.
+fn check_fails(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("ringmux-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
         .arg("check")
         .arg(&path)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn check_names_the_bad_key() {
+    let err = check_fails(
+        "bad",
+        "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: ftp://x/\n",
+    );
     assert!(err.contains("backends[0].url"), "{err}");
 }
 
@@ -53,17 +57,9 @@ fn check_names_the_bad_key() {
 /// `ringmux check` (which loads the config the same way) names the one it cannot resolve.
 #[test]
 fn an_unresolvable_backend_host_is_named_at_start() {
-    let path = std::env::temp_dir().join(format!("ringmux-dns-{}.yaml", std::process::id()));
     let text = "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://no-such-host.invalid:9/mcp\n";
-    std::fs::write(&path, text).unwrap();
     assert!(ringmux_core::config::load(text, 2).is_ok());
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails("dns", text);
     assert!(
         err.contains("backends[0].url") && err.contains("cannot resolve no-such-host.invalid"),
         "{err}"

@@ -23,8 +23,7 @@ fn the_gateway_runs_in_process_and_its_shutdown_future_resolves() {
         "listen: 127.0.0.1:0\nshards: 2\npin_cores: false\nbackends:\n  - name: a\n    url: {}\n",
         backend.url()
     );
-    let mut cfg = ringmux_core::config::load(&yaml, 2).unwrap();
-    ringmux::backend::upstream::resolve(&mut cfg).unwrap();
+    let cfg = ringmux_core::config::load(&yaml, 2).unwrap();
     let listeners = server::bind(cfg.listen, cfg.shards).unwrap();
     let srv = server::start(cfg, listeners).unwrap();
     let url = format!("http://{}/mcp", srv.addr);

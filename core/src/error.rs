@@ -76,15 +76,10 @@ impl RpcError {
         }
     }
 
-    /// The HTTP status of the response that carries this error to a stateful client: a
-    /// message that could not be read as a JSON-RPC request at all is a bad HTTP request; an
-    /// error about a well-formed request is an ordinary JSON-RPC response (200).
-    pub fn http_status(&self) -> u16 {
-        self.status_in(ErrorEra::Stateful)
-    }
-
     /// The HTTP status of the response that carries this error to a client of `era`: the one
-    /// mapping from an error to its status.
+    /// mapping from an error to its status. For a stateful client, a message that could not
+    /// be read as a JSON-RPC request at all is a bad HTTP request, and an error about a
+    /// well-formed request is an ordinary JSON-RPC response (200).
     pub fn status_in(&self, era: ErrorEra) -> u16 {
         match era {
             ErrorEra::Stateful => match self {

@@ -67,14 +67,16 @@ pub struct Pool {
     pub instructions: RefCell<Option<Rc<str>>>,
 }
 
-/// Resolves every URL backend's host (the one place the gateway asks a resolver, once at
-/// start: `core::config` does no I/O, and nothing resolves on the request path).
+/// Resolves every URL backend's host not resolved yet (the one place the gateway asks a
+/// resolver, once at start: `core::config` does no I/O, and nothing resolves on the request
+/// path). [`crate::server::start`] calls it, so every way of starting the gateway resolves;
+/// `ringmux check` calls it to name a host it cannot resolve.
 pub fn resolve(
     cfg: &mut ringmux_core::config::Config,
 ) -> Result<(), ringmux_core::config::ConfigError> {
     use std::net::ToSocketAddrs;
     for (i, b) in cfg.backends.iter_mut().enumerate() {
-        if b.stdio.is_some() {
+        if b.stdio.is_some() || !b.addrs.is_empty() {
             continue;
         }
         b.addrs = (b.host.as_str(), b.port)

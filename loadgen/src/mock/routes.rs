@@ -182,7 +182,13 @@ async fn post(sh: &Shared, io: &mut Io, req: &Req<'_>, out: &mut Vec<u8>) -> io:
         Err(e) => {
             out.clear();
             jsonrpc::write_error(out, None, &e);
-            io.respond(e.http_status(), Some("application/json"), out, ka, &[]);
+            io.respond(
+                e.status_in(ringmux_core::error::ErrorEra::Stateful),
+                Some("application/json"),
+                out,
+                ka,
+                &[],
+            );
             return flushed(io, ka).await;
         }
     };
