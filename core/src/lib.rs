@@ -11,6 +11,7 @@
 //! - [`merge`]: assembling merged, namespaced, paginated list pages from cached catalogs.
 //! - [`method`]: the method table, one entry per MCP method with the properties the gateway
 //!   decides by.
+//! - [`mux`]: the stdio multiplexer (many sessions on one child), its bookkeeping and decisions.
 //! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
 //! - [`seal`]: sealed tokens (`requestState`), with the nonce and the time passed in.
 //! - [`uris`]: resource URIs inside a prefixed backend's answers, mapped to the client's form.
@@ -36,6 +37,7 @@ pub mod initialize;
 pub mod jsonrpc;
 pub mod merge;
 pub mod method;
+pub mod mux;
 pub mod names;
 pub mod seal;
 pub mod sse;

@@ -33,9 +33,75 @@ pub struct Conn {
     wbuf: Vec<u8>,
 }
 
+/// What ringmux asks of a backend, whatever its transport (Streamable HTTP's POST, GET and
+/// DELETE; a child actor's request, listen and detach).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// A message to the backend (session).
+    Send,
+    /// Open (or resume) the backend session's stream of unprompted messages.
+    Listen,
+    /// End the backend session.
+    End,
+}
+
+impl Verb {
+    pub fn http_method(self) -> &'static str {
+        match self {
+            Verb::Send => "POST",
+            Verb::Listen => "GET",
+            Verb::End => "DELETE",
+        }
+    }
+}
+
+/// How a backend answered, whatever its transport: an HTTP backend's status is mapped here,
+/// once ([`Status::of_http`]); a child actor answers in these terms directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Answered: the body is the answer (HTTP 200).
+    Ok,
+    /// Taken, with nothing to answer (a notification or a client's answer; HTTP 202).
+    Accepted,
+    /// The backend session named is unknown to the backend: expired (HTTP 404; 400 from some
+    /// servers).
+    SessionGone,
+    /// The backend offers no stream of unprompted messages (HTTP 405 to a GET).
+    NoStream,
+    /// Refused otherwise, with the HTTP status it gave.
+    Refused(u16),
+}
+
+impl Status {
+    /// An HTTP backend's status for `verb`; `named_session`: the request named a backend
+    /// session (only then do 404 and 400 mean it is gone).
+    pub fn of_http(code: u16, verb: Verb, named_session: bool) -> Status {
+        match code {
+            200 => Status::Ok,
+            202 => Status::Accepted,
+            // 404 is the spec's "session expired"; some servers answer 400 instead.
+            404 | 400 if named_session => Status::SessionGone,
+            405 if verb == Verb::Listen => Status::NoStream,
+            code => Status::Refused(code),
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Ok => f.write_str("a success"),
+            Status::Accepted => f.write_str("accepted, without an answer"),
+            Status::SessionGone => f.write_str("session not found"),
+            Status::NoStream => f.write_str("no stream"),
+            Status::Refused(code) => write!(f, "HTTP {code}"),
+        }
+    }
+}
+
 /// A backend's answer.
 pub struct Response {
-    pub status: u16,
+    pub status: Status,
     pub session_id: Option<String>,
     pub body: Body,
 }
@@ -89,11 +155,11 @@ impl Pool {
             None => self.connect().await?,
         };
         match self.exchange(&mut conn, out).await {
-            Ok((head, sent)) => self.finish(conn, head, sent).await,
+            Ok((head, sent)) => self.finish(conn, head, sent, out).await,
             Err(Attempt::Stale) if reused => {
                 let mut fresh = self.connect().await?;
                 match self.exchange(&mut fresh, out).await {
-                    Ok((head, sent)) => self.finish(fresh, head, sent).await,
+                    Ok((head, sent)) => self.finish(fresh, head, sent, out).await,
                     Err(Attempt::Stale) => Err(UpstreamError::Protocol(
                         "connection closed before a response".into(),
                     )),
@@ -116,7 +182,7 @@ impl Pool {
     ) -> Result<(ResponseHead, Instant), Attempt> {
         let mut w = std::mem::take(&mut conn.wbuf);
         w.clear();
-        let has_body = out.method == "POST";
+        let has_body = out.verb == Verb::Send;
         let accept: &[u8] = if has_body {
             b"application/json, text/event-stream"
         } else {
@@ -149,7 +215,7 @@ impl Pool {
         }
         http::write_request_head(
             &mut w,
-            out.method,
+            out.verb.http_method(),
             &self.cfg.path,
             &self.cfg.authority,
             has_body.then_some(out.body.len()),
@@ -206,14 +272,16 @@ impl Pool {
         conn: Conn,
         head: ResponseHead,
         sent: Instant,
+        out: &Outgoing<'_>,
     ) -> Result<Response, UpstreamError> {
+        let (verb, named_session) = (out.verb, out.session.is_some());
         let deadline = sent + self.cfg.request_deadline;
         let session_id = head
             .session_id
             .as_ref()
             .map(|r| String::from_utf8_lossy(&conn.rbuf[r.clone()]).into_owned());
-        let status = head.status;
-        let sse = head.is_event_stream(&conn.rbuf) && (200..300).contains(&status);
+        let sse = head.is_event_stream(&conn.rbuf) && (200..300).contains(&head.status);
+        let status = Status::of_http(head.status, verb, named_session);
         let max = self.cfg.max_response;
         let mut reader = BodyReader::new(conn, &head, max);
         if sse {
@@ -257,7 +325,7 @@ impl Pool {
 
 /// One request as written to a backend.
 pub(super) struct Outgoing<'a> {
-    pub(super) method: &'a str,
+    pub(super) verb: Verb,
     pub(super) session: Option<&'a str>,
     pub(super) protocol_version: &'a str,
     pub(super) body: &'a [u8],

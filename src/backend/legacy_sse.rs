@@ -7,7 +7,7 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 use ringmux_core::config::Backend;
 
-use crate::backend::upstream::{Body, Pool};
+use crate::backend::upstream::{Body, Pool, Status};
 
 use super::process::Running;
 
@@ -24,10 +24,10 @@ pub(super) async fn connect_sse(backend: &Backend) -> Result<Running, String> {
         .await
         .map_err(|e| format!("GET {}: {e}", backend.url))?;
     let mut events = match resp.body {
-        Body::Events(e) if resp.status == 200 => e,
+        Body::Events(e) if resp.status == Status::Ok => e,
         _ => {
             return Err(format!(
-                "GET {} answered HTTP {} without an event stream",
+                "GET {} answered {} without an event stream",
                 backend.url, resp.status
             ))
         }
@@ -63,14 +63,14 @@ pub(super) async fn connect_sse(backend: &Backend) -> Result<Running, String> {
         // In order, one at a time: a legacy server answers each POST with 202 at once.
         while let Some(msg) = stdin_rx.next().await {
             match post_pool
-                .request("POST", None, LEGACY_VERSION, &msg, Instant::now())
+                .post(None, LEGACY_VERSION, &msg, Instant::now())
                 .await
             {
                 Ok(resp) => {
                     let status = resp.status;
                     let _ = crate::backend::upstream::final_message(resp.body).await;
-                    if !(200..300).contains(&status) {
-                        tracing::warn!(backend = %name, status, "legacy SSE backend refused a message");
+                    if !matches!(status, Status::Ok | Status::Accepted) {
+                        tracing::warn!(backend = %name, %status, "legacy SSE backend refused a message");
                     }
                 }
                 Err(e) => tracing::warn!(backend = %name, "message not delivered: {e}"),

@@ -14,6 +14,7 @@ use ringmux_core::jsonrpc::{self, Kind};
 
 use crate::metrics::ShardMetrics;
 
+use super::http::{Status, Verb};
 use super::process::{STOP_GRACE, TERM_GRACE};
 use super::stdio::run;
 
@@ -65,17 +66,19 @@ pub struct Link {
     next: std::cell::Cell<u64>,
 }
 
-/// What [`Link::exchange`] answers, in the shape of an HTTP exchange.
+/// What [`Link::exchange`] answers.
 pub enum Answer {
-    /// HTTP-like status with an empty body (202 for notifications, 200 for DELETE, 404 for
-    /// an unknown backend session).
-    Status(u16),
-    /// `initialize` answered: the backend session id and the response.
+    /// Nothing but how it went: [`Status::Accepted`] for a notification or an answer,
+    /// [`Status::Ok`] for an end, [`Status::SessionGone`] for an attachment the link does not
+    /// know (detached, or its actor ended).
+    Status(Status),
+    /// A session attached (`initialize` answered): the link's key for the attachment (what
+    /// the backend session is named by from now on) and the `initialize` response.
     Attached(String, Vec<u8>),
     /// The request's response, when it came first.
     Message(Vec<u8>),
     /// Messages until the response (`first` already arrived), or a session's unprompted
-    /// messages (a GET).
+    /// messages (a listen).
     Messages(Option<Vec<u8>>, mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
@@ -96,38 +99,39 @@ impl Link {
         }
     }
 
-    /// One HTTP-shaped exchange: `POST` without a session attaches (`initialize`), `POST`
-    /// with one sends a request or notification, `GET` opens the session's stream, `DELETE`
-    /// detaches.
+    /// One exchange: a send without a key attaches (`initialize`); with one it is a request
+    /// or a notification; a listen opens the attachment's stream of unprompted messages; an
+    /// end detaches.
     pub async fn exchange(
         &self,
-        method: &str,
-        session: Option<&str>,
+        verb: Verb,
+        key: Option<&str>,
         body: &[u8],
     ) -> Result<Answer, Failure> {
-        let Some(sid) = session else {
-            return match method {
-                "POST" => self.attach(body).await,
-                _ => Ok(Answer::Status(405)),
+        let Some(key) = key else {
+            return match verb {
+                Verb::Send => self.attach(body).await,
+                // Nothing to listen to or end before an attachment.
+                Verb::Listen | Verb::End => Ok(Answer::Status(Status::SessionGone)),
             };
         };
-        let key = sid.parse::<u64>().ok();
+        let key = key.parse::<u64>().ok();
         let Some((handle, attach)) = key.and_then(|k| self.sessions.borrow().get(&k).cloned())
         else {
-            return Ok(Answer::Status(404));
+            return Ok(Answer::Status(Status::SessionGone));
         };
         let key = key.expect("found above");
         let gone = |this: &Self| {
             this.sessions.borrow_mut().remove(&key);
-            Ok(Answer::Status(404))
+            Ok(Answer::Status(Status::SessionGone))
         };
-        match method {
-            "DELETE" => {
+        match verb {
+            Verb::End => {
                 self.sessions.borrow_mut().remove(&key);
                 let _ = handle.unbounded_send(ToChild::Detach { attach });
-                Ok(Answer::Status(200))
+                Ok(Answer::Status(Status::Ok))
             }
-            "GET" => {
+            Verb::Listen => {
                 let (to, rx) = mpsc::unbounded();
                 if handle
                     .unbounded_send(ToChild::Listen { attach, to })
@@ -137,7 +141,7 @@ impl Link {
                 }
                 Ok(Answer::Messages(None, rx))
             }
-            _ => {
+            Verb::Send => {
                 let is_request = jsonrpc::parse(body).is_ok_and(|m| m.kind == Kind::Request);
                 if !is_request {
                     let send = ToChild::Send {
@@ -147,7 +151,7 @@ impl Link {
                     if handle.unbounded_send(send).is_err() {
                         return gone(self);
                     }
-                    return Ok(Answer::Status(202));
+                    return Ok(Answer::Status(Status::Accepted));
                 }
                 let (to, mut rx) = mpsc::unbounded();
                 let req = ToChild::Request {

@@ -10,16 +10,12 @@
 //! a writer task feeds its stdin, a reader task splits its stdout into lines, another logs its
 //! stderr. The three are socket pairs (monoio reads sockets on either driver).
 //!
-//! Sessions *attach* to an actor. The actor gives every request the child sees an id of its
-//! own (and the same number as progress token when the request has one), so concurrent
-//! sessions never collide or see each other's answers; answers and progress are mapped back
-//! and go to the request's own channel. What the child sends unprompted goes to the session
-//! it can be attributed to (the only session attached, or the only one with requests in
-//! flight): on the stream of its one in-flight request, else on its GET stream, else it waits
-//! (bounded) until the session opens one. A
-//! `list_changed` goes to every session, `resources/updated` to the sessions that subscribed
-//! to that URI. A server→client request that cannot be attributed is refused to the child;
-//! a log message that cannot be is written to ringmux's log instead.
+//! Sessions *attach* to an actor. Which session each message is for is decided by the
+//! sans-IO multiplexer ([`ringmux_core::mux`]: ids renumbered per child, unprompted messages
+//! attributed, subscriptions tracked); the actor keeps the channels and does what it says. An
+//! unprompted message for a session goes on the stream of its one in-flight request, else on
+//! its GET stream, else it waits (bounded) until the session opens one. A log message that
+//! cannot be attributed is written to ringmux's log instead.
 //!
 //! A child that exits fails its in-flight requests at once with an error naming the backend
 //! and the exit status, and is restarted with exponential backoff (`retry_backoff_ms`,
@@ -35,7 +31,8 @@ use futures_util::StreamExt;
 use ringmux_core::backoff::Backoff;
 use ringmux_core::config::Backend;
 use ringmux_core::error::RpcError;
-use ringmux_core::jsonrpc::{self, raw_str, span_of, Kind, Raw};
+use ringmux_core::jsonrpc::{self, Kind, Raw};
+use ringmux_core::mux::{FromChild, Mux, Refused};
 use serde_json::value::RawValue;
 
 use crate::metrics::ShardMetrics;
@@ -58,25 +55,13 @@ const SHARED_INIT_PARAMS: &str = r#"{"protocolVersion":"2025-11-25","capabilitie
 /// Unprompted messages kept for a session until it opens its GET stream.
 const BACKLOG: usize = 64;
 
-/// A session attached to an actor.
+/// Where a session's unprompted messages go.
 #[derive(Default)]
-struct Attached {
-    listener: Option<Outbox>,
+struct Listener {
+    to: Option<Outbox>,
     /// Messages for it that arrived while it had no stream open (a server asking for roots
     /// right after `initialize`), delivered when it opens one.
     backlog: std::collections::VecDeque<Vec<u8>>,
-    /// Resource URIs it subscribed to (as the child knows them).
-    subscriptions: Vec<String>,
-}
-
-/// A request the child has not answered.
-struct Pending {
-    attach: u64,
-    /// The request's id as the session sent it (JSON text).
-    id: Box<str>,
-    /// Its progress token as the session sent it (JSON text).
-    token: Option<Box<str>>,
-    to: Outbox,
 }
 
 struct Actor {
@@ -91,12 +76,12 @@ struct Actor {
     /// Failed starts and exits in a row, and when the next start may go.
     backoff: Backoff,
     last_error: String,
-    attaches: HashMap<u64, Attached>,
-    next_attach: u64,
-    pending: HashMap<u64, Pending>,
-    /// The child's requests to sessions, by id (JSON text) → the session asked.
-    asked: HashMap<Box<str>, u64>,
-    next_id: u64,
+    /// Which session each message is for ([`Mux`]'s decisions).
+    mux: Mux,
+    /// Attached sessions' streams for unprompted messages.
+    listeners: HashMap<u64, Listener>,
+    /// Where each request in flight (by the mux's number) gets its messages.
+    outboxes: HashMap<u64, Outbox>,
 }
 
 enum Event {
@@ -118,11 +103,9 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
         child: None,
         backoff: Backoff::default(),
         last_error: "not started yet".into(),
-        attaches: HashMap::new(),
-        next_attach: 1,
-        pending: HashMap::new(),
-        asked: HashMap::new(),
-        next_id: 1,
+        mux: Mux::new(),
+        listeners: HashMap::new(),
+        outboxes: HashMap::new(),
     };
     loop {
         if a.child.is_none() && a.wants_child() && a.backoff.waiting(Instant::now()).is_none() {
@@ -151,7 +134,7 @@ pub async fn run(backend: Backend, metrics: Arc<ShardMetrics>, mut inbox: Inbox)
             Event::Inbox(None) | Event::Inbox(Some(ToChild::Shutdown)) => break,
             Event::Inbox(Some(msg)) => {
                 a.handle(msg).await;
-                if !a.shared && a.attaches.is_empty() {
+                if !a.shared && a.mux.is_empty() {
                     break;
                 }
             }
@@ -182,7 +165,7 @@ impl Actor {
 
     /// A shared child always runs; a per-session one while its session is attached.
     fn wants_child(&self) -> bool {
-        self.shared || !self.attaches.is_empty()
+        self.shared || !self.mux.is_empty()
     }
 
     fn unavailable(&self) -> String {
@@ -290,11 +273,11 @@ impl Actor {
             None => format!("the process {how}"),
         };
         let reason = format!("{why}; restarting");
-        for (_, p) in self.pending.drain() {
-            let _ =
-                p.to.unbounded_send(error_response(&self.backend.name, &p.id, &reason));
+        for (n, id) in self.mux.fail_all() {
+            if let Some(to) = self.outboxes.remove(&n) {
+                let _ = to.unbounded_send(error_response(&self.backend.name, &id, &reason));
+            }
         }
-        self.asked.clear();
         self.failed(why);
     }
 
@@ -306,20 +289,16 @@ impl Actor {
                 if let Err(Ok((attach, _))) = reply.send(self.attach(&init).await) {
                     // The session gave up waiting (its attach timed out): undo, or nobody
                     // would ever detach it and a per-session child would live on.
-                    self.attaches.remove(&attach);
+                    self.detach(attach);
                 }
             }
-            ToChild::Detach { attach } => {
-                self.attaches.remove(&attach);
-                self.pending.retain(|_, p| p.attach != attach);
-                self.asked.retain(|_, a| *a != attach);
-            }
+            ToChild::Detach { attach } => self.detach(attach),
             ToChild::Listen { attach, to } => {
-                if let Some(a) = self.attaches.get_mut(&attach) {
-                    for msg in a.backlog.drain(..) {
+                if let Some(l) = self.listeners.get_mut(&attach) {
+                    for msg in l.backlog.drain(..) {
                         let _ = to.unbounded_send(msg);
                     }
-                    a.listener = Some(to);
+                    l.to = Some(to);
                 }
             }
             ToChild::Request { attach, body, to } => self.request(attach, &body, to),
@@ -349,10 +328,16 @@ impl Actor {
         };
         let mut response = Vec::with_capacity(result.len() + 48);
         jsonrpc::write_result(&mut response, id, result);
-        let attach = self.next_attach;
-        self.next_attach += 1;
-        self.attaches.insert(attach, Attached::default());
+        let attach = self.mux.attach();
+        self.listeners.insert(attach, Listener::default());
         Ok((attach, response))
+    }
+
+    fn detach(&mut self, attach: u64) {
+        for n in self.mux.detach(attach) {
+            self.outboxes.remove(&n);
+        }
+        self.listeners.remove(&attach);
     }
 
     fn write(&self, line: Vec<u8>) {
@@ -362,110 +347,52 @@ impl Actor {
     }
 
     fn request(&mut self, attach: u64, body: &[u8], to: Outbox) {
-        let Ok(msg) = jsonrpc::parse(body) else {
-            return;
-        };
-        let Some(id) = msg.id else {
-            return;
-        };
-        if self.child.is_none() || !self.attaches.contains_key(&attach) {
-            let _ = to.unbounded_send(error_response(self.name(), id.get(), &self.unavailable()));
+        if self.child.is_none() {
+            if let Ok(Some(id)) = jsonrpc::parse(body).map(|m| m.id) {
+                let _ =
+                    to.unbounded_send(error_response(self.name(), id.get(), &self.unavailable()));
+            }
             return;
         }
-        let n = self.next_id;
-        self.next_id += 1;
-        let token = msg.params.meta.as_ref().and_then(|m| m.progress_token);
-        let number = n.to_string();
-        let mut spans = vec![span_of(body, id)];
-        if let Some(t) = token {
-            spans.push(span_of(body, t));
-        }
-        let line = splice_all(body, &mut spans, number.as_bytes());
-        if let (Some(uri), Some(a)) = (
-            msg.params.uri.and_then(raw_str),
-            self.attaches.get_mut(&attach),
-        ) {
-            match &*msg.method {
-                "resources/subscribe" if !a.subscriptions.iter().any(|s| *s == uri) => {
-                    a.subscriptions.push(uri.into_owned())
+        match self.mux.request(attach, body) {
+            Ok((n, line)) => {
+                self.outboxes.insert(n, to);
+                self.write(line);
+            }
+            Err(Refused::NotARequest) => {}
+            Err(Refused::NotAttached) => {
+                if let Ok(Some(id)) = jsonrpc::parse(body).map(|m| m.id) {
+                    let why = self.unavailable();
+                    let _ = to.unbounded_send(error_response(self.name(), id.get(), &why));
                 }
-                "resources/unsubscribe" => a.subscriptions.retain(|s| *s != uri),
-                _ => {}
             }
         }
-        self.pending.insert(
-            n,
-            Pending {
-                attach,
-                id: id.get().into(),
-                token: token.map(|t| t.get().into()),
-                to,
-            },
-        );
-        self.write(line);
     }
 
     fn send(&mut self, attach: u64, body: &[u8]) {
-        let Ok(msg) = jsonrpc::parse(body) else {
-            return;
-        };
-        match msg.kind {
-            Kind::Response => {
-                // Only the session that was asked may answer.
-                let id = msg.id.map(|i| i.get()).unwrap_or_default();
-                if self.asked.get(id) == Some(&attach) {
-                    self.asked.remove(id);
-                    self.write(body.to_vec());
-                } else {
-                    tracing::debug!(backend = %self.name(), "answer to a request this session was not asked; dropped");
-                }
+        match self.mux.send(attach, body) {
+            Some(line) => self.write(line),
+            None => {
+                tracing::debug!(backend = %self.name(), "message for the child dropped (an answer to a request this session was not asked, or nothing to send)")
             }
-            Kind::Notification => match &*msg.method {
-                // ringmux sent its own when the child started.
-                "notifications/initialized" => {}
-                "notifications/cancelled" => {
-                    let Some(target) = msg.params.request_id else {
-                        return;
-                    };
-                    let found = self
-                        .pending
-                        .iter()
-                        .find(|(_, p)| p.attach == attach && *p.id == *target.get())
-                        .map(|(n, _)| n.to_string());
-                    if let Some(n) = found {
-                        let mut spans = vec![span_of(body, target)];
-                        self.write(splice_all(body, &mut spans, n.as_bytes()));
-                    }
-                }
-                _ => self.write(body.to_vec()),
-            },
-            Kind::Request => {}
         }
-    }
-
-    /// The session an unprompted message belongs to: the only one attached, else the only
-    /// one with requests in flight.
-    fn attribution(&self) -> Option<u64> {
-        if self.attaches.len() == 1 {
-            return self.attaches.keys().next().copied();
-        }
-        let mut owners = self.pending.values().map(|p| p.attach);
-        let first = owners.next()?;
-        owners.all(|a| a == first).then_some(first)
     }
 
     /// Where an unprompted message for session `attach` goes: the stream of its one request
     /// in flight, else its GET stream, else any of its requests' streams.
     fn route(&self, attach: u64) -> Option<&Outbox> {
-        let mut mine = self.pending.values().filter(|p| p.attach == attach);
+        let mut mine = self
+            .mux
+            .in_flight(attach)
+            .filter_map(|n| self.outboxes.get(&n));
         let first = mine.next();
         if let (Some(only), None) = (first, mine.next()) {
-            if !only.to.is_closed() {
-                return Some(&only.to);
+            if !only.is_closed() {
+                return Some(only);
             }
         }
-        let listener = self.attaches.get(&attach)?.listener.as_ref();
-        listener.filter(|l| !l.is_closed()).or(first.map(|p| &p.to))
+        let listener = self.listeners.get(&attach)?.to.as_ref();
+        listener.filter(|l| !l.is_closed()).or(first)
     }
 
     /// Sends an unprompted message to session `attach` ([`Actor::route`]), or keeps it until
@@ -476,118 +403,39 @@ impl Actor {
             return;
         }
         let name = self.backend.name.clone();
-        if let Some(a) = self.attaches.get_mut(&attach) {
-            if a.backlog.len() == BACKLOG {
-                a.backlog.pop_front();
+        if let Some(l) = self.listeners.get_mut(&attach) {
+            if l.backlog.len() == BACKLOG {
+                l.backlog.pop_front();
                 tracing::warn!(backend = %name, "session has no stream open; oldest waiting message dropped");
             }
-            a.backlog.push_back(msg.to_vec());
+            l.backlog.push_back(msg.to_vec());
         }
     }
 
-    /// One line from the child's stdout.
+    /// One line from the child's stdout: done as the multiplexer says.
     fn on_line(&mut self, line: &[u8]) {
-        let msg = match jsonrpc::parse(line) {
-            Ok(m) => m,
-            Err(_) => return garbage(self.name(), line),
-        };
-        match msg.kind {
-            Kind::Response => {
-                let id = msg.id.expect("responses have ids");
-                let Some(p) = id.get().parse().ok().and_then(|n| self.pending.remove(&n)) else {
-                    tracing::debug!(backend = %self.name(), id = id.get(), "answer to no pending request; dropped");
-                    return;
-                };
-                let mut spans = vec![span_of(line, id)];
-                let _ =
-                    p.to.unbounded_send(splice_all(line, &mut spans, p.id.as_bytes()));
-            }
-            Kind::Request => {
-                let id = msg.id.expect("requests have ids");
-                if msg.method == "ping" {
-                    let mut pong = Vec::with_capacity(48);
-                    jsonrpc::write_result(&mut pong, id, b"{}");
-                    return self.write(pong);
-                }
-                match self.attribution() {
-                    Some(a) => {
-                        self.asked.insert(id.get().into(), a);
-                        self.deliver(a, line);
-                    }
-                    None => {
-                        let mut refusal = Vec::with_capacity(160);
-                        jsonrpc::write_error(
-                            &mut refusal,
-                            Some(id),
-                            &RpcError::Internal(format!(
-                                "ringmux cannot tell which client session {} is for: this shared stdio backend serves several (use mode: per_session)",
-                                msg.method
-                            )),
-                        );
-                        self.write(refusal);
-                    }
+        match self.mux.on_line(line) {
+            FromChild::Answer { pending, message } => {
+                if let Some(to) = self.outboxes.remove(&pending) {
+                    let _ = to.unbounded_send(message);
                 }
             }
-            Kind::Notification => self.notification(&msg, line),
-        }
-    }
-
-    fn notification(&mut self, msg: &jsonrpc::Message<'_>, line: &[u8]) {
-        let method = &*msg.method;
-        match method {
-            "notifications/progress" => {
-                let Some(token) = msg.params.progress_token else {
-                    return;
-                };
-                let Some(p) = token.get().parse().ok().and_then(|n| self.pending.get(&n)) else {
-                    return;
-                };
-                let original = p.token.as_deref().unwrap_or(&p.id);
-                let mut spans = vec![span_of(line, token)];
-                let _ =
-                    p.to.unbounded_send(splice_all(line, &mut spans, original.as_bytes()));
+            FromChild::Progress { pending, message } => {
+                if let Some(to) = self.outboxes.get(&pending) {
+                    let _ = to.unbounded_send(message);
+                }
             }
-            "notifications/cancelled" => {
-                let asked = msg
-                    .params
-                    .request_id
-                    .and_then(|id| self.asked.remove(id.get()));
-                if let Some(a) = asked {
+            FromChild::Sessions(to) => {
+                for a in to {
                     self.deliver(a, line);
                 }
             }
-            "notifications/resources/updated" => {
-                let uri = msg.params.uri.and_then(raw_str);
-                let only = self.attaches.len() == 1;
-                let subscribers: Vec<u64> = self
-                    .attaches
-                    .iter()
-                    .filter(|(_, a)| {
-                        only || uri
-                            .as_deref()
-                            .is_some_and(|u| a.subscriptions.iter().any(|s| s == u))
-                    })
-                    .map(|(k, _)| *k)
-                    .collect();
-                for a in subscribers {
-                    self.deliver(a, line);
-                }
+            FromChild::Reply(r) => self.write(r),
+            FromChild::Log => {
+                tracing::info!(backend = %self.name(), "log: {}", String::from_utf8_lossy(line))
             }
-            m if m.ends_with("/list_changed") => {
-                let all: Vec<u64> = self.attaches.keys().copied().collect();
-                for a in all {
-                    self.deliver(a, line);
-                }
-            }
-            _ => match self.attribution() {
-                Some(a) => self.deliver(a, line),
-                None if method == "notifications/message" => {
-                    tracing::info!(backend = %self.name(), "log: {}", String::from_utf8_lossy(line));
-                }
-                None => {
-                    tracing::debug!(backend = %self.name(), method, "notification with no session to go to; dropped")
-                }
-            },
+            FromChild::Dropped(why) => tracing::debug!(backend = %self.name(), "{why}; dropped"),
+            FromChild::Garbage => garbage(self.name(), line),
         }
     }
 }
@@ -624,42 +472,4 @@ fn garbage(backend: &str, line: &[u8]) {
         "stdout line is not JSON-RPC; dropped: {}",
         String::from_utf8_lossy(shown)
     );
-}
-
-/// `body` with every span in `spans` (parts of it, not overlapping) replaced by `with`.
-fn splice_all(body: &[u8], spans: &mut [std::ops::Range<usize>], with: &[u8]) -> Vec<u8> {
-    spans.sort_by_key(|s| s.start);
-    let mut out = Vec::with_capacity(body.len() + spans.len() * with.len());
-    let mut at = 0;
-    for s in spans.iter() {
-        out.extend_from_slice(&body[at..s.start]);
-        out.extend_from_slice(with);
-        at = s.end;
-    }
-    out.extend_from_slice(&body[at..]);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spans_are_replaced_in_order() {
-        let body = br#"{"id":"x","params":{"_meta":{"progressToken":"t"}}}"#;
-        let msg = jsonrpc::parse(
-            br#"{"jsonrpc":"2.0","id":"x","method":"m","params":{"_meta":{"progressToken":"t"}}}"#,
-        );
-        assert!(msg.is_ok());
-        let at = |needle: &[u8]| {
-            let i = body
-                .windows(needle.len())
-                .position(|w| w == needle)
-                .unwrap();
-            i..i + needle.len()
-        };
-        let mut spans = vec![at(br#""t""#), at(br#""x""#)];
-        let out = splice_all(body, &mut spans, b"7");
-        assert_eq!(out, br#"{"id":7,"params":{"_meta":{"progressToken":7}}}"#);
-    }
 }

@@ -11,7 +11,9 @@ use ringmux_core::backoff::Backoff;
 use ringmux_core::config::{Backend, Era};
 use ringmux_core::version;
 
-pub use super::http::{final_answer, final_message, Body, Conn, EventStream, Response};
+pub use super::http::{
+    final_answer, final_message, Body, Conn, EventStream, Response, Status, Verb,
+};
 use super::http::{Outgoing, Source};
 use crate::backend::stdio::{Answer, Failure, Link};
 
@@ -194,19 +196,18 @@ impl Pool {
         }
     }
 
-    /// Sends one HTTP request (`method` POST/DELETE/GET) with MCP headers and reads the
-    /// response head. A pooled connection that turns out dead before any response byte is
-    /// replaced by a fresh one once.
-    pub async fn request(
+    /// Sends one message to the backend (session) and reads the answer's head. Over HTTP: a
+    /// POST with MCP headers; a pooled connection that turns out dead before any response byte
+    /// is replaced by a fresh one once.
+    pub async fn post(
         self: &Rc<Self>,
-        method: &str,
         session: Option<&str>,
         protocol_version: &str,
         body: &[u8],
         now: Instant,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
-            method,
+            verb: Verb::Send,
             session,
             protocol_version,
             body,
@@ -228,7 +229,7 @@ impl Pool {
         now: Instant,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
-            method: "POST",
+            verb: Verb::Send,
             session: None,
             protocol_version: ringmux_core::version::SESSIONLESS,
             body,
@@ -278,12 +279,14 @@ impl Pool {
         // Only a definite answer decides: a server that is starting, overloaded or broken
         // (5xx, 408, 429, a body that is not JSON-RPC) is asked again after its backoff.
         let era = match status {
-            200 if offers => Era::Sessionless,
-            200 if result.as_ref().is_some_and(|v| v.get("error").is_some()) => Era::Stateful,
-            400 | 404 | 405 | 406 | 415 => Era::Stateful,
+            Status::Ok if offers => Era::Sessionless,
+            Status::Ok if result.as_ref().is_some_and(|v| v.get("error").is_some()) => {
+                Era::Stateful
+            }
+            Status::Refused(400 | 404 | 405 | 406 | 415) => Era::Stateful,
             _ => {
                 let e = UpstreamError::Protocol(format!(
-                    "server/discover probe answered HTTP {status} without telling its era"
+                    "server/discover probe answered {status} without telling its era"
                 ));
                 self.mark_failed(Instant::now(), &e);
                 return Err(e);
@@ -361,7 +364,7 @@ impl Pool {
         last_event_id: Option<&str>,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
-            method: "GET",
+            verb: Verb::Listen,
             session,
             protocol_version,
             body: b"",
@@ -395,7 +398,7 @@ impl Pool {
     /// that serves calls). A child actor's is always done: it stops the session's child.
     pub async fn delete_session(self: &Rc<Self>, session: &str, protocol_version: &str) {
         let out = Outgoing {
-            method: "DELETE",
+            verb: Verb::End,
             session: Some(session),
             protocol_version,
             body: b"",
@@ -425,7 +428,7 @@ impl Pool {
         out: &Outgoing<'_>,
     ) -> Result<Response, UpstreamError> {
         let answer = link
-            .exchange(out.method, out.session, out.body)
+            .exchange(out.verb, out.session, out.body)
             .await
             .map_err(|f| match f {
                 Failure::Timeout => UpstreamError::Timeout,
@@ -433,8 +436,8 @@ impl Pool {
             })?;
         let (status, session_id, body) = match answer {
             Answer::Status(s) => (s, None, Body::Full(Vec::new())),
-            Answer::Attached(sid, msg) => (200, Some(sid), Body::Full(msg)),
-            Answer::Message(msg) => (200, None, Body::Full(msg)),
+            Answer::Attached(key, msg) => (Status::Ok, Some(key), Body::Full(msg)),
+            Answer::Message(msg) => (Status::Ok, None, Body::Full(msg)),
             Answer::Messages(first, rx) => {
                 let events = EventStream {
                     source: Source::Messages { first, rx },
@@ -442,7 +445,7 @@ impl Pool {
                     idle: Some(self.cfg.request_timeout),
                     deadline: Some(self.deadline()),
                 };
-                (200, None, Body::Events(Box::new(events)))
+                (Status::Ok, None, Body::Events(Box::new(events)))
             }
         };
         Ok(Response {

@@ -16,7 +16,7 @@ use ringmux_core::uris;
 
 use super::dispatch::{backend_error, Call};
 use super::relay;
-use crate::backend::upstream::{final_message, Body, Pool, Response};
+use crate::backend::upstream::{final_message, Body, Pool, Response, Status};
 use crate::bufs;
 use crate::reply::Reply;
 use crate::session::streams::GET_STREAM;
@@ -44,7 +44,7 @@ pub(crate) async fn answer(
         )
         .await;
     }
-    if resp.status != 200 {
+    if resp.status != Status::Ok {
         let status = resp.status;
         let answer = final_message(resp.body).await;
         // A sessionless backend's error, for a modern client: passed on (its status is the
@@ -60,7 +60,7 @@ pub(crate) async fn answer(
                 session: None,
             };
         }
-        return backend_error(format!("answered HTTP {status}"));
+        return backend_error(format!("answered {status}"));
     }
     match resp.body {
         Body::Full(body) => answer_of(shard, &pool, id, body, map_uris),

@@ -18,7 +18,7 @@ use ringmux_core::version;
 use serde_json::value::RawValue;
 
 use super::lists::refresh;
-use crate::backend::upstream::{final_message, Body, Pool, Response};
+use crate::backend::upstream::{final_message, Body, Pool, Response, Status};
 use crate::bufs;
 use crate::federation::Merged;
 use crate::handlers::relay;
@@ -197,9 +197,8 @@ pub(crate) async fn send(
         if crate::session::sessionless::is_sessionless(ver) {
             return crate::session::sessionless::send(session, pool, body).await;
         }
-        let resp = pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?;
-        // 404 is the spec's "session expired"; some servers answer 400 instead.
-        let expired = sid.is_some() && (resp.status == 404 || resp.status == 400);
+        let resp = pool.post(sid.as_deref(), ver, body, Instant::now()).await?;
+        let expired = resp.status == Status::SessionGone;
         if !expired {
             return Ok(resp);
         }
@@ -212,7 +211,7 @@ pub(crate) async fn send(
             // Replaced by a server of the other era.
             return crate::session::sessionless::send(session, pool, body).await;
         }
-        Ok(pool.request("POST", sid.as_deref(), ver, body, Instant::now()).await?)
+        Ok(pool.post(sid.as_deref(), ver, body, Instant::now()).await?)
     }
     .await;
     if result.is_err() {
@@ -478,7 +477,7 @@ async fn forward(
         body,
     } = resp;
     let body = match body {
-        Body::Full(body) if status == 200 && request.is_none() => {
+        Body::Full(body) if status == Status::Ok && request.is_none() => {
             drop(inflight);
             return super::answer::answer_of(shard, &pool, id, body, map_uris);
         }

@@ -13,7 +13,7 @@ use ringmux_core::jsonrpc::{self, raw_str, Message};
 
 use super::dispatch::send;
 use super::relay;
-use crate::backend::upstream::{final_message, Pool};
+use crate::backend::upstream::{final_message, Pool, Status};
 use crate::bufs;
 use crate::federation::{Federation, Merged};
 use crate::reply::Reply;
@@ -34,10 +34,10 @@ pub(crate) async fn call_backend(
     let status = resp.status;
     let msg = final_message(resp.body).await?;
     // The sessionless era answers errors (-32601 for a list it lacks) with 4xx statuses.
-    let answered = status != 200
+    let answered = status != Status::Ok
         && session.is_sessionless(pool.index)
         && jsonrpc::parse(&msg).is_ok_and(|m| m.kind == jsonrpc::Kind::Response);
-    if status != 200 && !answered {
+    if status != Status::Ok && !answered {
         return Err(BackendFailure::Status(status));
     }
     Ok(msg)

@@ -25,7 +25,7 @@ use ringmux_core::names;
 use ringmux_core::uris;
 use serde_json::value::RawValue;
 
-use crate::backend::upstream::{Body, EventStream, Pool, Response};
+use crate::backend::upstream::{Body, EventStream, Pool, Response, Status};
 use crate::session::streams::GET_STREAM;
 use crate::session::{InFlight, Session};
 use crate::shard::Shard;
@@ -285,7 +285,7 @@ pub async fn relay_post(
                     break Err("backend session ended".into());
                 };
                 match pool.open_stream(sid.as_deref(), ver, Some(from)).await {
-                    Ok(resp) if resp.status == 200 => match resp.body {
+                    Ok(resp) if resp.status == Status::Ok => match resp.body {
                         Body::Events(mut e) => {
                             e.resumes(&events);
                             events = e;
@@ -293,7 +293,7 @@ pub async fn relay_post(
                         }
                         Body::Full(_) => break Err("resumed stream is not SSE".into()),
                     },
-                    Ok(resp) => break Err(format!("resuming answered HTTP {}", resp.status)),
+                    Ok(resp) => break Err(format!("resuming answered {}", resp.status)),
                     Err(e) => break Err(format!("resuming failed: {e}")),
                 }
             }
@@ -389,17 +389,17 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
             .open_stream(sid.as_deref(), ver, last_id.as_deref())
             .await
         {
-            Ok(resp) if resp.status == 405 => {
+            Ok(resp) if resp.status == Status::NoStream => {
                 tracing::debug!(backend = %pool.name(), "backend has no GET stream");
                 return;
             }
             Ok(Response {
-                status: 200,
+                status: Status::Ok,
                 body: Body::Events(e),
                 ..
             }) => Some(e),
             Ok(resp) => {
-                tracing::debug!(backend = %pool.name(), status = resp.status, "GET stream refused");
+                tracing::debug!(backend = %pool.name(), status = %resp.status, "GET stream refused");
                 None
             }
             Err(e) => {

@@ -33,7 +33,7 @@ use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, Kind, Raw};
 use serde_json::value::RawValue;
 
-use crate::backend::upstream::{Body, EventStream, Pool, Response};
+use crate::backend::upstream::{Body, EventStream, Pool, Response, Status};
 use crate::handlers::answer::with_client_uris;
 use crate::handlers::dispatch::Call;
 use crate::handlers::relay;
@@ -128,9 +128,7 @@ pub(crate) async fn answer(
         let parsed = jsonrpc::parse(b).ok();
         let is_response = parsed.as_ref().is_some_and(|m| m.kind == Kind::Response);
         if !is_response {
-            return backend_error(format!(
-                "answered HTTP {status} without a JSON-RPC response"
-            ));
+            return backend_error(format!("answered {status} without a JSON-RPC response"));
         }
         if !matches!(
             outcome(parsed.and_then(|m| m.result)),
@@ -146,8 +144,8 @@ pub(crate) async fn answer(
                 session: None,
             };
         }
-    } else if status != 200 {
-        return backend_error(format!("answered HTTP {status}"));
+    } else if status != Status::Ok {
+        return backend_error(format!("answered {status}"));
     }
     let stream = if call.legacy {
         Some(GET_STREAM)
@@ -478,12 +476,12 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                 .await
             {
                 Ok(Response {
-                    status: 200,
+                    status: Status::Ok,
                     body: Body::Events(e),
                     ..
                 }) => Some(e),
                 Ok(resp) => {
-                    tracing::debug!(backend = %pool.name(), status = resp.status, "subscriptions/listen refused");
+                    tracing::debug!(backend = %pool.name(), status = %resp.status, "subscriptions/listen refused");
                     None
                 }
                 Err(e) => {

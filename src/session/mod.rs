@@ -19,7 +19,7 @@ use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::backend::upstream::{final_message, Pool, UpstreamError};
+use crate::backend::upstream::{final_message, Pool, Status, UpstreamError};
 use crate::request::Principal;
 use crate::session::streams::Streams;
 
@@ -172,8 +172,8 @@ struct Inflight {
 pub enum BackendFailure {
     #[error("{0}")]
     Upstream(#[from] UpstreamError),
-    #[error("answered HTTP {0}")]
-    Status(u16),
+    #[error("answered {0}")]
+    Status(crate::backend::upstream::Status),
     #[error("initialize failed: {0}")]
     Init(String),
     #[error("session expired and could not be re-created")]
@@ -493,7 +493,7 @@ impl Session {
         }
         match self.initialize_stateful(pool).await {
             Err(BackendFailure::Status(s))
-                if (400..500).contains(&s) && pool.adopt_legacy_sse().await =>
+                if matches!(s, Status::Refused(400..=499)) && pool.adopt_legacy_sse().await =>
             {
                 self.initialize_stateful(pool).await
             }
@@ -509,13 +509,11 @@ impl Session {
         );
         body.extend_from_slice(self.init_params.get().as_bytes());
         body.push(b'}');
-        let resp = pool
-            .request("POST", None, self.version, &body, Instant::now())
-            .await?;
+        let resp = pool.post(None, self.version, &body, Instant::now()).await?;
         let session_id: Option<Rc<str>> = resp.session_id.as_deref().map(Rc::from);
         let status = resp.status;
         let message = final_message(resp.body).await?;
-        if status != 200 {
+        if status != Status::Ok {
             return Err(BackendFailure::Status(status));
         }
         let v: serde_json::Value =
@@ -535,13 +533,7 @@ impl Session {
         pool.keep_instructions(result);
         let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         let ack = pool
-            .request(
-                "POST",
-                session_id.as_deref(),
-                version,
-                initialized,
-                Instant::now(),
-            )
+            .post(session_id.as_deref(), version, initialized, Instant::now())
             .await?;
         let _ = final_message(ack.body).await;
         pool.mark_spoke_http();

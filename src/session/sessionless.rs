@@ -17,7 +17,7 @@ use ringmux_core::method::{self, NameParam};
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::backend::upstream::{Body, Pool, Response};
+use crate::backend::upstream::{Body, Pool, Response, Status};
 use crate::session::{BackendFailure, Capabilities, Session};
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -175,7 +175,7 @@ pub fn encode_header_value(v: &str) -> String {
     out
 }
 
-fn synthetic(status: u16, body: Vec<u8>) -> Response {
+fn synthetic(status: Status, body: Vec<u8>) -> Response {
     Response {
         status,
         session_id: None,
@@ -193,15 +193,15 @@ pub(crate) async fn send(
     body: &[u8],
 ) -> Result<Response, BackendFailure> {
     let Ok(msg) = jsonrpc::parse(body) else {
-        return Ok(synthetic(202, Vec::new()));
+        return Ok(synthetic(Status::Accepted, Vec::new()));
     };
     let (Kind::Request, Some(id)) = (msg.kind, msg.id) else {
-        return Ok(synthetic(202, Vec::new()));
+        return Ok(synthetic(Status::Accepted, Vec::new()));
     };
     let empty_result = || {
         let mut out = Vec::with_capacity(48);
         jsonrpc::write_result(&mut out, id, b"{}");
-        Ok(synthetic(200, out))
+        Ok(synthetic(Status::Ok, out))
     };
     match &*msg.method {
         "logging/setLevel" => return empty_result(),
@@ -219,7 +219,7 @@ pub(crate) async fn send(
         Err(e) => {
             let mut out = Vec::with_capacity(96);
             jsonrpc::write_error(&mut out, Some(id), &RpcError::InvalidParams(e));
-            return Ok(synthetic(200, out));
+            return Ok(synthetic(Status::Ok, out));
         }
     };
     Ok(pool
@@ -244,9 +244,9 @@ pub(crate) async fn discover(
         .await?;
     let status = resp.status;
     let message = crate::backend::upstream::final_message(resp.body).await;
-    if status != 200 {
+    if status != Status::Ok {
         return Err(BackendFailure::Init(format!(
-            "server/discover answered HTTP {status}"
+            "server/discover answered {status}"
         )));
     }
     let message = message?;
