@@ -34,13 +34,14 @@ use ringmux_core::error::HttpReject;
 use ringmux_core::error::{ErrorEra, RpcError};
 use ringmux_core::jsonrpc::{self, Kind, Message};
 use ringmux_core::method::{self, Handler, Local, Method};
+use ringmux_core::modern::EnvelopeParams;
 
 use crate::handlers::dispatch;
-use crate::handlers::dispatch::Call;
+use crate::handlers::dispatch::{Call, Sink};
 use crate::reply::{session_not_found, Reply};
 use crate::shard::Shard;
 
-pub use crate::request::{ClientEra, Op, OwnedRequest, Principal, Request};
+pub use crate::request::{ClientEra, Op, OwnedRequest, Parsed, Principal, Request};
 
 /// Stage 2: who is calling. Today: the principal the front named.
 pub fn authenticate(_shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
@@ -147,6 +148,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
                 request.era,
                 request.session,
                 request.body,
+                request.parsed,
                 sse,
             )
             .await
@@ -161,32 +163,33 @@ pub async fn message(
     era: ClientEra,
     session_id: Option<&str>,
     body: &[u8],
+    parsed: Option<&Parsed<'_>>,
     sse: bool,
 ) -> Reply {
     shard.metrics.requests.add(1);
+    if era == ClientEra::Sessionless {
+        let parsed_here;
+        let parsed = match parsed {
+            Some(p) => p,
+            // It hopped here: parsed again on this shard.
+            None => match jsonrpc::parse(body) {
+                Ok(msg) => {
+                    let env = EnvelopeParams::of(body);
+                    parsed_here = Parsed { msg, env };
+                    &parsed_here
+                }
+                Err(e) => return Reply::error_in(None, &e, ErrorEra::Sessionless),
+            },
+        };
+        let key = session_id.expect("a 2026-07-28 request names its principal session");
+        return sessionless(shard, principal, key, body, parsed, sse).await;
+    }
+    // Stateful and legacy fronts leave the parse to this stage.
+    debug_assert!(parsed.is_none());
     let msg = match jsonrpc::parse(body) {
         Ok(m) => m,
         Err(e) => return Reply::error_in(None, &e, era.error_era()),
     };
-    if era == ClientEra::Sessionless {
-        let key = session_id.expect("a 2026-07-28 request names its principal session");
-        let Some(id) = msg.id else {
-            // The era has no client notification a gateway must act on.
-            return Reply::Status(202);
-        };
-        let Some(entry) = method::lookup(&msg.method).filter(|m| m.sessionless) else {
-            return Reply::error_in(
-                Some(id),
-                &RpcError::MethodNotFound(msg.method.to_string()),
-                ErrorEra::Sessionless,
-            );
-        };
-        if let Err(e) = authorize(shard, principal, entry, &msg) {
-            return Reply::error_in(Some(id), &e, ErrorEra::Sessionless);
-        }
-        return crate::handlers::modern::serve(shard, key, principal, entry, body, &msg, sse).await;
-    }
-    let legacy = era == ClientEra::Legacy;
     let session = shard.session(session_id, principal);
     match msg.kind {
         // Client notifications go to the backends concerned; answers to server-to-client
@@ -210,9 +213,9 @@ pub async fn message(
             let call = Call {
                 body,
                 session: session_id,
-                sse,
-                legacy,
-                modern: None,
+                id,
+                renumber: None,
+                sink: Sink::of(era, sse),
             };
             match entry.handler {
                 Handler::Local(Local::Initialize) => {
@@ -236,6 +239,33 @@ pub async fn message(
     }
 }
 
+/// Stages 5 to 8 for a 2026-07-28 request (its session is its principal's, `key`).
+async fn sessionless(
+    shard: &Rc<Shard>,
+    principal: &Principal,
+    key: &str,
+    body: &[u8],
+    parsed: &Parsed<'_>,
+    sse: bool,
+) -> Reply {
+    let msg = &parsed.msg;
+    let Some(id) = msg.id else {
+        // The era has no client notification a gateway must act on.
+        return Reply::Status(202);
+    };
+    let Some(entry) = method::lookup(&msg.method).filter(|m| m.sessionless) else {
+        return Reply::error_in(
+            Some(id),
+            &RpcError::MethodNotFound(msg.method.to_string()),
+            ErrorEra::Sessionless,
+        );
+    };
+    if let Err(e) = authorize(shard, principal, entry, msg) {
+        return Reply::error_in(Some(id), &e, ErrorEra::Sessionless);
+    }
+    crate::handlers::modern::serve(shard, key, principal, entry, body, parsed, sse).await
+}
+
 /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
 /// background and its answer goes on the session's stream.
 fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -> Reply {
@@ -255,6 +285,7 @@ fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -
             ClientEra::Legacy,
             Some(&id),
             &owned,
+            None,
             false,
         )
         .await;

@@ -44,6 +44,13 @@ pub enum Op {
     Delete,
 }
 
+/// A message its front had to parse already (the 2026-07-28 front checks the body against
+/// the routing headers): the pipeline takes it as it is rather than parsing again.
+pub struct Parsed<'a> {
+    pub msg: ringmux_core::jsonrpc::Message<'a>,
+    pub env: ringmux_core::modern::EnvelopeParams<'a>,
+}
+
 /// One client request, as a front made it: nothing else is read by the stages.
 pub struct Request<'a> {
     pub principal: Principal,
@@ -53,6 +60,9 @@ pub struct Request<'a> {
     pub session: Option<&'a str>,
     pub op: Op,
     pub body: &'a [u8],
+    /// `body` parsed, when the front parsed it (not carried across a hop: the owner shard
+    /// parses it again).
+    pub parsed: Option<&'a Parsed<'a>>,
 }
 
 /// A [`Request`] that owns its parts, to cross to the owner shard.
@@ -86,6 +96,7 @@ impl OwnedRequest {
             session: self.session.as_deref(),
             op: self.op.clone(),
             body: &self.body,
+            parsed: None,
         }
     }
 }

@@ -603,3 +603,49 @@ fn a_stream_without_event_ids_that_ends_early_fails_the_call_at_once() {
     );
     expect_cut(&only(&resp), "b", "modern via sessionless");
 }
+
+/// A principal's requests share its backend sessions, so each gets an id of ringmux's on the
+/// way out; the client's id comes back. Here the id comes after `params` (so the tool name
+/// rewritten for a prefixed backend sits before it in the body), two calls with the same id
+/// overlap, and one goes to a stdio child (ids renumbered once more by the multiplexer).
+#[test]
+fn overlapping_requests_with_one_id_get_their_own_answers() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .shards(1)
+        .backend("a", &a.url)
+        .stdio_mock("s", "mode: shared\n")
+        .start();
+    let caps = json!({});
+    let call = |tool: &str, args: Value| {
+        let params = json!({"name": tool, "arguments": args, "_meta": meta(&caps)});
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{params},"id":"same"}}"#);
+        let mut c = Client::connect(&gw.url).unwrap();
+        c.session = None;
+        let headers = [
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ];
+        only(&c.send("POST", body.as_bytes(), &headers).unwrap())
+    };
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| call("a__slow", json!({"ms": 400})));
+        let slow_stdio = s.spawn(|| call("s__slow", json!({"ms": 400})));
+        for i in 0..5 {
+            let message = format!("hello {i}");
+            let answer = call("a__echo", json!({"message": message}));
+            assert_eq!(answer["id"], "same", "{answer}");
+            assert_eq!(text_of(&answer), message, "{answer}");
+            let answer = call("s__echo", json!({"message": message}));
+            assert_eq!(answer["id"], "same", "{answer}");
+            assert_eq!(text_of(&answer), message, "{answer}");
+        }
+        for slow in [slow, slow_stdio] {
+            let answer = slow.join().unwrap();
+            assert_eq!(answer["id"], "same", "{answer}");
+            assert_eq!(text_of(&answer), "slept", "{answer}");
+        }
+    });
+}

@@ -557,12 +557,45 @@ pub fn splice(out: &mut Vec<u8>, buf: &[u8], span: Range<usize>, with: &[u8]) {
     out.extend_from_slice(&buf[span.end..]);
 }
 
+/// Copies `buf` into `out` with each span of `edits` (parts of `buf` that do not overlap, in
+/// any order) replaced by its bytes.
+pub fn splice_all(out: &mut Vec<u8>, buf: &[u8], edits: &mut [(Range<usize>, &[u8])]) {
+    edits.sort_unstable_by_key(|(span, _)| span.start);
+    let mut at = 0;
+    for (span, with) in edits.iter() {
+        debug_assert!(span.start >= at, "edits overlap");
+        out.extend_from_slice(&buf[at..span.start]);
+        out.extend_from_slice(with);
+        at = span.end;
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::code;
 
     const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"w__get","arguments":{"name":"not me","n":1},"_meta":{"progressToken":"p1"}}}"#;
+
+    #[test]
+    fn splice_all_takes_edits_in_any_order() {
+        let buf = br#"{"id":1,"params":{"name":"a__x"}}"#;
+        let at = |needle: &[u8]| {
+            let i = buf.windows(needle.len()).position(|w| w == needle).unwrap();
+            i..i + needle.len()
+        };
+        let mut out = Vec::new();
+        let mut edits = [
+            (at(br#""a__x""#), &br#""x""#[..]),
+            (at(b"1"), &br#""m7""#[..]),
+        ];
+        splice_all(&mut out, buf, &mut edits);
+        assert_eq!(out, br#"{"id":"m7","params":{"name":"x"}}"#);
+        out.clear();
+        splice_all(&mut out, buf, &mut []);
+        assert_eq!(out, buf);
+    }
 
     #[test]
     fn request_fields_and_spans() {

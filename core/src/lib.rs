@@ -11,6 +11,7 @@
 //! - [`merge`]: assembling merged, namespaced, paginated list pages from cached catalogs.
 //! - [`method`]: the method table, one entry per MCP method with the properties the gateway
 //!   decides by.
+//! - [`modern`]: the members of a 2026-07-28 request that only that era reads.
 //! - [`mux`]: the stdio multiplexer (many sessions on one child), its bookkeeping and decisions.
 //! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
 //! - [`seal`]: sealed tokens (`requestState`), with the nonce and the time passed in.
@@ -37,6 +38,7 @@ pub mod initialize;
 pub mod jsonrpc;
 pub mod merge;
 pub mod method;
+pub mod modern;
 pub mod mux;
 pub mod names;
 pub mod seal;

@@ -324,17 +324,15 @@ impl Mux {
     }
 }
 
-/// `body` with every span in `spans` (parts of it, not overlapping) replaced by `with`.
+/// `body` with every span in `spans` (one or two) replaced by `with`.
 fn splice_all(body: &[u8], spans: &mut [std::ops::Range<usize>], with: &[u8]) -> Vec<u8> {
-    spans.sort_by_key(|s| s.start);
-    let mut out = Vec::with_capacity(body.len() + spans.len() * with.len());
-    let mut at = 0;
-    for s in spans.iter() {
-        out.extend_from_slice(&body[at..s.start]);
-        out.extend_from_slice(with);
-        at = s.end;
+    let mut edits = [(0..0, with), (0..0, with)];
+    for (e, s) in edits.iter_mut().zip(spans.iter()) {
+        e.0 = s.clone();
     }
-    out.extend_from_slice(&body[at..]);
+    let n = spans.len().min(2);
+    let mut out = Vec::with_capacity(body.len() + n * with.len());
+    jsonrpc::splice_all(&mut out, body, &mut edits[..n]);
     out
 }
 

@@ -185,6 +185,7 @@ async fn legacy_front(
                 session: Some(id),
                 op: Op::Message { sse: false },
                 body,
+                parsed: None,
             };
             pipeline::run(shard, req).await
         }
@@ -261,7 +262,18 @@ async fn post(
             principal,
             request,
             sse,
-        } => pipeline::message(shard, &principal, request.era, request.session, body, sse).await,
+        } => {
+            pipeline::message(
+                shard,
+                &principal,
+                request.era,
+                request.session,
+                body,
+                None,
+                sse,
+            )
+            .await
+        }
         Step::Done(reply) => reply,
         Step::Hop { to, request } => shard.peers.call(to, request).await,
     }
@@ -293,6 +305,7 @@ fn stateful<'a>(
         session,
         op,
         body,
+        parsed: None,
     }
 }
 

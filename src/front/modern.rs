@@ -15,10 +15,11 @@ use ringmux_core::jsonrpc::{self, raw_str, Kind, Message, Raw};
 use ringmux_core::method::{self, NameParam};
 use ringmux_core::version;
 
-use crate::handlers::modern::{code, Envelope, EnvelopeParams};
-use crate::pipeline::{ClientEra, Op, Principal, Request};
+use crate::handlers::modern::code;
+use crate::pipeline::{ClientEra, Op, Parsed, Principal, Request};
 use crate::reply::Reply;
 use crate::shard::Shard;
+use ringmux_core::modern::EnvelopeParams;
 
 /// Whether a request is of the modern era: no session, and a version header that names no
 /// stateful version (an unknown one is answered -32022 here).
@@ -86,7 +87,7 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
             session: None,
         };
     }
-    let env = Envelope::of(body);
+    let env = EnvelopeParams::of(body);
     if let Err(reply) = check(
         &env,
         &msg,
@@ -108,12 +109,14 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         Some(v) => Principal::Header(String::from_utf8_lossy(v).into()),
         None => Principal::Anonymous,
     };
+    let parsed = Parsed { msg, env };
     let req = Request {
         principal,
         era: ClientEra::Sessionless,
         session: Some(&key),
         op: Op::Message { sse },
         body,
+        parsed: Some(&parsed),
     };
     crate::pipeline::run(shard, req).await
 }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use ringmux_core::jsonrpc::{self, Raw};
 use ringmux_core::uris;
 
-use super::dispatch::{backend_error, Call};
+use super::dispatch::{backend_error, Call, Sink};
 use super::relay;
 use crate::backend::upstream::{final_message, Body, Pool, Response, Status};
 use crate::bufs;
@@ -50,7 +50,7 @@ pub(crate) async fn answer(
         // A sessionless backend's error, for a modern client: passed on (its status is the
         // era's to set again).
         if let Some(body) = answer.ok().filter(|b| {
-            call.modern.is_some()
+            call.sink.is_modern()
                 && session.is_sessionless(pool.index)
                 && jsonrpc::parse(b).is_ok_and(|m| m.kind == jsonrpc::Kind::Response)
         }) {
@@ -62,22 +62,24 @@ pub(crate) async fn answer(
         }
         return backend_error(format!("answered {status}"));
     }
-    match resp.body {
-        Body::Full(body) => answer_of(shard, &pool, id, body, map_uris),
-        Body::Events(events) if call.modern.is_some() => {
-            let ctx = call.modern.expect("checked").clone();
+    let events = match resp.body {
+        Body::Full(body) => return answer_of(shard, &pool, id, body, map_uris),
+        Body::Events(events) => events,
+    };
+    match call.sink {
+        Sink::Modern { ctx, sse } => {
             super::mrtr::relay_call(
                 shard.clone(),
                 session.clone(),
                 pool,
                 events,
-                call.sse,
+                sse,
                 inflight,
-                ctx,
+                ctx.clone(),
             )
             .await
         }
-        Body::Events(events) if call.legacy => {
+        Sink::Legacy => {
             // A legacy client has one stream: everything goes there, as it arrives.
             monoio::spawn(relay::relay_post(
                 shard.clone(),
@@ -91,7 +93,7 @@ pub(crate) async fn answer(
             ));
             Reply::Status(202)
         }
-        Body::Events(events) if call.sse => {
+        Sink::Sse => {
             let (n, rx) = session.streams.open_post();
             monoio::spawn(relay::relay_post(
                 shard.clone(),
@@ -105,7 +107,7 @@ pub(crate) async fn answer(
             ));
             Reply::Stream(rx)
         }
-        Body::Events(events) => {
+        Sink::Json => {
             let answer = crate::backend::upstream::final_answer(events, id).await;
             match answer {
                 Ok(body) => Reply::Json {

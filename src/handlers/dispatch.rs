@@ -4,6 +4,7 @@
 //! → relay the answer (JSON, or SSE event by event). Lists are [`super::lists`]'.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use crate::bufs;
 use crate::federation::Merged;
 use crate::handlers::relay;
 use crate::reply::Reply;
-use crate::request::Principal;
+use crate::request::{ClientEra, Principal};
 use crate::session::{request_key, BackendFailure, Capabilities, Session};
 use crate::shard::Shard;
 
@@ -31,12 +32,46 @@ use crate::shard::Shard;
 pub struct Call<'a> {
     pub body: &'a [u8],
     pub session: Option<&'a str>,
-    /// The client accepts `text/event-stream`.
-    pub sse: bool,
-    /// A legacy HTTP+SSE client: every answer goes on the session's one stream.
-    pub legacy: bool,
-    /// A 2026-07-28 request (through its principal session): what its answer needs.
-    pub modern: Option<&'a crate::handlers::modern::Ctx>,
+    /// The request's id as backends see it: the client's, or one of ringmux's for a
+    /// 2026-07-28 request (its principal's requests share backend sessions, and two clients
+    /// may well use the same id).
+    pub id: Raw<'a>,
+    /// Where the client's id sits in `body` when backends are to see `id` there instead.
+    pub renumber: Option<Range<usize>>,
+    /// How the answer travels back.
+    pub sink: Sink<'a>,
+}
+
+/// How a call's answer travels back to its client: the reply sink its front described. The
+/// answer stage ([`super::answer`]) is the one place that chooses by it.
+#[derive(Clone, Copy)]
+pub enum Sink<'a> {
+    /// One JSON body: the client accepts no event stream.
+    Json,
+    /// An event stream in answer to the POST (Streamable HTTP).
+    Sse,
+    /// A legacy HTTP+SSE client's one session stream (the POST was answered 202).
+    Legacy,
+    /// A 2026-07-28 client: what its answer needs; `sse`: it accepts an event stream.
+    Modern {
+        ctx: &'a crate::handlers::modern::Ctx,
+        sse: bool,
+    },
+}
+
+impl Sink<'_> {
+    /// The sink of a stateful or legacy client's request (`sse`: it accepts an event stream).
+    pub fn of(era: ClientEra, sse: bool) -> Sink<'static> {
+        match era {
+            ClientEra::Legacy => Sink::Legacy,
+            _ if sse => Sink::Sse,
+            _ => Sink::Json,
+        }
+    }
+
+    pub fn is_modern(self) -> bool {
+        matches!(self, Sink::Modern { .. })
+    }
 }
 
 /// A JSON-RPC request on an existing session, its method looked up and allowed by the
@@ -48,12 +83,12 @@ pub async fn request(
     call: &Call<'_>,
     msg: &Message<'_>,
 ) -> Reply {
-    let id = msg.id.expect("requests have ids");
+    let id = call.id;
     let result = match entry.handler {
         Handler::Local(Local::Ping) => Ok(json_result(id, b"{}")),
         Handler::Local(Local::SetLevel) => Ok(set_level(shard, session, call.body, id).await),
         Handler::List(kind) => super::lists::list(shard, session, kind, msg).await,
-        Handler::Routed(by) => match resolve(shard, session, by, msg, call.body).await {
+        Handler::Routed(by) => match resolve(shard, session, by, msg, call).await {
             Ok(target) => Ok(forward(shard, session, target, entry, call, id).await),
             Err(e) => Err(e),
         },
@@ -104,7 +139,7 @@ pub async fn initialize(
         Ok(kept) => kept,
         Err(e) => return Reply::error(Some(id), &RpcError::InvalidParams(e.to_string())),
     };
-    let legacy = call.session.filter(|_| call.legacy);
+    let legacy = call.session.filter(|_| matches!(call.sink, Sink::Legacy));
     let session =
         crate::handlers::lifecycle::create_session(shard, principal, Some(requested), kept, legacy)
             .await;
@@ -220,29 +255,44 @@ pub(crate) async fn send(
     result
 }
 
-/// Where a routed request goes, and the body to send when the name/URI had to be rewritten.
+/// Where a routed request goes, and the body to send when it is not the client's as it is.
 struct Target {
     backend: u16,
-    /// The client's bytes with the name/URI replaced (a reused buffer; `None`: send them as
-    /// they are).
+    /// The client's bytes with the name/URI and the id replaced as needed (a reused buffer;
+    /// `None`: send them as they are).
     body: Option<Vec<u8>>,
 }
 
 impl Target {
-    /// The owner of a listed item; the client's literal (`raw`, inside `body`) is replaced by
-    /// the backend's original one when they differ.
-    fn listed(merged: &Merged, route: Route, raw: Raw<'_>, body: &[u8]) -> Target {
+    /// The owner of a listed item; the client's literal (`raw`, inside the body) is replaced
+    /// by the backend's original one when they differ.
+    fn listed(merged: &Merged, route: Route, raw: Raw<'_>, call: &Call<'_>) -> Target {
         let original = merged.catalogs[route.source].key_literal(route.item as usize);
-        let body = (original != raw.get().as_bytes()).then(|| {
-            let mut out = bufs::take();
-            jsonrpc::splice(&mut out, body, span_of(body, raw), original);
-            out
-        });
+        let edit = (original != raw.get().as_bytes()).then(|| (span_of(call.body, raw), original));
         Target {
             backend: route.backend,
-            body,
+            body: outgoing(call, edit),
         }
     }
+}
+
+/// The bytes a backend is sent for `call` when they are not the client's as they are: with
+/// `edit` (a span of the body and what replaces it) made, and the id replaced when backends
+/// see another one ([`Call::renumber`]). One copy, into a reused buffer.
+fn outgoing(call: &Call<'_>, edit: Option<(Range<usize>, &[u8])>) -> Option<Vec<u8>> {
+    let renumber = call.renumber.clone().map(|s| (s, call.id.get().as_bytes()));
+    let mut edits: [(Range<usize>, &[u8]); 2] = Default::default();
+    let mut n = 0;
+    for e in [edit, renumber].into_iter().flatten() {
+        edits[n] = e;
+        n += 1;
+    }
+    if n == 0 {
+        return None;
+    }
+    let mut out = bufs::take_with(call.body.len() + 32);
+    jsonrpc::splice_all(&mut out, call.body, &mut edits[..n]);
+    Some(out)
 }
 
 fn string_param<'a>(v: Option<Raw<'a>>, what: &str) -> Result<(Raw<'a>, Cow<'a, str>), RpcError> {
@@ -257,7 +307,7 @@ async fn resolve(
     session: &Rc<Session>,
     by: RouteBy,
     msg: &Message<'_>,
-    body: &[u8],
+    call: &Call<'_>,
 ) -> Result<Target, RpcError> {
     match by {
         RouteBy::Tool => {
@@ -268,7 +318,7 @@ async fn resolve(
                 msg.params.name,
                 "params.name",
                 "Unknown tool",
-                body,
+                call,
             )
             .await
         }
@@ -280,11 +330,11 @@ async fn resolve(
                 msg.params.name,
                 "params.name",
                 "Unknown prompt",
-                body,
+                call,
             )
             .await
         }
-        RouteBy::Resource => by_uri(shard, session, msg.params.uri, "params.uri", body).await,
+        RouteBy::Resource => by_uri(shard, session, msg.params.uri, "params.uri", call).await,
         RouteBy::CompletionRef => {
             let r = msg
                 .params
@@ -300,11 +350,11 @@ async fn resolve(
                         r.name,
                         "params.ref.name",
                         "Unknown prompt",
-                        body,
+                        call,
                     )
                     .await
                 }
-                Some("ref/resource") => by_uri(shard, session, r.uri, "params.ref.uri", body).await,
+                Some("ref/resource") => by_uri(shard, session, r.uri, "params.ref.uri", call).await,
                 _ => Err(RpcError::InvalidParams(
                     "params.ref.type must be ref/prompt or ref/resource".into(),
                 )),
@@ -320,7 +370,7 @@ async fn by_name(
     raw: Option<Raw<'_>>,
     what: &str,
     unknown: &str,
-    body: &[u8],
+    call: &Call<'_>,
 ) -> Result<Target, RpcError> {
     let (raw, name) = string_param(raw, what)?;
     let mut merged = refresh(shard, session, kind).await;
@@ -344,7 +394,7 @@ async fn by_name(
                 .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?
         }
     };
-    Ok(Target::listed(&merged, route, raw, body))
+    Ok(Target::listed(&merged, route, raw, call))
 }
 
 /// A call names something not in the merged `kind` list, of backend `named` (by its prefix or
@@ -381,7 +431,7 @@ async fn by_uri(
     session: &Rc<Session>,
     raw: Option<Raw<'_>>,
     what: &str,
-    body: &[u8],
+    call: &Call<'_>,
 ) -> Result<Target, RpcError> {
     let (raw, uri) = string_param(raw, what)?;
     let mut merged = refresh(shard, session, ListKind::Resources).await;
@@ -395,18 +445,18 @@ async fn by_uri(
         }
     }
     if let Some(route) = route {
-        return Ok(Target::listed(&merged, route, raw, body));
+        return Ok(Target::listed(&merged, route, raw, call));
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
-        let body = (strip > 0).then(|| {
-            let span = span_of(body, raw);
-            let mut out = bufs::take_with(body.len());
-            out.extend_from_slice(&body[..span.start]);
-            jsonrpc::write_str(&mut out, &uri[strip..]);
-            out.extend_from_slice(&body[span.end..]);
-            out
+        let mut literal = Vec::new();
+        if strip > 0 {
+            jsonrpc::write_str(&mut literal, &uri[strip..]);
+        }
+        let edit = (strip > 0).then(|| (span_of(call.body, raw), literal.as_slice()));
+        return Ok(Target {
+            backend,
+            body: outgoing(call, edit),
         });
-        return Ok(Target { backend, body });
     }
     // An unlisted URI of the only unprefixed backend that serves resources is that backend's.
     let mut unprefixed = shard
@@ -416,7 +466,7 @@ async fn by_uri(
     match (unprefixed.next(), unprefixed.next()) {
         (Some(only), None) => Ok(Target {
             backend: only.index,
-            body: None,
+            body: outgoing(call, None),
         }),
         _ => Err(RpcError::ResourceNotFound(uri.into_owned())),
     }
@@ -447,7 +497,7 @@ async fn forward(
             Either::Right(_) => None,
         }
     };
-    let sessionless = call.modern.is_none() && session.is_sessionless(pool.index);
+    let sessionless = !call.sink.is_modern() && session.is_sessionless(pool.index);
     // A sessionless backend may ask for input: the request is sent again with the answers.
     let request = sessionless.then(|| body.to_vec());
     if let Some(spliced) = target.body {

@@ -35,13 +35,14 @@ use serde_json::value::RawValue;
 
 use super::mrtr::{held_asks, park, resume};
 use crate::handlers::dispatch;
-use crate::handlers::dispatch::Call;
+use crate::handlers::dispatch::{Call, Sink};
 use crate::handlers::relay;
 use crate::reply::Reply;
-use crate::request::Principal;
+use crate::request::{Parsed, Principal};
 use crate::session::principal::{event, Listener, State, META_SUBSCRIPTION};
 use crate::session::Session;
 use crate::shard::Shard;
+use ringmux_core::modern::EnvelopeParams;
 
 /// JSON-RPC codes of the 2026-07-28 era.
 pub mod code {
@@ -56,60 +57,6 @@ pub mod code {
 /// What a backend hears when its request, put to a sessionless client, expired unanswered.
 pub(crate) const NOT_ANSWERED: &str =
     "the client did not answer within modern.request_state_ttl_ms";
-
-/// The members of a modern request that only this era reads, parsed here rather than by the
-/// hot-path parser (which the stateful era shares).
-#[derive(serde::Deserialize, Default)]
-pub(crate) struct Envelope<'a> {
-    #[serde(borrow, default)]
-    params: Option<EnvelopeParams<'a>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-pub(crate) struct EnvelopeParams<'a> {
-    #[serde(rename = "_meta", borrow, default)]
-    pub(crate) meta: Option<EnvelopeMeta<'a>>,
-    #[serde(borrow, default)]
-    pub(crate) arguments: Option<&'a RawValue>,
-    #[serde(rename = "requestState", borrow, default)]
-    pub(crate) request_state: Option<&'a RawValue>,
-    #[serde(rename = "inputResponses", borrow, default)]
-    pub(crate) input_responses: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) notifications: Option<&'a RawValue>,
-}
-
-#[derive(serde::Deserialize, Default)]
-pub(crate) struct EnvelopeMeta<'a> {
-    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
-    pub(crate) protocol_version: Option<&'a RawValue>,
-    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow, default)]
-    pub(crate) client_capabilities: Option<&'a RawValue>,
-    #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow, default)]
-    pub(crate) client_info: Option<&'a RawValue>,
-    #[serde(rename = "io.modelcontextprotocol/logLevel", borrow, default)]
-    pub(crate) log_level: Option<&'a RawValue>,
-}
-
-impl<'a> Envelope<'a> {
-    /// The envelope of `body` (a message [`jsonrpc::parse`] accepted); empty when `params` is
-    /// not an object of the expected shape.
-    pub(crate) fn of(body: &'a [u8]) -> EnvelopeParams<'a> {
-        serde_json::from_slice::<Envelope<'a>>(body)
-            .ok()
-            .and_then(|e| e.params)
-            .unwrap_or_default()
-    }
-}
-
-impl<'a> EnvelopeParams<'a> {
-    pub(crate) fn meta(
-        &self,
-        pick: impl Fn(&EnvelopeMeta<'a>) -> Option<&'a RawValue>,
-    ) -> Option<Raw<'a>> {
-        self.meta.as_ref().and_then(pick).map(Raw::from)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The owner shard
@@ -140,14 +87,15 @@ pub async fn serve(
     principal: &Principal,
     entry: &'static McpMethod,
     body: &[u8],
-    msg: &Message<'_>,
+    parsed: &Parsed<'_>,
     sse: bool,
 ) -> Reply {
+    let (msg, env) = (&parsed.msg, &parsed.env);
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
     shard.metrics.modern_requests.add(1);
-    let session = match principal_session(shard, key, principal, body).await {
+    let session = match principal_session(shard, key, principal, env).await {
         Ok(s) => s,
         Err(e) => {
             return Reply::error_in(
@@ -158,7 +106,6 @@ pub async fn serve(
         }
     };
     let state = session.modern.get().expect("a principal session").clone();
-    let env = Envelope::of(body);
     let ctx = Ctx {
         client_id: id.to_boxed(),
         method: msg.method.as_ref().into(),
@@ -172,12 +119,12 @@ pub async fn serve(
                 .and_then(|c| serde_json::from_str(c.get()).ok())
                 .unwrap_or_default(),
         ),
-        binding: binding(msg, &env),
+        binding: binding(msg, env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
     };
     match entry.handler {
         Handler::Local(Local::Discover) => discover(shard, &session, id),
-        Handler::Local(Local::Listen) => listen(shard, &session, &state, &env, id).await,
+        Handler::Local(Local::Listen) => listen(shard, &session, &state, env, id).await,
         // A state of ringmux's own; any other is a sessionless backend's, for it to read.
         _ if env.request_state.is_some_and(|s| {
             s.get()
@@ -185,7 +132,7 @@ pub async fn serve(
                 .is_some_and(|s| s.starts_with(STATE_PREFIX))
         }) =>
         {
-            resume(shard, &session, &env, id, body, ctx, sse).await
+            resume(shard, &session, env, msg, body, ctx, sse).await
         }
         _ => {
             if entry.may_need_input {
@@ -199,7 +146,7 @@ pub async fn serve(
                     };
                 }
             }
-            call(shard, &session, body, id, ctx, sse).await
+            call(shard, &session, body, msg, ctx, sse).await
         }
     }
 }
@@ -210,28 +157,21 @@ pub(crate) async fn call(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     body: &[u8],
-    id: Raw<'_>,
+    msg: &Message<'_>,
     ctx: Ctx,
     sse: bool,
 ) -> Reply {
     let state = session.modern.get().expect("a principal session");
-    let mut fwd = crate::bufs::take_with(body.len() + 16);
+    let id = msg.id.expect("requests have ids");
     let mine = format!("\"ringmux-m{}\"", state.next());
-    jsonrpc::splice(&mut fwd, body, span_of(body, id), mine.as_bytes());
-    let reply = match jsonrpc::parse(&fwd) {
-        Ok(fmsg) => {
-            let call = Call {
-                body: &fwd,
-                session: Some(&session.id),
-                sse,
-                legacy: false,
-                modern: Some(&ctx),
-            };
-            dispatch::request(shard, session, ctx.entry, &call, &fmsg).await
-        }
-        Err(e) => Reply::error_in(Some(id), &e, ErrorEra::Sessionless),
+    let call = Call {
+        body,
+        session: Some(&session.id),
+        id: Raw::new(&mine).expect("a JSON string"),
+        renumber: Some(span_of(body, id)),
+        sink: Sink::Modern { ctx: &ctx, sse },
     };
-    crate::bufs::give(fwd);
+    let reply = dispatch::request(shard, session, ctx.entry, &call, msg).await;
     finish(reply, &ctx)
 }
 
@@ -241,13 +181,12 @@ async fn principal_session(
     shard: &Rc<Shard>,
     key: &str,
     principal: &Principal,
-    body: &[u8],
+    env: &EnvelopeParams<'_>,
 ) -> Result<Rc<Session>, ringmux_core::initialize::ParamsError> {
     if let Some(s) = shard.session(Some(key), principal) {
         s.modern.get().expect("a principal session").ready().await;
         return Ok(s);
     }
-    let env = Envelope::of(body);
     let mut params = Vec::with_capacity(256);
     params.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut params, version::LATEST_STATEFUL);
@@ -391,9 +330,9 @@ async fn listen(
         let call = Call {
             body: &body,
             session: Some(&session.id),
-            sse: false,
-            legacy: false,
-            modern: None,
+            id: sub.id.expect("a request"),
+            renumber: None,
+            sink: Sink::Json,
         };
         let entry = method::lookup("resources/subscribe").expect("in the method table");
         match dispatch::request(shard, session, entry, &call, &sub).await {

@@ -17,13 +17,15 @@ use ringmux_core::seal::{open, seal, Claims};
 use serde_json::value::RawValue;
 
 use super::dispatch;
-use super::modern::{call, code, complete, Ctx, EnvelopeParams};
+use super::modern::{call, code, complete, Ctx};
 use super::relay;
 use crate::backend::upstream::{EventStream, Pool};
 use crate::reply::Reply;
 use crate::session::principal::{event, Ask, Feed, Parked, State};
 use crate::session::{InFlight, Session};
 use crate::shard::Shard;
+use ringmux_core::jsonrpc::Message;
+use ringmux_core::modern::EnvelopeParams;
 
 /// Where the messages of a modern call go: an SSE stream, or only the final message (a JSON
 /// answer; notifications dropped).
@@ -392,11 +394,12 @@ pub(crate) async fn resume(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     env: &EnvelopeParams<'_>,
-    id: Raw<'_>,
+    msg: &Message<'_>,
     body: &[u8],
     ctx: Ctx,
     sse: bool,
 ) -> Reply {
+    let id = msg.id.expect("requests have ids");
     let invalid = || {
         let mut body = Vec::with_capacity(160);
         jsonrpc::write_error_parts(
@@ -463,7 +466,7 @@ pub(crate) async fn resume(
             .await
         }
         // The asks came before this call: now it goes to its backend.
-        None => call(shard, session, body, id, ctx, sse).await,
+        None => call(shard, session, body, msg, ctx, sse).await,
     }
 }
 

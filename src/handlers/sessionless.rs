@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 
 use crate::backend::upstream::{Body, EventStream, Pool, Response, Status};
 use crate::handlers::answer::with_client_uris;
-use crate::handlers::dispatch::Call;
+use crate::handlers::dispatch::{Call, Sink};
 use crate::handlers::relay;
 use crate::reply::Reply;
 use crate::session::sessionless::{is_sessionless, prepare};
@@ -147,9 +147,9 @@ pub(crate) async fn answer(
     } else if status != Status::Ok {
         return backend_error(format!("answered {status}"));
     }
-    let stream = if call.legacy {
+    let stream = if matches!(call.sink, Sink::Legacy) {
         Some(GET_STREAM)
-    } else if call.sse {
+    } else if matches!(call.sink, Sink::Sse) {
         None
     } else {
         // A client without an event stream for this call: only a plain answer can reach it.
