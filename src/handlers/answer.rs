@@ -46,20 +46,7 @@ pub(crate) async fn answer(
     }
     if resp.status != Status::Ok {
         let status = resp.status;
-        let answer = final_message(resp.body).await;
-        // A sessionless backend's error, for a modern client: passed on (its status is the
-        // era's to set again).
-        if let Some(body) = answer.ok().filter(|b| {
-            call.sink.is_modern()
-                && session.is_sessionless(pool.index)
-                && jsonrpc::parse(b).is_ok_and(|m| m.kind == jsonrpc::Kind::Response)
-        }) {
-            return Reply::Json {
-                status: 200,
-                body,
-                session: None,
-            };
-        }
+        let _ = final_message(resp.body).await;
         return backend_error(format!("answered {status}"));
     }
     let events = match resp.body {

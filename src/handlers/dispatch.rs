@@ -229,24 +229,17 @@ pub(crate) async fn send(
         if joined {
             crate::handlers::lifecycle::joined(shard, session, pool.index);
         }
-        if crate::session::sessionless::is_sessionless(ver) {
-            return crate::session::sessionless::send(session, pool, body).await;
-        }
-        let resp = pool.post(sid.as_deref(), ver, body, Instant::now()).await?;
-        let expired = resp.status == Status::SessionGone;
-        if !expired {
+        let resp = session.post(pool, sid.as_deref(), ver, body).await?;
+        if resp.status != Status::SessionGone {
             return Ok(resp);
         }
         let _ = final_message(resp.body).await;
         tracing::info!(backend = %pool.name(), session = %session.id, "backend session expired; re-initializing");
         session.forget(pool.index);
         session.join(pool).await?;
+        // (Perhaps by a server of the other era.)
         let (sid, ver, _) = session.ensure(pool).await?;
-        if crate::session::sessionless::is_sessionless(ver) {
-            // Replaced by a server of the other era.
-            return crate::session::sessionless::send(session, pool, body).await;
-        }
-        Ok(pool.post(sid.as_deref(), ver, body, Instant::now()).await?)
+        session.post(pool, sid.as_deref(), ver, body).await
     }
     .await;
     if result.is_err() {

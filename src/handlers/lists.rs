@@ -33,11 +33,7 @@ pub(crate) async fn call_backend(
     let resp = send(shard, session, pool, body).await?;
     let status = resp.status;
     let msg = final_message(resp.body).await?;
-    // The sessionless era answers errors (-32601 for a list it lacks) with 4xx statuses.
-    let answered = status != Status::Ok
-        && session.is_sessionless(pool.index)
-        && jsonrpc::parse(&msg).is_ok_and(|m| m.kind == jsonrpc::Kind::Response);
-    if status != Status::Ok && !answered {
+    if status != Status::Ok {
         return Err(BackendFailure::Status(status));
     }
     Ok(msg)

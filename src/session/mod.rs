@@ -19,7 +19,7 @@ use ringmux_core::jsonrpc;
 use ringmux_core::version;
 use serde_json::value::RawValue;
 
-use crate::backend::upstream::{final_message, Pool, Status, UpstreamError};
+use crate::backend::upstream::{final_message, Pool, Response, Status, UpstreamError};
 use crate::request::Principal;
 use crate::session::streams::Streams;
 
@@ -543,6 +543,23 @@ impl Session {
             capabilities,
         };
         Ok(())
+    }
+
+    /// Sends `body` on the backend session (`sid`, `version`, from [`Session::ensure`]) in
+    /// the backend's era: as it is to a stateful backend, with the era's envelope and headers
+    /// to a sessionless one ([`sessionless::send`]). Either way a JSON-RPC answer comes back
+    /// as [`Status::Ok`].
+    pub async fn post(
+        &self,
+        pool: &Rc<Pool>,
+        sid: Option<&str>,
+        version: &'static str,
+        body: &[u8],
+    ) -> Result<Response, BackendFailure> {
+        if sessionless::is_sessionless(version) {
+            return sessionless::send(self, pool, body).await;
+        }
+        Ok(pool.post(sid, version, body, Instant::now()).await?)
     }
 
     /// Marks a backend session gone (the backend expired it).

@@ -222,9 +222,22 @@ pub(crate) async fn send(
             return Ok(synthetic(Status::Ok, out));
         }
     };
-    Ok(pool
+    let resp = pool
         .post_sessionless(&p.body, &p.method, p.name.as_deref(), Instant::now())
-        .await?)
+        .await?;
+    Ok(errors_answered(resp))
+}
+
+/// The era answers a request's JSON-RPC error with a 4xx status (400 for -32602, 404 for
+/// -32601): to the session, and to whichever client era it serves, that is an answer like any
+/// other (each client era's front sets its own status for it).
+fn errors_answered(mut resp: Response) -> Response {
+    if let (Status::Refused(400..=499), Body::Full(b)) = (resp.status, &resp.body) {
+        if jsonrpc::parse(b).is_ok_and(|m| m.kind == Kind::Response) {
+            resp.status = Status::Ok;
+        }
+    }
+    resp
 }
 
 /// The backend session of a sessionless backend: its `server/discover` answer, asked with
