@@ -4,6 +4,7 @@
 //! intended send time: no coordinated omission).
 
 pub mod client;
+pub mod pace;
 pub mod report;
 pub mod schedule;
 pub mod stats;
@@ -80,6 +81,10 @@ pub struct Options {
     /// Open loop: the generator's p99 lateness over which the summary warns that its figures
     /// are not trustworthy.
     pub max_lateness: Duration,
+    /// Open loop: how long before each send time the generator stops sleeping and polls the
+    /// clock instead ([`pace`]): longer is more precise where waking from sleep is slow (a
+    /// VM), and costs that much CPU per request.
+    pub spin: Duration,
 }
 
 impl Options {
@@ -103,6 +108,7 @@ impl Options {
             protocol: ringmux_core::version::LATEST_STATEFUL.into(),
             timeout: Duration::from_secs(10),
             max_lateness: Duration::from_micros(500),
+            spin: Duration::from_micros(SPIN_US),
         }
     }
 
@@ -256,6 +262,9 @@ struct Phase {
     end: Instant,
 }
 
+/// Default of [`Options::spin`], in µs.
+pub const SPIN_US: u64 = 200;
+
 /// Time between two shipments of a worker's measurements to the main thread.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -265,6 +274,7 @@ fn worker(
     phase: Phase,
     tx: mpsc::Sender<Recorder>,
 ) -> Result<(), String> {
+    pace::precise_thread();
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
@@ -359,6 +369,7 @@ async fn session(
             .is_sessionless()
             .then(|| format!(",\"_meta\":{}", client::meta_object())),
     };
+    let mut pacer = pace::Pacer::new(opts.spin);
     let mut i: u64 = 0;
     let mut measured: u64 = 0;
     // When this connection's previous request was answered (open loop: a request meant for
@@ -375,10 +386,7 @@ async fn session(
         if intended >= end {
             break;
         }
-        let now = Instant::now();
-        if intended > now {
-            monoio::time::sleep(intended - now).await;
-        }
+        pacer.until(intended).await;
         if sessions > 1 {
             conn.use_session(i as usize % sessions);
         }

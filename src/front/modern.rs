@@ -13,13 +13,13 @@ use ringmux_core::error::HttpReject;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::jsonrpc::{self, raw_str, Kind, Message, Raw};
 use ringmux_core::method::{self, NameParam};
+use ringmux_core::modern::EnvelopeParams;
 use ringmux_core::version;
 
 use crate::handlers::modern::code;
 use crate::pipeline::{ClientEra, Op, Parsed, Principal, Request};
 use crate::reply::Reply;
 use crate::shard::Shard;
-use ringmux_core::modern::EnvelopeParams;
 
 /// Whether a request is of the modern era: no session, and a version header that names no
 /// stateful version (an unknown one is answered -32022 here).

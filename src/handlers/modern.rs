@@ -29,6 +29,7 @@ use ringmux_core::era;
 use ringmux_core::error::{ErrorEra, RpcError};
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::method::{self, Handler, Local, Method as McpMethod};
+use ringmux_core::modern::EnvelopeParams;
 use ringmux_core::seal::STATE_PREFIX;
 use ringmux_core::version;
 use serde_json::value::RawValue;
@@ -42,7 +43,6 @@ use crate::request::{Parsed, Principal};
 use crate::session::principal::{event, Listener, State, META_SUBSCRIPTION};
 use crate::session::Session;
 use crate::shard::Shard;
-use ringmux_core::modern::EnvelopeParams;
 
 /// JSON-RPC codes of the 2026-07-28 era.
 pub mod code {

@@ -12,7 +12,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use futures_channel::mpsc::{self, UnboundedSender};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use ringmux_core::jsonrpc::{self, raw_str, Kind, Raw};
+use ringmux_core::jsonrpc::{self, raw_str, Kind, Message, Raw};
+use ringmux_core::modern::EnvelopeParams;
 use ringmux_core::seal::{open, seal, Claims};
 use serde_json::value::RawValue;
 
@@ -24,19 +25,17 @@ use crate::reply::Reply;
 use crate::session::principal::{event, Ask, Feed, Parked, State};
 use crate::session::{InFlight, Session};
 use crate::shard::Shard;
-use ringmux_core::jsonrpc::Message;
-use ringmux_core::modern::EnvelopeParams;
 
 /// Where the messages of a modern call go: an SSE stream, or only the final message (a JSON
 /// answer; notifications dropped).
-enum Sink {
+enum CallOut {
     Sse(UnboundedSender<Vec<u8>>),
     Json,
 }
 
-impl Sink {
+impl CallOut {
     fn notify(&self, data: &[u8]) {
-        if let Sink::Sse(tx) = self {
+        if let CallOut::Sse(tx) = self {
             let _ = tx.unbounded_send(event(data));
         }
     }
@@ -67,8 +66,16 @@ pub(crate) async fn relay_feed(
     ctx: Ctx,
 ) -> Reply {
     if !sse {
-        let (body, status) =
-            pump(&shard, &session, pool, events, inflight, &ctx, &Sink::Json).await;
+        let (body, status) = pump(
+            &shard,
+            &session,
+            pool,
+            events,
+            inflight,
+            &ctx,
+            &CallOut::Json,
+        )
+        .await;
         return Reply::Json {
             status,
             body,
@@ -77,9 +84,9 @@ pub(crate) async fn relay_feed(
     }
     let (tx, rx) = mpsc::unbounded();
     monoio::spawn(async move {
-        let sink = Sink::Sse(tx);
+        let sink = CallOut::Sse(tx);
         let (body, _) = pump(&shard, &session, pool, events, inflight, &ctx, &sink).await;
-        if let Sink::Sse(tx) = sink {
+        if let CallOut::Sse(tx) = sink {
             let _ = tx.unbounded_send(event(&body));
         }
     });
@@ -95,7 +102,7 @@ async fn pump(
     mut feed: Feed,
     inflight: InFlight,
     ctx: &Ctx,
-    sink: &Sink,
+    sink: &CallOut,
 ) -> (Vec<u8>, u16) {
     let b = pool.index;
     let state = session.modern.get().expect("a principal session");

@@ -34,6 +34,9 @@ const USAGE: &str = "usage: ringmux-load URL [options]
   --timeout SECS       per-request timeout (default 10)
   --max-lateness-us N  open loop: the generator's p99 send lateness over which the summary's
                        last line warns that its figures are not trustworthy (default 500)
+  --spin-us N          open loop: poll the clock for the last N µs before each send time
+                       instead of sleeping through it; more precise where waking is slow (a
+                       VM), and it costs that much CPU per request (default 200; 0: sleep only)
   --json               print the summary as JSON
   --html FILE          add this run's percentile plot to FILE (created if missing; a run with
                        the same label is replaced), a self-contained page
@@ -140,6 +143,12 @@ fn args() -> Result<(Options, Output), String> {
                     .parse()
                     .map_err(|_| "--max-lateness-us takes a number of microseconds")?;
                 o.max_lateness = Duration::from_micros(us);
+            }
+            Long("spin-us") => {
+                let us: u64 = val(&mut p)?
+                    .parse()
+                    .map_err(|_| "--spin-us takes a number of microseconds")?;
+                o.spin = Duration::from_micros(us);
             }
             Long("json") => out.json = true,
             Long("html") => out.html = Some(PathBuf::from(val(&mut p)?)),

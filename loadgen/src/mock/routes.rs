@@ -18,6 +18,10 @@ use super::emit::{Emitter, Io};
 use super::session::Session;
 use super::{tasks, Shared};
 
+/// How long before its configured latency is up the mock polls the clock rather than sleep
+/// (`--latency-ms` is then the answer's latency to within microseconds, not a timer tick).
+const LATENCY_SPIN: Duration = Duration::from_micros(100);
+
 /// A comment on idle SSE streams this often keeps proxies from closing them.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 
@@ -539,7 +543,7 @@ async fn initialize(
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
     if !sh.cfg.latency.is_zero() {
-        monoio::time::sleep(sh.cfg.latency).await;
+        crate::load::pace::sleep(sh.cfg.latency, LATENCY_SPIN).await;
     }
     let Some(id) = msg.id else {
         return Ok(false);
@@ -574,7 +578,7 @@ async fn request(
         }
     }
     if !sh.cfg.latency.is_zero() {
-        monoio::time::sleep(sh.cfg.latency).await;
+        crate::load::pace::sleep(sh.cfg.latency, LATENCY_SPIN).await;
     }
     result_prefix(out, id);
     let result_at = out.len();
