@@ -444,8 +444,14 @@ def main():
 
     stop_all()
     report = render(res)
+    # The open-loop cross-check (bench/crosscheck.py) is written by its own script: kept.
+    kept = ""
+    if os.path.exists(args.out):
+        m = re.search(r"\n## open loop cross-checked with oha\n.*?(?=\n## |\Z)",
+                      open(args.out).read(), flags=re.S)
+        kept = m.group(0) if m else ""
     with open(args.out, "w") as f:
-        f.write(report)
+        f.write(report.rstrip("\n") + "\n" + kept if kept else report)
     with open(os.path.join(ROOT, "target", "compare.json"), "w") as f:
         json.dump(res, f, indent=1)
     print(report)

@@ -282,12 +282,13 @@ fn worker(
     rt.block_on(async {
         // The thread's sessions record into one recorder; a ticker ships and resets it.
         let rec = Rc::new(RefCell::new(Recorder::new()));
+        let spin = spin_for(opts, connections.len());
         let tasks: Vec<_> = connections
             .iter()
             .map(|&k| {
                 let opts = opts.clone();
                 let rec = rec.clone();
-                monoio::spawn(async move { session(&opts, k, phase, &rec).await })
+                monoio::spawn(async move { session(&opts, k, phase, &rec, spin).await })
             })
             .collect();
         // Ship and reset the recorder every tick until the sessions are done (the ticking
@@ -307,6 +308,25 @@ fn worker(
         failed.map_or(Ok(()), Err)
     })
 }
+
+/// How long before each send time a thread with `mine` of the connections polls the clock:
+/// `--spin-us`, cut so that polling takes at most a quarter of the thread's time at its share
+/// of the rate. (A busy thread is woken by its I/O anyway, so its timer wake-ups come on time
+/// without it; an idle one is the one the hypervisor wakes late.)
+fn spin_for(opts: &Options, mine: usize) -> Duration {
+    let Some(rate) = opts.rate else {
+        return Duration::ZERO;
+    };
+    let thread_rate = rate * mine as f64 / opts.connections.max(1) as f64;
+    if thread_rate <= 0.0 {
+        return opts.spin;
+    }
+    opts.spin
+        .min(Duration::from_secs_f64(MAX_SPIN_SHARE / thread_rate))
+}
+
+/// The largest share of a worker thread's time spent polling the clock ([`spin_for`]).
+const MAX_SPIN_SHARE: f64 = 0.25;
 
 /// xorshift64*: the per-connection request mix.
 struct Rng(u64);
@@ -338,6 +358,7 @@ async fn session(
     k: usize,
     phase: Phase,
     rec: &RefCell<Recorder>,
+    spin: Duration,
 ) -> Result<(), String> {
     let Phase {
         start,
@@ -369,7 +390,7 @@ async fn session(
             .is_sessionless()
             .then(|| format!(",\"_meta\":{}", client::meta_object())),
     };
-    let mut pacer = pace::Pacer::new(opts.spin);
+    let mut pacer = pace::Pacer::new(spin);
     let mut i: u64 = 0;
     let mut measured: u64 = 0;
     // When this connection's previous request was answered (open loop: a request meant for

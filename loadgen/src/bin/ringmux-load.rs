@@ -36,7 +36,8 @@ const USAGE: &str = "usage: ringmux-load URL [options]
                        last line warns that its figures are not trustworthy (default 500)
   --spin-us N          open loop: poll the clock for the last N µs before each send time
                        instead of sleeping through it; more precise where waking is slow (a
-                       VM), and it costs that much CPU per request (default 200; 0: sleep only)
+                       VM), and it costs that much CPU per request, at most a quarter of each
+                       thread's time (default 200; 0: sleep only)
   --json               print the summary as JSON
   --html FILE          add this run's percentile plot to FILE (created if missing; a run with
                        the same label is replaced), a self-contained page

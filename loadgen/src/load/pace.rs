@@ -13,7 +13,10 @@
 //! `spin` (`--spin-us`, default 200 µs) before the send time and then polls the clock, yielding
 //! to the runtime's other tasks between looks (the runtime reaps their I/O completions
 //! meanwhile, so the other connections are not held up). The cost is up to `spin` of CPU per
-//! request: 20% of a core at 1,000 req/s per thread; `--spin-us 0` sleeps only.
+//! request: 20% of a core at 1,000 req/s per thread; `--spin-us 0` sleeps only. The window is
+//! cut so that polling takes at most a quarter of a thread's time at its share of the rate
+//! (`load::spin_for`): a thread that busy is woken by its connections' I/O anyway, and a
+//! load generator that took whole cores would take them from the target it measures.
 //!
 //! Measured (release build, `ringmux-load URL -c 1 -R RATE -d 3 --spin-us N` against
 //! `ringmux mock`, 2-core VM): the generator's own lateness (send time minus intended time)
