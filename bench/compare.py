@@ -27,13 +27,16 @@ Workloads (see bench/RESULTS.md for the latest figures):
   memory    ringmux's peak RSS over the runs above; RSS with 100,000 idle sessions
   callgrind instructions per proxied tools/call (bench/scripts/callgrind-call.sh)
 
-Last full run (2026-11-22, 2-core VM, `python3 bench/compare.py`; all of it in RESULTS.md):
-  tools/call, 16 conns: direct 133,903 req/s, nginx 55,342 (p99 0.64 ms), ringmux 65,942
-  (p99 0.51 ms); 64 conns: nginx 61,698 (p99 2.46), ringmux 87,012 (p99 1.43)
-  merged list 10x50 vs one 500-tool backend: 1.18x at 16 conns; p99 0.38 ms at 1 conn
-  shard scaling 1 -> 2 shards: 1.32x tools/call, 1.22x list (the load generator and the
-  backend share the two cores; requests per gateway CPU-second stay equal: 97.6k vs 100.8k)
-  RSS: peak 79.5 MB; 100,000 idle sessions 54.6 MB; 24,345 instructions per proxied call
+Last full run (2026-12-04, 2-core AMD EPYC VM, `python3 bench/compare.py`; all of it in
+RESULTS.md; the 2026-11-22 run was on an Intel VM: compare columns, not dates):
+  tools/call, 16 conns: direct 83,398 req/s, nginx 41,639 (p99 1.08 ms), ringmux 44,109
+  (p99 0.79 ms); 64 conns: nginx 41,529 (p99 4.13), ringmux 62,736 (p99 2.43)
+  open loop at 22,054 req/s (the generator now on time to microseconds): p99 direct 0.58,
+  nginx 7.24, ringmux 1.60 ms
+  merged list 10x50 vs one 500-tool backend: 1.08x at 16 conns; p99 0.33 ms at 1 conn
+  shard scaling 1 -> 2 shards: 1.01x tools/call, 1.15x list (load generator, backend and
+  gateway share the two cores)
+  RSS: peak 71.5 MB; 100,000 idle sessions 107.7 MB; 28,044 instructions per proxied call
 """
 
 import argparse

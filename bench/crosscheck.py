@@ -140,7 +140,9 @@ def main():
          f"{args.duration} s, {args.connections} connections, medians over rounds): "
          f"ringmux-load `-R` against {version} `-q RATE --latency-correction`, a 2026-07-28 "
          "tools/call of echo, the mock directly and through ringmux (one shard), everything "
-         "on the same machine.", ""]
+         "on the same machine. oha is a general HTTP client (tokio, hyper) and its figures "
+         "carry its own per-request cost and scheduling; what the two must agree on is the "
+         "shape: no millisecond steps at low rates, and the same ordering of the targets.", ""]
     for rate in rates:
         L += [f"### {rate:,} req/s", "",
               "| target | tool | req/s | p50 ms | p99 ms | p99.9 ms | errors | generator's own p99 lateness ms |",
