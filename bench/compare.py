@@ -64,14 +64,20 @@ PROCS = []  # every process this script started
 
 
 def stop_all():
+    # SIGTERM first: nginx's master stops its workers on it (SIGKILL would orphan them, still
+    # holding CPU and ports after the run); SIGKILL for whatever is left after 5 s.
     for p in PROCS:
         if p.poll() is None:
-            p.kill()
+            p.terminate()
     for p in PROCS:
         try:
-            p.wait(timeout=10)
+            p.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            pass
+            p.kill()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 atexit.register(stop_all)
@@ -107,8 +113,12 @@ def start(cmd, logfile, ready=None, timeout=30):
 
 
 def stop(p):
-    p.kill()
-    p.wait(timeout=10)
+    p.terminate()
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=10)
 
 
 def wait_port(port, timeout=15):

