@@ -36,6 +36,11 @@ fn load(path: &str) -> Result<config::Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
     ringmux::backend::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
+    if let Some(auth) = &cfg.auth {
+        ringmux::auth::Authenticator::load(auth)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("in {path}"))?;
+    }
     Ok(cfg)
 }
 

@@ -39,6 +39,8 @@ pub struct ShardMetrics {
     pub hops_out: Counter,
     /// Requests other shards sent here.
     pub hops_in: Counter,
+    /// Requests refused by authentication (401, 403, 400 for a malformed credential).
+    pub auth_refused: Counter,
     /// Client connections handed to the shard owning their session.
     pub handoffs_out: Counter,
     /// Client connections other shards handed here.
@@ -100,7 +102,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 18] = [
+    let metrics: [Series; 19] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -112,6 +114,12 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Requests handed to the shard owning their session",
             |m| &m.hops_out,
+        ),
+        (
+            "ringmux_auth_refused_total",
+            "counter",
+            "Requests refused by authentication (missing, invalid or insufficient credentials)",
+            |m| &m.auth_refused,
         ),
         (
             "ringmux_cross_shard_received_total",

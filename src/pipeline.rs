@@ -4,10 +4,12 @@
 //! [`Request`] (a hop to the owner shard carries it as an [`OwnedRequest`]); [`run`] then takes
 //! it through these stages, in this order, and nowhere else:
 //!
-//! 1. **owner shard** ([`route`]): a request whose session another shard owns goes there (its
-//!    owned form) and starts over there.
-//! 2. **authenticate** ([`authenticate`]): who is calling. Until authentication exists this is
-//!    the front's placeholder ([`Principal::Anonymous`], or the trusted principal header).
+//! 1. **authenticate** ([`authenticate`]): who is calling, on the shard that accepted the
+//!    request: its `Authorization` credential verified ([`crate::auth`], a cache per shard),
+//!    or without `auth:` the front's placeholder ([`Principal::Anonymous`], or the trusted
+//!    principal header). A refusal is answered with its challenge.
+//! 2. **owner shard** ([`route`]): a request whose session another shard owns goes there (its
+//!    owned form, with the principal, not the credential) and goes on there.
 //! 3. **admit** ([`admit`]): limits per principal (rate, concurrency). Admits everything today.
 //! 4. **session**: the session the request names, looked up under the principal: another
 //!    principal's session id is 404, exactly like an unknown one ([`Shard::session`]).
@@ -41,11 +43,37 @@ use crate::handlers::dispatch::{Call, Sink};
 use crate::reply::{session_not_found, Reply};
 use crate::shard::Shard;
 
-pub use crate::request::{ClientEra, Op, OwnedRequest, Parsed, Principal, Request};
+pub use crate::request::{ClientEra, Credential, Op, OwnedRequest, Parsed, Principal, Request};
 
-/// Stage 2: who is calling. Today: the principal the front named.
-pub fn authenticate(_shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
-    Ok(req.principal.clone())
+/// Stage 1: who is calling. With `auth:` configured, the request's credential verified
+/// ([`crate::auth`]; a refusal is its challenge); without, the front's principal (anonymous,
+/// or the trusted `modern.principal_header`'s value).
+pub fn authenticate(shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
+    match req.credential {
+        Credential::Done => Ok(req.principal.clone()),
+        Credential::Header(header) => authenticate_header(shard, header, &req.principal),
+    }
+}
+
+/// [`authenticate`] for an `Authorization` header value (`fallback`: who the request is
+/// without a credential). The 2026-07-28 front and the legacy stream call it directly: their
+/// principal decides where they go.
+pub fn authenticate_header(
+    shard: &Shard,
+    header: Option<&[u8]>,
+    fallback: &Principal,
+) -> Result<Principal, Reply> {
+    let Some(auth) = &shard.auth else {
+        return Ok(fallback.clone());
+    };
+    match auth.authenticate(header, crate::auth::unix_now()) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Ok(fallback.clone()),
+        Err(why) => {
+            shard.metrics.auth_refused.add(1);
+            Err(auth.refuse(why))
+        }
+    }
 }
 
 /// Stage 3: whether this principal may send one more request now. Today: always.
@@ -78,22 +106,23 @@ pub enum Step<'a> {
     },
 }
 
-/// Stages 1 to 3 (owner shard, authenticate, admit), and the requests that end there. Not async,
+/// Stages 1 to 3 (authenticate, owner shard, admit), and the requests that end there. Not async,
 /// so that a front's hot path pays one await for the whole pipeline ([`message`]).
 pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
-    // The shard that owns the session (a request without one, an `initialize`, stays here).
-    let owner = req.session.map_or(shard.id, |s| shard.owner_of(s));
-    if owner != shard.id {
-        shard.metrics.hops_out.add(1);
-        return Step::Hop {
-            to: owner,
-            request: req.to_owned(),
-        };
-    }
+    // On the accepting shard: its cache of verified credentials serves the connection, and
+    // the owner gets the principal, not the credential.
     let principal = match authenticate(shard, &req) {
         Ok(p) => p,
         Err(refused) => return Step::Done(refused),
     };
+    // The shard that owns the session (a request without one, an `initialize`, stays here).
+    let owner = req.session.map_or(shard.id, |s| shard.owner_of(s));
+    if owner != shard.id {
+        shard.metrics.hops_out.add(1);
+        let mut request = req.to_owned();
+        request.principal = principal;
+        return Step::Hop { to: owner, request };
+    }
     if let Err(refused) = admit(shard, &principal, &req) {
         return Step::Done(refused);
     }
@@ -270,7 +299,11 @@ async fn sessionless(
 /// background and its answer goes on the session's stream.
 fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -> Reply {
     let known = shard.session(Some(id), &principal).is_some()
-        || shard.legacy_pending.borrow().contains_key(id);
+        || shard
+            .legacy_pending
+            .borrow()
+            .get(id)
+            .is_some_and(|(_, opener)| *opener == principal);
     if !known {
         return session_not_found();
     }
@@ -306,7 +339,9 @@ fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -
 /// that stream with an error carrying the request's id (rather than left unanswered).
 fn refuse_before_initialize(shard: &Shard, id: &str, body: &[u8]) {
     let pending = shard.legacy_pending.borrow();
-    let Some(tx) = pending.get(id) else { return };
+    let Some((tx, _)) = pending.get(id) else {
+        return;
+    };
     let Ok(msg) = jsonrpc::parse(body) else {
         return;
     };

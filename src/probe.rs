@@ -123,6 +123,8 @@ pub struct Client {
     pub path: String,
     pub session: Option<String>,
     pub protocol_version: String,
+    /// Sent as `Authorization` with every request (unless `extra` overrides it).
+    pub authorization: Option<String>,
     next_id: u64,
     buf: Vec<u8>,
 }
@@ -147,6 +149,7 @@ impl Client {
             path: u.path,
             session: None,
             protocol_version: "2025-11-25".into(),
+            authorization: None,
             next_id: 1,
             buf: Vec::new(),
         })
@@ -173,6 +176,9 @@ impl Client {
         }
         if let (Some(s), false) = (&self.session, has("mcp-session-id")) {
             req.push_str(&format!("mcp-session-id: {s}\r\n"));
+        }
+        if let (Some(a), false) = (&self.authorization, has("authorization")) {
+            req.push_str(&format!("authorization: {a}\r\n"));
         }
         if self.session.is_some() && !has("mcp-protocol-version") {
             req.push_str(&format!(

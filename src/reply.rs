@@ -23,6 +23,13 @@ pub enum Reply {
     /// An SSE body: each item is one or more encoded events; the stream ends when the sender
     /// is dropped.
     Stream(futures_channel::mpsc::UnboundedReceiver<Vec<u8>>),
+    /// A refusal by authentication: its status, the `WWW-Authenticate` challenge and an OAuth
+    /// error body (JSON).
+    Challenge {
+        status: u16,
+        www_authenticate: Box<str>,
+        body: Vec<u8>,
+    },
 }
 
 impl Reply {

@@ -5,11 +5,53 @@
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
-    /// Nobody in particular (no authentication configured).
+    /// Nobody in particular (no credential, where `auth.mode` allows that, or no `auth`).
     Anonymous,
-    /// A 2026-07-28 client named by the configured `modern.principal_header` (trusted as
-    /// given until authentication exists).
+    /// Named by the configured `modern.principal_header` (trusted as given: set it only
+    /// behind a proxy that authenticates clients).
     Header(Box<str>),
+    /// The subject of a verified JWT access token.
+    User(std::sync::Arc<Identity>),
+    /// The name of a configured API key.
+    Key(std::sync::Arc<str>),
+}
+
+/// A verified token's subject. Two tokens of the same issuer and subject are the same
+/// principal whatever their scopes (a step-up keeps the session).
+#[derive(Debug)]
+pub struct Identity {
+    pub issuer: Box<str>,
+    pub subject: Box<str>,
+    /// Space-separated.
+    pub scopes: Box<str>,
+}
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.issuer == other.issuer && self.subject == other.subject
+    }
+}
+
+impl Eq for Identity {}
+
+impl std::hash::Hash for Identity {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.issuer.hash(h);
+        self.subject.hash(h);
+    }
+}
+
+impl Principal {
+    /// The principal as text, for keys and logs: `anonymous`, the header's value,
+    /// `jwt:<iss> <sub>`, or `key:<name>`.
+    pub fn id(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Header(v) => v.as_ref().into(),
+            Principal::User(u) => format!("jwt:{} {}", u.issuer, u.subject).into(),
+            Principal::Key(k) => format!("key:{k}").into(),
+        }
+    }
 }
 
 /// The client's protocol era and transport, as its front saw them.
@@ -63,6 +105,18 @@ pub struct Request<'a> {
     /// `body` parsed, when the front parsed it (not carried across a hop: the owner shard
     /// parses it again).
     pub parsed: Option<&'a Parsed<'a>>,
+    /// The `Authorization` header's value, for stage 2; `None` once `principal` is the
+    /// authenticated one (after a hop, or when the front authenticated already).
+    pub credential: Credential<'a>,
+}
+
+/// What a request presents to authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// Not authenticated yet: the `Authorization` header's value, if any.
+    Header(Option<&'a [u8]>),
+    /// `principal` is the authenticated one already.
+    Done,
 }
 
 /// A [`Request`] that owns its parts, to cross to the owner shard.
@@ -97,6 +151,7 @@ impl OwnedRequest {
             op: self.op.clone(),
             body: &self.body,
             parsed: None,
+            credential: Credential::Done,
         }
     }
 }

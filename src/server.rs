@@ -106,6 +106,10 @@ pub fn io_uring_available() -> bool {
 pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
     crate::backend::upstream::resolve(&mut cfg)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    if let Some(auth) = &cfg.auth {
+        crate::auth::Authenticator::load(auth)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    }
     if cfg.modern.request_state_key.is_none() {
         // Every shard seals and opens 2026-07-28 requestState with one key per process.
         let mut key = [0u8; 32];

@@ -27,12 +27,18 @@ const MAX_QUEUED_TEARDOWNS: usize = 100_000;
 /// Catalog views kept per shard (distinct client capability sets).
 const MAX_VIEWS: usize = 16;
 
+/// A legacy stream waiting for its `initialize`: where its events go, and who opened it.
+pub(crate) type PendingStream = (UnboundedSender<Vec<u8>>, Principal);
+
 pub struct Shard {
     pub id: usize,
     pub cfg: Arc<Config>,
     pub sessions: RefCell<HashMap<Rc<str>, Rc<Session>>>,
     /// Legacy HTTP+SSE streams opened and not yet initialized, by session id.
-    pub(crate) legacy_pending: RefCell<HashMap<Rc<str>, UnboundedSender<Vec<u8>>>>,
+    /// (The principal that opened it: only it may initialize the session.)
+    pub(crate) legacy_pending: RefCell<HashMap<Rc<str>, PendingStream>>,
+    /// Authentication (`auth:`), this shard's: its cache of verified credentials is its own.
+    pub auth: Option<crate::auth::Authenticator>,
     pub pools: Vec<Rc<Pool>>,
     /// Catalog caches, one per view: clients declaring different capabilities may be shown
     /// different lists by a backend (a tool offered only to clients that can sample), so
@@ -94,8 +100,14 @@ impl Shard {
                 Pool::new(i as u16, b.clone(), link, Some(metrics.clone()))
             })
             .collect();
+        // Loaded once before the shards start (server::start), so this cannot fail here.
+        let auth = cfg
+            .auth
+            .as_ref()
+            .map(|a| crate::auth::Authenticator::load(a).expect("auth was loaded once at start"));
         Rc::new(Shard {
             id,
+            auth,
             views: RefCell::new(Vec::new()),
             cfg,
             sessions: RefCell::new(HashMap::new()),

@@ -65,3 +65,26 @@ fn an_unresolvable_backend_host_is_named_at_start() {
         "{err}"
     );
 }
+
+/// Auth settings: a JWK Set file that is missing is named by `ringmux check` (it is read when
+/// the gateway starts), and one holding a symmetric key is refused (no HMAC secret may stand
+/// for an issuer's public key).
+#[test]
+fn auth_keys_are_checked_at_start() {
+    let base = "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n  jwt:\n    issuer: https://idp.test\n";
+    let err = check_fails(
+        "jwks-missing",
+        &format!("{base}    jwks_file: /nonexistent/jwks.json\n"),
+    );
+    assert!(err.contains("auth.jwt.jwks_file"), "{err}");
+    let err = check_fails(
+        "jwks-oct",
+        &format!("{base}    jwks: {{keys: [{{kty: oct, kid: s, k: c2VjcmV0}}]}}\n"),
+    );
+    assert!(err.contains("not a public signing key"), "{err}");
+    let err = check_fails(
+        "auth-empty",
+        "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n",
+    );
+    assert!(err.contains("auth: needs jwt, api_keys, or both"), "{err}");
+}

@@ -88,6 +88,44 @@ pub fn request_head(data: &[u8]) {
     let _ = http::parse_response(data, 8 * 1024);
 }
 
+/// The `Authorization` reader never panics; a credential it accepts is a non-empty part of
+/// the value, within the size bound, made of token characters; a challenge built for any
+/// metadata URL and scope is one line whose quoted strings stay closed.
+pub fn authorization(data: &[u8]) {
+    if let Ok(crate::auth::Credential::Bearer(token)) = crate::auth::parse(data) {
+        assert!(!token.is_empty() && data.len() <= crate::auth::MAX_CREDENTIAL);
+        assert!(token.iter().all(|b| b.is_ascii_graphic()));
+        let start = token.as_ptr() as usize - data.as_ptr() as usize;
+        assert!(start + token.len() <= data.len());
+        let _ = crate::auth::looks_like_jwt(token);
+    }
+    let text = String::from_utf8_lossy(data);
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid -= 1;
+    }
+    let (url, scope) = text.split_at(mid);
+    for why in [
+        crate::auth::Refusal::Missing,
+        crate::auth::Refusal::Invalid,
+        crate::auth::Refusal::InsufficientScope,
+    ] {
+        let c = why.challenge(url, scope);
+        assert!(!c.contains(['\r', '\n']), "{c:?}");
+        // Unescaped quotes open and close the quoted strings: an even number of them.
+        let (mut quotes, mut escaped) = (0, false);
+        for ch in c.chars() {
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quotes += 1,
+                _ => {}
+            }
+        }
+        assert!(quotes % 2 == 0 && !escaped, "{c:?}");
+    }
+}
+
 /// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives
 /// the same payload either way (when both succeed), and never panics.
 pub fn chunked(data: &[u8], split: usize) {
@@ -234,6 +272,22 @@ mod tests {
             let data = mutate(&mut rng, CHUNKED);
             let split = rng.below(data.len() + 1);
             chunked(&data, split);
+        }
+    }
+
+    #[test]
+    fn authorization_properties_hold() {
+        let mut rng = Rng(0x5eed_0004);
+        for seed in [
+            &b"Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"[..],
+            b"bearer   rmx_key_0123",
+            b"Basic dXNlcjpwdw==",
+            b"Bearer a\"b\\c",
+        ] {
+            authorization(seed);
+            for _ in 0..2000 {
+                authorization(&mutate(&mut rng, seed));
+            }
         }
     }
 

@@ -74,8 +74,8 @@ pub struct RequestHeaders {
     pub mcp_method: Option<Range<usize>>,
     /// `Mcp-Name` (2026-07-28): must equal `params.name` / `params.uri`.
     pub mcp_name: Option<Range<usize>>,
-    /// A header that must appear once (`Host`, `Mcp-Session-Id`, `MCP-Protocol-Version`,
-    /// `Mcp-Method`, `Mcp-Name`) given more than once: its name. Readers of the first and of
+    /// A header that must appear once (`Host`, `Authorization`, `Mcp-Session-Id`,
+    /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) given more than once: its name. Readers of the first and of
     /// the last copy would disagree. With an absolute-form target, `host` is the target's
     /// authority.
     pub duplicated: Option<&'static str>,
@@ -268,7 +268,10 @@ pub fn parse_request(
             6 if header.name.eq_ignore_ascii_case("accept") => &mut h.accept,
             6 if header.name.eq_ignore_ascii_case("origin") => &mut h.origin,
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
-            13 if header.name.eq_ignore_ascii_case("authorization") => &mut h.authorization,
+            13 if header.name.eq_ignore_ascii_case("authorization") => {
+                h.duplicated = h.duplicated.or(routing(&h.authorization, "Authorization"));
+                &mut h.authorization
+            }
             13 if header.name.eq_ignore_ascii_case("last-event-id") => &mut h.last_event_id,
             14 if header.name.eq_ignore_ascii_case("mcp-session-id") => {
                 h.duplicated = h.duplicated.or(routing(&h.session_id, "Mcp-Session-Id"));

@@ -19,6 +19,7 @@
 //! - [`initialize`]: what a client session keeps of its `initialize` params, bounded.
 //! - [`version`]: the MCP protocol versions ringmux speaks.
 //! - [`backoff`]: exponential backoff after failures, with time passed in.
+//! - [`auth`]: the credential a request presents, and the challenge that refuses it.
 //! - [`affinity`]: the stable hash that pins a session to a shard.
 //! - [`config`]: the YAML config schema and its validation into internal types.
 //! - [`era`]: the era adapter, translating messages between the stateful and sessionless eras.
@@ -26,6 +27,7 @@
 //! - `fuzz`: the properties the cargo-fuzz targets in `core/fuzz` check (also run by `cargo test`).
 
 pub mod affinity;
+pub mod auth;
 pub mod backoff;
 pub mod catalog;
 pub mod config;

@@ -10,7 +10,7 @@ use ringmux_core::error::HttpReject;
 use ringmux_core::http::{self, Method, RequestHead};
 use ringmux_core::version;
 
-use crate::pipeline::{self, ClientEra, Op, Principal, Request, Step};
+use crate::pipeline::{self, ClientEra, Credential, Op, Principal, Request, Step};
 use crate::reply::{session_not_found, Reply};
 use crate::shard::Shard;
 
@@ -94,6 +94,15 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
                 content_type: "text/plain",
                 body: "ok\n".into(),
             },
+            // RFC 9728: the path-suffixed form for the endpoint's path, and the bare one.
+            (Method::Get, p)
+                if shard.auth.as_ref().is_some_and(|a| {
+                    p == a.metadata_path().as_bytes()
+                        || p == b"/.well-known/oauth-protected-resource"
+                }) =>
+            {
+                shard.auth.as_ref().expect("checked").metadata()
+            }
             _ => Reply::Status(404),
         };
     }
@@ -123,11 +132,18 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
     let Ok(session) = session_id(buf, head) else {
         return session_not_found();
     };
+    let authorization = header(buf, &h.authorization);
     match head.method {
         Method::Post => post(shard, buf, head, body, session, principal).await,
         Method::Delete => match session {
             None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
-            Some(_) => pipeline::run(shard, stateful(principal, session, Op::Delete, b"")).await,
+            Some(_) => {
+                pipeline::run(
+                    shard,
+                    stateful(principal, authorization, session, Op::Delete, b""),
+                )
+                .await
+            }
         },
         Method::Get => get(shard, buf, head, session, principal).await,
         _ => Reply::Status(405),
@@ -162,8 +178,17 @@ async fn legacy_front(
 ) -> Reply {
     let message_path = &shard.cfg.legacy.as_ref().expect("legacy is configured").1;
     match (legacy, head.method) {
-        (Legacy::Stream, Method::Get) => refuse_without_event_stream(buf, head)
-            .unwrap_or_else(|| crate::front::legacy::open(shard, message_path)),
+        (Legacy::Stream, Method::Get) => {
+            if let Some(refused) = refuse_without_event_stream(buf, head) {
+                return refused;
+            }
+            // The stream's opener is the only principal that may initialize its session.
+            let authorization = header(buf, &head.headers.authorization);
+            match pipeline::authenticate_header(shard, authorization, &principal) {
+                Ok(opener) => crate::front::legacy::open(shard, message_path, opener),
+                Err(refused) => refused,
+            }
+        }
         (Legacy::Message(id), Method::Post) => {
             let Some(id) = id else {
                 return Reply::reject(HttpReject::BadRequest, "sessionId is required");
@@ -186,6 +211,7 @@ async fn legacy_front(
                 op: Op::Message { sse: false },
                 body,
                 parsed: None,
+                credential: Credential::Header(header(buf, &head.headers.authorization)),
             };
             pipeline::run(shard, req).await
         }
@@ -223,7 +249,13 @@ async fn get(
         .map(|v| Box::from(v.trim()));
     pipeline::run(
         shard,
-        stateful(principal, Some(session), Op::Get { last_event_id }, b""),
+        stateful(
+            principal,
+            header(buf, &head.headers.authorization),
+            Some(session),
+            Op::Get { last_event_id },
+            b"",
+        ),
     )
     .await
 }
@@ -256,7 +288,13 @@ async fn post(
     // The hot path: the stages that need no waiting, then one await for the message's.
     match pipeline::route(
         shard,
-        stateful(principal, session, Op::Message { sse }, body),
+        stateful(
+            principal,
+            header(buf, &h.authorization),
+            session,
+            Op::Message { sse },
+            body,
+        ),
     ) {
         Step::Message {
             principal,
@@ -295,6 +333,7 @@ pub(crate) fn principal_of(shard: &Shard, buf: &[u8], head: &RequestHead) -> Pri
 /// A Streamable HTTP request.
 fn stateful<'a>(
     principal: Principal,
+    credential: Option<&'a [u8]>,
     session: Option<&'a str>,
     op: Op,
     body: &'a [u8],
@@ -306,6 +345,7 @@ fn stateful<'a>(
         op,
         body,
         parsed: None,
+        credential: Credential::Header(credential),
     }
 }
 

@@ -453,6 +453,21 @@ impl Conn {
                 }
                 self.flush(stream).await
             }
+            Reply::Challenge {
+                status,
+                www_authenticate,
+                body,
+            } => {
+                http::write_response(
+                    &mut self.wbuf,
+                    status,
+                    Some("application/json"),
+                    &body,
+                    keep_alive,
+                    &[("www-authenticate", www_authenticate.as_bytes())],
+                );
+                self.flush(stream).await
+            }
             Reply::Text {
                 status,
                 content_type,

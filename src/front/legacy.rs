@@ -3,12 +3,13 @@
 //! is created by the `initialize` POSTed there ([`crate::pipeline`] runs those POSTs).
 
 use crate::reply::Reply;
+use crate::request::Principal;
 use crate::shard::Shard;
 
 /// `GET <sse_path>`: a legacy HTTP+SSE client's stream. Its first event names the URI to
 /// POST to, carrying a session id minted for this shard; the session is created by the
 /// `initialize` POSTed there.
-pub fn open(shard: &Shard, message_path: &str) -> Reply {
+pub fn open(shard: &Shard, message_path: &str, principal: Principal) -> Reply {
     let id = shard.mint_session_id();
     let (tx, rx) = futures_channel::mpsc::unbounded();
     let mut endpoint = Vec::with_capacity(64);
@@ -18,6 +19,9 @@ pub fn open(shard: &Shard, message_path: &str) -> Reply {
     let mut event = Vec::with_capacity(96);
     ringmux_core::sse::write_event(&mut event, None, Some("endpoint"), &endpoint);
     let _ = tx.unbounded_send(event);
-    shard.legacy_pending.borrow_mut().insert(id, tx);
+    shard
+        .legacy_pending
+        .borrow_mut()
+        .insert(id, (tx, principal));
     Reply::Stream(rx)
 }

@@ -17,7 +17,7 @@ use ringmux_core::modern::EnvelopeParams;
 use ringmux_core::version;
 
 use crate::handlers::modern::code;
-use crate::pipeline::{ClientEra, Op, Parsed, Principal, Request};
+use crate::pipeline::{ClientEra, Credential, Op, Parsed, Request};
 use crate::reply::Reply;
 use crate::shard::Shard;
 
@@ -97,18 +97,15 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
     ) {
         return reply;
     }
-    let named = shard
-        .cfg
-        .modern
-        .principal_header
-        .as_deref()
-        .and_then(|name| http::find_header(&buf[..head.head_len], name.as_bytes()));
-    let caps = env.meta(|m| m.client_capabilities);
-    let key = principal_key(named.unwrap_or(b"anonymous"), caps);
-    let principal = match named {
-        Some(v) => Principal::Header(String::from_utf8_lossy(v).into()),
-        None => Principal::Anonymous,
+    // Stage 1 here: the principal decides the principal session, hence the owner shard.
+    let named = crate::front::door::principal_of(shard, buf, head);
+    let authorization = h.authorization.clone().map(|r| &buf[r]);
+    let principal = match crate::pipeline::authenticate_header(shard, authorization, &named) {
+        Ok(p) => p,
+        Err(refused) => return refused,
     };
+    let caps = env.meta(|m| m.client_capabilities);
+    let key = principal_key(principal.id().as_bytes(), caps);
     let parsed = Parsed { msg, env };
     let req = Request {
         principal,
@@ -117,6 +114,7 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
         op: Op::Message { sse },
         body,
         parsed: Some(&parsed),
+        credential: Credential::Done,
     };
     crate::pipeline::run(shard, req).await
 }

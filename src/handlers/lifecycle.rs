@@ -48,7 +48,7 @@ pub async fn create_session(
             version::primes_streams(negotiated),
         ),
     ));
-    if let Some((_, stream)) = pending {
+    if let Some((_, (stream, _))) = pending {
         session.streams.adopt_get(stream);
         session.legacy.set(true);
     }
@@ -202,7 +202,7 @@ pub fn sweep(shard: &Rc<Shard>, now: Instant) {
     shard
         .legacy_pending
         .borrow_mut()
-        .retain(|_, tx| !tx.is_closed());
+        .retain(|_, (tx, _)| !tx.is_closed());
     let idle: Vec<Rc<str>> = shard
         .sessions
         .borrow()

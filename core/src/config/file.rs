@@ -57,6 +57,9 @@ pub struct File {
     /// The sessionless era (2026-07-28) served to modern clients.
     #[serde(default)]
     pub modern: ModernFile,
+    /// Authentication: JWT access tokens and API keys (absent: none).
+    #[serde(default)]
+    pub auth: Option<super::AuthFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }

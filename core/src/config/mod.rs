@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::names::{self, PrefixMode};
 
+mod auth;
 mod file;
+pub use auth::{ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
 pub use file::*;
 
 /// A config error, naming the key path.
@@ -44,6 +46,9 @@ pub struct Config {
     pub catalog_ttl: Duration,
     pub streams: Streams,
     pub modern: Modern,
+    /// Authentication (`None`: every client is anonymous, or named by the trusted
+    /// `modern.principal_header`).
+    pub auth: Option<Auth>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -519,6 +524,7 @@ impl File {
             xxhash_rust::xxh3::xxh3_64(&key) as u32
         };
         let modern = self.modern.check()?;
+        let auth = self.auth.map(AuthFile::check).transpose()?;
         Ok(Config {
             listen,
             shards,
@@ -555,6 +561,7 @@ impl File {
                 keepalive: Duration::from_millis(self.streams.keepalive_ms),
             },
             modern,
+            auth,
             backends,
             fingerprint,
         })
