@@ -8,11 +8,18 @@
 //!
 //! | what                                              | time / request |
 //! |---------------------------------------------------|----------------|
-//! | JWT, first sight (signature, claims, then cached) | 24.9 µs        |
-//! | JWT, cached                                       | 0.46 µs        |
+//! | JWT, first sight (signature, claims, then cached) | 22.5 µs        |
+//! | JWT, cached                                       | 0.071 µs       |
 //!
-//! The cache is keyed by the token's bytes with xxh3: with std's SipHash the cached path took
-//! 0.74 µs.
+//! The cached path: the token's xxh3 (one pass), a map lookup by it, the bytes compared, the
+//! principal's reference count, the scope check. Keyed by the token's bytes with std's SipHash
+//! it took 0.74 µs, with a streaming xxh3 hasher 0.46 µs; checking every token character on
+//! each request (before the cache) cost 6.6 k instructions per proxied call in callgrind, so
+//! only a token not yet in the cache is checked.
+//!
+//! Per proxied tools/call with JWT authentication on (the same RS256 token on every call,
+//! `AUTH=jwt bash bench/scripts/callgrind-call.sh`): 29,947 instructions, against 28.0 k
+//! without `auth:` (about 1 k of the difference is httparse reading the 700-byte header).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

@@ -20,6 +20,8 @@
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
 #   KEEP=DIR keeps the callgrind dumps there (cg.PID.2 = the N calls, for callgrind_annotate)
+#   AUTH=jwt turns authentication on (the test JWK Set, tests/fixtures/auth) and sends the same
+#   RS256 token (signed here with openssl) with every request
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${2:-1000}
@@ -48,6 +50,30 @@ backends:
   - name: a
     url: http://127.0.0.1:$MOCK_PORT/mcp
 YAML
+if [[ "${AUTH:-}" == jwt ]]; then
+  FIX=$PWD/tests/fixtures/auth
+  cat >>"$WORK/gw.yaml" <<YAML
+auth:
+  resource: https://gw.test/mcp
+  required_scopes: [mcp]
+  jwt:
+    issuer: https://idp.test
+    jwks_file: $FIX/jwks.json
+YAML
+  AUTHORIZATION="Bearer $(python3 - "$FIX/rsa1.pem" <<'PY'
+import base64, json, subprocess, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k1"}).encode())
+body = b64(json.dumps({"iss": "https://idp.test", "aud": "https://gw.test/mcp", "sub": "bench",
+                       "iat": now, "exp": now + 3600, "scope": "mcp"}).encode())
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sys.argv[1]],
+                     input=f"{head}.{body}".encode(), capture_output=True, check=True).stdout
+print(f"{head}.{body}.{b64(sig)}")
+PY
+)"
+  export AUTHORIZATION
+fi
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$BIN" run "$WORK/gw.yaml" >"$WORK/gw.log" 2>&1 &
 VG=$!
 PIDS+=($VG)

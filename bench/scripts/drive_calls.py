@@ -1,15 +1,18 @@
 """Drives one MCP session over one keep-alive connection: initialize, tools/list, then N
 tools/call of `echo` through ringmux, checking every answer. Used by callgrind-call.sh.
 
-usage: drive_calls.py PORT N
+usage: drive_calls.py PORT N   (AUTHORIZATION=... sends that header with every request)
 """
 import http.client
 import json
+import os
 import sys
 
 port, n = int(sys.argv[1]), int(sys.argv[2])
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+if os.environ.get("AUTHORIZATION"):
+    HEADERS["authorization"] = os.environ["AUTHORIZATION"]
 
 
 def post(body, session=None):

@@ -25,21 +25,29 @@ pub enum BadCredential {
 
 /// Reads an `Authorization` header value (already trimmed of surrounding whitespace).
 pub fn parse(value: &[u8]) -> Result<Credential<'_>, BadCredential> {
-    if value.len() > MAX_CREDENTIAL {
-        return Err(BadCredential::TooLong);
-    }
-    let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
-        Some(i) => (&value[..i], &value[i..]),
-        None => (value, &b""[..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(BadCredential::Scheme);
-    }
-    let token = trim_spaces(rest);
+    let token = bearer(value)?;
     if !is_b64token(token) {
         return Err(BadCredential::Malformed);
     }
     Ok(Credential::Bearer(token))
+}
+
+/// The token of a `Bearer` value, its characters not checked yet: what a cache of verified
+/// tokens is looked up by (a token found there was checked when it was verified), so that a
+/// session's later requests do not scan it again. [`parse`] is this and the check.
+pub fn bearer(value: &[u8]) -> Result<&[u8], BadCredential> {
+    if value.len() > MAX_CREDENTIAL {
+        return Err(BadCredential::TooLong);
+    }
+    if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+        let word = value.split(|b| *b == b' ').next().unwrap_or_default();
+        return Err(if word.eq_ignore_ascii_case(b"bearer") {
+            BadCredential::Malformed
+        } else {
+            BadCredential::Scheme
+        });
+    }
+    Ok(trim_spaces(&value[7..]))
 }
 
 fn trim_spaces(mut s: &[u8]) -> &[u8] {
@@ -50,13 +58,26 @@ fn trim_spaces(mut s: &[u8]) -> &[u8] {
 }
 
 /// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(t: &[u8]) -> bool {
+pub fn is_b64token(t: &[u8]) -> bool {
     let body_end = t.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1);
+    // No early exit: the table lookups run branch-free.
     body_end > 0
         && t[..body_end]
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b))
+            .fold(true, |ok, b| ok & TOKEN_CHARS[*b as usize])
 }
+
+/// The bytes a b64token's body may hold.
+static TOKEN_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        i += 1;
+    }
+    t
+};
 
 /// Whether a bearer token has a JWT's shape (three base64url segments, the last possibly
 /// empty only for an unsigned token, which is refused later): it is then verified as one;

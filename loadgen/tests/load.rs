@@ -283,10 +283,11 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
 }
 
 /// Against a server whose latency is known (the mock answering 2 ms after each request, timed
-/// to the microsecond), the open loop at a modest rate reports that latency: p50 and p99
-/// within a fraction of a millisecond above it (debug builds on the 2-core VM: p50
-/// 2.26-2.32 ms, p99 2.65-3.64 ms). With the former millisecond timers (the generator's and the mock's),
-/// p50 was 4.2 ms. The generator's own lateness is reported, and small.
+/// to the microsecond), the open loop at a modest rate reports that latency: p50 and p90
+/// within a fraction of a millisecond above it, p99 within a few (debug builds on the VM: p50
+/// 2.20-2.36 ms, p90 2.27-2.53 ms, p99 2.62-4.1 ms). With the former millisecond timers (the
+/// generator's and the mock's), p50 was 4.2 ms and p90 4.6 ms.
+/// The generator's own lateness is reported, and small.
 #[test]
 fn the_open_loop_reports_a_known_latency() {
     let _one = timing();
@@ -315,8 +316,14 @@ fn the_open_loop_reports_a_known_latency() {
         "p50 within 0.7 ms of 2 ms: {s}"
     );
     assert!(
-        (floor..=floor + 2_000).contains(&s.p99_us),
-        "p99 within 2 ms of 2 ms: {s}"
+        (floor..=floor + 1_000).contains(&s.p90_us),
+        "p90 within 1 ms of 2 ms: {s}"
+    );
+    // p99 is where a shared machine's hiccups show (a few ms of stolen CPU delays every
+    // request due meanwhile): bounded, not tight.
+    assert!(
+        (floor..=floor + 3_000).contains(&s.p99_us),
+        "p99 within 3 ms of 2 ms: {s}"
     );
     let late = s.lateness.as_ref().expect("open loop reports its lateness");
     assert!(late.p50_us <= 50, "sent on time: {s}");
