@@ -463,3 +463,52 @@ fn optional_and_permissive_modes_let_anonymous_clients_in() {
         .unwrap();
     assert_eq!(resp.status, 404, "{resp:?}");
 }
+
+/// A backend gets the credential configured for it (`credentials:`, its secret read from a
+/// file when the gateway starts), never the client's: a backend that wants the client's own
+/// key refuses ringmux, which does not pass it on.
+#[test]
+fn backends_get_their_own_credential_never_the_clients() {
+    let secret = "backend-secret-42";
+    let path = std::env::temp_dir().join(format!("ringmux-secret-{}", std::process::id()));
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    let a = mock("a").arg("--require-bearer", secret).start();
+    let gw = gateway()
+        .backend_with(
+            "a",
+            &a.url,
+            &format!("credentials: {{file: {}}}", path.display()),
+        )
+        .yaml(&auth_yaml("strict"))
+        .start();
+    let mut c = Client::connect(&gw.url).unwrap();
+    c.authorization = Some(format!("Bearer {API_KEY}"));
+    c.initialize().unwrap();
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "hi"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "hi", "{r}");
+
+    let b = mock("b").arg("--require-bearer", API_KEY).start();
+    let gw = gateway()
+        .backend("b", &b.url)
+        .yaml(&auth_yaml("strict"))
+        .start();
+    let mut c = Client::connect(&gw.url).unwrap();
+    c.authorization = Some(format!("Bearer {API_KEY}"));
+    c.initialize().unwrap();
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "hi"}}),
+        )
+        .unwrap();
+    assert!(
+        r.get("error").is_some(),
+        "the client's key reached the backend: {r}"
+    );
+    let _ = std::fs::remove_file(path);
+}

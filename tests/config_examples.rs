@@ -88,3 +88,17 @@ fn auth_keys_are_checked_at_start() {
     );
     assert!(err.contains("auth: needs jwt, api_keys, or both"), "{err}");
 }
+
+/// A backend credential whose secret is missing is named at start.
+#[test]
+fn a_missing_backend_secret_is_named_at_start() {
+    let err = check_fails(
+        "secret",
+        "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\n    credentials: {env: RINGMUX_TEST_NO_SUCH_VARIABLE}\n",
+    );
+    assert!(
+        err.contains("backends[0].credentials")
+            && err.contains("RINGMUX_TEST_NO_SUCH_VARIABLE is not set"),
+        "{err}"
+    );
+}

@@ -87,6 +87,9 @@ pub struct MockConfig {
     pub links: bool,
     /// `instructions` in the initialize (and server/discover) result.
     pub instructions: Option<String>,
+    /// Requests on the MCP endpoint must carry `Authorization: Bearer <this>` (401 with a
+    /// `WWW-Authenticate` challenge otherwise), as a backend that authenticates its callers.
+    pub require_bearer: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -109,6 +112,7 @@ impl Default for MockConfig {
             instructions: None,
             links: false,
             dual: false,
+            require_bearer: None,
             stall: None,
         }
     }

@@ -188,7 +188,7 @@ impl Pool {
         } else {
             b"text/event-stream"
         };
-        let mut extra: [(&str, &[u8]); 7] = [
+        let mut extra: [(&str, &[u8]); 8] = [
             ("accept", accept),
             ("mcp-protocol-version", out.protocol_version.as_bytes()),
             ("", b""),
@@ -196,8 +196,19 @@ impl Pool {
             ("", b""),
             ("", b""),
             ("", b""),
+            ("", b""),
         ];
         let mut n = 2;
+        // The backend's own credential (`credentials:`); a client's is never passed on.
+        if let Some((header, value)) = self
+            .cfg
+            .credentials
+            .as_ref()
+            .and_then(|c| Some((c.header.as_str(), c.value.as_ref()?)))
+        {
+            extra[n] = (header, value.0.as_bytes());
+            n += 1;
+        }
         for (name, value) in [
             (
                 "content-type",

@@ -71,13 +71,21 @@ pub struct Pool {
 
 /// Resolves every URL backend's host not resolved yet (the one place the gateway asks a
 /// resolver, once at start: `core::config` does no I/O, and nothing resolves on the request
-/// path). [`crate::server::start`] calls it, so every way of starting the gateway resolves;
+/// path), and reads the secrets of backends with `credentials:` (from the environment or a
+/// file). [`crate::server::start`] calls it, so every way of starting the gateway resolves;
 /// `ringmux check` calls it to name a host it cannot resolve.
 pub fn resolve(
     cfg: &mut ringmux_core::config::Config,
 ) -> Result<(), ringmux_core::config::ConfigError> {
     use std::net::ToSocketAddrs;
     for (i, b) in cfg.backends.iter_mut().enumerate() {
+        if let Some(c) = b.credentials.as_mut().filter(|c| c.value.is_none()) {
+            c.load()
+                .map_err(|message| ringmux_core::config::ConfigError {
+                    path: format!("backends[{i}].credentials"),
+                    message,
+                })?;
+        }
         if b.stdio.is_some() || !b.addrs.is_empty() {
             continue;
         }

@@ -313,6 +313,11 @@ pub struct BackendFile {
     /// Overrides `names.prefix` for this backend (`false`: keep its names as they are).
     #[serde(default)]
     pub prefix: Option<bool>,
+    /// The credential ringmux presents to this backend (a client's own is never passed on):
+    /// `env:` or `file:` holds the secret, sent as `Authorization: Bearer <secret>` or in
+    /// `header:`.
+    #[serde(default)]
+    pub credentials: Option<super::CredentialsFile>,
     /// Connecting to the backend must succeed within this time.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,

@@ -7,8 +7,10 @@ use std::time::Duration;
 use crate::names::{self, PrefixMode};
 
 mod auth;
+mod credentials;
 mod file;
 pub use auth::{ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
+pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 
 /// A config error, naming the key path.
@@ -170,6 +172,8 @@ pub struct Backend {
     /// stdio and legacy SSE backends: one child or connection shared by every session (else
     /// one per session).
     pub shared: bool,
+    /// What ringmux presents to it (HTTP and legacy SSE backends).
+    pub credentials: Option<Credentials>,
 }
 
 impl Backend {
@@ -480,6 +484,16 @@ impl File {
                     return Err(err(at(k), "must be greater than 0"));
                 }
             }
+            let credentials = match b.credentials {
+                Some(_) if stdio.is_some() => {
+                    return Err(err(
+                        at("credentials"),
+                        "stdio backends get what they need through env",
+                    ))
+                }
+                Some(c) => Some(c.check(&at("credentials"))?),
+                None => None,
+            };
             let id = BackendId::of(&b.name);
             if let Some(other) = backends.iter().find(|o: &&Backend| o.id == id) {
                 return Err(err(
@@ -511,6 +525,7 @@ impl File {
                 legacy_sse,
                 era,
                 shared,
+                credentials,
             });
         }
         let fingerprint = {

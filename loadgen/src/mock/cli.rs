@@ -14,7 +14,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
                     [--modern] [--sse] [--instructions TEXT] [--links]
-                    [--dual] [--stall-ms N --stall-every-ms M]
+                    [--dual] [--stall-ms N --stall-every-ms M] [--require-bearer T]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -32,6 +32,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     message that is not JSON-RPC before its answer)
   --stdio           speak newline-delimited JSON-RPC on stdin/stdout instead of HTTP
                     (one client; exits when stdin closes)
+  --require-bearer T  answer 401 to requests without `Authorization: Bearer T`
   --modern          also serve the sessionless era (2026-07-28): server/discover, _meta
                     checked on every request, input_required for sampling/elicitation/roots,
                     subscriptions/listen
@@ -80,6 +81,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
                 cfg.stall = Some((stall, Duration::from_millis(parser.value()?.parse()?)));
             }
             Long("instructions") => cfg.instructions = Some(parser.value()?.string()?),
+            Long("require-bearer") => cfg.require_bearer = Some(parser.value()?.string()?),
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);

@@ -87,6 +87,19 @@ pub(crate) async fn handle(
         );
         return flushed(io, req.keep_alive).await;
     }
+    if let Some(token) = &sh.cfg.require_bearer {
+        let presented = field(&h.authorization).and_then(|a| a.strip_prefix(b"Bearer "));
+        if presented != Some(token.as_bytes()) {
+            io.respond(
+                401,
+                Some("application/json"),
+                br#"{"error":"invalid_token"}"#,
+                req.keep_alive,
+                &[("www-authenticate", b"Bearer error=\"invalid_token\"")],
+            );
+            return flushed(io, req.keep_alive).await;
+        }
+    }
     if sh.cfg.conformance && !host_allowed(field(&h.host), field(&h.origin)) {
         return rpc_error(io, out, None, FOREIGN_HOST, req.keep_alive).await;
     }
