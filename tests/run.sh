@@ -20,6 +20,8 @@ before=$(own_procs)
 
 echo "== installing test dependencies"
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+# The Python SDK's authentication tests sign their tokens with openssl.
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 [ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
 tests/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt

@@ -4,6 +4,8 @@ Streamable HTTP backends (ev1, ev2), a legacy HTTP+SSE backend (evl), a per-sess
 backend (evs) and a shared stdio backend (evsh); and the SDK's own dual-era `MCPServer`
 (modern_server.py) as a 2026-07-28 backend (evm). Every URL backend is `transport: auto`:
 ringmux finds out evm's era, ev1/ev2's, and that evl speaks the legacy HTTP+SSE transport.
+A second gateway requires authentication: the SDK calls through it with an API key and with
+a JWT (signed here by openssl with the test key), and is refused without either.
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -404,3 +406,111 @@ def test_a_sessionless_backends_list_change_reaches_clients_of_both_eras(gateway
 
     run(legacy)
     run(modern)
+
+
+# --- Authentication: the SDK as a client of an authenticating gateway ---------------------
+
+AUTH_FIXTURES = ROOT / "tests" / "fixtures" / "auth"
+API_KEY = "rmx-python-sdk-key"
+
+
+def _jwt(claims: dict) -> str:
+    """An RS256 token signed with the test key (tests/fixtures/auth/rsa1.pem) by openssl."""
+    import base64
+    import json
+
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k1"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", str(AUTH_FIXTURES / "rsa1.pem")],
+        input=f"{head}.{body}".encode(), capture_output=True, check=True,
+    ).stdout
+    return f"{head}.{body}.{b64(sig)}"
+
+
+@pytest.fixture(scope="module")
+def auth_gateway():
+    """server-everything behind a gateway that requires a JWT or an API key."""
+    import hashlib
+
+    procs: list[subprocess.Popen] = []
+    logs = tempfile.TemporaryDirectory()
+    try:
+        port = free_port()
+        env = dict(os.environ, PORT=str(port))
+        p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        wait_listening(port, p, "server-everything (auth)")
+        gw_port = free_port()
+        resource = f"http://127.0.0.1:{gw_port}/mcp"
+        cfg = pathlib.Path(logs.name) / "auth.yaml"
+        cfg.write_text(
+            f"listen: 127.0.0.1:{gw_port}\nshards: 2\n"
+            f"auth:\n  resource: {resource}\n  authorization_servers: [https://idp.test]\n"
+            f"  required_scopes: [mcp]\n"
+            f"  jwt:\n    issuer: https://idp.test\n    jwks_file: {AUTH_FIXTURES / 'jwks.json'}\n"
+            f"  api_keys:\n    - name: sdk\n      sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}\n"
+            f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
+        )
+        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+        procs.append(gw)
+        line = gw.stdout.readline().strip()
+        assert line.startswith("ringmux listening on "), line
+        yield resource
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        logs.cleanup()
+
+
+async def _session_with(url: str, authorization: str | None):
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": authorization} if authorization else None
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            async with ClientSession(streams[0], streams[1]) as s:
+                await s.initialize()
+                names = {t.name for t in (await s.list_tools()).tools}
+                echo = await s.call_tool("ev__echo", {"message": "authenticated"})
+                return names, echo.content[0].text
+
+
+@pytest.mark.parametrize("how", ["api_key", "jwt"])
+def test_the_sdk_calls_through_an_authenticating_gateway(auth_gateway, how):
+    now = int(time.time())
+    authorization = f"Bearer {API_KEY}" if how == "api_key" else "Bearer " + _jwt({
+        "iss": "https://idp.test", "aud": auth_gateway, "sub": "sdk-user",
+        "iat": now, "exp": now + 600, "scope": "mcp"})
+    names, text = anyio.run(_session_with, auth_gateway, authorization)
+    assert "ev__echo" in names, sorted(names)
+    assert text == "Echo: authenticated"
+
+
+def test_an_unauthenticated_sdk_client_is_refused_with_discoverable_metadata(auth_gateway):
+    """Without a credential the SDK's first request fails; the 401 names the metadata, which
+    is served where it says (what an OAuth client discovers the authorization server from)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(Exception):
+        anyio.run(_session_with, auth_gateway, None)
+    req = urllib.request.Request(auth_gateway, method="POST", data=b"{}",
+                                 headers={"content-type": "application/json",
+                                          "accept": "application/json, text/event-stream"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 401
+    challenge = refused.value.headers["www-authenticate"]
+    metadata_url = re.search(r'resource_metadata="([^"]+)"', challenge).group(1)
+    with urllib.request.urlopen(metadata_url, timeout=10) as r:
+        doc = json.load(r)
+    assert doc["resource"] == auth_gateway
+    assert doc["authorization_servers"] == ["https://idp.test"]
