@@ -19,7 +19,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -37,7 +38,10 @@ pub const MAX_CACHED: usize = 10_000;
 /// One shard's authenticator.
 pub struct Authenticator {
     cfg: Auth,
-    keys: Vec<Key>,
+    /// The issuer's keys: loaded at start, or the latest set the JWKS fetcher sent.
+    keys: RefCell<Keys>,
+    /// From the JWKS fetcher (`jwks_url`), when there is one.
+    feed: Option<KeyFeed>,
     /// SHA-256 of each API key → its principal.
     api_keys: Vec<([u8; 32], Principal)>,
     /// Keyed by the xxh3 of the credential's bytes (one pass; std's SipHash over a 700-byte
@@ -47,7 +51,16 @@ pub struct Authenticator {
     scope: String,
 }
 
-struct Key {
+/// A verified JWK Set, shared by the shards (each holds the latest it was sent).
+pub type Keys = Arc<Vec<Key>>;
+
+/// A shard's end of the JWKS fetcher ([`start_fetcher`]).
+pub struct KeyFeed {
+    updates: mpsc::Receiver<Keys>,
+    ask: mpsc::Sender<()>,
+}
+
+pub struct Key {
     kid: Option<String>,
     key: DecodingKey,
     validation: Validation,
@@ -78,39 +91,17 @@ impl Authenticator {
     /// Loads the keys (reading `jwks_file`: this runs when the gateway starts, not per
     /// request).
     pub fn load(cfg: &Auth) -> Result<Authenticator, String> {
-        let mut keys = Vec::new();
-        if let Some(jwt) = &cfg.jwt {
-            let text = match &jwt.jwks {
-                Jwks::Inline(t) => t.clone(),
-                Jwks::File(p) => std::fs::read_to_string(p)
-                    .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", p.display()))?,
-            };
-            let set: JwkSet =
-                serde_json::from_str(&text).map_err(|e| format!("auth.jwt: JWK Set: {e}"))?;
-            for jwk in &set.keys {
-                let alg = algorithm_of(jwk).ok_or_else(|| {
-                    format!(
-                        "auth.jwt: key {:?}: not a public signing key ringmux verifies with (RSA, EC P-256/P-384, Ed25519)",
-                        jwk.common.key_id
-                    )
-                })?;
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("auth.jwt: key: {e}"))?;
-                let mut validation = Validation::new(alg);
-                validation.set_issuer(&[&jwt.issuer]);
-                validation.set_audience(&[&jwt.audience]);
-                validation.leeway = jwt.leeway.as_secs();
-                validation.validate_nbf = true;
-                validation.required_spec_claims = ["exp", "iss", "aud"]
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect();
-                keys.push(Key {
-                    kid: jwk.common.key_id.clone(),
-                    key,
-                    validation,
-                });
+        let keys = match cfg.jwt.as_ref().map(|j| (j, &j.jwks)) {
+            None => Vec::new(),
+            Some((jwt, Jwks::Inline(text))) => keys_from(text, jwt)?,
+            Some((jwt, Jwks::File(p))) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", p.display()))?;
+                keys_from(&text, jwt)?
             }
-        }
+            // The fetcher sends them ([`start_fetcher`]).
+            Some((_, Jwks::Url { .. })) => Vec::new(),
+        };
         let api_keys = cfg
             .api_keys
             .iter()
@@ -123,7 +114,8 @@ impl Authenticator {
         };
         Ok(Authenticator {
             cfg: cfg.clone(),
-            keys,
+            keys: RefCell::new(Arc::new(keys)),
+            feed: None,
             api_keys,
             cache: RefCell::new(HashMap::default()),
             scope,
@@ -198,16 +190,27 @@ impl Authenticator {
 
     fn verify_jwt(&self, token: &[u8]) -> Result<(Principal, u64), Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Invalid)?;
+        if let Some(feed) = &self.feed {
+            while let Ok(keys) = feed.updates.try_recv() {
+                *self.keys.borrow_mut() = keys;
+            }
+        }
+        let keys = self.keys.borrow().clone();
         // The token's kid picks the key; its alg must be the key's (checked by `decode`).
-        let key = self
-            .keys
+        let found = keys
             .iter()
             .find(|k| k.kid.is_some() && k.kid == header.kid)
             .or_else(|| match header.kid {
-                None if self.keys.len() == 1 => self.keys.first(),
+                None if keys.len() == 1 => keys.first(),
                 _ => None,
-            })
-            .ok_or(Refusal::Invalid)?;
+            });
+        let Some(key) = found else {
+            // Perhaps the issuer rotated its keys: the fetcher looks (rate-limited).
+            if let Some(feed) = &self.feed {
+                let _ = feed.ask.send(());
+            }
+            return Err(Refusal::Invalid);
+        };
         let data =
             jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
                 tracing::debug!("token refused: {e}");
@@ -297,6 +300,168 @@ impl Authenticator {
             session: None,
         }
     }
+}
+
+impl Authenticator {
+    /// Takes this shard's end of the JWKS fetcher.
+    pub fn with_feed(mut self, feed: Option<KeyFeed>) -> Authenticator {
+        self.feed = feed;
+        self
+    }
+}
+
+/// The keys of a JWK Set's JSON text, each with the validation it verifies tokens by.
+fn keys_from(text: &str, jwt: &ringmux_core::config::Jwt) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("auth.jwt: JWK Set: {e}"))?;
+    let mut keys = Vec::with_capacity(set.keys.len());
+    for jwk in &set.keys {
+        let alg = algorithm_of(jwk).ok_or_else(|| {
+            format!(
+                "auth.jwt: key {:?}: not a public signing key ringmux verifies with (RSA, EC P-256/P-384, Ed25519)",
+                jwk.common.key_id
+            )
+        })?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("auth.jwt: key: {e}"))?;
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&jwt.issuer]);
+        validation.set_audience(&[&jwt.audience]);
+        validation.leeway = jwt.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.required_spec_claims = ["exp", "iss", "aud"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        keys.push(Key {
+            kid: jwk.common.key_id.clone(),
+            key,
+            validation,
+        });
+    }
+    Ok(keys)
+}
+
+/// Longest JWK Set accepted from a URL.
+const MAX_JWKS: u64 = 1 << 20;
+/// Connecting to and reading from the JWKS URL.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// With `auth.jwt.jwks_url`: fetches the JWK Set once now (a failure is logged and the
+/// gateway starts with no keys, refusing tokens until a fetch succeeds), then starts the
+/// thread that refreshes it every `refresh`, and when a shard meets an unknown `kid` (at most
+/// once per `min_refresh`). Returns each shard's end (`None` for every shard without a URL).
+/// A fetch that fails keeps the keys the shards have (logged,
+/// `ringmux_jwks_refresh_failures_total` on shard 0's metrics).
+pub fn start_fetcher(
+    cfg: &Auth,
+    shards: usize,
+    metrics: Arc<crate::metrics::ShardMetrics>,
+) -> Vec<Option<KeyFeed>> {
+    let Some((
+        jwt,
+        Jwks::Url {
+            url,
+            refresh,
+            min_refresh,
+        },
+    )) = cfg.jwt.as_ref().map(|j| (j, &j.jwks))
+    else {
+        return (0..shards).map(|_| None).collect();
+    };
+    let (ask_tx, ask_rx) = mpsc::channel();
+    let mut senders = Vec::with_capacity(shards);
+    let mut feeds = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = mpsc::channel();
+        senders.push(tx);
+        feeds.push(Some(KeyFeed {
+            updates: rx,
+            ask: ask_tx.clone(),
+        }));
+    }
+    let fetch = {
+        let (url, jwt) = (url.clone(), jwt.clone());
+        move |senders: &[mpsc::Sender<Keys>]| match fetch_jwks(&url)
+            .and_then(|t| keys_from(&t, &jwt))
+        {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), url = %url.authority, "JWK Set fetched");
+                let keys = Arc::new(keys);
+                for s in senders {
+                    let _ = s.send(keys.clone());
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!("JWK Set not refreshed (the keys held are kept): {e}");
+                false
+            }
+        }
+    };
+    if !fetch(&senders) {
+        metrics.jwks_failures.add(1);
+    }
+    let (refresh, min_refresh) = (*refresh, *min_refresh);
+    let spawned = std::thread::Builder::new()
+        .name("ringmux-jwks".into())
+        .spawn(move || {
+            let mut last = Instant::now();
+            loop {
+                match ask_rx.recv_timeout(refresh.saturating_sub(last.elapsed())) {
+                    Ok(()) => {
+                        while ask_rx.try_recv().is_ok() {}
+                        // Rate limit: an unknown kid asks at most once per `min_refresh`.
+                        std::thread::sleep(min_refresh.saturating_sub(last.elapsed()));
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                last = Instant::now();
+                if !fetch(&senders) {
+                    metrics.jwks_failures.add(1);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("the JWKS refresh thread did not start: {e}");
+    }
+    feeds
+}
+
+/// GETs a JWK Set over HTTP/1.0 (no chunked body to decode), bounded in size and time.
+fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {}: {e}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", url.host))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
+        .map_err(|e| format!("connecting to {}: {e}", url.authority))?;
+    s.set_read_timeout(Some(JWKS_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(JWKS_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
+        url.path, url.authority
+    );
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(8192);
+    s.take(MAX_JWKS + 16 * 1024)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading: {e}"))?;
+    let head = ringmux_core::http::parse_response(&buf, 16 * 1024)
+        .map_err(|e| format!("bad response head: {e:?}"))?
+        .ok_or("the response ended in its head")?;
+    if head.status != 200 {
+        return Err(format!("answered HTTP {}", head.status));
+    }
+    let body = &buf[head.head_len..];
+    if body.len() as u64 > MAX_JWKS {
+        return Err(format!("larger than {MAX_JWKS} bytes"));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| "not UTF-8".into())
 }
 
 /// The hasher of a map whose keys are hashes already: it passes the `u64` through.

@@ -41,6 +41,9 @@ pub struct ShardMetrics {
     pub hops_in: Counter,
     /// Requests refused by authentication (401, 403, 400 for a malformed credential).
     pub auth_refused: Counter,
+    /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
+    /// fetcher thread alone).
+    pub jwks_failures: Counter,
     /// Client connections handed to the shard owning their session.
     pub handoffs_out: Counter,
     /// Client connections other shards handed here.
@@ -102,7 +105,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 19] = [
+    let metrics: [Series; 20] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -120,6 +123,12 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Requests refused by authentication (missing, invalid or insufficient credentials)",
             |m| &m.auth_refused,
+        ),
+        (
+            "ringmux_jwks_refresh_failures_total",
+            "counter",
+            "Failed fetches of the JWK Set from auth.jwt.jwks_url (the keys held are kept)",
+            |m| &m.jwks_failures,
         ),
         (
             "ringmux_cross_shard_received_total",

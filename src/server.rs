@@ -138,6 +138,11 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let metrics: Arc<[Arc<ShardMetrics>]> = (0..shards)
         .map(|_| Arc::new(ShardMetrics::default()))
         .collect();
+    // With a JWKS URL: its first fetch now, then a thread that refreshes it for every shard.
+    let feeds = match &cfg.auth {
+        Some(auth) => crate::auth::start_fetcher(auth, shards, metrics[0].clone()),
+        None => (0..shards).map(|_| None).collect(),
+    };
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let peers = Peers(senders);
     // Shards still draining at shutdown: each serves the others' hops until all are done.
@@ -160,8 +165,12 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let handles: Arc<[Option<crate::backend::stdio::Handle>]> = handles.into();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shards);
-    for (id, ((listener, inbox), children)) in
-        listeners.into_iter().zip(inboxes).zip(owned).enumerate()
+    for (id, (((listener, inbox), children), key_feed)) in listeners
+        .into_iter()
+        .zip(inboxes)
+        .zip(owned)
+        .zip(feeds)
+        .enumerate()
     {
         let cfg = cfg.clone();
         let handles = handles.clone();
@@ -181,7 +190,11 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     .enable_timer()
                     .build()
                     .expect("building the shard runtime");
-                let stdio = StdioChildren { handles, children };
+                let stdio = StdioChildren {
+                    handles,
+                    children,
+                    key_feed,
+                };
                 rt.block_on(run_shard(
                     id, cfg, metrics, peers, listener, inbox, stdio, &draining,
                 ));
@@ -202,6 +215,8 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
 struct StdioChildren {
     handles: Arc<[Option<crate::backend::stdio::Handle>]>,
     children: Vec<(usize, crate::backend::stdio::Inbox)>,
+    /// (And the shard's end of the JWKS fetcher, if there is one.)
+    key_feed: Option<crate::auth::KeyFeed>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -216,7 +231,7 @@ async fn run_shard(
     draining: &AtomicUsize,
 ) {
     crate::bufs::set_response_budget(cfg.limits.response_budget);
-    let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles);
+    let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles, stdio.key_feed);
     let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children
         .iter()

@@ -88,6 +88,7 @@ impl Shard {
         all_metrics: Arc<[Arc<ShardMetrics>]>,
         peers: Peers,
         stdio: &[Option<crate::backend::stdio::Handle>],
+        key_feed: Option<crate::auth::KeyFeed>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
         let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
@@ -101,10 +102,11 @@ impl Shard {
             })
             .collect();
         // Loaded once before the shards start (server::start), so this cannot fail here.
-        let auth = cfg
-            .auth
-            .as_ref()
-            .map(|a| crate::auth::Authenticator::load(a).expect("auth was loaded once at start"));
+        let auth = cfg.auth.as_ref().map(|a| {
+            crate::auth::Authenticator::load(a)
+                .expect("auth was loaded once at start")
+                .with_feed(key_feed)
+        });
         Rc::new(Shard {
             id,
             auth,

@@ -512,3 +512,99 @@ fn backends_get_their_own_credential_never_the_clients() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// A JWK Set served over HTTP by the test: what it serves can change, and it counts fetches.
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(file: &str) -> JwksServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let body = std::sync::Arc::new(std::sync::Mutex::new((
+            200,
+            String::from_utf8(pem(file)).unwrap(),
+        )));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, f) = (body.clone(), fetches.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut req = [0u8; 2048];
+                let _ = conn.read(&mut req);
+                f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, text) = b.lock().unwrap().clone();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.0 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        JwksServer { url, body, fetches }
+    }
+
+    fn serve(&self, status: u16, file_or_text: &str) {
+        let text = std::fs::read_to_string(format!("{FIX}/{file_or_text}"))
+            .unwrap_or_else(|_| file_or_text.to_owned());
+        *self.body.lock().unwrap() = (status, text);
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `jwks_url`: the set is fetched at start; a token with a `kid` the set lacks asks for a
+/// refresh (rate-limited), after which the rotated-in key verifies; a fetch that fails keeps
+/// the keys held, and is counted.
+#[test]
+fn an_unknown_kid_refreshes_the_jwks_and_a_failed_fetch_keeps_the_keys() {
+    let jwks = JwksServer::start("jwks.json");
+    let a = mock("a").start();
+    let yaml = format!(
+        "auth:\n  resource: {RES}\n  required_scopes: [mcp]\n  jwt:\n    issuer: {ISS}\n    jwks_url: {}\n    jwks_min_refresh_ms: 200\n",
+        jwks.url
+    );
+    let gw = gateway().shards(2).backend("a", &a.url).yaml(&yaml).start();
+    assert_eq!(jwks.fetches(), 1, "fetched once at start");
+    let k1 = format!("Bearer {}", good("alice"));
+    assert_eq!(initialize_with(&gw.url, Some(&k1)).status, 200);
+
+    // The issuer rotates in k2 (rsa2's key): the first k2 token is refused and asks for the
+    // new set; once fetched, k2 tokens verify.
+    jwks.serve(200, "jwks-rotated.json");
+    let k2 = format!(
+        "Bearer {}",
+        signed("rsa2.pem", "k2", &claims("bob", json!({})))
+    );
+    assert_eq!(initialize_with(&gw.url, Some(&k2)).status, 401);
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || {
+            initialize_with(&gw.url, Some(&k2)).status == 200
+        }),
+        "the rotated key never verified ({} fetches)",
+        jwks.fetches()
+    );
+    let fetched = jwks.fetches();
+    assert!(fetched >= 2, "{fetched}");
+
+    // The URL now answers garbage: a refresh (asked by an unknown kid) fails, is counted, and
+    // the keys held still verify.
+    jwks.serve(500, "oops");
+    let k9 = format!(
+        "Bearer {}",
+        signed("rsa2.pem", "k9", &claims("carol", json!({})))
+    );
+    assert_eq!(initialize_with(&gw.url, Some(&k9)).status, 401);
+    wait_metric(&gw.url, "ringmux_jwks_refresh_failures_total", 1);
+    // Tokens not seen before (not in any cache), by both keys held.
+    for (key, kid, sub) in [("rsa1.pem", "k1", "dave"), ("rsa2.pem", "k2", "erin")] {
+        let t = format!("Bearer {}", signed(key, kid, &claims(sub, json!({}))));
+        assert_eq!(initialize_with(&gw.url, Some(&t)).status, 200, "{kid}");
+    }
+}

@@ -64,6 +64,16 @@ pub struct JwtFile {
     /// Or a file holding the JWK Set, read when ringmux starts.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// Or the URL of the issuer's JWK Set (`http://` until TLS lands), fetched when ringmux
+    /// starts and then every `jwks_refresh_ms` by a thread of its own, never on the request
+    /// path. A token naming a `kid` not in the set asks for a refresh (at most one per
+    /// `jwks_min_refresh_ms`). A fetch that fails keeps the keys it had.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh_ms")]
+    pub jwks_refresh_ms: u64,
+    #[serde(default = "default_jwks_min_refresh_ms")]
+    pub jwks_min_refresh_ms: u64,
     /// Clock skew allowed on `exp` and `nbf`.
     #[serde(default = "default_leeway_ms")]
     pub leeway_ms: u64,
@@ -71,6 +81,14 @@ pub struct JwtFile {
 
 fn default_leeway_ms() -> u64 {
     60_000
+}
+
+fn default_jwks_refresh_ms() -> u64 {
+    300_000
+}
+
+fn default_jwks_min_refresh_ms() -> u64 {
+    10_000
 }
 
 /// One API key as written.
@@ -118,6 +136,13 @@ pub enum Jwks {
     /// A JWK Set's JSON text (checked to be a JSON object with `keys`).
     Inline(String),
     File(PathBuf),
+    /// Fetched, and refreshed every `refresh` (and on an unknown `kid`, at most once per
+    /// `min_refresh`).
+    Url {
+        url: super::HttpUrl,
+        refresh: Duration,
+        min_refresh: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -139,10 +164,26 @@ impl AuthFile {
                 if j.issuer.is_empty() {
                     return Err(err("auth.jwt.issuer", "required"));
                 }
-                let jwks = match (j.jwks, j.jwks_file) {
-                    (Some(v), None) => Jwks::Inline(jwks_text(v)?),
-                    (None, Some(p)) => Jwks::File(p),
-                    _ => return Err(err("auth.jwt", "exactly one of jwks and jwks_file")),
+                let jwks = match (j.jwks, j.jwks_file, j.jwks_url) {
+                    (Some(v), None, None) => Jwks::Inline(jwks_text(v)?),
+                    (None, Some(p), None) => Jwks::File(p),
+                    (None, None, Some(u)) => {
+                        if j.jwks_refresh_ms == 0 || j.jwks_min_refresh_ms == 0 {
+                            return Err(err("auth.jwt.jwks_refresh_ms", "must be greater than 0"));
+                        }
+                        Jwks::Url {
+                            url: super::parse_http_url(&u)
+                                .map_err(|m| err("auth.jwt.jwks_url", m))?,
+                            refresh: Duration::from_millis(j.jwks_refresh_ms),
+                            min_refresh: Duration::from_millis(j.jwks_min_refresh_ms),
+                        }
+                    }
+                    _ => {
+                        return Err(err(
+                            "auth.jwt",
+                            "exactly one of jwks, jwks_file and jwks_url",
+                        ))
+                    }
                 };
                 Some(Jwt {
                     issuer: j.issuer,
