@@ -22,7 +22,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ringmux_core::auth::{self as credential, Refusal};
 use ringmux_core::config::{Auth, AuthMode, Jwks};
@@ -54,10 +56,10 @@ pub struct Authenticator {
 /// A verified JWK Set, shared by the shards (each holds the latest it was sent).
 pub type Keys = Arc<Vec<Key>>;
 
-/// A shard's end of the JWKS fetcher ([`start_fetcher`]).
+/// A shard's end of the key feed ([`start_keys`]).
 pub struct KeyFeed {
     updates: mpsc::Receiver<Keys>,
-    ask: mpsc::Sender<()>,
+    ask: mpsc::SyncSender<()>,
 }
 
 pub struct Key {
@@ -76,32 +78,28 @@ struct Cached {
 #[derive(serde::Deserialize)]
 struct Claims {
     iss: String,
-    #[serde(default)]
-    sub: Option<String>,
+    /// Required (RFC 9068): two tokens without one would be the same principal.
+    sub: String,
     exp: u64,
     /// RFC 8693 / 9068: space-separated.
     #[serde(default)]
     scope: Option<String>,
-    /// Some issuers use a list instead.
+    /// Some issuers use this instead: a list, or (Azure AD) a space-separated string.
     #[serde(default)]
-    scp: Option<Vec<String>>,
+    scp: Option<Scp>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Scp {
+    List(Vec<String>),
+    Text(String),
 }
 
 impl Authenticator {
-    /// Loads the keys (reading `jwks_file`: this runs when the gateway starts, not per
-    /// request).
-    pub fn load(cfg: &Auth) -> Result<Authenticator, String> {
-        let keys = match cfg.jwt.as_ref().map(|j| (j, &j.jwks)) {
-            None => Vec::new(),
-            Some((jwt, Jwks::Inline(text))) => keys_from(text, jwt)?,
-            Some((jwt, Jwks::File(p))) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", p.display()))?;
-                keys_from(&text, jwt)?
-            }
-            // The fetcher sends them ([`start_fetcher`]).
-            Some((_, Jwks::Url { .. })) => Vec::new(),
-        };
+    /// One shard's authenticator; the issuer's keys come through `feed` ([`start_keys`]: read
+    /// once for every shard, or fetched).
+    pub fn new(cfg: &Auth, feed: Option<KeyFeed>) -> Authenticator {
         let api_keys = cfg
             .api_keys
             .iter()
@@ -112,14 +110,14 @@ impl Authenticator {
         } else {
             cfg.required_scopes.join(" ")
         };
-        Ok(Authenticator {
+        Authenticator {
             cfg: cfg.clone(),
-            keys: RefCell::new(Arc::new(keys)),
-            feed: None,
+            keys: RefCell::new(Arc::new(Vec::new())),
+            feed,
             api_keys,
             cache: RefCell::new(HashMap::default()),
             scope,
-        })
+        }
     }
 
     /// Who presents `header` (the `Authorization` value) at Unix time `now`: `Ok(None)` when
@@ -191,8 +189,15 @@ impl Authenticator {
     fn verify_jwt(&self, token: &[u8]) -> Result<(Principal, u64), Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Invalid)?;
         if let Some(feed) = &self.feed {
+            let mut changed = false;
             while let Ok(keys) = feed.updates.try_recv() {
                 *self.keys.borrow_mut() = keys;
+                changed = true;
+            }
+            if changed {
+                // A key the issuer withdrew (compromised, say) stops verifying now, not at
+                // its tokens' expiry.
+                self.cache.borrow_mut().clear();
             }
         }
         let keys = self.keys.borrow().clone();
@@ -207,7 +212,7 @@ impl Authenticator {
         let Some(key) = found else {
             // Perhaps the issuer rotated its keys: the fetcher looks (rate-limited).
             if let Some(feed) = &self.feed {
-                let _ = feed.ask.send(());
+                let _ = feed.ask.try_send(());
             }
             return Err(Refusal::Invalid);
         };
@@ -218,13 +223,16 @@ impl Authenticator {
             })?;
         let c = data.claims;
         let scopes = match (c.scope, c.scp) {
-            (Some(s), _) => s,
-            (None, Some(list)) => list.join(" "),
+            (Some(s), _) | (None, Some(Scp::Text(s))) => s,
+            (None, Some(Scp::List(list))) => list.join(" "),
             (None, None) => String::new(),
         };
+        if c.sub.is_empty() {
+            return Err(Refusal::Invalid);
+        }
         let identity = Identity {
             issuer: c.iss.into(),
-            subject: c.sub.unwrap_or_default().into(),
+            subject: c.sub.into(),
             scopes: scopes.into(),
         };
         Ok((Principal::User(Arc::new(identity)), c.exp))
@@ -302,32 +310,42 @@ impl Authenticator {
     }
 }
 
-impl Authenticator {
-    /// Takes this shard's end of the JWKS fetcher.
-    pub fn with_feed(mut self, feed: Option<KeyFeed>) -> Authenticator {
-        self.feed = feed;
-        self
-    }
+/// The keys of an inline or file JWK Set (read now); `None` for a URL (fetched by
+/// [`start_keys`]) or without `jwt`. What `ringmux check` and the start check.
+pub fn load_keys(cfg: &Auth) -> Result<Option<Vec<Key>>, String> {
+    Ok(match cfg.jwt.as_ref().map(|j| (j, &j.jwks)) {
+        None | Some((_, Jwks::Url { .. })) => None,
+        Some((jwt, Jwks::Inline(text))) => Some(keys_from(text, jwt)?),
+        Some((jwt, Jwks::File(p))) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("auth.jwt.jwks_file {}: {e}", p.display()))?;
+            Some(keys_from(&text, jwt)?)
+        }
+    })
 }
 
 /// The keys of a JWK Set's JSON text, each with the validation it verifies tokens by.
 fn keys_from(text: &str, jwt: &ringmux_core::config::Jwt) -> Result<Vec<Key>, String> {
     let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("auth.jwt: JWK Set: {e}"))?;
     let mut keys = Vec::with_capacity(set.keys.len());
+    let mut skipped = Vec::new();
     for jwk in &set.keys {
-        let alg = algorithm_of(jwk).ok_or_else(|| {
-            format!(
-                "auth.jwt: key {:?}: not a public signing key ringmux verifies with (RSA, EC P-256/P-384, Ed25519)",
-                jwk.common.key_id
-            )
-        })?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("auth.jwt: key: {e}"))?;
+        // Issuers publish encryption keys beside their signing keys, and keys of types
+        // ringmux does not verify with: those are skipped, not fatal.
+        let signing = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
+        let Some((alg, key)) = algorithm_of(jwk)
+            .filter(|_| signing)
+            .and_then(|alg| Some((alg, DecodingKey::from_jwk(jwk).ok()?)))
+        else {
+            skipped.push(jwk.common.key_id.clone().unwrap_or_default());
+            continue;
+        };
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[&jwt.issuer]);
         validation.set_audience(&[&jwt.audience]);
         validation.leeway = jwt.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.required_spec_claims = ["exp", "iss", "aud"]
+        validation.required_spec_claims = ["exp", "iss", "aud", "sub"]
             .iter()
             .map(|c| c.to_string())
             .collect();
@@ -337,6 +355,17 @@ fn keys_from(text: &str, jwt: &ringmux_core::config::Jwt) -> Result<Vec<Key>, St
             validation,
         });
     }
+    if keys.is_empty() {
+        return Err(format!(
+            "auth.jwt: the JWK Set has no public signing key ringmux verifies with (RSA, EC P-256/P-384, Ed25519); skipped: {skipped:?}"
+        ));
+    }
+    if !skipped.is_empty() {
+        tracing::warn!(
+            ?skipped,
+            "JWK Set: keys that are not signing keys ringmux verifies with were skipped"
+        );
+    }
     Ok(keys)
 }
 
@@ -345,29 +374,23 @@ const MAX_JWKS: u64 = 1 << 20;
 /// Connecting to and reading from the JWKS URL.
 const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// With `auth.jwt.jwks_url`: fetches the JWK Set once now (a failure is logged and the
-/// gateway starts with no keys, refusing tokens until a fetch succeeds), then starts the
-/// thread that refreshes it every `refresh`, and when a shard meets an unknown `kid` (at most
-/// once per `min_refresh`). Returns each shard's end (`None` for every shard without a URL).
-/// A fetch that fails keeps the keys the shards have (logged,
-/// `ringmux_jwks_refresh_failures_total` on shard 0's metrics).
-pub fn start_fetcher(
+/// Every shard's end of the key feed. An inline or file JWK Set is read once, here, and sent
+/// to every shard. With `jwks_url`, the set is fetched once now (a failure is logged and the
+/// gateway starts with no keys, refusing tokens until a fetch succeeds), then refreshed by a
+/// thread of its own every `refresh`, and when a shard meets an unknown `kid` (at most once per
+/// `min_refresh`). A fetch that fails keeps the keys the shards have (logged,
+/// `ringmux_jwks_refresh_failures_total` on shard 0's metrics). `None` for every shard
+/// without `jwt`.
+pub fn start_keys(
     cfg: &Auth,
     shards: usize,
     metrics: Arc<crate::metrics::ShardMetrics>,
-) -> Vec<Option<KeyFeed>> {
-    let Some((
-        jwt,
-        Jwks::Url {
-            url,
-            refresh,
-            min_refresh,
-        },
-    )) = cfg.jwt.as_ref().map(|j| (j, &j.jwks))
-    else {
-        return (0..shards).map(|_| None).collect();
+) -> Result<Vec<Option<KeyFeed>>, String> {
+    let Some(jwt) = &cfg.jwt else {
+        return Ok((0..shards).map(|_| None).collect());
     };
-    let (ask_tx, ask_rx) = mpsc::channel();
+    // One pending ask is enough: more while a fetch is due add nothing.
+    let (ask_tx, ask_rx) = mpsc::sync_channel(1);
     let mut senders = Vec::with_capacity(shards);
     let mut feeds = Vec::with_capacity(shards);
     for _ in 0..shards {
@@ -378,6 +401,18 @@ pub fn start_fetcher(
             ask: ask_tx.clone(),
         }));
     }
+    let Jwks::Url {
+        url,
+        refresh,
+        min_refresh,
+    } = &jwt.jwks
+    else {
+        let keys = Arc::new(load_keys(cfg)?.expect("an inline or file JWK Set"));
+        for s in &senders {
+            let _ = s.send(keys.clone());
+        }
+        return Ok(feeds);
+    };
     let fetch = {
         let (url, jwt) = (url.clone(), jwt.clone());
         move |senders: &[mpsc::Sender<Keys>]| match fetch_jwks(&url)
@@ -421,10 +456,8 @@ pub fn start_fetcher(
                 }
             }
         });
-    if let Err(e) = spawned {
-        tracing::error!("the JWKS refresh thread did not start: {e}");
-    }
-    feeds
+    spawned.map_err(|e| format!("the JWKS refresh thread did not start: {e}"))?;
+    Ok(feeds)
 }
 
 /// GETs a JWK Set over HTTP/1.0 (no chunked body to decode), bounded in size and time.
@@ -438,8 +471,6 @@ fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
         .ok_or_else(|| format!("{} has no address", url.host))?;
     let mut s = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
         .map_err(|e| format!("connecting to {}: {e}", url.authority))?;
-    s.set_read_timeout(Some(JWKS_TIMEOUT))
-        .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(JWKS_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let request = format!(
@@ -447,10 +478,25 @@ fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
         url.path, url.authority
     );
     s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    // The whole answer within the timeout, however slowly it trickles.
+    let deadline = Instant::now() + JWKS_TIMEOUT;
     let mut buf = Vec::with_capacity(8192);
-    s.take(MAX_JWKS + 16 * 1024)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading: {e}"))?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or("no whole answer within 10 s")?;
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) if (buf.len() + n) as u64 > MAX_JWKS + 16 * 1024 => {
+                return Err(format!("larger than {MAX_JWKS} bytes"))
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("reading: {e}")),
+        }
+    }
     let head = ringmux_core::http::parse_response(&buf, 16 * 1024)
         .map_err(|e| format!("bad response head: {e:?}"))?
         .ok_or("the response ended in its head")?;

@@ -37,7 +37,7 @@ fn load(path: &str) -> Result<config::Config> {
     let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
     ringmux::backend::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
     if let Some(auth) = &cfg.auth {
-        ringmux::auth::Authenticator::load(auth)
+        ringmux::auth::load_keys(auth)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("in {path}"))?;
     }

@@ -42,13 +42,16 @@ impl std::hash::Hash for Identity {
 }
 
 impl Principal {
-    /// The principal as text, for keys and logs: `anonymous`, the header's value,
-    /// `jwt:<iss> <sub>`, or `key:<name>`.
+    /// The principal as text, for keys and logs; two different principals never give the
+    /// same text (each kind has its own tag, and an issuer its length): `anonymous`,
+    /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`.
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Principal::Anonymous => "anonymous".into(),
-            Principal::Header(v) => v.as_ref().into(),
-            Principal::User(u) => format!("jwt:{} {}", u.issuer, u.subject).into(),
+            Principal::Header(v) => format!("header:{v}").into(),
+            Principal::User(u) => {
+                format!("jwt:{}:{}{}", u.issuer.len(), u.issuer, u.subject).into()
+            }
             Principal::Key(k) => format!("key:{k}").into(),
         }
     }

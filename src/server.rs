@@ -106,10 +106,6 @@ pub fn io_uring_available() -> bool {
 pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Result<Server> {
     crate::backend::upstream::resolve(&mut cfg)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    if let Some(auth) = &cfg.auth {
-        crate::auth::Authenticator::load(auth)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    }
     if cfg.modern.request_state_key.is_none() {
         // Every shard seals and opens 2026-07-28 requestState with one key per process.
         let mut key = [0u8; 32];
@@ -138,9 +134,11 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let metrics: Arc<[Arc<ShardMetrics>]> = (0..shards)
         .map(|_| Arc::new(ShardMetrics::default()))
         .collect();
-    // With a JWKS URL: its first fetch now, then a thread that refreshes it for every shard.
+    // The issuer's keys for every shard: read once, or fetched now and then refreshed by a
+    // thread of their own (`jwks_url`).
     let feeds = match &cfg.auth {
-        Some(auth) => crate::auth::start_fetcher(auth, shards, metrics[0].clone()),
+        Some(auth) => crate::auth::start_keys(auth, shards, metrics[0].clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         None => (0..shards).map(|_| None).collect(),
     };
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();

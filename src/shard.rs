@@ -101,12 +101,11 @@ impl Shard {
                 Pool::new(i as u16, b.clone(), link, Some(metrics.clone()))
             })
             .collect();
-        // Loaded once before the shards start (server::start), so this cannot fail here.
-        let auth = cfg.auth.as_ref().map(|a| {
-            crate::auth::Authenticator::load(a)
-                .expect("auth was loaded once at start")
-                .with_feed(key_feed)
-        });
+        // The keys come through the feed: read or fetched once for every shard (server::start).
+        let auth = cfg
+            .auth
+            .as_ref()
+            .map(|a| crate::auth::Authenticator::new(a, key_feed));
         Rc::new(Shard {
             id,
             auth,

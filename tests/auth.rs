@@ -236,6 +236,69 @@ fn every_bad_token_gets_its_exact_status_and_challenge() {
             Some("invalid_token"),
         ),
         (
+            "no exp",
+            format!(
+                "Bearer {}",
+                signed("rsa1.pem", "k1", &claims("alice", json!({"exp": null})))
+            ),
+            401,
+            Some("invalid_token"),
+        ),
+        (
+            "no iss",
+            format!(
+                "Bearer {}",
+                signed("rsa1.pem", "k1", &claims("alice", json!({"iss": null})))
+            ),
+            401,
+            Some("invalid_token"),
+        ),
+        (
+            "no sub (every such token would be one principal)",
+            format!(
+                "Bearer {}",
+                signed("rsa1.pem", "k1", &claims("alice", json!({"sub": null})))
+            ),
+            401,
+            Some("invalid_token"),
+        ),
+        (
+            "empty sub",
+            format!(
+                "Bearer {}",
+                signed("rsa1.pem", "k1", &claims("", json!({})))
+            ),
+            401,
+            Some("invalid_token"),
+        ),
+        (
+            "no kid, and the set holds one key",
+            format!("Bearer {}", {
+                let key = EncodingKey::from_rsa_pem(&pem("rsa1.pem")).unwrap();
+                jsonwebtoken::encode(
+                    &Header::new(Algorithm::RS256),
+                    &claims("alice", json!({})),
+                    &key,
+                )
+                .unwrap()
+            }),
+            200,
+            None,
+        ),
+        (
+            "scopes in scp as a string",
+            format!(
+                "Bearer {}",
+                signed(
+                    "rsa1.pem",
+                    "k1",
+                    &claims("alice", json!({"scope": null, "scp": "read mcp"}))
+                )
+            ),
+            200,
+            None,
+        ),
+        (
             "wrong API key",
             "Bearer rmx-wrong-key".into(),
             401,
@@ -295,7 +358,9 @@ fn every_bad_token_gets_its_exact_status_and_challenge() {
         )
         .unwrap();
     assert_eq!(resp.status, 400, "{resp:?}");
-    assert!(metric(&gw.url, "ringmux_auth_refused_total") >= 16);
+    // (The duplicated header was the front door's 400, not authentication's.)
+    let refusals = cases.iter().filter(|c| c.2 != 200).count() as u64;
+    assert_eq!(metric(&gw.url, "ringmux_auth_refused_total"), refusals);
 }
 
 #[test]
@@ -344,6 +409,16 @@ fn a_session_answers_only_its_principal_on_both_fronts() {
             .unwrap();
         assert_eq!(resp.status, 404, "{other}: {resp:?}");
     }
+    // Nor may another principal open the session's stream or end it.
+    let mut thief = Client::connect(&gw.url).unwrap();
+    thief.session = alice.session.clone();
+    thief.authorization = Some(format!("Bearer {}", good("bob")));
+    let get = thief
+        .send("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    assert_eq!(get.status, 404, "{get:?}");
+    let delete = thief.send("DELETE", b"", &[]).unwrap();
+    assert_eq!(delete.status, 404, "{delete:?}");
     // Alice with another token (other scopes, same subject) keeps her session.
     let step_up = signed(
         "rsa1.pem",
@@ -506,10 +581,10 @@ fn backends_get_their_own_credential_never_the_clients() {
             json!({"name": "b__echo", "arguments": {"message": "hi"}}),
         )
         .unwrap();
-    assert!(
-        r.get("error").is_some(),
-        "the client's key reached the backend: {r}"
-    );
+    assert!(r.get("error").is_some(), "{r}");
+    // What the backend answered ringmux, which has no credential for it to present.
+    let logs = gw.logs();
+    assert!(logs.contains("HTTP 401"), "refused by the backend: {logs}");
     let _ = std::fs::remove_file(path);
 }
 

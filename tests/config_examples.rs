@@ -81,7 +81,20 @@ fn auth_keys_are_checked_at_start() {
         "jwks-oct",
         &format!("{base}    jwks: {{keys: [{{kty: oct, kid: s, k: c2VjcmV0}}]}}\n"),
     );
-    assert!(err.contains("not a public signing key"), "{err}");
+    assert!(err.contains("no public signing key"), "{err}");
+    let err = check_fails(
+        "jwks-remote",
+        &format!("{base}    jwks_url: http://idp.example.com/jwks\n"),
+    );
+    assert!(
+        err.contains("auth.jwt.jwks_url") && err.contains("loopback"),
+        "{err}"
+    );
+    let err = check_fails(
+        "header-and-auth",
+        &format!("modern:\n  principal_header: x-principal\n{base}    jwks_file: /x\n"),
+    );
+    assert!(err.contains("modern.principal_header"), "{err}");
     let err = check_fails(
         "auth-empty",
         "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n",
@@ -101,4 +114,45 @@ fn a_missing_backend_secret_is_named_at_start() {
             && err.contains("RINGMUX_TEST_NO_SUCH_VARIABLE is not set"),
         "{err}"
     );
+}
+
+/// A JWK Set that holds keys ringmux does not verify with (an HMAC secret, an encryption
+/// key) beside a signing key loads: those are skipped, not fatal (issuers publish both).
+#[test]
+fn unusable_keys_beside_a_signing_key_are_skipped() {
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/auth/jwks.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut signing = fixture["keys"][0].clone();
+    let mut enc = signing.clone();
+    enc["kid"] = "e1".into();
+    enc["use"] = "enc".into();
+    enc.as_object_mut().unwrap().remove("alg");
+    signing["kid"] = "k1".into();
+    let set =
+        serde_json::json!({"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}, enc, signing]});
+    let path = std::env::temp_dir().join(format!("ringmux-skip-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n  jwt:\n    issuer: https://idp.test\n    jwks: '{set}'\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(path);
 }

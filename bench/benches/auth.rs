@@ -23,7 +23,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ringmux::auth::{unix_now, Authenticator};
+use ringmux::auth::{start_keys, unix_now, Authenticator};
 use ringmux_core::config::File;
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/auth");
@@ -33,7 +33,10 @@ fn authenticator() -> Authenticator {
         "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n  required_scopes: [mcp]\n  jwt:\n    issuer: https://idp.test\n    jwks_file: {FIX}/jwks.json\n"
     );
     let cfg = File::from_yaml(&yaml).unwrap().validate(1).unwrap();
-    Authenticator::load(cfg.auth.as_ref().unwrap()).unwrap()
+    let auth = cfg.auth.as_ref().unwrap();
+    let metrics = std::sync::Arc::new(ringmux::metrics::ShardMetrics::default());
+    let feed = start_keys(auth, 1, metrics).unwrap().pop().unwrap();
+    Authenticator::new(auth, feed)
 }
 
 fn token() -> String {

@@ -33,6 +33,14 @@ pub fn is_modern(head: &RequestHead, buf: &[u8]) -> bool {
 
 /// A 2026-07-28 request: transport and envelope checks, then the shard its principal hashes to.
 pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
+    // Stage 1 first (before any of the era's checks answer): the principal also decides the
+    // principal session, hence the owner shard.
+    let named = crate::front::door::principal_of(shard, buf, head);
+    let authorization = head.headers.authorization.clone().map(|r| &buf[r]);
+    let principal = match crate::pipeline::authenticate_header(shard, authorization, &named) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
     if head.method != Method::Post {
         return Reply::reject(
             HttpReject::MethodNotAllowed,
@@ -97,13 +105,6 @@ pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8
     ) {
         return reply;
     }
-    // Stage 1 here: the principal decides the principal session, hence the owner shard.
-    let named = crate::front::door::principal_of(shard, buf, head);
-    let authorization = h.authorization.clone().map(|r| &buf[r]);
-    let principal = match crate::pipeline::authenticate_header(shard, authorization, &named) {
-        Ok(p) => p,
-        Err(refused) => return refused,
-    };
     let caps = env.meta(|m| m.client_capabilities);
     let key = principal_key(principal.id().as_bytes(), caps);
     let parsed = Parsed { msg, env };

@@ -171,9 +171,20 @@ impl AuthFile {
                         if j.jwks_refresh_ms == 0 || j.jwks_min_refresh_ms == 0 {
                             return Err(err("auth.jwt.jwks_refresh_ms", "must be greater than 0"));
                         }
+                        let url =
+                            super::parse_http_url(&u).map_err(|m| err("auth.jwt.jwks_url", m))?;
+                        // Keys fetched in the clear across a network could be swapped on the
+                        // way, and then any token forged.
+                        if !matches!(url.host.as_str(), "localhost" | "::1")
+                            && !url.host.starts_with("127.")
+                        {
+                            return Err(err(
+                                "auth.jwt.jwks_url",
+                                "an http:// JWK Set URL must be on this machine (loopback) until TLS lands: keys fetched in the clear could be swapped on the way",
+                            ));
+                        }
                         Jwks::Url {
-                            url: super::parse_http_url(&u)
-                                .map_err(|m| err("auth.jwt.jwks_url", m))?,
+                            url,
                             refresh: Duration::from_millis(j.jwks_refresh_ms),
                             min_refresh: Duration::from_millis(j.jwks_min_refresh_ms),
                         }

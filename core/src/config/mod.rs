@@ -540,6 +540,13 @@ impl File {
         };
         let modern = self.modern.check()?;
         let auth = self.auth.map(AuthFile::check).transpose()?;
+        if auth.is_some() && modern.principal_header.is_some() {
+            // The header would name, unchecked, every client that presents no credential.
+            return Err(err(
+                "modern.principal_header",
+                "a trusted principal header and auth: exclude each other",
+            ));
+        }
         Ok(Config {
             listen,
             shards,
