@@ -507,6 +507,17 @@ fn modern_requests_are_authenticated_and_keyed_by_their_principal() {
     assert!(msg["result"]["tools"].is_array(), "{msg}");
     let resp = call(Some("Bearer rmx-wrong-key".into()));
     assert_eq!(resp.status, 401, "{resp:?}");
+    // Each principal has a principal session of its own (same capabilities, other subject or
+    // kind); the same principal again reuses its own.
+    assert_eq!(metric(&gw.url, "ringmux_sessions"), 1);
+    for who in [
+        format!("Bearer {}", good("bob")),
+        format!("Bearer {API_KEY}"),
+    ] {
+        assert_eq!(call(Some(who)).status, 200);
+    }
+    assert_eq!(call(Some(format!("Bearer {}", good("alice")))).status, 200);
+    assert_eq!(metric(&gw.url, "ringmux_sessions"), 3);
 }
 
 #[test]
