@@ -294,6 +294,17 @@ impl Authenticator {
         &self.cfg.metadata_path
     }
 
+    /// The authorization-server metadata ringmux serves for its provider, if configured: its
+    /// path, and the document.
+    pub fn server_metadata(&self, path: &[u8]) -> Option<Reply> {
+        let (at, doc) = self.cfg.server_metadata.as_ref()?;
+        (path == at.as_bytes()).then(|| Reply::Json {
+            status: 200,
+            body: doc.as_bytes().to_vec(),
+            session: None,
+        })
+    }
+
     /// The protected-resource metadata document.
     pub fn metadata(&self) -> Reply {
         let doc = serde_json::json!({

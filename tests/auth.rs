@@ -383,6 +383,42 @@ fn protected_resource_metadata_is_served_at_both_paths() {
     }
 }
 
+/// For a provider without RFC 8414 metadata, ringmux serves the metadata configured for it at
+/// the path its issuer names; without the setting, nothing is served there.
+#[test]
+fn authorization_server_metadata_is_served_when_configured() {
+    let a = mock("a").start();
+    let doc = json!({
+        "issuer": "https://gw.test/idp",
+        "authorization_endpoint": "https://idp.test/authorize",
+        "token_endpoint": "https://idp.test/token",
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+    });
+    let yaml = format!(
+        "{}  authorization_server_metadata: {doc}\n",
+        auth_yaml("strict")
+    );
+    let gw = gateway().backend("a", &a.url).yaml(&yaml).start();
+    let get = |gw: &Proc, path: &str| {
+        let mut c = Client::connect(&gw.url).unwrap();
+        c.path = path.into();
+        c.send("GET", b"", &[]).unwrap()
+    };
+    let resp = get(&gw, "/.well-known/oauth-authorization-server/idp");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(serde_json::from_slice::<Value>(&resp.body).unwrap(), doc);
+    assert_eq!(
+        get(&gw, "/.well-known/oauth-authorization-server").status,
+        404
+    );
+    let plain = gateway_with("strict", &a.url);
+    assert_eq!(
+        get(&plain, "/.well-known/oauth-authorization-server/idp").status,
+        404
+    );
+}
+
 #[test]
 fn a_session_answers_only_its_principal_on_both_fronts() {
     let a = mock("a").start();

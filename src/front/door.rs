@@ -103,6 +103,12 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
             {
                 shard.auth.as_ref().expect("checked").metadata()
             }
+            // Authorization-server metadata served for the provider (RFC 8414), if configured.
+            (Method::Get, p) => shard
+                .auth
+                .as_ref()
+                .and_then(|a| a.server_metadata(p))
+                .unwrap_or(Reply::Status(404)),
             _ => Reply::Status(404),
         };
     }

@@ -38,6 +38,12 @@ pub struct AuthFile {
     /// API keys (`Authorization: Bearer <key>`), stored as SHA-256 hashes.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyFile>,
+    /// Authorization-server metadata (RFC 8414) for an identity provider that publishes none,
+    /// or an incomplete one: served as given at `/.well-known/oauth-authorization-server` plus
+    /// its `issuer`'s path. List that issuer (ringmux's own origin) in
+    /// `authorization_servers`, and point the endpoints at the provider.
+    #[serde(default)]
+    pub authorization_server_metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -119,6 +125,8 @@ pub struct Auth {
     pub required_scopes: Vec<String>,
     pub jwt: Option<Jwt>,
     pub api_keys: Vec<ApiKey>,
+    /// Served authorization-server metadata: its path and its JSON text.
+    pub server_metadata: Option<(String, String)>,
 }
 
 /// Checked `auth.jwt:`.
@@ -224,6 +232,26 @@ impl AuthFile {
         if jwt.is_none() && api_keys.is_empty() {
             return Err(err("auth", "needs jwt, api_keys, or both"));
         }
+        let server_metadata = match self.authorization_server_metadata {
+            None => None,
+            Some(doc) => {
+                let at = "auth.authorization_server_metadata";
+                let issuer = doc
+                    .get("issuer")
+                    .and_then(|i| i.as_str())
+                    .ok_or_else(|| err(at, "an object with an issuer (RFC 8414)"))?;
+                let (_, path) = split_resource(issuer).ok_or_else(|| {
+                    err(
+                        format!("{at}.issuer"),
+                        "an absolute http(s) URI without query or fragment",
+                    )
+                })?;
+                Some((
+                    format!("/.well-known/oauth-authorization-server{path}"),
+                    doc.to_string(),
+                ))
+            }
+        };
         Ok(Auth {
             mode: self.mode,
             resource: self.resource,
@@ -234,6 +262,7 @@ impl AuthFile {
             required_scopes: self.required_scopes,
             jwt,
             api_keys,
+            server_metadata,
         })
     }
 }
