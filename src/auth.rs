@@ -1,20 +1,22 @@
-//! Authentication, the pipeline's stage 2 ([`crate::pipeline::authenticate`]): who is calling,
+//! Authentication, the pipeline's stage 1 ([`crate::pipeline::authenticate`]): who is calling,
 //! from the request's `Authorization: Bearer` credential.
 //!
 //! - A token with a JWT's shape is verified with the configured JWK Set (`auth.jwt`): the
 //!   algorithm comes from the key, never from the token (a key's `alg`, else its type: RSA
-//!   RS256, EC P-256 ES256 / P-384 ES384, OKP EdDSA); symmetric (`oct`) keys are refused when
-//!   loading, so no token can be verified with a public key as an HMAC secret, and `none` never
-//!   verifies. `iss`, `aud` (the route's resource, RFC 8707) and `exp` are required, `nbf`
-//!   checked, both with `leeway_ms` of skew.
+//!   RS256, EC P-256 ES256 / P-384 ES384, OKP EdDSA); symmetric (`oct`) and encryption keys
+//!   are skipped when loading, so no token can be verified with a public key as an HMAC
+//!   secret, and `none` never verifies. `iss`, `aud` (the resource, RFC 8707), `exp` and a
+//!   non-empty `sub` are required, `nbf` checked, both times with `leeway_ms` of skew.
 //! - Anything else is an API key: its SHA-256 looked up among the configured hashes, compared
 //!   in constant time.
 //! - A credential that verified is cached on the shard until it expires (a JWT's `exp`), so a
 //!   session's later requests cost a hash lookup, not a signature check. The cache is bounded
-//!   ([`MAX_CACHED`]).
+//!   ([`MAX_CACHED`]) and emptied when the shard gets a new key set.
+//! - The keys are read (or fetched) once for every shard ([`start_keys`]); a `jwks_url` is
+//!   refreshed by a thread of its own, and each shard takes the new set over a channel.
 //!
 //! Refusals carry RFC 6750 challenges ([`ringmux_core::auth::Refusal`]) pointing at the
-//! RFC 9728 protected-resource metadata ([`metadata`]).
+//! RFC 9728 protected-resource metadata ([`Authenticator::metadata`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
