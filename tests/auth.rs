@@ -603,15 +603,18 @@ fn backends_get_their_own_credential_never_the_clients() {
         )
         .yaml(&auth_yaml("strict"))
         .start();
-    let mut c = Client::connect(&gw.url).unwrap();
-    c.authorization = Some(format!("Bearer {API_KEY}"));
-    c.initialize().unwrap();
-    let r = c
-        .request(
+    // A client with the API key calls `tool` through `gw`.
+    let echo = |gw: &Proc, tool: &str| {
+        let mut c = Client::connect(&gw.url).unwrap();
+        c.authorization = Some(format!("Bearer {API_KEY}"));
+        c.initialize().unwrap();
+        c.request(
             "tools/call",
-            json!({"name": "a__echo", "arguments": {"message": "hi"}}),
+            json!({"name": tool, "arguments": {"message": "hi"}}),
         )
-        .unwrap();
+        .unwrap()
+    };
+    let r = echo(&gw, "a__echo");
     assert_eq!(text_of(&r), "hi", "{r}");
 
     let b = mock("b").arg("--require-bearer", API_KEY).start();
@@ -619,15 +622,7 @@ fn backends_get_their_own_credential_never_the_clients() {
         .backend("b", &b.url)
         .yaml(&auth_yaml("strict"))
         .start();
-    let mut c = Client::connect(&gw.url).unwrap();
-    c.authorization = Some(format!("Bearer {API_KEY}"));
-    c.initialize().unwrap();
-    let r = c
-        .request(
-            "tools/call",
-            json!({"name": "b__echo", "arguments": {"message": "hi"}}),
-        )
-        .unwrap();
+    let r = echo(&gw, "b__echo");
     assert!(r.get("error").is_some(), "{r}");
     // What the backend answered ringmux, which has no credential for it to present.
     let logs = gw.logs();

@@ -31,8 +31,8 @@ fn every_example_config_loads() {
     assert!(checked >= 3, "only {checked} example configs");
 }
 
-/// `ringmux check` on a config file with `text`: it must fail; its stderr.
-fn check_fails(name: &str, text: &str) -> String {
+/// `ringmux check` on a config file with `text`.
+fn check(name: &str, text: &str) -> std::process::Output {
     let path = std::env::temp_dir().join(format!("ringmux-{name}-{}.yaml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
@@ -40,6 +40,13 @@ fn check_fails(name: &str, text: &str) -> String {
         .arg(&path)
         .output()
         .unwrap();
+    let _ = std::fs::remove_file(path);
+    out
+}
+
+/// `ringmux check` on a config file with `text`: it must fail; its stderr.
+fn check_fails(name: &str, text: &str) -> String {
+    let out = check(name, text);
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -136,23 +143,15 @@ fn unusable_keys_beside_a_signing_key_are_skipped() {
     signing["kid"] = "k1".into();
     let set =
         serde_json::json!({"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}, enc, signing]});
-    let path = std::env::temp_dir().join(format!("ringmux-skip-{}.yaml", std::process::id()));
-    std::fs::write(
-        &path,
-        format!(
+    let out = check(
+        "skip",
+        &format!(
             "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n  jwt:\n    issuer: https://idp.test\n    jwks: '{set}'\n"
         ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmux"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_file(path);
 }

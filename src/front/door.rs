@@ -128,7 +128,7 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
         return legacy_front(shard, head, buf, body, legacy, principal).await;
     }
     if modern {
-        return crate::front::modern::front(shard, head, buf, body).await;
+        return crate::front::modern::front(shard, head, buf, body, principal).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {

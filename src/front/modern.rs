@@ -17,7 +17,7 @@ use ringmux_core::modern::EnvelopeParams;
 use ringmux_core::version;
 
 use crate::handlers::modern::code;
-use crate::pipeline::{ClientEra, Credential, Op, Parsed, Request};
+use crate::pipeline::{ClientEra, Credential, Op, Parsed, Principal, Request};
 use crate::reply::Reply;
 use crate::shard::Shard;
 
@@ -32,10 +32,16 @@ pub fn is_modern(head: &RequestHead, buf: &[u8]) -> bool {
 }
 
 /// A 2026-07-28 request: transport and envelope checks, then the shard its principal hashes to.
-pub async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
+/// `named`: who the request is without a credential (the front door's placeholder).
+pub async fn front(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    buf: &[u8],
+    body: &[u8],
+    named: Principal,
+) -> Reply {
     // Stage 1 first (before any of the era's checks answer): the principal also decides the
     // principal session, hence the owner shard.
-    let named = crate::front::door::principal_of(shard, buf, head);
     let authorization = head.headers.authorization.clone().map(|r| &buf[r]);
     let principal = match crate::pipeline::authenticate_header(shard, authorization, &named) {
         Ok(p) => p,
