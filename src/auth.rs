@@ -418,6 +418,7 @@ pub fn start_keys(
         url,
         refresh,
         min_refresh,
+        ca,
     } = &jwt.jwks
     else {
         let keys = Arc::new(load_keys(cfg)?.expect("an inline or file JWK Set"));
@@ -426,9 +427,13 @@ pub fn start_keys(
         }
         return Ok(feeds);
     };
+    let tls = match url.tls {
+        true => Some(crate::tls::jwks_client_config(ca.as_deref())?),
+        false => None,
+    };
     let fetch = {
         let (url, jwt) = (url.clone(), jwt.clone());
-        move |senders: &[mpsc::Sender<Keys>]| match fetch_jwks(&url)
+        move |senders: &[mpsc::Sender<Keys>]| match fetch_jwks(&url, tls.as_ref())
             .and_then(|t| keys_from(&t, &jwt))
         {
             Ok(keys) => {
@@ -473,8 +478,12 @@ pub fn start_keys(
     Ok(feeds)
 }
 
-/// GETs a JWK Set over HTTP/1.0 (no chunked body to decode), bounded in size and time.
-fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
+/// GETs a JWK Set over HTTP/1.0 (no chunked body to decode), bounded in size and time; over
+/// TLS for an `https://` URL (`tls`).
+fn fetch_jwks(
+    url: &ringmux_core::config::HttpUrl,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<String, String> {
     use std::io::{Read, Write};
     use std::net::ToSocketAddrs;
     let addr = (url.host.as_str(), url.port)
@@ -482,15 +491,27 @@ fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
         .map_err(|e| format!("resolving {}: {e}", url.host))?
         .next()
         .ok_or_else(|| format!("{} has no address", url.host))?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
+    let tcp = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
         .map_err(|e| format!("connecting to {}: {e}", url.authority))?;
-    s.set_write_timeout(Some(JWKS_TIMEOUT))
+    tcp.set_write_timeout(Some(JWKS_TIMEOUT))
         .map_err(|e| e.to_string())?;
+    let socket = tcp.try_clone().map_err(|e| e.to_string())?;
+    let mut s: Box<dyn ReadWrite> = match tls {
+        None => Box::new(tcp),
+        Some(cfg) => {
+            let name = crate::tls::server_name(&url.host).map_err(|e| e.to_string())?;
+            let conn =
+                rustls::ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    };
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
         url.path, url.authority
     );
-    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(request.as_bytes())
+        .and_then(|()| s.flush())
+        .map_err(|e| e.to_string())?;
     // The whole answer within the timeout, however slowly it trickles.
     let deadline = Instant::now() + JWKS_TIMEOUT;
     let mut buf = Vec::with_capacity(8192);
@@ -500,9 +521,14 @@ fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or("no whole answer within 10 s")?;
-        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
         match s.read(&mut chunk) {
             Ok(0) => break,
+            // A server that closes without close_notify: HTTP/1.0 ends the body at the
+            // socket's end anyway, and a cut JWK Set does not parse.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Ok(n) if (buf.len() + n) as u64 > MAX_JWKS + 16 * 1024 => {
                 return Err(format!("larger than {MAX_JWKS} bytes"))
             }
@@ -522,6 +548,10 @@ fn fetch_jwks(url: &ringmux_core::config::HttpUrl) -> Result<String, String> {
     }
     String::from_utf8(body.to_vec()).map_err(|_| "not UTF-8".into())
 }
+
+/// A socket, plain or TLS.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 /// The hasher of a map whose keys are hashes already: it passes the `u64` through.
 #[derive(Default)]

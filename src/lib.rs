@@ -43,3 +43,4 @@ pub mod server;
 pub mod session;
 pub mod shard;
 pub mod shutdown;
+pub mod tls;

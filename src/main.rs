@@ -41,6 +41,11 @@ fn load(path: &str) -> Result<config::Config> {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("in {path}"))?;
     }
+    if let Some(tls) = &cfg.tls {
+        ringmux::tls::check(tls)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("in {path}: tls"))?;
+    }
     Ok(cfg)
 }
 
@@ -48,11 +53,13 @@ fn serve(cfg: config::Config) -> Result<()> {
     let listeners =
         server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
     let path = cfg.path.clone();
+    let tls = cfg.tls.is_some();
     let grace = cfg.limits.shutdown_grace;
     // Before the shards start, so that no signal finds the process without its handlers.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let srv = server::start(cfg, listeners)?;
-    println!("ringmux listening on http://{}{path}", srv.addr);
+    let scheme = if tls { "https" } else { "http" };
+    println!("ringmux listening on {scheme}://{}{path}", srv.addr);
     let drainer = srv.drainer();
     std::thread::Builder::new()
         .name("ringmux-signals".into())

@@ -44,6 +44,12 @@ pub struct ShardMetrics {
     /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
     /// fetcher thread alone).
     pub jwks_failures: Counter,
+    /// Listener certificate reloads, and failed ones (shard 0's, written by the TLS file
+    /// watcher alone).
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: Counter,
     /// Client connections handed to the shard owning their session.
     pub handoffs_out: Counter,
     /// Client connections other shards handed here.
@@ -105,7 +111,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 20] = [
+    let metrics: [Series; 23] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -129,6 +135,24 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Failed fetches of the JWK Set from auth.jwt.jwks_url (the keys held are kept)",
             |m| &m.jwks_failures,
+        ),
+        (
+            "ringmux_tls_reloads_total",
+            "counter",
+            "Times the listener's certificate files changed and were loaded again",
+            |m| &m.tls_reloads,
+        ),
+        (
+            "ringmux_tls_reload_failures_total",
+            "counter",
+            "Times the listener's certificate files changed but could not be loaded (the old ones stay in use)",
+            |m| &m.tls_reload_failures,
+        ),
+        (
+            "ringmux_tls_handshake_failures_total",
+            "counter",
+            "Client TLS handshakes that failed or timed out",
+            |m| &m.tls_handshake_failures,
         ),
         (
             "ringmux_cross_shard_received_total",

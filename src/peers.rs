@@ -23,6 +23,8 @@ pub struct Handoff {
     /// Everything read from the socket and not yet consumed, starting with the request that
     /// caused the hand-off (the owner parses it again from scratch).
     pub rbuf: Vec<u8>,
+    /// A TLS connection's rustls state and the ciphertext it has not seen yet.
+    pub tls: Option<Box<(rustls::ServerConnection, Vec<u8>)>>,
 }
 
 /// What arrives in a shard's inbox.

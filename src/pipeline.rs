@@ -46,8 +46,9 @@ use crate::shard::Shard;
 pub use crate::request::{ClientEra, Credential, Op, OwnedRequest, Parsed, Principal, Request};
 
 /// Stage 1: who is calling. With `auth:` configured, the request's credential verified
-/// ([`crate::auth`]; a refusal is its challenge); without, the front's principal (anonymous,
-/// or the trusted `modern.principal_header`'s value).
+/// ([`crate::auth`]; a refusal is its challenge), or else the connection's verified client
+/// certificate; without `auth:`, the front's principal (the certificate's, anonymous, or the
+/// trusted `modern.principal_header`'s value).
 pub fn authenticate(shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
     match req.credential {
         Credential::Done => Ok(req.principal.clone()),
@@ -66,6 +67,11 @@ pub fn authenticate_header(
     let Some(auth) = &shard.auth else {
         return Ok(fallback.clone());
     };
+    // A verified client certificate is a credential: it stands when no other is presented (a
+    // bearer token presented with it names the principal instead).
+    if header.is_none() && matches!(fallback, Principal::Cert(_)) {
+        return Ok(fallback.clone());
+    }
     match auth.authenticate(header, crate::auth::unix_now()) {
         Ok(Some(p)) => Ok(p),
         Ok(None) => Ok(fallback.clone()),

@@ -117,8 +117,48 @@ impl EventReader {
     }
 }
 
+/// The client's socket: plain, or TLS for an `https://` URL.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, wait: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.set_read_timeout(wait),
+            Stream::Tls(t) => t.sock.set_read_timeout(wait),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     authority: String,
     pub path: String,
     pub session: Option<String>,
@@ -134,7 +174,18 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 }
 
 impl Client {
+    /// Connects to an `http://` or `https://` URL (TLS checked against the platform's roots,
+    /// or the bundle `SSL_CERT_FILE` names).
     pub fn connect(url: &str) -> io::Result<Client> {
+        Client::connect_with(url, None)
+    }
+
+    /// Connects with this TLS client config for an `https://` URL (a test's CA, a client
+    /// certificate).
+    pub fn connect_with(
+        url: &str,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> io::Result<Client> {
         let u = parse_http_url(url).map_err(invalid)?;
         let addr = (u.host.as_str(), u.port)
             .to_socket_addrs()?
@@ -143,6 +194,23 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         stream.set_nodelay(true)?;
+        let stream = if u.tls {
+            let cfg = match tls {
+                Some(cfg) => cfg,
+                None => crate::tls::client_config(&ringmux_core::config::BackendTls {
+                    ca: None,
+                    server_name: u.host.clone(),
+                    client: None,
+                })
+                .map_err(invalid)?,
+            };
+            let name = crate::tls::server_name(&u.host)?;
+            let conn =
+                rustls::ClientConnection::new(cfg, name).map_err(|e| invalid(e.to_string()))?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+        } else {
+            Stream::Plain(stream)
+        };
         Ok(Client {
             stream,
             authority: u.authority,
@@ -153,6 +221,14 @@ impl Client {
             next_id: 1,
             buf: Vec::new(),
         })
+    }
+
+    /// The server's certificate (DER), for an `https://` connection.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => Some(t.conn.peer_certificates()?.first()?.to_vec()),
+        }
     }
 
     /// Sends one HTTP request with the session and version headers (unless overridden by
@@ -192,7 +268,8 @@ impl Client {
         req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
         let mut wire = req.into_bytes();
         wire.extend_from_slice(body);
-        self.stream.write_all(&wire)
+        self.stream.write_all(&wire)?;
+        self.stream.flush()
     }
 
     /// Sends one HTTP request with the session and version headers (unless overridden by

@@ -14,6 +14,31 @@ pub enum Principal {
     User(std::sync::Arc<Identity>),
     /// The name of a configured API key.
     Key(std::sync::Arc<str>),
+    /// A client certificate verified against `tls.client_ca`.
+    Cert(std::sync::Arc<CertIdentity>),
+}
+
+/// A verified client certificate: its subject, and the names its subjectAltName lists
+/// (`dns:`, `uri:`, `email:`). The subject names the principal.
+#[derive(Debug)]
+pub struct CertIdentity {
+    /// RFC 4514 form, e.g. `CN=alice, O=Example`.
+    pub subject: Box<str>,
+    pub names: Box<[Box<str>]>,
+}
+
+impl PartialEq for CertIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.subject == other.subject
+    }
+}
+
+impl Eq for CertIdentity {}
+
+impl std::hash::Hash for CertIdentity {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.subject.hash(h);
+    }
 }
 
 /// A verified token's subject. Two tokens of the same issuer and subject are the same
@@ -44,7 +69,7 @@ impl std::hash::Hash for Identity {
 impl Principal {
     /// The principal as text, for keys and logs; two different principals never give the
     /// same text (each kind has its own tag, and an issuer its length): `anonymous`,
-    /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`.
+    /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`, `cert:<subject>`.
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Principal::Anonymous => "anonymous".into(),
@@ -53,6 +78,7 @@ impl Principal {
                 format!("jwt:{}:{}{}", u.issuer.len(), u.issuer, u.subject).into()
             }
             Principal::Key(k) => format!("key:{k}").into(),
+            Principal::Cert(c) => format!("cert:{}", c.subject).into(),
         }
     }
 }

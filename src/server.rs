@@ -141,6 +141,15 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         None => (0..shards).map(|_| None).collect(),
     };
+    // The listener's certificate for every shard, watched by a thread of its own.
+    let tls: Vec<Option<crate::tls::Listener>> = match &cfg.tls {
+        Some(tls) => crate::tls::start(tls, shards, metrics[0].clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("tls: {e}")))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..shards).map(|_| None).collect(),
+    };
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded()).unzip();
     let peers = Peers(senders);
     // Shards still draining at shutdown: each serves the others' hops until all are done.
@@ -163,11 +172,12 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let handles: Arc<[Option<crate::backend::stdio::Handle>]> = handles.into();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shards);
-    for (id, (((listener, inbox), children), key_feed)) in listeners
+    for (id, ((((listener, inbox), children), key_feed), tls)) in listeners
         .into_iter()
         .zip(inboxes)
         .zip(owned)
         .zip(feeds)
+        .zip(tls)
         .enumerate()
     {
         let cfg = cfg.clone();
@@ -192,6 +202,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     handles,
                     children,
                     key_feed,
+                    tls,
                 };
                 rt.block_on(run_shard(
                     id, cfg, metrics, peers, listener, inbox, stdio, &draining,
@@ -215,6 +226,8 @@ struct StdioChildren {
     children: Vec<(usize, crate::backend::stdio::Inbox)>,
     /// (And the shard's end of the JWKS fetcher, if there is one.)
     key_feed: Option<crate::auth::KeyFeed>,
+    /// (And of the TLS file watcher.)
+    tls: Option<crate::tls::Listener>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -229,7 +242,15 @@ async fn run_shard(
     draining: &AtomicUsize,
 ) {
     crate::bufs::set_response_budget(cfg.limits.response_budget);
-    let shard = Shard::new(id, cfg, metrics, peers, &stdio.handles, stdio.key_feed);
+    let shard = Shard::new(
+        id,
+        cfg,
+        metrics,
+        peers,
+        &stdio.handles,
+        stdio.key_feed,
+        stdio.tls,
+    );
     let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children
         .iter()

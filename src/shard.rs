@@ -39,6 +39,9 @@ pub struct Shard {
     pub(crate) legacy_pending: RefCell<HashMap<Rc<str>, PendingStream>>,
     /// Authentication (`auth:`), this shard's: its cache of verified credentials is its own.
     pub auth: Option<crate::auth::Authenticator>,
+    /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
+    /// change.
+    pub tls: Option<crate::tls::Listener>,
     pub pools: Vec<Rc<Pool>>,
     /// Catalog caches, one per view: clients declaring different capabilities may be shown
     /// different lists by a backend (a tool offered only to clients that can sample), so
@@ -89,6 +92,7 @@ impl Shard {
         peers: Peers,
         stdio: &[Option<crate::backend::stdio::Handle>],
         key_feed: Option<crate::auth::KeyFeed>,
+        tls: Option<crate::tls::Listener>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
         let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
@@ -109,6 +113,7 @@ impl Shard {
         Rc::new(Shard {
             id,
             auth,
+            tls,
             views: RefCell::new(Vec::new()),
             cfg,
             sessions: RefCell::new(HashMap::new()),

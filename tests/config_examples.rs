@@ -106,7 +106,7 @@ fn auth_keys_are_checked_at_start() {
         "auth-empty",
         "listen: 127.0.0.1:0\nbackends:\n  - name: ok\n    url: http://127.0.0.1:9/mcp\nauth:\n  resource: https://gw.test/mcp\n",
     );
-    assert!(err.contains("auth: needs jwt, api_keys, or both"), "{err}");
+    assert!(err.contains("auth: needs a credential to accept"), "{err}");
 }
 
 /// A backend credential whose secret is missing is named at start.

@@ -7,14 +7,13 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, ResponseHead};
 use ringmux_core::jsonrpc;
 use ringmux_core::sse::{Event, SseDecoder};
 
 use super::upstream::{Pool, UpstreamError};
-use crate::io::{consume, read_more};
+use crate::io::consume;
 use futures_util::StreamExt;
 
 /// Largest response head accepted from a backend.
@@ -23,12 +22,16 @@ const MAX_HEAD: usize = 64 << 10;
 /// Idle connections kept per backend per shard; more are closed when returned.
 const MAX_IDLE: usize = 64;
 
+/// How long a TLS record ringmux must send while reading a body (a key update's answer) may
+/// take to be written.
+const TLS_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Read granularity.
 const READ_CHUNK: usize = 16 << 10;
 
 /// One pooled connection with its reusable buffers.
 pub struct Conn {
-    stream: TcpStream,
+    stream: crate::tls::Stream<rustls::ClientConnection>,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
 }
@@ -131,6 +134,10 @@ impl Pool {
             {
                 Ok(Ok(stream)) => {
                     stream.set_nodelay(true).ok();
+                    let stream = match &self.tls {
+                        None => crate::tls::Stream::Plain(stream),
+                        Some(tls) => self.handshake(stream, tls).await?,
+                    };
                     return Ok(Conn {
                         stream,
                         rbuf: Vec::with_capacity(READ_CHUNK),
@@ -142,6 +149,31 @@ impl Pool {
             }
         }
         Err(UpstreamError::Connect(last))
+    }
+
+    /// TLS toward an `https://` backend, its handshake within the connect timeout.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        tls: &Result<std::sync::Arc<rustls::ClientConfig>, String>,
+    ) -> Result<crate::tls::Stream<rustls::ClientConnection>, UpstreamError> {
+        let fail = |e: io::Error| UpstreamError::Connect(e);
+        let cfg = tls
+            .as_ref()
+            .map_err(|e| fail(io::Error::other(e.clone())))?;
+        let name = self.cfg.tls.as_ref().expect("https").server_name.as_str();
+        let session = rustls::ClientConnection::new(cfg.clone(), crate::tls::server_name(name)?)
+            .map_err(|e| fail(io::Error::other(e)))?;
+        let mut conn = crate::tls::TlsConn::new(tcp, session, Vec::new());
+        let timeout = self.cfg.connect_timeout;
+        match monoio::time::timeout(timeout, conn.handshake(timeout)).await {
+            Ok(Ok(())) => Ok(crate::tls::Stream::Tls(Box::new(conn))),
+            Ok(Err(e)) => Err(fail(e)),
+            Err(_) => Err(fail(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            ))),
+        }
     }
 
     pub(super) async fn request_inner(
@@ -233,7 +265,7 @@ impl Pool {
             &extra[..n],
         );
         w.extend_from_slice(out.body);
-        let (res, w) = conn.stream.write_all(w).await;
+        let (res, w) = conn.stream.write_all(w, self.cfg.request_timeout).await;
         conn.wbuf = w;
         if let Err(e) = res {
             return Err(stale_or(e));
@@ -251,13 +283,13 @@ impl Pool {
             } else {
                 until.saturating_duration_since(Instant::now())
             };
-            let (res, buf) =
-                match monoio::time::timeout(timeout, read_more(&mut conn.stream, buf, READ_CHUNK))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => return Err(Attempt::Failed(UpstreamError::Timeout)),
-                };
+            let read = conn
+                .stream
+                .read_more(buf, READ_CHUNK, self.cfg.request_timeout);
+            let (res, buf) = match monoio::time::timeout(timeout, read).await {
+                Ok(r) => r,
+                Err(_) => return Err(Attempt::Failed(UpstreamError::Timeout)),
+            };
             conn.rbuf = buf;
             match res {
                 Ok(0) if conn.rbuf.is_empty() => return Err(Attempt::Stale),
@@ -442,7 +474,10 @@ impl BodyReader {
             }
             let timeout = timeout()?;
             let buf = std::mem::take(&mut self.conn.rbuf);
-            let read = read_more(&mut self.conn.stream, buf, READ_CHUNK);
+            let read = self
+                .conn
+                .stream
+                .read_more(buf, READ_CHUNK, TLS_REPLY_TIMEOUT);
             let (res, buf) = match timeout {
                 Some(t) => monoio::time::timeout(t, read)
                     .await

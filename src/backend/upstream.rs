@@ -67,6 +67,8 @@ pub struct Pool {
     /// a server's instructions rarely depend on the client, and 100k sessions would hold
     /// 100k copies.
     pub instructions: RefCell<Option<Rc<str>>>,
+    /// An `https://` backend's rustls config (or why it could not be made).
+    pub(super) tls: Option<Result<std::sync::Arc<rustls::ClientConfig>, String>>,
 }
 
 /// Resolves every URL backend's host not resolved yet (the one place the gateway asks a
@@ -85,6 +87,14 @@ pub fn resolve(
                     path: format!("backends[{i}].credentials"),
                     message,
                 })?;
+        }
+        if let Some(tls) = &b.tls {
+            crate::tls::backend_config(tls).map_err(|message| {
+                ringmux_core::config::ConfigError {
+                    path: format!("backends[{i}].tls"),
+                    message,
+                }
+            })?;
         }
         if b.stdio.is_some() || !b.addrs.is_empty() {
             continue;
@@ -117,8 +127,10 @@ impl Pool {
         if let Some(l) = stdio {
             let _ = link.set(l);
         }
+        let tls = cfg.tls.as_ref().map(crate::tls::backend_config);
         Rc::new(Pool {
             index,
+            tls,
             cfg,
             link,
             era: Cell::new(era),

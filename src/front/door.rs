@@ -48,7 +48,14 @@ pub(crate) fn session_id<'a>(buf: &'a [u8], head: &RequestHead) -> Result<Option
 }
 
 /// The front door: path, DNS-rebinding and Origin checks, transport rules, then the owner shard.
-pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], body: &[u8]) -> Reply {
+/// `peer`: the principal of the client's verified TLS certificate.
+pub(crate) async fn front(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    buf: &[u8],
+    body: &[u8],
+    peer: Option<&Principal>,
+) -> Reply {
     let path = &buf[head.path.clone()];
     let h = &head.headers;
     if head.method == Method::Connect {
@@ -123,7 +130,10 @@ pub(crate) async fn front(shard: &Rc<Shard>, head: &RequestHead, buf: &[u8], bod
             return Reply::reject(HttpReject::Forbidden, "Origin not allowed");
         }
     }
-    let principal = principal_of(shard, buf, head);
+    let principal = match peer {
+        Some(p) => p.clone(),
+        None => principal_of(shard, buf, head),
+    };
     if let Some(legacy) = legacy {
         return legacy_front(shard, head, buf, body, legacy, principal).await;
     }

@@ -69,6 +69,7 @@ fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
                 shard.clone(),
                 stream,
                 handoff.rbuf,
+                handoff.tls,
             ));
         }
         Err(e) => tracing::warn!(

@@ -6,15 +6,18 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind, Framing, Method, RequestHead};
 use ringmux_core::sse;
 
-use crate::io::{consume, read_more};
+use crate::io::consume;
 use crate::peers::Handoff;
 use crate::reply::Reply;
+use crate::request::Principal;
 use crate::shard::Shard;
+
+/// A client's connection: plain or TLS.
+type ClientStream = crate::tls::Stream<rustls::ServerConnection>;
 
 const READ_CHUNK: usize = 16 << 10;
 /// How long, and how much, a connection being closed after an error is drained.
@@ -37,7 +40,36 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     stream.set_nodelay(true).ok();
     shard.metrics.connections.add(1);
-    serve_conn(shard, stream, Vec::with_capacity(READ_CHUNK), false).await;
+    let open = OpenConn::new(&shard, &stream);
+    let (stream, peer) = match &shard.tls {
+        None => (ClientStream::Plain(stream), None),
+        Some(listener) => {
+            let tls = match rustls::ServerConnection::new(listener.config()) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::error!("TLS session could not start: {e}");
+                    return;
+                }
+            };
+            let mut conn = crate::tls::TlsConn::new(stream, tls, Vec::new());
+            let handshake = conn.handshake(shard.cfg.limits.write_timeout);
+            match monoio::time::timeout(listener.handshake_timeout, handshake).await {
+                Ok(Ok(())) => {}
+                failed => {
+                    shard.metrics.tls_handshake_failures.add(1);
+                    match failed {
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        _ => tracing::debug!("TLS handshake timed out (tls.handshake_timeout_ms)"),
+                    }
+                    return;
+                }
+            }
+            let peer = crate::tls::peer_principal(&conn.tls);
+            (ClientStream::Tls(Box::new(conn)), peer)
+        }
+    };
+    let rbuf = Vec::with_capacity(READ_CHUNK);
+    serve_conn(&shard, open, stream, rbuf, false, peer).await;
 }
 
 /// Marks an accepted socket close-on-exec. monoio's io_uring accept passes no flags, so the
@@ -54,13 +86,36 @@ fn close_on_exec(stream: &TcpStream) {
     }
 }
 
-/// Serves a connection another shard handed here, starting with the bytes it already read.
-pub async fn serve_adopted(shard: Rc<Shard>, stream: TcpStream, rbuf: Vec<u8>) {
-    serve_conn(shard, stream, rbuf, true).await;
+/// Serves a connection another shard handed here, starting with the bytes it already read
+/// (and, for TLS, its rustls state and the ciphertext rustls had not seen yet).
+pub async fn serve_adopted(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    tls: Option<Box<(rustls::ServerConnection, Vec<u8>)>>,
+) {
+    let open = OpenConn::new(&shard, &stream);
+    let (stream, peer) = match tls {
+        None => (ClientStream::Plain(stream), None),
+        Some(parts) => {
+            let (tls, pending) = *parts;
+            let peer = crate::tls::peer_principal(&tls);
+            let conn = crate::tls::TlsConn::new(stream, tls, pending);
+            (ClientStream::Tls(Box::new(conn)), peer)
+        }
+    };
+    serve_conn(&shard, open, stream, rbuf, true, peer).await;
 }
 
-async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, handed: bool) {
-    let open = OpenConn::new(&shard, &stream);
+/// `peer`: the principal of the client's verified certificate, if it sent one.
+async fn serve_conn(
+    shard: &Rc<Shard>,
+    open: OpenConn<'_>,
+    mut stream: ClientStream,
+    rbuf: Vec<u8>,
+    handed: bool,
+    peer: Option<Principal>,
+) {
     let mut conn = Conn {
         rbuf,
         wbuf: Vec::with_capacity(READ_CHUNK),
@@ -68,25 +123,37 @@ async fn serve_conn(shard: Rc<Shard>, mut stream: TcpStream, rbuf: Vec<u8>, hand
         handed,
         keepalive: shard.cfg.streams.keepalive,
         write_timeout: shard.cfg.limits.write_timeout,
+        peer,
     };
-    match conn.run(&shard, &mut stream, open.1).await {
+    let ended = conn.run(shard, &mut stream, open.1).await;
+    drop(open);
+    match ended {
         Ok(Ended::Closed) => {}
-        Ok(Ended::HandOff(owner)) => hand_off(&shard, stream, owner, conn.rbuf),
+        Ok(Ended::HandOff(owner)) => hand_off(shard, stream, owner, conn.rbuf),
         Err(e) => tracing::debug!("client connection ended: {e}"),
     }
 }
 
 /// Gives the connection to shard `owner`: a duplicate of the socket's descriptor goes through
-/// the owner's inbox with the unconsumed bytes, and this shard closes its own descriptor.
-fn hand_off(shard: &Rc<Shard>, stream: TcpStream, owner: usize, rbuf: Vec<u8>) {
+/// the owner's inbox with the unconsumed bytes (and a TLS connection's rustls state, which is
+/// plain memory: the owner goes on with the same session keys), and this shard closes its own
+/// descriptor.
+fn hand_off(shard: &Rc<Shard>, stream: ClientStream, owner: usize, rbuf: Vec<u8>) {
     use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: `stream` owns this descriptor and is alive for the borrow, which ends before
-    // `stream` is dropped below.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
-    drop(stream);
+    let (tcp, tls) = match stream {
+        ClientStream::Plain(tcp) => (tcp, None),
+        ClientStream::Tls(conn) => {
+            let (tcp, tls, pending) = conn.into_parts();
+            (tcp, Some(Box::new((tls, pending))))
+        }
+    };
+    // SAFETY: `tcp` owns this descriptor and is alive for the borrow, which ends before
+    // `tcp` is dropped below.
+    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) }.try_clone_to_owned();
+    drop(tcp);
     match fd {
         Ok(fd) => {
-            if shard.peers.hand_off(owner, Handoff { fd, rbuf }) {
+            if shard.peers.hand_off(owner, Handoff { fd, rbuf, tls }) {
                 shard.metrics.handoffs_out.add(1);
             }
         }
@@ -160,6 +227,8 @@ struct Conn {
     keepalive: Duration,
     /// Longest time one write may take (`limits.write_timeout_ms`).
     write_timeout: Duration,
+    /// The principal of the client's verified TLS certificate.
+    peer: Option<Principal>,
 }
 
 /// Where the request body is.
@@ -175,7 +244,7 @@ impl Conn {
     async fn run(
         &mut self,
         shard: &Rc<Shard>,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         slot: usize,
     ) -> io::Result<Ended> {
         let limits = &shard.cfg.limits;
@@ -244,7 +313,7 @@ impl Conn {
                     BodyAt::InPlace(r) => &self.rbuf[r.clone()],
                     BodyAt::Decoded => &self.chunked,
                 };
-                super::door::front(shard, &head, &self.rbuf, body).await
+                super::door::front(shard, &head, &self.rbuf, body, self.peer.as_ref()).await
             };
             consume(&mut self.rbuf, used);
             // Shutting down: this answer is the connection's last.
@@ -265,7 +334,7 @@ impl Conn {
         crate::io::trim(&mut self.chunked, 0);
     }
 
-    async fn close_with(&mut self, stream: &mut TcpStream, status: u16) -> io::Result<Ended> {
+    async fn close_with(&mut self, stream: &mut ClientStream, status: u16) -> io::Result<Ended> {
         self.write_status(stream, status, false).await?;
         Ok(Ended::Closed)
     }
@@ -288,9 +357,10 @@ impl Conn {
 
     /// Reads more into `rbuf`. On timeout the buffer went with the cancelled read, so `rbuf`
     /// is empty afterwards: callers only time out when they are about to close anyway.
-    async fn fill(&mut self, stream: &mut TcpStream, wait: Duration) -> io::Result<Fill> {
+    async fn fill(&mut self, stream: &mut ClientStream, wait: Duration) -> io::Result<Fill> {
         let buf = std::mem::take(&mut self.rbuf);
-        match monoio::time::timeout(wait, read_more(stream, buf, READ_CHUNK)).await {
+        let read = stream.read_more(buf, READ_CHUNK, self.write_timeout);
+        match monoio::time::timeout(wait, read).await {
             Ok((res, buf)) => {
                 self.rbuf = buf;
                 Ok(if res? == 0 { Fill::Eof } else { Fill::Data })
@@ -303,7 +373,7 @@ impl Conn {
     /// or the status to refuse it with.
     async fn read_body(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         head: &RequestHead,
         max_body: usize,
         clock: &BodyClock,
@@ -351,31 +421,12 @@ impl Conn {
     /// Writes `wbuf` out. A client that takes no byte of it for the write timeout is cut
     /// off (a slow reader that makes progress is not: the timeout is per write). On a
     /// timeout the buffer went with the cancelled write; the connection ends anyway.
-    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
-        use monoio::buf::IoBuf;
-        let mut buf = std::mem::take(&mut self.wbuf);
-        let mut pos = 0;
-        while pos < buf.len() {
-            let end = buf.len();
-            let write = stream.write(buf.slice(pos..end));
-            let (res, slice) = monoio::time::timeout(self.write_timeout, write)
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client read nothing for limits.write_timeout_ms",
-                    )
-                })?;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => pos += n,
-                Err(e) => return Err(e),
-            }
-        }
+    async fn flush(&mut self, stream: &mut ClientStream) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.wbuf);
+        let (res, mut buf) = stream.write_all(buf, self.write_timeout).await;
         buf.clear();
         self.wbuf = buf;
-        Ok(())
+        res
     }
 
     /// Answers an error and closes. The rest of what the client sends is read and discarded
@@ -383,7 +434,7 @@ impl Conn {
     /// client could lose the answer.
     async fn write_status(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         status: u16,
         keep_alive: bool,
     ) -> io::Result<()> {
@@ -392,7 +443,7 @@ impl Conn {
         if keep_alive {
             return Ok(());
         }
-        stream.shutdown().await.ok();
+        stream.shutdown(self.write_timeout).await.ok();
         let deadline = monoio::time::Instant::now() + LINGER;
         let mut drained = 0;
         while drained < LINGER_BYTES {
@@ -408,7 +459,7 @@ impl Conn {
 
     async fn write_reply(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         reply: Reply,
         keep_alive: bool,
     ) -> io::Result<()> {

@@ -105,7 +105,7 @@ impl Proc {
         let url = line
             .rsplit(' ')
             .next()
-            .filter(|u| u.starts_with("http://"))
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         Proc {

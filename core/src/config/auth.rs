@@ -70,7 +70,7 @@ pub struct JwtFile {
     /// Or a file holding the JWK Set, read when ringmux starts.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// Or the URL of the issuer's JWK Set (`http://` until TLS lands), fetched when ringmux
+    /// Or the URL of the issuer's JWK Set (`https://`, or `http://` on loopback), fetched when ringmux
     /// starts and then every `jwks_refresh_ms` by a thread of its own, never on the request
     /// path. A token naming a `kid` not in the set asks for a refresh (at most one per
     /// `jwks_min_refresh_ms`). A fetch that fails keeps the keys it had.
@@ -78,6 +78,10 @@ pub struct JwtFile {
     pub jwks_url: Option<String>,
     #[serde(default = "default_jwks_refresh_ms")]
     pub jwks_refresh_ms: u64,
+    /// PEM bundle of the CAs an `https://` `jwks_url` must chain to (default: the platform's
+    /// roots).
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
     #[serde(default = "default_jwks_min_refresh_ms")]
     pub jwks_min_refresh_ms: u64,
     /// Clock skew allowed on `exp` and `nbf`.
@@ -150,6 +154,8 @@ pub enum Jwks {
         url: super::HttpUrl,
         refresh: Duration,
         min_refresh: Duration,
+        /// CA bundle for an `https://` URL (`None`: the platform's roots).
+        ca: Option<PathBuf>,
     },
 }
 
@@ -183,18 +189,20 @@ impl AuthFile {
                             super::parse_http_url(&u).map_err(|m| err("auth.jwt.jwks_url", m))?;
                         // Keys fetched in the clear across a network could be swapped on the
                         // way, and then any token forged.
-                        if !matches!(url.host.as_str(), "localhost" | "::1")
+                        if !url.tls
+                            && !matches!(url.host.as_str(), "localhost" | "::1")
                             && !url.host.starts_with("127.")
                         {
                             return Err(err(
                                 "auth.jwt.jwks_url",
-                                "an http:// JWK Set URL must be on this machine (loopback) until TLS lands: keys fetched in the clear could be swapped on the way",
+                                "an http:// JWK Set URL must be on this machine (loopback); use https:// elsewhere: keys fetched in the clear could be swapped on the way",
                             ));
                         }
                         Jwks::Url {
                             url,
                             refresh: Duration::from_millis(j.jwks_refresh_ms),
                             min_refresh: Duration::from_millis(j.jwks_min_refresh_ms),
+                            ca: j.jwks_ca,
                         }
                     }
                     _ => {
@@ -228,9 +236,6 @@ impl AuthFile {
                 sha256,
                 attributes: k.attributes,
             });
-        }
-        if jwt.is_none() && api_keys.is_empty() {
-            return Err(err("auth", "needs jwt, api_keys, or both"));
         }
         let server_metadata = match self.authorization_server_metadata {
             None => None,

@@ -60,6 +60,9 @@ pub struct File {
     /// Authentication: JWT access tokens and API keys (absent: none).
     #[serde(default)]
     pub auth: Option<super::AuthFile>,
+    /// TLS on the listener: certificate and key files, client certificates (absent: plain HTTP).
+    #[serde(default)]
+    pub tls: Option<super::TlsFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }
@@ -318,6 +321,10 @@ pub struct BackendFile {
     /// `header:`.
     #[serde(default)]
     pub credentials: Option<super::CredentialsFile>,
+    /// TLS toward an `https://` backend: its CA bundle (default: the platform's roots), the
+    /// name its certificate must carry, and a client certificate.
+    #[serde(default)]
+    pub tls: Option<super::BackendTlsFile>,
     /// Connecting to the backend must succeed within this time.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,

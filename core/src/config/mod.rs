@@ -9,9 +9,11 @@ use crate::names::{self, PrefixMode};
 mod auth;
 mod credentials;
 mod file;
+mod tls;
 pub use auth::{ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
+pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
 
 /// A config error, naming the key path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,8 @@ pub struct Config {
     /// Authentication (`None`: every client is anonymous, or named by the trusted
     /// `modern.principal_header`).
     pub auth: Option<Auth>,
+    /// TLS on the listener (`None`: plain HTTP).
+    pub tls: Option<Tls>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -174,6 +178,8 @@ pub struct Backend {
     pub shared: bool,
     /// What ringmux presents to it (HTTP and legacy SSE backends).
     pub credentials: Option<Credentials>,
+    /// Set exactly for an `https://` URL.
+    pub tls: Option<BackendTls>,
 }
 
 impl Backend {
@@ -228,20 +234,28 @@ pub struct StdioCommand {
     pub cwd: Option<String>,
 }
 
-/// The parts of an `http://` URL.
+/// The parts of an `http://` or `https://` URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub authority: String,
     pub path: String,
 }
 
-/// Parses `http://host[:port][/path]`.
+/// Parses `http[s]://host[:port][/path]`.
 pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        "only http:// backends are supported (TLS comes with a later release)".to_string()
-    })?;
+    let (tls, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (
+            false,
+            url.strip_prefix("http://")
+                .ok_or_else(|| "an http:// or https:// URL".to_string())?,
+        ),
+    };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -253,7 +267,7 @@ pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
         let end = v6.find(']').ok_or("unterminated IPv6 address")?;
         let host = &v6[..end];
         let port = match &v6[end + 1..] {
-            "" => 80,
+            "" => default_port,
             p => p
                 .strip_prefix(':')
                 .and_then(|p| p.parse().ok())
@@ -263,13 +277,14 @@ pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "bad port")?),
-            None => (authority.to_string(), 80),
+            None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty() || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err("malformed URL".into());
     }
     Ok(HttpUrl {
+        tls,
         host,
         port,
         authority: authority.to_string(),
@@ -494,6 +509,13 @@ impl File {
                 Some(c) => Some(c.check(&at("credentials"))?),
                 None => None,
             };
+            let tls = match (url.tls, b.tls) {
+                (true, t) => Some(t.unwrap_or_default().check(&url.host, &at("tls"))?),
+                (false, Some(_)) => {
+                    return Err(err(at("tls"), "TLS settings need an https:// URL"))
+                }
+                (false, None) => None,
+            };
             let id = BackendId::of(&b.name);
             if let Some(other) = backends.iter().find(|o: &&Backend| o.id == id) {
                 return Err(err(
@@ -526,6 +548,7 @@ impl File {
                 era,
                 shared,
                 credentials,
+                tls,
             });
         }
         let fingerprint = {
@@ -540,6 +563,16 @@ impl File {
         };
         let modern = self.modern.check()?;
         let auth = self.auth.map(AuthFile::check).transpose()?;
+        let tls = self.tls.map(TlsFile::check).transpose()?;
+        if let Some(a) = &auth {
+            let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
+                return Err(err(
+                    "auth",
+                    "needs a credential to accept: jwt, api_keys, or client certificates (tls.client_ca)",
+                ));
+            }
+        }
         if auth.is_some() && modern.principal_header.is_some() {
             // The header would name, unchecked, every client that presents no credential.
             return Err(err(
@@ -584,6 +617,7 @@ impl File {
             },
             modern,
             auth,
+            tls,
             backends,
             fingerprint,
         })

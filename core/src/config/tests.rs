@@ -111,8 +111,17 @@ fn error_of(yaml: &str) -> ConfigError {
 fn errors_name_the_key_path() {
     let e = error_of(&format!("{MINIMAL}    prefix: maybe\n"));
     assert!(e.message.contains("prefix"), "{e}");
-    let e = error_of(&MINIMAL.replace("http://127.0.0.1:9/mcp", "https://x/mcp"));
+    let e = error_of(&MINIMAL.replace("http://127.0.0.1:9/mcp", "ftp://x/mcp"));
     assert_eq!(e.path, "backends[0].url");
+    let e = error_of(&format!("{MINIMAL}    tls:\n      server_name: x\n"));
+    assert_eq!(e.path, "backends[0].tls");
+    let e = error_of(&format!(
+        "{}    tls:\n      client_cert: c.pem\n",
+        MINIMAL.replace("http://127.0.0.1:9/mcp", "https://x/mcp")
+    ));
+    assert_eq!(e.path, "backends[0].tls.client_cert");
+    let e = error_of(&format!("{MINIMAL}tls:\n  cert: c\n  key: k\n  reload_ms: 0\n"));
+    assert_eq!(e.path, "tls.reload_ms");
     let e = error_of(&MINIMAL.replace("name: a", "name: a b"));
     assert_eq!(e.path, "backends[0].name");
     let e = error_of(&format!(
@@ -147,7 +156,12 @@ fn urls() {
         ("::1", 81, "/x")
     );
     let u = parse_http_url("http://example").unwrap();
-    assert_eq!((u.port, u.path.as_str()), (80, "/"));
+    assert_eq!((u.port, u.path.as_str(), u.tls), (80, "/", false));
+    let u = parse_http_url("https://example/mcp").unwrap();
+    assert_eq!((u.port, u.path.as_str(), u.tls), (443, "/mcp", true));
+    let u = parse_http_url("https://[::1]/").unwrap();
+    assert_eq!((u.port, u.tls), (443, true));
+    assert!(parse_http_url("ftp://example/").is_err());
     assert!(parse_http_url("http://:80/").is_err());
     assert!(parse_http_url("http://h:99999/").is_err());
     assert!(parse_http_url("http://u@h/").is_err());
