@@ -2,9 +2,6 @@
 //! config, loaded from PEM files and loaded again when they change; the client certificate's
 //! identity (a principal); and the client config toward `https://` backends and JWK Set URLs.
 
-pub mod conn;
-pub mod stream;
-
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -19,8 +16,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::request::{CertIdentity, Principal};
 
-pub use conn::TlsConn;
-pub use stream::Stream;
+pub use ringmux_tls_io::{Stream, TlsConn};
 
 /// The one crypto provider: aws-lc-rs, as for JWT signatures.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -120,7 +120,9 @@ fn errors_name_the_key_path() {
         MINIMAL.replace("http://127.0.0.1:9/mcp", "https://x/mcp")
     ));
     assert_eq!(e.path, "backends[0].tls.client_cert");
-    let e = error_of(&format!("{MINIMAL}tls:\n  cert: c\n  key: k\n  reload_ms: 0\n"));
+    let e = error_of(&format!(
+        "{MINIMAL}tls:\n  cert: c\n  key: k\n  reload_ms: 0\n"
+    ));
     assert_eq!(e.path, "tls.reload_ms");
     let e = error_of(&MINIMAL.replace("name: a", "name: a b"));
     assert_eq!(e.path, "backends[0].name");

@@ -10,7 +10,8 @@ use ringmux_load::load::{self, client::Endpoint, report, template::Template, Op,
 
 const USAGE: &str = "usage: ringmux-load URL [options]
 
-  URL                  the MCP endpoint, e.g. http://127.0.0.1:8080/mcp
+  URL                  the MCP endpoint, e.g. http://127.0.0.1:8080/mcp (https://: the
+                       certificate is checked against the platform roots or SSL_CERT_FILE)
   -c, --connections N  keep-alive connections (default 16)
   -s, --sessions N     MCP sessions spread over the connections, at least one each; requests
                        rotate over a connection's sessions (default: one per connection)

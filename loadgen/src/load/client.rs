@@ -7,12 +7,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use std::sync::Arc;
+
 use monoio::net::TcpStream;
 use ringmux_core::http::{self, chunked::ChunkedDecoder, BodyKind};
 use ringmux_core::jsonrpc::{self, Kind};
 use ringmux_core::sse::SseDecoder;
 use ringmux_core::version::SESSIONLESS;
+use ringmux_tls_io::{Stream, TlsConn};
+use rustls::pki_types::ServerName;
 
 use super::stats::ErrorKind;
 
@@ -27,15 +30,23 @@ pub struct Endpoint {
     /// `host[:port]` for the Host header.
     pub authority: String,
     pub path: String,
+    /// For an `https://` URL: the TLS client config and the name the certificate must carry.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl Endpoint {
-    /// Parses `http://host:port/path`.
+    /// Parses `http://host:port/path` or `https://…` (the server's certificate is checked
+    /// against the platform's roots, or the bundle `SSL_CERT_FILE` names).
     pub fn parse(url: &str) -> Result<Endpoint, String> {
         use std::net::ToSocketAddrs;
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+        let (https, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (
+                false,
+                url.strip_prefix("http://")
+                    .ok_or_else(|| format!("{url}: an http:// or https:// URL"))?,
+            ),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/mcp"),
@@ -43,25 +54,79 @@ impl Endpoint {
         let with_port = if authority.contains(':') {
             authority.to_owned()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if https { 443 } else { 80 })
         };
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("{authority}: {e}"))?
             .next()
             .ok_or_else(|| format!("{authority}: no address"))?;
+        let tls = match https {
+            false => None,
+            true => {
+                let host = with_port
+                    .rsplit_once(':')
+                    .map_or(authority, |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name =
+                    ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
+                Some((tls_config()?, name))
+            }
+        };
         Ok(Endpoint {
             addr,
             authority: authority.to_owned(),
             path: path.to_owned(),
+            tls,
         })
     }
+}
+
+/// The TLS client config: the platform's roots (or `SSL_CERT_FILE`'s), ALPN `http/1.1`.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(format!(
+            "no trusted root certificates found ({:?})",
+            found.errors.first()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Connects to `endpoint`, with TLS for an `https://` one (the handshake within `timeout`).
+async fn open(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> io::Result<Stream<rustls::ClientConnection>> {
+    let tcp = TcpStream::connect(endpoint.addr).await?;
+    tcp.set_nodelay(true)?;
+    let Some((cfg, name)) = &endpoint.tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let session =
+        rustls::ClientConnection::new(cfg.clone(), name.clone()).map_err(io::Error::other)?;
+    let mut conn = TlsConn::new(tcp, session, Vec::new());
+    monoio::time::timeout(timeout, conn.handshake(timeout))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Stream::Tls(Box::new(conn)))
 }
 
 /// One keep-alive connection carrying one or more MCP sessions (or, for 2026-07-28, none:
 /// every request carries its own `_meta` and `Mcp-Method`/`Mcp-Name` headers).
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream<rustls::ClientConnection>,
     endpoint: Endpoint,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -97,8 +162,7 @@ impl Conn {
         version: &str,
         timeout: Duration,
     ) -> io::Result<Conn> {
-        let stream = TcpStream::connect(endpoint.addr).await?;
-        stream.set_nodelay(true)?;
+        let stream = open(endpoint, timeout).await?;
         Ok(Conn {
             stream,
             endpoint: endpoint.clone(),
@@ -117,9 +181,7 @@ impl Conn {
 
     /// A new TCP connection to the same endpoint, keeping this one's sessions.
     pub async fn reconnect(&mut self) -> io::Result<()> {
-        let stream = TcpStream::connect(self.endpoint.addr).await?;
-        stream.set_nodelay(true)?;
-        self.stream = stream;
+        self.stream = open(&self.endpoint, self.timeout).await?;
         self.rbuf.clear();
         Ok(())
     }
@@ -270,7 +332,7 @@ impl Conn {
         );
         self.wbuf.extend_from_slice(body);
         let buf = std::mem::take(&mut self.wbuf);
-        let (res, buf) = self.stream.write_all(buf).await;
+        let (res, buf) = self.stream.write_all(buf, self.timeout).await;
         self.wbuf = buf;
         res.map_err(|_| ErrorKind::Connection)?;
 
@@ -309,17 +371,12 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> Result<(), ErrorKind> {
-        let len = self.rbuf.len();
-        if self.rbuf.capacity() - len < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
         let buf = std::mem::take(&mut self.rbuf);
-        let cap = buf.capacity();
         let (res, buf) = self
             .stream
-            .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
+            .read_more(buf, READ_CHUNK / 4, self.timeout)
             .await;
-        self.rbuf = buf.into_inner();
+        self.rbuf = buf;
         match res {
             Ok(0) | Err(_) => Err(ErrorKind::Connection),
             Ok(_) => Ok(()),

@@ -180,7 +180,7 @@ where
                     n => pos += n,
                 }
             }
-            crate::io::trim(&mut out, 0);
+            crate::trim(&mut out, 0);
             self.cout = out;
         }
         Ok(())

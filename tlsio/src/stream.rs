@@ -6,12 +6,12 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use monoio::buf::IoBuf;
-use monoio::io::AsyncWriteRent;
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use rustls::{ConnectionCommon, SideData};
 
-use crate::tls::TlsConn;
+use crate::TlsConn;
 
 /// `C`: `rustls::ServerConnection` (a client's connection) or `rustls::ClientConnection` (a
 /// backend's).
@@ -40,12 +40,19 @@ where
     /// end of the stream.
     pub async fn read_more(
         &mut self,
-        buf: Vec<u8>,
+        mut buf: Vec<u8>,
         min_spare: usize,
         write_timeout: Duration,
     ) -> (io::Result<usize>, Vec<u8>) {
         match self {
-            Stream::Plain(s) => crate::io::read_more(s, buf, min_spare).await,
+            Stream::Plain(s) => {
+                if buf.capacity() - buf.len() < min_spare {
+                    buf.reserve(min_spare);
+                }
+                let len = buf.len();
+                let (res, slice) = s.read(buf.slice_mut(len..)).await;
+                (res, slice.into_inner())
+            }
             Stream::Tls(t) => t.read_more(buf, min_spare, write_timeout).await,
         }
     }
