@@ -23,6 +23,8 @@ Workloads (see bench/RESULTS.md for the latest figures):
             named by 10 backends) vs one backend serving 5,000 tools
   open      open loop at ~50% of ringmux's tools/call saturation (16 connections): p99/p99.9
             of all three at the same rate
+  tls       tools/call echo at 16 and 64 connections over TLS: nginx (TLS) -> backend vs
+            ringmux (TLS) -> backend, one openssl-made certificate for both
   scaling   ringmux with 1 shard vs 2 shards (tools/call and merged tools/list, 64 conns)
   memory    ringmux's peak RSS over the runs above; RSS with 100,000 idle sessions
   callgrind instructions per proxied tools/call (bench/scripts/callgrind-call.sh)
@@ -170,31 +172,59 @@ class Bench:
             self.path(f"mock-{name}.log"), ready="listening on")
         return f"http://127.0.0.1:{port}/mcp"
 
-    def ringmux(self, name, backends, shards=0, prefix=True, binary=None):
-        """backends: [(name, url)]. Returns (process, url)."""
+    def certificates(self):
+        """A test CA and a localhost certificate it signs (openssl). Returns (ca, cert, key)."""
+        ca, ca_key = self.path("ca.pem"), self.path("ca.key")
+        cert, key, csr = self.path("cert.pem"), self.path("key.pem"), self.path("cert.csr")
+        ext = self.path("ext.cnf")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        for cmd in (
+            ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+             "-subj", "/CN=ringmux bench CA"],
+            ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+            ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+             "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        return ca, cert, key
+
+    def ringmux(self, name, backends, shards=0, prefix=True, binary=None, tls=None):
+        """backends: [(name, url)]; tls: (cert, key) to listen with. Returns (process, url)."""
         port = free_port()
         lines = [f"listen: 127.0.0.1:{port}", f"shards: {shards}", "backends:"]
         for bname, url in backends:
             lines += [f"  - name: {bname}", f"    url: {url}"]
             if not prefix:
                 lines.append("    prefix: false")
+        if tls:
+            lines += ["tls:", f"  cert: {tls[0]}", f"  key: {tls[1]}"]
         cfg = self.path(f"{name}.yaml")
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
         p = start([binary or RINGMUX, "run", cfg], self.path(f"{name}.log"), ready="listening on")
-        return p, f"http://127.0.0.1:{port}/mcp"
+        scheme = "https" if tls else "http"
+        return p, f"{scheme}://127.0.0.1:{port}/mcp"
 
-    def nginx(self, backend_url):
+    def nginx(self, backend_url, tls=None):
+        """tls: (cert, key) to listen with (TLS 1.2 and 1.3, as ringmux)."""
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         port = free_port()
+        name = "nginx-tls" if tls else "nginx"
+        ssl = ""
+        if tls:
+            ssl = (f"ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};\n"
+                   "        ssl_protocols TLSv1.2 TLSv1.3;\n        ")
         upstream = backend_url.split("//")[1].split("/")[0]
-        conf = self.path("nginx.conf")
+        conf = self.path(f"{name}.conf")
         user = "user root;\n" if os.geteuid() == 0 else ""
         with open(conf, "w") as f:
             f.write(f"""{user}worker_processes auto;
 daemon off;
-pid {self.path('nginx.pid')};
-error_log {self.path('nginx-error.log')} warn;
+pid {self.path(name + '.pid')};
+error_log {self.path(name + '-error.log')} warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -205,8 +235,8 @@ http {{
     scgi_temp_path {self.path('nginx-scgi')};
     upstream backend {{ server {upstream}; keepalive 256; }}
     server {{
-        listen 127.0.0.1:{port} reuseport;
-        keepalive_requests 1000000;
+        listen 127.0.0.1:{port} reuseport{' ssl' if tls else ''};
+        {ssl}keepalive_requests 1000000;
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -215,14 +245,14 @@ http {{
     }}
 }}
 """)
-        p = start([nginx, "-p", self.work, "-c", conf], self.path("nginx.log"))
+        p = start([nginx, "-p", self.work, "-c", conf], self.path(f"{name}.log"))
         wait_port(port)
-        return p, f"http://127.0.0.1:{port}/mcp"
+        return p, f"{'https' if tls else 'http'}://127.0.0.1:{port}/mcp"
 
     # -- measurements -------------------------------------------------------------------
 
     def load(self, url, conns, label, mix="call", rate=None, duration=None, extra=(),
-             proc=None):
+             proc=None, ca=None):
         """One ringmux-load run; with `proc`, also the CPU time that process used."""
         duration = duration or self.args.duration
         threads = 1 if conns == 1 else 2
@@ -234,7 +264,8 @@ http {{
             cmd += ["--html", self.html, "--label", label]
         cmd += list(extra)
         cpu0 = cpu_seconds(proc.pid) if proc else 0
-        r = subprocess.run(cmd, capture_output=True, text=True,
+        env = dict(os.environ, SSL_CERT_FILE=ca) if ca else None
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env,
                            timeout=duration + self.args.warmup + 120)
         if r.returncode not in (0, 1):
             sys.exit(f"ringmux-load failed ({label}): {r.stderr}")
@@ -347,6 +378,10 @@ def main():
     ap.add_argument("--idle-sessions", type=int, default=100_000)
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--only", nargs="+", metavar="PART",
+                    choices=["call", "tls", "list", "scaling", "memory", "callgrind"],
+                    help="run only these parts (call, tls, list, scaling, memory, callgrind); "
+                         "give --out elsewhere, the report then has only them")
     ap.add_argument("--baseline", metavar="RINGMUX_BINARY",
                     help="another ringmux binary measured beside this one (tools/call, open "
                          "loop, callgrind) in the same alternating rounds: a before/after check")
@@ -358,6 +393,8 @@ def main():
         args.rounds, args.duration, args.warmup = 1, 2.0, 0.5
         args.idle_sessions = 10_000
     command = "python3 bench/compare.py" + (" --quick" if args.quick else "")
+    if args.only:
+        command += " --only " + " ".join(args.only)
     if args.baseline:
         command += f" --baseline {args.baseline} --rounds {args.rounds}"
 
@@ -373,87 +410,112 @@ def main():
             subprocess.run(sudo + ["apt-get", "update"], check=True)
             subprocess.run(sudo + ["apt-get", "install", "-y", "nginx-light"], check=True)
 
+    def want(part):
+        return not args.only or part in args.only
+
     b = Bench(args)
     res = {"versions": versions(), "command": command,
            "date": datetime.date.today().isoformat(),
            "rounds": args.rounds, "duration": args.duration}
 
     # -- tools/call through one backend ---------------------------------------------------
-    log("tools/call echo through one backend")
-    backend = b.mock("a")
-    gw, gw_url = b.ringmux("gw-call", [("a", backend)], prefix=False)
-    ng, ng_url = b.nginx(backend)
-    urls = {"direct": backend, "nginx": ng_url, "ringmux": gw_url}
-    if args.baseline:
-        old, old_url = b.ringmux("gw-call-baseline", [("a", backend)], prefix=False,
-                                 binary=args.baseline)
-        urls["ringmux (baseline)"] = old_url
-    res["call"] = {}
-    for conns in (1, 16, 64):
-        runs = b.rounds([(k, u) for k, u in urls.items()],
-                        lambda k, u, r: b.load(u, conns, f"call c={conns} {k} #{r + 1}"))
-        res["call"][conns] = summarize(runs, "direct")
-        b.note_rss(gw)
+    if want("call"):
+        log("tools/call echo through one backend")
+        backend = b.mock("a")
+        gw, gw_url = b.ringmux("gw-call", [("a", backend)], prefix=False)
+        ng, ng_url = b.nginx(backend)
+        urls = {"direct": backend, "nginx": ng_url, "ringmux": gw_url}
+        if args.baseline:
+            old, old_url = b.ringmux("gw-call-baseline", [("a", backend)], prefix=False,
+                                     binary=args.baseline)
+            urls["ringmux (baseline)"] = old_url
+        res["call"] = {}
+        for conns in (1, 16, 64):
+            runs = b.rounds([(k, u) for k, u in urls.items()],
+                            lambda k, u, r: b.load(u, conns, f"call c={conns} {k} #{r + 1}"))
+            res["call"][conns] = summarize(runs, "direct")
+            b.note_rss(gw)
 
-    # -- open loop at ~50% of ringmux's saturation ------------------------------------------
-    rate = int(res["call"][16]["ringmux"]["rps"] * 0.5)
-    log(f"open loop at {rate} req/s")
-    runs = b.rounds([(k, u) for k, u in urls.items()],
-                    lambda k, u, r: b.load(u, 16, f"open {rate}/s {k} #{r + 1}", rate=rate))
-    res["open"] = {"rate": rate, "by": summarize(runs, "direct")}
-    b.note_rss(gw)
-    stop(ng)
-    stop(gw)
-    if args.baseline:
-        stop(old)
+        # -- open loop at ~50% of ringmux's saturation ------------------------------------------
+        rate = int(res["call"][16]["ringmux"]["rps"] * 0.5)
+        log(f"open loop at {rate} req/s")
+        runs = b.rounds([(k, u) for k, u in urls.items()],
+                        lambda k, u, r: b.load(u, 16, f"open {rate}/s {k} #{r + 1}", rate=rate))
+        res["open"] = {"rate": rate, "by": summarize(runs, "direct")}
+        b.note_rss(gw)
+        stop(ng)
+        stop(gw)
+        if args.baseline:
+            stop(old)
+
+    # -- TLS ----------------------------------------------------------------------------------
+    if want("tls"):
+        log("tools/call over TLS (client to gateway; gateway to backend in the clear)")
+        ca, cert, key = b.certificates()
+        backend_t = b.mock("tls")
+        gw_t, gw_t_url = b.ringmux("gw-tls", [("a", backend_t)], prefix=False, tls=(cert, key))
+        ng_t, ng_t_url = b.nginx(backend_t, tls=(cert, key))
+        res["tls"] = {}
+        for conns in (16, 64):
+            runs = b.rounds([("nginx (TLS)", ng_t_url), ("ringmux (TLS)", gw_t_url)],
+                            lambda k, u, r: b.load(u, conns, f"tls c={conns} {k} #{r + 1}",
+                                                   ca=ca))
+            res["tls"][conns] = summarize(runs, "nginx (TLS)")
+        b.note_rss(gw_t)
+        stop(ng_t)
+        stop(gw_t)
 
     # -- merged tools/list --------------------------------------------------------------------
-    for key, mocks, per_mock in (("list10", 10, 1), ("list100", 10, 10)):
-        n = mocks * per_mock
-        log(f"merged tools/list over {n} backends x 50 tools")
-        urls_ = [b.mock(f"{key}-{i}", tools=50) for i in range(mocks)]
-        backends = [(f"b{i}", urls_[i % mocks]) for i in range(n)]
-        gw, gw_url = b.ringmux(f"gw-{key}", backends)
-        single = b.mock(f"{key}-single", tools=50 * n)
-        res[key] = {}
-        for conns in (1, 16):
-            runs = b.rounds([("single backend", single), ("ringmux", gw_url)],
-                            lambda k, u, r: b.load(u, conns, f"{key} c={conns} {k} #{r + 1}",
-                                                   mix="list"))
-            res[key][conns] = summarize(runs, "single backend")
-        b.note_rss(gw)
-        stop(gw)
+    if want("list"):
+        for key, mocks, per_mock in (("list10", 10, 1), ("list100", 10, 10)):
+            n = mocks * per_mock
+            log(f"merged tools/list over {n} backends x 50 tools")
+            urls_ = [b.mock(f"{key}-{i}", tools=50) for i in range(mocks)]
+            backends = [(f"b{i}", urls_[i % mocks]) for i in range(n)]
+            gw, gw_url = b.ringmux(f"gw-{key}", backends)
+            single = b.mock(f"{key}-single", tools=50 * n)
+            res[key] = {}
+            for conns in (1, 16):
+                runs = b.rounds([("single backend", single), ("ringmux", gw_url)],
+                                lambda k, u, r: b.load(u, conns, f"{key} c={conns} {k} #{r + 1}",
+                                                       mix="list"))
+                res[key][conns] = summarize(runs, "single backend")
+            b.note_rss(gw)
+            stop(gw)
 
     # -- shard scaling ------------------------------------------------------------------------
-    log("shard scaling")
-    backend2 = b.mock("scale")
-    lists = [b.mock(f"scale-l{i}", tools=50) for i in range(10)]
-    res["scaling"] = {}
-    for mix, backends in (("call", [("a", backend2)]), ("list", [(f"b{i}", u) for i, u in enumerate(lists)])):
-        one, one_url = b.ringmux(f"gw-1shard-{mix}", backends, shards=1, prefix=(mix == "list"))
-        two, two_url = b.ringmux(f"gw-2shards-{mix}", backends, shards=2, prefix=(mix == "list"))
-        gws = {one_url: one, two_url: two}
-        runs = b.rounds([("1 shard", one_url), ("2 shards", two_url)],
-                        lambda k, u, r: b.load(u, 64, f"scaling {mix} {k} #{r + 1}", mix=mix,
-                                               proc=gws[u]))
-        res["scaling"][mix] = summarize(runs, "1 shard")
-        stop(one)
-        stop(two)
+    if want("scaling"):
+        log("shard scaling")
+        backend2 = b.mock("scale")
+        lists = [b.mock(f"scale-l{i}", tools=50) for i in range(10)]
+        res["scaling"] = {}
+        for mix, backends in (("call", [("a", backend2)]), ("list", [(f"b{i}", u) for i, u in enumerate(lists)])):
+            one, one_url = b.ringmux(f"gw-1shard-{mix}", backends, shards=1, prefix=(mix == "list"))
+            two, two_url = b.ringmux(f"gw-2shards-{mix}", backends, shards=2, prefix=(mix == "list"))
+            gws = {one_url: one, two_url: two}
+            runs = b.rounds([("1 shard", one_url), ("2 shards", two_url)],
+                            lambda k, u, r: b.load(u, 64, f"scaling {mix} {k} #{r + 1}", mix=mix,
+                                                   proc=gws[u]))
+            res["scaling"][mix] = summarize(runs, "1 shard")
+            stop(one)
+            stop(two)
 
     # -- memory -------------------------------------------------------------------------------
-    res["peak_rss_mb"] = b.peak_rss_kb / 1024
-    log(f"{args.idle_sessions} idle sessions")
-    before, after = idle_sessions(b, args.idle_sessions)
-    res["idle"] = {"sessions": args.idle_sessions, "before_mb": before / 1024,
-                   "after_mb": after / 1024}
+    if want("memory"):
+        res["peak_rss_mb"] = b.peak_rss_kb / 1024
+        log(f"{args.idle_sessions} idle sessions")
+        before, after = idle_sessions(b, args.idle_sessions)
+        res["idle"] = {"sessions": args.idle_sessions, "before_mb": before / 1024,
+                       "after_mb": after / 1024}
 
     # -- callgrind ----------------------------------------------------------------------------
-    if not args.no_callgrind:
-        log("callgrind: instructions per proxied tools/call")
-        res["instr_per_call"], res["allocs_per_call"] = callgrind()
-        if args.baseline:
-            res["baseline_instr_per_call"], res["baseline_allocs_per_call"] = \
-                callgrind(args.baseline)
+    if want("callgrind"):
+        if not args.no_callgrind:
+            log("callgrind: instructions per proxied tools/call")
+            res["instr_per_call"], res["allocs_per_call"] = callgrind()
+            if args.baseline:
+                res["baseline_instr_per_call"], res["baseline_allocs_per_call"] = \
+                    callgrind(args.baseline)
 
     stop_all()
     report = render(res)
@@ -494,31 +556,42 @@ def render(res):
                      + (f" {s['per_cpu_s']:,.0f} |" if cpu else ""))
         L.append("")
 
-    L.append("## tools/call (echo) through one backend\n")
-    for conns, rows in res["call"].items():
-        table(f"{conns} connection{'s' if int(conns) > 1 else ''}", rows, "direct")
-    o = res["open"]
-    table(f"open loop at {o['rate']:,} req/s (~50% of ringmux's 16-connection saturation), "
-          "16 connections", o["by"], "direct")
-    L.append("## merged tools/list\n")
-    L.append("Each tool is about 400 bytes of JSON (the mock's default), so a 500-tool page is "
-             "about 200 KB and a 5,000-tool page about 2 MB.\n")
-    for key, what in (("list10", "10 backends x 50 tools (ringmux) vs one backend serving 500 tools"),
-                      ("list100", "100 backends x 50 tools (ringmux) vs one backend serving 5,000 tools")):
-        for conns, rows in res[key].items():
-            table(f"{what}, {conns} connection{'s' if int(conns) > 1 else ''}", rows,
-                  "single backend")
-    L.append("## shard scaling (64 connections)\n")
-    for mix, rows in res["scaling"].items():
-        table(f"{'tools/call' if mix == 'call' else 'merged tools/list, 10 x 50'}", rows,
-              "1 shard")
+    if "call" in res:
+        L.append("## tools/call (echo) through one backend\n")
+        for conns, rows in res["call"].items():
+            table(f"{conns} connection{'s' if int(conns) > 1 else ''}", rows, "direct")
+        o = res["open"]
+        table(f"open loop at {o['rate']:,} req/s (~50% of ringmux's 16-connection saturation), "
+              "16 connections", o["by"], "direct")
+    if "tls" in res:
+        L.append("## tools/call (echo) over TLS\n")
+        L.append("ringmux-load speaks TLS 1.3 (rustls) to the gateway, with the same P-256 "
+                 "certificate and key for both; the gateway speaks plain HTTP to the backend. "
+                 "Keep-alive connections: the handshakes fall in the warm-up.\n")
+        for conns, rows in res["tls"].items():
+            table(f"{conns} connections", rows, "nginx (TLS)")
+    if "list10" in res:
+        L.append("## merged tools/list\n")
+        L.append("Each tool is about 400 bytes of JSON (the mock's default), so a 500-tool page is "
+                 "about 200 KB and a 5,000-tool page about 2 MB.\n")
+        for key, what in (("list10", "10 backends x 50 tools (ringmux) vs one backend serving 500 tools"),
+                          ("list100", "100 backends x 50 tools (ringmux) vs one backend serving 5,000 tools")):
+            for conns, rows in res[key].items():
+                table(f"{what}, {conns} connection{'s' if int(conns) > 1 else ''}", rows,
+                      "single backend")
+    if "scaling" in res:
+        L.append("## shard scaling (64 connections)\n")
+        for mix, rows in res["scaling"].items():
+            table(f"{'tools/call' if mix == 'call' else 'merged tools/list, 10 x 50'}", rows,
+                  "1 shard")
     L.append("## memory and instructions\n")
-    i = res["idle"]
-    L.append(f"- ringmux peak RSS over the call, open-loop and list runs: "
-             f"**{res['peak_rss_mb']:.1f} MB**")
-    L.append(f"- RSS with {i['sessions']:,} idle sessions: **{i['after_mb']:.1f} MB** "
-             f"({i['before_mb']:.1f} MB before them; "
-             f"{(i['after_mb'] - i['before_mb']) * 1024 * 1024 / i['sessions']:,.0f} bytes per session)")
+    if "idle" in res:
+        i = res["idle"]
+        L.append(f"- ringmux peak RSS over the call, open-loop, TLS and list runs: "
+                 f"**{res['peak_rss_mb']:.1f} MB**")
+        L.append(f"- RSS with {i['sessions']:,} idle sessions: **{i['after_mb']:.1f} MB** "
+                 f"({i['before_mb']:.1f} MB before them; "
+                 f"{(i['after_mb'] - i['before_mb']) * 1024 * 1024 / i['sessions']:,.0f} bytes per session)")
     if res.get("instr_per_call"):
         L.append(f"- callgrind, instructions per proxied tools/call: **{res['instr_per_call']:,}**; "
                  f"allocator calls per call: {res['allocs_per_call']:.3f} "
