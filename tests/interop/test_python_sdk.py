@@ -5,7 +5,9 @@ backend (evs) and a shared stdio backend (evsh); and the SDK's own dual-era `MCP
 (modern_server.py) as a 2026-07-28 backend (evm). Every URL backend is `transport: auto`:
 ringmux finds out evm's era, ev1/ev2's, and that evl speaks the legacy HTTP+SSE transport.
 A second gateway requires authentication: the SDK calls through it with an API key and with
-a JWT (signed here by openssl with the test key), and is refused without either.
+a JWT (signed here by openssl with the test key), and is refused without either. A third
+listens on https (certificates made here by openssl): the SDK calls through it trusting the
+test CA, authenticated by a client certificate or an API key.
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -514,3 +516,123 @@ def test_an_unauthenticated_sdk_client_is_refused_with_discoverable_metadata(aut
         doc = json.load(r)
     assert doc["resource"] == auth_gateway
     assert doc["authorization_servers"] == ["https://idp.test"]
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def _make_pki(d: pathlib.Path) -> dict[str, str]:
+    """A server CA with a localhost certificate, and a client CA with one client certificate
+    (CN=sdk-client), made by openssl."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    out = {}
+    for ca in ("server-ca", "client-ca"):
+        _openssl("req", "-x509", *ec, "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"),
+                 "-days", "1", "-subj", f"/CN=ringmux {ca}")
+        out[ca] = str(d / f"{ca}.pem")
+    for leaf, ca, cn, ext in (
+        ("server", "server-ca", "localhost",
+         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "client-ca", "sdk-client", "extendedKeyUsage=clientAuth\n"),
+    ):
+        (d / f"{leaf}.ext").write_text("basicConstraints=CA:FALSE\n" + ext)
+        _openssl("req", *ec, "-keyout", str(d / f"{leaf}.key"), "-out", str(d / f"{leaf}.csr"),
+                 "-subj", f"/CN={cn}")
+        _openssl("x509", "-req", "-in", str(d / f"{leaf}.csr"), "-CA", str(d / f"{ca}.pem"),
+                 "-CAkey", str(d / f"{ca}.key"), "-CAcreateserial", "-out", str(d / f"{leaf}.pem"),
+                 "-days", "1", "-extfile", str(d / f"{leaf}.ext"))
+        out[leaf] = str(d / f"{leaf}.pem")
+        out[f"{leaf}-key"] = str(d / f"{leaf}.key")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tls_gateway():
+    """server-everything behind a gateway on https: authentication strict, accepting an API key
+    or a client certificate of the client CA (optional at the handshake)."""
+    import hashlib
+
+    procs: list[subprocess.Popen] = []
+    work = tempfile.TemporaryDirectory()
+    d = pathlib.Path(work.name)
+    try:
+        pki = _make_pki(d)
+        port = free_port()
+        p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=dict(os.environ, PORT=str(port)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        wait_listening(port, p, "server-everything (tls)")
+        cfg = d / "tls.yaml"
+        cfg.write_text(
+            "listen: 127.0.0.1:0\nshards: 2\n"
+            f"tls:\n  cert: {pki['server']}\n  key: {pki['server-key']}\n"
+            f"  client_ca: {pki['client-ca']}\n  client_auth: optional\n"
+            "auth:\n  resource: https://localhost/mcp\n"
+            f"  api_keys:\n    - name: sdk\n      sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}\n"
+            f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
+        )
+        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+        procs.append(gw)
+        line = gw.stdout.readline().strip()
+        assert line.startswith("ringmux listening on https://"), line
+        url = line.rsplit(" ", 1)[1].replace("127.0.0.1", "localhost")
+        yield url, pki
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        work.cleanup()
+
+
+async def _tls_session(url: str, ca: str, client: tuple[str, str] | None, authorization: str | None):
+    import ssl
+
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    ctx = ssl.create_default_context(cafile=ca)
+    if client:
+        ctx.load_cert_chain(*client)
+    headers = {"Authorization": authorization} if authorization else {}
+    async with httpx2.AsyncClient(verify=ctx, headers=headers, timeout=30) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            async with ClientSession(streams[0], streams[1]) as s:
+                await s.initialize()
+                names = {t.name for t in (await s.list_tools()).tools}
+                echo = await s.call_tool("ev__echo", {"message": "over TLS"})
+                return names, echo.content[0].text
+
+
+@pytest.mark.parametrize("how", ["client_certificate", "api_key"])
+def test_the_sdk_calls_over_https(tls_gateway, how):
+    """The SDK over TLS, trusting the test CA: authenticated by its client certificate (no
+    token at all), or by an API key without a certificate."""
+    url, pki = tls_gateway
+    client = (pki["client"], pki["client-key"]) if how == "client_certificate" else None
+    authorization = f"Bearer {API_KEY}" if how == "api_key" else None
+    names, text = anyio.run(_tls_session, url, pki["server-ca"], client, authorization)
+    assert "ev__echo" in names, sorted(names)
+    assert text == "Echo: over TLS"
+
+
+def test_the_sdk_over_https_is_refused_without_trust_or_credentials(tls_gateway):
+    url, pki = tls_gateway
+    # A client that does not trust the server's CA fails its handshake.
+    with pytest.raises(Exception):
+        anyio.run(_tls_session, url, pki["client-ca"], None, f"Bearer {API_KEY}")
+    # Neither certificate nor token: 401 with a challenge, over TLS.
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=pki["server-ca"])
+    req = urllib.request.Request(url, method="POST", data=b"{}",
+                                 headers={"content-type": "application/json",
+                                          "accept": "application/json, text/event-stream"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10, context=ctx)
+    assert refused.value.code == 401
+    assert refused.value.headers["www-authenticate"].startswith("Bearer ")
