@@ -639,9 +639,37 @@ struct JwksServer {
 
 impl JwksServer {
     fn start(file: &str) -> JwksServer {
+        JwksServer::start_with(file, None)
+    }
+
+    /// Over TLS with the example certificate for localhost (tests/fixtures/tls).
+    fn start_tls(file: &str) -> JwksServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_file(format!("{tls}/cert.pem")).unwrap()],
+                PrivateKeyDer::from_pem_file(format!("{tls}/key.pem")).unwrap(),
+            )
+            .unwrap();
+        JwksServer::start_with(file, Some(std::sync::Arc::new(cfg)))
+    }
+
+    fn start_with(file: &str, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> JwksServer {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let url = match tls {
+            None => format!("http://{}/jwks", listener.local_addr().unwrap()),
+            Some(_) => format!(
+                "https://localhost:{}/jwks",
+                listener.local_addr().unwrap().port()
+            ),
+        };
         let body = std::sync::Arc::new(std::sync::Mutex::new((
             200,
             String::from_utf8(pem(file)).unwrap(),
@@ -650,7 +678,16 @@ impl JwksServer {
         let (b, f) = (body.clone(), fetches.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { return };
+                let Ok(conn) = conn else { return };
+                trait Rw: Read + Write {}
+                impl<T: Read + Write> Rw for T {}
+                let mut conn: Box<dyn Rw> = match &tls {
+                    None => Box::new(conn),
+                    Some(cfg) => Box::new(rustls::StreamOwned::new(
+                        rustls::ServerConnection::new(cfg.clone()).unwrap(),
+                        conn,
+                    )),
+                };
                 let mut req = [0u8; 2048];
                 let _ = conn.read(&mut req);
                 f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -659,7 +696,8 @@ impl JwksServer {
                     conn,
                     "HTTP/1.0 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
                     text.len()
-                );
+                )
+                .and_then(|()| conn.flush());
             }
         });
         JwksServer { url, body, fetches }
@@ -724,4 +762,31 @@ fn an_unknown_kid_refreshes_the_jwks_and_a_failed_fetch_keeps_the_keys() {
         let t = format!("Bearer {}", signed(key, kid, &claims(sub, json!({}))));
         assert_eq!(initialize_with(&gw.url, Some(&t)).status, 200, "{kid}");
     }
+}
+
+/// `jwks_url` over https: fetched with the configured CA (`jwks_ca`); a gateway that does not
+/// trust the server's certificate fetches nothing, counts the failure and refuses tokens.
+#[test]
+fn the_jwks_is_fetched_over_https_from_a_trusted_server_only() {
+    let jwks = JwksServer::start_tls("jwks.json");
+    let a = mock("a").start();
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+    let yaml = format!(
+        "auth:\n  resource: {RES}\n  required_scopes: [mcp]\n  jwt:\n    issuer: {ISS}\n    jwks_url: {}\n    jwks_ca: {ca}\n",
+        jwks.url
+    );
+    let gw = gateway().backend("a", &a.url).yaml(&yaml).start();
+    assert_eq!(jwks.fetches(), 1, "fetched once at start");
+    let token = format!("Bearer {}", good("alice"));
+    assert_eq!(initialize_with(&gw.url, Some(&token)).status, 200);
+    assert_eq!(metric(&gw.url, "ringmux_jwks_refresh_failures_total"), 0);
+
+    // The test CA is not among the platform's roots: no keys, every token refused.
+    let untrusting = format!(
+        "auth:\n  resource: {RES}\n  required_scopes: [mcp]\n  jwt:\n    issuer: {ISS}\n    jwks_url: {}\n",
+        jwks.url
+    );
+    let gw2 = gateway().backend("a", &a.url).yaml(&untrusting).start();
+    assert_eq!(initialize_with(&gw2.url, Some(&token)).status, 401);
+    assert_eq!(metric(&gw2.url, "ringmux_jwks_refresh_failures_total"), 1);
 }

@@ -22,6 +22,8 @@
 #   KEEP=DIR keeps the callgrind dumps there (cg.PID.2 = the N calls, for callgrind_annotate)
 #   AUTH=jwt turns authentication on (the test JWK Set, tests/fixtures/auth) and sends the same
 #   RS256 token (signed here with openssl) with every request
+#   TLS=1 puts the client's connection under TLS (a certificate made here with openssl); the
+#   handshake falls in both dumps and cancels out, so the figure is TLS's cost per call
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${2:-1000}
@@ -73,6 +75,17 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )"
   export AUTHORIZATION
+fi
+if [[ "${TLS:-}" == 1 ]]; then
+  EC=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${EC[@]}" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -days 1 \
+    -subj "/CN=callgrind CA" 2>/dev/null
+  openssl req "${EC[@]}" -keyout "$WORK/key.pem" -out "$WORK/cert.csr" -subj "/CN=localhost" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/ext.cnf"
+  openssl x509 -req -in "$WORK/cert.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
+    -CAcreateserial -out "$WORK/cert.pem" -days 1 -extfile "$WORK/ext.cnf" 2>/dev/null
+  printf 'tls:\n  cert: %s\n  key: %s\n' "$WORK/cert.pem" "$WORK/key.pem" >>"$WORK/gw.yaml"
+  export TLS_CA=$WORK/ca.pem
 fi
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$BIN" run "$WORK/gw.yaml" >"$WORK/gw.log" 2>&1 &
 VG=$!

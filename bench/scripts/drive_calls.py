@@ -1,7 +1,8 @@
 """Drives one MCP session over one keep-alive connection: initialize, tools/list, then N
 tools/call of `echo` through ringmux, checking every answer. Used by callgrind-call.sh.
 
-usage: drive_calls.py PORT N   (AUTHORIZATION=... sends that header with every request)
+usage: drive_calls.py PORT N   (AUTHORIZATION=... sends that header with every request;
+                               TLS_CA=FILE speaks https, trusting that CA)
 """
 import http.client
 import json
@@ -9,7 +10,12 @@ import os
 import sys
 
 port, n = int(sys.argv[1]), int(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+if os.environ.get("TLS_CA"):
+    import ssl
+    ctx = ssl.create_default_context(cafile=os.environ["TLS_CA"])
+    conn = http.client.HTTPSConnection("localhost", port, timeout=30, context=ctx)
+else:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 if os.environ.get("AUTHORIZATION"):
     HEADERS["authorization"] = os.environ["AUTHORIZATION"]

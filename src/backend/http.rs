@@ -166,7 +166,7 @@ impl Pool {
             .map_err(|e| fail(io::Error::other(e)))?;
         let mut conn = crate::tls::TlsConn::new(tcp, session, Vec::new());
         let timeout = self.cfg.connect_timeout;
-        match monoio::time::timeout(timeout, conn.handshake(timeout)).await {
+        match monoio::time::timeout(timeout, conn.handshake(Some(timeout))).await {
             Ok(Ok(())) => Ok(crate::tls::Stream::Tls(Box::new(conn))),
             Ok(Err(e)) => Err(fail(e)),
             Err(_) => Err(fail(io::Error::new(
@@ -265,7 +265,7 @@ impl Pool {
             &extra[..n],
         );
         w.extend_from_slice(out.body);
-        let (res, w) = conn.stream.write_all(w, self.cfg.request_timeout).await;
+        let (res, w) = conn.stream.write_all(w, None).await;
         conn.wbuf = w;
         if let Err(e) = res {
             return Err(stale_or(e));
@@ -285,7 +285,7 @@ impl Pool {
             };
             let read = conn
                 .stream
-                .read_more(buf, READ_CHUNK, self.cfg.request_timeout);
+                .read_more(buf, READ_CHUNK, Some(self.cfg.request_timeout));
             let (res, buf) = match monoio::time::timeout(timeout, read).await {
                 Ok(r) => r,
                 Err(_) => return Err(Attempt::Failed(UpstreamError::Timeout)),
@@ -477,7 +477,7 @@ impl BodyReader {
             let read = self
                 .conn
                 .stream
-                .read_more(buf, READ_CHUNK, TLS_REPLY_TIMEOUT);
+                .read_more(buf, READ_CHUNK, Some(TLS_REPLY_TIMEOUT));
             let (res, buf) = match timeout {
                 Some(t) => monoio::time::timeout(t, read)
                     .await

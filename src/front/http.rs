@@ -52,7 +52,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 }
             };
             let mut conn = crate::tls::TlsConn::new(stream, tls, Vec::new());
-            let handshake = conn.handshake(shard.cfg.limits.write_timeout);
+            let handshake = conn.handshake(Some(shard.cfg.limits.write_timeout));
             match monoio::time::timeout(listener.handshake_timeout, handshake).await {
                 Ok(Ok(())) => {}
                 failed => {
@@ -359,7 +359,7 @@ impl Conn {
     /// is empty afterwards: callers only time out when they are about to close anyway.
     async fn fill(&mut self, stream: &mut ClientStream, wait: Duration) -> io::Result<Fill> {
         let buf = std::mem::take(&mut self.rbuf);
-        let read = stream.read_more(buf, READ_CHUNK, self.write_timeout);
+        let read = stream.read_more(buf, READ_CHUNK, Some(self.write_timeout));
         match monoio::time::timeout(wait, read).await {
             Ok((res, buf)) => {
                 self.rbuf = buf;
@@ -423,7 +423,7 @@ impl Conn {
     /// timeout the buffer went with the cancelled write; the connection ends anyway.
     async fn flush(&mut self, stream: &mut ClientStream) -> io::Result<()> {
         let buf = std::mem::take(&mut self.wbuf);
-        let (res, mut buf) = stream.write_all(buf, self.write_timeout).await;
+        let (res, mut buf) = stream.write_all(buf, Some(self.write_timeout)).await;
         buf.clear();
         self.wbuf = buf;
         res
@@ -443,7 +443,7 @@ impl Conn {
         if keep_alive {
             return Ok(());
         }
-        stream.shutdown(self.write_timeout).await.ok();
+        stream.shutdown(Some(self.write_timeout)).await.ok();
         let deadline = monoio::time::Instant::now() + LINGER;
         let mut drained = 0;
         while drained < LINGER_BYTES {

@@ -56,9 +56,9 @@ where
         (self.tcp, self.tls, self.cin)
     }
 
-    /// Runs the handshake to its end (each write bounded by `write_timeout`; the caller bounds
-    /// the whole).
-    pub async fn handshake(&mut self, write_timeout: Duration) -> io::Result<()> {
+    /// Runs the handshake to its end (each write bounded by `write_timeout`, if given; the
+    /// caller bounds the whole).
+    pub async fn handshake(&mut self, write_timeout: Option<Duration>) -> io::Result<()> {
         while self.tls.is_handshaking() {
             self.push(write_timeout).await?;
             if !self.tls.is_handshaking() {
@@ -82,7 +82,7 @@ where
         &mut self,
         mut buf: Vec<u8>,
         min_spare: usize,
-        write_timeout: Duration,
+        write_timeout: Option<Duration>,
     ) -> (io::Result<usize>, Vec<u8>) {
         loop {
             match self.tls.reader().fill_buf() {
@@ -110,7 +110,11 @@ where
 
     /// Encrypts all of `data` and writes it out; each socket write must make progress within
     /// `write_timeout`.
-    pub async fn write_all(&mut self, data: &[u8], write_timeout: Duration) -> io::Result<()> {
+    pub async fn write_all(
+        &mut self,
+        data: &[u8],
+        write_timeout: Option<Duration>,
+    ) -> io::Result<()> {
         let mut pos = 0;
         while pos < data.len() {
             // rustls takes what fits under its send-buffer limit; the rest after a push.
@@ -121,7 +125,7 @@ where
     }
 
     /// Sends close_notify and shuts the socket's write side.
-    pub async fn shutdown(&mut self, write_timeout: Duration) -> io::Result<()> {
+    pub async fn shutdown(&mut self, write_timeout: Option<Duration>) -> io::Result<()> {
         self.tls.send_close_notify();
         self.push(write_timeout).await?;
         self.tcp.shutdown().await
@@ -129,7 +133,7 @@ where
 
     /// Reads ciphertext (when rustls has seen all it had) and gives it to rustls. Returns
     /// whether the socket ended. Writes what rustls has to say back (alerts, key updates).
-    async fn feed(&mut self, write_timeout: Duration) -> io::Result<bool> {
+    async fn feed(&mut self, write_timeout: Option<Duration>) -> io::Result<bool> {
         let mut eof = false;
         if self.cpos == self.cin.len() {
             let mut cin = std::mem::take(&mut self.cin);
@@ -159,7 +163,7 @@ where
     }
 
     /// Writes out every record rustls has queued.
-    async fn push(&mut self, write_timeout: Duration) -> io::Result<()> {
+    async fn push(&mut self, write_timeout: Option<Duration>) -> io::Result<()> {
         while self.tls.wants_write() {
             let mut out = std::mem::take(&mut self.cout);
             out.clear();
@@ -168,12 +172,7 @@ where
             while pos < out.len() {
                 let end = out.len();
                 let write = self.tcp.write(out.slice(pos..end));
-                let (res, slice) =
-                    monoio::time::timeout(write_timeout, write)
-                        .await
-                        .map_err(|_| {
-                            io::Error::new(io::ErrorKind::TimedOut, "the peer read nothing in time")
-                        })?;
+                let (res, slice) = crate::bounded(write_timeout, write).await?;
                 out = slice.into_inner();
                 match res? {
                     0 => return Err(io::ErrorKind::WriteZero.into()),

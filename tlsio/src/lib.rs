@@ -15,3 +15,21 @@ fn trim(buf: &mut Vec<u8>, keep: usize) {
         buf.shrink_to(keep.max(buf.len()));
     }
 }
+
+/// `f`, given up after `limit` (if any) with `TimedOut`: the peer took no byte in time.
+async fn bounded<F: std::future::Future>(
+    limit: Option<std::time::Duration>,
+    f: F,
+) -> std::io::Result<F::Output> {
+    match limit {
+        None => Ok(f.await),
+        Some(t) => monoio::time::timeout(t, f).await.map_err(|_| timed_out()),
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the peer read nothing within the write timeout",
+    )
+}

@@ -178,6 +178,14 @@ impl AuthFile {
                 if j.issuer.is_empty() {
                     return Err(err("auth.jwt.issuer", "required"));
                 }
+                if j.jwks_ca.is_some()
+                    && !j
+                        .jwks_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://"))
+                {
+                    return Err(err("auth.jwt.jwks_ca", "goes with an https:// jwks_url"));
+                }
                 let jwks = match (j.jwks, j.jwks_file, j.jwks_url) {
                     (Some(v), None, None) => Jwks::Inline(jwks_text(v)?),
                     (None, Some(p), None) => Jwks::File(p),

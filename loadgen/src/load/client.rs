@@ -117,7 +117,7 @@ async fn open(
     let session =
         rustls::ClientConnection::new(cfg.clone(), name.clone()).map_err(io::Error::other)?;
     let mut conn = TlsConn::new(tcp, session, Vec::new());
-    monoio::time::timeout(timeout, conn.handshake(timeout))
+    monoio::time::timeout(timeout, conn.handshake(Some(timeout)))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     Ok(Stream::Tls(Box::new(conn)))
@@ -332,7 +332,7 @@ impl Conn {
         );
         self.wbuf.extend_from_slice(body);
         let buf = std::mem::take(&mut self.wbuf);
-        let (res, buf) = self.stream.write_all(buf, self.timeout).await;
+        let (res, buf) = self.stream.write_all(buf, None).await;
         self.wbuf = buf;
         res.map_err(|_| ErrorKind::Connection)?;
 
@@ -374,7 +374,7 @@ impl Conn {
         let buf = std::mem::take(&mut self.rbuf);
         let (res, buf) = self
             .stream
-            .read_more(buf, READ_CHUNK / 4, self.timeout)
+            .read_more(buf, READ_CHUNK / 4, Some(self.timeout))
             .await;
         self.rbuf = buf;
         match res {
