@@ -529,6 +529,8 @@ fn fetch_jwks(
             // A server that closes without close_notify: HTTP/1.0 ends the body at the
             // socket's end anyway, and a cut JWK Set does not parse.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            // A signal landed on this thread during the read (seen at start-up): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(n) if (buf.len() + n) as u64 > MAX_JWKS + 16 * 1024 => {
                 return Err(format!("larger than {MAX_JWKS} bytes"))
             }

@@ -7,7 +7,8 @@ ringmux finds out evm's era, ev1/ev2's, and that evl speaks the legacy HTTP+SSE 
 A second gateway requires authentication: the SDK calls through it with an API key and with
 a JWT (signed here by openssl with the test key), and is refused without either. A third
 listens on https (certificates made here by openssl): the SDK calls through it trusting the
-test CA, authenticated by a client certificate or an API key.
+test CA, authenticated by a client certificate or an API key. A fourth takes tokens from
+oidc-provider (npm; idp.mjs), and the SDK's OAuth client does the whole flow from the 401.
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -636,3 +637,133 @@ def test_the_sdk_over_https_is_refused_without_trust_or_credentials(tls_gateway)
         urllib.request.urlopen(req, timeout=10, context=ctx)
     assert refused.value.code == 401
     assert refused.value.headers["www-authenticate"].startswith("Bearer ")
+
+
+IDP = HERE / "idp.mjs"
+
+
+@pytest.fixture(scope="module")
+def oauth_gateway():
+    """server-everything behind a gateway whose tokens come from oidc-provider (idp.mjs): a
+    real authorization server, found by the client from ringmux's 401 alone."""
+    procs: list[subprocess.Popen] = []
+    work = tempfile.TemporaryDirectory()
+    try:
+        port = free_port()
+        p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=dict(os.environ, PORT=str(port)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        wait_listening(port, p, "server-everything (oauth)")
+        gw_port, idp_port = free_port(), free_port()
+        resource = f"http://127.0.0.1:{gw_port}/mcp"
+        idp_log = open(pathlib.Path(work.name) / "idp.log", "w")
+        idp = subprocess.Popen(["node", str(IDP), str(idp_port), resource], stdout=subprocess.PIPE,
+                               stderr=idp_log, text=True)
+        procs.append(idp)
+        line = idp.stdout.readline().strip()
+        assert line.startswith("idp listening on "), line
+        issuer = line.rsplit(" ", 1)[1]
+        cfg = pathlib.Path(work.name) / "oauth.yaml"
+        cfg.write_text(
+            f"listen: 127.0.0.1:{gw_port}\nshards: 2\n"
+            f"auth:\n  resource: {resource}\n  authorization_servers: [{issuer}]\n"
+            f"  scopes_supported: [mcp]\n  required_scopes: [mcp]\n"
+            f"  jwt:\n    issuer: {issuer}\n    jwks_url: {issuer}/jwks\n"
+            f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
+        )
+        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+        procs.append(gw)
+        line = gw.stdout.readline().strip()
+        assert line.startswith("ringmux listening on "), line
+        yield resource, issuer
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        work.cleanup()
+
+
+class _MemoryStorage:
+    """The SDK's TokenStorage, in memory."""
+
+    def __init__(self):
+        self.tokens = None
+        self.client = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client
+
+    async def set_client_info(self, client):
+        self.client = client
+
+
+def test_the_sdk_oauth_client_does_the_whole_flow_with_a_real_authorization_server(oauth_gateway):
+    """The SDK's OAuth client starts with nothing but ringmux's URL: the 401 names the
+    protected-resource metadata, which names oidc-provider; the client reads its metadata,
+    registers itself, runs the authorization-code flow with PKCE and the resource indicator
+    (the test's user agent follows the redirects; the provider approves at once), exchanges
+    the code for a JWT access token, and calls through ringmux with it."""
+    import base64
+    import json
+    import urllib.parse
+
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+
+    resource, issuer = oauth_gateway
+    redirect = "http://127.0.0.1:9/callback"  # never reached: the user agent stops there
+    landed: dict[str, str] = {}
+
+    async def user_agent(url: str) -> None:
+        """A browser that follows the provider's redirects until the one to the client."""
+        async with httpx2.AsyncClient(follow_redirects=False, timeout=10) as ua:
+            for _ in range(10):
+                r = await ua.get(url)
+                assert r.status_code in (302, 303), (r.status_code, r.text[:300])
+                url = urllib.parse.urljoin(url, r.headers["location"])
+                if url.startswith(redirect):
+                    landed.update(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+                    return
+        raise AssertionError("the provider never redirected to the client")
+
+    async def callback() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(code=landed["code"], state=landed.get("state"), iss=landed.get("iss"))
+
+    storage = _MemoryStorage()
+    auth = OAuthClientProvider(
+        server_url=resource,
+        client_metadata=OAuthClientMetadata(
+            client_name="ringmux interop", redirect_uris=[redirect], grant_types=["authorization_code"],
+            response_types=["code"], token_endpoint_auth_method="none"),
+        storage=storage, redirect_handler=user_agent, callback_handler=callback)
+
+    async def go():
+        async with httpx2.AsyncClient(auth=auth, timeout=30) as http:
+            async with streamable_http_client(resource, http_client=http) as streams:
+                async with ClientSession(streams[0], streams[1]) as s:
+                    await s.initialize()
+                    names = {t.name for t in (await s.list_tools()).tools}
+                    echo = await s.call_tool("ev__echo", {"message": "oauth"})
+                    return names, echo.content[0].text
+
+    names, text = anyio.run(go)
+    assert "ev__echo" in names, sorted(names)
+    assert text == "Echo: oauth"
+    assert landed.get("iss") == issuer  # RFC 9207
+    # The token the provider issued is a JWT for ringmux's resource, with the scope it needs.
+    payload = storage.tokens.access_token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["iss"] == issuer
+    assert claims["aud"] == resource
+    assert claims["sub"] == "sdk-user"
+    assert "mcp" in claims["scope"].split()
