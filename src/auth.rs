@@ -30,7 +30,6 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ringmux_core::auth::{self as credential, Refusal};
 use ringmux_core::config::{Auth, AuthMode, Jwks};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::reply::Reply;
 use crate::request::{Identity, Principal};
@@ -154,7 +153,7 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &[u8], now: u64) -> Result<Principal, Refusal> {
-        let key = xxh3_64(token);
+        let key = cache_key(token);
         if let Some(c) = self.cache.borrow().get(&key) {
             if c.expires > now && *c.credential == *token {
                 return self.with_scopes(c.principal.clone());
@@ -419,6 +418,7 @@ pub fn start_keys(
         refresh,
         min_refresh,
         ca,
+        metadata,
     } = &jwt.jwks
     else {
         let keys = Arc::new(load_keys(cfg)?.expect("an inline or file JWK Set"));
@@ -427,13 +427,14 @@ pub fn start_keys(
         }
         return Ok(feeds);
     };
-    let tls = match url.tls {
-        true => Some(crate::tls::jwks_client_config(ca.as_deref())?),
-        false => None,
-    };
+    // For https:// URLs (a discovered `jwks_uri` may be one); an error only when one is used.
+    let tls = crate::tls::jwks_client_config(ca.as_deref());
+    if url.tls {
+        tls.clone()?;
+    }
     let fetch = {
-        let (url, jwt) = (url.clone(), jwt.clone());
-        move |senders: &[mpsc::Sender<Keys>]| match fetch_jwks(&url, tls.as_ref())
+        let (url, metadata, jwt) = (url.clone(), metadata.clone(), jwt.clone());
+        move |senders: &[mpsc::Sender<Keys>]| match fetch_set(&url, &metadata, &jwt.issuer, &tls)
             .and_then(|t| keys_from(&t, &jwt))
         {
             Ok(keys) => {
@@ -478,6 +479,60 @@ pub fn start_keys(
     Ok(feeds)
 }
 
+/// The JWK Set's text: from `url`, or (discovery) from the `jwks_uri` of the first of the
+/// issuer's `metadata` documents that answers, which must name `issuer` (RFC 8414 §3.3).
+fn fetch_set(
+    url: &ringmux_core::config::HttpUrl,
+    metadata: &[ringmux_core::config::HttpUrl],
+    issuer: &str,
+    tls: &Result<Arc<rustls::ClientConfig>, String>,
+) -> Result<String, String> {
+    let get = |u: &ringmux_core::config::HttpUrl| match u.tls {
+        false => fetch_jwks(u, None),
+        true => fetch_jwks(u, Some(tls.as_ref().map_err(Clone::clone)?)),
+    };
+    if metadata.is_empty() {
+        return get(url);
+    }
+    let mut why = String::new();
+    for m in metadata {
+        let doc = match get(m) {
+            Ok(doc) => doc,
+            Err(e) => {
+                why = format!("{}{}: {e}", m.authority, m.path);
+                continue;
+            }
+        };
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let found: Metadata = serde_json::from_str(&doc).map_err(|e| {
+            format!(
+                "{}{}: not authorization server metadata: {e}",
+                m.authority, m.path
+            )
+        })?;
+        if found.issuer != issuer {
+            return Err(format!(
+                "{}{} names issuer {:?}, not {issuer:?}",
+                m.authority, m.path, found.issuer
+            ));
+        }
+        let set = ringmux_core::config::parse_http_url(&found.jwks_uri)
+            .map_err(|e| format!("jwks_uri {:?}: {e}", found.jwks_uri))?;
+        if !ringmux_core::config::fetchable(&set) {
+            return Err(format!(
+                "jwks_uri {:?} is http:// and not on this machine: keys fetched in the clear could be swapped on the way",
+                found.jwks_uri
+            ));
+        }
+        return get(&set);
+    }
+    Err(format!("no metadata document answered (last: {why})"))
+}
+
 /// GETs a JWK Set over HTTP/1.0 (no chunked body to decode), bounded in size and time; over
 /// TLS for an `https://` URL (`tls`).
 fn fetch_jwks(
@@ -493,7 +548,9 @@ fn fetch_jwks(
         .ok_or_else(|| format!("{} has no address", url.host))?;
     let tcp = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
         .map_err(|e| format!("connecting to {}: {e}", url.authority))?;
+    // Also bounds the TLS handshake, which reads inside the first write.
     tcp.set_write_timeout(Some(JWKS_TIMEOUT))
+        .and_then(|()| tcp.set_read_timeout(Some(JWKS_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let socket = tcp.try_clone().map_err(|e| e.to_string())?;
     let mut s: Box<dyn ReadWrite> = match tls {
@@ -554,6 +611,17 @@ fn fetch_jwks(
 /// A socket, plain or TLS.
 trait ReadWrite: std::io::Read + std::io::Write {}
 impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+/// A credential's cache key: the hash of its last 64 bytes, seeded with its length. A JWT's
+/// end is its signature (an API key is random throughout), so tokens differ there; and a hit is
+/// confirmed by comparing the whole credential, so a collision costs a verification, never a
+/// wrong principal. Only verified credentials enter the cache, so no one can plant one that
+/// collides with another's. (Hashing the whole of a 700-byte token cost 420 instructions a
+/// request: bench/scripts/callgrind-call.sh with AUTH=jwt.)
+fn cache_key(token: &[u8]) -> u64 {
+    let tail = &token[token.len().saturating_sub(64)..];
+    xxhash_rust::xxh3::xxh3_64_with_seed(tail, token.len() as u64)
+}
 
 /// The hasher of a map whose keys are hashes already: it passes the `u64` through.
 #[derive(Default)]

@@ -379,6 +379,21 @@ fn https_backends_with_a_ca_bundle_and_a_client_certificate() {
     let big = "z".repeat(200_000);
     assert_eq!(echo(&mut c, "up__up__echo", &big), big);
 
+    // A legacy HTTP+SSE backend over https: the TLS front serves that transport too.
+    let sse_url = url.replace("/mcp", "/sse");
+    let legacy = gateway()
+        .backend_with(
+            "old",
+            &sse_url,
+            &format!("transport: sse\ntls:\n  ca: {ca_file}\n"),
+        )
+        .start();
+    let mut l = client(&legacy.url);
+    assert_eq!(
+        echo(&mut l, "old__up__echo", "legacy over TLS"),
+        "legacy over TLS"
+    );
+
     // Without the CA (the platform's roots do not know it), the backend is refused.
     let other = Ca::new("unrelated CA");
     let other_file = dir.put("other.pem", &other.pem());

@@ -13,7 +13,8 @@ use ringmux_core::jsonrpc;
 use ringmux_core::sse::{Event, SseDecoder};
 
 use super::upstream::{Pool, UpstreamError};
-use crate::io::consume;
+use crate::io::{consume, read_more};
+use crate::tls::Stream;
 use futures_util::StreamExt;
 
 /// Largest response head accepted from a backend.
@@ -265,7 +266,14 @@ impl Pool {
             &extra[..n],
         );
         w.extend_from_slice(out.body);
-        let (res, w) = conn.stream.write_all(w, None).await;
+        // Each side's own I/O, not `Stream`'s: one future layer less on the plain path.
+        let (res, w) = match &mut conn.stream {
+            Stream::Plain(s) => monoio::io::AsyncWriteRentExt::write_all(s, w).await,
+            Stream::Tls(t) => {
+                let res = Box::pin(t.write_all(&w, None)).await;
+                (res.map(|()| w.len()), w)
+            }
+        };
         conn.wbuf = w;
         if let Err(e) = res {
             return Err(stale_or(e));
@@ -283,10 +291,16 @@ impl Pool {
             } else {
                 until.saturating_duration_since(Instant::now())
             };
-            let read = conn
-                .stream
-                .read_more(buf, READ_CHUNK, Some(self.cfg.request_timeout));
-            let (res, buf) = match monoio::time::timeout(timeout, read).await {
+            let read = match &mut conn.stream {
+                Stream::Plain(s) => {
+                    monoio::time::timeout(timeout, read_more(s, buf, READ_CHUNK)).await
+                }
+                Stream::Tls(t) => {
+                    let read = t.read_more(buf, READ_CHUNK, Some(self.cfg.request_timeout));
+                    monoio::time::timeout(timeout, Box::pin(read)).await
+                }
+            };
+            let (res, buf) = match read {
                 Ok(r) => r,
                 Err(_) => return Err(Attempt::Failed(UpstreamError::Timeout)),
             };
@@ -474,15 +488,25 @@ impl BodyReader {
             }
             let timeout = timeout()?;
             let buf = std::mem::take(&mut self.conn.rbuf);
-            let read = self
-                .conn
-                .stream
-                .read_more(buf, READ_CHUNK, Some(TLS_REPLY_TIMEOUT));
-            let (res, buf) = match timeout {
-                Some(t) => monoio::time::timeout(t, read)
-                    .await
-                    .map_err(|_| UpstreamError::Timeout)?,
-                None => read.await,
+            let (res, buf) = match &mut self.conn.stream {
+                Stream::Plain(s) => {
+                    let read = read_more(s, buf, READ_CHUNK);
+                    match timeout {
+                        Some(t) => monoio::time::timeout(t, read)
+                            .await
+                            .map_err(|_| UpstreamError::Timeout)?,
+                        None => read.await,
+                    }
+                }
+                Stream::Tls(t) => {
+                    let read = Box::pin(t.read_more(buf, READ_CHUNK, Some(TLS_REPLY_TIMEOUT)));
+                    match timeout {
+                        Some(t) => monoio::time::timeout(t, read)
+                            .await
+                            .map_err(|_| UpstreamError::Timeout)?,
+                        None => read.await,
+                    }
+                }
             };
             self.conn.rbuf = buf;
             match res? {

@@ -668,7 +668,8 @@ def oauth_gateway():
             f"listen: 127.0.0.1:{gw_port}\nshards: 2\n"
             f"auth:\n  resource: {resource}\n  authorization_servers: [{issuer}]\n"
             f"  scopes_supported: [mcp]\n  required_scopes: [mcp]\n"
-            f"  jwt:\n    issuer: {issuer}\n    jwks_url: {issuer}/jwks\n"
+            # The keys are found from the issuer's metadata (its jwks_uri).
+            f"  jwt:\n    issuer: {issuer}\n    discover: true\n"
             f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
         )
         gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,

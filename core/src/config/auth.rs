@@ -82,6 +82,11 @@ pub struct JwtFile {
     /// roots).
     #[serde(default)]
     pub jwks_ca: Option<PathBuf>,
+    /// Or find the JWK Set from the issuer's metadata (its `jwks_uri`): RFC 8414's
+    /// `/.well-known/oauth-authorization-server`, else OpenID Connect's
+    /// `/.well-known/openid-configuration`, each time the set is fetched.
+    #[serde(default)]
+    pub discover: bool,
     #[serde(default = "default_jwks_min_refresh_ms")]
     pub jwks_min_refresh_ms: u64,
     /// Clock skew allowed on `exp` and `nbf`.
@@ -156,6 +161,10 @@ pub enum Jwks {
         min_refresh: Duration,
         /// CA bundle for an `https://` URL (`None`: the platform's roots).
         ca: Option<PathBuf>,
+        /// Discovery: the issuer's metadata documents to try in order (RFC 8414's, then
+        /// OpenID Connect's), whose `jwks_uri` names the set (`url` is then the first of
+        /// them). Empty: `url` is the set's.
+        metadata: Vec<super::HttpUrl>,
     },
 }
 
@@ -178,45 +187,46 @@ impl AuthFile {
                 if j.issuer.is_empty() {
                     return Err(err("auth.jwt.issuer", "required"));
                 }
-                if j.jwks_ca.is_some()
-                    && !j
-                        .jwks_url
-                        .as_deref()
-                        .is_some_and(|u| u.starts_with("https://"))
-                {
-                    return Err(err("auth.jwt.jwks_ca", "goes with an https:// jwks_url"));
+                let fetched = j.jwks_url.is_some() || j.discover;
+                if j.jwks_ca.is_some() && !fetched {
+                    return Err(err(
+                        "auth.jwt.jwks_ca",
+                        "goes with jwks_url or discover (over https)",
+                    ));
                 }
-                let jwks = match (j.jwks, j.jwks_file, j.jwks_url) {
-                    (Some(v), None, None) => Jwks::Inline(jwks_text(v)?),
-                    (None, Some(p), None) => Jwks::File(p),
-                    (None, None, Some(u)) => {
-                        if j.jwks_refresh_ms == 0 || j.jwks_min_refresh_ms == 0 {
-                            return Err(err("auth.jwt.jwks_refresh_ms", "must be greater than 0"));
-                        }
+                if fetched && (j.jwks_refresh_ms == 0 || j.jwks_min_refresh_ms == 0) {
+                    return Err(err("auth.jwt.jwks_refresh_ms", "must be greater than 0"));
+                }
+                let fetch = |url: super::HttpUrl, metadata: Vec<super::HttpUrl>| Jwks::Url {
+                    url,
+                    metadata,
+                    refresh: Duration::from_millis(j.jwks_refresh_ms),
+                    min_refresh: Duration::from_millis(j.jwks_min_refresh_ms),
+                    ca: j.jwks_ca.clone(),
+                };
+                let jwks = match (j.jwks, j.jwks_file, j.jwks_url, j.discover) {
+                    (Some(v), None, None, false) => Jwks::Inline(jwks_text(v)?),
+                    (None, Some(p), None, false) => Jwks::File(p),
+                    (None, None, Some(u), false) => {
                         let url =
                             super::parse_http_url(&u).map_err(|m| err("auth.jwt.jwks_url", m))?;
-                        // Keys fetched in the clear across a network could be swapped on the
-                        // way, and then any token forged.
-                        if !url.tls
-                            && !matches!(url.host.as_str(), "localhost" | "::1")
-                            && !url.host.starts_with("127.")
-                        {
-                            return Err(err(
-                                "auth.jwt.jwks_url",
-                                "an http:// JWK Set URL must be on this machine (loopback); use https:// elsewhere: keys fetched in the clear could be swapped on the way",
-                            ));
+                        if !fetchable(&url) {
+                            return Err(err("auth.jwt.jwks_url", IN_THE_CLEAR));
                         }
-                        Jwks::Url {
-                            url,
-                            refresh: Duration::from_millis(j.jwks_refresh_ms),
-                            min_refresh: Duration::from_millis(j.jwks_min_refresh_ms),
-                            ca: j.jwks_ca,
+                        fetch(url, Vec::new())
+                    }
+                    (None, None, None, true) => {
+                        let metadata =
+                            metadata_urls(&j.issuer).map_err(|m| err("auth.jwt.issuer", m))?;
+                        if !fetchable(&metadata[0]) {
+                            return Err(err("auth.jwt.discover", IN_THE_CLEAR));
                         }
+                        fetch(metadata[0].clone(), metadata)
                     }
                     _ => {
                         return Err(err(
                             "auth.jwt",
-                            "exactly one of jwks, jwks_file and jwks_url",
+                            "exactly one of jwks, jwks_file, jwks_url and discover",
                         ))
                     }
                 };
@@ -280,6 +290,29 @@ impl AuthFile {
     }
 }
 
+const IN_THE_CLEAR: &str = "an http:// URL must be on this machine (loopback); use https:// elsewhere: keys fetched in the clear could be swapped on the way";
+
+/// Whether keys may be fetched from `url`: over TLS, or from this machine.
+pub fn fetchable(url: &super::HttpUrl) -> bool {
+    url.tls || matches!(url.host.as_str(), "localhost" | "::1") || url.host.starts_with("127.")
+}
+
+/// The issuer's metadata documents: RFC 8414 §3.1 (the well-known path inserted before the
+/// issuer's path), then OpenID Connect Discovery §4 (appended).
+fn metadata_urls(issuer: &str) -> Result<Vec<super::HttpUrl>, String> {
+    let base = super::parse_http_url(issuer)?;
+    let path = base.path.trim_end_matches('/');
+    let scheme = if base.tls { "https" } else { "http" };
+    let origin = format!("{scheme}://{}", base.authority);
+    [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ]
+    .iter()
+    .map(|u| super::parse_http_url(u))
+    .collect()
+}
+
 /// `https://host[:port]/path` → (`https://host[:port]`, `/path` without a trailing `/`).
 fn split_resource(uri: &str) -> Option<(&str, &str)> {
     let rest = uri
@@ -315,6 +348,29 @@ fn jwks_text(v: serde_json::Value) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_documents_follow_rfc_8414_then_openid_connect() {
+        let urls: Vec<String> = metadata_urls("https://idp.example.com/tenant1/")
+            .unwrap()
+            .iter()
+            .map(|u| format!("{}{}", u.authority, u.path))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "idp.example.com/.well-known/oauth-authorization-server/tenant1",
+                "idp.example.com/tenant1/.well-known/openid-configuration"
+            ]
+        );
+        let root = metadata_urls("http://127.0.0.1:9").unwrap();
+        assert_eq!(root[0].path, "/.well-known/oauth-authorization-server");
+        assert_eq!(root[1].path, "/.well-known/openid-configuration");
+        assert!(fetchable(&root[0]));
+        assert!(!fetchable(
+            &metadata_urls("http://idp.example.com").unwrap()[0]
+        ));
+    }
 
     #[test]
     fn resources_split_into_origin_and_path() {

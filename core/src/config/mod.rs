@@ -10,7 +10,7 @@ mod auth;
 mod credentials;
 mod file;
 mod tls;
-pub use auth::{ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
+pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
