@@ -29,16 +29,16 @@ Workloads (see bench/RESULTS.md for the latest figures):
   memory    ringmux's peak RSS over the runs above; RSS with 100,000 idle sessions
   callgrind instructions per proxied tools/call (bench/scripts/callgrind-call.sh)
 
-Last full run (2026-12-04, 2-core AMD EPYC VM, `python3 bench/compare.py`; all of it in
-RESULTS.md; the 2026-11-22 run was on an Intel VM: compare columns, not dates):
-  tools/call, 16 conns: direct 83,398 req/s, nginx 41,639 (p99 1.08 ms), ringmux 44,109
-  (p99 0.79 ms); 64 conns: nginx 41,529 (p99 4.13), ringmux 62,736 (p99 2.43)
-  open loop at 22,054 req/s (the generator now on time to microseconds): p99 direct 0.58,
-  nginx 7.24, ringmux 1.60 ms
-  merged list 10x50 vs one 500-tool backend: 1.08x at 16 conns; p99 0.33 ms at 1 conn
-  shard scaling 1 -> 2 shards: 1.01x tools/call, 1.15x list (load generator, backend and
-  gateway share the two cores)
-  RSS: peak 71.5 MB; 100,000 idle sessions 107.7 MB; 28,044 instructions per proxied call
+Last full run (2026-12-04 at 138bd71, 2-core AMD EPYC VM, `python3 bench/compare.py`; all of
+it in RESULTS.md; the VM was slower than in the morning's run, direct included):
+  tools/call, 16 conns: direct 72,044 req/s, nginx 34,446 (p99 1.09 ms), ringmux 44,740
+  (p99 0.82 ms); 64 conns: nginx 29,563 (p99 5.84), ringmux 38,571 (p99 4.16)
+  over TLS: 16 conns nginx 26,676, ringmux 36,345 (1.39x); 64 conns nginx 29,545, ringmux
+  37,393 (1.32x)
+  open loop at 22,370 req/s: p99 direct 2.37, nginx 53.1, ringmux 6.89 ms
+  merged list 10x50 vs one 500-tool backend: 1.07x at 16 conns
+  shard scaling 1 -> 2 shards: 1.12x tools/call, 1.15x list
+  RSS: peak 70.9 MB; 100,000 idle sessions 110.8 MB; 28,341 instructions per proxied call
 """
 
 import argparse

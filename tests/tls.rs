@@ -450,3 +450,65 @@ fn tls_settings_are_checked() {
     assert!(!ok);
     assert!(err.contains("backends[0].tls"), "{err}");
 }
+
+/// A client that opens a connection and sends half a ClientHello, then nothing: the handshake
+/// timeout closes it and counts it; one that keeps trickling a byte at a time is closed at the
+/// same deadline (the timeout bounds the whole handshake, not each read). Other clients are
+/// served meanwhile.
+#[test]
+fn a_stalled_or_trickling_handshake_is_cut_off_at_its_deadline() {
+    use std::io::{Read, Write};
+    let ca = Ca::new("ringmux test CA");
+    let dir = Dir::new("slow");
+    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
+    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let gw = gateway()
+        .stdio_mock("m", "")
+        .yaml(&format!(
+            "{}  handshake_timeout_ms: 400\n",
+            tls_yaml(&cert, &key, None)
+        ))
+        .start();
+    let cfg = client_config(&ca, None, &[]);
+    let addr = gw
+        .url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // The first bytes of a TLS record carrying a ClientHello, and no more.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let mut trickling = std::net::TcpStream::connect(&addr).unwrap();
+    let started = std::time::Instant::now();
+    // Served meanwhile.
+    let mut c = tls_client(&gw.url, &cfg);
+    c.initialize().unwrap();
+    assert_eq!(echo(&mut c, "m__echo", "still here"), "still here");
+    // The trickler sends one byte of a ClientHello every 100 ms; the server closes it.
+    let closed = (0..50).any(|i| {
+        std::thread::sleep(Duration::from_millis(100));
+        let byte = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01][i % 6];
+        trickling.write_all(&[byte]).is_err() || {
+            let mut b = [0u8; 1];
+            trickling
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
+            matches!(trickling.read(&mut b), Ok(0))
+        }
+    });
+    assert!(closed, "a trickling handshake was never closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    // The stalled one is closed too.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    assert!(matches!(stalled.read(&mut b), Ok(0) | Err(_)));
+    assert!(tls_metric(&gw.url, &cfg, "ringmux_tls_handshake_failures_total") >= 2);
+}

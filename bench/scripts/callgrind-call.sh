@@ -16,6 +16,9 @@
 #               profile (all in one unit: 27,342-27,355 before, 27,762-27,784 after) the
 #               pipeline costs ~420: ~150 the URI check on a prefixed backend's answers (a
 #               memmem for "uri"), ~160 the pipeline's stages, ~20 the call guard.
+#   2026-12-04  TLS (issue "TLS and authentication"), one after the other: 28,063 before
+#               (6dfc783), 28,348-28,404 after (connections hold a plain-or-TLS stream);
+#               AUTH=jwt 29,881-29,893; TLS=1 39,361-39,426 and 6.0 allocator calls.
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
