@@ -546,19 +546,36 @@ fn fetch_jwks(
         .map_err(|e| format!("resolving {}: {e}", url.host))?
         .next()
         .ok_or_else(|| format!("{} has no address", url.host))?;
-    let tcp = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
+    // Connecting, the TLS handshake and the whole answer: one deadline, however slowly the
+    // peer trickles (the first fetch runs at start-up, which must not hang).
+    let deadline = Instant::now() + JWKS_TIMEOUT;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| "no whole answer within 10 s".to_string())
+    };
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, JWKS_TIMEOUT)
         .map_err(|e| format!("connecting to {}: {e}", url.authority))?;
-    // Also bounds the TLS handshake, which reads inside the first write.
     tcp.set_write_timeout(Some(JWKS_TIMEOUT))
-        .and_then(|()| tcp.set_read_timeout(Some(JWKS_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let socket = tcp.try_clone().map_err(|e| e.to_string())?;
     let mut s: Box<dyn ReadWrite> = match tls {
         None => Box::new(tcp),
         Some(cfg) => {
             let name = crate::tls::server_name(&url.host).map_err(|e| e.to_string())?;
-            let conn =
+            let mut conn =
                 rustls::ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
+            while conn.is_handshaking() {
+                socket
+                    .set_read_timeout(Some(left()?))
+                    .map_err(|e| e.to_string())?;
+                match conn.complete_io(&mut tcp) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("TLS handshake: {e}")),
+                }
+            }
             Box::new(rustls::StreamOwned::new(conn, tcp))
         }
     };
@@ -569,15 +586,10 @@ fn fetch_jwks(
     s.write_all(request.as_bytes())
         .and_then(|()| s.flush())
         .map_err(|e| e.to_string())?;
-    // The whole answer within the timeout, however slowly it trickles.
-    let deadline = Instant::now() + JWKS_TIMEOUT;
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
     loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or("no whole answer within 10 s")?;
+        let left = left()?;
         socket
             .set_read_timeout(Some(left))
             .map_err(|e| e.to_string())?;

@@ -18,18 +18,23 @@ pub enum Principal {
     Cert(std::sync::Arc<CertIdentity>),
 }
 
-/// A verified client certificate: its subject, and the names its subjectAltName lists
-/// (`dns:`, `uri:`, `email:`). The subject names the principal.
+/// A verified client certificate. Who it is: its issuer's and its subject's names as encoded
+/// in the certificate (and its subjectAltNames when the subject is empty), by their SHA-256;
+/// not the subject's text, which two different names can share (a comma inside a value, an
+/// unprintable name, an empty subject, one subject from two CAs).
 #[derive(Debug)]
 pub struct CertIdentity {
-    /// RFC 4514 form, e.g. `CN=alice, O=Example`.
+    /// SHA-256 of issuer DER, subject DER and the subjectAltNames, as 64 hex digits.
+    pub key: Box<str>,
+    /// The subject as text, for logs and rules, e.g. `CN=alice, O=Example`.
     pub subject: Box<str>,
+    /// Its subjectAltNames (`dns:`, `uri:`, `email:`), for authorization rules.
     pub names: Box<[Box<str>]>,
 }
 
 impl PartialEq for CertIdentity {
     fn eq(&self, other: &Self) -> bool {
-        self.subject == other.subject
+        self.key == other.key
     }
 }
 
@@ -37,7 +42,7 @@ impl Eq for CertIdentity {}
 
 impl std::hash::Hash for CertIdentity {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.subject.hash(h);
+        self.key.hash(h);
     }
 }
 
@@ -69,7 +74,7 @@ impl std::hash::Hash for Identity {
 impl Principal {
     /// The principal as text, for keys and logs; two different principals never give the
     /// same text (each kind has its own tag, and an issuer its length): `anonymous`,
-    /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`, `cert:<subject>`.
+    /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`, `cert:<digest>`.
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Principal::Anonymous => "anonymous".into(),
@@ -78,7 +83,7 @@ impl Principal {
                 format!("jwt:{}:{}{}", u.issuer.len(), u.issuer, u.subject).into()
             }
             Principal::Key(k) => format!("key:{k}").into(),
-            Principal::Cert(c) => format!("cert:{}", c.subject).into(),
+            Principal::Cert(c) => format!("cert:{}", c.key).into(),
         }
     }
 }

@@ -234,7 +234,9 @@ fn client_certificates_required_name_the_principal() {
     let dir = Dir::new("mtls");
     let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
     let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
-    let client_ca = dir.put("clients.pem", &clients.pem());
+    // Two client CAs: the same subject from each is two principals.
+    let clients2 = Ca::new("client CA two");
+    let client_ca = dir.put("clients.pem", &(clients.pem() + &clients2.pem()));
     // Authentication on: a certificate is a credential, so no bearer token is needed.
     let gw = gateway()
         .stdio_mock("m", "")
@@ -259,6 +261,15 @@ fn client_certificates_required_name_the_principal() {
     b.session = a.session.clone();
     b.protocol_version = a.protocol_version.clone();
     let resp = b
+        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .unwrap();
+    assert_eq!(resp.status, 404);
+    // Another CA's "alice" (same subject text) is not Alice.
+    let other_alice = clients2.leaf("alice", &["alice.example"], true);
+    let mut imposter = tls_client(&gw.url, &client_config(&ca, Some(&other_alice), &[]));
+    imposter.session = a.session.clone();
+    imposter.protocol_version = a.protocol_version.clone();
+    let resp = imposter
         .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
         .unwrap();
     assert_eq!(resp.status, 404);
@@ -511,4 +522,35 @@ fn a_stalled_or_trickling_handshake_is_cut_off_at_its_deadline() {
     let mut b = [0u8; 16];
     assert!(matches!(stalled.read(&mut b), Ok(0) | Err(_)));
     assert!(tls_metric(&gw.url, &cfg, "ringmux_tls_handshake_failures_total") >= 2);
+}
+
+/// A client certificate is checked on every connection: after its CA is taken out of
+/// `client_ca`, the client cannot come back by resuming an earlier session.
+#[test]
+fn a_removed_client_ca_is_not_outlived_by_session_resumption() {
+    let ca = Ca::new("server CA");
+    let clients = Ca::new("client CA");
+    let dir = Dir::new("mtls-resume");
+    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
+    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let client_ca = dir.put("clients.pem", &clients.pem());
+    let gw = gateway()
+        .stdio_mock("m", "")
+        .yaml(&tls_yaml(&cert, &key, Some((&client_ca, "required"))))
+        .start();
+    let dave = clients.leaf("dave", &[], true);
+    // One config for every connection: it keeps whatever resumption state the server gives.
+    let cfg = client_config(&ca, Some(&dave), &[]);
+    for _ in 0..2 {
+        let mut c = tls_client(&gw.url, &cfg);
+        c.initialize().unwrap();
+    }
+    // The bundle now holds another CA only.
+    dir.put("clients.pem", &Ca::new("replacement client CA").pem());
+    assert!(
+        eventually(Duration::from_secs(10), || tls_client(&gw.url, &cfg)
+            .initialize()
+            .is_err()),
+        "dave kept connecting after his CA was removed"
+    );
 }

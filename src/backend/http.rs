@@ -136,8 +136,15 @@ impl Pool {
                 Ok(Ok(stream)) => {
                     stream.set_nodelay(true).ok();
                     let stream = match &self.tls {
-                        None => crate::tls::Stream::Plain(stream),
-                        Some(tls) => self.handshake(stream, tls).await?,
+                        None => Stream::Plain(stream),
+                        // A failed handshake tries the next address, as a failed connect does.
+                        Some(tls) => match self.handshake(stream, tls).await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                last = e;
+                                continue;
+                            }
+                        },
                     };
                     return Ok(Conn {
                         stream,
@@ -157,23 +164,20 @@ impl Pool {
         &self,
         tcp: TcpStream,
         tls: &Result<std::sync::Arc<rustls::ClientConfig>, String>,
-    ) -> Result<crate::tls::Stream<rustls::ClientConnection>, UpstreamError> {
-        let fail = |e: io::Error| UpstreamError::Connect(e);
-        let cfg = tls
-            .as_ref()
-            .map_err(|e| fail(io::Error::other(e.clone())))?;
+    ) -> io::Result<Stream<rustls::ClientConnection>> {
+        let cfg = tls.as_ref().map_err(|e| io::Error::other(e.clone()))?;
         let name = self.cfg.tls.as_ref().expect("https").server_name.as_str();
         let session = rustls::ClientConnection::new(cfg.clone(), crate::tls::server_name(name)?)
-            .map_err(|e| fail(io::Error::other(e)))?;
+            .map_err(io::Error::other)?;
         let mut conn = crate::tls::TlsConn::new(tcp, session, Vec::new());
         let timeout = self.cfg.connect_timeout;
         match monoio::time::timeout(timeout, conn.handshake(Some(timeout))).await {
-            Ok(Ok(())) => Ok(crate::tls::Stream::Tls(Box::new(conn))),
-            Ok(Err(e)) => Err(fail(e)),
-            Err(_) => Err(fail(io::Error::new(
+            Ok(Ok(())) => Ok(Stream::Tls(Box::new(conn))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "TLS handshake timed out",
-            ))),
+            )),
         }
     }
 

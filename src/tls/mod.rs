@@ -74,12 +74,18 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| format!("{} and {}: {e}", tls.cert.display(), tls.key.display()))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Resumption by tickets alone: the ticket key is shared by every shard (a client resumes
-    // whichever shard its new connection lands on) and no session cache is shared between
-    // threads.
+    // No session cache shared between threads. Resumption by tickets alone: the ticket key is
+    // shared by every shard (a client resumes whichever shard its new connection lands on)…
     cfg.session_storage = Arc::new(NoServerSessionStorage {});
-    cfg.ticketer = tickets.clone();
-    cfg.send_tls13_tickets = 2;
+    if tls.client_ca.is_none() {
+        cfg.ticketer = tickets.clone();
+        cfg.send_tls13_tickets = 2;
+    } else {
+        // …except with client certificates: a resumed session carries its certificate without
+        // checking it again, so a certificate that expired, or whose CA was taken out of the
+        // bundle, would keep its principal for the ticket's life. Every connection verifies.
+        cfg.send_tls13_tickets = 0;
+    }
     Ok(Arc::new(cfg))
 }
 
@@ -182,7 +188,7 @@ pub fn peer_principal(conn: &rustls::ServerConnection) -> Option<Principal> {
     let leaf = conn.peer_certificates()?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let subject = cert.subject().to_string();
-    let mut names = Vec::new();
+    let mut names: Vec<Box<str>> = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         use x509_parser::extensions::GeneralName;
         for name in &san.value.general_names {
@@ -194,7 +200,26 @@ pub fn peer_principal(conn: &rustls::ServerConnection) -> Option<Principal> {
             }
         }
     }
+    // Who it is: the issuer's and the subject's encoded names, and the alternative names
+    // (which alone name a certificate with an empty subject), each length-prefixed.
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut part = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    part(cert.issuer().as_raw());
+    part(cert.subject().as_raw());
+    for n in &names {
+        part(n.as_bytes());
+    }
+    let key: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Some(Principal::Cert(Arc::new(CertIdentity {
+        key: key.into(),
         subject: subject.into(),
         names: names.into(),
     })))

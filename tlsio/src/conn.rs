@@ -30,6 +30,11 @@ pub struct TlsConn<C> {
     cpos: usize,
     /// Ciphertext rustls produced, on its way to the socket (kept for its allocation).
     cout: Vec<u8>,
+    /// Set while a socket read or write is under way. A caller that gives up on an operation
+    /// (a timeout drops its future) may leave a record half written or ciphertext read and
+    /// lost; the connection is then unusable, and every later operation fails at once rather
+    /// than sending or reading garbage.
+    torn: bool,
 }
 
 impl<C, S> TlsConn<C>
@@ -46,6 +51,7 @@ where
             cin: pending,
             cpos: 0,
             cout: Vec::new(),
+            torn: false,
         }
     }
 
@@ -134,13 +140,16 @@ where
     /// Reads ciphertext (when rustls has seen all it had) and gives it to rustls. Returns
     /// whether the socket ended. Writes what rustls has to say back (alerts, key updates).
     async fn feed(&mut self, write_timeout: Option<Duration>) -> io::Result<bool> {
+        self.intact()?;
         let mut eof = false;
         if self.cpos == self.cin.len() {
             let mut cin = std::mem::take(&mut self.cin);
             self.cpos = 0;
             cin.clear();
             cin.reserve(READ_CHUNK);
+            self.torn = true;
             let (res, slice) = self.tcp.read(cin.slice_mut(0..)).await;
+            self.torn = false;
             self.cin = slice.into_inner();
             eof = res? == 0;
         }
@@ -164,10 +173,12 @@ where
 
     /// Writes out every record rustls has queued.
     async fn push(&mut self, write_timeout: Option<Duration>) -> io::Result<()> {
+        self.intact()?;
         while self.tls.wants_write() {
             let mut out = std::mem::take(&mut self.cout);
             out.clear();
             self.tls.write_tls(&mut out)?;
+            self.torn = true;
             let mut pos = 0;
             while pos < out.len() {
                 let end = out.len();
@@ -179,9 +190,22 @@ where
                     n => pos += n,
                 }
             }
+            self.torn = false;
+            // Cleared first: one large answer must not pin its size for the connection's life.
+            out.clear();
             crate::trim(&mut out, 0);
             self.cout = out;
         }
         Ok(())
+    }
+
+    fn intact(&self) -> io::Result<()> {
+        match self.torn {
+            false => Ok(()),
+            true => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier TLS read or write was abandoned part-way",
+            )),
+        }
     }
 }
