@@ -127,14 +127,7 @@ fn tls_client(url: &str, cfg: &Arc<rustls::ClientConfig>) -> Client {
 
 /// A gateway metric, scraped over TLS.
 fn tls_metric(url: &str, cfg: &Arc<rustls::ClientConfig>, name: &str) -> u64 {
-    let base = url.trim_end_matches("/mcp");
-    let mut c = tls_client(&format!("{base}/metrics"), cfg);
-    let resp = c.send("GET", b"", &[]).expect("scraping");
-    String::from_utf8_lossy(&resp.body)
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    metric_with(url, Some(cfg.clone()), name)
 }
 
 /// `tls:` for the server certificate in `dir` (and client certificates of `client_ca`).

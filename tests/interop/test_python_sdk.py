@@ -432,6 +432,26 @@ def _jwt(claims: dict) -> str:
     return f"{head}.{body}.{b64(sig)}"
 
 
+def _everything(procs: list[subprocess.Popen], what: str) -> int:
+    """Starts server-everything (Streamable HTTP) for one fixture; returns its port."""
+    port = free_port()
+    p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=dict(os.environ, PORT=str(port)),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(p)
+    wait_listening(port, p, f"server-everything ({what})")
+    return port
+
+
+def _ringmux(procs: list[subprocess.Popen], cfg: pathlib.Path, scheme: str = "http") -> str:
+    """Starts the gateway on `cfg`; returns the URL it says it listens on."""
+    gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+    procs.append(gw)
+    line = gw.stdout.readline().strip()
+    assert line.startswith(f"ringmux listening on {scheme}://"), line
+    return line.rsplit(" ", 1)[1]
+
+
 @pytest.fixture(scope="module")
 def auth_gateway():
     """server-everything behind a gateway that requires a JWT or an API key."""
@@ -440,12 +460,7 @@ def auth_gateway():
     procs: list[subprocess.Popen] = []
     logs = tempfile.TemporaryDirectory()
     try:
-        port = free_port()
-        env = dict(os.environ, PORT=str(port))
-        p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        wait_listening(port, p, "server-everything (auth)")
+        port = _everything(procs, "auth")
         gw_port = free_port()
         resource = f"http://127.0.0.1:{gw_port}/mcp"
         cfg = pathlib.Path(logs.name) / "auth.yaml"
@@ -457,11 +472,7 @@ def auth_gateway():
             f"  api_keys:\n    - name: sdk\n      sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}\n"
             f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
         )
-        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-        procs.append(gw)
-        line = gw.stdout.readline().strip()
-        assert line.startswith("ringmux listening on "), line
+        _ringmux(procs, cfg)
         yield resource
     finally:
         for p in procs:
@@ -559,11 +570,7 @@ def tls_gateway():
     d = pathlib.Path(work.name)
     try:
         pki = _make_pki(d)
-        port = free_port()
-        p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=dict(os.environ, PORT=str(port)),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        wait_listening(port, p, "server-everything (tls)")
+        port = _everything(procs, "tls")
         cfg = d / "tls.yaml"
         cfg.write_text(
             "listen: 127.0.0.1:0\nshards: 2\n"
@@ -573,12 +580,7 @@ def tls_gateway():
             f"  api_keys:\n    - name: sdk\n      sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}\n"
             f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
         )
-        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-        procs.append(gw)
-        line = gw.stdout.readline().strip()
-        assert line.startswith("ringmux listening on https://"), line
-        url = line.rsplit(" ", 1)[1].replace("127.0.0.1", "localhost")
+        url = _ringmux(procs, cfg, "https").replace("127.0.0.1", "localhost")
         yield url, pki
     finally:
         for p in procs:
@@ -649,11 +651,7 @@ def oauth_gateway():
     procs: list[subprocess.Popen] = []
     work = tempfile.TemporaryDirectory()
     try:
-        port = free_port()
-        p = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=dict(os.environ, PORT=str(port)),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        wait_listening(port, p, "server-everything (oauth)")
+        port = _everything(procs, "oauth")
         gw_port, idp_port = free_port(), free_port()
         resource = f"http://127.0.0.1:{gw_port}/mcp"
         idp_log = open(pathlib.Path(work.name) / "idp.log", "w")
@@ -672,11 +670,7 @@ def oauth_gateway():
             f"  jwt:\n    issuer: {issuer}\n    discover: true\n"
             f"backends:\n  - name: ev\n    url: http://127.0.0.1:{port}/mcp\n"
         )
-        gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-        procs.append(gw)
-        line = gw.stdout.readline().strip()
-        assert line.startswith("ringmux listening on "), line
+        _ringmux(procs, cfg)
         yield resource, issuer
     finally:
         for p in procs:

@@ -466,8 +466,17 @@ pub fn wait_metric(url: &str, name: &str, at_least: u64) {
 
 /// Reads a gateway metric (summed over shards) from /metrics.
 pub fn metric(url: &str, name: &str) -> u64 {
+    metric_with(url, None, name)
+}
+
+/// [`metric`] from a gateway on https, trusting what `tls` trusts.
+pub fn metric_with(
+    url: &str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    name: &str,
+) -> u64 {
     let base = url.trim_end_matches("/mcp");
-    let mut c = Client::connect(&format!("{base}/metrics")).expect("connecting");
+    let mut c = Client::connect_with(&format!("{base}/metrics"), tls).expect("connecting");
     let resp = c.send("GET", b"", &[]).expect("scraping");
     String::from_utf8_lossy(&resp.body)
         .lines()
