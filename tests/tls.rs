@@ -180,6 +180,40 @@ fn https_clients_over_tls_1_2_and_1_3() {
         &cfg,
         "ringmux_tls_handshake_failures_total"
     ) > before));
+    // A record that does not decrypt, after a good handshake: the connection is closed (with
+    // rustls's alert), and the gateway serves the next client.
+    {
+        use std::io::{Read, Write};
+        let addr = gw
+            .url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        tcp.write_all(b"\x17\x03\x03\x00\x20forged-application-data-record!!")
+            .unwrap();
+        // The session tickets and the alert, then the end of the stream (or a reset), not a
+        // connection left open.
+        let mut rest = Vec::new();
+        if let Err(e) = tcp.read_to_end(&mut rest) {
+            assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "the connection stayed open: {e}"
+            );
+        }
+        let mut after = tls_client(&gw.url, &cfg);
+        after.initialize().unwrap();
+    }
     // A client that does not trust the CA refuses the server.
     let stranger = Ca::new("another CA");
     let mut c = tls_client(&gw.url, &client_config(&stranger, None, &[]));
