@@ -116,7 +116,8 @@ impl Listener {
 
 /// Loads the listener's config and starts the thread that watches its files (every
 /// `tls.reload`): each shard gets a [`Listener`]. A reload that fails (a half-written file, a
-/// key that does not match) keeps the config in use, logs why and counts it.
+/// key that does not match) keeps the config in use, logs why and counts it, once per change
+/// of the files.
 pub fn start(
     tls: &Tls,
     shards: usize,
@@ -149,9 +150,10 @@ pub fn start(
             if now == seen {
                 continue;
             }
+            // Tried once per change: a file still being written changes again when it is done.
+            seen = now;
             match server_config(&tls, &tickets) {
                 Ok(cfg) => {
-                    seen = now;
                     metrics.tls_reloads.add(1);
                     tracing::info!(cert = %tls.cert.display(), "TLS certificate loaded again");
                     if senders.iter().any(|s| s.send(cfg.clone()).is_err()) {
@@ -159,7 +161,6 @@ pub fn start(
                     }
                 }
                 Err(e) => {
-                    // Tried again at the next look (the files may still be being written).
                     metrics.tls_reload_failures.add(1);
                     tracing::error!(
                         "TLS files changed but could not be loaded (the old ones stay in use): {e}"
