@@ -1,24 +1,6 @@
 //! Small socket helpers shared by the client-facing connections and the backend client.
 
-use std::io;
-
-use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
-
-/// Reads more bytes into `buf`, appending after its current contents (growing it by at least
-/// `min_spare` free bytes first). Returns the number of bytes read; 0 means end of stream.
-pub async fn read_more<S: AsyncReadRent>(
-    stream: &mut S,
-    mut buf: Vec<u8>,
-    min_spare: usize,
-) -> (io::Result<usize>, Vec<u8>) {
-    if buf.capacity() - buf.len() < min_spare {
-        buf.reserve(min_spare);
-    }
-    let len = buf.len();
-    let (res, slice) = stream.read(buf.slice_mut(len..)).await;
-    (res, slice.into_inner())
-}
+pub use ringmux_tls_io::read_more;
 
 /// Drops `n` consumed bytes from the front of `buf`, keeping its allocation.
 pub fn consume(buf: &mut Vec<u8>, n: usize) {

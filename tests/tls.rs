@@ -39,6 +39,16 @@ impl Ca {
         self.issuer.pem()
     }
 
+    /// A server certificate for localhost and 127.0.0.1, written to `dir` as
+    /// `{prefix}cert.pem` and `{prefix}key.pem`; their paths.
+    fn localhost(&self, dir: &Dir, prefix: &str) -> (String, String) {
+        let (cert, key) = self.leaf("localhost", &["localhost", "127.0.0.1"], false);
+        (
+            dir.put(&format!("{prefix}cert.pem"), &cert),
+            dir.put(&format!("{prefix}key.pem"), &key),
+        )
+    }
+
     /// A leaf certificate for `names`, with this common name, for a server or a client.
     fn leaf(&self, cn: &str, names: &[&str], client: bool) -> (String, String) {
         let mut params =
@@ -153,8 +163,7 @@ fn echo(c: &mut Client, name: &str, message: &str) -> String {
 fn https_clients_over_tls_1_2_and_1_3() {
     let ca = Ca::new("ringmux test CA");
     let dir = Dir::new("basic");
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let (cert, key) = ca.localhost(&dir, "");
     let gw = gateway()
         .stdio_mock("m", "")
         .yaml(&tls_yaml(&cert, &key, None))
@@ -224,8 +233,7 @@ fn https_clients_over_tls_1_2_and_1_3() {
 fn a_tls_connection_is_handed_to_its_sessions_shard_with_its_state() {
     let ca = Ca::new("ringmux test CA");
     let dir = Dir::new("handoff");
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let (cert, key) = ca.localhost(&dir, "");
     let gw = gateway()
         .shards(2)
         .stdio_mock("m", "")
@@ -259,8 +267,7 @@ fn client_certificates_required_name_the_principal() {
     let ca = Ca::new("server CA");
     let clients = Ca::new("client CA");
     let dir = Dir::new("mtls");
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let (cert, key) = ca.localhost(&dir, "");
     // Two client CAs: the same subject from each is two principals.
     let clients2 = Ca::new("client CA two");
     let client_ca = dir.put("clients.pem", &(clients.pem() + &clients2.pem()));
@@ -312,8 +319,7 @@ fn client_certificates_optional_with_auth_strict() {
     let ca = Ca::new("server CA");
     let clients = Ca::new("client CA");
     let dir = Dir::new("mtls-optional");
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let (cert, key) = ca.localhost(&dir, "");
     let client_ca = dir.put("clients.pem", &clients.pem());
     let gw = gateway()
         .stdio_mock("m", "")
@@ -393,8 +399,7 @@ fn certificate_rotation_keeps_sessions_and_refuses_broken_files() {
 /// `ringmux mock` behind a TLS-terminating gateway: an `https://` MCP server.
 fn https_mock(ca: &Ca, dir: &Dir, client_ca: Option<&str>) -> (Proc, Proc) {
     let mock = mock("up").start();
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("up-cert.pem", &cert), dir.put("up-key.pem", &key));
+    let (cert, key) = ca.localhost(dir, "up-");
     let front = gateway()
         .backend("up", &mock.url)
         .yaml(&tls_yaml(&cert, &key, client_ca.map(|ca| (ca, "required"))))
@@ -498,8 +503,7 @@ fn a_stalled_or_trickling_handshake_is_cut_off_at_its_deadline() {
     use std::io::{Read, Write};
     let ca = Ca::new("ringmux test CA");
     let dir = Dir::new("slow");
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let (cert, key) = ca.localhost(&dir, "");
     let gw = gateway()
         .stdio_mock("m", "")
         .yaml(&format!(
@@ -558,8 +562,7 @@ fn a_removed_client_ca_is_not_outlived_by_session_resumption() {
     let ca = Ca::new("server CA");
     let clients = Ca::new("client CA");
     let dir = Dir::new("mtls-resume");
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"], false);
-    let (cert, key) = (dir.put("cert.pem", &cert), dir.put("key.pem", &key));
+    let (cert, key) = ca.localhost(&dir, "");
     let client_ca = dir.put("clients.pem", &clients.pem());
     let gw = gateway()
         .stdio_mock("m", "")

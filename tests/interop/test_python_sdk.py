@@ -481,19 +481,26 @@ def auth_gateway():
         logs.cleanup()
 
 
-async def _session_with(url: str, authorization: str | None):
+async def _list_and_echo(url: str, http, message: str):
+    """Over `http` (an httpx2 client carrying whatever credentials the test gives it): an
+    SDK session that lists the tools and calls ev__echo. Returns the names and the echo."""
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
+
+    async with streamable_http_client(url, http_client=http) as streams:
+        async with ClientSession(streams[0], streams[1]) as s:
+            await s.initialize()
+            names = {t.name for t in (await s.list_tools()).tools}
+            echo = await s.call_tool("ev__echo", {"message": message})
+            return names, echo.content[0].text
+
+
+async def _session_with(url: str, authorization: str | None):
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     headers = {"Authorization": authorization} if authorization else None
     async with create_mcp_http_client(headers=headers) as http:
-        async with streamable_http_client(url, http_client=http) as streams:
-            async with ClientSession(streams[0], streams[1]) as s:
-                await s.initialize()
-                names = {t.name for t in (await s.list_tools()).tools}
-                echo = await s.call_tool("ev__echo", {"message": "authenticated"})
-                return names, echo.content[0].text
+        return await _list_and_echo(url, http, "authenticated")
 
 
 @pytest.mark.parametrize("how", ["api_key", "jwt"])
@@ -593,20 +600,13 @@ async def _tls_session(url: str, ca: str, client: tuple[str, str] | None, author
     import ssl
 
     import httpx2
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
 
     ctx = ssl.create_default_context(cafile=ca)
     if client:
         ctx.load_cert_chain(*client)
     headers = {"Authorization": authorization} if authorization else {}
     async with httpx2.AsyncClient(verify=ctx, headers=headers, timeout=30) as http:
-        async with streamable_http_client(url, http_client=http) as streams:
-            async with ClientSession(streams[0], streams[1]) as s:
-                await s.initialize()
-                names = {t.name for t in (await s.list_tools()).tools}
-                echo = await s.call_tool("ev__echo", {"message": "over TLS"})
-                return names, echo.content[0].text
+        return await _list_and_echo(url, http, "over TLS")
 
 
 @pytest.mark.parametrize("how", ["client_certificate", "api_key"])
@@ -710,9 +710,7 @@ def test_the_sdk_oauth_client_does_the_whole_flow_with_a_real_authorization_serv
     import urllib.parse
 
     import httpx2
-    from mcp import ClientSession
     from mcp.client.auth import OAuthClientProvider
-    from mcp.client.streamable_http import streamable_http_client
     from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
     resource, issuer = oauth_gateway
@@ -744,12 +742,7 @@ def test_the_sdk_oauth_client_does_the_whole_flow_with_a_real_authorization_serv
 
     async def go():
         async with httpx2.AsyncClient(auth=auth, timeout=30) as http:
-            async with streamable_http_client(resource, http_client=http) as streams:
-                async with ClientSession(streams[0], streams[1]) as s:
-                    await s.initialize()
-                    names = {t.name for t in (await s.list_tools()).tools}
-                    echo = await s.call_tool("ev__echo", {"message": "oauth"})
-                    return names, echo.content[0].text
+            return await _list_and_echo(resource, http, "oauth")
 
     names, text = anyio.run(go)
     assert "ev__echo" in names, sorted(names)

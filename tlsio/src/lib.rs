@@ -7,7 +7,7 @@ mod conn;
 mod stream;
 
 pub use conn::TlsConn;
-pub use stream::Stream;
+pub use stream::{read_more, write_all, Stream};
 
 /// Shrinks `buf` back to `keep` bytes of capacity once one large message grew it past 64 KiB.
 fn trim(buf: &mut Vec<u8>, keep: usize) {
