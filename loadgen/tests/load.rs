@@ -288,6 +288,9 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
 /// 2.20-2.36 ms, p90 2.27-2.53 ms, p99 2.62-4.1 ms). With the former millisecond timers (the
 /// generator's and the mock's), p50 was 4.2 ms and p90 4.6 ms.
 /// The generator's own lateness is reported, and small.
+///
+/// (A CI run on 2026-12-04 had p90 3.22 ms with the generator's own p99 lateness at 1.48 ms,
+/// flagged by it: a burst of stolen CPU, hence the measurement taken again below.)
 #[test]
 fn the_open_loop_reports_a_known_latency() {
     let _one = timing();
@@ -306,7 +309,19 @@ fn the_open_loop_reports_a_known_latency() {
     o.rate = Some(250.0);
     o.duration = Duration::from_secs(3);
     o.warmup = Duration::from_millis(200);
-    let s = load::run(&o).unwrap();
+    // A run in which the generator itself was late (its own p99 over `max_lateness`, which it
+    // flags: the machine took its CPU) measured the machine, not the mock: it is measured
+    // again, up to three times in all; the bounds below apply to the first run the generator
+    // vouches for (or to the last one, flagged, if none is).
+    let mut s = load::run(&o).unwrap();
+    for _ in 1..3 {
+        let late = s.lateness.as_ref().expect("open loop reports its lateness");
+        if !late.out_of_range() {
+            break;
+        }
+        eprintln!("the generator was late, measuring again:\n{s}");
+        s = load::run(&o).unwrap();
+    }
     eprintln!("mock at 2 ms, open loop at 250 req/s:\n{s}");
     assert_eq!(s.error_total(), 0, "{s}");
     assert!((700..=800).contains(&s.ok), "{s}");
