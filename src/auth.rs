@@ -217,12 +217,16 @@ impl Authenticator {
             }
             return Err(Refusal::Invalid);
         };
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &key.validation)
+            .map_err(|e| {
                 tracing::debug!("token refused: {e}");
                 Refusal::Invalid
             })?;
-        let c = data.claims;
+        let claims = data.claims;
+        let c = <Claims as serde::Deserialize>::deserialize(&claims).map_err(|e| {
+            tracing::debug!("token refused: {e}");
+            Refusal::Invalid
+        })?;
         let scopes = match (c.scope, c.scp) {
             (Some(s), _) | (None, Some(Scp::Text(s))) => s,
             (None, Some(Scp::List(list))) => list.join(" "),
@@ -235,6 +239,7 @@ impl Authenticator {
             issuer: c.iss.into(),
             subject: c.sub.into(),
             scopes: scopes.into(),
+            claims,
         };
         Ok((Principal::User(Arc::new(identity)), c.exp))
     }

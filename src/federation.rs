@@ -27,6 +27,20 @@ pub struct Merged {
     key: Vec<(u16, u64)>,
 }
 
+impl crate::authz::Listing for Merged {
+    fn index(&self) -> &Index {
+        &self.index
+    }
+
+    fn catalogs(&self) -> &[Rc<Catalog>] {
+        &self.catalogs
+    }
+
+    fn backends(&self) -> &[u16] {
+        &self.backends
+    }
+}
+
 /// (backend | tag, generation) of every cached catalog of a member backend.
 fn generations<'a>(
     st: &'a KindState,

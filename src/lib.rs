@@ -24,6 +24,7 @@
 //!   [`probe`] (a small blocking MCP client: `ringmux tools`, tests), [`demo`].
 
 pub mod auth;
+pub mod authz;
 pub mod backend;
 pub mod bufs;
 #[cfg(feature = "demo")]

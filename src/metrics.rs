@@ -41,6 +41,13 @@ pub struct ShardMetrics {
     pub hops_in: Counter,
     /// Requests refused by authentication (401, 403, 400 for a malformed credential).
     pub auth_refused: Counter,
+    /// Requests refused by authorization (answered as for an unknown name).
+    pub authz_denied: Counter,
+    /// Authorization rules whose evaluation failed (counted as matched for deny rules, not for
+    /// allow rules).
+    pub authz_rule_errors: Counter,
+    /// Decision tables computed (a principal view over a merged list).
+    pub authz_views_computed: Counter,
     /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
     /// fetcher thread alone).
     pub jwks_failures: Counter,
@@ -111,7 +118,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 23] = [
+    let metrics: [Series; 26] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -129,6 +136,24 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Requests refused by authentication (missing, invalid or insufficient credentials)",
             |m| &m.auth_refused,
+        ),
+        (
+            "ringmux_authz_denied_total",
+            "counter",
+            "Requests refused by authorization rules (answered as for an unknown name)",
+            |m| &m.authz_denied,
+        ),
+        (
+            "ringmux_authz_rule_errors_total",
+            "counter",
+            "Authorization rule evaluations that failed (deny rules count as matched, allow rules as not)",
+            |m| &m.authz_rule_errors,
+        ),
+        (
+            "ringmux_authz_views_computed_total",
+            "counter",
+            "Authorization decision tables computed (one per principal view and merged list)",
+            |m| &m.authz_views_computed,
         ),
         (
             "ringmux_jwks_refresh_failures_total",

@@ -34,8 +34,8 @@ use std::rc::Rc;
 
 use ringmux_core::error::HttpReject;
 use ringmux_core::error::{ErrorEra, RpcError};
-use ringmux_core::jsonrpc::{self, Kind, Message};
-use ringmux_core::method::{self, Handler, Local, Method};
+use ringmux_core::jsonrpc::{self, Kind};
+use ringmux_core::method::{self, Handler, Local};
 use ringmux_core::modern::EnvelopeParams;
 
 use crate::handlers::dispatch;
@@ -87,15 +87,18 @@ pub fn admit(_shard: &Shard, _principal: &Principal, _req: &Request<'_>) -> Resu
     Ok(())
 }
 
-/// Stage 6: whether `principal` may call `method` as `msg` asks (the tool, prompt or URI it
-/// names, its arguments). Today: always.
+/// Stage 6: what `principal` may see and use: its authorization view (`None` without
+/// `authz:`), kept on the session. The decision on the item a request names (the tool,
+/// prompt or URI, its arguments) is the view's, made where the name is resolved to its owner
+/// (`handlers::dispatch`, for every era) and where lists are written (`handlers::lists`): an
+/// item the view hides is answered as an unknown name, and lists leave it out.
 pub fn authorize(
-    _shard: &Shard,
-    _principal: &Principal,
-    _method: &Method,
-    _msg: &Message<'_>,
-) -> Result<(), RpcError> {
-    Ok(())
+    shard: &Shard,
+    principal: &Principal,
+    session: Option<&crate::session::Session>,
+) -> Option<Rc<crate::authz::View>> {
+    // Without a session (`initialize`) nothing is named that a view would decide.
+    session?.authz_view(shard.authz.as_ref(), principal, &shard.metrics)
 }
 
 /// Where a request goes after the stages that need no waiting ([`route`]).
@@ -242,15 +245,13 @@ pub async fn message(
             let Some(entry) = method::lookup(&msg.method).filter(|m| m.stateful) else {
                 return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
             };
-            if let Err(e) = authorize(shard, principal, entry, &msg) {
-                return Reply::error(Some(id), &e);
-            }
             let call = Call {
                 body,
                 session: session_id,
                 id,
                 renumber: None,
                 sink: Sink::of(era, sse),
+                view: authorize(shard, principal, session.as_deref()),
             };
             match entry.handler {
                 Handler::Local(Local::Initialize) => {
@@ -295,9 +296,6 @@ async fn sessionless(
             ErrorEra::Sessionless,
         );
     };
-    if let Err(e) = authorize(shard, principal, entry, msg) {
-        return Reply::error_in(Some(id), &e, ErrorEra::Sessionless);
-    }
     crate::handlers::modern::serve(shard, key, principal, entry, body, parsed, sse).await
 }
 

@@ -54,6 +54,8 @@ pub struct Identity {
     pub subject: Box<str>,
     /// Space-separated.
     pub scopes: Box<str>,
+    /// Every claim of the token, for authorization rules (`principal.claims`).
+    pub claims: serde_json::Value,
 }
 
 impl PartialEq for Identity {
@@ -72,6 +74,15 @@ impl std::hash::Hash for Identity {
 }
 
 impl Principal {
+    /// Whether `other` is this very principal, its claims included (two tokens of one subject
+    /// are one principal for sessions, but may carry different claims for authorization).
+    pub fn same(&self, other: &Principal) -> bool {
+        match (self, other) {
+            (Principal::User(a), Principal::User(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => self == other,
+        }
+    }
+
     /// The principal as text, for keys and logs; two different principals never give the
     /// same text (each kind has its own tag, and an issuer its length): `anonymous`,
     /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`, `cert:<digest>`.

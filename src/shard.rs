@@ -39,6 +39,8 @@ pub struct Shard {
     pub(crate) legacy_pending: RefCell<HashMap<Rc<str>, PendingStream>>,
     /// Authentication (`auth:`), this shard's: its cache of verified credentials is its own.
     pub auth: Option<crate::auth::Authenticator>,
+    /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
+    pub authz: Option<crate::authz::Authz>,
     /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
     /// change.
     pub tls: Option<crate::tls::Listener>,
@@ -110,9 +112,14 @@ impl Shard {
             .auth
             .as_ref()
             .map(|a| crate::auth::Authenticator::new(a, key_feed));
+        let authz = cfg
+            .authz
+            .as_ref()
+            .map(|a| crate::authz::Authz::new(a, cfg.auth.as_ref()));
         Rc::new(Shard {
             id,
             auth,
+            authz,
             tls,
             views: RefCell::new(Vec::new()),
             cfg,

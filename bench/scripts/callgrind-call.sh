@@ -25,6 +25,9 @@
 #   KEEP=DIR keeps the callgrind dumps there (cg.PID.2 = the N calls, for callgrind_annotate)
 #   AUTH=jwt turns authentication on (the test JWK Set, tests/fixtures/auth) and sends the same
 #   RS256 token (signed here with openssl) with every request
+#   AUTHZ=view (with AUTH=jwt) adds authorization rules on the token's scopes and the tool's
+#   name: every call is decided from the session's cached view; AUTHZ=args adds a rule on the
+#   call's arguments, evaluated (CEL) on every call
 #   TLS=1 puts the client's connection under TLS (a certificate made here with openssl); the
 #   handshake falls in both dumps and cancels out, so the figure is TLS's cost per call
 set -euo pipefail
@@ -78,6 +81,22 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )"
   export AUTHORIZATION
+fi
+if [[ -n "${AUTHZ:-}" ]]; then
+  cat >>"$WORK/gw.yaml" <<'YAML'
+authz:
+  rules:
+    - name: scoped
+      allow: '"mcp" in principal.scopes && mcp.backend == "a"'
+    - name: no-admin
+      deny: 'mcp.tool.startsWith("a__admin")'
+YAML
+  if [[ "$AUTHZ" == args ]]; then
+    cat >>"$WORK/gw.yaml" <<'YAML'
+    - name: short-messages
+      deny: 'mcp.tool == "a__echo" && size(args.message) > 100'
+YAML
+  fi
 fi
 if [[ "${TLS:-}" == 1 ]]; then
   EC=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)

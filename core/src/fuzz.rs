@@ -128,6 +128,73 @@ pub fn authorization(data: &[u8]) {
 
 /// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives
 /// the same payload either way (when both succeed), and never panics.
+/// Authorization rules over arbitrary claims and arguments: evaluating never panics, and the
+/// decision split in two (the view's part before the call, the argument rules at the call)
+/// is the decision made with every rule evaluated at once. `data` is the claims' JSON, a NUL,
+/// then the arguments' JSON (text that is not JSON is taken as a string).
+pub fn rules(data: &[u8]) {
+    use crate::authz::{Item, ItemKind, Listed, Policy, Var};
+    use std::sync::OnceLock;
+    static POLICY: OnceLock<crate::config::Authz> = OnceLock::new();
+    let cfg = POLICY.get_or_init(|| {
+        let yaml = r#"
+rules:
+  - {name: admins, allow: 'principal.claims.role == "admin"'}
+  - {name: groups, allow: '"ops" in principal.claims.groups && mcp.tool.startsWith("a__")'}
+  - {name: public, allow: 'mcp.tool == "a__read" && args.path.startsWith("/public/")'}
+  - {name: etc, deny: 'mcp.tool == "a__read" && args.path.matches("^/etc/")'}
+  - {name: size, deny: 'size(args) > 3 || mcp.name.contains("rm")'}
+  - {name: nested, allow: 'has(args.opts) && args.opts.exists(o, o == principal.claims.sub)'}
+  - {name: banned, deny: 'has(principal.claims.banned) && principal.claims.banned'}
+"#;
+        let file: crate::config::AuthzFile = serde_saphyr::from_str(yaml).expect("the fuzz policy");
+        file.check(&["a"]).expect("the fuzz policy checks")
+    });
+    let policy = Policy::new(cfg);
+    let (claims, args) = match data.iter().position(|b| *b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b""[..]),
+    };
+    let json = |b: &[u8]| -> serde_json::Value {
+        serde_json::from_slice(b)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(b).into()))
+    };
+    let facts = serde_json::json!({"kind": "jwt", "id": "jwt:fuzz", "claims": json(claims)});
+    let principal = Policy::principal_var(&facts);
+    let _ = policy.view_key(&facts);
+    let args = Var::from_json(&json(args));
+    let constants = policy.constants(&principal);
+    for (name, kind) in [
+        ("a__read", ItemKind::Tool),
+        ("a__rm", ItemKind::Tool),
+        ("a__p", ItemKind::Prompt),
+        ("mock://a/x", ItemKind::Resource),
+    ] {
+        let item = Item {
+            method: "tools/call",
+            kind,
+            name,
+            backend: 0,
+            backend_name: "a",
+        };
+        let mut errors = 0;
+        let split = match policy.listed(&principal, &constants, &item, &mut errors) {
+            Listed::Hidden(_) => false,
+            Listed::Allowed(_) => true,
+            Listed::Check { allow } => {
+                policy
+                    .decide(&principal, &item, &item.var(), &args, allow, &mut errors)
+                    .allow
+            }
+        };
+        assert_eq!(
+            split,
+            policy.decide_plainly(&principal, &item, &args),
+            "{name}: claims {claims:?}, args {args:?}"
+        );
+    }
+}
+
 pub fn chunked(data: &[u8], split: usize) {
     let whole = decode_chunked(&[data]);
     let split = split.min(data.len());
@@ -287,6 +354,23 @@ mod tests {
             authorization(seed);
             for _ in 0..2000 {
                 authorization(&mutate(&mut rng, seed));
+            }
+        }
+    }
+
+    #[test]
+    fn rule_properties_hold() {
+        let mut rng = Rng(0x5eed_0005);
+        for seed in [
+            &br#"{"role":"admin","sub":"x"}"#[..],
+            b"{\"groups\":[\"ops\"],\"sub\":\"u\"}\0{\"path\":\"/public/a\"}",
+            b"{\"sub\":\"u\",\"banned\":false}\0{\"path\":\"/etc/x\",\"opts\":[\"u\"]}",
+            b"{\"role\":5}\0{\"a\":1,\"b\":2,\"c\":3,\"d\":4}",
+            b"[1,2]\0\"text\"",
+        ] {
+            rules(seed);
+            for _ in 0..300 {
+                rules(&mutate(&mut rng, seed));
             }
         }
     }

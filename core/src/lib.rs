@@ -20,6 +20,7 @@
 //! - [`version`]: the MCP protocol versions ringmux speaks.
 //! - [`backoff`]: exponential backoff after failures, with time passed in.
 //! - [`auth`]: the credential a request presents, and the challenge that refuses it.
+//! - [`authz`]: authorization rules in CEL, and the per-view decisions on listed items.
 //! - [`affinity`]: the stable hash that pins a session to a shard.
 //! - [`config`]: the YAML config schema and its validation into internal types.
 //! - [`era`]: the era adapter, translating messages between the stateful and sessionless eras.
@@ -28,6 +29,7 @@
 
 pub mod affinity;
 pub mod auth;
+pub mod authz;
 pub mod backoff;
 pub mod catalog;
 pub mod config;

@@ -201,6 +201,31 @@ impl Index {
             .map(|(_, b)| (*b, 0))
     }
 
+    /// Item `item` of source `source` (whose catalog is `catalog`) as the client knows it: its
+    /// merged key, or `None` when the merge hides it (a collision, an invalid name).
+    pub fn merged_key<'c>(
+        &self,
+        source: usize,
+        catalog: &'c Catalog,
+        item: usize,
+    ) -> Option<Cow<'c, str>> {
+        let meta = &self.sources[source];
+        if meta.hidden[item] {
+            return None;
+        }
+        let key = catalog.key(item);
+        Some(if meta.prefixed {
+            Cow::Owned(names::prefixed(
+                self.kind.uri_keyed(),
+                &meta.name,
+                &self.sep,
+                &key,
+            ))
+        } else {
+            key
+        })
+    }
+
     /// Names of the sources, in order (for logs and errors).
     pub fn source_name(&self, source: usize) -> &str {
         &self.sources[source].name

@@ -40,6 +40,9 @@ pub struct Call<'a> {
     pub renumber: Option<Range<usize>>,
     /// How the answer travels back.
     pub sink: Sink<'a>,
+    /// The caller's authorization view (`None`: no `authz:`), from the pipeline's authorize
+    /// stage: the list and routed handlers consult it for every item.
+    pub view: Option<Rc<crate::authz::View>>,
 }
 
 /// How a call's answer travels back to its client: the reply sink its front described. The
@@ -87,7 +90,7 @@ pub async fn request(
     let result = match entry.handler {
         Handler::Local(Local::Ping) => Ok(json_result(id, b"{}")),
         Handler::Local(Local::SetLevel) => Ok(set_level(shard, session, call.body, id).await),
-        Handler::List(kind) => super::lists::list(shard, session, kind, msg).await,
+        Handler::List(kind) => super::lists::list(shard, session, kind, msg, call).await,
         Handler::Routed(by) => match resolve(shard, session, by, msg, call).await {
             Ok(target) => Ok(forward(shard, session, target, entry, call, id).await),
             Err(e) => Err(e),
@@ -307,6 +310,7 @@ async fn resolve(
             by_name(
                 shard,
                 session,
+                &msg.method,
                 ListKind::Tools,
                 msg.params.name,
                 "params.name",
@@ -319,6 +323,7 @@ async fn resolve(
             by_name(
                 shard,
                 session,
+                &msg.method,
                 ListKind::Prompts,
                 msg.params.name,
                 "params.name",
@@ -327,7 +332,17 @@ async fn resolve(
             )
             .await
         }
-        RouteBy::Resource => by_uri(shard, session, msg.params.uri, "params.uri", call).await,
+        RouteBy::Resource => {
+            by_uri(
+                shard,
+                session,
+                &msg.method,
+                msg.params.uri,
+                "params.uri",
+                call,
+            )
+            .await
+        }
         RouteBy::CompletionRef => {
             let r = msg
                 .params
@@ -339,6 +354,7 @@ async fn resolve(
                     by_name(
                         shard,
                         session,
+                        &msg.method,
                         ListKind::Prompts,
                         r.name,
                         "params.ref.name",
@@ -347,7 +363,9 @@ async fn resolve(
                     )
                     .await
                 }
-                Some("ref/resource") => by_uri(shard, session, r.uri, "params.ref.uri", call).await,
+                Some("ref/resource") => {
+                    by_uri(shard, session, &msg.method, r.uri, "params.ref.uri", call).await
+                }
                 _ => Err(RpcError::InvalidParams(
                     "params.ref.type must be ref/prompt or ref/resource".into(),
                 )),
@@ -356,9 +374,11 @@ async fn resolve(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn by_name(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
+    method: &str,
     kind: ListKind,
     raw: Option<Raw<'_>>,
     what: &str,
@@ -387,6 +407,17 @@ async fn by_name(
                 .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?
         }
     };
+    // What the caller may not use does not exist for it.
+    if !permitted(
+        shard,
+        call,
+        kind,
+        method,
+        &name,
+        Place::Listed(&merged, route),
+    ) {
+        return Err(RpcError::InvalidParams(format!("{unknown}: {name}")));
+    }
     Ok(Target::listed(&merged, route, raw, call))
 }
 
@@ -419,9 +450,46 @@ async fn join_named(
     Ok(Some(refresh(shard, session, kind).await))
 }
 
+/// Where an item a request names was found.
+enum Place<'a> {
+    /// In the merged list.
+    Listed(&'a Rc<Merged>, Route),
+    /// Not listed; of this backend.
+    Backend(u16),
+}
+
+/// Whether the caller's authorization view lets it use this item by `method` (always, without
+/// `authz:`). A refusal is counted; the caller answers it as for an unknown name.
+fn permitted(
+    shard: &Shard,
+    call: &Call<'_>,
+    kind: ListKind,
+    method: &str,
+    name: &str,
+    place: Place<'_>,
+) -> bool {
+    let (Some(view), Some(authz)) = (&call.view, &shard.authz) else {
+        return true;
+    };
+    let (pools, metrics) = (&shard.pools, &*shard.metrics);
+    let ok = match place {
+        Place::Listed(merged, route) => authz.allows_listed(
+            view, merged, kind, route, method, name, call.body, pools, metrics,
+        ),
+        Place::Backend(b) => {
+            authz.allows_now(view, b, kind, method, name, call.body, pools, metrics)
+        }
+    };
+    if !ok {
+        metrics.authz_denied.add(1);
+    }
+    ok
+}
+
 async fn by_uri(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
+    method: &str,
     raw: Option<Raw<'_>>,
     what: &str,
     call: &Call<'_>,
@@ -437,10 +505,26 @@ async fn by_uri(
             route = merged.index.route(&uri);
         }
     }
+    let kind = ListKind::Resources;
+    // What the caller may not read does not exist for it.
+    let hidden = || RpcError::ResourceNotFound(uri.to_string());
     if let Some(route) = route {
+        if !permitted(
+            shard,
+            call,
+            kind,
+            method,
+            &uri,
+            Place::Listed(&merged, route),
+        ) {
+            return Err(hidden());
+        }
         return Ok(Target::listed(&merged, route, raw, call));
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
+        if !permitted(shard, call, kind, method, &uri, Place::Backend(backend)) {
+            return Err(hidden());
+        }
         let mut literal = Vec::new();
         if strip > 0 {
             jsonrpc::write_str(&mut literal, &uri[strip..]);
@@ -457,6 +541,11 @@ async fn by_uri(
         .iter()
         .filter(|p| !p.cfg.prefixed && session.has_capability(p.index, Capabilities::RESOURCES));
     match (unprefixed.next(), unprefixed.next()) {
+        (Some(only), None)
+            if !permitted(shard, call, kind, method, &uri, Place::Backend(only.index)) =>
+        {
+            Err(hidden())
+        }
         (Some(only), None) => Ok(Target {
             backend: only.index,
             body: outgoing(call, None),

@@ -134,6 +134,7 @@ pub(crate) async fn list(
     session: &Rc<Session>,
     kind: ListKind,
     msg: &Message<'_>,
+    call: &super::dispatch::Call<'_>,
 ) -> Result<Reply, RpcError> {
     let id = msg.id.expect("requests have ids");
     session.listed(relay::list_bit(kind));
@@ -155,13 +156,24 @@ pub(crate) async fn list(
             + 256,
     );
     let now = Instant::now();
+    // The caller's view: what it may not use is not there (pagination stays exact: cursors
+    // count positions in the backends' lists, and a page skips what it may not show).
+    let decisions = match (&call.view, &shard.authz) {
+        (Some(view), Some(authz)) => {
+            Some(authz.decisions(view, &merged, kind, &shard.pools, &shard.metrics))
+        }
+        _ => None,
+    };
     merged.index.write_page(
         &mut body,
         id,
         &merged.catalogs,
         cursor,
         shard.cfg.limits.page_size,
-        |source, _| shard.pools[merged.backends[source] as usize].is_healthy(now),
+        |source, item| {
+            shard.pools[merged.backends[source] as usize].is_healthy(now)
+                && decisions.as_ref().is_none_or(|d| d.visible(source, item))
+        },
     );
     shard.metrics.list_pages.add(1);
     Ok(Reply::Json {

@@ -78,6 +78,9 @@ pub struct Ctx {
     pub binding: u64,
     /// `ttlMs` of cacheable results.
     pub ttl_ms: u64,
+    /// The caller's authorization view (the pipeline's authorize stage, made here once the
+    /// principal session is known).
+    pub view: Option<Rc<crate::authz::View>>,
 }
 
 /// Serves a modern request on the shard that owns its principal session `key`.
@@ -121,10 +124,13 @@ pub async fn serve(
         ),
         binding: binding(msg, env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
+        view: session.authz_view(shard.authz.as_ref(), principal, &shard.metrics),
     };
     match entry.handler {
         Handler::Local(Local::Discover) => discover(shard, &session, id),
-        Handler::Local(Local::Listen) => listen(shard, &session, &state, env, id).await,
+        Handler::Local(Local::Listen) => {
+            listen(shard, &session, &state, env, id, ctx.view.clone()).await
+        }
         // A state of ringmux's own; any other is a sessionless backend's, for it to read.
         _ if env.request_state.is_some_and(|s| {
             s.get()
@@ -170,6 +176,7 @@ pub(crate) async fn call(
         id: Raw::new(&mine).expect("a JSON string"),
         renumber: Some(span_of(body, id)),
         sink: Sink::Modern { ctx: &ctx, sse },
+        view: ctx.view.clone(),
     };
     let reply = dispatch::request(shard, session, ctx.entry, &call, msg).await;
     finish(reply, &ctx)
@@ -304,6 +311,7 @@ async fn listen(
     state: &Rc<State>,
     env: &EnvelopeParams<'_>,
     id: Raw<'_>,
+    view: Option<Rc<crate::authz::View>>,
 ) -> Reply {
     let wanted: Wanted = match env.notifications {
         None => Wanted::default(),
@@ -333,6 +341,7 @@ async fn listen(
             id: sub.id.expect("a request"),
             renumber: None,
             sink: Sink::Json,
+            view: view.clone(),
         };
         let entry = method::lookup("resources/subscribe").expect("in the method table");
         match dispatch::request(shard, session, entry, &call, &sub).await {

@@ -103,6 +103,8 @@ pub struct Session {
     listeners: RefCell<Option<Vec<AbortHandle>>>,
     /// A legacy HTTP+SSE client: the session lives as long as its stream.
     pub legacy: Cell<bool>,
+    /// The authorization view of the principal that last used it ([`Session::authz_view`]).
+    pub authz: RefCell<Option<(Principal, Rc<crate::authz::View>)>>,
     /// Set on a 2026-07-28 principal session ([`crate::handlers::modern`]).
     pub modern: std::cell::OnceCell<Rc<crate::session::principal::State>>,
     /// What its sessionless backends need kept ([`crate::handlers::sessionless`]); made on first need.
@@ -181,6 +183,25 @@ pub enum BackendFailure {
 }
 
 impl Session {
+    /// The authorization view of `principal` (`None` without `authz:`), kept here for the
+    /// session's next requests while they come from this very principal (claims included).
+    pub fn authz_view(
+        &self,
+        authz: Option<&crate::authz::Authz>,
+        principal: &Principal,
+        metrics: &crate::metrics::ShardMetrics,
+    ) -> Option<Rc<crate::authz::View>> {
+        let authz = authz?;
+        if let Some((p, v)) = &*self.authz.borrow() {
+            if p.same(principal) {
+                return Some(v.clone());
+            }
+        }
+        let view = authz.view(principal, metrics);
+        *self.authz.borrow_mut() = Some((principal.clone(), view.clone()));
+        Some(view)
+    }
+
     pub fn new(
         id: Rc<str>,
         principal: Principal,
@@ -205,6 +226,7 @@ impl Session {
             asked_roots: RefCell::new(Vec::new()),
             listeners: RefCell::new(None),
             legacy: Cell::new(false),
+            authz: RefCell::new(None),
             modern: std::cell::OnceCell::new(),
             extras: std::cell::OnceCell::new(),
             joining: RefCell::new(Vec::new()),

@@ -63,6 +63,10 @@ pub struct File {
     /// TLS on the listener: certificate and key files, client certificates (absent: plain HTTP).
     #[serde(default)]
     pub tls: Option<super::TlsFile>,
+    /// Authorization: CEL rules deciding which tools, prompts and resources each principal
+    /// sees and may use (absent: all of them). See ARCHITECTURE.md, "Authorization".
+    #[serde(default)]
+    pub authz: Option<super::AuthzFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }

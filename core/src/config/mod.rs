@@ -7,10 +7,12 @@ use std::time::Duration;
 use crate::names::{self, PrefixMode};
 
 mod auth;
+mod authz;
 mod credentials;
 mod file;
 mod tls;
 pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
+pub use authz::{Authz, AuthzFile, Effect, Rule, RuleFile};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
@@ -55,6 +57,8 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// TLS on the listener (`None`: plain HTTP).
     pub tls: Option<Tls>,
+    /// Authorization rules (`None`: every principal may see and use everything).
+    pub authz: Option<Authz>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -564,6 +568,8 @@ impl File {
         let modern = self.modern.check()?;
         let auth = self.auth.map(AuthFile::check).transpose()?;
         let tls = self.tls.map(TlsFile::check).transpose()?;
+        let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+        let authz = self.authz.map(|a| a.check(&names)).transpose()?;
         if let Some(a) = &auth {
             let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
             if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
@@ -618,6 +624,7 @@ impl File {
             modern,
             auth,
             tls,
+            authz,
             backends,
             fingerprint,
         })

@@ -1,0 +1,135 @@
+//! `authz:`: authorization rules in CEL over the principal, the MCP item a request names and
+//! its arguments. Checked here (every rule compiles, names are unique, backends exist);
+//! compiled again per shard by [`crate::authz::Policy::new`].
+
+use serde::Deserialize;
+
+use super::{err, ConfigError};
+
+/// `authz:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzFile {
+    /// What happens to an item no rule allows: `deny` (the default) or `allow` (the rules are
+    /// then a block list). A deny rule always wins over an allow rule.
+    #[serde(default)]
+    pub default: Effect,
+    /// Evaluated for every tool, prompt, resource and resource template a client could see
+    /// or use. Each has `allow:` or `deny:` (a CEL expression), and optionally a `name` (for
+    /// logs, metrics and audit records) and `backends` (the rule applies to those backends'
+    /// items only).
+    #[serde(default)]
+    pub rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    Allow,
+    #[default]
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub allow: Option<String>,
+    #[serde(default)]
+    pub deny: Option<String>,
+    #[serde(default)]
+    pub backends: Option<Vec<String>>,
+}
+
+/// Checked `authz:`.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    pub default: Effect,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub effect: Effect,
+    /// The CEL source.
+    pub expr: String,
+    /// Config indices of the backends it applies to (`None`: all).
+    pub backends: Option<Vec<u16>>,
+}
+
+/// Most rules a policy may have (each is evaluated per item when a view is computed).
+pub const MAX_RULES: usize = 256;
+
+impl AuthzFile {
+    /// `backend_names`: the configured backends, in config order.
+    pub fn check(self, backend_names: &[&str]) -> Result<Authz, ConfigError> {
+        if self.rules.len() > MAX_RULES {
+            return Err(err("authz.rules", format!("at most {MAX_RULES} rules")));
+        }
+        let env = cel::Env::stdlib();
+        let mut rules: Vec<Rule> = Vec::with_capacity(self.rules.len());
+        for (i, r) in self.rules.into_iter().enumerate() {
+            let at = |k: &str| format!("authz.rules[{i}].{k}");
+            let (effect, expr, key) = match (r.allow, r.deny) {
+                (Some(e), None) => (Effect::Allow, e, "allow"),
+                (None, Some(e)) => (Effect::Deny, e, "deny"),
+                _ => {
+                    return Err(err(
+                        format!("authz.rules[{i}]"),
+                        "a rule has exactly one of allow: or deny:",
+                    ))
+                }
+            };
+            let program = env
+                .compile(&expr)
+                .map_err(|e| err(at(key), format!("not a valid CEL expression: {e}")))?;
+            for v in crate::authz::free_variables(program.expression()) {
+                if !crate::authz::VARIABLES.contains(&v.as_str()) {
+                    return Err(err(
+                        at(key),
+                        format!(
+                            "unknown variable {v:?} (rules read {})",
+                            crate::authz::VARIABLES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let name = r.name.unwrap_or_else(|| format!("rule-{i}"));
+            if name.is_empty() || name.len() > 128 {
+                return Err(err(at("name"), "1 to 128 characters"));
+            }
+            if rules.iter().any(|o| o.name == name) {
+                return Err(err(at("name"), format!("{name:?} is used by another rule")));
+            }
+            let backends = match r.backends {
+                None => None,
+                Some(list) => {
+                    let mut out = Vec::with_capacity(list.len());
+                    for (j, b) in list.iter().enumerate() {
+                        let idx = backend_names.iter().position(|n| n == b).ok_or_else(|| {
+                            err(
+                                format!("authz.rules[{i}].backends[{j}]"),
+                                format!("no backend named {b:?}"),
+                            )
+                        })?;
+                        out.push(idx as u16);
+                    }
+                    Some(out)
+                }
+            };
+            rules.push(Rule {
+                name,
+                effect,
+                expr,
+                backends,
+            });
+        }
+        Ok(Authz {
+            default: self.default,
+            rules,
+        })
+    }
+}

@@ -1,0 +1,333 @@
+//! Authorization against the real binary: CEL rules over the principal (API keys with
+//! attributes), the item and the call's arguments. Two principals see different tools,
+//! prompts, resources and templates, each list walked page by page exactly; what a principal
+//! may not use is answered as an unknown name (tools, prompts) or an unknown resource, on the
+//! stateful and the 2026-07-28 fronts; argument rules decide at call time; deny wins.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use harness::*;
+
+const RED: &str = "rmx-red-key-0123456789";
+const BLUE: &str = "rmx-blue-key-0123456789";
+
+fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Red (team red) may use everything; blue (team blue) backend b's items, and a's `echo` on
+/// /public/ paths. Nobody may use a `tool_0003`, or `echo` something under /etc/.
+fn policy() -> String {
+    format!(
+        r#"limits:
+  page_size: 7
+auth:
+  resource: http://gw.test/mcp
+  api_keys:
+    - name: red
+      sha256: {}
+      attributes: {{team: red}}
+    - name: blue
+      sha256: {}
+      attributes: {{team: blue}}
+authz:
+  rules:
+    - name: red-team
+      allow: 'principal.attributes.team == "red"'
+    - name: blue-on-b
+      allow: 'principal.attributes.team == "blue" && mcp.backend == "b"'
+    - name: no-0003
+      deny: 'mcp.kind == "tool" && mcp.tool.endsWith("tool_0003")'
+    - name: public-echo
+      allow: 'mcp.tool == "a__echo" && args.message.startsWith("/public/")'
+    - name: no-etc
+      deny: 'mcp.tool == "a__echo" && args.message.startsWith("/etc/")'
+      backends: [a]
+"#,
+        sha256_hex(RED),
+        sha256_hex(BLUE)
+    )
+}
+
+fn as_key(url: &str, key: &str) -> Client {
+    let mut c = Client::connect(url).unwrap();
+    c.authorization = Some(format!("Bearer {key}"));
+    c.initialize().unwrap();
+    c
+}
+
+fn names(items: &[Value], key: &str) -> Vec<String> {
+    items
+        .iter()
+        .map(|t| t[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn echo(c: &mut Client, message: Value) -> Value {
+    c.request(
+        "tools/call",
+        json!({"name": "a__echo", "arguments": {"message": message}}),
+    )
+    .unwrap()
+}
+
+#[test]
+fn two_principals_see_and_call_what_the_rules_allow() {
+    let a = mock("a").tools(30).page_size(4).start();
+    let b = mock("b").tools(30).page_size(4).start();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&policy())
+        .start();
+    let mut red = as_key(&gw.url, RED);
+    let mut blue = as_key(&gw.url, BLUE);
+
+    // Ground truth: each backend's own list.
+    let mut direct = Client::connect(&a.url).unwrap();
+    direct.initialize().unwrap();
+    let a_tools = names(&direct.list_all("tools/list", "tools").unwrap(), "name");
+    assert_eq!(a_tools.len(), 30);
+    let all: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|p| a_tools.iter().map(move |t| format!("{p}__{t}")))
+        .collect();
+
+    // Pages of 7 over a filtered merge: every visible item once, in order, nothing else.
+    let red_tools = names(&red.list_all("tools/list", "tools").unwrap(), "name");
+    let want: Vec<String> = all
+        .iter()
+        .filter(|t| !t.ends_with("tool_0003"))
+        .cloned()
+        .collect();
+    assert_eq!(red_tools, want);
+    let blue_tools = names(&blue.list_all("tools/list", "tools").unwrap(), "name");
+    let want: Vec<String> = all
+        .iter()
+        .filter(|t| (t.starts_with("b__") || *t == "a__echo") && !t.ends_with("tool_0003"))
+        .cloned()
+        .collect();
+    assert_eq!(blue_tools, want, "blue: b's tools and a's echo");
+
+    // Prompts, resources and templates follow the same rules.
+    let blue_prompts = names(&blue.list_all("prompts/list", "prompts").unwrap(), "name");
+    assert!(!blue_prompts.is_empty());
+    assert!(
+        blue_prompts.iter().all(|p| p.starts_with("b__")),
+        "{blue_prompts:?}"
+    );
+    let red_prompts = names(&red.list_all("prompts/list", "prompts").unwrap(), "name");
+    assert_eq!(red_prompts.len(), 2 * blue_prompts.len());
+    let blue_resources = names(
+        &blue.list_all("resources/list", "resources").unwrap(),
+        "uri",
+    );
+    assert!(!blue_resources.is_empty());
+    assert!(
+        blue_resources.iter().all(|u| u.starts_with("ringmux://b/")),
+        "{blue_resources:?}"
+    );
+    let red_resources = names(&red.list_all("resources/list", "resources").unwrap(), "uri");
+    assert_eq!(red_resources.len(), 2 * blue_resources.len());
+    let blue_templates = names(
+        &blue
+            .list_all("resources/templates/list", "resourceTemplates")
+            .unwrap(),
+        "uriTemplate",
+    );
+    assert!(
+        blue_templates.iter().all(|u| u.starts_with("ringmux://b/")),
+        "{blue_templates:?}"
+    );
+
+    // A hidden tool is answered exactly as one that does not exist.
+    let unknown = blue
+        .request("tools/call", json!({"name": "a__nope", "arguments": {}}))
+        .unwrap();
+    let hidden = blue
+        .request(
+            "tools/call",
+            json!({"name": "a__add", "arguments": {"a": 1, "b": 2}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&unknown), -32602, "{unknown}");
+    assert_eq!(error_code(&hidden), -32602, "{hidden}");
+    assert_eq!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("a__add", "X"),
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("a__nope", "X"),
+    );
+    let ok = red
+        .request(
+            "tools/call",
+            json!({"name": "a__add", "arguments": {"a": 1, "b": 2}}),
+        )
+        .unwrap();
+    assert!(ok.get("result").is_some(), "red may add: {ok}");
+
+    // Argument rules, at call time.
+    let public = echo(&mut blue, json!("/public/readme"));
+    assert_eq!(text_of(&public), "/public/readme");
+    for bad in [json!("/etc/passwd"), json!("/home/x"), json!(7)] {
+        let r = echo(&mut blue, bad.clone());
+        assert_eq!(error_code(&r), -32602, "blue echo {bad}: {r}");
+    }
+    let r = blue
+        .request("tools/call", json!({"name": "a__echo"}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "no arguments: {r}");
+    // Deny wins over red's allow.
+    assert_eq!(error_code(&echo(&mut red, json!("/etc/shadow"))), -32602);
+    assert_eq!(text_of(&echo(&mut red, json!("/home/x"))), "/home/x");
+    // Nobody calls tool_0003.
+    let r = red
+        .request(
+            "tools/call",
+            json!({"name": "b__tool_0003", "arguments": {}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+
+    // Prompts and resources: unknown for blue, there for red.
+    let r = blue
+        .request("prompts/get", json!({"name": "a__prompt_1"}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+    let r = red
+        .request("prompts/get", json!({"name": "a__prompt_1"}))
+        .unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+    let a_uri = red_resources
+        .iter()
+        .find(|u| u.starts_with("ringmux://a/"))
+        .unwrap();
+    let r = blue
+        .request("resources/read", json!({"uri": a_uri}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32002, "{r}");
+    let r = red
+        .request("resources/read", json!({"uri": a_uri}))
+        .unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+    // A URI made from a's template, outside the list: decided on the spot.
+    let made = "ringmux://a/mock://a/item/7";
+    let r = blue
+        .request("resources/read", json!({"uri": made}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32002, "{r}");
+    let r = red.request("resources/read", json!({"uri": made})).unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+    // Completion on a hidden prompt's argument: as unknown.
+    let r = blue
+        .request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "a__greet"},
+                   "argument": {"name": "name", "value": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+    let r = red
+        .request(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "a__greet"},
+                   "argument": {"name": "name", "value": "x"}}),
+        )
+        .unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+
+    assert!(metric(&gw.url, "ringmux_authz_denied_total") >= 10);
+    assert!(metric(&gw.url, "ringmux_authz_views_computed_total") >= 2);
+}
+
+#[test]
+fn the_modern_front_sees_the_same_view() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&policy())
+        .start();
+    let modern = |key: &str, id: u64, method: &str, params: Value| -> Value {
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "authz-test", "version": "1"},
+        });
+        let name = params["name"].as_str().map(str::to_owned);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let auth = format!("Bearer {key}");
+        let mut headers = vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+            ("authorization", auth.as_str()),
+        ];
+        if let Some(n) = &name {
+            headers.push(("mcp-name", n));
+        }
+        let mut c = Client::connect(&gw.url).unwrap();
+        let resp = c
+            .send("POST", body.to_string().as_bytes(), &headers)
+            .unwrap();
+        resp.messages().last().cloned().unwrap()
+    };
+    let listed = modern(BLUE, 1, "tools/list", json!({}));
+    let tools = names(listed["result"]["tools"].as_array().unwrap(), "name");
+    assert!(tools.contains(&"a__echo".to_string()));
+    assert!(
+        !tools.iter().any(|t| t.starts_with("a__") && t != "a__echo"),
+        "{tools:?}"
+    );
+    let r = modern(
+        BLUE,
+        2,
+        "tools/call",
+        json!({"name": "a__add", "arguments": {"a": 1, "b": 2}}),
+    );
+    assert_eq!(error_code(&r), -32602, "{r}");
+    let r = modern(
+        BLUE,
+        3,
+        "tools/call",
+        json!({"name": "a__echo", "arguments": {"message": "/etc/x"}}),
+    );
+    assert_eq!(error_code(&r), -32602, "{r}");
+    let r = modern(
+        BLUE,
+        4,
+        "tools/call",
+        json!({"name": "a__echo", "arguments": {"message": "/public/x"}}),
+    );
+    assert_eq!(text_of(&r), "/public/x", "{r}");
+    let r = modern(
+        RED,
+        5,
+        "tools/call",
+        json!({"name": "a__add", "arguments": {"a": 1, "b": 2}}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+}
+
+#[test]
+fn a_policy_that_does_not_compile_is_refused_with_its_key() {
+    let a = mock("a").start();
+    let bad = gateway()
+        .backend("a", &a.url)
+        .yaml("authz:\n  rules:\n    - allow: 'mcp.tool == '\n")
+        .config_text();
+    let path = std::env::temp_dir().join(format!("ringmux-authz-bad-{}.yaml", std::process::id()));
+    std::fs::write(&path, bad).unwrap();
+    let (ok, _, err) = run_cli(&["check", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("authz.rules[0].allow"), "{err}");
+    let _ = std::fs::remove_file(path);
+}
