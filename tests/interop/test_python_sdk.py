@@ -9,6 +9,9 @@ a JWT (signed here by openssl with the test key), and is refused without either.
 listens on https (certificates made here by openssl): the SDK calls through it trusting the
 test CA, authenticated by a client certificate or an API key. A fourth takes tokens from
 oidc-provider (npm; idp.mjs), and the SDK's OAuth client does the whole flow from the 401.
+A fifth has authorization rules: two SDK principals (JWTs with different roles) walk every
+list page by page and see different tools, prompts and resources; a denied call is an
+unknown tool; an argument rule allows /public/ and denies /etc/.
 
 Run by tests/run.sh (which installs both); RINGMUX_BIN names the binary under test.
 """
@@ -755,3 +758,149 @@ def test_the_sdk_oauth_client_does_the_whole_flow_with_a_real_authorization_serv
     assert claims["aud"] == resource
     assert claims["sub"] == "sdk-user"
     assert "mcp" in claims["scope"].split()
+
+
+# --- Authorization: two principals, one gateway, different views -----------------------------
+
+
+@pytest.fixture(scope="module")
+def authz_gateway():
+    """server-everything (ev) and ringmux's mock with 30 tools (m) behind a gateway with JWT
+    authentication and CEL rules: admins use everything; readers use m's items, and ev's echo
+    only on /public/ paths; nobody echoes /etc/. Pages of 4 items."""
+    procs: list[subprocess.Popen] = []
+    logs = tempfile.TemporaryDirectory()
+    try:
+        ev = _everything(procs, "authz")
+        m = free_port()
+        mock = subprocess.Popen([BIN, "mock", "--listen", f"127.0.0.1:{m}", "--name", "m", "--tools", "30"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(mock)
+        wait_listening(m, mock, "mock")
+        gw_port = free_port()
+        resource = f"http://127.0.0.1:{gw_port}/mcp"
+        cfg = pathlib.Path(logs.name) / "authz.yaml"
+        cfg.write_text(
+            f"listen: 127.0.0.1:{gw_port}\nshards: 2\nlimits:\n  page_size: 4\n"
+            f"auth:\n  resource: {resource}\n  authorization_servers: [https://idp.test]\n"
+            f"  jwt:\n    issuer: https://idp.test\n    jwks_file: {AUTH_FIXTURES / 'jwks.json'}\n"
+            "authz:\n  rules:\n"
+            "    - name: admins\n      allow: 'principal.claims.role == \"admin\"'\n"
+            "    - name: readers\n      allow: 'principal.claims.role == \"reader\" && mcp.backend == \"m\"'\n"
+            "    - name: public-echo\n"
+            "      allow: 'principal.claims.role == \"reader\" && mcp.tool == \"ev__echo\" && args.message.startsWith(\"/public/\")'\n"
+            "    - name: no-etc\n      deny: 'mcp.tool == \"ev__echo\" && args.message.startsWith(\"/etc/\")'\n"
+            f"backends:\n  - name: ev\n    url: http://127.0.0.1:{ev}/mcp\n"
+            f"  - name: m\n    url: http://127.0.0.1:{m}/mcp\n"
+        )
+        _ringmux(procs, cfg)
+        yield resource, ev, m
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        logs.cleanup()
+
+
+async def _walk(list_fn, key: str) -> list:
+    """Every item of a paginated list, page by page (the SDK's own cursor handling)."""
+    items, cursor = [], None
+    while True:
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        page = await list_fn(params=params)
+        items += getattr(page, key)
+        cursor = page.next_cursor
+        if not cursor:
+            return items
+
+
+async def _views(url: str, authorization: str | None) -> dict:
+    """One SDK session: every list walked, and the calls the test judges."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp.shared.exceptions import MCPError
+
+    async def outcome(coro):
+        try:
+            r = await coro
+            return ("ok", r.content[0].text if hasattr(r, "content") else None)
+        except MCPError as e:
+            return ("error", e.error.code, e.error.message)
+
+    headers = {"Authorization": authorization} if authorization else None
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            async with ClientSession(streams[0], streams[1]) as s:
+                await s.initialize()
+                out = {
+                    "tools": [t.name for t in await _walk(s.list_tools, "tools")],
+                    "prompts": [p.name for p in await _walk(s.list_prompts, "prompts")],
+                    "resources": [str(r.uri) for r in await _walk(s.list_resources, "resources")],
+                }
+                if authorization is None:
+                    return out
+                out["sum"] = await outcome(s.call_tool("ev__get-sum", {"a": 1, "b": 2}))
+                out["nope"] = await outcome(s.call_tool("ev__no-such-tool", {}))
+                out["public"] = await outcome(s.call_tool("ev__echo", {"message": "/public/readme"}))
+                out["etc"] = await outcome(s.call_tool("ev__echo", {"message": "/etc/passwd"}))
+                out["home"] = await outcome(s.call_tool("ev__echo", {"message": "/home/me"}))
+                out["mock"] = await outcome(s.call_tool("m__echo", {"message": "hi"}))
+                return out
+
+
+def _direct(port: int) -> dict:
+    """A backend's own lists, straight from it (the ground truth a view is a subset of)."""
+    async def go():
+        from mcp import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as streams:
+            async with ClientSession(streams[0], streams[1]) as s:
+                await s.initialize()
+                return {
+                    "tools": [t.name for t in await _walk(s.list_tools, "tools")],
+                    "prompts": [p.name for p in await _walk(s.list_prompts, "prompts")],
+                    "resources": [str(r.uri) for r in await _walk(s.list_resources, "resources")],
+                }
+    return anyio.run(go)
+
+
+def test_two_sdk_principals_see_and_call_what_the_rules_allow(authz_gateway):
+    url, ev_port, m_port = authz_gateway
+    now = int(time.time())
+
+    def token(sub: str, role: str) -> str:
+        return "Bearer " + _jwt({"iss": "https://idp.test", "aud": url, "sub": sub, "role": role,
+                                 "iat": now, "exp": now + 600})
+
+    ev, m = _direct(ev_port), _direct(m_port)
+    # Enough of each for several pages of 4, from both backends.
+    assert len(ev["tools"]) > 4 and len(m["tools"]) > 12 and "get-sum" in ev["tools"]
+    assert ev["prompts"] and m["prompts"] and ev["resources"] and m["resources"]
+    admin = anyio.run(_views, url, token("alice", "admin"))
+    reader = anyio.run(_views, url, token("bob", "reader"))
+
+    # Pages of 4 over filtered merges: each view gets every item it may see exactly once, in
+    # the backends' order, and nothing else.
+    assert admin["tools"] == [f"ev__{t}" for t in ev["tools"]] + [f"m__{t}" for t in m["tools"]]
+    assert reader["tools"] == ["ev__echo"] + [f"m__{t}" for t in m["tools"]]
+    assert admin["prompts"] == [f"ev__{p}" for p in ev["prompts"]] + [f"m__{p}" for p in m["prompts"]]
+    assert reader["prompts"] == [f"m__{p}" for p in m["prompts"]]
+    assert len(admin["resources"]) == len(ev["resources"]) + len(m["resources"])
+    assert reader["resources"] and all(u.startswith("ringmux://m/") for u in reader["resources"])
+    assert len(reader["resources"]) == len(m["resources"])
+
+    # A tool the reader may not use is an unknown tool: the same error as one that does not exist.
+    assert admin["sum"][0] == "ok"
+    assert reader["sum"][0] == "error" and reader["nope"][0] == "error"
+    assert reader["sum"][1] == reader["nope"][1] == -32602
+    assert reader["sum"][2].replace("ev__get-sum", "X") == reader["nope"][2].replace("ev__no-such-tool", "X")
+
+    # The argument rules: /public/ allowed for the reader, /etc/ denied to everyone (deny wins).
+    assert reader["public"] == ("ok", "Echo: /public/readme")
+    assert reader["etc"][:2] == ("error", -32602)
+    assert reader["home"][:2] == ("error", -32602)
+    assert admin["etc"][:2] == ("error", -32602)
+    assert admin["home"] == ("ok", "Echo: /home/me")
+    assert reader["mock"] == ("ok", "hi") and admin["mock"] == ("ok", "hi")
