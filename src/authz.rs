@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use ringmux_core::authz::{Item, ItemKind, Listed, Outcome, Policy, Var};
+use ringmux_core::authz::{Decision, Item, ItemKind, Listed, Outcome, Policy, Var};
 use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::merge::{Index, Route};
 
@@ -231,7 +231,7 @@ impl Authz {
         d
     }
 
-    /// Whether `view` may use a listed item (`route` in `merged`) by `method`, with the
+    /// The decision on `view` using a listed item (`route` in `merged`) by `method`, with the
     /// arguments in `body`.
     #[allow(clippy::too_many_arguments)]
     pub fn allows_listed<L: Listing + 'static>(
@@ -245,7 +245,7 @@ impl Authz {
         body: &[u8],
         pools: &[Rc<Pool>],
         metrics: &ShardMetrics,
-    ) -> bool {
+    ) -> Decision {
         if method != use_method(kind) {
             return self.allows_now(
                 view,
@@ -260,8 +260,8 @@ impl Authz {
         }
         let d = self.decisions(view, merged, kind, pools, metrics);
         match d.per_source[route.source][route.item as usize] {
-            Listed::Hidden(_) => false,
-            Listed::Allowed(_) => true,
+            Listed::Hidden(rule) => Decision { allow: false, rule },
+            Listed::Allowed(rule) => Decision { allow: true, rule },
             Listed::Check { allow } => {
                 let item = Item {
                     method,
@@ -271,7 +271,10 @@ impl Authz {
                     backend_name: pools[route.backend as usize].name(),
                 };
                 let Some(args) = args_of(body, method) else {
-                    return false;
+                    return Decision {
+                        allow: false,
+                        rule: None,
+                    };
                 };
                 let mut errors = 0;
                 let mcp = &d.check_mcp[&(route.source, route.item)];
@@ -279,12 +282,12 @@ impl Authz {
                     .policy
                     .decide(&view.principal, &item, mcp, &args, allow, &mut errors);
                 metrics.authz_rule_errors.add(errors);
-                d.allow
+                d
             }
         }
     }
 
-    /// Whether `view` may use an item no decision table holds (a resource URI outside the
+    /// The decision on `view` using an item no decision table holds (a resource URI outside the
     /// list, a method other than the one lists are decided for): every rule, now.
     #[allow(clippy::too_many_arguments)]
     pub fn allows_now(
@@ -297,7 +300,7 @@ impl Authz {
         body: &[u8],
         pools: &[Rc<Pool>],
         metrics: &ShardMetrics,
-    ) -> bool {
+    ) -> Decision {
         let item = Item {
             method,
             kind: item_kind(kind),
@@ -306,14 +309,17 @@ impl Authz {
             backend_name: pools[backend as usize].name(),
         };
         let Some(args) = args_of(body, method) else {
-            return false;
+            return Decision {
+                allow: false,
+                rule: None,
+            };
         };
         let mut errors = 0;
         let d = self
             .policy
             .decide_now(&view.principal, &item, &args, &mut errors);
         metrics.authz_rule_errors.add(errors);
-        d.allow
+        d
     }
 }
 

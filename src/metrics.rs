@@ -48,6 +48,8 @@ pub struct ShardMetrics {
     pub authz_rule_errors: Counter,
     /// Decision tables computed (a principal view over a merged list).
     pub authz_views_computed: Counter,
+    /// Backend requests to clients refused by `backends[].client_requests`.
+    pub client_requests_refused: Counter,
     /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
     /// fetcher thread alone).
     pub jwks_failures: Counter,
@@ -118,7 +120,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 26] = [
+    let metrics: [Series; 27] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -154,6 +156,12 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Authorization decision tables computed (one per principal view and merged list)",
             |m| &m.authz_views_computed,
+        ),
+        (
+            "ringmux_client_requests_refused_total",
+            "counter",
+            "Backend requests to clients (sampling, elicitation, roots) refused by backends[].client_requests",
+            |m| &m.client_requests_refused,
         ),
         (
             "ringmux_jwks_refresh_failures_total",

@@ -141,6 +141,14 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         None => (0..shards).map(|_| None).collect(),
     };
+    // The audit log, opened once; each shard writes through its own descriptor.
+    let audit = match &cfg.audit {
+        Some(a) => Some(
+            crate::audit::open(a)
+                .map_err(|e| io::Error::new(e.kind(), format!("audit.path: {e}")))?,
+        ),
+        None => None,
+    };
     // The listener's certificate for every shard, watched by a thread of its own.
     let tls: Vec<Option<crate::tls::Listener>> = match &cfg.tls {
         Some(tls) => crate::tls::start(tls, shards, metrics[0].clone())
@@ -185,6 +193,10 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         let metrics = metrics.clone();
         let peers = peers.clone();
         let draining = draining.clone();
+        let audit = match &audit {
+            Some(f) => Some(f.try_clone()?),
+            None => None,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("ringmux-shard-{id}"))
             .spawn(move || {
@@ -203,6 +215,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     children,
                     key_feed,
                     tls,
+                    audit,
                 };
                 rt.block_on(run_shard(
                     id, cfg, metrics, peers, listener, inbox, stdio, &draining,
@@ -228,6 +241,8 @@ struct StdioChildren {
     key_feed: Option<crate::auth::KeyFeed>,
     /// (And of the TLS file watcher.)
     tls: Option<crate::tls::Listener>,
+    /// (And its descriptor of the audit log.)
+    audit: Option<std::fs::File>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -250,6 +265,7 @@ async fn run_shard(
         &stdio.handles,
         stdio.key_feed,
         stdio.tls,
+        stdio.audit,
     );
     let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children

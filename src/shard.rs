@@ -41,6 +41,8 @@ pub struct Shard {
     pub auth: Option<crate::auth::Authenticator>,
     /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
     pub authz: Option<crate::authz::Authz>,
+    /// The audit log (`audit:`), this shard's descriptor of it.
+    pub audit: Option<crate::audit::Audit>,
     /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
     /// change.
     pub tls: Option<crate::tls::Listener>,
@@ -87,6 +89,7 @@ impl Warned {
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         cfg: Arc<Config>,
@@ -95,6 +98,7 @@ impl Shard {
         stdio: &[Option<crate::backend::stdio::Handle>],
         key_feed: Option<crate::auth::KeyFeed>,
         tls: Option<crate::tls::Listener>,
+        audit: Option<std::fs::File>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
         let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
@@ -116,10 +120,15 @@ impl Shard {
             .authz
             .as_ref()
             .map(|a| crate::authz::Authz::new(a, cfg.auth.as_ref()));
+        let audit = match (audit, &cfg.audit) {
+            (Some(f), Some(a)) => Some(crate::audit::Audit::new(f, a)),
+            _ => None,
+        };
         Rc::new(Shard {
             id,
             auth,
             authz,
+            audit,
             tls,
             views: RefCell::new(Vec::new()),
             cfg,

@@ -19,9 +19,11 @@ fn sha256_hex(s: &str) -> String {
 
 /// Red (team red) may use everything; blue (team blue) backend b's items, and a's `echo` on
 /// /public/ paths. Nobody may use a `tool_0003`, or `echo` something under /etc/.
-fn policy() -> String {
+fn policy(audit: &std::path::Path) -> String {
     format!(
-        r#"limits:
+        r#"audit:
+  path: {}
+limits:
   page_size: 7
 auth:
   resource: http://gw.test/mcp
@@ -46,6 +48,7 @@ authz:
       deny: 'mcp.tool == "a__echo" && args.message.startsWith("/etc/")'
       backends: [a]
 "#,
+        audit.display(),
         sha256_hex(RED),
         sha256_hex(BLUE)
     )
@@ -77,11 +80,12 @@ fn echo(c: &mut Client, message: Value) -> Value {
 fn two_principals_see_and_call_what_the_rules_allow() {
     let a = mock("a").tools(30).page_size(4).start();
     let b = mock("b").tools(30).page_size(4).start();
+    let audit = temp_path("audit-1.jsonl");
     let gw = gateway()
         .shards(2)
         .backend("a", &a.url)
         .backend("b", &b.url)
-        .yaml(&policy())
+        .yaml(&policy(&audit))
         .start();
     let mut red = as_key(&gw.url, RED);
     let mut blue = as_key(&gw.url, BLUE);
@@ -243,18 +247,59 @@ fn two_principals_see_and_call_what_the_rules_allow() {
         .unwrap();
     assert!(r.get("result").is_some(), "{r}");
 
-    assert!(metric(&gw.url, "ringmux_authz_denied_total") >= 10);
+    let denied = metric(&gw.url, "ringmux_authz_denied_total");
+    assert!(denied >= 10);
     assert!(metric(&gw.url, "ringmux_authz_views_computed_total") >= 2);
+
+    // One audit line per refusal (allowed calls are not recorded unless asked), naming the
+    // rule that decided, and never the arguments.
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len() as u64, denied, "{records:?}");
+    assert!(records
+        .iter()
+        .all(|r| r["decision"] == "deny" && r["event"] == "authz"));
+    assert!(records.iter().all(|r| r.get("arguments").is_none()));
+    assert!(records
+        .iter()
+        .all(|r| r["time"].as_str().unwrap().ends_with('Z')));
+    let add = records
+        .iter()
+        .find(|r| r["name"] == "a__add")
+        .expect("blue's a__add refused");
+    assert_eq!(add["principal"], "key:blue");
+    assert_eq!(add["method"], "tools/call");
+    assert_eq!(add["backend"], "a");
+    assert_eq!(
+        add["rule"],
+        Value::Null,
+        "no rule allowed it: the default denied"
+    );
+    assert!(add["session"].is_string());
+    let etc = records
+        .iter()
+        .find(|r| r["principal"] == "key:red" && r["name"] == "a__echo")
+        .expect("red's /etc/ echo refused");
+    assert_eq!(etc["rule"], "no-etc");
+    let _ = std::fs::remove_file(audit);
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ringmux-authz-{}-{name}", std::process::id()))
 }
 
 #[test]
 fn the_modern_front_sees_the_same_view() {
     let a = mock("a").start();
     let b = mock("b").start();
+    let audit = temp_path("audit-2.jsonl");
     let gw = gateway()
         .backend("a", &a.url)
         .backend("b", &b.url)
-        .yaml(&policy())
+        .yaml(&policy(&audit))
         .start();
     let modern = |key: &str, id: u64, method: &str, params: Value| -> Value {
         let mut params = params;
@@ -330,4 +375,126 @@ fn a_policy_that_does_not_compile_is_refused_with_its_key() {
     assert!(!ok);
     assert!(err.contains("authz.rules[0].allow"), "{err}");
     let _ = std::fs::remove_file(path);
+}
+
+/// A 2026-07-28 request for `principal` (the trusted principal header) declaring `caps`.
+fn modern_call(
+    url: &str,
+    principal: &str,
+    id: u64,
+    method: &str,
+    mut params: Value,
+    caps: Value,
+) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps,
+        "io.modelcontextprotocol/clientInfo": {"name": "authz-test", "version": "1"},
+    });
+    let name = params["name"].as_str().map(str::to_owned);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+        ("x-principal", principal),
+    ];
+    if let Some(n) = &name {
+        headers.push(("mcp-name", n));
+    }
+    let mut c = Client::connect(url).unwrap();
+    let resp = c
+        .send("POST", body.to_string().as_bytes(), &headers)
+        .unwrap();
+    resp.messages().last().cloned().unwrap()
+}
+
+/// `client_requests` limits what a backend may ask clients: a refused sampling request is
+/// answered to the backend (-32601) and never reaches the client, on either era; another
+/// backend's reaches it; the refusal is counted and audited.
+#[test]
+fn a_backend_may_ask_clients_only_what_its_policy_allows() {
+    let c = mock("c").flag("--conformance").start();
+    let d = mock("d").flag("--conformance").start();
+    let audit = temp_path("audit-3.jsonl");
+    let gw = gateway()
+        .backend_with("c", &c.url, "client_requests: [roots]")
+        .backend("d", &d.url)
+        .yaml(&format!(
+            "modern:\n  principal_header: x-principal\naudit:\n  path: {}",
+            audit.display()
+        ))
+        .start();
+    let caps = json!({"sampling": {}, "elicitation": {}});
+    let sample = |tool: &str| json!({"name": tool, "arguments": {"prompt": "weather?"}});
+
+    // The control: d may sample, so its request becomes the client's input_required.
+    let r = modern_call(
+        &gw.url,
+        "alice",
+        1,
+        "tools/call",
+        sample("d__test_sampling"),
+        caps.clone(),
+    );
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    // c may not: its request is refused to it, and its call fails on its own terms.
+    let r = modern_call(
+        &gw.url,
+        "alice",
+        2,
+        "tools/call",
+        sample("c__test_sampling"),
+        caps.clone(),
+    );
+    assert_ne!(r["result"]["resultType"], "input_required", "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains("-32601") && text.contains("client_requests"),
+        "{r}"
+    );
+
+    // A stateful client: nothing but the answer on the call's stream.
+    let mut s = Client::connect(&gw.url).unwrap();
+    let init = s
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": caps,
+        "clientInfo": {"name": "authz-test", "version": "1"}}}),
+        )
+        .unwrap();
+    s.session = init.header("mcp-session-id").map(str::to_owned);
+    s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .unwrap();
+    let resp = s
+        .send(
+            "POST",
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": sample("c__test_sampling")})
+                .to_string()
+                .as_bytes(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+        .unwrap();
+    let msgs = resp.messages();
+    assert!(
+        msgs.iter().all(|m| m.get("method").is_none()),
+        "the client saw a request: {msgs:?}"
+    );
+    let last = msgs.last().unwrap();
+    assert_eq!(last["id"], 7);
+    assert!(last.to_string().contains("client_requests"), "{last}");
+
+    assert_eq!(metric(&gw.url, "ringmux_client_requests_refused_total"), 2);
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["event"], "client_request");
+        assert_eq!(r["method"], "sampling/createMessage");
+        assert_eq!(r["backend"], "c");
+        assert_eq!(r["decision"], "deny");
+    }
+    let _ = std::fs::remove_file(audit);
 }

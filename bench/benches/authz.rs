@@ -119,6 +119,7 @@ fn authz(c: &mut Criterion) {
             &pools,
             &metrics,
         )
+        .allow
     };
     assert!(allowed("b2__tool_2_0001", &plain));
     assert!(!allowed("b1__tool_1_0001", &plain), "odd backends hidden");

@@ -410,6 +410,7 @@ async fn by_name(
     // What the caller may not use does not exist for it.
     if !permitted(
         shard,
+        session,
         call,
         kind,
         method,
@@ -459,9 +460,11 @@ enum Place<'a> {
 }
 
 /// Whether the caller's authorization view lets it use this item by `method` (always, without
-/// `authz:`). A refusal is counted; the caller answers it as for an unknown name.
+/// `authz:`). A refusal is counted; the caller answers it as for an unknown name. The decision
+/// goes to the audit log (refusals; allowed calls too if asked).
 fn permitted(
     shard: &Shard,
+    session: &Session,
     call: &Call<'_>,
     kind: ListKind,
     method: &str,
@@ -472,18 +475,53 @@ fn permitted(
         return true;
     };
     let (pools, metrics) = (&shard.pools, &*shard.metrics);
-    let ok = match place {
-        Place::Listed(merged, route) => authz.allows_listed(
-            view, merged, kind, route, method, name, call.body, pools, metrics,
+    let started = shard.audit.as_ref().map(|_| Instant::now());
+    let (d, backend) = match place {
+        Place::Listed(merged, route) => (
+            authz.allows_listed(
+                view, merged, kind, route, method, name, call.body, pools, metrics,
+            ),
+            route.backend,
         ),
-        Place::Backend(b) => {
-            authz.allows_now(view, b, kind, method, name, call.body, pools, metrics)
-        }
+        Place::Backend(b) => (
+            authz.allows_now(view, b, kind, method, name, call.body, pools, metrics),
+            b,
+        ),
     };
-    if !ok {
+    if !d.allow {
         metrics.authz_denied.add(1);
     }
-    ok
+    if let (Some(audit), Some(started)) = (&shard.audit, started) {
+        if audit.wants(d.allow) {
+            let arguments = audit.arguments.then(|| arguments_of(call.body)).flatten();
+            audit.record(&crate::audit::Record {
+                event: "authz",
+                decision: if d.allow { "allow" } else { "deny" },
+                principal: &session.principal.id(),
+                session: Some(&session.id),
+                method,
+                backend: Some(pools[backend as usize].name()),
+                name: Some(name),
+                rule: d.rule.map(|r| authz.policy.rule_name(r)),
+                decision_us: started.elapsed().as_micros() as u64,
+                arguments: arguments.as_deref(),
+            });
+        }
+    }
+    d.allow
+}
+
+/// A request's `params.arguments`, as sent.
+fn arguments_of(body: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        arguments: Option<Box<RawValue>>,
+    }
+    serde_json::from_slice::<Req>(body).ok()?.params?.arguments
 }
 
 async fn by_uri(
@@ -511,6 +549,7 @@ async fn by_uri(
     if let Some(route) = route {
         if !permitted(
             shard,
+            session,
             call,
             kind,
             method,
@@ -522,7 +561,15 @@ async fn by_uri(
         return Ok(Target::listed(&merged, route, raw, call));
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
-        if !permitted(shard, call, kind, method, &uri, Place::Backend(backend)) {
+        if !permitted(
+            shard,
+            session,
+            call,
+            kind,
+            method,
+            &uri,
+            Place::Backend(backend),
+        ) {
             return Err(hidden());
         }
         let mut literal = Vec::new();
@@ -542,7 +589,15 @@ async fn by_uri(
         .filter(|p| !p.cfg.prefixed && session.has_capability(p.index, Capabilities::RESOURCES));
     match (unprefixed.next(), unprefixed.next()) {
         (Some(only), None)
-            if !permitted(shard, call, kind, method, &uri, Place::Backend(only.index)) =>
+            if !permitted(
+                shard,
+                session,
+                call,
+                kind,
+                method,
+                &uri,
+                Place::Backend(only.index),
+            ) =>
         {
             Err(hidden())
         }

@@ -180,6 +180,10 @@ async fn pump(
             }
             Kind::Request => {
                 let Some(asked_id) = msg.id else { continue };
+                if !relay::may_ask(shard, session, &pool, &msg.method, &data) {
+                    relay::refuse_request(shard, session, &pool, asked_id, &msg.method).await;
+                    continue;
+                }
                 if let Some(needed) = missing_capability(&msg.method, &data, &ctx.capabilities) {
                     answer_backend(
                         shard,

@@ -58,12 +58,73 @@ pub enum Delivered {
     Garbage,
 }
 
+/// Whether backend `pool` may send this session's client the request `method` (`data`: the
+/// whole message), by its `client_requests`. A refusal is counted and audited; the caller
+/// answers the backend ([`refuse_request`]) and the client never sees the request.
+pub(crate) fn may_ask(
+    shard: &Shard,
+    session: &Session,
+    pool: &Pool,
+    method: &str,
+    data: &[u8],
+) -> bool {
+    if pool.cfg.may_ask(method, data) {
+        return true;
+    }
+    shard.metrics.client_requests_refused.add(1);
+    tracing::info!(backend = %pool.name(), session = %session.id, method, "backend request to the client refused by its client_requests");
+    if let Some(audit) = &shard.audit {
+        audit.record(&crate::audit::Record {
+            event: "client_request",
+            decision: "deny",
+            principal: &session.principal.id(),
+            session: Some(&session.id),
+            method,
+            backend: Some(pool.name()),
+            name: None,
+            rule: None,
+            decision_us: 0,
+            arguments: None,
+        });
+    }
+    false
+}
+
+/// Answers a backend's request to a client that [`may_ask`] refused: -32601, naming the policy.
+pub(crate) async fn refuse_request(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: &Rc<Pool>,
+    id: Raw<'_>,
+    method: &str,
+) {
+    let mut body = Vec::with_capacity(160);
+    jsonrpc::write_error_parts(
+        &mut body,
+        Some(id),
+        ringmux_core::error::code::METHOD_NOT_FOUND,
+        &format!(
+            "{method} is not available to backend {}: the gateway's policy (client_requests) refuses it",
+            pool.name()
+        ),
+        None,
+    );
+    super::dispatch::send_one_way(
+        shard,
+        session,
+        pool,
+        &body,
+        "refusal of the backend's request",
+    )
+    .await;
+}
+
 /// Delivers one message from backend `b` on client stream `stream`. `answers`: the id of the
 /// call whose answer the stream carries; a response with another id (or on a backend's GET
 /// stream, which carries no answers) is dropped.
 pub fn deliver(
-    shard: &Shard,
-    session: &Session,
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
     b: u16,
     data: &[u8],
     stream: u32,
@@ -98,6 +159,17 @@ pub fn deliver(
             Delivered::Answer
         }
         Kind::Request => {
+            if !may_ask(shard, session, pool, &msg.method, data) {
+                if let Some(id) = msg.id {
+                    let (shard, session, pool) = (shard.clone(), session.clone(), pool.clone());
+                    let id = id.to_boxed();
+                    let method: Box<str> = (*msg.method).into();
+                    monoio::spawn(async move {
+                        refuse_request(&shard, &session, &pool, (&*id).into(), &method).await;
+                    });
+                }
+                return Delivered::Passed;
+            }
             if let Some(state) = session.modern.get() {
                 // A sessionless client has no stream outside its calls: asked at its next one.
                 state.hold(b, data);
@@ -351,7 +423,7 @@ pub(crate) fn end_call(
 
 /// Backend `b` joined the session after its client was answered (it was down or slow then):
 /// the client hears that the lists it serves changed, as if the backend had said so.
-pub fn announce_joined(shard: &Shard, session: &Session, b: u16) {
+pub fn announce_joined(shard: &Rc<Shard>, session: &Rc<Session>, b: u16) {
     use crate::session::Capabilities as C;
     for (flag, method) in [
         (C::TOOLS, "notifications/tools/list_changed"),

@@ -61,8 +61,8 @@ const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// JSON body or an SSE stream. Everything else on the stream reaches stream `n`.
 /// `Ok(None)`: the client cancelled the call.
 async fn final_of(
-    shard: &Shard,
-    session: &Session,
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
     pool: &Pool,
     body: Body,
     n: Option<u32>,
@@ -236,7 +236,7 @@ async fn drive(
             None
         } else {
             wait = STATE_ONLY_WAIT;
-            match ask_client(&shard, &session, &requests, n, key).await {
+            match ask_client(&shard, &session, &pool, &requests, n, key).await {
                 Ok(r) => Some(r),
                 Err(Asked::Refused(error)) => {
                     // The client refused: the call ends with its error, as a client of the
@@ -316,6 +316,7 @@ enum Asked {
 async fn ask_client(
     shard: &Shard,
     session: &Session,
+    pool: &Pool,
     requests: &[(String, &RawValue)],
     n: u32,
     key: u64,
@@ -335,6 +336,22 @@ async fn ask_client(
                 "input request {k:?} is not a request"
             )));
         };
+        if !super::relay::may_ask(shard, session, pool, &r.method, req.get().as_bytes()) {
+            // Never put to the client: the call ends with the refusal.
+            forget_asks(session, &waiting);
+            let mut error = Vec::with_capacity(160);
+            error.extend_from_slice(b"{\"code\":-32601,\"message\":");
+            jsonrpc::write_str(
+                &mut error,
+                &format!(
+                    "{} is not available to backend {}: the gateway's policy (client_requests) refuses it",
+                    r.method,
+                    pool.name()
+                ),
+            );
+            error.push(b'}');
+            return Err(Asked::Refused(error));
+        }
         let seq = extras.next_ask.get() + 1;
         extras.next_ask.set(seq);
         let ask_id = format!("\"ringmux-ask-{seq}\"");

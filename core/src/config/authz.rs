@@ -43,6 +43,105 @@ pub struct RuleFile {
     pub backends: Option<Vec<String>>,
 }
 
+/// A request a backend may send a client (`backends[].client_requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientRequest {
+    /// `sampling/createMessage`.
+    Sampling,
+    /// `elicitation/create` in form mode.
+    Elicitation,
+    /// `elicitation/create` in URL mode.
+    ElicitationUrl,
+    /// `roots/list`.
+    Roots,
+}
+
+impl ClientRequest {
+    pub const ALL: [ClientRequest; 4] = [
+        ClientRequest::Sampling,
+        ClientRequest::Elicitation,
+        ClientRequest::ElicitationUrl,
+        ClientRequest::Roots,
+    ];
+
+    /// What a backend's request to a client (method `method`, the whole message `data`) is;
+    /// `None`: none of these (`ping`, or a method ringmux relays as it is).
+    pub fn of(method: &str, data: &[u8]) -> Option<ClientRequest> {
+        #[derive(Deserialize)]
+        struct Msg {
+            #[serde(default)]
+            params: Option<Params>,
+        }
+        #[derive(Deserialize)]
+        struct Params {
+            #[serde(default)]
+            mode: Option<String>,
+        }
+        match method {
+            "sampling/createMessage" => Some(ClientRequest::Sampling),
+            "roots/list" => Some(ClientRequest::Roots),
+            "elicitation/create" => {
+                let url = serde_json::from_slice::<Msg>(data)
+                    .ok()
+                    .and_then(|m| m.params?.mode)
+                    .is_some_and(|m| m == "url");
+                Some(if url {
+                    ClientRequest::ElicitationUrl
+                } else {
+                    ClientRequest::Elicitation
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientRequest::Sampling => "sampling",
+            ClientRequest::Elicitation => "elicitation",
+            ClientRequest::ElicitationUrl => "elicitation_url",
+            ClientRequest::Roots => "roots",
+        }
+    }
+}
+
+/// `audit:` as written: one JSON line per authorization decision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// A file (appended to, created if missing) or `-` for standard output.
+    pub path: String,
+    /// Record allowed calls too (default: refusals only).
+    #[serde(default)]
+    pub allowed: bool,
+    /// Put a call's arguments in its record (default: never: they may hold secrets).
+    #[serde(default)]
+    pub arguments: bool,
+}
+
+/// Checked `audit:`.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// `None`: standard output.
+    pub path: Option<std::path::PathBuf>,
+    pub allowed: bool,
+    pub arguments: bool,
+}
+
+impl AuditFile {
+    pub fn check(self) -> Result<Audit, ConfigError> {
+        if self.path.is_empty() {
+            return Err(err("audit.path", "a file, or - for standard output"));
+        }
+        Ok(Audit {
+            path: (self.path != "-").then(|| self.path.into()),
+            allowed: self.allowed,
+            arguments: self.arguments,
+        })
+    }
+}
+
 /// Checked `authz:`.
 #[derive(Debug, Clone)]
 pub struct Authz {

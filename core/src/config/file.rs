@@ -67,6 +67,10 @@ pub struct File {
     /// sees and may use (absent: all of them). See ARCHITECTURE.md, "Authorization".
     #[serde(default)]
     pub authz: Option<super::AuthzFile>,
+    /// An audit log: one JSON line per authorization decision (refusals; allowed calls too if
+    /// asked), and per refused backend request to a client (absent: none).
+    #[serde(default)]
+    pub audit: Option<super::AuditFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }
@@ -325,6 +329,13 @@ pub struct BackendFile {
     /// `header:`.
     #[serde(default)]
     pub credentials: Option<super::CredentialsFile>,
+    /// The requests this backend may send ringmux's clients: any of `sampling` (it would use
+    /// the client's model), `elicitation` (a form shown to the user), `elicitation_url` (the
+    /// user sent to a URL) and `roots` (the client's directories). Absent: all of them. A
+    /// request not allowed is answered to the backend with an error (-32601) and never reaches
+    /// the client.
+    #[serde(default)]
+    pub client_requests: Option<Vec<super::ClientRequest>>,
     /// TLS toward an `https://` backend: its CA bundle (default: the platform's roots), the
     /// name its certificate must carry, and a client certificate.
     #[serde(default)]

@@ -12,7 +12,7 @@ mod credentials;
 mod file;
 mod tls;
 pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
-pub use authz::{Authz, AuthzFile, Effect, Rule, RuleFile};
+pub use authz::{Audit, AuditFile, Authz, AuthzFile, ClientRequest, Effect, Rule, RuleFile};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
@@ -59,6 +59,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Authorization rules (`None`: every principal may see and use everything).
     pub authz: Option<Authz>,
+    /// The audit log of authorization decisions (`None`: none).
+    pub audit: Option<Audit>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -148,6 +150,8 @@ fn is_localhost_origin(origin: &str) -> bool {
 /// A checked backend.
 #[derive(Debug, Clone)]
 pub struct Backend {
+    /// The requests it may send clients (`backends[].client_requests`; `None`: any).
+    pub client_requests: Option<Vec<ClientRequest>>,
     pub name: String,
     /// The backend's stable identity, derived from its name (not its place in the config):
     /// what clients may hold across a reload of a changed backend list (remapped request ids)
@@ -187,6 +191,15 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Whether it may send a client this request (method `method`, message `data`): `ping`
+    /// always; with `client_requests` configured, the kinds listed and nothing else.
+    pub fn may_ask(&self, method: &str, data: &[u8]) -> bool {
+        let Some(allowed) = &self.client_requests else {
+            return true;
+        };
+        method == "ping" || ClientRequest::of(method, data).is_some_and(|k| allowed.contains(&k))
+    }
+
     /// Whether sessions reach this backend through a child actor (stdio, legacy SSE) rather
     /// than the Streamable HTTP pool.
     pub fn actor_driven(&self) -> bool {
@@ -553,6 +566,7 @@ impl File {
                 shared,
                 credentials,
                 tls,
+                client_requests: b.client_requests,
             });
         }
         let fingerprint = {
@@ -570,6 +584,7 @@ impl File {
         let tls = self.tls.map(TlsFile::check).transpose()?;
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
         let authz = self.authz.map(|a| a.check(&names)).transpose()?;
+        let audit = self.audit.map(AuditFile::check).transpose()?;
         if let Some(a) = &auth {
             let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
             if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
@@ -625,6 +640,7 @@ impl File {
             auth,
             tls,
             authz,
+            audit,
             backends,
             fingerprint,
         })
