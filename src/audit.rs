@@ -12,7 +12,9 @@ use serde::Serialize;
 /// One record.
 #[derive(Serialize)]
 pub struct Record<'a> {
-    /// `authz` (a decision on an item) or `client_request` (a backend's request to a client).
+    /// `authz` (a decision on an item), `client_request` (a backend's request to a client),
+    /// `quarantine` (a tool whose definition is not the pinned one) or `flag` (shadowing,
+    /// injection).
     pub event: &'static str,
     /// `allow` or `deny`.
     pub decision: &'static str,
@@ -31,6 +33,14 @@ pub struct Record<'a> {
     pub decision_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<&'a serde_json::value::RawValue>,
+    /// Tool safety: why a tool was quarantined or flagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// Tool safety: the pinned definition and the one the backend lists now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<&'a serde_json::value::RawValue>,
 }
 
 /// A shard's audit writer.

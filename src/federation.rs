@@ -25,6 +25,8 @@ pub struct Merged {
     pub backends: Vec<u16>,
     /// (backend, generation) of every catalog that went in, templates included.
     key: Vec<(u16, u64)>,
+    /// Tool safety's generation when it was built (its pins change what is left out).
+    safety: u64,
 }
 
 impl crate::authz::Listing for Merged {
@@ -195,7 +197,11 @@ impl Federation {
         kind: ListKind,
         member: impl Fn(u16) -> bool,
         pools: &[Rc<Pool>],
+        safety: Option<&crate::safety::Safety>,
     ) -> Rc<Merged> {
+        // Tool safety decides about tools only.
+        let safety = safety.filter(|_| kind == ListKind::Tools);
+        let safety_gen = safety.map_or(0, |s| s.refresh());
         let key_of = |st: &KindState, tag: u16| -> Vec<(u16, u64)> {
             generations(st, &member, tag).collect()
         };
@@ -208,7 +214,7 @@ impl Federation {
                 } else {
                     generations(&st, &member, 0).eq(m.key.iter().copied())
                 };
-                if same {
+                if same && m.safety == safety_gen {
                     return m.clone();
                 }
             }
@@ -238,7 +244,24 @@ impl Federation {
         };
         let sources = sources_of(&cats, pools);
         let tsources = sources_of(&tmpl, pools);
-        let index = Index::build(kind, &sources, &self.separator, &tsources, self.fingerprint);
+        let index = match safety {
+            Some(s) => {
+                let named: Vec<(u16, &str, &Rc<Catalog>)> = cats
+                    .iter()
+                    .map(|(b, c)| (*b, pools[*b as usize].name(), c))
+                    .collect();
+                let hidden = s.hidden(&named);
+                Index::build_hiding(
+                    kind,
+                    &sources,
+                    &self.separator,
+                    &tsources,
+                    self.fingerprint,
+                    &|si, i| hidden[si][i],
+                )
+            }
+            None => Index::build(kind, &sources, &self.separator, &tsources, self.fingerprint),
+        };
         for c in &index.collisions {
             tracing::warn!(
                 list = kind.method(),
@@ -256,6 +279,7 @@ impl Federation {
             backends: cats.iter().map(|(b, _)| *b).collect(),
             catalogs: cats.iter().map(|(_, c)| c.clone()).collect(),
             key,
+            safety: safety_gen,
         });
         self.kinds[slot(kind)].borrow_mut().merged = Some(merged.clone());
         merged

@@ -41,6 +41,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod reply;
 pub mod request;
+pub mod safety;
 pub mod server;
 pub mod session;
 pub mod shard;

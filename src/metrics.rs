@@ -50,6 +50,10 @@ pub struct ShardMetrics {
     pub authz_views_computed: Counter,
     /// Backend requests to clients refused by `backends[].client_requests`.
     pub client_requests_refused: Counter,
+    /// Tools quarantined (a definition not the pinned one, or not pinned in `file` mode), and
+    /// tools flagged (shadowing, injection): shard 0's, written by the safety thread alone.
+    pub tools_quarantined: Counter,
+    pub tools_flagged: Counter,
     /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
     /// fetcher thread alone).
     pub jwks_failures: Counter,
@@ -120,7 +124,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 27] = [
+    let metrics: [Series; 29] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -162,6 +166,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Backend requests to clients (sampling, elicitation, roots) refused by backends[].client_requests",
             |m| &m.client_requests_refused,
+        ),
+        (
+            "ringmux_tools_quarantined_total",
+            "counter",
+            "Tool definitions quarantined: changed since pinned, or not pinned in file mode (each once)",
+            |m| &m.tools_quarantined,
+        ),
+        (
+            "ringmux_tools_flagged_total",
+            "counter",
+            "Tools flagged by the shadowing or injection checks (each once)",
+            |m| &m.tools_flagged,
         ),
         (
             "ringmux_jwks_refresh_failures_total",

@@ -149,6 +149,21 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         ),
         None => None,
     };
+    // Tool safety's thread (it owns the pin file) and each shard's end of it.
+    let safety: Vec<Option<crate::safety::Feed>> = match &cfg.tool_safety {
+        Some(ts) => {
+            let thread_audit = match (&audit, &cfg.audit) {
+                (Some(f), Some(a)) => Some(crate::audit::Audit::new(f.try_clone()?, a)),
+                _ => None,
+            };
+            crate::safety::start(ts, shards, metrics[0].clone(), thread_audit)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => (0..shards).map(|_| None).collect(),
+    };
     // The listener's certificate for every shard, watched by a thread of its own.
     let tls: Vec<Option<crate::tls::Listener>> = match &cfg.tls {
         Some(tls) => crate::tls::start(tls, shards, metrics[0].clone())
@@ -180,12 +195,13 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let handles: Arc<[Option<crate::backend::stdio::Handle>]> = handles.into();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shards);
-    for (id, ((((listener, inbox), children), key_feed), tls)) in listeners
+    for (id, (((((listener, inbox), children), key_feed), tls), safety)) in listeners
         .into_iter()
         .zip(inboxes)
         .zip(owned)
         .zip(feeds)
         .zip(tls)
+        .zip(safety)
         .enumerate()
     {
         let cfg = cfg.clone();
@@ -216,6 +232,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     key_feed,
                     tls,
                     audit,
+                    safety,
                 };
                 rt.block_on(run_shard(
                     id, cfg, metrics, peers, listener, inbox, stdio, &draining,
@@ -243,6 +260,8 @@ struct StdioChildren {
     tls: Option<crate::tls::Listener>,
     /// (And its descriptor of the audit log.)
     audit: Option<std::fs::File>,
+    /// (And its end of the tool safety thread.)
+    safety: Option<crate::safety::Feed>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -266,6 +285,7 @@ async fn run_shard(
         stdio.key_feed,
         stdio.tls,
         stdio.audit,
+        stdio.safety,
     );
     let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children

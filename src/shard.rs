@@ -43,6 +43,8 @@ pub struct Shard {
     pub authz: Option<crate::authz::Authz>,
     /// The audit log (`audit:`), this shard's descriptor of it.
     pub audit: Option<crate::audit::Audit>,
+    /// Tool safety (`tool_safety:`): pins, shadowing, injection; this shard's view of them.
+    pub safety: Option<crate::safety::Safety>,
     /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
     /// change.
     pub tls: Option<crate::tls::Listener>,
@@ -99,6 +101,7 @@ impl Shard {
         key_feed: Option<crate::auth::KeyFeed>,
         tls: Option<crate::tls::Listener>,
         audit: Option<std::fs::File>,
+        safety: Option<crate::safety::Feed>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
         let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
@@ -124,11 +127,16 @@ impl Shard {
             (Some(f), Some(a)) => Some(crate::audit::Audit::new(f, a)),
             _ => None,
         };
+        let safety = match (safety, &cfg.tool_safety) {
+            (Some(feed), Some(ts)) => Some(crate::safety::Safety::new(ts, feed)),
+            _ => None,
+        };
         Rc::new(Shard {
             id,
             auth,
             authz,
             audit,
+            safety,
             tls,
             views: RefCell::new(Vec::new()),
             cfg,

@@ -94,7 +94,7 @@ fn authz(c: &mut Criterion) {
     for b in 0..BACKENDS {
         fed.store(b as u16, Rc::new(tools_catalog(b, 50, 400)), now);
     }
-    let merged = fed.merged(ListKind::Tools, |_| true, &pools);
+    let merged = fed.merged(ListKind::Tools, |_| true, &pools, None);
     let make = || Authz::new(cfg.authz.as_ref().unwrap(), None);
     let az = make();
     let guest = principal("guest");

@@ -13,6 +13,7 @@
 //!   decides by.
 //! - [`modern`]: the members of a 2026-07-28 request that only that era reads.
 //! - [`mux`]: the stdio multiplexer (many sessions on one child), its bookkeeping and decisions.
+//! - [`safety`]: tool poisoning: canonical tool definitions (pins), the pin file, shadowing names.
 //! - [`names`]: namespacing rules (prefix modes, the spec's tool-name rules, URI mapping).
 //! - [`seal`]: sealed tokens (`requestState`), with the nonce and the time passed in.
 //! - [`uris`]: resource URIs inside a prefixed backend's answers, mapped to the client's form.
@@ -45,6 +46,7 @@ pub mod method;
 pub mod modern;
 pub mod mux;
 pub mod names;
+pub mod safety;
 pub mod seal;
 pub mod sse;
 pub mod uris;

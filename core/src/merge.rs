@@ -92,6 +92,26 @@ impl Index {
         templates: &[Source<'_>],
         config_fingerprint: u32,
     ) -> Index {
+        Index::build_hiding(
+            kind,
+            sources,
+            sep,
+            templates,
+            config_fingerprint,
+            &|_, _| false,
+        )
+    }
+
+    /// [`Index::build`], with the items `hide(source, item)` names left out as if absent: not
+    /// listed, not routed (tool safety's quarantined and flagged tools).
+    pub fn build_hiding(
+        kind: ListKind,
+        sources: &[Source<'_>],
+        sep: &str,
+        templates: &[Source<'_>],
+        config_fingerprint: u32,
+        hide_item: &dyn Fn(usize, usize) -> bool,
+    ) -> Index {
         let mut routes: HashMap<Box<str>, Route> = HashMap::new();
         let mut collisions = Vec::new();
         let mut invalid = Vec::new();
@@ -99,6 +119,10 @@ impl Index {
         for (si, src) in sources.iter().enumerate() {
             let mut hidden = vec![false; src.catalog.len()];
             for (i, hide) in hidden.iter_mut().enumerate() {
+                if hide_item(si, i) {
+                    *hide = true;
+                    continue;
+                }
                 let key = src.catalog.key(i);
                 let merged: Cow<'_, str> = if src.prefixed {
                     Cow::Owned(names::prefixed(kind.uri_keyed(), src.name, sep, &key))

@@ -85,6 +85,8 @@ pub struct MockConfig {
     pub stall: Option<(Duration, Duration)>,
     /// List the `links` tool (a resource link and an embedded resource in its result).
     pub links: bool,
+    /// List the `rug_pull` tool (it changes `echo`'s description and announces the change).
+    pub rug_pull: bool,
     /// `instructions` in the initialize (and server/discover) result.
     pub instructions: Option<String>,
     /// Requests on the MCP endpoint must carry `Authorization: Bearer <this>` (401 with a
@@ -111,6 +113,7 @@ impl Default for MockConfig {
             sse: false,
             instructions: None,
             links: false,
+            rug_pull: false,
             dual: false,
             require_bearer: None,
             stall: None,

@@ -505,6 +505,9 @@ fn permitted(
                 rule: d.rule.map(|r| authz.policy.rule_name(r)),
                 decision_us: started.elapsed().as_micros() as u64,
                 arguments: arguments.as_deref(),
+                reason: None,
+                old: None,
+                new: None,
             });
         }
     }

@@ -126,7 +126,12 @@ pub(crate) async fn refresh(
     }
     // Backends cooling down stay in the index (their calls then fail fast naming them);
     // list pages leave them out through the view filter.
-    fed.merged(kind, |b| session.is_ready(b), &shard.pools)
+    fed.merged(
+        kind,
+        |b| session.is_ready(b),
+        &shard.pools,
+        shard.safety.as_ref(),
+    )
 }
 
 pub(crate) async fn list(

@@ -85,6 +85,9 @@ pub(crate) fn may_ask(
             rule: None,
             decision_us: 0,
             arguments: None,
+            reason: None,
+            old: None,
+            new: None,
         });
     }
     false

@@ -71,6 +71,10 @@ pub struct File {
     /// asked), and per refused backend request to a client (absent: none).
     #[serde(default)]
     pub audit: Option<super::AuditFile>,
+    /// Tool poisoning: pinned definitions (a changed one is quarantined until approved),
+    /// shadowing of another backend's tool, instructions in descriptions (absent: none).
+    #[serde(default)]
+    pub tool_safety: Option<super::ToolSafetyFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }

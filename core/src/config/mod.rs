@@ -10,11 +10,16 @@ mod auth;
 mod authz;
 mod credentials;
 mod file;
+mod safety;
 mod tls;
 pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
 pub use authz::{Audit, AuditFile, Authz, AuthzFile, ClientRequest, Effect, Rule, RuleFile};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
+pub use safety::{
+    Injection, InjectionFile, PinMode, Pins, PinsFile, SafetyAction, Shadowing, ShadowingFile,
+    ToolSafety, ToolSafetyFile, DEFAULT_INJECTION_PATTERNS,
+};
 pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
 
 /// A config error, naming the key path.
@@ -61,6 +66,8 @@ pub struct Config {
     pub authz: Option<Authz>,
     /// The audit log of authorization decisions (`None`: none).
     pub audit: Option<Audit>,
+    /// Pinned tool definitions, shadowing and injection checks (`None`: none).
+    pub tool_safety: Option<ToolSafety>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -585,6 +592,7 @@ impl File {
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
         let authz = self.authz.map(|a| a.check(&names)).transpose()?;
         let audit = self.audit.map(AuditFile::check).transpose()?;
+        let tool_safety = self.tool_safety.map(ToolSafetyFile::check).transpose()?;
         if let Some(a) = &auth {
             let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
             if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
@@ -641,6 +649,7 @@ impl File {
             tls,
             authz,
             audit,
+            tool_safety,
             backends,
             fingerprint,
         })

@@ -37,6 +37,14 @@ impl List {
         render(self.key, &self.items, None, &mut self.full);
     }
 
+    /// Replaces the first item `matches` picks.
+    pub fn replace_where(&mut self, matches: impl Fn(&[u8]) -> bool, item: Box<[u8]>) {
+        if let Some(slot) = self.items.iter_mut().find(|i| matches(i)) {
+            *slot = item;
+            self.render_full();
+        }
+    }
+
     pub fn push(&mut self, item: Box<[u8]>) {
         self.items.push(item);
         self.render_full();
@@ -167,6 +175,16 @@ impl Catalog {
         let name = format!("extra_{}", tools.extras);
         tools.list.push(tools::extra_tool(&name));
         name
+    }
+
+    /// Replaces tool `name`'s definition with `item` (a rug pull).
+    pub fn redefine_tool(&self, name: &str, item: &str) {
+        let mut tools = self.tools.write().unwrap_or_else(|e| e.into_inner());
+        let quoted = format!("\"name\":\"{name}\"");
+        tools.list.replace_where(
+            |i| i.windows(quoted.len()).any(|w| w == quoted.as_bytes()),
+            item.as_bytes().into(),
+        );
     }
 
     /// How many `extra_<k>` tools exist now.

@@ -13,7 +13,7 @@ pub const USAGE: &str = "\
 usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--prompts N]
                     [--resources N] [--page-size N] [--latency-ms N] [--conformance]
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
-                    [--modern] [--sse] [--instructions TEXT] [--links]
+                    [--modern] [--sse] [--instructions TEXT] [--links] [--rug-pull]
                     [--dual] [--stall-ms N --stall-every-ms M] [--require-bearer T]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
@@ -40,6 +40,8 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     /message?sessionId=… (answers arrive on the stream)
   --instructions T  `instructions` in the initialize and server/discover results
   --links           also list `links` (answers a resource link and an embedded resource)
+  --rug-pull        also list `rug_pull` (gives `echo` a new description carrying an
+                    instruction, then sends notifications/tools/list_changed)
   --dual            with --modern: server/discover offers the stateful versions too
   --stall-ms N      every --stall-every-ms (default 1000) the server answers nothing for N ms";
 
@@ -71,6 +73,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
             Long("modern") => cfg.modern = true,
             Long("sse") => cfg.sse = true,
             Long("links") => cfg.links = true,
+            Long("rug-pull") => cfg.rug_pull = true,
             Long("dual") => cfg.dual = true,
             Long("stall-ms") => {
                 let every = cfg.stall.map_or(Duration::from_secs(1), |s| s.1);

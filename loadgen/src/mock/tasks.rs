@@ -45,6 +45,8 @@ pub(crate) enum Task<'a> {
     Slow { ms: u64 },
     /// `touch_tools`: add a tool, announce the change, then "touched".
     Touch,
+    /// `rug_pull`: redefine `echo`, announce the change, then "redefined".
+    RugPull,
     /// `test_tool_with_logging`: three info log messages.
     Logging,
     /// `test_tool_with_progress`: progress 0, 50, 100 of 100.
@@ -74,7 +76,7 @@ impl Task<'_> {
         match self {
             Task::Progress { token, .. } => token.is_some(),
             Task::Slow { .. } => false,
-            Task::Touch => !json_only,
+            Task::Touch | Task::RugPull => !json_only,
             Task::Logging
             | Task::Percent { .. }
             | Task::Sampling { .. }
@@ -111,6 +113,16 @@ pub(crate) async fn run(
         Task::Slow { ms } => {
             sleep(Duration::from_millis(ms)).await;
             text_result(out, "slept", false);
+        }
+        Task::RugPull => {
+            sh.catalog.redefine_tool("echo", super::tools::ECHO_PULLED);
+            sh.sessions.notify_all(LIST_CHANGED);
+            if call.modern {
+                sh.stateless.notify(&LIST_CHANGED.into());
+            } else {
+                em.send(LIST_CHANGED).await;
+            }
+            text_result(out, "redefined", false);
         }
         Task::Touch => {
             sh.catalog.add_extra_tool();

@@ -1,0 +1,451 @@
+//! Tool safety (`tool_safety:`): pinned definitions, shadowing and injection checks.
+//!
+//! Each shard decides, when it builds a merged tools list, which tools to leave out: a tool
+//! whose definition's SHA-256 is not the pinned one (a rug pull: quarantined), one not pinned
+//! at all in `file` mode, and with `action: hide` one that imitates an earlier backend's tool
+//! or whose description carries instructions. A tool left out is absent from every list and
+//! answered as unknown. What a shard sees goes to the `ringmux-safety` thread, which owns the
+//! pin file: it pins a tool at first sight, reports each quarantine or flag once for the whole
+//! gateway (log, metric, audit record with the old and new definitions), and hands the shards
+//! the pins again whenever the file changes (an operator approving a definition).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::{Rc, Weak};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime};
+
+use ringmux_core::catalog::Catalog;
+use ringmux_core::config::{PinMode, SafetyAction, ToolSafety};
+use ringmux_core::safety::{canonical_definition, normalized_name, prose, Pin, PinFile};
+
+use crate::metrics::ShardMetrics;
+
+/// (backend, tool as the backend names it) → SHA-256 in hex.
+pub type PinTable = HashMap<(String, String), String>;
+
+/// What a shard tells the safety thread.
+pub enum Event {
+    /// A tool whose definition is not the pinned one, or that is not pinned.
+    Seen {
+        backend: Box<str>,
+        tool: Box<str>,
+        sha256: String,
+        definition: String,
+    },
+    /// A tool flagged by a check (`shadowing`, `injection`).
+    Flagged {
+        backend: Box<str>,
+        tool: Box<str>,
+        check: &'static str,
+        detail: String,
+        hidden: bool,
+    },
+}
+
+/// A shard's end of the safety thread.
+pub struct Feed {
+    updates: mpsc::Receiver<Arc<PinTable>>,
+    events: mpsc::SyncSender<Event>,
+    initial: Arc<PinTable>,
+}
+
+/// Events a shard may have in flight to the thread; past it they are dropped (a shard reports
+/// each tool once anyway).
+const EVENT_QUEUE: usize = 4096;
+
+/// The facts of one tool of a catalog, computed once per fetched catalog.
+struct Facts {
+    name: String,
+    sha256: String,
+    definition: String,
+    normalized: String,
+    /// The index of the injection pattern its title or description matches.
+    injected: Option<usize>,
+}
+
+/// The facts of a catalog's tools (held weakly: they go with the catalog).
+type CatalogFacts = (Weak<Catalog>, Rc<[Facts]>);
+
+/// A shard's tool safety.
+pub struct Safety {
+    cfg: ToolSafety,
+    feed: Feed,
+    pins: RefCell<Arc<PinTable>>,
+    generation: Cell<u64>,
+    facts: RefCell<Vec<CatalogFacts>>,
+    /// Events sent already (backend, tool, what): each once per shard.
+    sent: RefCell<HashSet<(u16, String, String)>>,
+    injection: Option<regex::RegexSet>,
+}
+
+impl Safety {
+    pub fn new(cfg: &ToolSafety, feed: Feed) -> Safety {
+        let injection = cfg.injection.as_ref().map(|i| {
+            regex::RegexSetBuilder::new(&i.patterns)
+                .case_insensitive(true)
+                .build()
+                .expect("patterns were compiled when the config was checked")
+        });
+        Safety {
+            cfg: cfg.clone(),
+            pins: RefCell::new(feed.initial.clone()),
+            feed,
+            generation: Cell::new(0),
+            facts: RefCell::new(Vec::new()),
+            sent: RefCell::new(HashSet::new()),
+            injection,
+        }
+    }
+
+    /// Takes the pins the thread sent since; returns the generation (it changes with them, and
+    /// merged tool lists are rebuilt when it does).
+    pub fn refresh(&self) -> u64 {
+        while let Ok(table) = self.feed.updates.try_recv() {
+            *self.pins.borrow_mut() = table;
+            self.generation.set(self.generation.get() + 1);
+        }
+        self.generation.get()
+    }
+
+    fn facts_of(&self, catalog: &Rc<Catalog>) -> Rc<[Facts]> {
+        let this = Rc::as_ptr(catalog);
+        if let Some((_, f)) = self
+            .facts
+            .borrow()
+            .iter()
+            .find(|(c, _)| std::ptr::eq(c.as_ptr(), this))
+        {
+            return f.clone();
+        }
+        let facts: Rc<[Facts]> = (0..catalog.len())
+            .map(|i| {
+                let item = catalog.item(i);
+                let definition = canonical_definition(item).unwrap_or_default();
+                let digest =
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, definition.as_bytes());
+                let name = catalog.key(i).into_owned();
+                Facts {
+                    sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+                    definition,
+                    normalized: normalized_name(&name),
+                    injected: self
+                        .injection
+                        .as_ref()
+                        .and_then(|set| set.matches(&prose(item)).iter().next()),
+                    name,
+                }
+            })
+            .collect();
+        let mut cache = self.facts.borrow_mut();
+        cache.retain(|(c, _)| c.strong_count() > 0);
+        cache.push((Rc::downgrade(catalog), facts.clone()));
+        facts
+    }
+
+    fn send(&self, b: u16, tool: &str, what: String, event: impl FnOnce() -> Event) {
+        let mut sent = self.sent.borrow_mut();
+        if sent.len() >= 65_536 {
+            sent.clear();
+        }
+        if sent.insert((b, tool.to_owned(), what)) {
+            let _ = self.feed.events.try_send(event());
+        }
+    }
+
+    /// Which tools of these sources (backend index, backend name, catalog; config order) to
+    /// leave out, per source and item.
+    pub fn hidden(&self, sources: &[(u16, &str, &Rc<Catalog>)]) -> Vec<Vec<bool>> {
+        let pins = self.pins.borrow().clone();
+        let all: Vec<Rc<[Facts]>> = sources.iter().map(|(_, _, c)| self.facts_of(c)).collect();
+        let mut out: Vec<Vec<bool>> = Vec::with_capacity(sources.len());
+        // Names seen so far (normalized), by first character, with their backend and tool.
+        let mut seen: HashMap<char, Vec<(usize, usize)>> = HashMap::new();
+        for (si, (b, backend, _)) in sources.iter().enumerate() {
+            let mut hide = vec![false; all[si].len()];
+            for (i, f) in all[si].iter().enumerate() {
+                if let Some(p) = &self.cfg.pins {
+                    let pinned = pins.get(&(backend.to_string(), f.name.clone()));
+                    let ok = match pinned {
+                        Some(sha) => *sha == f.sha256,
+                        None => p.mode == PinMode::FirstSight,
+                    };
+                    if pinned != Some(&f.sha256) {
+                        self.send(*b, &f.name, f.sha256.clone(), || Event::Seen {
+                            backend: (*backend).into(),
+                            tool: f.name.clone().into(),
+                            sha256: f.sha256.clone(),
+                            definition: f.definition.clone(),
+                        });
+                    }
+                    if !ok {
+                        hide[i] = true;
+                        continue;
+                    }
+                }
+                if let (Some(inj), Some(pattern)) = (&self.cfg.injection, f.injected) {
+                    let hidden = inj.action == SafetyAction::Hide;
+                    self.send(*b, &f.name, "injection".into(), || Event::Flagged {
+                        backend: (*backend).into(),
+                        tool: f.name.clone().into(),
+                        check: "injection",
+                        detail: format!(
+                            "its description matches pattern {pattern}: {:?}",
+                            inj.patterns[pattern]
+                        ),
+                        hidden,
+                    });
+                    if hidden {
+                        hide[i] = true;
+                        continue;
+                    }
+                }
+                if let Some(sh) = &self.cfg.shadowing {
+                    let first = f.normalized.chars().next().unwrap_or(' ');
+                    let imitated = seen.get(&first).and_then(|list| {
+                        list.iter().copied().find(|&(sj, j)| {
+                            sources[sj].0 != *b
+                                && strsim::jaro_winkler(&all[sj][j].normalized, &f.normalized)
+                                    >= sh.similarity
+                        })
+                    });
+                    if let Some((sj, j)) = imitated {
+                        let hidden = sh.action == SafetyAction::Hide;
+                        let other = format!("{}'s {}", sources[sj].1, all[sj][j].name);
+                        self.send(*b, &f.name, format!("shadowing {other}"), || {
+                            Event::Flagged {
+                                backend: (*backend).into(),
+                                tool: f.name.clone().into(),
+                                check: "shadowing",
+                                detail: format!("its name imitates {other}"),
+                                hidden,
+                            }
+                        });
+                        if hidden {
+                            hide[i] = true;
+                            continue;
+                        }
+                    }
+                    seen.entry(first).or_default().push((si, i));
+                }
+            }
+            out.push(hide);
+        }
+        out
+    }
+}
+
+/// Starts the `ringmux-safety` thread; returns each shard's end. The pin file is read now: a
+/// file that does not parse stops the start (a missing one is an empty set in `first_sight`
+/// mode, and an error in `file` mode).
+pub fn start(
+    cfg: &ToolSafety,
+    shards: usize,
+    metrics: Arc<ShardMetrics>,
+    audit: Option<crate::audit::Audit>,
+) -> Result<Vec<Feed>, String> {
+    let mut file = match &cfg.pins {
+        Some(p) => match std::fs::read_to_string(&p.file) {
+            Ok(text) => PinFile::parse(&text)
+                .map_err(|e| format!("tool_safety.pins.file {}: {e}", p.file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p.mode == PinMode::FirstSight => {
+                PinFile {
+                    version: PinFile::VERSION,
+                    ..Default::default()
+                }
+            }
+            Err(e) => return Err(format!("tool_safety.pins.file {}: {e}", p.file.display())),
+        },
+        None => PinFile::default(),
+    };
+    let initial = Arc::new(file.table());
+    let (events_tx, events) = mpsc::sync_channel(EVENT_QUEUE * shards.max(1));
+    let mut senders = Vec::with_capacity(shards);
+    let mut feeds = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = mpsc::channel();
+        senders.push(tx);
+        feeds.push(Feed {
+            updates: rx,
+            events: events_tx.clone(),
+            initial: initial.clone(),
+        });
+    }
+    drop(events_tx);
+    let cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name("ringmux-safety".into())
+        .spawn(move || {
+            let every = cfg.pins.as_ref().map_or(Duration::from_secs(3600), |p| p.reload);
+            let mut stamp = cfg.pins.as_ref().and_then(|p| stamp_of(&p.file));
+            let mut reported: HashSet<(Box<str>, Box<str>, String)> = HashSet::new();
+            let broadcast = |file: &PinFile| {
+                let table = Arc::new(file.table());
+                for tx in &senders {
+                    let _ = tx.send(table.clone());
+                }
+            };
+            loop {
+                match events.recv_timeout(every) {
+                    Ok(event) => {
+                        let changed = handle(&cfg, &mut file, event, &mut reported, &metrics, audit.as_ref());
+                        if changed {
+                            if let Some(p) = &cfg.pins {
+                                if let Err(e) = write_atomically(&p.file, &file) {
+                                    tracing::warn!(file = %p.file.display(), "pin file write failed: {e}");
+                                }
+                                stamp = stamp_of(&p.file);
+                            }
+                            broadcast(&file);
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                // Approvals: the operator edited the file.
+                if let Some(p) = &cfg.pins {
+                    let now = stamp_of(&p.file);
+                    if now != stamp {
+                        stamp = now;
+                        match std::fs::read_to_string(&p.file).map_err(|e| e.to_string()).and_then(|t| PinFile::parse(&t)) {
+                            Ok(f) if f != file => {
+                                tracing::info!(file = %p.file.display(), "pin file changed; pins reloaded");
+                                file = f;
+                                // What was reported may be approved now, or change again.
+                                reported.clear();
+                                broadcast(&file);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(file = %p.file.display(), "pin file not reloaded (the pins in use stay): {e}"),
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("starting the tool safety thread: {e}"))?;
+    Ok(feeds)
+}
+
+/// Modification time and size: what tells a changed file.
+fn stamp_of(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn write_atomically(path: &std::path::Path, file: &PinFile) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(&tmp, path)
+}
+
+/// One event on the thread; returns whether the pins changed.
+fn handle(
+    cfg: &ToolSafety,
+    file: &mut PinFile,
+    event: Event,
+    reported: &mut HashSet<(Box<str>, Box<str>, String)>,
+    metrics: &ShardMetrics,
+    audit: Option<&crate::audit::Audit>,
+) -> bool {
+    let record = |event: &'static str,
+                  hidden: bool,
+                  backend: &str,
+                  tool: &str,
+                  reason: &str,
+                  old: Option<&str>,
+                  new: Option<&str>| {
+        if let Some(a) = audit {
+            let raw = |s: Option<&str>| {
+                s.and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok())
+            };
+            let (old, new) = (raw(old), raw(new));
+            a.record(&crate::audit::Record {
+                event,
+                decision: if hidden { "deny" } else { "allow" },
+                principal: "ringmux",
+                session: None,
+                method: "tools/list",
+                backend: Some(backend),
+                name: Some(tool),
+                rule: None,
+                decision_us: 0,
+                arguments: None,
+                reason: Some(reason),
+                old: old.as_deref(),
+                new: new.as_deref(),
+            });
+        }
+    };
+    match event {
+        Event::Seen {
+            backend,
+            tool,
+            sha256,
+            definition,
+        } => {
+            let Some(p) = &cfg.pins else { return false };
+            let pinned = file.get(&backend, &tool).cloned();
+            match pinned {
+                None if p.mode == PinMode::FirstSight => {
+                    let definition = serde_json::from_str(&definition).ok();
+                    file.pins
+                        .entry(backend.to_string())
+                        .or_default()
+                        .insert(tool.to_string(), Pin { sha256, definition });
+                    tracing::info!(%backend, %tool, "tool pinned at first sight");
+                    true
+                }
+                Some(pin) if pin.sha256.eq_ignore_ascii_case(&sha256) => false,
+                pinned => {
+                    if !reported.insert((backend.clone(), tool.clone(), sha256.clone())) {
+                        return false;
+                    }
+                    metrics.tools_quarantined.add(1);
+                    let reason = if pinned.is_some() {
+                        "its definition changed since it was pinned"
+                    } else {
+                        "it is not in the pin file"
+                    };
+                    tracing::warn!(%backend, %tool, new_sha256 = %sha256, old_sha256 = pinned.as_ref().map_or("", |p| p.sha256.as_str()), "tool quarantined: {reason}; hidden until its definition is approved in the pin file");
+                    let old = pinned.and_then(|p| p.definition).map(|d| d.to_string());
+                    let new = serde_json::json!({"sha256": sha256, "definition": serde_json::from_str::<serde_json::Value>(&definition).ok()}).to_string();
+                    let old = old.map(|d| format!("{{\"definition\":{d}}}"));
+                    record(
+                        "quarantine",
+                        true,
+                        &backend,
+                        &tool,
+                        reason,
+                        old.as_deref(),
+                        Some(&new),
+                    );
+                    false
+                }
+            }
+        }
+        Event::Flagged {
+            backend,
+            tool,
+            check,
+            detail,
+            hidden,
+        } => {
+            if reported.insert((backend.clone(), tool.clone(), format!("{check} {detail}"))) {
+                metrics.tools_flagged.add(1);
+                tracing::warn!(%backend, %tool, check, hidden, "tool flagged: {detail}");
+                record(
+                    "flag",
+                    hidden,
+                    &backend,
+                    &tool,
+                    &format!("{check}: {detail}"),
+                    None,
+                    None,
+                );
+            }
+            false
+        }
+    }
+}
