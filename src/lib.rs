@@ -35,6 +35,7 @@ pub mod federation;
 pub mod front;
 pub mod handlers;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod peers;
 pub mod pipeline;

@@ -54,6 +54,8 @@ pub struct ShardMetrics {
     /// tools flagged (shadowing, injection): shard 0's, written by the safety thread alone.
     pub tools_quarantined: Counter,
     pub tools_flagged: Counter,
+    /// Requests refused by a rate, concurrency or session limit (429).
+    pub rate_limited: Counter,
     /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
     /// fetcher thread alone).
     pub jwks_failures: Counter,
@@ -124,7 +126,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 29] = [
+    let metrics: [Series; 30] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -178,6 +180,12 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Tools flagged by the shadowing or injection checks (each once)",
             |m| &m.tools_flagged,
+        ),
+        (
+            "ringmux_rate_limited_total",
+            "counter",
+            "Requests refused by rate_limits (429 with Retry-After)",
+            |m| &m.rate_limited,
         ),
         (
             "ringmux_jwks_refresh_failures_total",

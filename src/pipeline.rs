@@ -10,7 +10,8 @@
 //!    principal header). A refusal is answered with its challenge.
 //! 2. **owner shard** ([`route`]): a request whose session another shard owns goes there (its
 //!    owned form, with the principal, not the credential) and goes on there.
-//! 3. **admit** ([`admit`]): limits per principal (rate, concurrency). Admits everything today.
+//! 3. **admit** ([`admit`]): limits per principal (`rate_limits:`: its token bucket, its
+//!    requests in progress); a refusal is 429 with `Retry-After`.
 //! 4. **session**: the session the request names, looked up under the principal: another
 //!    principal's session id is 404, exactly like an unknown one ([`Shard::session`]).
 //! 5. **method**: the method table ([`ringmux_core::method`]): a method of another era, or none,
@@ -82,9 +83,21 @@ pub fn authenticate_header(
     }
 }
 
-/// Stage 3: whether this principal may send one more request now. Today: always.
-pub fn admit(_shard: &Shard, _principal: &Principal, _req: &Request<'_>) -> Result<(), Reply> {
-    Ok(())
+/// Stage 3: whether this principal may send one more request now (`rate_limits:`: its
+/// token bucket, and its requests in progress). The guard holds its place among those until
+/// the request is answered; a refusal is 429 with `Retry-After`.
+pub fn admit(
+    shard: &Shard,
+    principal: &Principal,
+    _req: &Request<'_>,
+) -> Result<Option<crate::limits::Admitted>, Reply> {
+    let Some(limiter) = &shard.limiter else {
+        return Ok(None);
+    };
+    limiter.admit(principal).map_err(|limited| {
+        shard.metrics.rate_limited.add(1);
+        Reply::limited(None, &limited)
+    })
 }
 
 /// Stage 6: what `principal` may see and use: its authorization view (`None` without
@@ -107,11 +120,13 @@ pub enum Step<'a> {
     Done(Reply),
     /// Its session lives on shard `to`: the request goes there (and starts over there).
     Hop { to: usize, request: OwnedRequest },
-    /// A JSON-RPC message for [`message`] (stages 3 to 7), by this principal.
+    /// A JSON-RPC message for [`message`] (stages 3 to 7), by this principal. `admitted`
+    /// holds its place among the principal's requests in progress: keep it until answered.
     Message {
         principal: Principal,
         request: Request<'a>,
         sse: bool,
+        admitted: Option<crate::limits::Admitted>,
     },
 }
 
@@ -132,9 +147,10 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
         request.principal = principal;
         return Step::Hop { to: owner, request };
     }
-    if let Err(refused) = admit(shard, &principal, &req) {
-        return Step::Done(refused);
-    }
+    let admitted = match admit(shard, &principal, &req) {
+        Ok(a) => a,
+        Err(refused) => return Step::Done(refused),
+    };
     let done = match (&req.op, req.era) {
         (Op::Message { sse }, era) if era != ClientEra::Legacy => {
             let sse = *sse;
@@ -142,6 +158,7 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
                 principal,
                 request: req,
                 sse,
+                admitted,
             };
         }
         // Answered 202 at once; the message runs in the background and its answer goes on
@@ -151,6 +168,7 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
             req.session.expect("the legacy front requires a sessionId"),
             principal,
             req.body,
+            admitted,
         ),
         (Op::Get { last_event_id }, _) => match req.session {
             Some(id) => crate::handlers::lifecycle::open_get(
@@ -179,6 +197,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
             principal,
             request,
             sse,
+            admitted: _admitted,
         } => {
             message(
                 shard,
@@ -301,7 +320,13 @@ async fn sessionless(
 
 /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
 /// background and its answer goes on the session's stream.
-fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -> Reply {
+fn post_legacy(
+    shard: &Rc<Shard>,
+    id: &str,
+    principal: Principal,
+    body: &[u8],
+    admitted: Option<crate::limits::Admitted>,
+) -> Reply {
     let known = shard.session(Some(id), &principal).is_some()
         || shard
             .legacy_pending
@@ -316,6 +341,7 @@ fn post_legacy(shard: &Rc<Shard>, id: &str, principal: Principal, body: &[u8]) -
     let shard = shard.clone();
     let id: Box<str> = id.into();
     monoio::spawn(async move {
+        let _admitted = admitted;
         let reply = message(
             &shard,
             &principal,

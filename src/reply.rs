@@ -30,9 +30,33 @@ pub enum Reply {
         www_authenticate: Box<str>,
         body: Vec<u8>,
     },
+    /// A refusal by a rate limit: 429 with `Retry-After` (whole seconds) and a JSON-RPC error
+    /// body ([`Reply::limited`]).
+    Limited { retry_after_s: u64, body: Vec<u8> },
 }
 
 impl Reply {
+    /// The refusal of a request by a rate limit: -32029 naming the limit, `data.retryAfterMs`,
+    /// carried by a 429 whose `Retry-After` says the same in whole seconds (at least 1).
+    pub fn limited(id: Option<Raw<'_>>, limited: &crate::limits::Limited) -> Reply {
+        let ms = limited.retry_after.as_millis().max(1) as u64;
+        let mut body = Vec::with_capacity(160);
+        ringmux_core::jsonrpc::write_error_parts(
+            &mut body,
+            id,
+            ringmux_core::error::code::RATE_LIMITED,
+            &format!(
+                "Rate limited: too many {}; retry after {ms} ms",
+                limited.what
+            ),
+            Some(&format!("{{\"retryAfterMs\":{ms}}}")),
+        );
+        Reply::Limited {
+            retry_after_s: ms.div_ceil(1000).max(1),
+            body,
+        }
+    }
+
     /// A JSON-RPC error for a stateful client.
     pub fn error(id: Option<Raw<'_>>, err: &RpcError) -> Reply {
         Reply::error_in(id, err, ErrorEra::Stateful)

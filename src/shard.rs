@@ -45,6 +45,8 @@ pub struct Shard {
     pub audit: Option<crate::audit::Audit>,
     /// Tool safety (`tool_safety:`): pins, shadowing, injection; this shard's view of them.
     pub safety: Option<crate::safety::Safety>,
+    /// Rate limits (`rate_limits:`), this shard's buckets and counts.
+    pub limiter: Option<Rc<crate::limits::Limiter>>,
     /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
     /// change.
     pub tls: Option<crate::tls::Listener>,
@@ -131,12 +133,17 @@ impl Shard {
             (Some(feed), Some(ts)) => Some(crate::safety::Safety::new(ts, feed)),
             _ => None,
         };
+        let limiter = cfg
+            .rate_limits
+            .as_ref()
+            .map(|r| Rc::new(crate::limits::Limiter::new(r, cfg.backends.len())));
         Rc::new(Shard {
             id,
             auth,
             authz,
             audit,
             safety,
+            limiter,
             tls,
             views: RefCell::new(Vec::new()),
             cfg,
@@ -250,6 +257,9 @@ impl Shard {
             return false;
         };
         self.metrics.sessions.sub(1);
+        if let (Some(l), None) = (&self.limiter, session.modern.get()) {
+            l.session(&session.principal, false);
+        }
         session.close();
         for b in 0..self.pools.len() as u16 {
             self.tear_down(&session, b);

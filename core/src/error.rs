@@ -15,6 +15,9 @@ pub mod code {
     /// The client cancelled the request (`notifications/cancelled`). MCP defines no code for
     /// this; the client ignores the answer anyway. -32800 is the LSP's "request cancelled".
     pub const REQUEST_CANCELLED: i32 = -32800;
+    /// A rate limit refused the request (HTTP 429 with `Retry-After`; `data.retryAfterMs`).
+    /// MCP defines no code for this; ringmux's is in JSON-RPC's implementation-defined range.
+    pub const RATE_LIMITED: i32 = -32029;
 }
 
 /// Who caused a failure: decides logging level and whether a retry could help.

@@ -316,6 +316,7 @@ async fn post(
             principal,
             request,
             sse,
+            admitted: _admitted,
         } => {
             pipeline::message(
                 shard,

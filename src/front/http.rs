@@ -559,6 +559,27 @@ impl Conn {
                 );
                 self.flush(stream).await
             }
+            Reply::Limited {
+                retry_after_s,
+                body,
+            } => {
+                let mut secs = [0u8; 20];
+                let n = {
+                    use std::io::Write as _;
+                    let mut w = &mut secs[..];
+                    let _ = write!(w, "{retry_after_s}");
+                    20 - w.len()
+                };
+                http::write_response(
+                    &mut self.wbuf,
+                    429,
+                    Some("application/json"),
+                    &body,
+                    keep_alive,
+                    &[("retry-after", &secs[..n])],
+                );
+                self.flush(stream).await
+            }
             Reply::Text {
                 status,
                 content_type,

@@ -92,7 +92,20 @@ pub async fn request(
         Handler::Local(Local::SetLevel) => Ok(set_level(shard, session, call.body, id).await),
         Handler::List(kind) => super::lists::list(shard, session, kind, msg, call).await,
         Handler::Routed(by) => match resolve(shard, session, by, msg, call).await {
-            Ok(target) => Ok(forward(shard, session, target, entry, call, id).await),
+            Ok(target) => {
+                if let Some(l) = &shard.limiter {
+                    let tool = (by == RouteBy::Tool)
+                        .then(|| msg.params.name.and_then(raw_str))
+                        .flatten();
+                    if let Err(limited) =
+                        l.route(&session.principal, tool.as_deref(), target.backend)
+                    {
+                        shard.metrics.rate_limited.add(1);
+                        return Reply::limited(Some(id), &limited);
+                    }
+                }
+                Ok(forward(shard, session, target, entry, call, id).await)
+            }
             Err(e) => Err(e),
         },
         Handler::Local(Local::Listen | Local::Initialize | Local::Discover) => {
@@ -142,6 +155,14 @@ pub async fn initialize(
         Ok(kept) => kept,
         Err(e) => return Reply::error(Some(id), &RpcError::InvalidParams(e.to_string())),
     };
+    if let Some(Err(limited)) = shard
+        .limiter
+        .as_ref()
+        .map(|l| l.may_open_session(principal))
+    {
+        shard.metrics.rate_limited.add(1);
+        return Reply::limited(Some(id), &limited);
+    }
     let legacy = call.session.filter(|_| matches!(call.sink, Sink::Legacy));
     let session =
         crate::handlers::lifecycle::create_session(shard, principal, Some(requested), kept, legacy)

@@ -55,6 +55,9 @@ pub async fn create_session(
     // Findable at once (a legacy client's POSTs are accepted while backends join).
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
+    if let Some(l) = &shard.limiter {
+        l.session(principal, true);
+    }
     // The client is answered once every backend has joined, or `initialize_wait_ms` has
     // passed: the slow and the hung join later, alone.
     join_missing(shard, &session);

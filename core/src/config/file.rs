@@ -75,6 +75,10 @@ pub struct File {
     /// shadowing of another backend's tool, instructions in descriptions (absent: none).
     #[serde(default)]
     pub tool_safety: Option<super::ToolSafetyFile>,
+    /// Rate limits (token buckets) per principal, per principal and tool, per backend;
+    /// requests in progress and sessions per principal (absent: none).
+    #[serde(default)]
+    pub rate_limits: Option<super::RateLimitsFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }

@@ -10,12 +10,14 @@ mod auth;
 mod authz;
 mod credentials;
 mod file;
+mod rates;
 mod safety;
 mod tls;
 pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
 pub use authz::{Audit, AuditFile, Authz, AuthzFile, ClientRequest, Effect, Rule, RuleFile};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
+pub use rates::{Bucket, BucketFile, RateLimits, RateLimitsFile};
 pub use safety::{
     Injection, InjectionFile, PinMode, Pins, PinsFile, SafetyAction, Shadowing, ShadowingFile,
     ToolSafety, ToolSafetyFile, DEFAULT_INJECTION_PATTERNS,
@@ -68,6 +70,8 @@ pub struct Config {
     pub audit: Option<Audit>,
     /// Pinned tool definitions, shadowing and injection checks (`None`: none).
     pub tool_safety: Option<ToolSafety>,
+    /// Rate, concurrency and session limits (`None`: none).
+    pub rate_limits: Option<RateLimits>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -593,6 +597,7 @@ impl File {
         let authz = self.authz.map(|a| a.check(&names)).transpose()?;
         let audit = self.audit.map(AuditFile::check).transpose()?;
         let tool_safety = self.tool_safety.map(ToolSafetyFile::check).transpose()?;
+        let rate_limits = self.rate_limits.map(RateLimitsFile::check).transpose()?;
         if let Some(a) = &auth {
             let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
             if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
@@ -650,6 +655,7 @@ impl File {
             authz,
             audit,
             tool_safety,
+            rate_limits,
             backends,
             fingerprint,
         })
