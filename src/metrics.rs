@@ -56,6 +56,8 @@ pub struct ShardMetrics {
     pub tools_flagged: Counter,
     /// Requests refused by a rate, concurrency or session limit (429).
     pub rate_limited: Counter,
+    /// Answers and calls' arguments that had something masked (`masking:`).
+    pub masked: Counter,
     /// Failed fetches of the JWK Set from `auth.jwt.jwks_url` (shard 0's, written by the
     /// fetcher thread alone).
     pub jwks_failures: Counter,
@@ -126,7 +128,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 30] = [
+    let metrics: [Series; 31] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -186,6 +188,12 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Requests refused by rate_limits (429 with Retry-After)",
             |m| &m.rate_limited,
+        ),
+        (
+            "ringmux_masked_total",
+            "counter",
+            "Backend answers and call arguments that had secrets masked (masking:)",
+            |m| &m.masked,
         ),
         (
             "ringmux_jwks_refresh_failures_total",

@@ -47,6 +47,8 @@ pub struct Shard {
     pub safety: Option<crate::safety::Safety>,
     /// Rate limits (`rate_limits:`), this shard's buckets and counts.
     pub limiter: Option<Rc<crate::limits::Limiter>>,
+    /// Masking (`masking:`), this shard's compiled patterns.
+    pub masker: Option<ringmux_core::mask::Masker>,
     /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
     /// change.
     pub tls: Option<crate::tls::Listener>,
@@ -137,6 +139,10 @@ impl Shard {
             .rate_limits
             .as_ref()
             .map(|r| Rc::new(crate::limits::Limiter::new(r, cfg.backends.len())));
+        let masker = cfg.masking.as_ref().map(|m| {
+            ringmux_core::mask::Masker::new(&m.patterns)
+                .expect("patterns were compiled when the config was checked")
+        });
         Rc::new(Shard {
             id,
             auth,
@@ -144,6 +150,7 @@ impl Shard {
             audit,
             safety,
             limiter,
+            masker,
             tls,
             views: RefCell::new(Vec::new()),
             cfg,

@@ -8,6 +8,7 @@
 //!   incremental chunked decoder.
 //! - [`sse`]: the incremental Server-Sent Events decoder and the event encoder.
 //! - [`catalog`]: a backend's list result kept as raw per-item byte spans.
+//! - [`mask`]: secrets and personal data masked inside JSON strings (patterns in one `RegexSet`).
 //! - [`merge`]: assembling merged, namespaced, paginated list pages from cached catalogs.
 //! - [`method`]: the method table, one entry per MCP method with the properties the gateway
 //!   decides by.
@@ -41,6 +42,7 @@ pub mod fuzz;
 pub mod http;
 pub mod initialize;
 pub mod jsonrpc;
+pub mod mask;
 pub mod merge;
 pub mod method;
 pub mod modern;

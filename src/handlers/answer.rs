@@ -99,7 +99,7 @@ pub(crate) async fn answer(
             match answer {
                 Ok(body) => Reply::Json {
                     status: 200,
-                    body: with_client_uris(&pool, map_uris, body),
+                    body: with_client_uris(shard, &pool, map_uris, body),
                     session: None,
                 },
                 Err(e) => backend_error(e.to_string()),
@@ -121,7 +121,7 @@ pub(crate) fn answer_of(
     match jsonrpc::check_answer(&body, id) {
         Ok(()) => Reply::Json {
             status: 200,
-            body: with_client_uris(pool, map_uris, body),
+            body: with_client_uris(shard, pool, map_uris, body),
             session: None,
         },
         Err(bad) => {
@@ -133,10 +133,11 @@ pub(crate) fn answer_of(
     }
 }
 
-/// A backend's answer with the resource URIs its result hands the client in the client's form
-/// (`map`: a prefixed backend, a method whose results carry URIs; [`uris`]).
-pub(crate) fn with_client_uris(pool: &Pool, map: bool, answer: Vec<u8>) -> Vec<u8> {
-    match map
+/// A backend's answer in the client's form: the resource URIs its result hands the client as
+/// the client knows them (`map`: a prefixed backend, a method whose results carry URIs;
+/// [`uris`]), and with `masking:` the secrets in it masked ([`ringmux_core::mask`]).
+pub(crate) fn with_client_uris(shard: &Shard, pool: &Pool, map: bool, answer: Vec<u8>) -> Vec<u8> {
+    let answer = match map
         .then(|| uris::map_answer(&answer, pool.name()))
         .flatten()
     {
@@ -145,5 +146,20 @@ pub(crate) fn with_client_uris(pool: &Pool, map: bool, answer: Vec<u8>) -> Vec<u
             mapped
         }
         None => answer,
+    };
+    match masked(shard, pool, &answer) {
+        Some(m) => {
+            bufs::give(answer);
+            m
+        }
+        None => answer,
     }
+}
+
+/// A backend's message with its secrets masked (`None`: nothing to mask, or no `masking:`).
+pub(crate) fn masked(shard: &Shard, pool: &Pool, message: &[u8]) -> Option<Vec<u8>> {
+    let m = shard.masker.as_ref()?.mask_json(message)?;
+    shard.metrics.masked.add(1);
+    tracing::info!(backend = %pool.name(), pattern = %m.first, count = m.count, "secrets masked in a backend's answer");
+    Some(m.body)
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use futures_util::future::{join_all, select, Either};
 use ringmux_core::catalog::ListKind;
+use ringmux_core::config::ArgumentsAction;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
 use ringmux_core::merge::Route;
@@ -646,6 +647,35 @@ async fn forward(
     let map_uris = entry.uris_in_result && pool.cfg.prefixed;
     let body = target.body.as_deref().unwrap_or(call.body);
     let backend_error = |reason: String| backend_error(id, &pool, reason);
+    // Secrets in a call's arguments (`masking.arguments`): masked, or the call refused.
+    let masked_args = match (&shard.masker, &shard.cfg.masking) {
+        (Some(m), Some(cfg))
+            if cfg.arguments != ArgumentsAction::Off
+                && matches!(entry.name, "tools/call" | "prompts/get") =>
+        {
+            m.mask_json(body)
+        }
+        _ => None,
+    };
+    if let Some(found) = &masked_args {
+        shard.metrics.masked.add(1);
+        tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets in a call's arguments");
+        if shard
+            .cfg
+            .masking
+            .as_ref()
+            .is_some_and(|c| c.arguments == ArgumentsAction::Refuse)
+        {
+            return Reply::error(
+                Some(id),
+                &RpcError::InvalidParams(format!(
+                    "the arguments carry what masking refuses ({})",
+                    found.first
+                )),
+            );
+        }
+    }
+    let body = masked_args.as_ref().map_or(body, |m| m.body.as_slice());
     // The backend sees the client's id unchanged (its session is this client's alone), so
     // the id names the call for `notifications/cancelled`.
     let inflight = session.begin(request_key(id.get()), pool.index);

@@ -172,7 +172,7 @@ async fn pump(
         match msg.kind {
             Kind::Response => {
                 let map = pool.cfg.prefixed && ctx.entry.uris_in_result;
-                let data = super::answer::with_client_uris(&pool, map, data);
+                let data = super::answer::with_client_uris(shard, &pool, map, data);
                 return complete(&data, ctx);
             }
             Kind::Request if msg.method == "ping" => {

@@ -152,12 +152,13 @@ pub fn deliver(
                 tracing::warn!(backend = %pool.name(), "backend answered another request on a call's stream; dropped");
                 return Delivered::Garbage;
             }
-            match map_uris
+            let mapped = map_uris
                 .then(|| uris::map_answer(data, pool.name()))
-                .flatten()
-            {
-                Some(mapped) => session.streams.send(stream, &mapped),
-                None => session.streams.send(stream, data),
+                .flatten();
+            let answer = mapped.as_deref().unwrap_or(data);
+            match super::answer::masked(shard, pool, answer) {
+                Some(m) => session.streams.send(stream, &m),
+                None => session.streams.send(stream, answer),
             };
             Delivered::Answer
         }

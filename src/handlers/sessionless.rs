@@ -122,7 +122,7 @@ pub(crate) async fn answer(
     let key = inflight.key();
     let backend_error =
         |reason: String| crate::handlers::dispatch::backend_error(id, &pool, reason);
-    let for_client = |m: Vec<u8>| with_client_uris(&pool, map_uris, era::to_stateful(m));
+    let for_client = |m: Vec<u8>| with_client_uris(shard, &pool, map_uris, era::to_stateful(m));
     let status = resp.status;
     if let Body::Full(b) = &resp.body {
         let parsed = jsonrpc::parse(b).ok();
@@ -220,7 +220,12 @@ async fn drive(
         };
         let (requests, state) = match outcome(parsed.result) {
             Outcome::Final => {
-                break Ok(with_client_uris(&pool, map_uris, era::to_stateful(message)))
+                break Ok(with_client_uris(
+                    &shard,
+                    &pool,
+                    map_uris,
+                    era::to_stateful(message),
+                ))
             }
             Outcome::InputRequired { requests, state } => (requests, state),
         };

@@ -79,6 +79,10 @@ pub struct File {
     /// requests in progress and sessions per principal (absent: none).
     #[serde(default)]
     pub rate_limits: Option<super::RateLimitsFile>,
+    /// Secrets and personal data masked in tool results, prompts and resource contents before
+    /// they reach clients, and in calls' arguments (absent: none).
+    #[serde(default)]
+    pub masking: Option<super::MaskingFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }

@@ -19,8 +19,9 @@ pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 pub use rates::{Bucket, BucketFile, RateLimits, RateLimitsFile};
 pub use safety::{
-    Injection, InjectionFile, PinMode, Pins, PinsFile, SafetyAction, Shadowing, ShadowingFile,
-    ToolSafety, ToolSafetyFile, DEFAULT_INJECTION_PATTERNS,
+    ArgumentsAction, Injection, InjectionFile, Masking, MaskingFile, PatternFile, PinMode, Pins,
+    PinsFile, SafetyAction, Shadowing, ShadowingFile, ToolSafety, ToolSafetyFile,
+    DEFAULT_INJECTION_PATTERNS,
 };
 pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
 
@@ -72,6 +73,8 @@ pub struct Config {
     pub tool_safety: Option<ToolSafety>,
     /// Rate, concurrency and session limits (`None`: none).
     pub rate_limits: Option<RateLimits>,
+    /// Secrets masked in answers and arguments (`None`: none).
+    pub masking: Option<Masking>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -598,6 +601,7 @@ impl File {
         let audit = self.audit.map(AuditFile::check).transpose()?;
         let tool_safety = self.tool_safety.map(ToolSafetyFile::check).transpose()?;
         let rate_limits = self.rate_limits.map(RateLimitsFile::check).transpose()?;
+        let masking = self.masking.map(MaskingFile::check).transpose()?;
         if let Some(a) = &auth {
             let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
             if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
@@ -656,6 +660,7 @@ impl File {
             audit,
             tool_safety,
             rate_limits,
+            masking,
             backends,
             fingerprint,
         })

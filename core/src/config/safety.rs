@@ -189,3 +189,91 @@ impl ToolSafetyFile {
         })
     }
 }
+
+/// `masking:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingFile {
+    /// Patterns masked (`name` names it in the replacement, `[masked:<name>]`). Absent:
+    /// ringmux's list ([`crate::mask::DEFAULT_PATTERNS`]).
+    #[serde(default)]
+    pub patterns: Option<Vec<PatternFile>>,
+    /// With `patterns`: ringmux's list as well.
+    #[serde(default)]
+    pub defaults: bool,
+    /// A call whose arguments match: `mask` (default: the backend sees them masked), `refuse`
+    /// (-32602, the call does not reach the backend) or `off` (not checked).
+    #[serde(default)]
+    pub arguments: ArgumentsAction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternFile {
+    pub name: String,
+    pub regex: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgumentsAction {
+    #[default]
+    Mask,
+    Refuse,
+    Off,
+}
+
+/// Checked `masking:`.
+#[derive(Debug, Clone)]
+pub struct Masking {
+    /// (name, regular expression).
+    pub patterns: Vec<(String, String)>,
+    pub arguments: ArgumentsAction,
+}
+
+impl MaskingFile {
+    pub fn check(self) -> Result<Masking, ConfigError> {
+        let defaults = || {
+            crate::mask::DEFAULT_PATTERNS
+                .iter()
+                .map(|(n, r)| (n.to_string(), r.to_string()))
+        };
+        let mut patterns: Vec<(String, String)> = match self.patterns {
+            None => defaults().collect(),
+            Some(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                for (i, p) in list.into_iter().enumerate() {
+                    let ok_name = !p.name.is_empty()
+                        && p.name.len() <= 64
+                        && p.name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !ok_name {
+                        return Err(err(
+                            format!("masking.patterns[{i}].name"),
+                            "1 to 64 of A-Z a-z 0-9 _ -",
+                        ));
+                    }
+                    if let Err(e) = regex::Regex::new(&p.regex) {
+                        return Err(err(
+                            format!("masking.patterns[{i}].regex"),
+                            format!("not a regular expression: {e}"),
+                        ));
+                    }
+                    out.push((p.name, p.regex));
+                }
+                out
+            }
+        };
+        if self.defaults {
+            patterns.extend(defaults());
+        }
+        if patterns.is_empty() {
+            return Err(err("masking.patterns", "at least one pattern"));
+        }
+        Ok(Masking {
+            patterns,
+            arguments: self.arguments,
+        })
+    }
+}
