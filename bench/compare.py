@@ -17,8 +17,9 @@ a time limit.
 Workloads (see bench/RESULTS.md for the latest figures):
   call      tools/call echo through 1 backend at 1, 16 and 64 connections:
             direct backend / nginx -> backend / ringmux -> backend
-  list10    merged tools/list over 10 backends x 50 tools (ringmux) vs one backend serving
-            the same 500 tools directly
+  list10    merged tools/list over 10 backends x 50 tools (ringmux, and ringmux with an
+            authorization policy that hides some of them) vs one backend serving the same
+            500 tools directly
   list100   the same over 100 backends x 50 tools (5,000 tools; 10 mock processes, each
             named by 10 backends) vs one backend serving 5,000 tools
   open      open loop at ~50% of ringmux's tools/call saturation (16 connections): p99/p99.9
@@ -63,6 +64,17 @@ RINGMUX = os.path.join(REL, "ringmux")
 LOAD = os.path.join(REL, "ringmux-load")
 
 PROCS = []  # every process this script started
+
+
+# The authorization policy of the list10 "ringmux (policy)" row: backends b0-b4 and the tools
+# of the others whose names end in an even digit (375 of the 500 tools).
+POLICY = """authz:
+  rules:
+    - name: first-half
+      allow: 'mcp.backend in ["b0", "b1", "b2", "b3", "b4"]'
+    - name: even
+      allow: 'principal.kind == "anonymous" && mcp.tool.matches("[02468]$")'
+"""
 
 
 def stop_all():
@@ -191,10 +203,14 @@ class Bench:
             subprocess.run(cmd, check=True, capture_output=True, timeout=60)
         return ca, cert, key
 
-    def ringmux(self, name, backends, shards=0, prefix=True, binary=None, tls=None):
-        """backends: [(name, url)]; tls: (cert, key) to listen with. Returns (process, url)."""
+    def ringmux(self, name, backends, shards=0, prefix=True, binary=None, tls=None, extra=""):
+        """backends: [(name, url)]; tls: (cert, key) to listen with; extra: more YAML.
+        Returns (process, url)."""
         port = free_port()
-        lines = [f"listen: 127.0.0.1:{port}", f"shards: {shards}", "backends:"]
+        lines = [f"listen: 127.0.0.1:{port}", f"shards: {shards}"]
+        if extra:
+            lines.append(extra.rstrip("\n"))
+        lines.append("backends:")
         for bname, url in backends:
             lines += [f"  - name: {bname}", f"    url: {url}"]
             if not prefix:
@@ -474,14 +490,23 @@ def main():
             backends = [(f"b{i}", urls_[i % mocks]) for i in range(n)]
             gw, gw_url = b.ringmux(f"gw-{key}", backends)
             single = b.mock(f"{key}-single", tools=50 * n)
+            targets = [("single backend", single), ("ringmux", gw_url)]
+            policed = None
+            if key == "list10":
+                # The same list through a policy that hides about half of it: each client's
+                # view is computed once, then pages are copies of what it may see.
+                policed, policed_url = b.ringmux(f"gw-{key}-policy", backends, extra=POLICY)
+                targets.append(("ringmux (policy)", policed_url))
             res[key] = {}
             for conns in (1, 16):
-                runs = b.rounds([("single backend", single), ("ringmux", gw_url)],
+                runs = b.rounds(targets,
                                 lambda k, u, r: b.load(u, conns, f"{key} c={conns} {k} #{r + 1}",
                                                        mix="list"))
                 res[key][conns] = summarize(runs, "single backend")
             b.note_rss(gw)
             stop(gw)
+            if policed:
+                stop(policed)
 
     # -- shard scaling ------------------------------------------------------------------------
     if want("scaling"):

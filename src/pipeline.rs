@@ -197,7 +197,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
             principal,
             request,
             sse,
-            admitted: _admitted,
+            admitted,
         } => {
             message(
                 shard,
@@ -207,13 +207,16 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
                 request.body,
                 request.parsed,
                 sse,
+                admitted,
             )
             .await
         }
     }
 }
 
-/// Stages 4 to 8 for one JSON-RPC message.
+/// Stages 4 to 8 for one JSON-RPC message. `admitted`: its place among its principal's
+/// requests in progress (stage 3), held by the call it becomes.
+#[allow(clippy::too_many_arguments)]
 pub async fn message(
     shard: &Rc<Shard>,
     principal: &Principal,
@@ -222,6 +225,7 @@ pub async fn message(
     body: &[u8],
     parsed: Option<&Parsed<'_>>,
     sse: bool,
+    admitted: Option<crate::limits::Admitted>,
 ) -> Reply {
     shard.metrics.requests.add(1);
     if era == ClientEra::Sessionless {
@@ -239,7 +243,7 @@ pub async fn message(
             },
         };
         let key = session_id.expect("a 2026-07-28 request names its principal session");
-        return sessionless(shard, principal, key, body, parsed, sse).await;
+        return sessionless(shard, principal, key, body, parsed, sse, admitted).await;
     }
     // Stateful and legacy fronts leave the parse to this stage.
     debug_assert!(parsed.is_none());
@@ -271,6 +275,7 @@ pub async fn message(
                 renumber: None,
                 sink: Sink::of(era, sse),
                 view: authorize(shard, principal, session.as_deref()),
+                admitted: std::cell::Cell::new(admitted),
             };
             match entry.handler {
                 Handler::Local(Local::Initialize) => {
@@ -302,6 +307,7 @@ async fn sessionless(
     body: &[u8],
     parsed: &Parsed<'_>,
     sse: bool,
+    admitted: Option<crate::limits::Admitted>,
 ) -> Reply {
     let msg = &parsed.msg;
     let Some(id) = msg.id else {
@@ -315,7 +321,7 @@ async fn sessionless(
             ErrorEra::Sessionless,
         );
     };
-    crate::handlers::modern::serve(shard, key, principal, entry, body, parsed, sse).await
+    crate::handlers::modern::serve(shard, key, principal, entry, body, parsed, sse, admitted).await
 }
 
 /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
@@ -341,7 +347,6 @@ fn post_legacy(
     let shard = shard.clone();
     let id: Box<str> = id.into();
     monoio::spawn(async move {
-        let _admitted = admitted;
         let reply = message(
             &shard,
             &principal,
@@ -350,8 +355,18 @@ fn post_legacy(
             &owned,
             None,
             false,
+            admitted,
         )
         .await;
+        // A rate limit's refusal goes on the stream like any answer.
+        let reply = match reply {
+            Reply::Limited { body, .. } => Reply::Json {
+                status: 429,
+                body,
+                session: None,
+            },
+            other => other,
+        };
         if let Reply::Json { body: answer, .. } = reply {
             if let Some(s) = shard.session(Some(&id), &principal) {
                 s.streams.send(crate::session::streams::GET_STREAM, &answer);

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use ringmux_core::catalog::Catalog;
 use ringmux_core::config::{PinMode, SafetyAction, ToolSafety};
-use ringmux_core::safety::{canonical_definition, normalized_name, prose, Pin, PinFile};
+use ringmux_core::safety::{canonical_of, normalized_name, prose, Pin, PinFile};
 
 use crate::metrics::ShardMetrics;
 
@@ -50,13 +50,23 @@ pub struct Feed {
     initial: Arc<PinTable>,
 }
 
-/// Events a shard may have in flight to the thread; past it they are dropped (a shard reports
-/// each tool once anyway).
+/// Events a shard may have in flight to the thread (the queue holds this many per shard); a
+/// shard whose event does not fit tries again at its next build.
 const EVENT_QUEUE: usize = 4096;
+
+/// Most tools pinned per backend: a backend that keeps inventing tools does not grow the pin
+/// file without end (past it, new tools are reported and not pinned: in `first_sight` mode
+/// they are shown unpinned, as before first sight).
+const MAX_PINS_PER_BACKEND: usize = 10_000;
+
+/// Most reports remembered (so each is made once); past it the memory starts over.
+const MAX_REPORTED: usize = 100_000;
 
 /// The facts of one tool of a catalog, computed once per fetched catalog.
 struct Facts {
     name: String,
+    /// `None`: the item does not parse as a JSON object (the tool is hidden: fail closed).
+    readable: bool,
     sha256: String,
     definition: String,
     normalized: String,
@@ -104,6 +114,9 @@ impl Safety {
         while let Ok(table) = self.feed.updates.try_recv() {
             *self.pins.borrow_mut() = table;
             self.generation.set(self.generation.get() + 1);
+            // New pins (an approval, an entry deleted): what was told the thread may need
+            // telling again (a deleted entry is pinned anew only if the thread hears of it).
+            self.sent.borrow_mut().clear();
         }
         self.generation.get()
     }
@@ -120,19 +133,24 @@ impl Safety {
         }
         let facts: Rc<[Facts]> = (0..catalog.len())
             .map(|i| {
-                let item = catalog.item(i);
-                let definition = canonical_definition(item).unwrap_or_default();
+                let parsed: Option<serde_json::Value> =
+                    serde_json::from_slice(catalog.item(i)).ok();
+                let definition = parsed.as_ref().and_then(canonical_of);
+                let readable = definition.is_some();
+                let definition = definition.unwrap_or_default();
                 let digest =
                     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, definition.as_bytes());
                 let name = catalog.key(i).into_owned();
+                let text = parsed.as_ref().map(prose).unwrap_or_default();
                 Facts {
+                    readable,
                     sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
                     definition,
                     normalized: normalized_name(&name),
                     injected: self
                         .injection
                         .as_ref()
-                        .and_then(|set| set.matches(&prose(item)).iter().next()),
+                        .and_then(|set| set.matches(&text).iter().next()),
                     name,
                 }
             })
@@ -148,8 +166,10 @@ impl Safety {
         if sent.len() >= 65_536 {
             sent.clear();
         }
-        if sent.insert((b, tool.to_owned(), what)) {
-            let _ = self.feed.events.try_send(event());
+        let key = (b, tool.to_owned(), what);
+        // Marked as told only once the thread has it: a full queue is tried again next time.
+        if !sent.contains(&key) && self.feed.events.try_send(event()).is_ok() {
+            sent.insert(key);
         }
     }
 
@@ -164,6 +184,19 @@ impl Safety {
         for (si, (b, backend, _)) in sources.iter().enumerate() {
             let mut hide = vec![false; all[si].len()];
             for (i, f) in all[si].iter().enumerate() {
+                if !f.readable {
+                    // Not JSON this gateway can read (a lone surrogate, say): what a client
+                    // would show cannot be checked, so it is not shown.
+                    self.send(*b, &f.name, "unreadable".into(), || Event::Flagged {
+                        backend: (*backend).into(),
+                        tool: f.name.clone().into(),
+                        check: "unreadable",
+                        detail: "its definition is not JSON ringmux can read".into(),
+                        hidden: true,
+                    });
+                    hide[i] = true;
+                    continue;
+                }
                 if let Some(p) = &self.cfg.pins {
                     let pinned = pins.get(&(backend.to_string(), f.name.clone()));
                     let ok = match pinned {
@@ -286,21 +319,43 @@ pub fn start(
                 }
             };
             loop {
-                match events.recv_timeout(every) {
-                    Ok(event) => {
-                        let changed = handle(&cfg, &mut file, event, &mut reported, &metrics, audit.as_ref());
-                        if changed {
-                            if let Some(p) = &cfg.pins {
-                                if let Err(e) = write_atomically(&p.file, &file) {
-                                    tracing::warn!(file = %p.file.display(), "pin file write failed: {e}");
-                                }
-                                stamp = stamp_of(&p.file);
+                let first = match events.recv_timeout(every) {
+                    Ok(event) => Some(event),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                if let Some(first) = first {
+                    // The operator's edits first: a pin written now must not undo an approval
+                    // made since the last look.
+                    if let Some(p) = &cfg.pins {
+                        if stamp_of(&p.file) != stamp {
+                            if let Ok(f) = std::fs::read_to_string(&p.file)
+                                .map_err(|e| e.to_string())
+                                .and_then(|t| PinFile::parse(&t))
+                            {
+                                file = f;
+                                reported.clear();
                             }
-                            broadcast(&file);
+                            stamp = stamp_of(&p.file);
                         }
                     }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    if reported.len() >= MAX_REPORTED {
+                        reported.clear();
+                    }
+                    // Everything queued now, then one write.
+                    let mut changed = false;
+                    for event in std::iter::once(first).chain(events.try_iter()) {
+                        changed |= handle(&cfg, &mut file, event, &mut reported, &metrics, audit.as_ref());
+                    }
+                    if changed {
+                        if let Some(p) = &cfg.pins {
+                            if let Err(e) = write_atomically(&p.file, &file) {
+                                tracing::warn!(file = %p.file.display(), "pin file write failed: {e}");
+                            }
+                            stamp = stamp_of(&p.file);
+                        }
+                        broadcast(&file);
+                    }
                 }
                 // Approvals: the operator edited the file.
                 if let Some(p) = &cfg.pins {
@@ -332,11 +387,17 @@ fn stamp_of(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// Writes the pin file whole, durably: a temporary file, synced, renamed over the old one (a
+/// crash leaves the old file or the new one, never half of either).
 fn write_atomically(path: &std::path::Path, file: &PinFile) -> std::io::Result<()> {
+    use std::io::Write as _;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text + "\n")?;
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
@@ -388,6 +449,14 @@ fn handle(
             let Some(p) = &cfg.pins else { return false };
             let pinned = file.get(&backend, &tool).cloned();
             match pinned {
+                None if p.mode == PinMode::FirstSight
+                    && file.pins.get(&*backend).map_or(0, |t| t.len()) >= MAX_PINS_PER_BACKEND =>
+                {
+                    if reported.insert((backend.clone(), "*".into(), "too many".into())) {
+                        tracing::warn!(%backend, max = MAX_PINS_PER_BACKEND, "backend lists more tools than may be pinned; the others stay unpinned");
+                    }
+                    false
+                }
                 None if p.mode == PinMode::FirstSight => {
                     let definition = serde_json::from_str(&definition).ok();
                     file.pins

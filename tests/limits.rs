@@ -90,10 +90,45 @@ fn requests_in_progress_are_bounded_per_principal() {
     let done = t.join().unwrap();
     assert_eq!(done.status, 200);
     assert_eq!(text_of(&done.messages()[0]), "slept");
-    let r = other
+    assert!(eventually(Duration::from_secs(10), || other
         .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
-        .unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
+        .unwrap()
+        .status
+        == 200));
+
+    // A call answered as an event stream keeps its place until the stream ends.
+    let mut streaming = client(&gw.url);
+    let t = std::thread::spawn(move || {
+        streaming
+            .post(
+                &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+                "name": "a__progress", "arguments": {"steps": 200},
+                "_meta": {"progressToken": "p"}}}),
+            )
+            .unwrap()
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || other
+            .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
+            .unwrap()
+            .status
+            == 429),
+        "a streamed call released its place before it ended"
+    );
+    let done = t.join().unwrap();
+    let msgs = done.messages();
+    assert!(
+        msgs.len() > 100,
+        "progress came as a stream: {} messages",
+        msgs.len()
+    );
+    assert_eq!(msgs.last().unwrap()["id"], 4);
+    // Released once the relay is done (just after the client has the last event).
+    assert!(eventually(Duration::from_secs(10), || other
+        .post(&json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}))
+        .unwrap()
+        .status
+        == 200));
 }
 
 #[test]

@@ -66,3 +66,48 @@ fn secrets_in_arguments_are_masked_or_refused() {
     let r = echo(&mut c, "fine");
     assert_eq!(text_of(&r), "fine");
 }
+
+/// A backend's request to the client (here sampling, carrying what the tool was given) has its
+/// secrets masked as answers do: the client's model never reads them.
+#[test]
+fn secrets_in_a_backends_requests_to_the_client_are_masked() {
+    let c = mock("c").flag("--conformance").start();
+    let gw = gateway()
+        .backend("c", &c.url)
+        .yaml("modern:\n  principal_header: x-principal\nmasking:\n  arguments: off")
+        .start();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+    "name": "c__test_sampling", "arguments": {"prompt": format!("use {SECRET}")},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "masking-test", "version": "1"},
+    }}});
+    let mut client = Client::connect(&gw.url).unwrap();
+    let resp = client
+        .send(
+            "POST",
+            body.to_string().as_bytes(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "c__test_sampling"),
+                ("x-principal", "alice"),
+            ],
+        )
+        .unwrap();
+    let r = resp.messages().last().cloned().unwrap();
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    let asked = r["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(asked["method"], "sampling/createMessage");
+    let text = asked["params"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap();
+    assert_eq!(text, "use [masked:aws_access_key]", "{r}");
+    assert!(!r.to_string().contains(SECRET));
+}

@@ -136,6 +136,21 @@ fn a_rug_pull_is_quarantined_until_the_pin_file_approves_it() {
         "the approved echo did not come back"
     );
     assert_eq!(text_of(&echo(&mut c)), "hi");
+
+    // Approving by deleting the entry: the tool is pinned anew, as it is now.
+    let mut deleted = approved.clone();
+    deleted["pins"]["a"].as_object_mut().unwrap().remove("echo");
+    std::fs::write(&pins, serde_json::to_string_pretty(&deleted).unwrap()).unwrap();
+    assert!(
+        eventually(WAIT, || {
+            tools(&mut c);
+            std::fs::read_to_string(&pins).is_ok_and(|t| {
+                serde_json::from_str::<Value>(&t)
+                    .is_ok_and(|v| v["pins"]["a"]["echo"]["sha256"] == new_sha.as_str())
+            })
+        }),
+        "the deleted entry was not pinned again"
+    );
     for p in [pins, audit] {
         let _ = std::fs::remove_file(p);
     }

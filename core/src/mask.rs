@@ -14,6 +14,27 @@ pub struct Masker {
     each: Vec<(String, Regex)>,
 }
 
+/// What masking made of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to mask: the message goes on as it is.
+    Clean,
+    /// Something was masked: the message to send instead.
+    Masked(Masked),
+    /// A pattern matches its text, but it is not JSON that can be rewritten (a lone surrogate,
+    /// say): it must not go on (fail closed).
+    Unreadable,
+}
+
+impl Outcome {
+    pub fn masked(self) -> Option<Masked> {
+        match self {
+            Outcome::Masked(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 /// What a message had masked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Masked {
@@ -51,22 +72,25 @@ impl Masker {
         })
     }
 
-    /// `json` with every match inside its strings replaced by `[masked:<name>]`; `None` when
-    /// nothing matched (or it is not JSON: then it is left to the answer's own checks).
-    pub fn mask_json(&self, json: &[u8]) -> Option<Masked> {
+    /// `json` with every match inside its strings replaced by `[masked:<name>]`.
+    pub fn mask_json(&self, json: &[u8]) -> Outcome {
         if !self.may_match(json) {
-            return None;
+            return Outcome::Clean;
         }
-        let mut v: serde_json::Value = serde_json::from_slice(json).ok()?;
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return Outcome::Unreadable;
+        };
         let mut count = 0;
         let mut first = None;
         self.walk(&mut v, &mut count, &mut first);
-        let first = first?;
-        Some(Masked {
-            body: serde_json::to_vec(&v).ok()?,
-            count,
-            first,
-        })
+        let Some(first) = first else {
+            // The text matched across strings or structure, no string did.
+            return Outcome::Clean;
+        };
+        match serde_json::to_vec(&v) {
+            Ok(body) => Outcome::Masked(Masked { body, count, first }),
+            Err(_) => Outcome::Unreadable,
+        }
     }
 
     fn mask_str(&self, s: &str, count: &mut usize, first: &mut Option<String>) -> Option<String> {
@@ -176,9 +200,9 @@ mod tests {
         let m = defaults();
         let clean =
             br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"all fine"}]}}"#;
-        assert_eq!(m.mask_json(clean), None);
+        assert_eq!(m.mask_json(clean), Outcome::Clean);
         let leaky = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"key AKIAABCDEFGHIJKLMNOP and mail bob@example.com"}],"isError":false}}"#;
-        let out = m.mask_json(leaky).unwrap();
+        let out = m.mask_json(leaky).masked().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(
             v["result"]["content"][0]["text"],
@@ -192,9 +216,21 @@ mod tests {
         let pem =
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
         let msg = serde_json::json!({"result": {"contents": [{"text": pem}]}}).to_string();
-        let out = m.mask_json(msg.as_bytes()).unwrap();
+        let out = m.mask_json(msg.as_bytes()).masked().unwrap();
         assert!(String::from_utf8(out.body)
             .unwrap()
             .contains("[masked:private_key]"));
+        // An escape does not hide a secret.
+        let hidden =
+            br#"{"text":"key \u0041KIAABCDEFGHIJKLMNOP, mail bob\u0040example.com \/ \"q\""}"#;
+        let out = m.mask_json(hidden).masked().unwrap();
+        assert_eq!(out.count, 2, "{}", String::from_utf8_lossy(&out.body));
+        assert_eq!(
+            super::escaped_strings(br#"["a\"b", "plain", "c\\"]"#).collect::<Vec<_>>(),
+            [&br#""a\"b""#[..], br#""c\\""#]
+        );
+        // A match in text that cannot be rewritten does not go out.
+        let lone = br#"{"text":"AKIAABCDEFGHIJKLMNOP \ud800"}"#;
+        assert_eq!(m.mask_json(lone), Outcome::Unreadable);
     }
 }

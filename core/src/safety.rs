@@ -19,6 +19,12 @@ pub const DEFINITION: &[&str] = &[
 /// [`DEFINITION`] members, keys sorted at every level, no whitespace. `None`: not a JSON object.
 pub fn canonical_definition(item: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(item).ok()?;
+    canonical_of(&v)
+}
+
+/// [`canonical_definition`] of a parsed item. (A key given twice counts as its last value, as
+/// clients read it.)
+pub fn canonical_of(v: &serde_json::Value) -> Option<String> {
     let obj = v.as_object()?;
     // serde_json's map without `preserve_order` is a BTreeMap: keys come out sorted, nested
     // objects included.
@@ -29,23 +35,13 @@ pub fn canonical_definition(item: &[u8]) -> Option<String> {
     serde_json::to_string(&picked).ok()
 }
 
-/// The text of a tool a model reads besides its schema: title and description.
-pub fn prose(item: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Prose {
-        #[serde(default)]
-        title: Option<String>,
-        #[serde(default)]
-        description: Option<String>,
-    }
-    match serde_json::from_slice::<Prose>(item) {
-        Ok(p) => [p.title, p.description]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(_) => String::new(),
-    }
+/// The text of a parsed tool a model reads besides its schema: title and description.
+pub fn prose(v: &serde_json::Value) -> String {
+    ["title", "description"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(|t| t.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A tool name as compared for shadowing: lower case, without `_`, `-`, `.` and spaces.
@@ -136,7 +132,14 @@ mod tests {
     #[test]
     fn names_compare_without_case_and_separators() {
         assert_eq!(normalized_name("Read_File"), normalized_name("read-file"));
-        assert_eq!(prose(br#"{"title":"T","description":"D"}"#), "T\nD");
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"title":"T","description":"x","description":"D"}"#).unwrap();
+        assert_eq!(prose(&v), "T\nD", "a repeated key counts as its last value");
+        // A lone surrogate is not JSON text serde_json reads: no definition (the tool is hidden).
+        assert_eq!(
+            canonical_definition(br#"{"name":"t","description":"\ud800"}"#),
+            None
+        );
     }
 
     #[test]

@@ -316,7 +316,7 @@ async fn post(
             principal,
             request,
             sse,
-            admitted: _admitted,
+            admitted,
         } => {
             pipeline::message(
                 shard,
@@ -326,6 +326,7 @@ async fn post(
                 body,
                 None,
                 sse,
+                admitted,
             )
             .await
         }

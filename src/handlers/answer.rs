@@ -156,10 +156,33 @@ pub(crate) fn with_client_uris(shard: &Shard, pool: &Pool, map: bool, answer: Ve
     }
 }
 
-/// A backend's message with its secrets masked (`None`: nothing to mask, or no `masking:`).
+/// A backend's answer with its secrets masked (`None`: nothing to mask, or no `masking:`).
+/// An answer a pattern matches but that cannot be rewritten is withheld: the client gets an
+/// error naming the backend instead (fail closed).
 pub(crate) fn masked(shard: &Shard, pool: &Pool, message: &[u8]) -> Option<Vec<u8>> {
-    let m = shard.masker.as_ref()?.mask_json(message)?;
-    shard.metrics.masked.add(1);
-    tracing::info!(backend = %pool.name(), pattern = %m.first, count = m.count, "secrets masked in a backend's answer");
-    Some(m.body)
+    match shard.masker.as_ref()?.mask_json(message) {
+        ringmux_core::mask::Outcome::Clean => None,
+        ringmux_core::mask::Outcome::Masked(m) => {
+            shard.metrics.masked.add(1);
+            tracing::info!(backend = %pool.name(), pattern = %m.first, count = m.count, "secrets masked in a backend's answer");
+            Some(m.body)
+        }
+        ringmux_core::mask::Outcome::Unreadable => {
+            shard.metrics.masked.add(1);
+            tracing::warn!(backend = %pool.name(), "a backend's answer may hold a secret and cannot be rewritten; withheld");
+            let id = jsonrpc::parse(message).ok().and_then(|m| m.id);
+            let mut out = Vec::with_capacity(160);
+            jsonrpc::write_error_parts(
+                &mut out,
+                id,
+                ringmux_core::error::code::INTERNAL_ERROR,
+                &format!(
+                    "backend {}: its answer may hold a secret and is not JSON ringmux can mask; withheld",
+                    pool.name()
+                ),
+                None,
+            );
+            Some(out)
+        }
+    }
 }

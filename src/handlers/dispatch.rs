@@ -13,6 +13,7 @@ use ringmux_core::catalog::ListKind;
 use ringmux_core::config::ArgumentsAction;
 use ringmux_core::error::RpcError;
 use ringmux_core::jsonrpc::{self, raw_str, span_of, Message, Raw};
+use ringmux_core::mask::Outcome;
 use ringmux_core::merge::Route;
 use ringmux_core::method::{Handler, Local, Method, RouteBy};
 use ringmux_core::names;
@@ -44,6 +45,9 @@ pub struct Call<'a> {
     /// The caller's authorization view (`None`: no `authz:`), from the pipeline's authorize
     /// stage: the list and routed handlers consult it for every item.
     pub view: Option<Rc<crate::authz::View>>,
+    /// The request's admission (`rate_limits:`), handed to the call's in-flight guard when it
+    /// is forwarded, so a streamed answer keeps its place until it ends.
+    pub admitted: std::cell::Cell<Option<crate::limits::Admitted>>,
 }
 
 /// How a call's answer travels back to its client: the reply sink its front described. The
@@ -515,7 +519,24 @@ fn permitted(
     }
     if let (Some(audit), Some(started)) = (&shard.audit, started) {
         if audit.wants(d.allow) {
-            let arguments = audit.arguments.then(|| arguments_of(call.body)).flatten();
+            // The arguments as the backend would see them: masked when `masking:` masks them.
+            let arguments = audit
+                .arguments
+                .then(|| arguments_of(call.body))
+                .flatten()
+                .and_then(|a| {
+                    match shard
+                        .masker
+                        .as_ref()
+                        .map(|m| m.mask_json(a.get().as_bytes()))
+                    {
+                        None | Some(Outcome::Clean) => Some(a),
+                        Some(Outcome::Masked(m)) => {
+                            RawValue::from_string(String::from_utf8(m.body).ok()?).ok()
+                        }
+                        Some(Outcome::Unreadable) => None,
+                    }
+                });
             audit.record(&crate::audit::Record {
                 event: "authz",
                 decision: if d.allow { "allow" } else { "deny" },
@@ -653,7 +674,20 @@ async fn forward(
             if cfg.arguments != ArgumentsAction::Off
                 && matches!(entry.name, "tools/call" | "prompts/get") =>
         {
-            m.mask_json(body)
+            match m.mask_json(body) {
+                Outcome::Clean => None,
+                Outcome::Masked(found) => Some(found),
+                // A match in arguments that cannot be rewritten: they do not go on.
+                Outcome::Unreadable => {
+                    shard.metrics.masked.add(1);
+                    return Reply::error(
+                        Some(id),
+                        &RpcError::InvalidParams(
+                            "the arguments may carry a secret and cannot be masked".into(),
+                        ),
+                    );
+                }
+            }
         }
         _ => None,
     };
@@ -678,7 +712,8 @@ async fn forward(
     let body = masked_args.as_ref().map_or(body, |m| m.body.as_slice());
     // The backend sees the client's id unchanged (its session is this client's alone), so
     // the id names the call for `notifications/cancelled`.
-    let inflight = session.begin(request_key(id.get()), pool.index);
+    let mut inflight = session.begin(request_key(id.get()), pool.index);
+    inflight.hold(call.admitted.take());
     let key = inflight.key();
     let resp = {
         let sending = std::pin::pin!(send(shard, session, &pool, body));

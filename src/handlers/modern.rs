@@ -81,9 +81,12 @@ pub struct Ctx {
     /// The caller's authorization view (the pipeline's authorize stage, made here once the
     /// principal session is known).
     pub view: Option<Rc<crate::authz::View>>,
+    /// The request's admission (`rate_limits:`), for the call it becomes ([`Call::admitted`]).
+    pub admitted: Rc<std::cell::Cell<Option<crate::limits::Admitted>>>,
 }
 
 /// Serves a modern request on the shard that owns its principal session `key`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     shard: &Rc<Shard>,
     key: &str,
@@ -92,6 +95,7 @@ pub async fn serve(
     body: &[u8],
     parsed: &Parsed<'_>,
     sse: bool,
+    admitted: Option<crate::limits::Admitted>,
 ) -> Reply {
     let (msg, env) = (&parsed.msg, &parsed.env);
     let Some(id) = msg.id else {
@@ -125,6 +129,7 @@ pub async fn serve(
         binding: binding(msg, env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
         view: session.authz_view(shard.authz.as_ref(), principal, &shard.metrics),
+        admitted: Rc::new(std::cell::Cell::new(admitted)),
     };
     match entry.handler {
         Handler::Local(Local::Discover) => discover(shard, &session, id),
@@ -177,6 +182,7 @@ pub(crate) async fn call(
         renumber: Some(span_of(body, id)),
         sink: Sink::Modern { ctx: &ctx, sse },
         view: ctx.view.clone(),
+        admitted: std::cell::Cell::new(ctx.admitted.take()),
     };
     let reply = dispatch::request(shard, session, ctx.entry, &call, msg).await;
     finish(reply, &ctx)
@@ -267,6 +273,17 @@ fn finish(reply: Reply, ctx: &Ctx) -> Reply {
                 session: None,
             }
         }
+        // A rate limit's refusal keeps its 429; its id becomes the client's.
+        Reply::Limited {
+            retry_after_s,
+            body,
+        } => {
+            let (out, _) = complete(&body, ctx);
+            Reply::Limited {
+                retry_after_s,
+                body: out,
+            }
+        }
         other => other,
     }
 }
@@ -342,6 +359,7 @@ async fn listen(
             renumber: None,
             sink: Sink::Json,
             view: view.clone(),
+            admitted: std::cell::Cell::new(None),
         };
         let entry = method::lookup("resources/subscribe").expect("in the method table");
         match dispatch::request(shard, session, entry, &call, &sub).await {

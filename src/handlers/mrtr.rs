@@ -165,6 +165,12 @@ async fn pump(
                 return failed(crate::backend::upstream::UpstreamError::Timeout.to_string());
             }
         };
+        // Requests and notifications have their secrets masked here, as on a stateful
+        // client's stream (`relay::deliver`); the answer is masked with its URIs mapped.
+        let data = match relay::masked_message(shard, &pool, data) {
+            Some(d) => d,
+            None => continue,
+        };
         let Ok(msg) = jsonrpc::parse(&data) else {
             tracing::warn!(backend = %pool.name(), "backend sent a message that is not JSON-RPC; dropped");
             continue;

@@ -122,6 +122,31 @@ pub(crate) async fn refuse_request(
     .await;
 }
 
+/// A backend's message other than an answer with its secrets masked (`masking:`): the message
+/// as it is when there is nothing to mask (or it is an answer, masked where answers are);
+/// `None` when it may hold a secret that cannot be masked (then it is dropped).
+pub(crate) fn masked_message(shard: &Shard, pool: &Pool, data: Vec<u8>) -> Option<Vec<u8>> {
+    let Some(m) = &shard.masker else {
+        return Some(data);
+    };
+    if jsonrpc::parse(&data).is_ok_and(|msg| msg.kind == Kind::Response) {
+        return Some(data);
+    }
+    match m.mask_json(&data) {
+        ringmux_core::mask::Outcome::Clean => Some(data),
+        ringmux_core::mask::Outcome::Masked(found) => {
+            shard.metrics.masked.add(1);
+            tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets masked in a backend's message to a client");
+            Some(found.body)
+        }
+        ringmux_core::mask::Outcome::Unreadable => {
+            shard.metrics.masked.add(1);
+            tracing::warn!(backend = %pool.name(), "a backend's message may hold a secret and cannot be masked; dropped");
+            None
+        }
+    }
+}
+
 /// Delivers one message from backend `b` on client stream `stream`. `answers`: the id of the
 /// call whose answer the stream carries; a response with another id (or on a backend's GET
 /// stream, which carries no answers) is dropped.
@@ -135,13 +160,38 @@ pub fn deliver(
     map_uris: bool,
 ) -> Delivered {
     let pool = &shard.pools[b as usize];
-    let msg = match jsonrpc::parse(data) {
+    let mut msg = match jsonrpc::parse(data) {
         Ok(m) => m,
         Err(_) => {
             tracing::warn!(backend = %pool.name(), "backend sent a message that is not JSON-RPC; dropped");
             return Delivered::Garbage;
         }
     };
+    // A backend's requests and notifications (sampling messages, log lines, progress) have
+    // their secrets masked as answers do (the answer itself is masked below); one that cannot
+    // be masked is dropped.
+    let masked_copy;
+    let mut data = data;
+    if let (Some(m), false) = (&shard.masker, msg.kind == Kind::Response) {
+        match m.mask_json(data) {
+            ringmux_core::mask::Outcome::Clean => {}
+            ringmux_core::mask::Outcome::Masked(found) => {
+                shard.metrics.masked.add(1);
+                tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets masked in a backend's message to a client");
+                masked_copy = found.body;
+                data = &masked_copy;
+                msg = match jsonrpc::parse(data) {
+                    Ok(m) => m,
+                    Err(_) => return Delivered::Garbage,
+                };
+            }
+            ringmux_core::mask::Outcome::Unreadable => {
+                shard.metrics.masked.add(1);
+                tracing::warn!(backend = %pool.name(), "a backend's message may hold a secret and cannot be masked; dropped");
+                return Delivered::Passed;
+            }
+        }
+    }
     match msg.kind {
         Kind::Response => {
             let Some(call) = answers else {

@@ -370,6 +370,13 @@ async fn ask_client(
             msg.extend_from_slice(p.get().as_bytes());
         }
         msg.push(b'}');
+        // Its secrets masked, as a stateful backend's request would have them.
+        let Some(msg) = super::relay::masked_message(shard, pool, msg) else {
+            forget_asks(session, &waiting);
+            return Err(Asked::Failed(
+                "its request to the client may hold a secret that cannot be masked".into(),
+            ));
+        };
         let (tx, rx) = oneshot::channel();
         extras.asks.borrow_mut().push((ask_id.clone().into(), tx));
         waiting.push((k.clone(), ask_id, rx));

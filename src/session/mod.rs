@@ -143,12 +143,20 @@ impl Drop for Joining<'_> {
 pub struct InFlight {
     session: std::rc::Weak<Session>,
     key: u64,
+    /// The request's place among its principal's requests in progress
+    /// (`rate_limits.concurrent_per_principal`): held as long as the call, however it ends.
+    admitted: Option<crate::limits::Admitted>,
 }
 
 impl InFlight {
     /// The call's key in the in-flight table.
     pub fn key(&self) -> u64 {
         self.key
+    }
+
+    /// Holds the request's admission until the call ends.
+    pub fn hold(&mut self, admitted: Option<crate::limits::Admitted>) {
+        self.admitted = admitted;
     }
 }
 
@@ -267,6 +275,7 @@ impl Session {
         InFlight {
             session: Rc::downgrade(self),
             key,
+            admitted: None,
         }
     }
 

@@ -82,10 +82,11 @@ impl ClientRequest {
             "sampling/createMessage" => Some(ClientRequest::Sampling),
             "roots/list" => Some(ClientRequest::Roots),
             "elicitation/create" => {
+                // What cannot be read as form mode counts as URL mode, the stricter of the two
+                // (a `mode` given twice, say: a client may take the last).
                 let url = serde_json::from_slice::<Msg>(data)
-                    .ok()
-                    .and_then(|m| m.params?.mode)
-                    .is_some_and(|m| m == "url");
+                    .map(|m| m.params.and_then(|p| p.mode).is_some_and(|m| m != "form"))
+                    .unwrap_or(true);
                 Some(if url {
                     ClientRequest::ElicitationUrl
                 } else {

@@ -64,15 +64,15 @@ impl RateLimitsFile {
     pub fn check(self) -> Result<RateLimits, ConfigError> {
         let bucket = |key: &str, b: Option<BucketFile>| -> Result<Option<Bucket>, ConfigError> {
             let Some(b) = b else { return Ok(None) };
-            if !(b.per_second > 0.0 && b.per_second.is_finite()) {
+            if !(0.001..=1e9).contains(&b.per_second) {
                 return Err(err(
                     format!("rate_limits.{key}.per_second"),
-                    "a number above 0",
+                    "from 0.001 to 1e9",
                 ));
             }
             let burst = b.burst.unwrap_or(b.per_second.max(1.0));
-            if !(burst >= 1.0 && burst.is_finite()) {
-                return Err(err(format!("rate_limits.{key}.burst"), "at least 1"));
+            if !(1.0..=1e9).contains(&burst) {
+                return Err(err(format!("rate_limits.{key}.burst"), "from 1 to 1e9"));
             }
             Ok(Some(Bucket {
                 per_second: b.per_second,

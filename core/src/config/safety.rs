@@ -176,6 +176,15 @@ impl ToolSafetyFile {
                         ));
                     }
                 }
+                if let Err(e) = regex::RegexSetBuilder::new(&patterns)
+                    .case_insensitive(true)
+                    .build()
+                {
+                    return Err(err(
+                        "tool_safety.injection.patterns",
+                        format!("together too large or invalid: {e}"),
+                    ));
+                }
                 Some(Injection {
                     patterns,
                     action: i.action,
@@ -270,6 +279,13 @@ impl MaskingFile {
         }
         if patterns.is_empty() {
             return Err(err("masking.patterns", "at least one pattern"));
+        }
+        // All of them in one set must fit the regex engine's size limit too.
+        if let Err(e) = crate::mask::Masker::new(&patterns) {
+            return Err(err(
+                "masking.patterns",
+                format!("together too large or invalid: {e}"),
+            ));
         }
         Ok(Masking {
             patterns,
