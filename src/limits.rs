@@ -3,7 +3,7 @@
 //! shared atomic; each shard enforces the configured figures on the requests it owns
 //! (ARCHITECTURE.md, "Rate limits", says what that means across shards).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -52,7 +52,8 @@ impl Bucket {
 #[derive(Debug)]
 struct Entry {
     bucket: Option<Bucket>,
-    in_flight: u32,
+    /// Shared with the principal's [`Admitted`] guards, which count themselves out.
+    in_flight: Rc<Cell<u32>>,
     sessions: u32,
 }
 
@@ -72,22 +73,15 @@ pub struct Limiter {
 }
 
 /// A request admitted and in progress: counted against its principal's
-/// `concurrent_per_principal` until dropped.
-pub struct Admitted {
-    limiter: Rc<Limiter>,
-    principal: Principal,
-}
+/// `concurrent_per_principal` until dropped. One pointer (its principal's count), so the
+/// `Option<Admitted>` every request carries is a pointer, and `None` (no limit) costs a null
+/// check where it is dropped.
+pub struct Admitted(Rc<Cell<u32>>);
 
 impl Drop for Admitted {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(e) = self
-            .limiter
-            .principals
-            .borrow_mut()
-            .get_mut(&self.principal)
-        {
-            e.in_flight = e.in_flight.saturating_sub(1);
-        }
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -108,7 +102,7 @@ impl Limiter {
         if principals.len() >= self.cfg.max_keys {
             let cfg = self.cfg.principal;
             principals.retain(|_, e| {
-                e.in_flight > 0
+                e.in_flight.get() > 0
                     || e.sessions > 0
                     || e.bucket
                         .zip(cfg.as_ref())
@@ -143,11 +137,11 @@ impl Limiter {
             .entry(principal.clone())
             .or_insert_with(|| Entry {
                 bucket: self.cfg.principal.as_ref().map(|c| Bucket::full(c, now)),
-                in_flight: 0,
+                in_flight: Rc::new(Cell::new(0)),
                 sessions: 0,
             });
         let max = self.cfg.concurrent_per_principal;
-        if max > 0 && e.in_flight >= max {
+        if max > 0 && e.in_flight.get() >= max {
             return Err(Limited {
                 what: "requests in progress for this principal",
                 retry_after: Duration::from_secs(1),
@@ -162,11 +156,8 @@ impl Limiter {
         if max == 0 {
             return Ok(None);
         }
-        e.in_flight += 1;
-        Ok(Some(Admitted {
-            limiter: self.clone(),
-            principal: principal.clone(),
-        }))
+        e.in_flight.set(e.in_flight.get() + 1);
+        Ok(Some(Admitted(e.in_flight.clone())))
     }
 
     /// A call routed to backend `b` (and, for `tools/call`, of tool `tool`).
@@ -233,7 +224,7 @@ impl Limiter {
             .entry(principal.clone())
             .or_insert_with(|| Entry {
                 bucket: self.cfg.principal.as_ref().map(|c| Bucket::full(c, now)),
-                in_flight: 0,
+                in_flight: Rc::new(Cell::new(0)),
                 sessions: 0,
             });
         if began {

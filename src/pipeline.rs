@@ -110,8 +110,10 @@ pub fn authorize(
     principal: &Principal,
     session: Option<&crate::session::Session>,
 ) -> Option<Rc<crate::authz::View>> {
-    // Without a session (`initialize`) nothing is named that a view would decide.
-    session?.authz_view(shard.authz.as_ref(), principal, &shard.metrics)
+    // Without `authz:` there is no view (checked here, inline: the hot path's case); without a
+    // session (`initialize`) nothing is named that a view would decide.
+    let authz = shard.authz.as_ref()?;
+    session?.authz_view(Some(authz), principal, &shard.metrics)
 }
 
 /// Where a request goes after the stages that need no waiting ([`route`]).

@@ -18,10 +18,11 @@
 //! A filtered page is faster than the whole one: it copies fewer bytes.
 //!
 //! Per proxied tools/call (`bash bench/scripts/callgrind-call.sh`, one shard, the same RS256
-//! token on every call): 28,374 instructions without `auth:`, 29,898 with a JWT, 30,087–30,098
-//! with a JWT and rules decided from the view (`AUTH=jwt AUTHZ=view`; issue: ≤ 32 k), 45,031
-//! with a rule on the arguments too (`AUTH=jwt AUTHZ=args`: the arguments parsed and the rule
-//! evaluated by CEL on every call; 28 allocator calls).
+//! token on every call; the binaries of the session measured one after the other): 28,529–28,572
+//! instructions without `auth:`, 30,034–30,069 with a JWT, 30,337–30,376 with a JWT and rules
+//! decided from the view (`AUTH=jwt AUTHZ=view`; issue: ≤ 32 k), 45,267–45,320 with a rule on the
+//! arguments too (`AUTH=jwt AUTHZ=args`: the arguments parsed and the rule evaluated by CEL on
+//! every call; 28 allocator calls).
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -19,6 +19,10 @@
 #   2026-12-04  TLS (issue "TLS and authentication"), one after the other: 28,063 before
 #               (6dfc783), 28,348-28,404 after (connections hold a plain-or-TLS stream);
 #               AUTH=jwt 29,881-29,893; TLS=1 39,361-39,426 and 6.0 allocator calls.
+#   2026-12-04  authorization, rate limits, masking, tool safety (issue 17), one after the
+#               other: 70e55ca 28,408 (AUTH=jwt 29,893) -> 28,529-28,572 (AUTH=jwt 30,034-30,069);
+#               AUTH=jwt AUTHZ=view 30,337-30,376; AUTHZ=args 45,267-45,320 and 28 allocator calls
+#               (the arguments parsed and a CEL rule evaluated per call); TLS=1 39,632.
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)

@@ -486,9 +486,25 @@ enum Place<'a> {
 }
 
 /// Whether the caller's authorization view lets it use this item by `method` (always, without
-/// `authz:`). A refusal is counted; the caller answers it as for an unknown name. The decision
-/// goes to the audit log (refusals; allowed calls too if asked).
+/// `authz:`: checked inline, the hot path's case). A refusal is counted; the caller answers it
+/// as for an unknown name. The decision goes to the audit log (refusals; allowed calls too if
+/// asked).
+#[inline]
 fn permitted(
+    shard: &Shard,
+    session: &Session,
+    call: &Call<'_>,
+    kind: ListKind,
+    method: &str,
+    name: &str,
+    place: Place<'_>,
+) -> bool {
+    call.view.is_none() || decide(shard, session, call, kind, method, name, place)
+}
+
+/// [`permitted`] with a view.
+#[inline(never)]
+fn decide(
     shard: &Shard,
     session: &Session,
     call: &Call<'_>,
@@ -555,6 +571,50 @@ fn permitted(
         }
     }
     d.allow
+}
+
+/// A call's request with the secrets in it masked (`masking.arguments: mask`; `None`: nothing
+/// to mask), or its refusal (`refuse`, or a match that cannot be masked).
+#[inline(never)]
+fn mask_arguments(
+    shard: &Shard,
+    pool: &Pool,
+    entry: &Method,
+    body: &[u8],
+    id: Raw<'_>,
+) -> Result<Option<Vec<u8>>, Reply> {
+    let (Some(m), Some(cfg)) = (&shard.masker, &shard.cfg.masking) else {
+        return Ok(None);
+    };
+    if cfg.arguments == ArgumentsAction::Off || !matches!(entry.name, "tools/call" | "prompts/get")
+    {
+        return Ok(None);
+    }
+    let found = match m.mask_json(body) {
+        Outcome::Clean => return Ok(None),
+        Outcome::Masked(found) => found,
+        Outcome::Unreadable => {
+            shard.metrics.masked.add(1);
+            return Err(Reply::error(
+                Some(id),
+                &RpcError::InvalidParams(
+                    "the arguments may carry a secret and cannot be masked".into(),
+                ),
+            ));
+        }
+    };
+    shard.metrics.masked.add(1);
+    tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets in a call's arguments");
+    if cfg.arguments == ArgumentsAction::Refuse {
+        return Err(Reply::error(
+            Some(id),
+            &RpcError::InvalidParams(format!(
+                "the arguments carry what masking refuses ({})",
+                found.first
+            )),
+        ));
+    }
+    Ok(Some(found.body))
 }
 
 /// A request's `params.arguments`, as sent.
@@ -669,47 +729,14 @@ async fn forward(
     let body = target.body.as_deref().unwrap_or(call.body);
     let backend_error = |reason: String| backend_error(id, &pool, reason);
     // Secrets in a call's arguments (`masking.arguments`): masked, or the call refused.
-    let masked_args = match (&shard.masker, &shard.cfg.masking) {
-        (Some(m), Some(cfg))
-            if cfg.arguments != ArgumentsAction::Off
-                && matches!(entry.name, "tools/call" | "prompts/get") =>
-        {
-            match m.mask_json(body) {
-                Outcome::Clean => None,
-                Outcome::Masked(found) => Some(found),
-                // A match in arguments that cannot be rewritten: they do not go on.
-                Outcome::Unreadable => {
-                    shard.metrics.masked.add(1);
-                    return Reply::error(
-                        Some(id),
-                        &RpcError::InvalidParams(
-                            "the arguments may carry a secret and cannot be masked".into(),
-                        ),
-                    );
-                }
-            }
-        }
-        _ => None,
+    let masked_args = match shard.masker {
+        Some(_) => match mask_arguments(shard, &pool, entry, body, id) {
+            Ok(m) => m,
+            Err(refused) => return refused,
+        },
+        None => None,
     };
-    if let Some(found) = &masked_args {
-        shard.metrics.masked.add(1);
-        tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets in a call's arguments");
-        if shard
-            .cfg
-            .masking
-            .as_ref()
-            .is_some_and(|c| c.arguments == ArgumentsAction::Refuse)
-        {
-            return Reply::error(
-                Some(id),
-                &RpcError::InvalidParams(format!(
-                    "the arguments carry what masking refuses ({})",
-                    found.first
-                )),
-            );
-        }
-    }
-    let body = masked_args.as_ref().map_or(body, |m| m.body.as_slice());
+    let body = masked_args.as_deref().unwrap_or(body);
     // The backend sees the client's id unchanged (its session is this client's alone), so
     // the id names the call for `notifications/cancelled`.
     let mut inflight = session.begin(request_key(id.get()), pool.index);
