@@ -126,14 +126,12 @@ pub fn authorization(data: &[u8]) {
     }
 }
 
-/// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives
-/// the same payload either way (when both succeed), and never panics.
 /// Authorization rules over arbitrary claims and arguments: evaluating never panics, and the
 /// decision split in two (the view's part before the call, the argument rules at the call)
 /// is the decision made with every rule evaluated at once. `data` is the claims' JSON, a NUL,
 /// then the arguments' JSON (text that is not JSON is taken as a string).
 pub fn rules(data: &[u8]) {
-    use crate::authz::{Item, ItemKind, Listed, Policy, Var};
+    use crate::authz::Policy;
     use std::sync::OnceLock;
     static POLICY: OnceLock<crate::config::Authz> = OnceLock::new();
     let cfg = POLICY.get_or_init(|| {
@@ -150,7 +148,16 @@ rules:
         let file: crate::config::AuthzFile = serde_saphyr::from_str(yaml).expect("the fuzz policy");
         file.check(&["a"]).expect("the fuzz policy checks")
     });
-    let policy = Policy::new(cfg);
+    thread_local! {
+        // Compiled once per thread: the property is about evaluating, not compiling.
+        static COMPILED: std::cell::OnceCell<Policy> = const { std::cell::OnceCell::new() };
+    }
+    COMPILED.with(|c| rules_with(c.get_or_init(|| Policy::new(cfg)), data));
+}
+
+/// [`rules`] with the policy compiled.
+fn rules_with(policy: &crate::authz::Policy, data: &[u8]) {
+    use crate::authz::{Item, ItemKind, Listed, Policy, Var};
     let (claims, args) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),
@@ -219,6 +226,8 @@ pub fn mask(data: &[u8]) {
     }
 }
 
+/// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives
+/// the same payload either way (when both succeed), and never panics.
 pub fn chunked(data: &[u8], split: usize) {
     let whole = decode_chunked(&[data]);
     let split = split.min(data.len());
