@@ -95,6 +95,15 @@ impl Limiter {
         }
     }
 
+    /// A principal's entry as first seen: a full bucket, nothing in progress, no session.
+    fn fresh(&self, now: Instant) -> Entry {
+        Entry {
+            bucket: self.cfg.principal.as_ref().map(|c| Bucket::full(c, now)),
+            in_flight: Rc::new(Cell::new(0)),
+            sessions: 0,
+        }
+    }
+
     /// Room for a new key: past `max_keys`, the idle entries go (buckets full again, nothing
     /// in progress, no session).
     fn make_room(&self, now: Instant) {
@@ -122,24 +131,22 @@ impl Limiter {
 
     /// Stage 3: a request of `principal`: its bucket, and a place among its requests in
     /// progress (held until the returned guard drops).
-    pub fn admit(self: &Rc<Self>, principal: &Principal) -> Result<Option<Admitted>, Limited> {
+    pub fn admit(&self, principal: &Principal) -> Result<Option<Admitted>, Limited> {
         if self.cfg.principal.is_none() && self.cfg.concurrent_per_principal == 0 {
             return Ok(None);
         }
         let now = Instant::now();
-        let mut principals = self.principals.borrow_mut();
-        if !principals.contains_key(principal) {
-            drop(principals);
+        if !self.principals.borrow().contains_key(principal) {
             self.make_room(now);
-            principals = self.principals.borrow_mut();
+            let fresh = self.fresh(now);
+            self.principals
+                .borrow_mut()
+                .insert(principal.clone(), fresh);
         }
+        let mut principals = self.principals.borrow_mut();
         let e = principals
-            .entry(principal.clone())
-            .or_insert_with(|| Entry {
-                bucket: self.cfg.principal.as_ref().map(|c| Bucket::full(c, now)),
-                in_flight: Rc::new(Cell::new(0)),
-                sessions: 0,
-            });
+            .get_mut(principal)
+            .expect("inserted above when missing");
         let max = self.cfg.concurrent_per_principal;
         if max > 0 && e.in_flight.get() >= max {
             return Err(Limited {
@@ -222,11 +229,7 @@ impl Limiter {
         let mut principals = self.principals.borrow_mut();
         let e = principals
             .entry(principal.clone())
-            .or_insert_with(|| Entry {
-                bucket: self.cfg.principal.as_ref().map(|c| Bucket::full(c, now)),
-                in_flight: Rc::new(Cell::new(0)),
-                sessions: 0,
-            });
+            .or_insert_with(|| self.fresh(now));
         if began {
             e.sessions += 1;
         } else {
