@@ -147,7 +147,7 @@ impl Authz {
         if let Some(v) = self.views.borrow().get(&key) {
             return v.clone();
         }
-        let principal = Policy::principal_var(&facts);
+        let principal = Var::from_json(&facts);
         let constants = self.policy.constants(&principal);
         let errors = constants
             .iter()
@@ -191,19 +191,12 @@ impl Authz {
             .enumerate()
             .map(|(si, cat)| {
                 let backend = merged.backends()[si];
-                let backend_name = pools[backend as usize].name();
                 (0..cat.len())
                     .map(|i| {
                         let Some(name) = merged.index().merged_key(si, cat, i) else {
                             return Listed::Hidden(None);
                         };
-                        let item = Item {
-                            method: use_method(kind),
-                            kind: item_kind(kind),
-                            name: &name,
-                            backend,
-                            backend_name,
-                        };
+                        let item = item_of(kind, use_method(kind), &name, backend, pools);
                         let listed = self.policy.listed(
                             &view.principal,
                             &view.constants,
@@ -259,32 +252,21 @@ impl Authz {
             );
         }
         let d = self.decisions(view, merged, kind, pools, metrics);
-        match d.per_source[route.source][route.item as usize] {
-            Listed::Hidden(rule) => Decision { allow: false, rule },
-            Listed::Allowed(rule) => Decision { allow: true, rule },
-            Listed::Check { allow } => {
-                let item = Item {
-                    method,
-                    kind: item_kind(kind),
-                    name,
-                    backend: route.backend,
-                    backend_name: pools[route.backend as usize].name(),
-                };
-                let Some(args) = args_of(body, method) else {
-                    return Decision {
-                        allow: false,
-                        rule: None,
-                    };
-                };
-                let mut errors = 0;
-                let mcp = &d.check_mcp[&(route.source, route.item)];
-                let d = self
-                    .policy
-                    .decide(&view.principal, &item, mcp, &args, allow, &mut errors);
-                metrics.authz_rule_errors.add(errors);
-                d
-            }
-        }
+        let allow = match d.per_source[route.source][route.item as usize].settled() {
+            Ok(decided) => return decided,
+            Err(allow) => allow,
+        };
+        let item = item_of(kind, method, name, route.backend, pools);
+        let Some(args) = args_of(body, method) else {
+            return REFUSED;
+        };
+        let mut errors = 0;
+        let mcp = &d.check_mcp[&(route.source, route.item)];
+        let d = self
+            .policy
+            .decide(&view.principal, &item, mcp, &args, allow, &mut errors);
+        metrics.authz_rule_errors.add(errors);
+        d
     }
 
     /// The decision on `view` using an item no decision table holds (a resource URI outside the
@@ -301,18 +283,9 @@ impl Authz {
         pools: &[Rc<Pool>],
         metrics: &ShardMetrics,
     ) -> Decision {
-        let item = Item {
-            method,
-            kind: item_kind(kind),
-            name,
-            backend,
-            backend_name: pools[backend as usize].name(),
-        };
+        let item = item_of(kind, method, name, backend, pools);
         let Some(args) = args_of(body, method) else {
-            return Decision {
-                allow: false,
-                rule: None,
-            };
+            return REFUSED;
         };
         let mut errors = 0;
         let d = self
@@ -320,6 +293,29 @@ impl Authz {
             .decide_now(&view.principal, &item, &args, &mut errors);
         metrics.authz_rule_errors.add(errors);
         d
+    }
+}
+
+/// The decision on a call whose arguments do not parse.
+const REFUSED: Decision = Decision {
+    allow: false,
+    rule: None,
+};
+
+/// A request's item, of backend `backend`, as rules see it.
+fn item_of<'a>(
+    kind: ListKind,
+    method: &'a str,
+    name: &'a str,
+    backend: u16,
+    pools: &'a [Rc<Pool>],
+) -> Item<'a> {
+    Item {
+        method,
+        kind: item_kind(kind),
+        name,
+        backend,
+        backend_name: pools[backend as usize].name(),
     }
 }
 

@@ -188,6 +188,16 @@ impl Listed {
     pub fn visible(self) -> bool {
         !matches!(self, Listed::Hidden(_))
     }
+
+    /// The decision, if this state is one; `Err(allow)`: the argument rules decide at call
+    /// time ([`Policy::decide`], with the allow rule the others matched).
+    pub fn settled(self) -> Result<Decision, Option<u16>> {
+        match self {
+            Listed::Hidden(rule) => Ok(Decision { allow: false, rule }),
+            Listed::Allowed(rule) => Ok(Decision { allow: true, rule }),
+            Listed::Check { allow } => Err(allow),
+        }
+    }
 }
 
 struct Compiled {
@@ -300,23 +310,6 @@ impl Policy {
             key.push(0);
         }
         key
-    }
-
-    /// The `principal` variable (`facts`: the principal as JSON).
-    pub fn principal_var(facts: &serde_json::Value) -> Var {
-        Var::from_json(facts)
-    }
-
-    /// The `args` variable of a call (its `arguments` as JSON text; `None`: absent).
-    pub fn args_var(arguments: Option<&str>) -> Result<Var, String> {
-        match arguments {
-            None => Ok(Var::empty_map()),
-            Some(text) => {
-                let json: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| e.to_string())?;
-                Ok(Var::from_json(&json))
-            }
-        }
     }
 
     fn eval(
@@ -458,12 +451,9 @@ impl Policy {
         errors: &mut u64,
     ) -> Decision {
         let constants = self.constants(principal);
-        match self.listed(principal, &constants, item, errors) {
-            Listed::Hidden(rule) => Decision { allow: false, rule },
-            Listed::Allowed(rule) => Decision { allow: true, rule },
-            Listed::Check { allow } => {
-                self.decide(principal, item, &item.var(), args, allow, errors)
-            }
+        match self.listed(principal, &constants, item, errors).settled() {
+            Ok(d) => d,
+            Err(allow) => self.decide(principal, item, &item.var(), args, allow, errors),
         }
     }
 }
@@ -647,7 +637,7 @@ mod tests {
             ],
         );
         let mut errors = 0;
-        let admin = Policy::principal_var(&who("admin"));
+        let admin = Var::from_json(&who("admin"));
         let c = p.constants(&admin);
         assert_eq!(
             p.listed(&admin, &c, &tool("fs__write"), &mut errors),
@@ -657,7 +647,7 @@ mod tests {
             p.listed(&admin, &c, &tool("fs__rm"), &mut errors),
             Listed::Hidden(Some(1))
         );
-        let guest = Policy::principal_var(&who("guest"));
+        let guest = Var::from_json(&who("guest"));
         let c = p.constants(&guest);
         assert_eq!(
             p.listed(&guest, &c, &tool("fs__read_file"), &mut errors),
@@ -689,7 +679,7 @@ mod tests {
             ],
         );
         let mut errors = 0;
-        let me = Policy::principal_var(&who("x"));
+        let me = Var::from_json(&who("x"));
         let c = p.constants(&me);
         // Not a tool the argument rules name: decided now.
         assert_eq!(
@@ -703,7 +693,7 @@ mod tests {
         let read = tool("fs__read");
         let state = p.listed(&me, &c, &read, &mut errors);
         assert_eq!(state, Listed::Check { allow: None });
-        let args = |j: &str| Policy::args_var(Some(j)).unwrap();
+        let args = |j: &str| Var::from_json(&serde_json::from_str(j).unwrap());
         let Listed::Check { allow } = state else {
             unreachable!()
         };
@@ -751,14 +741,14 @@ mod tests {
             &[("banned", Effect::Deny, "principal.claims.banned")],
         );
         let mut errors = 0;
-        let me = Policy::principal_var(&who("x"));
+        let me = Var::from_json(&who("x"));
         let c = p.constants(&me);
         assert_eq!(c, vec![Some(Outcome::Error)]);
         assert_eq!(
             p.listed(&me, &c, &tool("a"), &mut errors),
             Listed::Hidden(Some(0))
         );
-        let ok = Policy::principal_var(&serde_json::json!({"claims": {"banned": false}}));
+        let ok = Var::from_json(&serde_json::json!({"claims": {"banned": false}}));
         let c = p.constants(&ok);
         assert_eq!(
             p.listed(&ok, &c, &tool("a"), &mut errors),

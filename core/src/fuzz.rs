@@ -157,7 +157,7 @@ rules:
 
 /// [`rules`] with the policy compiled.
 fn rules_with(policy: &crate::authz::Policy, data: &[u8]) {
-    use crate::authz::{Item, ItemKind, Listed, Policy, Var};
+    use crate::authz::{Item, ItemKind, Listed, Var};
     let (claims, args) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),
@@ -167,7 +167,7 @@ fn rules_with(policy: &crate::authz::Policy, data: &[u8]) {
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(b).into()))
     };
     let facts = serde_json::json!({"kind": "jwt", "id": "jwt:fuzz", "claims": json(claims)});
-    let principal = Policy::principal_var(&facts);
+    let principal = Var::from_json(&facts);
     let _ = policy.view_key(&facts);
     let args = Var::from_json(&json(args));
     let constants = policy.constants(&principal);
