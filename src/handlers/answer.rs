@@ -159,20 +159,45 @@ pub(crate) fn with_client_uris(shard: &Shard, pool: &Pool, map: bool, answer: Ve
     }
 }
 
+/// What masking (`masking:`) makes of a backend's message on its way to a client.
+pub(crate) enum ForClient {
+    /// Nothing to mask (or no `masking:`): the message goes as it is.
+    AsIs,
+    /// The message to send instead.
+    Masked(Vec<u8>),
+    /// It may hold a secret that cannot be masked: it must not reach the client.
+    Withheld,
+}
+
+/// The one place a backend's message is masked for a client (answers, requests and
+/// notifications alike): counted and logged by the first pattern's name, never the secret.
+pub(crate) fn mask_for_client(shard: &Shard, pool: &Pool, message: &[u8]) -> ForClient {
+    let Some(m) = &shard.masker else {
+        return ForClient::AsIs;
+    };
+    match m.mask_json(message) {
+        ringmux_core::mask::Outcome::Clean => ForClient::AsIs,
+        ringmux_core::mask::Outcome::Masked(found) => {
+            shard.metrics.masked.add(1);
+            tracing::info!(backend = %pool.name(), pattern = %found.first, count = found.count, "secrets masked in a backend's message to a client");
+            ForClient::Masked(found.body)
+        }
+        ringmux_core::mask::Outcome::Unreadable => {
+            shard.metrics.masked.add(1);
+            tracing::warn!(backend = %pool.name(), "a backend's message may hold a secret and cannot be masked; withheld");
+            ForClient::Withheld
+        }
+    }
+}
+
 /// A backend's answer with its secrets masked (`None`: nothing to mask, or no `masking:`).
 /// An answer a pattern matches but that cannot be rewritten is withheld: the client gets an
 /// error naming the backend instead (fail closed).
 pub(crate) fn masked(shard: &Shard, pool: &Pool, message: &[u8]) -> Option<Vec<u8>> {
-    match shard.masker.as_ref()?.mask_json(message) {
-        ringmux_core::mask::Outcome::Clean => None,
-        ringmux_core::mask::Outcome::Masked(m) => {
-            shard.metrics.masked.add(1);
-            tracing::info!(backend = %pool.name(), pattern = %m.first, count = m.count, "secrets masked in a backend's answer");
-            Some(m.body)
-        }
-        ringmux_core::mask::Outcome::Unreadable => {
-            shard.metrics.masked.add(1);
-            tracing::warn!(backend = %pool.name(), "a backend's answer may hold a secret and cannot be rewritten; withheld");
+    match mask_for_client(shard, pool, message) {
+        ForClient::AsIs => None,
+        ForClient::Masked(body) => Some(body),
+        ForClient::Withheld => {
             let id = jsonrpc::parse(message).ok().and_then(|m| m.id);
             let mut out = Vec::with_capacity(160);
             jsonrpc::write_error_parts(

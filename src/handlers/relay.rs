@@ -25,6 +25,7 @@ use ringmux_core::names;
 use ringmux_core::uris;
 use serde_json::value::RawValue;
 
+use super::answer::{mask_for_client, ForClient};
 use crate::backend::upstream::{Body, EventStream, Pool, Response, Status};
 use crate::session::streams::GET_STREAM;
 use crate::session::{InFlight, Session};
@@ -126,24 +127,13 @@ pub(crate) async fn refuse_request(
 /// as it is when there is nothing to mask (or it is an answer, masked where answers are);
 /// `None` when it may hold a secret that cannot be masked (then it is dropped).
 pub(crate) fn masked_message(shard: &Shard, pool: &Pool, data: Vec<u8>) -> Option<Vec<u8>> {
-    let Some(m) = &shard.masker else {
-        return Some(data);
-    };
-    if jsonrpc::parse(&data).is_ok_and(|msg| msg.kind == Kind::Response) {
+    if shard.masker.is_none() || jsonrpc::parse(&data).is_ok_and(|msg| msg.kind == Kind::Response) {
         return Some(data);
     }
-    match m.mask_json(&data) {
-        ringmux_core::mask::Outcome::Clean => Some(data),
-        ringmux_core::mask::Outcome::Masked(found) => {
-            shard.metrics.masked.add(1);
-            tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets masked in a backend's message to a client");
-            Some(found.body)
-        }
-        ringmux_core::mask::Outcome::Unreadable => {
-            shard.metrics.masked.add(1);
-            tracing::warn!(backend = %pool.name(), "a backend's message may hold a secret and cannot be masked; dropped");
-            None
-        }
+    match mask_for_client(shard, pool, &data) {
+        ForClient::AsIs => Some(data),
+        ForClient::Masked(body) => Some(body),
+        ForClient::Withheld => None,
     }
 }
 
@@ -172,24 +162,18 @@ pub fn deliver(
     // be masked is dropped.
     let masked_copy;
     let mut data = data;
-    if let (Some(m), false) = (&shard.masker, msg.kind == Kind::Response) {
-        match m.mask_json(data) {
-            ringmux_core::mask::Outcome::Clean => {}
-            ringmux_core::mask::Outcome::Masked(found) => {
-                shard.metrics.masked.add(1);
-                tracing::info!(backend = %pool.name(), pattern = %found.first, "secrets masked in a backend's message to a client");
-                masked_copy = found.body;
+    if msg.kind != Kind::Response {
+        match mask_for_client(shard, pool, data) {
+            ForClient::AsIs => {}
+            ForClient::Masked(body) => {
+                masked_copy = body;
                 data = &masked_copy;
                 msg = match jsonrpc::parse(data) {
                     Ok(m) => m,
                     Err(_) => return Delivered::Garbage,
                 };
             }
-            ringmux_core::mask::Outcome::Unreadable => {
-                shard.metrics.masked.add(1);
-                tracing::warn!(backend = %pool.name(), "a backend's message may hold a secret and cannot be masked; dropped");
-                return Delivered::Passed;
-            }
+            ForClient::Withheld => return Delivered::Passed,
         }
     }
     match msg.kind {
