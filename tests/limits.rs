@@ -26,6 +26,16 @@ fn refused(resp: &RawResponse) -> (u64, u64) {
     (secs, ms)
 }
 
+/// Whether `c`'s pings come to be answered with `status` (within 10 s).
+fn ping_answers(c: &mut Client, id: u64, status: u16) -> bool {
+    eventually(Duration::from_secs(10), || {
+        c.post(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}))
+            .unwrap()
+            .status
+            == status
+    })
+}
+
 #[test]
 fn a_principals_bucket_runs_out_and_refills() {
     let a = mock("a").start();
@@ -80,21 +90,13 @@ fn requests_in_progress_are_bounded_per_principal() {
     let t = std::thread::spawn(move || call(&mut slow, 1, "a__slow", json!({"ms": 3000})));
     // While the slow call is in progress, the same principal's next request waits its turn.
     assert!(
-        eventually(Duration::from_secs(10), || other
-            .post(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
-            .unwrap()
-            .status
-            == 429),
+        ping_answers(&mut other, 2, 429),
         "the second request in progress was admitted"
     );
     let done = t.join().unwrap();
     assert_eq!(done.status, 200);
     assert_eq!(text_of(&done.messages()[0]), "slept");
-    assert!(eventually(Duration::from_secs(10), || other
-        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
-        .unwrap()
-        .status
-        == 200));
+    assert!(ping_answers(&mut other, 3, 200));
 
     // A call answered as an event stream keeps its place until the stream ends.
     let mut streaming = client(&gw.url);
@@ -108,11 +110,7 @@ fn requests_in_progress_are_bounded_per_principal() {
             .unwrap()
     });
     assert!(
-        eventually(Duration::from_secs(10), || other
-            .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
-            .unwrap()
-            .status
-            == 429),
+        ping_answers(&mut other, 5, 429),
         "a streamed call released its place before it ended"
     );
     let done = t.join().unwrap();
@@ -124,11 +122,7 @@ fn requests_in_progress_are_bounded_per_principal() {
     );
     assert_eq!(msgs.last().unwrap()["id"], 4);
     // Released once the relay is done (just after the client has the last event).
-    assert!(eventually(Duration::from_secs(10), || other
-        .post(&json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}))
-        .unwrap()
-        .status
-        == 200));
+    assert!(ping_answers(&mut other, 6, 200));
 }
 
 #[test]

@@ -814,6 +814,15 @@ async def _walk(list_fn, key: str) -> list:
             return items
 
 
+async def _lists(s) -> dict:
+    """The names of every tool and prompt and the URI of every resource a session sees."""
+    return {
+        "tools": [t.name for t in await _walk(s.list_tools, "tools")],
+        "prompts": [p.name for p in await _walk(s.list_prompts, "prompts")],
+        "resources": [str(r.uri) for r in await _walk(s.list_resources, "resources")],
+    }
+
+
 async def _views(url: str, authorization: str | None) -> dict:
     """One SDK session: every list walked, and the calls the test judges."""
     from mcp import ClientSession
@@ -833,11 +842,7 @@ async def _views(url: str, authorization: str | None) -> dict:
         async with streamable_http_client(url, http_client=http) as streams:
             async with ClientSession(streams[0], streams[1]) as s:
                 await s.initialize()
-                out = {
-                    "tools": [t.name for t in await _walk(s.list_tools, "tools")],
-                    "prompts": [p.name for p in await _walk(s.list_prompts, "prompts")],
-                    "resources": [str(r.uri) for r in await _walk(s.list_resources, "resources")],
-                }
+                out = await _lists(s)
                 if authorization is None:
                     return out
                 out["sum"] = await outcome(s.call_tool("ev__get-sum", {"a": 1, "b": 2}))
@@ -858,11 +863,7 @@ def _direct(port: int) -> dict:
         async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as streams:
             async with ClientSession(streams[0], streams[1]) as s:
                 await s.initialize()
-                return {
-                    "tools": [t.name for t in await _walk(s.list_tools, "tools")],
-                    "prompts": [p.name for p in await _walk(s.list_prompts, "prompts")],
-                    "resources": [str(r.uri) for r in await _walk(s.list_resources, "resources")],
-                }
+                return await _lists(s)
     return anyio.run(go)
 
 
