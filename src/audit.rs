@@ -43,6 +43,34 @@ pub struct Record<'a> {
     pub new: Option<&'a serde_json::value::RawValue>,
 }
 
+impl<'a> Record<'a> {
+    /// A record of `event` about `backend`'s part in `method`, decided `allow`, with nothing
+    /// else known yet (fill in the rest with `..`).
+    pub fn new(
+        event: &'static str,
+        allow: bool,
+        principal: &'a str,
+        method: &'a str,
+        backend: &'a str,
+    ) -> Record<'a> {
+        Record {
+            event,
+            decision: if allow { "allow" } else { "deny" },
+            principal,
+            session: None,
+            method,
+            backend: Some(backend),
+            name: None,
+            rule: None,
+            decision_us: 0,
+            arguments: None,
+            reason: None,
+            old: None,
+            new: None,
+        }
+    }
+}
+
 /// A shard's audit writer.
 pub struct Audit {
     out: RefCell<std::fs::File>,

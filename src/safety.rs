@@ -423,19 +423,11 @@ fn handle(
             };
             let (old, new) = (raw(old), raw(new));
             a.record(&crate::audit::Record {
-                event,
-                decision: if hidden { "deny" } else { "allow" },
-                principal: "ringmux",
-                session: None,
-                method: "tools/list",
-                backend: Some(backend),
                 name: Some(tool),
-                rule: None,
-                decision_us: 0,
-                arguments: None,
                 reason: Some(reason),
                 old: old.as_deref(),
                 new: new.as_deref(),
+                ..crate::audit::Record::new(event, !hidden, "ringmux", "tools/list", backend)
             });
         }
     };

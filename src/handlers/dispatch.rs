@@ -553,20 +553,15 @@ fn decide(
                         Some(Outcome::Unreadable) => None,
                     }
                 });
+            let principal = session.principal.id();
+            let backend = pools[backend as usize].name();
             audit.record(&crate::audit::Record {
-                event: "authz",
-                decision: if d.allow { "allow" } else { "deny" },
-                principal: &session.principal.id(),
                 session: Some(&session.id),
-                method,
-                backend: Some(pools[backend as usize].name()),
                 name: Some(name),
                 rule: d.rule.map(|r| authz.policy.rule_name(r)),
                 decision_us: started.elapsed().as_micros() as u64,
                 arguments: arguments.as_deref(),
-                reason: None,
-                old: None,
-                new: None,
+                ..crate::audit::Record::new("authz", d.allow, &principal, method, backend)
             });
         }
     }

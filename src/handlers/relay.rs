@@ -75,20 +75,10 @@ pub(crate) fn may_ask(
     shard.metrics.client_requests_refused.add(1);
     tracing::info!(backend = %pool.name(), session = %session.id, method, "backend request to the client refused by its client_requests");
     if let Some(audit) = &shard.audit {
+        let principal = session.principal.id();
         audit.record(&crate::audit::Record {
-            event: "client_request",
-            decision: "deny",
-            principal: &session.principal.id(),
             session: Some(&session.id),
-            method,
-            backend: Some(pool.name()),
-            name: None,
-            rule: None,
-            decision_us: 0,
-            arguments: None,
-            reason: None,
-            old: None,
-            new: None,
+            ..crate::audit::Record::new("client_request", false, &principal, method, pool.name())
         });
     }
     false
