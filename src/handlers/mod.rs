@@ -2,6 +2,7 @@
 //! each method, the relays of what backends send clients, and a session's life.
 
 pub mod answer;
+pub mod checks;
 pub mod dispatch;
 pub mod lifecycle;
 pub mod lists;
