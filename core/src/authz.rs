@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr};
+use cel::common::ast::Expr;
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::{Context, Env, ExecutionError, IdedExpr, Program, Value};
@@ -74,24 +74,7 @@ impl VariableResolver for Vars<'_> {
     }
 }
 
-use crate::config::{Authz, Effect};
-
-/// The variables a rule may read, and CEL's type names (`type(x) == string`).
-pub const VARIABLES: &[&str] = &[
-    "principal",
-    "mcp",
-    "args",
-    "int",
-    "uint",
-    "double",
-    "bool",
-    "string",
-    "bytes",
-    "list",
-    "map",
-    "null_type",
-    "type",
-];
+use crate::config::{free_variables, walk, Authz, Effect};
 
 /// What an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,80 +460,6 @@ impl Policy {
         }
         allowed || self.default_allow
     }
-}
-
-/// Walks an expression with the comprehension variables bound at each node.
-fn walk<'e>(
-    e: &'e IdedExpr,
-    bound: &mut Vec<&'e str>,
-    visit: &mut impl FnMut(&'e IdedExpr, &[&'e str]) -> bool,
-) {
-    if !visit(e, bound) {
-        return;
-    }
-    match &e.expr {
-        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
-        Expr::Call(c) => {
-            if let Some(t) = &c.target {
-                walk(t, bound, visit);
-            }
-            for a in &c.args {
-                walk(a, bound, visit);
-            }
-        }
-        Expr::Comprehension(c) => {
-            walk(&c.iter_range, bound, visit);
-            walk(&c.accu_init, bound, visit);
-            let n = bound.len();
-            bound.push(&c.iter_var);
-            if let Some(v) = &c.iter_var2 {
-                bound.push(v);
-            }
-            bound.push(&c.accu_var);
-            walk(&c.loop_cond, bound, visit);
-            walk(&c.loop_step, bound, visit);
-            walk(&c.result, bound, visit);
-            bound.truncate(n);
-        }
-        Expr::List(l) => {
-            for x in &l.elements {
-                walk(x, bound, visit);
-            }
-        }
-        Expr::Map(m) => {
-            for entry in &m.entries {
-                match &entry.expr {
-                    EntryExpr::StructField(f) => walk(&f.value, bound, visit),
-                    EntryExpr::MapEntry(me) => {
-                        walk(&me.key, bound, visit);
-                        walk(&me.value, bound, visit);
-                    }
-                }
-            }
-        }
-        Expr::Struct(s) => {
-            for entry in &s.entries {
-                if let EntryExpr::StructField(f) = &entry.expr {
-                    walk(&f.value, bound, visit);
-                }
-            }
-        }
-        Expr::Select(s) => walk(&s.operand, bound, visit),
-    }
-}
-
-/// The variables an expression reads that no comprehension binds.
-pub fn free_variables(e: &IdedExpr) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    walk(e, &mut Vec::new(), &mut |e, bound| {
-        if let Expr::Ident(name) = &e.expr {
-            if !name.starts_with('@') && !bound.contains(&name.as_str()) && !out.contains(name) {
-                out.push(name.clone());
-            }
-        }
-        true
-    });
-    out
 }
 
 /// Adds the paths under `principal` the expression reads (`principal.claims.role` is

@@ -1,10 +1,105 @@
 //! `authz:`: authorization rules in CEL over the principal, the MCP item a request names and
-//! its arguments. Checked here (every rule compiles, names are unique, backends exist);
+//! its arguments. Checked here (every rule compiles, reads only the variables rules have,
+//! names are unique, backends exist; the expression walk that finds what a rule reads is here
+//! too, and `authz` uses it);
 //! compiled again per shard by [`crate::authz::Policy::new`].
 
+use cel::common::ast::{EntryExpr, Expr};
+use cel::IdedExpr;
 use serde::Deserialize;
 
 use super::{err, ConfigError};
+
+/// The variables a rule may read, and CEL's type names (`type(x) == string`).
+pub const VARIABLES: &[&str] = &[
+    "principal",
+    "mcp",
+    "args",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+];
+
+/// Walks an expression with the comprehension variables bound at each node.
+pub(crate) fn walk<'e>(
+    e: &'e IdedExpr,
+    bound: &mut Vec<&'e str>,
+    visit: &mut impl FnMut(&'e IdedExpr, &[&'e str]) -> bool,
+) {
+    if !visit(e, bound) {
+        return;
+    }
+    match &e.expr {
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                walk(t, bound, visit);
+            }
+            for a in &c.args {
+                walk(a, bound, visit);
+            }
+        }
+        Expr::Comprehension(c) => {
+            walk(&c.iter_range, bound, visit);
+            walk(&c.accu_init, bound, visit);
+            let n = bound.len();
+            bound.push(&c.iter_var);
+            if let Some(v) = &c.iter_var2 {
+                bound.push(v);
+            }
+            bound.push(&c.accu_var);
+            walk(&c.loop_cond, bound, visit);
+            walk(&c.loop_step, bound, visit);
+            walk(&c.result, bound, visit);
+            bound.truncate(n);
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                walk(x, bound, visit);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                match &entry.expr {
+                    EntryExpr::StructField(f) => walk(&f.value, bound, visit),
+                    EntryExpr::MapEntry(me) => {
+                        walk(&me.key, bound, visit);
+                        walk(&me.value, bound, visit);
+                    }
+                }
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                if let EntryExpr::StructField(f) = &entry.expr {
+                    walk(&f.value, bound, visit);
+                }
+            }
+        }
+        Expr::Select(s) => walk(&s.operand, bound, visit),
+    }
+}
+
+/// The variables an expression reads that no comprehension binds.
+pub fn free_variables(e: &IdedExpr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    walk(e, &mut Vec::new(), &mut |e, bound| {
+        if let Expr::Ident(name) = &e.expr {
+            if !name.starts_with('@') && !bound.contains(&name.as_str()) && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        true
+    });
+    out
+}
 
 /// `authz:` as written.
 #[derive(Debug, Deserialize)]
@@ -186,13 +281,13 @@ impl AuthzFile {
             let program = env
                 .compile(&expr)
                 .map_err(|e| err(at(key), format!("not a valid CEL expression: {e}")))?;
-            for v in crate::authz::free_variables(program.expression()) {
-                if !crate::authz::VARIABLES.contains(&v.as_str()) {
+            for v in free_variables(program.expression()) {
+                if !VARIABLES.contains(&v.as_str()) {
                     return Err(err(
                         at(key),
                         format!(
                             "unknown variable {v:?} (rules read {})",
-                            crate::authz::VARIABLES.join(", ")
+                            VARIABLES.join(", ")
                         ),
                     ));
                 }

@@ -14,7 +14,11 @@ mod rates;
 mod safety;
 mod tls;
 pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
-pub use authz::{Audit, AuditFile, Authz, AuthzFile, ClientRequest, Effect, Rule, RuleFile};
+pub(crate) use authz::walk;
+pub use authz::{
+    free_variables, Audit, AuditFile, Authz, AuthzFile, ClientRequest, Effect, Rule, RuleFile,
+    VARIABLES,
+};
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 pub use rates::{Bucket, BucketFile, RateLimits, RateLimitsFile};
