@@ -27,6 +27,18 @@ pub struct Merged {
     key: Vec<(u16, u64)>,
     /// Tool safety's generation when it was built (its pins change what is left out).
     safety: u64,
+    /// A virtual server's edits of its tool list (`None`: shown as merged).
+    pub shaped: Option<crate::routes::Shaped>,
+}
+
+impl Merged {
+    /// Where the name a client gave leads (a route's new names included).
+    pub fn route(&self, name: &str) -> Option<ringmux_core::merge::Route> {
+        match &self.shaped {
+            None => self.index.route(name),
+            Some(s) => s.route(&self.index, name),
+        }
+    }
 }
 
 impl crate::authz::Listing for Merged {
@@ -105,6 +117,9 @@ pub struct Federation {
     separator: String,
     fingerprint: u32,
     next_generation: std::cell::Cell<u64>,
+    /// The tool shape of the virtual server whose clients this cache serves (`None`: all
+    /// tools, as merged).
+    shape: Option<Rc<crate::routes::Shape>>,
 }
 
 fn slot(kind: ListKind) -> usize {
@@ -112,7 +127,13 @@ fn slot(kind: ListKind) -> usize {
 }
 
 impl Federation {
-    pub fn new(backends: usize, ttl: Duration, separator: String, fingerprint: u32) -> Self {
+    pub fn new(
+        backends: usize,
+        ttl: Duration,
+        separator: String,
+        fingerprint: u32,
+        shape: Option<Rc<crate::routes::Shape>>,
+    ) -> Self {
         let state = || {
             RefCell::new(KindState {
                 catalogs: (0..backends).map(|_| None).collect(),
@@ -127,6 +148,7 @@ impl Federation {
             separator,
             fingerprint,
             next_generation: std::cell::Cell::new(1),
+            shape,
         }
     }
 
@@ -244,23 +266,46 @@ impl Federation {
         };
         let sources = sources_of(&cats, pools);
         let tsources = sources_of(&tmpl, pools);
-        let index = match safety {
-            Some(s) => {
-                let named: Vec<(u16, &str, &Rc<Catalog>)> = cats
-                    .iter()
-                    .map(|(b, c)| (*b, pools[*b as usize].name(), c))
-                    .collect();
-                let hidden = s.hidden(&named);
+        let shape = self.shape.as_deref().filter(|_| kind == ListKind::Tools);
+        let index = match (safety, shape) {
+            (None, None) => {
+                Index::build(kind, &sources, &self.separator, &tsources, self.fingerprint)
+            }
+            _ => {
+                let hidden = safety.map(|s| {
+                    let named: Vec<(u16, &str, &Rc<Catalog>)> = cats
+                        .iter()
+                        .map(|(b, c)| (*b, pools[*b as usize].name(), c))
+                        .collect();
+                    s.hidden(&named)
+                });
+                // A virtual server shows the tools its patterns name, by their merged names.
+                let unshown = |si: usize, i: usize| {
+                    shape.is_some_and(|shape| {
+                        let src = &sources[si];
+                        let key = src.catalog.key(i);
+                        if src.prefixed {
+                            let name = ringmux_core::names::prefixed(
+                                false,
+                                src.name,
+                                &self.separator,
+                                &key,
+                            );
+                            !shape.shows(&name)
+                        } else {
+                            !shape.shows(&key)
+                        }
+                    })
+                };
                 Index::build_hiding(
                     kind,
                     &sources,
                     &self.separator,
                     &tsources,
                     self.fingerprint,
-                    &|si, i| hidden[si][i],
+                    &|si, i| hidden.as_ref().is_some_and(|h| h[si][i]) || unshown(si, i),
                 )
             }
-            None => Index::build(kind, &sources, &self.separator, &tsources, self.fingerprint),
         };
         for c in &index.collisions {
             tracing::warn!(
@@ -274,12 +319,15 @@ impl Federation {
         for (b, name) in &index.invalid {
             tracing::warn!(backend = %pools[*b as usize].name(), name = %name, "merged tool name breaks the spec's tool-name rule (1-128 of A-Za-z0-9_-.); hidden");
         }
+        let catalogs: Vec<Rc<Catalog>> = cats.iter().map(|(_, c)| c.clone()).collect();
+        let shaped = shape.map(|s| s.apply(&index, &catalogs));
         let merged = Rc::new(Merged {
             index,
             backends: cats.iter().map(|(b, _)| *b).collect(),
-            catalogs: cats.iter().map(|(_, c)| c.clone()).collect(),
+            catalogs,
             key,
             safety: safety_gen,
+            shaped,
         });
         self.kinds[slot(kind)].borrow_mut().merged = Some(merged.clone());
         merged

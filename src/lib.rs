@@ -42,6 +42,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod reply;
 pub mod request;
+pub mod routes;
 pub mod safety;
 pub mod server;
 pub mod session;

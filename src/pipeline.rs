@@ -53,7 +53,7 @@ pub use crate::request::{ClientEra, Credential, Op, OwnedRequest, Parsed, Princi
 pub fn authenticate(shard: &Shard, req: &Request<'_>) -> Result<Principal, Reply> {
     match req.credential {
         Credential::Done => Ok(req.principal.clone()),
-        Credential::Header(header) => authenticate_header(shard, header, &req.principal),
+        Credential::Header(header) => authenticate_header(shard, header, &req.principal, req.route),
     }
 }
 
@@ -64,8 +64,9 @@ pub fn authenticate_header(
     shard: &Shard,
     header: Option<&[u8]>,
     fallback: &Principal,
+    route: u8,
 ) -> Result<Principal, Reply> {
-    let Some(auth) = &shard.auth else {
+    let Some(auth) = shard.auth_for(route) else {
         return Ok(fallback.clone());
     };
     // A verified client certificate is a credential: it stands when no other is presented (a
@@ -111,9 +112,11 @@ pub fn authorize(
     session: Option<&crate::session::Session>,
 ) -> Option<Rc<crate::authz::View>> {
     // Without `authz:` there is no view (checked here, inline: the hot path's case); without a
-    // session (`initialize`) nothing is named that a view would decide.
-    let authz = shard.authz.as_ref()?;
-    session?.authz_view(Some(authz), principal, &shard.metrics)
+    // session (`initialize`) nothing is named that a view would decide. A virtual server's
+    // clients are decided by its rules.
+    let session = session?;
+    let authz = shard.authz_for(session.route)?;
+    session.authz_view(Some(authz), principal, &shard.metrics)
 }
 
 /// Where a request goes after the stages that need no waiting ([`route`]).
@@ -177,12 +180,13 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
                 shard,
                 id,
                 &principal,
+                req.route,
                 last_event_id.as_deref(),
             ),
             None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
         },
         (Op::Delete, _) => match req.session {
-            Some(id) if shard.end_session_for(id, &principal) => Reply::Status(200),
+            Some(id) if shard.end_session_for(id, &principal, req.route) => Reply::Status(200),
             Some(_) => session_not_found(),
             None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
         },
@@ -210,6 +214,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
                 request.parsed,
                 sse,
                 admitted,
+                request.route,
             )
             .await
         }
@@ -228,6 +233,7 @@ pub async fn message(
     parsed: Option<&Parsed<'_>>,
     sse: bool,
     admitted: Option<crate::limits::Admitted>,
+    route: u8,
 ) -> Reply {
     shard.metrics.requests.add(1);
     if era == ClientEra::Sessionless {
@@ -245,7 +251,7 @@ pub async fn message(
             },
         };
         let key = session_id.expect("a 2026-07-28 request names its principal session");
-        return sessionless(shard, principal, key, body, parsed, sse, admitted).await;
+        return sessionless(shard, principal, key, body, parsed, sse, admitted, route).await;
     }
     // Stateful and legacy fronts leave the parse to this stage.
     debug_assert!(parsed.is_none());
@@ -253,7 +259,7 @@ pub async fn message(
         Ok(m) => m,
         Err(e) => return Reply::error_in(None, &e, era.error_era()),
     };
-    let session = shard.session(session_id, principal);
+    let session = shard.session(session_id, principal, route);
     match msg.kind {
         // Client notifications go to the backends concerned; answers to server-to-client
         // requests go back to the asker.
@@ -278,6 +284,7 @@ pub async fn message(
                 sink: Sink::of(era, sse),
                 view: authorize(shard, principal, session.as_deref()),
                 admitted: std::cell::Cell::new(admitted),
+                route,
             };
             match entry.handler {
                 Handler::Local(Local::Initialize) => {
@@ -302,6 +309,7 @@ pub async fn message(
 }
 
 /// Stages 5 to 8 for a 2026-07-28 request (its session is its principal's, `key`).
+#[allow(clippy::too_many_arguments)]
 async fn sessionless(
     shard: &Rc<Shard>,
     principal: &Principal,
@@ -310,6 +318,7 @@ async fn sessionless(
     parsed: &Parsed<'_>,
     sse: bool,
     admitted: Option<crate::limits::Admitted>,
+    route: u8,
 ) -> Reply {
     let msg = &parsed.msg;
     let Some(id) = msg.id else {
@@ -323,7 +332,10 @@ async fn sessionless(
             ErrorEra::Sessionless,
         );
     };
-    crate::handlers::modern::serve(shard, key, principal, entry, body, parsed, sse, admitted).await
+    crate::handlers::modern::serve(
+        shard, key, principal, entry, body, parsed, sse, admitted, route,
+    )
+    .await
 }
 
 /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the
@@ -335,7 +347,7 @@ fn post_legacy(
     body: &[u8],
     admitted: Option<crate::limits::Admitted>,
 ) -> Reply {
-    let known = shard.session(Some(id), &principal).is_some()
+    let known = shard.session(Some(id), &principal, 0).is_some()
         || shard
             .legacy_pending
             .borrow()
@@ -358,6 +370,7 @@ fn post_legacy(
             None,
             false,
             admitted,
+            0,
         )
         .await;
         // A rate limit's refusal goes on the stream like any answer.
@@ -370,7 +383,7 @@ fn post_legacy(
             other => other,
         };
         if let Reply::Json { body: answer, .. } = reply {
-            if let Some(s) = shard.session(Some(&id), &principal) {
+            if let Some(s) = shard.session(Some(&id), &principal, 0) {
                 s.streams.send(crate::session::streams::GET_STREAM, &answer);
             } else {
                 refuse_before_initialize(&shard, &id, &owned);

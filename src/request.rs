@@ -153,6 +153,8 @@ pub struct Request<'a> {
     /// The `Authorization` header's value, for stage 2; `None` once `principal` is the
     /// authenticated one (after a hop, or when the front authenticated already).
     pub credential: Credential<'a>,
+    /// The endpoint it came to: 0 the main one, else a virtual server (`routes:`).
+    pub route: u8,
 }
 
 /// What a request presents to authentication.
@@ -171,6 +173,7 @@ pub struct OwnedRequest {
     pub session: Option<Box<str>>,
     pub op: Op,
     pub body: Vec<u8>,
+    pub route: u8,
 }
 
 impl Request<'_> {
@@ -183,6 +186,7 @@ impl Request<'_> {
             session: self.session.map(Box::from),
             op: self.op.clone(),
             body,
+            route: self.route,
         }
     }
 }
@@ -197,6 +201,7 @@ impl OwnedRequest {
             body: &self.body,
             parsed: None,
             credential: Credential::Done,
+            route: self.route,
         }
     }
 }

@@ -136,11 +136,20 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         .collect();
     // The issuer's keys for every shard: read once, or fetched now and then refreshed by a
     // thread of their own (`jwks_url`).
-    let feeds = match &cfg.auth {
-        Some(auth) => crate::auth::start_keys(auth, shards, metrics[0].clone())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-        None => (0..shards).map(|_| None).collect(),
-    };
+    // One feed per `auth:` (the main endpoint's, then each route's), per shard.
+    let mut feeds: Vec<Vec<Option<crate::auth::KeyFeed>>> =
+        (0..shards).map(|_| Vec::new()).collect();
+    let auths = std::iter::once(&cfg.auth).chain(cfg.routes.iter().map(|r| &r.auth));
+    for auth in auths {
+        let per_shard = match auth {
+            Some(auth) => crate::auth::start_keys(auth, shards, metrics[0].clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            None => (0..shards).map(|_| None).collect(),
+        };
+        for (shard, feed) in feeds.iter_mut().zip(per_shard) {
+            shard.push(feed);
+        }
+    }
     // The audit log, opened once; each shard writes through its own descriptor.
     let audit = match &cfg.audit {
         Some(a) => Some(
@@ -254,8 +263,8 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
 struct StdioChildren {
     handles: Arc<[Option<crate::backend::stdio::Handle>]>,
     children: Vec<(usize, crate::backend::stdio::Inbox)>,
-    /// (And the shard's end of the JWKS fetcher, if there is one.)
-    key_feed: Option<crate::auth::KeyFeed>,
+    /// (And the shard's ends of the JWKS fetchers: the main endpoint's, then each route's.)
+    key_feed: Vec<Option<crate::auth::KeyFeed>>,
     /// (And of the TLS file watcher.)
     tls: Option<crate::tls::Listener>,
     /// (And its descriptor of the audit log.)

@@ -19,12 +19,13 @@ use crate::federation::Federation;
 use crate::metrics::ShardMetrics;
 use crate::peers::Peers;
 use crate::request::Principal;
+use crate::routes::Served;
 use crate::session::Session;
 
 /// Backend session deletions queued per shard before more are dropped (about 40 bytes each).
 const MAX_QUEUED_TEARDOWNS: usize = 100_000;
 
-/// Catalog views kept per shard (distinct client capability sets).
+/// Catalog views kept per shard (distinct client capability sets), plus 4 per route.
 const MAX_VIEWS: usize = 16;
 
 /// A legacy stream waiting for its `initialize`: where its events go, and who opened it.
@@ -41,6 +42,8 @@ pub struct Shard {
     pub auth: Option<crate::auth::Authenticator>,
     /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
     pub authz: Option<crate::authz::Authz>,
+    /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
+    pub routes: Vec<crate::routes::Served>,
     /// The audit log (`audit:`), this shard's descriptor of it.
     pub audit: Option<crate::audit::Audit>,
     /// Tool safety (`tool_safety:`): pins, shadowing, injection; this shard's view of them.
@@ -102,7 +105,7 @@ impl Shard {
         all_metrics: Arc<[Arc<ShardMetrics>]>,
         peers: Peers,
         stdio: &[Option<crate::backend::stdio::Handle>],
-        key_feed: Option<crate::auth::KeyFeed>,
+        key_feeds: Vec<Option<crate::auth::KeyFeed>>,
         tls: Option<crate::tls::Listener>,
         audit: Option<std::fs::File>,
         safety: Option<crate::safety::Feed>,
@@ -119,14 +122,34 @@ impl Shard {
             })
             .collect();
         // The keys come through the feed: read or fetched once for every shard (server::start).
+        let mut key_feeds = key_feeds.into_iter();
         let auth = cfg
             .auth
             .as_ref()
-            .map(|a| crate::auth::Authenticator::new(a, key_feed));
+            .map(|a| crate::auth::Authenticator::new(a, key_feeds.next().flatten()));
         let authz = cfg
             .authz
             .as_ref()
             .map(|a| crate::authz::Authz::new(a, cfg.auth.as_ref()));
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                let feed = key_feeds.next().flatten();
+                crate::routes::Served {
+                    path: r.path.as_str().into(),
+                    backends: r.backends.clone().into_boxed_slice(),
+                    shape: crate::routes::Shape::new(&r.tools).map(Rc::new),
+                    auth: r
+                        .auth
+                        .as_ref()
+                        .map(|a| crate::auth::Authenticator::new(a, feed)),
+                    authz: r.authz.as_ref().map(|a| {
+                        crate::authz::Authz::new(a, r.auth.as_ref().or(cfg.auth.as_ref()))
+                    }),
+                }
+            })
+            .collect();
         let audit = match (audit, &cfg.audit) {
             (Some(f), Some(a)) => Some(crate::audit::Audit::new(f, a)),
             _ => None,
@@ -147,6 +170,7 @@ impl Shard {
             id,
             auth,
             authz,
+            routes,
             audit,
             safety,
             limiter,
@@ -184,13 +208,48 @@ impl Shard {
         *suppressed = 0;
     }
 
-    /// The catalog cache for the clients of view `view` ([`crate::session::view_of`]).
-    pub fn fed(&self, view: u64) -> Rc<Federation> {
+    /// The route a request path names (0: the main endpoint), if any.
+    pub fn route_of(&self, path: &[u8]) -> Option<u8> {
+        if path == self.cfg.path.as_bytes() {
+            return Some(0);
+        }
+        self.routes
+            .iter()
+            .position(|r| r.path.as_bytes() == path)
+            .map(|i| i as u8 + 1)
+    }
+
+    /// Virtual server `route` (`None` for the main endpoint).
+    pub fn served(&self, route: u8) -> Option<&crate::routes::Served> {
+        route.checked_sub(1).map(|r| &self.routes[r as usize])
+    }
+
+    /// The authentication of `route`'s clients (its own, or the main endpoint's).
+    #[inline]
+    pub fn auth_for(&self, route: u8) -> Option<&crate::auth::Authenticator> {
+        match self.served(route) {
+            Some(Served { auth: Some(a), .. }) => Some(a),
+            _ => self.auth.as_ref(),
+        }
+    }
+
+    /// The authorization of `route`'s clients (its own, or the main endpoint's).
+    #[inline]
+    pub fn authz_for(&self, route: u8) -> Option<&crate::authz::Authz> {
+        match self.served(route) {
+            Some(Served { authz: Some(a), .. }) => Some(a),
+            _ => self.authz.as_ref(),
+        }
+    }
+
+    /// The catalog cache for the clients of view `view` ([`crate::session::view_of`], which
+    /// tells routes apart).
+    pub fn fed(&self, view: u64, route: u8) -> Rc<Federation> {
         let mut views = self.views.borrow_mut();
         if let Some((_, f)) = views.iter().find(|(v, _)| *v == view) {
             return f.clone();
         }
-        if views.len() == MAX_VIEWS {
+        if views.len() == MAX_VIEWS + 4 * self.routes.len() {
             // Forget the oldest view; its clients refetch on their next list.
             views.remove(0);
         }
@@ -199,6 +258,7 @@ impl Shard {
             self.cfg.catalog_ttl,
             self.cfg.separator.clone(),
             self.cfg.fingerprint,
+            self.served(route).and_then(|r| r.shape.clone()),
         ));
         views.push((view, fed.clone()));
         fed
@@ -232,9 +292,15 @@ impl Shard {
 
     /// Looks up a session for `principal` and marks it used. A session is its principal's
     /// alone: another principal presenting its id finds nothing, as with an unknown id.
-    pub fn session(&self, id: Option<&str>, principal: &Principal) -> Option<Rc<Session>> {
+    /// The session is its endpoint's too: on another path (`route`) its id is unknown.
+    pub fn session(
+        &self,
+        id: Option<&str>,
+        principal: &Principal,
+        route: u8,
+    ) -> Option<Rc<Session>> {
         let s = self.sessions.borrow().get(id?).cloned()?;
-        if s.principal != *principal {
+        if s.principal != *principal || s.route != route {
             return None;
         }
         s.last_used.set(Instant::now());
@@ -242,8 +308,8 @@ impl Shard {
     }
 
     /// A client's DELETE: ends session `id` if it is `principal`'s.
-    pub fn end_session_for(self: &Rc<Self>, id: &str, principal: &Principal) -> bool {
-        self.session(Some(id), principal).is_some() && self.end_session(id)
+    pub fn end_session_for(self: &Rc<Self>, id: &str, principal: &Principal, route: u8) -> bool {
+        self.session(Some(id), principal, route).is_some() && self.end_session(id)
     }
 
     /// Mints a session id that hashes to this shard.

@@ -90,6 +90,7 @@ fn authz(c: &mut Criterion) {
         Duration::from_secs(60),
         "__".into(),
         cfg.fingerprint,
+        None,
     );
     let now = std::time::Instant::now();
     for b in 0..BACKENDS {

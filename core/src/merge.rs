@@ -267,6 +267,22 @@ impl Index {
         page_size: usize,
         allow: impl Fn(usize, usize) -> bool,
     ) {
+        self.write_page_as(out, id, catalogs, cursor, page_size, allow, |_, _| None)
+    }
+
+    /// [`Index::write_page`], with the items `instead(source, item)` gives bytes for written
+    /// as those bytes (a whole JSON item: a virtual server's renamed or edited tool).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_page_as<'b>(
+        &self,
+        out: &mut Vec<u8>,
+        id: Raw<'_>,
+        catalogs: &[impl Borrow<Catalog>],
+        cursor: Option<Cursor>,
+        page_size: usize,
+        allow: impl Fn(usize, usize) -> bool,
+        instead: impl Fn(usize, usize) -> Option<&'b [u8]>,
+    ) {
         debug_assert_eq!(catalogs.len(), self.sources.len());
         out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         out.extend_from_slice(id.get().as_bytes());
@@ -305,6 +321,10 @@ impl Index {
                 }
                 first = false;
                 written += 1;
+                if let Some(bytes) = instead(si, i) {
+                    out.extend_from_slice(bytes);
+                    continue;
+                }
                 let item = &cat.items()[i];
                 let bytes = cat.bytes();
                 if meta.prefixed {

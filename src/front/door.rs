@@ -89,7 +89,8 @@ pub(crate) async fn front(
                 None
             }
         });
-    if path != shard.cfg.path.as_bytes() && legacy.is_none() {
+    let route = shard.route_of(path);
+    let Some(route) = route.or(legacy.as_ref().map(|_| 0)) else {
         return match (head.method, path) {
             (Method::Get, b"/metrics") => Reply::Text {
                 status: 200,
@@ -101,14 +102,10 @@ pub(crate) async fn front(
                 content_type: "text/plain",
                 body: "ok\n".into(),
             },
-            // RFC 9728: the path-suffixed form for the endpoint's path, and the bare one.
-            (Method::Get, p)
-                if shard.auth.as_ref().is_some_and(|a| {
-                    p == a.metadata_path().as_bytes()
-                        || p == b"/.well-known/oauth-protected-resource"
-                }) =>
-            {
-                shard.auth.as_ref().expect("checked").metadata()
+            // RFC 9728: the path-suffixed form for each endpoint's resource, and the bare one
+            // (the main endpoint's).
+            (Method::Get, p) if protected_resource(shard, p).is_some() => {
+                protected_resource(shard, p).expect("checked").metadata()
             }
             // Authorization-server metadata served for the provider (RFC 8414), if configured.
             (Method::Get, p) => shard
@@ -118,7 +115,7 @@ pub(crate) async fn front(
                 .unwrap_or(Reply::Status(404)),
             _ => Reply::Status(404),
         };
-    }
+    };
     if shard.cfg.listen.ip().is_loopback() && !header(buf, &h.host).is_some_and(is_local_host) {
         return Reply::reject(
             HttpReject::Forbidden,
@@ -138,7 +135,7 @@ pub(crate) async fn front(
         return legacy_front(shard, head, buf, body, legacy, principal).await;
     }
     if modern {
-        return crate::front::modern::front(shard, head, buf, body, principal).await;
+        return crate::front::modern::front(shard, head, buf, body, principal, route).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
@@ -150,18 +147,18 @@ pub(crate) async fn front(
     };
     let authorization = header(buf, &h.authorization);
     match head.method {
-        Method::Post => post(shard, buf, head, body, session, principal).await,
+        Method::Post => post(shard, buf, head, body, session, principal, route).await,
         Method::Delete => match session {
             None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
             Some(_) => {
                 pipeline::run(
                     shard,
-                    stateful(principal, authorization, session, Op::Delete, b""),
+                    stateful(principal, authorization, session, Op::Delete, b"", route),
                 )
                 .await
             }
         },
-        Method::Get => get(shard, buf, head, session, principal).await,
+        Method::Get => get(shard, buf, head, session, principal, route).await,
         _ => Reply::Status(405),
     }
 }
@@ -200,7 +197,7 @@ async fn legacy_front(
             }
             // The stream's opener is the only principal that may initialize its session.
             let authorization = header(buf, &head.headers.authorization);
-            match pipeline::authenticate_header(shard, authorization, &principal) {
+            match pipeline::authenticate_header(shard, authorization, &principal, 0) {
                 Ok(opener) => crate::front::legacy::open(shard, message_path, opener),
                 Err(refused) => refused,
             }
@@ -228,6 +225,7 @@ async fn legacy_front(
                 body,
                 parsed: None,
                 credential: Credential::Header(header(buf, &head.headers.authorization)),
+                route: 0,
             };
             pipeline::run(shard, req).await
         }
@@ -253,6 +251,7 @@ async fn get(
     head: &RequestHead,
     session: Option<&str>,
     principal: Principal,
+    route: u8,
 ) -> Reply {
     if let Some(refused) = refuse_without_event_stream(buf, head) {
         return refused;
@@ -271,6 +270,7 @@ async fn get(
             Some(session),
             Op::Get { last_event_id },
             b"",
+            route,
         ),
     )
     .await
@@ -283,6 +283,7 @@ async fn post(
     body: &[u8],
     session: Option<&str>,
     principal: Principal,
+    route: u8,
 ) -> Reply {
     let h = &head.headers;
     if !header(buf, &h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json"))
@@ -310,6 +311,7 @@ async fn post(
             session,
             Op::Message { sse },
             body,
+            route,
         ),
     ) {
         Step::Message {
@@ -327,6 +329,7 @@ async fn post(
                 None,
                 sse,
                 admitted,
+                route,
             )
             .await
         }
@@ -355,6 +358,7 @@ fn stateful<'a>(
     session: Option<&'a str>,
     op: Op,
     body: &'a [u8],
+    route: u8,
 ) -> Request<'a> {
     Request {
         principal,
@@ -364,7 +368,23 @@ fn stateful<'a>(
         body,
         parsed: None,
         credential: Credential::Header(credential),
+        route,
     }
+}
+
+/// The authentication whose protected-resource metadata (RFC 9728) is served at `path`: the
+/// path-suffixed form of each endpoint's `auth.resource`, and the bare form for the main one.
+fn protected_resource<'s>(shard: &'s Shard, path: &[u8]) -> Option<&'s crate::auth::Authenticator> {
+    let main = shard.auth.as_ref().filter(|a| {
+        path == a.metadata_path().as_bytes() || path == b"/.well-known/oauth-protected-resource"
+    });
+    main.or_else(|| {
+        shard
+            .routes
+            .iter()
+            .filter_map(|r| r.auth.as_ref())
+            .find(|a| path == a.metadata_path().as_bytes())
+    })
 }
 
 #[cfg(test)]

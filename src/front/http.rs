@@ -348,7 +348,7 @@ impl Conn {
             return None;
         }
         if !matches!(head.method, Method::Post | Method::Delete | Method::Get)
-            || self.rbuf[head.path.clone()] != *shard.cfg.path.as_bytes()
+            || shard.route_of(&self.rbuf[head.path.clone()]).is_none()
         {
             return None;
         }

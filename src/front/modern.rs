@@ -39,11 +39,13 @@ pub async fn front(
     buf: &[u8],
     body: &[u8],
     named: Principal,
+    route: u8,
 ) -> Reply {
     // Stage 1 first (before any of the era's checks answer): the principal also decides the
     // principal session, hence the owner shard.
     let authorization = head.headers.authorization.clone().map(|r| &buf[r]);
-    let principal = match crate::pipeline::authenticate_header(shard, authorization, &named) {
+    let principal = match crate::pipeline::authenticate_header(shard, authorization, &named, route)
+    {
         Ok(p) => p,
         Err(refused) => return refused,
     };
@@ -112,7 +114,7 @@ pub async fn front(
         return reply;
     }
     let caps = env.meta(|m| m.client_capabilities);
-    let key = principal_key(principal.id().as_bytes(), caps);
+    let key = principal_key(principal.id().as_bytes(), caps, route);
     let parsed = Parsed { msg, env };
     let req = Request {
         principal,
@@ -122,6 +124,7 @@ pub async fn front(
         body,
         parsed: Some(&parsed),
         credential: Credential::Done,
+        route,
     };
     crate::pipeline::run(shard, req).await
 }
@@ -233,13 +236,14 @@ fn decode_header_value(v: &[u8]) -> Option<Vec<u8>> {
 /// The key of a principal session: the principal and a hash of its capabilities in canonical
 /// form. A newline separates them: no client-sent session id can contain one, so no
 /// `Mcp-Session-Id` ever names a principal session.
-fn principal_key(principal: &[u8], caps: Option<Raw<'_>>) -> String {
+fn principal_key(principal: &[u8], caps: Option<Raw<'_>>, route: u8) -> String {
     let canonical = caps
         .and_then(|c| serde_json::from_str::<serde_json::Value>(c.get()).ok())
         .map(|v| v.to_string())
         .unwrap_or_default();
+    // The route too: a principal's sessions on two endpoints see different backends.
     format!(
-        "{}\n{:016x}",
+        "{}\n{route:02x}{:016x}",
         String::from_utf8_lossy(principal),
         xxhash_rust::xxh3::xxh3_64(canonical.as_bytes())
     )
@@ -264,9 +268,10 @@ mod tests {
     fn principal_keys_are_canonical_and_unreachable() {
         let a: Box<RawValue> = RawValue::from_string(r#"{"a":{},"b":1}"#.into()).unwrap();
         let b: Box<RawValue> = RawValue::from_string(r#"{ "b": 1, "a": {} }"#.into()).unwrap();
-        let ka = principal_key(b"p", Some((&*a).into()));
-        assert_eq!(ka, principal_key(b"p", Some((&*b).into())));
-        assert_ne!(ka, principal_key(b"q", Some((&*a).into())));
+        let ka = principal_key(b"p", Some((&*a).into()), 0);
+        assert_eq!(ka, principal_key(b"p", Some((&*b).into()), 0));
+        assert_ne!(ka, principal_key(b"q", Some((&*a).into()), 0));
+        assert_ne!(ka, principal_key(b"p", Some((&*a).into()), 1));
         assert!(!ringmux_core::affinity::plausible_session_id(ka.as_bytes()));
     }
 }

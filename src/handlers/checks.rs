@@ -58,7 +58,7 @@ fn decide(
     name: &str,
     place: Place<'_>,
 ) -> bool {
-    let (Some(view), Some(authz)) = (&call.view, &shard.authz) else {
+    let (Some(view), Some(authz)) = (&call.view, shard.authz_for(session.route)) else {
         return true;
     };
     let (pools, metrics) = (&shard.pools, &*shard.metrics);

@@ -47,6 +47,8 @@ pub struct Call<'a> {
     /// The request's admission (`rate_limits:`), handed to the call's in-flight guard when it
     /// is forwarded, so a streamed answer keeps its place until it ends.
     pub admitted: std::cell::Cell<Option<crate::limits::Admitted>>,
+    /// The endpoint the request came to (0: the main one; else a virtual server).
+    pub route: u8,
 }
 
 /// How a call's answer travels back to its client: the reply sink its front described. The
@@ -168,9 +170,15 @@ pub async fn initialize(
         return Reply::limited(Some(id), &limited);
     }
     let legacy = call.session.filter(|_| matches!(call.sink, Sink::Legacy));
-    let session =
-        crate::handlers::lifecycle::create_session(shard, principal, Some(requested), kept, legacy)
-            .await;
+    let session = crate::handlers::lifecycle::create_session(
+        shard,
+        principal,
+        Some(requested),
+        kept,
+        legacy,
+        call.route,
+    )
+    .await;
     let mut result = Vec::with_capacity(256);
     result.extend_from_slice(b"{\"protocolVersion\":");
     jsonrpc::write_str(&mut result, session.version);
@@ -286,14 +294,40 @@ struct Target {
 
 impl Target {
     /// The owner of a listed item; the client's literal (`raw`, inside the body) is replaced
-    /// by the backend's original one when they differ.
-    fn listed(merged: &Merged, route: Route, raw: Raw<'_>, call: &Call<'_>) -> Target {
+    /// by the backend's original one when they differ, and a virtual server's fixed arguments
+    /// are set.
+    fn listed(
+        merged: &Merged,
+        route: Route,
+        raw: Raw<'_>,
+        call: &Call<'_>,
+    ) -> Result<Target, RpcError> {
         let original = merged.catalogs[route.source].key_literal(route.item as usize);
         let edit = (original != raw.get().as_bytes()).then(|| (span_of(call.body, raw), original));
-        Target {
+        let body = outgoing(call, edit);
+        let fixed = merged
+            .shaped
+            .as_ref()
+            .and_then(|s| s.edit(route))
+            .filter(|e| !e.fixed.is_empty());
+        let body = match fixed {
+            None => body,
+            Some(e) => {
+                let with =
+                    crate::routes::with_arguments(body.as_deref().unwrap_or(call.body), &e.fixed);
+                if let Some(b) = body {
+                    bufs::give(b);
+                }
+                // Never sent without them.
+                Some(
+                    with.ok_or_else(|| RpcError::InvalidParams("params must be an object".into()))?,
+                )
+            }
+        };
+        Ok(Target {
             backend: route.backend,
-            body: outgoing(call, edit),
-        }
+            body,
+        })
     }
 }
 
@@ -412,7 +446,7 @@ async fn by_name(
 ) -> Result<Target, RpcError> {
     let (raw, name) = string_param(raw, what)?;
     let mut merged = refresh(shard, session, kind).await;
-    let route = match merged.index.route(&name) {
+    let route = match merged.route(&name) {
         Some(route) => route,
         None => {
             // Not listed: perhaps its backend has no session here. The prefix names it.
@@ -427,10 +461,18 @@ async fn by_name(
                 merged = m;
             }
             merged
-                .index
                 .route(&name)
                 .ok_or_else(|| RpcError::InvalidParams(format!("{unknown}: {name}")))?
         }
+    };
+    // Rules decide on the name the main endpoint lists (a virtual server may rename it).
+    let listed = match merged.shaped.as_ref().and_then(|s| s.edit(route)) {
+        Some(e) if e.renamed => merged.index.merged_key(
+            route.source,
+            &merged.catalogs[route.source],
+            route.item as usize,
+        ),
+        _ => None,
     };
     // What the caller may not use does not exist for it.
     if !permitted(
@@ -439,12 +481,12 @@ async fn by_name(
         call,
         kind,
         method,
-        &name,
+        listed.as_deref().unwrap_or(&name),
         Place::Listed(&merged, route),
     ) {
         return Err(RpcError::InvalidParams(format!("{unknown}: {name}")));
     }
-    Ok(Target::listed(&merged, route, raw, call))
+    Target::listed(&merged, route, raw, call)
 }
 
 /// A call names something not in the merged `kind` list, of backend `named` (by its prefix or
@@ -457,7 +499,9 @@ async fn join_named(
     named: Option<&Rc<Pool>>,
     kind: ListKind,
 ) -> Result<Option<Rc<Merged>>, RpcError> {
-    let Some(pool) = named.filter(|p| !session.is_ready(p.index)) else {
+    // A backend the session's route does not expose is not there at all.
+    let Some(pool) = named.filter(|p| !session.is_ready(p.index) && !session.is_excluded(p.index))
+    else {
         return Ok(None);
     };
     let unavailable = |reason: String| RpcError::Backend {
@@ -510,7 +554,7 @@ async fn by_uri(
         ) {
             return Err(hidden());
         }
-        return Ok(Target::listed(&merged, route, raw, call));
+        return Target::listed(&merged, route, raw, call);
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
         if !permitted(

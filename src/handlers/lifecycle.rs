@@ -28,6 +28,7 @@ pub async fn create_session(
     requested_version: Option<&str>,
     params: Box<serde_json::value::RawValue>,
     legacy: Option<&str>,
+    route: u8,
 ) -> Rc<Session> {
     let pending = legacy.and_then(|id| shard.legacy_pending.borrow_mut().remove_entry(id));
     let id = match &pending {
@@ -47,6 +48,8 @@ pub async fn create_session(
             shard.cfg.streams.retry.as_millis() as u64,
             version::primes_streams(negotiated),
         ),
+        route,
+        shard.served(route).map(|r| &*r.backends),
     ));
     if let Some((_, (stream, _))) = pending {
         session.streams.adopt_get(stream);
@@ -79,6 +82,7 @@ pub async fn create_principal(
     key: &str,
     principal: &Principal,
     params: Box<serde_json::value::RawValue>,
+    route: u8,
 ) -> Rc<Session> {
     let id: Rc<str> = Rc::from(key);
     let session = Rc::new(Session::new(
@@ -89,6 +93,8 @@ pub async fn create_principal(
         shard.pools.len(),
         Instant::now(),
         Streams::new(0, shard.cfg.streams.retry.as_millis() as u64, true),
+        route,
+        shard.served(route).map(|r| &*r.backends),
     ));
     let state = Rc::new(crate::session::principal::State::new());
     let _ = session.modern.set(state.clone());
@@ -135,9 +141,10 @@ pub fn open_get(
     shard: &Rc<Shard>,
     session: &str,
     principal: &Principal,
+    route: u8,
     last_event_id: Option<&str>,
 ) -> Reply {
-    let Some(session) = shard.session(Some(session), principal) else {
+    let Some(session) = shard.session(Some(session), principal, route) else {
         return session_not_found();
     };
     let resume = match last_event_id.map(|id| Resume::parse(id).ok_or(id)) {

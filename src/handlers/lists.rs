@@ -97,7 +97,7 @@ pub(crate) async fn refresh(
     // a list never waits for a backend that may hang.
     crate::handlers::lifecycle::join_missing(shard, session);
     let now = Instant::now();
-    let fed = shard.fed(session.view);
+    let fed = shard.fed(session.view, session.route);
     let kinds: &[ListKind] = if kind == ListKind::Resources {
         &[ListKind::Resources, ListKind::ResourceTemplates]
     } else {
@@ -163,13 +163,15 @@ pub(crate) async fn list(
     let now = Instant::now();
     // The caller's view: what it may not use is not there (pagination stays exact: cursors
     // count positions in the backends' lists, and a page skips what it may not show).
-    let decisions = match (&call.view, &shard.authz) {
+    let decisions = match (&call.view, shard.authz_for(session.route)) {
         (Some(view), Some(authz)) => {
             Some(authz.decisions(view, &merged, kind, &shard.pools, &shard.metrics))
         }
         _ => None,
     };
-    merged.index.write_page(
+    // A virtual server's edited tools are written as it shows them.
+    let shaped = merged.shaped.as_ref();
+    merged.index.write_page_as(
         &mut body,
         id,
         &merged.catalogs,
@@ -178,6 +180,11 @@ pub(crate) async fn list(
         |source, item| {
             shard.pools[merged.backends[source] as usize].is_healthy(now)
                 && decisions.as_ref().is_none_or(|d| d.visible(source, item))
+        },
+        |source, item| {
+            shaped
+                .and_then(|s| s.edits.get(&(source as u32, item as u32)))
+                .map(|e| &*e.bytes)
         },
     );
     shard.metrics.list_pages.add(1);

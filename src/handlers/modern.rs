@@ -96,13 +96,14 @@ pub async fn serve(
     parsed: &Parsed<'_>,
     sse: bool,
     admitted: Option<crate::limits::Admitted>,
+    route: u8,
 ) -> Reply {
     let (msg, env) = (&parsed.msg, &parsed.env);
     let Some(id) = msg.id else {
         return Reply::Status(202);
     };
     shard.metrics.modern_requests.add(1);
-    let session = match principal_session(shard, key, principal, env).await {
+    let session = match principal_session(shard, key, principal, env, route).await {
         Ok(s) => s,
         Err(e) => {
             return Reply::error_in(
@@ -128,7 +129,7 @@ pub async fn serve(
         ),
         binding: binding(msg, env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
-        view: session.authz_view(shard.authz.as_ref(), principal, &shard.metrics),
+        view: session.authz_view(shard.authz_for(route), principal, &shard.metrics),
         admitted: Rc::new(std::cell::Cell::new(admitted)),
     };
     match entry.handler {
@@ -183,6 +184,7 @@ pub(crate) async fn call(
         sink: Sink::Modern { ctx: &ctx, sse },
         view: ctx.view.clone(),
         admitted: std::cell::Cell::new(ctx.admitted.take()),
+        route: session.route,
     };
     let reply = dispatch::request(shard, session, ctx.entry, &call, msg).await;
     finish(reply, &ctx)
@@ -195,8 +197,9 @@ async fn principal_session(
     key: &str,
     principal: &Principal,
     env: &EnvelopeParams<'_>,
+    route: u8,
 ) -> Result<Rc<Session>, ringmux_core::initialize::ParamsError> {
-    if let Some(s) = shard.session(Some(key), principal) {
+    if let Some(s) = shard.session(Some(key), principal, route) {
         s.modern.get().expect("a principal session").ready().await;
         return Ok(s);
     }
@@ -220,7 +223,7 @@ async fn principal_session(
         std::str::from_utf8(&params).expect("JSON is UTF-8"),
         shard.cfg.limits.max_initialize_params,
     )?;
-    Ok(crate::handlers::lifecycle::create_principal(shard, key, principal, params).await)
+    Ok(crate::handlers::lifecycle::create_principal(shard, key, principal, params, route).await)
 }
 
 /// `server/discover`: the versions ringmux serves clients (it brokers every backend, so each
@@ -360,6 +363,7 @@ async fn listen(
             sink: Sink::Json,
             view: view.clone(),
             admitted: std::cell::Cell::new(None),
+            route: session.route,
         };
         let entry = method::lookup("resources/subscribe").expect("in the method table");
         match dispatch::request(shard, session, entry, &call, &sub).await {

@@ -73,6 +73,8 @@ pub enum BackendSession {
     },
     /// Could not be initialized; retried on next use once the backend's backoff passed.
     Down,
+    /// Not exposed on the session's route (`routes[].backends`): never joined.
+    Excluded,
 }
 
 pub struct Session {
@@ -84,8 +86,11 @@ pub struct Session {
     pub version: &'static str,
     /// The client's `initialize` params, replayed to (re)initialize backend sessions.
     pub init_params: Box<RawValue>,
-    /// Which catalog cache serves this client ([`view_of`] its capabilities).
+    /// Which catalog cache serves this client ([`view_of`] its capabilities and its route).
     pub view: u64,
+    /// The endpoint it was created on (0: the main one; else a virtual server, `routes:`):
+    /// only requests on that path find it.
+    pub route: u8,
     pub backends: RefCell<Vec<BackendSession>>,
     pub last_used: Cell<Instant>,
     /// The client's server-to-client streams.
@@ -210,6 +215,8 @@ impl Session {
         Some(view)
     }
 
+    /// A session of `route`, which exposes the backends `exposed` says (`None`: all).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: Rc<str>,
         principal: Principal,
@@ -218,14 +225,23 @@ impl Session {
         backends: usize,
         now: Instant,
         streams: Streams,
+        route: u8,
+        exposed: Option<&[bool]>,
     ) -> Session {
+        let backends = (0..backends)
+            .map(|b| match exposed {
+                Some(on) if !on[b] => BackendSession::Excluded,
+                _ => BackendSession::Down,
+            })
+            .collect();
         Session {
             id,
             principal,
             version,
-            view: view_of(&init_params),
+            view: view_of(&init_params) ^ (route as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            route,
             init_params,
-            backends: RefCell::new(vec![BackendSession::Down; backends]),
+            backends: RefCell::new(backends),
             last_used: Cell::new(now),
             streams,
             inflight: RefCell::new(Vec::new()),
@@ -385,7 +401,7 @@ impl Session {
     pub fn backend_session(&self, b: u16) -> Option<(Option<Rc<str>>, &'static str)> {
         match self.backends.borrow().get(b as usize)? {
             BackendSession::Ready { id, version, .. } => Some((id.clone(), version)),
-            BackendSession::Down => None,
+            BackendSession::Down | BackendSession::Excluded => None,
         }
     }
 
@@ -394,6 +410,14 @@ impl Session {
         matches!(
             self.backends.borrow().get(b as usize),
             Some(BackendSession::Ready { version, .. }) if crate::session::sessionless::is_sessionless(version)
+        )
+    }
+
+    /// Whether backend `b` is not exposed on the session's route.
+    pub fn is_excluded(&self, b: u16) -> bool {
+        matches!(
+            self.backends.borrow().get(b as usize),
+            Some(BackendSession::Excluded)
         )
     }
 
@@ -419,7 +443,7 @@ impl Session {
         self.join(pool).await?;
         match &self.backends.borrow()[pool.index as usize] {
             BackendSession::Ready { id, version, .. } => Ok((id.clone(), version, true)),
-            BackendSession::Down => Err(BackendFailure::Expired),
+            BackendSession::Down | BackendSession::Excluded => Err(BackendFailure::Expired),
         }
     }
 
@@ -427,6 +451,11 @@ impl Session {
     /// (a call to a backend that is joining waits for that backend alone).
     pub async fn join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
         let b = pool.index;
+        if self.is_excluded(b) {
+            return Err(BackendFailure::Init(
+                "the backend is not exposed on this route".into(),
+            ));
+        }
         if self.joining.borrow().contains(&b) {
             std::future::poll_fn(|cx| {
                 if self.joining.borrow().contains(&b) {
@@ -595,7 +624,10 @@ impl Session {
 
     /// Marks a backend session gone (the backend expired it).
     pub fn forget(&self, b: u16) {
-        self.backends.borrow_mut()[b as usize] = BackendSession::Down;
+        let mut backends = self.backends.borrow_mut();
+        if !matches!(backends[b as usize], BackendSession::Excluded) {
+            backends[b as usize] = BackendSession::Down;
+        }
     }
 
     /// The merged capabilities of the ready backends.

@@ -83,6 +83,10 @@ pub struct File {
     /// they reach clients, and in calls' arguments (absent: none).
     #[serde(default)]
     pub masking: Option<super::MaskingFile>,
+    /// Virtual servers: MCP endpoints at paths of their own, each exposing some backends and
+    /// tools (renamed, described anew, arguments fixed), with their own `auth:` and `authz:`.
+    #[serde(default)]
+    pub routes: Vec<super::RouteFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }

@@ -11,6 +11,7 @@ mod authz;
 mod credentials;
 mod file;
 mod rates;
+mod routes;
 mod safety;
 mod tls;
 pub use auth::{fetchable, ApiKey, Auth, AuthFile, AuthMode, Jwks, Jwt, JwtFile};
@@ -22,6 +23,10 @@ pub use authz::{
 pub use credentials::{Credentials, CredentialsFile, Secret, SecretSource};
 pub use file::*;
 pub use rates::{Bucket, BucketFile, RateLimits, RateLimitsFile};
+pub use routes::{
+    check as check_routes, pattern_regex, Override, OverrideFile, Route, RouteFile, Tools,
+    ToolsFile, MAX_ROUTES,
+};
 pub use safety::{
     ArgumentsAction, Injection, InjectionFile, Masking, MaskingFile, PatternFile, PinMode, Pins,
     PinsFile, SafetyAction, Shadowing, ShadowingFile, ToolSafety, ToolSafetyFile,
@@ -79,6 +84,9 @@ pub struct Config {
     pub rate_limits: Option<RateLimits>,
     /// Secrets masked in answers and arguments (`None`: none).
     pub masking: Option<Masking>,
+    /// Virtual servers (`routes:`), each at its own path; route `i + 1` is `routes[i]` (0 is
+    /// the main endpoint).
+    pub routes: Vec<Route>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -606,14 +614,33 @@ impl File {
         let tool_safety = self.tool_safety.map(ToolSafetyFile::check).transpose()?;
         let rate_limits = self.rate_limits.map(RateLimitsFile::check).transpose()?;
         let masking = self.masking.map(MaskingFile::check).transpose()?;
-        if let Some(a) = &auth {
-            let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-            if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
-                return Err(err(
-                    "auth",
-                    "needs a credential to accept: jwt, api_keys, or client certificates (tls.client_ca)",
-                ));
+        let mut main_paths = vec![self.path.as_str()];
+        if let Some((sse, message)) = &legacy {
+            main_paths.extend([sse.as_str(), message.as_str()]);
+        }
+        let routes = routes::check(self.routes, &main_paths, &names)?;
+        let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        let auths = std::iter::once(("auth".to_string(), &auth)).chain(
+            routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("routes[{i}].auth"), &r.auth)),
+        );
+        for (key, a) in auths {
+            if let Some(a) = a {
+                if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
+                    return Err(err(
+                        key,
+                        "needs a credential to accept: jwt, api_keys, or client certificates (tls.client_ca)",
+                    ));
+                }
             }
+        }
+        if modern.principal_header.is_some() && routes.iter().any(|r| r.auth.is_some()) {
+            return Err(err(
+                "modern.principal_header",
+                "a trusted principal header and a route's auth: exclude each other",
+            ));
         }
         if auth.is_some() && modern.principal_header.is_some() {
             // The header would name, unchecked, every client that presents no credential.
@@ -665,6 +692,7 @@ impl File {
             tool_safety,
             rate_limits,
             masking,
+            routes,
             backends,
             fingerprint,
         })

@@ -1,0 +1,320 @@
+//! Virtual servers (`routes:`) against the real binary: a route at its own path exposes its
+//! backends and tools only, renamed, described anew and with arguments fixed (gone from the
+//! schema, set on every call whatever the client sends), on the stateful and the 2026-07-28
+//! fronts; its sessions are its own; a route has its own API keys, protected-resource metadata
+//! and rules while the main endpoint keeps its own.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use harness::*;
+
+const BETA: &str = "rmx-beta-key-0123456789";
+
+fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `gw.url` with another path.
+fn at(url: &str, path: &str) -> String {
+    format!("{}{path}", url.strip_suffix("/mcp").unwrap())
+}
+
+fn routes() -> String {
+    format!(
+        r#"limits:
+  page_size: 3
+routes:
+  - path: /teams/alpha/mcp
+    backends: [a]
+    tools:
+      include: ['a__*']
+      exclude: ['a__tool_*', 'a__slow*']
+      overrides:
+        a__add:
+          name: sum
+          description: Adds 2 to a
+          arguments: {{b: 2}}
+        a__echo:
+          description: Says it back
+  - path: /teams/beta/mcp
+    auth:
+      resource: http://gw.test/teams/beta/mcp
+      api_keys:
+        - name: beta
+          sha256: {}
+    authz:
+      rules:
+        - allow: 'principal.name == "beta" && mcp.backend == "b"'
+"#,
+        sha256_hex(BETA)
+    )
+}
+
+#[test]
+fn a_virtual_server_at_its_own_path_exposes_its_subset_with_renamed_and_fixed_argument_tools() {
+    let a = mock("a").tools(14).page_size(4).start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&routes())
+        .start();
+    let alpha_url = at(&gw.url, "/teams/alpha/mcp");
+
+    // The main endpoint is unchanged: both backends, a's add with its two arguments.
+    let mut main = client(&gw.url);
+    let main_tools = main.list_all("tools/list", "tools").unwrap();
+    let main_names = names(&main_tools);
+    assert!(main_names.contains(&"b__echo".to_string()));
+    assert!(main_names.contains(&"a__tool_0001".to_string()));
+    let add = main_tools.iter().find(|t| t["name"] == "a__add").unwrap();
+    assert_eq!(add["inputSchema"]["required"], json!(["a", "b"]));
+
+    // The route: a's tools that its patterns name, in a's order, pages of 3 walked exactly.
+    let mut alpha = client(&alpha_url);
+    let tools = alpha.list_all("tools/list", "tools").unwrap();
+    let want: Vec<String> = main_names
+        .iter()
+        .filter(|n| n.starts_with("a__") && !n.starts_with("a__tool_") && !n.starts_with("a__slow"))
+        .map(|n| {
+            if n == "a__add" {
+                "sum".into()
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    assert_eq!(names(&tools), want);
+    assert!(want.len() > 3, "more than one page: {want:?}");
+    let sum = tools.iter().find(|t| t["name"] == "sum").unwrap();
+    assert_eq!(sum["description"], "Adds 2 to a");
+    assert!(sum["inputSchema"]["properties"].get("b").is_none(), "{sum}");
+    assert_eq!(sum["inputSchema"]["required"], json!(["a"]));
+    let echo = tools.iter().find(|t| t["name"] == "a__echo").unwrap();
+    assert_eq!(echo["description"], "Says it back");
+
+    // Calls: the fixed argument is set whatever the client sends.
+    let r = alpha
+        .request("tools/call", json!({"name": "sum", "arguments": {"a": 40}}))
+        .unwrap();
+    assert_eq!(text_of(&r), "42", "{r}");
+    let r = alpha
+        .request(
+            "tools/call",
+            json!({"name": "sum", "arguments": {"a": 40, "b": 1000}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "42", "the operator's value wins: {r}");
+    let r = alpha.request("tools/call", json!({"name": "sum"})).unwrap();
+    assert_eq!(error_code(&r), -32602, "a still required: {r}");
+    let r = alpha
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "hi"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "hi");
+    // What the route does not show does not exist there: the old name, excluded tools, the
+    // other backend (which gets no backend session for this client either).
+    for name in ["a__add", "a__tool_0001", "b__echo", "b__add"] {
+        let r = alpha
+            .request("tools/call", json!({"name": name, "arguments": {}}))
+            .unwrap();
+        assert_eq!(error_code(&r), -32602, "{name}: {r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Unknown tool"),
+            "{r}"
+        );
+    }
+    let prompts = alpha.list_all("prompts/list", "prompts").unwrap();
+    assert!(!prompts.is_empty());
+    assert!(
+        names(&prompts).iter().all(|n| n.starts_with("a__")),
+        "{prompts:?}"
+    );
+    let resources = alpha.list_all("resources/list", "resources").unwrap();
+    assert!(
+        resources
+            .iter()
+            .all(|r| !r["uri"].as_str().unwrap().contains("ringmux://b/")),
+        "{resources:?}"
+    );
+    let r = alpha
+        .request("resources/read", json!({"uri": "ringmux://b/mock/readme"}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32002, "b's resources are unknown here: {r}");
+
+    // A session belongs to its endpoint: the route's id is unknown on the main path and back.
+    let mut crossed = sibling(&gw.url, &alpha);
+    let resp = crossed
+        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .unwrap();
+    assert_eq!(resp.status, 404, "{resp:?}");
+    let mut crossed = sibling(&alpha_url, &main);
+    let resp = crossed
+        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .unwrap();
+    assert_eq!(resp.status, 404, "{resp:?}");
+
+    // A 2026-07-28 client of the route sees and calls the same.
+    let modern = |id: u64, method: &str, params: Value| -> Value {
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "routes-test", "version": "1"},
+        });
+        let name = params["name"].as_str().map(str::to_owned);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut headers = vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+        ];
+        if let Some(n) = &name {
+            headers.push(("mcp-name", n));
+        }
+        let mut c = Client::connect(&alpha_url).unwrap();
+        let resp = c
+            .send("POST", body.to_string().as_bytes(), &headers)
+            .unwrap();
+        resp.messages().last().cloned().unwrap()
+    };
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    for id in 1..20 {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let page = modern(id, "tools/list", params);
+        listed.extend(names(page["result"]["tools"].as_array().unwrap()));
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, want);
+    let r = modern(
+        30,
+        "tools/call",
+        json!({"name": "sum", "arguments": {"a": 1, "b": 5}}),
+    );
+    assert_eq!(text_of(&r), "3", "{r}");
+    let r = modern(
+        31,
+        "tools/call",
+        json!({"name": "b__echo", "arguments": {"message": "x"}}),
+    );
+    assert_eq!(error_code(&r), -32602, "{r}");
+}
+
+#[test]
+fn a_route_has_its_own_credentials_metadata_and_rules() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&routes())
+        .start();
+    let beta_url = at(&gw.url, "/teams/beta/mcp");
+
+    // The main endpoint has no auth:, the route has: no key, no entry, and a challenge that
+    // names the route's metadata.
+    client(&gw.url);
+    let mut c = Client::connect(&beta_url).unwrap();
+    let resp = c
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 401, "{resp:?}");
+    let challenge = resp.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("http://gw.test/.well-known/oauth-protected-resource/teams/beta/mcp"),
+        "{challenge}"
+    );
+    let mut m = Client::connect(&gw.url).unwrap();
+    m.path = "/.well-known/oauth-protected-resource/teams/beta/mcp".into();
+    let resp = m.send("GET", b"", &[]).unwrap();
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let doc: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(doc["resource"], "http://gw.test/teams/beta/mcp");
+    // The main endpoint has none to serve.
+    m.path = "/.well-known/oauth-protected-resource".into();
+    assert_eq!(m.send("GET", b"", &[]).unwrap().status, 404);
+
+    // With the key: the route's rules, b's tools only.
+    let mut beta = Client::connect(&beta_url).unwrap();
+    beta.authorization = Some(format!("Bearer {BETA}"));
+    beta.initialize().unwrap();
+    let tools = names(&beta.list_all("tools/list", "tools").unwrap());
+    assert!(!tools.is_empty());
+    assert!(tools.iter().all(|t| t.starts_with("b__")), "{tools:?}");
+    let r = beta
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+    let r = beta
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "x");
+    // The key means nothing on the main endpoint (no auth: there), and the main endpoint's
+    // rules (none) are not the route's: everything is listed there.
+    let all = names(&main_list(&gw.url));
+    assert!(all.iter().any(|t| t.starts_with("a__")) && all.iter().any(|t| t.starts_with("b__")));
+}
+
+fn main_list(url: &str) -> Vec<Value> {
+    client(url).list_all("tools/list", "tools").unwrap()
+}
+
+#[test]
+fn bad_routes_are_refused_with_their_key_paths() {
+    for (yaml, key) in [
+        ("routes:\n  - path: /mcp\n", "routes[0].path"),
+        (
+            "routes:\n  - path: /x\n    backends: [nope]\n",
+            "routes[0].backends[0]",
+        ),
+        (
+            "routes:\n  - path: /x\n    authz: {rules: [{allow: 'oops.x'}]}\n",
+            "routes[0].authz.rules[0].allow",
+        ),
+    ] {
+        let cfg = temp_path("route-check.yaml");
+        std::fs::write(
+            &cfg,
+            format!("listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n{yaml}"),
+        )
+        .unwrap();
+        let (ok, _out, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+        assert!(!ok, "{yaml}");
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ringmux-routes-{}-{name}", std::process::id()))
+}
