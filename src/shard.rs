@@ -209,6 +209,7 @@ impl Shard {
     }
 
     /// The route a request path names (0: the main endpoint), if any.
+    #[inline]
     pub fn route_of(&self, path: &[u8]) -> Option<u8> {
         if path == self.cfg.path.as_bytes() {
             return Some(0);

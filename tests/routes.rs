@@ -54,6 +54,15 @@ routes:
     authz:
       rules:
         - allow: 'principal.name == "beta" && mcp.backend == "b"'
+  - path: /teams/gamma/mcp
+    backends: [a]
+    tools:
+      overrides:
+        a__echo: {{arguments: {{message: /public/fixed}}}}
+    authz:
+      default: allow
+      rules:
+        - deny: 'mcp.tool == "a__echo" && !args.message.startsWith("/public/")'
 "#,
         sha256_hex(BETA)
     )
@@ -155,7 +164,11 @@ fn a_virtual_server_at_its_own_path_exposes_its_subset_with_renamed_and_fixed_ar
     let r = alpha
         .request("resources/read", json!({"uri": "ringmux://b/mock/readme"}))
         .unwrap();
-    assert_eq!(error_code(&r), -32002, "b's resources are unknown here: {r}");
+    assert_eq!(
+        error_code(&r),
+        -32002,
+        "b's resources are unknown here: {r}"
+    );
 
     // A session belongs to its endpoint: the route's id is unknown on the main path and back.
     let mut crossed = sibling(&gw.url, &alpha);
@@ -284,6 +297,42 @@ fn a_route_has_its_own_credentials_metadata_and_rules() {
     // rules (none) are not the route's: everything is listed there.
     let all = names(&main_list(&gw.url));
     assert!(all.iter().any(|t| t.starts_with("a__")) && all.iter().any(|t| t.starts_with("b__")));
+}
+
+/// A route's rules read the arguments the backend gets: its fixed ones included.
+#[test]
+fn a_routes_rules_see_its_fixed_arguments() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&routes())
+        .start();
+    let mut gamma = client(&at(&gw.url, "/teams/gamma/mcp"));
+    for args in [json!({}), json!({"message": "/etc/passwd"})] {
+        let r = gamma
+            .request("tools/call", json!({"name": "a__echo", "arguments": args}))
+            .unwrap();
+        assert_eq!(text_of(&r), "/public/fixed", "{r}");
+    }
+    let echo = gamma
+        .list_all("tools/list", "tools")
+        .unwrap()
+        .into_iter()
+        .find(|t| t["name"] == "a__echo")
+        .unwrap();
+    assert_eq!(echo["inputSchema"]["required"], json!([]), "{echo}");
+    // The same rules on the main endpoint's own arguments would refuse (its rules are none,
+    // so it answers): the route's policy is the route's alone.
+    let mut main = client(&gw.url);
+    let r = main
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "/etc/passwd"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "/etc/passwd");
 }
 
 fn main_list(url: &str) -> Vec<Value> {

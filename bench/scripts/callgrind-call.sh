@@ -32,6 +32,8 @@
 #   AUTHZ=view (with AUTH=jwt) adds authorization rules on the token's scopes and the tool's
 #   name: every call is decided from the session's cached view; AUTHZ=args adds a rule on the
 #   call's arguments, evaluated (CEL) on every call
+#   ROUTE=rename calls through a virtual server (routes:) that renames the tool and describes it
+#   anew; ROUTE=fixed through one that fixes its argument (the call body rewritten per call)
 #   TLS=1 puts the client's connection under TLS (a certificate made here with openssl); the
 #   handshake falls in both dumps and cancels out, so the figure is TLS's cost per call
 set -euo pipefail
@@ -101,6 +103,24 @@ YAML
       deny: 'mcp.tool == "a__echo" && size(args.message) > 100'
 YAML
   fi
+fi
+if [[ -n "${ROUTE:-}" ]]; then
+  if [[ "$ROUTE" == fixed ]]; then
+    OVERRIDE='a__echo: {arguments: {message: hello}}'
+    export TOOL=a__echo
+  else
+    OVERRIDE='a__echo: {name: say, description: Says it}'
+    export TOOL=say
+  fi
+  cat >>"$WORK/gw.yaml" <<YAML
+routes:
+  - path: /v/mcp
+    tools:
+      include: ['a__*']
+      overrides:
+        $OVERRIDE
+YAML
+  export MCP_PATH=/v/mcp
 fi
 if [[ "${TLS:-}" == 1 ]]; then
   EC=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)

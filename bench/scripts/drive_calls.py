@@ -2,7 +2,8 @@
 tools/call of `echo` through ringmux, checking every answer. Used by callgrind-call.sh.
 
 usage: drive_calls.py PORT N   (AUTHORIZATION=... sends that header with every request;
-                               TLS_CA=FILE speaks https, trusting that CA)
+                               TLS_CA=FILE speaks https, trusting that CA; MCP_PATH=/p posts
+                               there instead of /mcp; TOOL=name calls that tool)
 """
 import http.client
 import json
@@ -26,7 +27,7 @@ def post(body, session=None):
     if session:
         headers["mcp-session-id"] = session
         headers["mcp-protocol-version"] = "2025-11-25"
-    conn.request("POST", "/mcp", json.dumps(body), headers)
+    conn.request("POST", os.environ.get("MCP_PATH", "/mcp"), json.dumps(body), headers)
     resp = conn.getresponse()
     return resp, resp.read()
 
@@ -40,5 +41,5 @@ post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
 post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, session)
 for i in range(n):
     _, data = post({"jsonrpc": "2.0", "id": i + 2, "method": "tools/call",
-                    "params": {"name": "a__echo", "arguments": {"message": "hello"}}}, session)
+                    "params": {"name": os.environ.get("TOOL", "a__echo"), "arguments": {"message": "hello"}}}, session)
     assert b'"hello"' in data, data

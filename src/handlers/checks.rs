@@ -31,10 +31,12 @@ pub(crate) enum Place<'a> {
 }
 
 /// Whether the caller's authorization view lets it use this item by `method` (always, without
-/// `authz:`: checked inline, the hot path's case). A refusal is counted; the caller answers it
+/// `authz:`: checked inline, the hot path's case). `body`: the request as the backend will
+/// see it (a virtual server's fixed arguments set), whose arguments the rules read. A refusal is counted; the caller answers it
 /// as for an unknown name. The decision goes to the audit log (refusals; allowed calls too if
 /// asked).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn permitted(
     shard: &Shard,
     session: &Session,
@@ -43,12 +45,14 @@ pub(crate) fn permitted(
     method: &str,
     name: &str,
     place: Place<'_>,
+    body: &[u8],
 ) -> bool {
-    call.view.is_none() || decide(shard, session, call, kind, method, name, place)
+    call.view.is_none() || decide(shard, session, call, kind, method, name, place, body)
 }
 
 /// [`permitted`] with a view.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn decide(
     shard: &Shard,
     session: &Session,
@@ -57,6 +61,7 @@ fn decide(
     method: &str,
     name: &str,
     place: Place<'_>,
+    body: &[u8],
 ) -> bool {
     let (Some(view), Some(authz)) = (&call.view, shard.authz_for(session.route)) else {
         return true;
@@ -66,12 +71,12 @@ fn decide(
     let (d, backend) = match place {
         Place::Listed(merged, route) => (
             authz.allows_listed(
-                view, merged, kind, route, method, name, call.body, pools, metrics,
+                view, merged, kind, route, method, name, body, pools, metrics,
             ),
             route.backend,
         ),
         Place::Backend(b) => (
-            authz.allows_now(view, b, kind, method, name, call.body, pools, metrics),
+            authz.allows_now(view, b, kind, method, name, body, pools, metrics),
             b,
         ),
     };
@@ -83,7 +88,7 @@ fn decide(
             // The arguments as the backend would see them: masked when `masking:` masks them.
             let arguments = audit
                 .arguments
-                .then(|| arguments_of(call.body))
+                .then(|| arguments_of(body))
                 .flatten()
                 .and_then(|a| {
                     match shard

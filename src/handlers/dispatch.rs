@@ -296,6 +296,7 @@ impl Target {
     /// The owner of a listed item; the client's literal (`raw`, inside the body) is replaced
     /// by the backend's original one when they differ, and a virtual server's fixed arguments
     /// are set.
+    #[inline]
     fn listed(
         merged: &Merged,
         route: Route,
@@ -305,12 +306,25 @@ impl Target {
         let original = merged.catalogs[route.source].key_literal(route.item as usize);
         let edit = (original != raw.get().as_bytes()).then(|| (span_of(call.body, raw), original));
         let body = outgoing(call, edit);
-        let fixed = merged
-            .shaped
-            .as_ref()
-            .and_then(|s| s.edit(route))
-            .filter(|e| !e.fixed.is_empty());
-        let body = match fixed {
+        if let Some(shaped) = &merged.shaped {
+            return Target::shaped(shaped, route, body, call);
+        }
+        Ok(Target {
+            backend: route.backend,
+            body,
+        })
+    }
+
+    /// [`Target::listed`] on a virtual server: with the arguments it fixes set (never sent
+    /// without them).
+    #[inline(never)]
+    fn shaped(
+        shaped: &crate::routes::Shaped,
+        route: Route,
+        body: Option<Vec<u8>>,
+        call: &Call<'_>,
+    ) -> Result<Target, RpcError> {
+        let body = match shaped.edit(route).filter(|e| !e.fixed.is_empty()) {
             None => body,
             Some(e) => {
                 let with =
@@ -318,7 +332,6 @@ impl Target {
                 if let Some(b) = body {
                     bufs::give(b);
                 }
-                // Never sent without them.
                 Some(
                     with.ok_or_else(|| RpcError::InvalidParams("params must be an object".into()))?,
                 )
@@ -466,7 +479,8 @@ async fn by_name(
         }
     };
     // Rules decide on the name the main endpoint lists (a virtual server may rename it).
-    let listed = match merged.shaped.as_ref().and_then(|s| s.edit(route)) {
+    let shaped = merged.shaped.as_ref().filter(|_| call.view.is_some());
+    let listed = match shaped.and_then(|s| s.edit(route)) {
         Some(e) if e.renamed => merged.index.merged_key(
             route.source,
             &merged.catalogs[route.source],
@@ -474,6 +488,7 @@ async fn by_name(
         ),
         _ => None,
     };
+    let target = Target::listed(&merged, route, raw, call)?;
     // What the caller may not use does not exist for it.
     if !permitted(
         shard,
@@ -483,10 +498,14 @@ async fn by_name(
         method,
         listed.as_deref().unwrap_or(&name),
         Place::Listed(&merged, route),
+        target.body.as_deref().unwrap_or(call.body),
     ) {
+        if let Some(b) = target.body {
+            bufs::give(b);
+        }
         return Err(RpcError::InvalidParams(format!("{unknown}: {name}")));
     }
-    Target::listed(&merged, route, raw, call)
+    Ok(target)
 }
 
 /// A call names something not in the merged `kind` list, of backend `named` (by its prefix or
@@ -551,6 +570,7 @@ async fn by_uri(
             method,
             &uri,
             Place::Listed(&merged, route),
+            call.body,
         ) {
             return Err(hidden());
         }
@@ -565,6 +585,7 @@ async fn by_uri(
             method,
             &uri,
             Place::Backend(backend),
+            call.body,
         ) {
             return Err(hidden());
         }
@@ -593,6 +614,7 @@ async fn by_uri(
                 method,
                 &uri,
                 Place::Backend(only.index),
+                call.body,
             ) =>
         {
             Err(hidden())
