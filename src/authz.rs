@@ -10,13 +10,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use ringmux_core::authz::{Decision, Item, ItemKind, Listed, Outcome, Policy, Var};
+use ringmux_core::authz::{Decision, Item, ItemKind, Listed, Outcome, Policy, Subject, Var};
 use ringmux_core::catalog::{Catalog, ListKind};
 use ringmux_core::merge::{Index, Route};
 
 use crate::backend::upstream::Pool;
 use crate::metrics::ShardMetrics;
-use crate::request::Principal;
+use crate::request::{Facts, Principal};
 
 /// A merged list as authorization reads it (the federation's merged index and the catalogs it
 /// was built from). Defined here so that sessions, which keep a view, need not know the
@@ -37,11 +37,15 @@ pub struct Authz {
     views: RefCell<HashMap<Vec<u8>, Rc<View>>>,
     /// API key name → its configured attributes (`principal.attributes`).
     attributes: HashMap<Box<str>, serde_json::Value>,
+    /// The headers rules may read (`request.headers`), lowercase; gathered by the front only
+    /// when [`Policy::reads_request`].
+    pub request_headers: Vec<String>,
 }
 
-/// What a group of principals (equal on every path the rules read) may see and use.
+/// What a group of principals (equal on every path the rules read, their requests' facts
+/// included) may see and use.
 pub struct View {
-    principal: Var,
+    subject: Subject,
     constants: Vec<Option<Outcome>>,
     /// Decisions per merged list this view has met (a few: one per list kind and capability
     /// view); an entry whose list is gone is dropped.
@@ -107,6 +111,7 @@ impl Authz {
             policy: Policy::new(cfg),
             views: RefCell::new(HashMap::new()),
             attributes,
+            request_headers: cfg.request_headers.clone(),
         }
     }
 
@@ -140,22 +145,24 @@ impl Authz {
         }
     }
 
-    /// `p`'s view: shared by every principal equal to it on the paths the rules read.
-    pub fn view(&self, p: &Principal, metrics: &ShardMetrics) -> Rc<View> {
+    /// `p`'s view (making the request `request`, when rules read it): shared by every
+    /// principal and request equal to it on the paths the rules read.
+    pub fn view(&self, p: &Principal, request: Option<&Facts>, metrics: &ShardMetrics) -> Rc<View> {
         let facts = self.facts(p);
-        let key = self.policy.view_key(&facts);
+        let request = request.map(Facts::to_json);
+        let key = self.policy.view_key(&facts, request.as_ref());
         if let Some(v) = self.views.borrow().get(&key) {
             return v.clone();
         }
-        let principal = Var::from_json(&facts);
-        let constants = self.policy.constants(&principal);
+        let subject = Subject::new(&facts, request.as_ref());
+        let constants = self.policy.constants(&subject);
         let errors = constants
             .iter()
             .filter(|o| **o == Some(Outcome::Error))
             .count();
         metrics.authz_rule_errors.add(errors as u64);
         let view = Rc::new(View {
-            principal,
+            subject,
             constants,
             memo: RefCell::new(Vec::new()),
         });
@@ -197,12 +204,9 @@ impl Authz {
                             return Listed::Hidden(None);
                         };
                         let item = item_of(kind, use_method(kind), &name, backend, pools);
-                        let listed = self.policy.listed(
-                            &view.principal,
-                            &view.constants,
-                            &item,
-                            &mut errors,
-                        );
+                        let listed =
+                            self.policy
+                                .listed(&view.subject, &view.constants, &item, &mut errors);
                         if let Listed::Check { .. } = listed {
                             check_mcp.insert((si, i as u32), item.var());
                         }
@@ -264,7 +268,7 @@ impl Authz {
         let mcp = &d.check_mcp[&(route.source, route.item)];
         let d = self
             .policy
-            .decide(&view.principal, &item, mcp, &args, allow, &mut errors);
+            .decide(&view.subject, &item, mcp, &args, allow, &mut errors);
         metrics.authz_rule_errors.add(errors);
         d
     }
@@ -290,7 +294,7 @@ impl Authz {
         let mut errors = 0;
         let d = self
             .policy
-            .decide_now(&view.principal, &item, &args, &mut errors);
+            .decide_now(&view.subject, &item, &args, &mut errors);
         metrics.authz_rule_errors.add(errors);
         d
     }

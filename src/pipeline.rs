@@ -110,13 +110,14 @@ pub fn authorize(
     shard: &Shard,
     principal: &Principal,
     session: Option<&crate::session::Session>,
+    facts: Option<&std::sync::Arc<crate::request::Facts>>,
 ) -> Option<Rc<crate::authz::View>> {
     // Without `authz:` there is no view (checked here, inline: the hot path's case); without a
     // session (`initialize`) nothing is named that a view would decide. A virtual server's
     // clients are decided by its rules.
     let session = session?;
     let authz = shard.authz_for(session.route)?;
-    session.authz_view(Some(authz), principal, &shard.metrics)
+    session.authz_view(Some(authz), principal, facts, &shard.metrics)
 }
 
 /// Where a request goes after the stages that need no waiting ([`route`]).
@@ -174,6 +175,7 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
             principal,
             req.body,
             admitted,
+            req.facts.clone(),
         ),
         (Op::Get { last_event_id }, _) => match req.session {
             Some(id) => crate::handlers::lifecycle::open_get(
@@ -215,6 +217,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
                 sse,
                 admitted,
                 request.route,
+                request.facts.as_ref(),
             )
             .await
         }
@@ -234,6 +237,7 @@ pub async fn message(
     sse: bool,
     admitted: Option<crate::limits::Admitted>,
     route: u8,
+    facts: Option<&std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     shard.metrics.requests.add(1);
     if era == ClientEra::Sessionless {
@@ -251,7 +255,10 @@ pub async fn message(
             },
         };
         let key = session_id.expect("a 2026-07-28 request names its principal session");
-        return sessionless(shard, principal, key, body, parsed, sse, admitted, route).await;
+        return sessionless(
+            shard, principal, key, body, parsed, sse, admitted, route, facts,
+        )
+        .await;
     }
     // Stateful and legacy fronts leave the parse to this stage.
     debug_assert!(parsed.is_none());
@@ -282,7 +289,7 @@ pub async fn message(
                 id,
                 renumber: None,
                 sink: Sink::of(era, sse),
-                view: authorize(shard, principal, session.as_deref()),
+                view: authorize(shard, principal, session.as_deref(), facts),
                 admitted: std::cell::Cell::new(admitted),
                 route,
             };
@@ -319,6 +326,7 @@ async fn sessionless(
     sse: bool,
     admitted: Option<crate::limits::Admitted>,
     route: u8,
+    facts: Option<&std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     let msg = &parsed.msg;
     let Some(id) = msg.id else {
@@ -333,7 +341,7 @@ async fn sessionless(
         );
     };
     crate::handlers::modern::serve(
-        shard, key, principal, entry, body, parsed, sse, admitted, route,
+        shard, key, principal, entry, body, parsed, sse, admitted, route, facts,
     )
     .await
 }
@@ -346,6 +354,7 @@ fn post_legacy(
     principal: Principal,
     body: &[u8],
     admitted: Option<crate::limits::Admitted>,
+    facts: Option<std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     let known = shard.session(Some(id), &principal, 0).is_some()
         || shard
@@ -371,6 +380,7 @@ fn post_legacy(
             false,
             admitted,
             0,
+            facts.as_ref(),
         )
         .await;
         // A rate limit's refusal goes on the stream like any answer.

@@ -165,6 +165,8 @@ pub struct Client {
     pub protocol_version: String,
     /// Sent as `Authorization` with every request (unless `extra` overrides it).
     pub authorization: Option<String>,
+    /// More headers sent with every request.
+    pub headers: Vec<(String, String)>,
     next_id: u64,
     buf: Vec<u8>,
 }
@@ -218,6 +220,7 @@ impl Client {
             session: None,
             protocol_version: "2025-11-25".into(),
             authorization: None,
+            headers: Vec::new(),
             next_id: 1,
             buf: Vec::new(),
         })
@@ -261,6 +264,9 @@ impl Client {
                 "mcp-protocol-version: {}\r\n",
                 self.protocol_version
             ));
+        }
+        for (k, v) in &self.headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
         }
         for (k, v) in extra {
             req.push_str(&format!("{k}: {v}\r\n"));

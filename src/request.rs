@@ -99,6 +99,66 @@ impl Principal {
     }
 }
 
+/// What a request carried that authorization rules may read (the `request` variable):
+/// gathered by the front only when a rule of its endpoint reads `request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// The client's address (the TCP peer's: a proxy in front is the client here).
+    pub address: Option<std::net::IpAddr>,
+    /// The endpoint's path.
+    pub path: Box<str>,
+    /// (lowercase name, value) of each header `authz.request_headers` names that it carried;
+    /// a header sent more than once has its values joined with `, ` (RFC 9110 §5.3).
+    pub headers: Vec<(Box<str>, Box<str>)>,
+}
+
+impl Facts {
+    /// Gathers the facts of a request: `head` its head's bytes, `names` the headers to keep.
+    pub fn gather(
+        head: &[u8],
+        names: &[String],
+        address: Option<std::net::IpAddr>,
+        path: &str,
+    ) -> Facts {
+        let mut headers = Vec::new();
+        for name in names {
+            let mut value: Option<String> = None;
+            for v in ringmux_core::http::header_values(head, name.as_bytes()) {
+                let v = String::from_utf8_lossy(v);
+                match &mut value {
+                    None => value = Some(v.into_owned()),
+                    Some(all) => {
+                        all.push_str(", ");
+                        all.push_str(&v);
+                    }
+                }
+            }
+            if let Some(v) = value {
+                headers.push((name.as_str().into(), v.into()));
+            }
+        }
+        Facts {
+            address,
+            path: path.into(),
+            headers,
+        }
+    }
+
+    /// The `request` variable.
+    pub fn to_json(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(&**v)))
+            .collect();
+        serde_json::json!({
+            "address": self.address.map(|a| a.to_canonical().to_string()).unwrap_or_default(),
+            "path": &*self.path,
+            "headers": headers,
+        })
+    }
+}
+
 /// The client's protocol era and transport, as its front saw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientEra {
@@ -155,6 +215,8 @@ pub struct Request<'a> {
     pub credential: Credential<'a>,
     /// The endpoint it came to: 0 the main one, else a virtual server (`routes:`).
     pub route: u8,
+    /// What rules may read of it (`None`: no rule of its endpoint reads `request`).
+    pub facts: Option<std::sync::Arc<Facts>>,
 }
 
 /// What a request presents to authentication.
@@ -174,6 +236,7 @@ pub struct OwnedRequest {
     pub op: Op,
     pub body: Vec<u8>,
     pub route: u8,
+    pub facts: Option<std::sync::Arc<Facts>>,
 }
 
 impl Request<'_> {
@@ -187,6 +250,7 @@ impl Request<'_> {
             op: self.op.clone(),
             body,
             route: self.route,
+            facts: self.facts.clone(),
         }
     }
 }
@@ -202,6 +266,7 @@ impl OwnedRequest {
             parsed: None,
             credential: Credential::Done,
             route: self.route,
+            facts: self.facts.clone(),
         }
     }
 }

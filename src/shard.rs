@@ -44,6 +44,8 @@ pub struct Shard {
     pub authz: Option<crate::authz::Authz>,
     /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
     pub routes: Vec<crate::routes::Served>,
+    /// Some endpoint's rules read `request.address`: connections learn their peer's.
+    pub wants_address: bool,
     /// The audit log (`audit:`), this shard's descriptor of it.
     pub audit: Option<crate::audit::Audit>,
     /// Tool safety (`tool_safety:`): pins, shadowing, injection; this shard's view of them.
@@ -131,7 +133,7 @@ impl Shard {
             .authz
             .as_ref()
             .map(|a| crate::authz::Authz::new(a, cfg.auth.as_ref()));
-        let routes = cfg
+        let routes: Vec<Served> = cfg
             .routes
             .iter()
             .map(|r| {
@@ -166,11 +168,16 @@ impl Shard {
             ringmux_core::mask::Masker::new(&m.patterns)
                 .expect("patterns were compiled when the config was checked")
         });
+        let wants_address = std::iter::once(authz.as_ref())
+            .chain(routes.iter().map(|r: &Served| r.authz.as_ref()))
+            .flatten()
+            .any(|a| a.policy.reads_request());
         Rc::new(Shard {
             id,
             auth,
             authz,
             routes,
+            wants_address,
             audit,
             safety,
             limiter,

@@ -498,3 +498,91 @@ fn a_backend_may_ask_clients_only_what_its_policy_allows() {
     }
     let _ = std::fs::remove_file(audit);
 }
+
+/// Rules over the request (`request`): a selected header, the client's address and the
+/// endpoint's path. A session's view follows its requests: the same session with another
+/// header value sees another list, and the 2026-07-28 front decides the same way.
+#[test]
+fn rules_read_the_requests_headers_address_and_path() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(
+            r#"authz:
+  request_headers: [X-Tenant]
+  rules:
+    - name: tenant-a
+      allow: 'mcp.backend == "a" && request.headers["x-tenant"] == "red"'
+    - name: local-echo
+      allow: 'mcp.tool == "b__echo" && request.address == "127.0.0.1" && request.path == "/mcp"'
+    - name: no-blue
+      deny: '"x-tenant" in request.headers && request.headers["x-tenant"].startsWith("blue")'
+"#,
+        )
+        .start();
+    let listed = |c: &mut Client| names(&c.list_all("tools/list", "tools").unwrap(), "name");
+    let mut c = client(&gw.url);
+    // No header: b's echo only (the local address and the path allow it).
+    assert_eq!(listed(&mut c), vec!["b__echo".to_string()]);
+    // The same session, now red: a's tools too.
+    c.headers = vec![("X-Tenant".into(), "red".into())];
+    let red = listed(&mut c);
+    assert!(red.contains(&"a__add".to_string()) && red.contains(&"b__echo".to_string()));
+    assert!(!red.contains(&"b__add".to_string()), "{red:?}");
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__add", "arguments": {"a": 1, "b": 2}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "3");
+    // Blue: denied everything, whatever else holds; sent twice, the values are joined and
+    // the deny still sees "blue, red".
+    c.headers = vec![
+        ("X-Tenant".into(), "blue".into()),
+        ("x-tenant".into(), "red".into()),
+    ];
+    assert!(listed(&mut c).is_empty());
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+    // The 2026-07-28 front gathers the same facts.
+    let modern = |tenant: &str| -> Vec<String> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "authz-test", "version": "1"},
+        }}});
+        let mut c = Client::connect(&gw.url).unwrap();
+        let resp = c
+            .send(
+                "POST",
+                body.to_string().as_bytes(),
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/list"),
+                    ("x-tenant", tenant),
+                ],
+            )
+            .unwrap();
+        let msg = resp.messages().last().cloned().unwrap();
+        names(msg["result"]["tools"].as_array().unwrap(), "name")
+    };
+    assert!(modern("red").contains(&"a__add".to_string()));
+    assert_eq!(modern("green"), vec!["b__echo".to_string()]);
+    // A credential is no rule input.
+    let cfg = temp_path("request-headers.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\nauthz:\n  request_headers: [Authorization]\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+    assert!(!ok && err.contains("authz.request_headers[0]"), "{err}");
+}

@@ -100,7 +100,7 @@ fn authz(c: &mut Criterion) {
     let make = || Authz::new(cfg.authz.as_ref().unwrap(), None);
     let az = make();
     let guest = principal("guest");
-    let view = az.view(&guest, &metrics);
+    let view = az.view(&guest, None, &metrics);
     let call = |tool: &str, args: &str| {
         format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
@@ -143,7 +143,7 @@ fn authz(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let az = make();
-                let v = az.view(&guest, &metrics);
+                let v = az.view(&guest, None, &metrics);
                 (az, v)
             },
             |(az, v)| black_box(az.decisions(&v, &merged, ListKind::Tools, &pools, &metrics)),

@@ -8,7 +8,9 @@
 //! - `mcp`: the item (`method`, `kind` (`tool`, `prompt`, `resource`, `template`), `name` (as
 //!   the client knows it: merged tool or prompt name, resource URI, URI template), `tool`,
 //!   `prompt`, `resource` (the name when the item is of that kind, else `""`), `backend`);
-//! - `args`: the call's `arguments` (tools/call, prompts/get; `{}` for the others).
+//! - `args`: the call's `arguments` (tools/call, prompts/get; `{}` for the others);
+//! - `request`: what the request carried (`address`: the client's IP address, `path`: the
+//!   endpoint's path, `headers`: the values of the headers `authz.request_headers` names).
 //!
 //! Deny wins: an item is denied when any deny rule that applies to it matches, allowed when
 //! none does and an allow rule matches, and otherwise gets the policy's default. A rule whose
@@ -55,9 +57,32 @@ impl Var {
     }
 }
 
+/// Who asks, and how: the `principal` and `request` variables, the same for every item a view
+/// decides.
+#[derive(Debug)]
+pub struct Subject {
+    pub principal: Var,
+    pub request: Var,
+}
+
+impl Subject {
+    /// `principal` and `request` as JSON (`request`: `None` when no rule reads it).
+    pub fn new(principal: &serde_json::Value, request: Option<&serde_json::Value>) -> Subject {
+        Subject {
+            principal: Var::from_json(principal),
+            request: request.map_or_else(Var::empty_map, Var::from_json),
+        }
+    }
+
+    /// A principal, with an empty `request`.
+    pub fn of(principal: &serde_json::Value) -> Subject {
+        Subject::new(principal, None)
+    }
+}
+
 /// The variables of one evaluation, lent to CEL without copying.
 struct Vars<'a> {
-    principal: &'a Var,
+    subject: &'a Subject,
     mcp: Option<&'a Var>,
     args: Option<&'a Var>,
 }
@@ -65,7 +90,8 @@ struct Vars<'a> {
 impl VariableResolver for Vars<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         let v = match variable {
-            "principal" => self.principal,
+            "principal" => &self.subject.principal,
+            "request" => &self.subject.request,
             "mcp" => self.mcp?,
             "args" => self.args?,
             _ => return None,
@@ -204,9 +230,11 @@ pub struct Policy {
     env: Arc<Env>,
     rules: Vec<Compiled>,
     default_allow: bool,
-    /// The principal paths the rules read (`[]`: the whole principal), shortest covering set.
-    principal_paths: Vec<Vec<String>>,
+    /// The paths the rules read under `principal` and `request` (each path starts with the
+    /// variable's name; `[name]`: all of it), shortest covering set.
+    subject_paths: Vec<Vec<String>>,
     any_args: bool,
+    any_request: bool,
 }
 
 impl std::fmt::Debug for Policy {
@@ -231,7 +259,7 @@ impl Policy {
                     .compile(&r.expr)
                     .expect("rules were compiled when the config was checked");
                 let free = free_variables(program.expression());
-                principal_paths(program.expression(), &mut paths);
+                subject_paths(program.expression(), &mut paths);
                 Compiled {
                     name: r.name.clone(),
                     effect: r.effect,
@@ -256,7 +284,8 @@ impl Policy {
             any_args: rules.iter().any(|r| r.reads_args),
             rules,
             default_allow: cfg.default == Effect::Allow,
-            principal_paths: covering,
+            any_request: covering.iter().any(|p| p[0] == "request"),
+            subject_paths: covering,
         }
     }
 
@@ -273,13 +302,27 @@ impl Policy {
         self.any_args
     }
 
-    /// The key of a principal's view: the values at the paths the rules read (`facts` is the
-    /// principal as JSON, the value of the `principal` variable). Principals with equal keys
-    /// get equal decisions.
-    pub fn view_key(&self, facts: &serde_json::Value) -> Vec<u8> {
+    /// Whether any rule reads `request` (else a request's facts need not be gathered).
+    pub fn reads_request(&self) -> bool {
+        self.any_request
+    }
+
+    /// The key of a view: the values at the paths the rules read (`facts` is the principal as
+    /// JSON, the value of the `principal` variable; `request` the `request` variable's).
+    /// Subjects with equal keys get equal decisions.
+    pub fn view_key(
+        &self,
+        facts: &serde_json::Value,
+        request: Option<&serde_json::Value>,
+    ) -> Vec<u8> {
         let mut key = Vec::with_capacity(64);
-        for path in &self.principal_paths {
-            let mut v = Some(facts);
+        for path in &self.subject_paths {
+            let (root, path) = path.split_first().expect("paths start with a variable");
+            let mut v = if root == "principal" {
+                Some(facts)
+            } else {
+                request
+            };
             for seg in path {
                 v = v.and_then(|v| v.get(seg.as_str()));
             }
@@ -298,15 +341,11 @@ impl Policy {
     fn eval(
         &self,
         rule: &Compiled,
-        principal: &Var,
+        subject: &Subject,
         mcp: Option<&Var>,
         args: Option<&Var>,
     ) -> Outcome {
-        let vars = Vars {
-            principal,
-            mcp,
-            args,
-        };
+        let vars = Vars { subject, mcp, args };
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&vars);
         match rule.program.execute(&ctx) {
@@ -323,10 +362,10 @@ impl Policy {
 
     /// The outcomes of the rules that read neither `mcp` nor `args`: the same for every item
     /// of a view, so evaluated once per view (`None` for the others).
-    pub fn constants(&self, principal: &Var) -> Vec<Option<Outcome>> {
+    pub fn constants(&self, subject: &Subject) -> Vec<Option<Outcome>> {
         self.rules
             .iter()
-            .map(|r| (!r.reads_mcp && !r.reads_args).then(|| self.eval(r, principal, None, None)))
+            .map(|r| (!r.reads_mcp && !r.reads_args).then(|| self.eval(r, subject, None, None)))
             .collect()
     }
 
@@ -334,7 +373,7 @@ impl Policy {
     /// principal). `errors` counts the rules that failed.
     pub fn listed(
         &self,
-        principal: &Var,
+        subject: &Subject,
         constants: &[Option<Outcome>],
         item: &Item<'_>,
         errors: &mut u64,
@@ -352,7 +391,7 @@ impl Policy {
             }
             let o = match constants.get(i).copied().flatten() {
                 Some(o) => o,
-                None => self.eval(r, principal, Some(&mcp), args),
+                None => self.eval(r, subject, Some(&mcp), args),
             };
             if o == Outcome::Error {
                 *errors += 1;
@@ -383,7 +422,7 @@ impl Policy {
     /// for such items).
     pub fn decide(
         &self,
-        principal: &Var,
+        subject: &Subject,
         item: &Item<'_>,
         mcp: &Var,
         args: &Var,
@@ -395,7 +434,7 @@ impl Policy {
             if !r.reads_args || !r.applies(item.backend) {
                 continue;
             }
-            let o = self.eval(r, principal, Some(mcp), Some(args));
+            let o = self.eval(r, subject, Some(mcp), Some(args));
             if o == Outcome::Error {
                 *errors += 1;
             }
@@ -428,15 +467,15 @@ impl Policy {
     /// method other than the one lists are decided for).
     pub fn decide_now(
         &self,
-        principal: &Var,
+        subject: &Subject,
         item: &Item<'_>,
         args: &Var,
         errors: &mut u64,
     ) -> Decision {
-        let constants = self.constants(principal);
-        match self.listed(principal, &constants, item, errors).settled() {
+        let constants = self.constants(subject);
+        match self.listed(subject, &constants, item, errors).settled() {
             Ok(d) => d,
-            Err(allow) => self.decide(principal, item, &item.var(), args, allow, errors),
+            Err(allow) => self.decide(subject, item, &item.var(), args, allow, errors),
         }
     }
 }
@@ -445,13 +484,13 @@ impl Policy {
     /// The decision made the plain way, every applicable rule evaluated with everything bound
     /// (the oracle the fuzz property holds the split decision to).
     #[doc(hidden)]
-    pub fn decide_plainly(&self, principal: &Var, item: &Item<'_>, args: &Var) -> bool {
+    pub fn decide_plainly(&self, subject: &Subject, item: &Item<'_>, args: &Var) -> bool {
         let mcp = item.var();
         let args = item.kind.has_args().then_some(args);
         let no_args = Var::empty_map();
         let mut allowed = false;
         for r in self.rules.iter().filter(|r| r.applies(item.backend)) {
-            let o = self.eval(r, principal, Some(&mcp), Some(args.unwrap_or(&no_args)));
+            let o = self.eval(r, subject, Some(&mcp), Some(args.unwrap_or(&no_args)));
             match (r.effect, o) {
                 (Effect::Deny, Outcome::True | Outcome::Error | Outcome::Unknown) => return false,
                 (Effect::Allow, Outcome::True) => allowed = true,
@@ -462,13 +501,13 @@ impl Policy {
     }
 }
 
-/// Adds the paths under `principal` the expression reads (`principal.claims.role` is
-/// `["claims", "role"]`; the bare variable, or an index like `principal.claims[k]`, reads the
-/// whole of what it stops at).
-fn principal_paths(e: &IdedExpr, out: &mut Vec<Vec<String>>) {
+/// Adds the paths under `principal` and `request` the expression reads
+/// (`principal.claims.role` is `["principal", "claims", "role"]`; the bare variable, or an
+/// index like `principal.claims[k]`, reads the whole of what it stops at).
+fn subject_paths(e: &IdedExpr, out: &mut Vec<Vec<String>>) {
     fn chain(e: &IdedExpr) -> Option<Vec<String>> {
         match &e.expr {
-            Expr::Ident(n) if n == "principal" => Some(Vec::new()),
+            Expr::Ident(n) if n == "principal" || n == "request" => Some(vec![n.clone()]),
             Expr::Select(s) => {
                 let mut p = chain(&s.operand)?;
                 p.push(s.field.clone());
@@ -477,18 +516,13 @@ fn principal_paths(e: &IdedExpr, out: &mut Vec<Vec<String>>) {
             _ => None,
         }
     }
-    walk(e, &mut Vec::new(), &mut |e, bound| {
-        if bound.contains(&"principal") {
-            // A comprehension's own `principal` hides the real one here.
-            return true;
+    walk(e, &mut Vec::new(), &mut |e, bound| match chain(e) {
+        // A comprehension's own `principal` (or `request`) hides the real one there.
+        Some(p) if !bound.contains(&p[0].as_str()) => {
+            out.push(p);
+            false
         }
-        match chain(e) {
-            Some(p) => {
-                out.push(p);
-                false
-            }
-            None => true,
-        }
+        _ => true,
     });
 }
 
@@ -509,6 +543,7 @@ mod tests {
                     backends: None,
                 })
                 .collect(),
+            request_headers: Vec::new(),
         };
         Policy::new(&file.check(&["fs", "web"]).unwrap())
     }
@@ -546,7 +581,7 @@ mod tests {
             ],
         );
         let mut errors = 0;
-        let admin = Var::from_json(&who("admin"));
+        let admin = Subject::of(&who("admin"));
         let c = p.constants(&admin);
         assert_eq!(
             p.listed(&admin, &c, &tool("fs__write"), &mut errors),
@@ -556,7 +591,7 @@ mod tests {
             p.listed(&admin, &c, &tool("fs__rm"), &mut errors),
             Listed::Hidden(Some(1))
         );
-        let guest = Var::from_json(&who("guest"));
+        let guest = Subject::of(&who("guest"));
         let c = p.constants(&guest);
         assert_eq!(
             p.listed(&guest, &c, &tool("fs__read_file"), &mut errors),
@@ -588,7 +623,7 @@ mod tests {
             ],
         );
         let mut errors = 0;
-        let me = Var::from_json(&who("x"));
+        let me = Subject::of(&who("x"));
         let c = p.constants(&me);
         // Not a tool the argument rules name: decided now.
         assert_eq!(
@@ -650,14 +685,14 @@ mod tests {
             &[("banned", Effect::Deny, "principal.claims.banned")],
         );
         let mut errors = 0;
-        let me = Var::from_json(&who("x"));
+        let me = Subject::of(&who("x"));
         let c = p.constants(&me);
         assert_eq!(c, vec![Some(Outcome::Error)]);
         assert_eq!(
             p.listed(&me, &c, &tool("a"), &mut errors),
             Listed::Hidden(Some(0))
         );
-        let ok = Var::from_json(&serde_json::json!({"claims": {"banned": false}}));
+        let ok = Subject::of(&serde_json::json!({"claims": {"banned": false}}));
         let c = p.constants(&ok);
         assert_eq!(
             p.listed(&ok, &c, &tool("a"), &mut errors),
@@ -685,14 +720,48 @@ mod tests {
         let a = serde_json::json!({"id": "a", "claims": {"role": "admin", "groups": ["x"]}});
         let b = serde_json::json!({"id": "b", "claims": {"role": "admin", "groups": ["x"], "email": "b@x"}});
         let c = serde_json::json!({"id": "c", "claims": {"role": "user", "groups": ["x"]}});
-        assert_eq!(p.view_key(&a), p.view_key(&b));
-        assert_ne!(p.view_key(&a), p.view_key(&c));
+        assert_eq!(p.view_key(&a, None), p.view_key(&b, None));
+        assert_ne!(p.view_key(&a, None), p.view_key(&c, None));
         // An index reads the whole map it indexes.
         let q = policy(
             Effect::Deny,
             &[("i", Effect::Allow, r#"principal.claims["role"] == "admin""#)],
         );
-        assert_ne!(q.view_key(&a), q.view_key(&b));
+        assert_ne!(q.view_key(&a, None), q.view_key(&b, None));
+    }
+
+    #[test]
+    fn request_facts_key_views_only_when_read() {
+        let p = policy(
+            Effect::Deny,
+            &[(
+                "tenant",
+                Effect::Allow,
+                r#"request.headers["x-tenant"] == principal.claims.role"#,
+            )],
+        );
+        assert!(p.reads_request());
+        let who = serde_json::json!({"claims": {"role": "a"}});
+        let r1 = serde_json::json!({"headers": {"x-tenant": "a"}, "address": "10.0.0.1"});
+        let r2 = serde_json::json!({"headers": {"x-tenant": "a"}, "address": "10.0.0.2"});
+        let r3 = serde_json::json!({"headers": {"x-tenant": "b"}, "address": "10.0.0.1"});
+        // The whole of request.headers is read (an index), the address not at all.
+        assert_eq!(p.view_key(&who, Some(&r1)), p.view_key(&who, Some(&r2)));
+        assert_ne!(p.view_key(&who, Some(&r1)), p.view_key(&who, Some(&r3)));
+        let mut errors = 0;
+        let s1 = Subject::new(&who, Some(&r1));
+        let c = p.constants(&s1);
+        assert_eq!(
+            p.listed(&s1, &c, &tool("fs__a"), &mut errors),
+            Listed::Allowed(Some(0))
+        );
+        let s3 = Subject::new(&who, Some(&r3));
+        let c = p.constants(&s3);
+        assert_eq!(
+            p.listed(&s3, &c, &tool("fs__a"), &mut errors),
+            Listed::Hidden(None)
+        );
+        assert!(!policy(Effect::Deny, &[("x", Effect::Allow, "true")]).reads_request());
     }
 
     #[test]
@@ -703,7 +772,9 @@ mod tests {
         };
         assert!(check("rules: [{allow: 'mcp.tool =='}]").contains("authz.rules[0].allow"));
         assert!(check("rules: [{allow: 'true', deny: 'false'}]").contains("exactly one"));
-        assert!(check("rules: [{allow: 'request.x'}]").contains("unknown variable \"request\""));
+        assert!(check("rules: [{allow: 'session.x'}]").contains("unknown variable \"session\""));
+        assert!(check("request_headers: [authorization]").contains("request_headers[0]"));
+        assert!(check("request_headers: ['bad name']").contains("request_headers[0]"));
         assert!(check("rules: [{allow: 'true', backends: [web]}]").contains("backends[0]"));
         assert!(
             check("rules: [{name: a, allow: 'true'}, {name: a, deny: 'true'}]")

@@ -144,6 +144,8 @@ rules:
   - {name: size, deny: 'size(args) > 3 || mcp.name.contains("rm")'}
   - {name: nested, allow: 'has(args.opts) && args.opts.exists(o, o == principal.claims.sub)'}
   - {name: banned, deny: 'has(principal.claims.banned) && principal.claims.banned'}
+  - {name: tenant, deny: 'request.headers["x-tenant"] == "evil" && mcp.kind == "tool"'}
+  - {name: local, allow: 'request.address == "127.0.0.1" && mcp.kind == "prompt"'}
 "#;
         let file: crate::config::AuthzFile = serde_saphyr::from_str(yaml).expect("the fuzz policy");
         file.check(&["a"]).expect("the fuzz policy checks")
@@ -157,7 +159,7 @@ rules:
 
 /// [`rules`] with the policy compiled.
 fn rules_with(policy: &crate::authz::Policy, data: &[u8]) {
-    use crate::authz::{Item, ItemKind, Listed, Var};
+    use crate::authz::{Item, ItemKind, Listed, Subject, Var};
     let (claims, args) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),
@@ -167,8 +169,15 @@ fn rules_with(policy: &crate::authz::Policy, data: &[u8]) {
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(b).into()))
     };
     let facts = serde_json::json!({"kind": "jwt", "id": "jwt:fuzz", "claims": json(claims)});
-    let principal = Var::from_json(&facts);
-    let _ = policy.view_key(&facts);
+    // The request's facts come from the claims too: a tenant header, and an address.
+    let claims_json = json(claims);
+    let request = serde_json::json!({
+        "address": claims_json.get("address").cloned().unwrap_or("127.0.0.1".into()),
+        "path": "/mcp",
+        "headers": {"x-tenant": claims_json.get("tenant").cloned().unwrap_or("".into())},
+    });
+    let principal = Subject::new(&facts, Some(&request));
+    let _ = policy.view_key(&facts, Some(&request));
     let args = Var::from_json(&json(args));
     let constants = policy.constants(&principal);
     for (name, kind) in [

@@ -94,6 +94,18 @@ pub fn find_header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
+/// Every value of header `name` in a request head, in order (a list header sent on several
+/// lines, or a header sent twice).
+pub fn header_values<'a>(head: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.split(|b| *b == b'\n').skip(1).filter_map(move |line| {
+        let colon = memchr::memchr(b':', line)?;
+        let value = &line[colon + 1..];
+        line[..colon]
+            .eq_ignore_ascii_case(name)
+            .then(|| trim(value.strip_suffix(b"\r").unwrap_or(value)))
+    })
+}
+
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {

@@ -183,7 +183,10 @@ impl Level {
     }
 }
 
-/// A member name, decoded only when it carries escapes (they never do in practice).
+/// A member name, decoded only when it carries escapes (they never do in practice). Inline:
+/// it runs for every member of every message, and left to itself the compiler's choice
+/// moves with unrelated code in the crate (callgrind: ~300 instructions per proxied call).
+#[inline(always)]
 fn key_text(key: Str<'_>) -> Cow<'_, str> {
     if key.escaped {
         decode(key.raw).map_or(Cow::Borrowed(""), Cow::Owned)

@@ -55,6 +55,7 @@ pub(crate) async fn front(
     buf: &[u8],
     body: &[u8],
     peer: Option<&Principal>,
+    address: Option<std::net::IpAddr>,
 ) -> Reply {
     let path = &buf[head.path.clone()];
     let h = &head.headers;
@@ -131,11 +132,12 @@ pub(crate) async fn front(
         Some(p) => p.clone(),
         None => principal_of(shard, buf, head),
     };
+    let facts = facts_of(shard, route, buf, head, address);
     if let Some(legacy) = legacy {
-        return legacy_front(shard, head, buf, body, legacy, principal).await;
+        return legacy_front(shard, head, buf, body, legacy, principal, facts).await;
     }
     if modern {
-        return crate::front::modern::front(shard, head, buf, body, principal, route).await;
+        return crate::front::modern::front(shard, head, buf, body, principal, route, facts).await;
     }
     if let Some(v) = header(buf, &h.protocol_version) {
         if !std::str::from_utf8(v).is_ok_and(version::is_supported) {
@@ -147,13 +149,21 @@ pub(crate) async fn front(
     };
     let authorization = header(buf, &h.authorization);
     match head.method {
-        Method::Post => post(shard, buf, head, body, session, principal, route).await,
+        Method::Post => post(shard, buf, head, body, session, principal, route, facts).await,
         Method::Delete => match session {
             None => Reply::reject(HttpReject::BadRequest, "Mcp-Session-Id header is required"),
             Some(_) => {
                 pipeline::run(
                     shard,
-                    stateful(principal, authorization, session, Op::Delete, b"", route),
+                    stateful(
+                        principal,
+                        authorization,
+                        session,
+                        Op::Delete,
+                        b"",
+                        route,
+                        None,
+                    ),
                 )
                 .await
             }
@@ -188,6 +198,7 @@ async fn legacy_front(
     body: &[u8],
     legacy: Legacy<'_>,
     principal: Principal,
+    facts: Option<std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     let message_path = &shard.cfg.legacy.as_ref().expect("legacy is configured").1;
     match (legacy, head.method) {
@@ -226,6 +237,7 @@ async fn legacy_front(
                 parsed: None,
                 credential: Credential::Header(header(buf, &head.headers.authorization)),
                 route: 0,
+                facts,
             };
             pipeline::run(shard, req).await
         }
@@ -271,11 +283,13 @@ async fn get(
             Op::Get { last_event_id },
             b"",
             route,
+            None,
         ),
     )
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn post(
     shard: &Rc<Shard>,
     buf: &[u8],
@@ -284,6 +298,7 @@ async fn post(
     session: Option<&str>,
     principal: Principal,
     route: u8,
+    facts: Option<std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     let h = &head.headers;
     if !header(buf, &h.content_type).is_some_and(|ct| http::media_type_is(ct, b"application/json"))
@@ -312,6 +327,7 @@ async fn post(
             Op::Message { sse },
             body,
             route,
+            facts,
         ),
     ) {
         Step::Message {
@@ -330,6 +346,7 @@ async fn post(
                 sse,
                 admitted,
                 route,
+                request.facts.as_ref(),
             )
             .await
         }
@@ -359,6 +376,7 @@ fn stateful<'a>(
     op: Op,
     body: &'a [u8],
     route: u8,
+    facts: Option<std::sync::Arc<crate::request::Facts>>,
 ) -> Request<'a> {
     Request {
         principal,
@@ -369,7 +387,40 @@ fn stateful<'a>(
         parsed: None,
         credential: Credential::Header(credential),
         route,
+        facts,
     }
+}
+
+/// What rules may read of this request (`request`), when a rule of its endpoint reads it.
+#[inline]
+fn facts_of(
+    shard: &Shard,
+    route: u8,
+    buf: &[u8],
+    head: &RequestHead,
+    address: Option<std::net::IpAddr>,
+) -> Option<std::sync::Arc<crate::request::Facts>> {
+    let authz = shard.authz_for(route)?;
+    if !authz.policy.reads_request() {
+        return None;
+    }
+    gather(authz, buf, head, address)
+}
+
+#[inline(never)]
+fn gather(
+    authz: &crate::authz::Authz,
+    buf: &[u8],
+    head: &RequestHead,
+    address: Option<std::net::IpAddr>,
+) -> Option<std::sync::Arc<crate::request::Facts>> {
+    let path = String::from_utf8_lossy(&buf[head.path.clone()]);
+    Some(std::sync::Arc::new(crate::request::Facts::gather(
+        &buf[..head.head_len],
+        &authz.request_headers,
+        address,
+        &path,
+    )))
 }
 
 /// The authentication whose protected-resource metadata (RFC 9728) is served at `path`: the

@@ -117,6 +117,17 @@ async fn serve_conn(
     handed: bool,
     peer: Option<Principal>,
 ) {
+    // The client's address, when a rule reads it (`request.address`): one getpeername(2)
+    // per connection, not per request.
+    let address = if shard.wants_address {
+        let tcp = match &stream {
+            crate::tls::Stream::Plain(s) => s,
+            crate::tls::Stream::Tls(t) => &t.tcp,
+        };
+        tcp.peer_addr().ok().map(|a| a.ip())
+    } else {
+        None
+    };
     let mut conn = Conn {
         rbuf,
         wbuf: Vec::with_capacity(READ_CHUNK),
@@ -125,6 +136,7 @@ async fn serve_conn(
         keepalive: shard.cfg.streams.keepalive,
         write_timeout: shard.cfg.limits.write_timeout,
         peer,
+        address,
     };
     let ended = conn.run(shard, &mut stream, open.1).await;
     drop(open);
@@ -230,6 +242,8 @@ struct Conn {
     write_timeout: Duration,
     /// The principal of the client's verified TLS certificate.
     peer: Option<Principal>,
+    /// The client's address (only when a rule reads `request.address`).
+    address: Option<std::net::IpAddr>,
 }
 
 /// Where the request body is.
@@ -314,7 +328,15 @@ impl Conn {
                     BodyAt::InPlace(r) => &self.rbuf[r.clone()],
                     BodyAt::Decoded => &self.chunked,
                 };
-                super::door::front(shard, &head, &self.rbuf, body, self.peer.as_ref()).await
+                super::door::front(
+                    shard,
+                    &head,
+                    &self.rbuf,
+                    body,
+                    self.peer.as_ref(),
+                    self.address,
+                )
+                .await
             };
             consume(&mut self.rbuf, used);
             // Shutting down: this answer is the connection's last.

@@ -40,6 +40,7 @@ pub async fn front(
     body: &[u8],
     named: Principal,
     route: u8,
+    facts: Option<std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     // Stage 1 first (before any of the era's checks answer): the principal also decides the
     // principal session, hence the owner shard.
@@ -125,6 +126,7 @@ pub async fn front(
         parsed: Some(&parsed),
         credential: Credential::Done,
         route,
+        facts,
     };
     crate::pipeline::run(shard, req).await
 }

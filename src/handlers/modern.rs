@@ -97,6 +97,7 @@ pub async fn serve(
     sse: bool,
     admitted: Option<crate::limits::Admitted>,
     route: u8,
+    facts: Option<&std::sync::Arc<crate::request::Facts>>,
 ) -> Reply {
     let (msg, env) = (&parsed.msg, &parsed.env);
     let Some(id) = msg.id else {
@@ -129,7 +130,7 @@ pub async fn serve(
         ),
         binding: binding(msg, env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
-        view: session.authz_view(shard.authz_for(route), principal, &shard.metrics),
+        view: session.authz_view(shard.authz_for(route), principal, facts, &shard.metrics),
         admitted: Rc::new(std::cell::Cell::new(admitted)),
     };
     match entry.handler {

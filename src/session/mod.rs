@@ -9,6 +9,7 @@ pub mod streams;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -62,6 +63,13 @@ impl Capabilities {
     }
 }
 
+/// A session's cached authorization view, and whose it is.
+pub type AuthzView = (
+    Principal,
+    Option<Arc<crate::request::Facts>>,
+    Rc<crate::authz::View>,
+);
+
 /// State of one backend session.
 #[derive(Debug, Clone)]
 pub enum BackendSession {
@@ -108,8 +116,9 @@ pub struct Session {
     listeners: RefCell<Option<Vec<AbortHandle>>>,
     /// A legacy HTTP+SSE client: the session lives as long as its stream.
     pub legacy: Cell<bool>,
-    /// The authorization view of the principal that last used it ([`Session::authz_view`]).
-    pub authz: RefCell<Option<(Principal, Rc<crate::authz::View>)>>,
+    /// The authorization view of the principal (and request facts) that last used it
+    /// ([`Session::authz_view`]).
+    pub authz: RefCell<Option<AuthzView>>,
     /// Set on a 2026-07-28 principal session ([`crate::handlers::modern`]).
     pub modern: std::cell::OnceCell<Rc<crate::session::principal::State>>,
     /// What its sessionless backends need kept ([`crate::handlers::sessionless`]); made on first need.
@@ -196,22 +205,24 @@ pub enum BackendFailure {
 }
 
 impl Session {
-    /// The authorization view of `principal` (`None` without `authz:`), kept here for the
-    /// session's next requests while they come from this very principal (claims included).
+    /// The authorization view of `principal` making a request with `facts` (`None` without
+    /// `authz:`), kept here for the session's next requests while they come from this very
+    /// principal (claims included) with equal facts.
     pub fn authz_view(
         &self,
         authz: Option<&crate::authz::Authz>,
         principal: &Principal,
+        facts: Option<&Arc<crate::request::Facts>>,
         metrics: &crate::metrics::ShardMetrics,
     ) -> Option<Rc<crate::authz::View>> {
         let authz = authz?;
-        if let Some((p, v)) = &*self.authz.borrow() {
-            if p.same(principal) {
+        if let Some((p, f, v)) = &*self.authz.borrow() {
+            if p.same(principal) && f.as_deref() == facts.map(|f| &**f) {
                 return Some(v.clone());
             }
         }
-        let view = authz.view(principal, metrics);
-        *self.authz.borrow_mut() = Some((principal.clone(), view.clone()));
+        let view = authz.view(principal, facts.map(|f| &**f), metrics);
+        *self.authz.borrow_mut() = Some((principal.clone(), facts.cloned(), view.clone()));
         Some(view)
     }
 

@@ -15,6 +15,7 @@ pub const VARIABLES: &[&str] = &[
     "principal",
     "mcp",
     "args",
+    "request",
     "int",
     "uint",
     "double",
@@ -115,6 +116,10 @@ pub struct AuthzFile {
     /// items only).
     #[serde(default)]
     pub rules: Vec<RuleFile>,
+    /// The request headers rules may read (`request.headers["x-tenant"]`), by name. Only
+    /// these are gathered, and only when a rule reads `request`.
+    #[serde(default)]
+    pub request_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -243,7 +248,12 @@ impl AuditFile {
 pub struct Authz {
     pub default: Effect,
     pub rules: Vec<Rule>,
+    /// Lowercase header names (`request.headers`).
+    pub request_headers: Vec<String>,
 }
+
+/// Most headers `authz.request_headers` may name.
+pub const MAX_REQUEST_HEADERS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -322,9 +332,34 @@ impl AuthzFile {
                 backends,
             });
         }
+        if self.request_headers.len() > MAX_REQUEST_HEADERS {
+            return Err(err(
+                "authz.request_headers",
+                format!("at most {MAX_REQUEST_HEADERS} headers"),
+            ));
+        }
+        let mut request_headers = Vec::with_capacity(self.request_headers.len());
+        for (i, h) in self.request_headers.iter().enumerate() {
+            let h = h.trim().to_ascii_lowercase();
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if h.is_empty() || h.len() > 128 || !h.bytes().all(token) {
+                return Err(err(
+                    format!("authz.request_headers[{i}]"),
+                    "a header name (letters, digits, - and the other token characters)",
+                ));
+            }
+            if h == "authorization" || h == "cookie" || h == "proxy-authorization" {
+                return Err(err(
+                    format!("authz.request_headers[{i}]"),
+                    "credentials are not rule input (rules read the authenticated principal)",
+                ));
+            }
+            request_headers.push(h);
+        }
         Ok(Authz {
             default: self.default,
             rules,
+            request_headers,
         })
     }
 }
