@@ -235,6 +235,54 @@ pub fn mask(data: &[u8]) {
     }
 }
 
+/// A virtual server's edits over arbitrary bytes: a call body (`data`) gets the fixed
+/// arguments, or is refused, never sent without them; a tool definition (`data` again) is
+/// edited into JSON without the fixed arguments in its schema. Never panics.
+pub fn shape(data: &[u8]) {
+    use serde_json::{json, Map, Value};
+    let fixed: Map<String, Value> = match json!({"path": "/public/x", "n": [1, {"a": null}]}) {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let mut out = b"kept".to_vec();
+    if crate::shape::with_arguments(data, &fixed, &mut out) {
+        let body: Value = serde_json::from_slice(&out[4..]).expect("JSON out");
+        let args = &body["params"]["arguments"];
+        for (k, v) in &fixed {
+            assert_eq!(&args[k], v, "{}", String::from_utf8_lossy(data));
+        }
+        // Setting them again changes nothing.
+        let mut again = Vec::new();
+        assert!(crate::shape::with_arguments(&out[4..], &fixed, &mut again));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&again).unwrap(),
+            body,
+            "{}",
+            String::from_utf8_lossy(data)
+        );
+    } else {
+        assert_eq!(out, b"kept", "a refusal leaves the buffer as it was");
+    }
+    let o = crate::config::Override {
+        name: Some("renamed".into()),
+        description: Some("d".into()),
+        arguments: fixed.clone(),
+    };
+    if let Some(item) = crate::shape::edited(data, "renamed", &o) {
+        let tool: Value = serde_json::from_slice(&item).expect("JSON out");
+        assert_eq!(tool["name"], "renamed");
+        assert_eq!(tool["description"], "d");
+        if let Some(props) = tool["inputSchema"]["properties"].as_object() {
+            assert!(props.keys().all(|k| !fixed.contains_key(k)), "{tool}");
+        }
+        if let Some(req) = tool["inputSchema"]["required"].as_array() {
+            assert!(req
+                .iter()
+                .all(|r| r.as_str().is_none_or(|r| !fixed.contains_key(r))));
+        }
+    }
+}
+
 /// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives
 /// the same payload either way (when both succeed), and never panics.
 pub fn chunked(data: &[u8], split: usize) {
@@ -429,6 +477,22 @@ mod tests {
             mask(seed);
             for _ in 0..1500 {
                 mask(&mutate(&mut rng, seed));
+            }
+        }
+    }
+
+    #[test]
+    fn shape_properties_hold() {
+        let mut rng = Rng(0x5eed_0007);
+        for seed in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"path":"/etc/x","q":1}}}"#[..],
+            br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t"}}"#,
+            br#"{"params":{"arguments":"no"},"id":null}"#,
+            br#"{"name":"t","description":"x","inputSchema":{"type":"object","properties":{"path":{},"n":{},"k":{}},"required":["path","k",3]}}"#,
+        ] {
+            shape(seed);
+            for _ in 0..1500 {
+                shape(&mutate(&mut rng, seed));
             }
         }
     }

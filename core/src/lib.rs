@@ -50,6 +50,7 @@ pub mod mux;
 pub mod names;
 pub mod safety;
 pub mod seal;
+pub mod shape;
 pub mod sse;
 pub mod uris;
 pub mod version;

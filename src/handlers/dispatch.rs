@@ -327,14 +327,22 @@ impl Target {
         let body = match shaped.edit(route).filter(|e| !e.fixed.is_empty()) {
             None => body,
             Some(e) => {
-                let with =
-                    crate::routes::with_arguments(body.as_deref().unwrap_or(call.body), &e.fixed);
+                let mut with = bufs::take_with(call.body.len() + 64);
+                let ok = ringmux_core::shape::with_arguments(
+                    body.as_deref().unwrap_or(call.body),
+                    &e.fixed,
+                    &mut with,
+                );
                 if let Some(b) = body {
                     bufs::give(b);
                 }
-                Some(
-                    with.ok_or_else(|| RpcError::InvalidParams("params must be an object".into()))?,
-                )
+                if !ok {
+                    bufs::give(with);
+                    return Err(RpcError::InvalidParams(
+                        "the request cannot be read to set the route's fixed arguments".into(),
+                    ));
+                }
+                Some(with)
             }
         };
         Ok(Target {
