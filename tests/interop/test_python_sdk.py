@@ -763,11 +763,16 @@ def test_the_sdk_oauth_client_does_the_whole_flow_with_a_real_authorization_serv
 # --- Authorization: two principals, one gateway, different views -----------------------------
 
 
+TEAM_KEY = "rmx-python-sdk-team-key"
+
+
 @pytest.fixture(scope="module")
 def authz_gateway():
     """server-everything (ev) and ringmux's mock with 30 tools (m) behind a gateway with JWT
     authentication and CEL rules: admins use everything; readers use m's items, and ev's echo
-    only on /public/ paths; nobody echoes /etc/. Pages of 4 items."""
+    only on /public/ paths; nobody echoes /etc/. Pages of 4 items. And a virtual server."""
+    import hashlib
+
     procs: list[subprocess.Popen] = []
     logs = tempfile.TemporaryDirectory()
     try:
@@ -792,6 +797,14 @@ def authz_gateway():
             "    - name: no-etc\n      deny: 'mcp.tool == \"ev__echo\" && args.message.startsWith(\"/etc/\")'\n"
             f"backends:\n  - name: ev\n    url: http://127.0.0.1:{ev}/mcp\n"
             f"  - name: m\n    url: http://127.0.0.1:{m}/mcp\n"
+            # A virtual server for one team: ev's echo and get-sum only, get-sum renamed with b
+            # fixed, behind the team's own API key and with its own (open) rules.
+            "routes:\n  - path: /teams/sums/mcp\n    backends: [ev]\n"
+            "    tools:\n      include: ['ev__get-sum', 'ev__echo']\n"
+            "      overrides:\n        ev__get-sum: {name: add_ten, description: Adds ten to a, arguments: {b: 10}}\n"
+            f"    auth:\n      resource: http://127.0.0.1:{gw_port}/teams/sums/mcp\n"
+            f"      api_keys:\n        - name: team\n          sha256: {hashlib.sha256(TEAM_KEY.encode()).hexdigest()}\n"
+            "    authz:\n      default: allow\n"
         )
         _ringmux(procs, cfg)
         yield resource, ev, m
@@ -905,3 +918,49 @@ def test_two_sdk_principals_see_and_call_what_the_rules_allow(authz_gateway):
     assert admin["etc"][:2] == ("error", -32602)
     assert admin["home"] == ("ok", "Echo: /home/me")
     assert reader["mock"] == ("ok", "hi") and admin["mock"] == ("ok", "hi")
+
+
+def test_a_virtual_server_serves_the_sdk_its_subset_renamed_and_fixed(authz_gateway):
+    """The SDK on a route's own path, with the route's own API key: ev's two tools only (in
+    ev's order), get-sum known as add_ten with b gone from its schema and fixed to 10."""
+    url, ev_port, _ = authz_gateway
+    route = url.replace("/mcp", "/teams/sums/mcp")
+
+    async def go(authorization: str):
+        from mcp import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+        from mcp.shared.exceptions import MCPError
+
+        async with create_mcp_http_client(headers={"Authorization": authorization}) as http:
+            async with streamable_http_client(route, http_client=http) as streams:
+                async with ClientSession(streams[0], streams[1]) as s:
+                    await s.initialize()
+                    lists = await _lists(s)
+                    tools = await _walk(s.list_tools, "tools")
+                    added = await s.call_tool("add_ten", {"a": 5})
+                    overridden = await s.call_tool("add_ten", {"a": 5, "b": 1000})
+                    try:
+                        await s.call_tool("ev__get-sum", {"a": 1, "b": 2})
+                        old = None
+                    except MCPError as e:
+                        old = e.error.code
+                    return lists, tools, added.content[0].text, overridden.content[0].text, old
+
+    lists, tools, added, overridden, old = anyio.run(go, f"Bearer {TEAM_KEY}")
+    ev = _direct(ev_port)["tools"]
+    want = [("ev__echo" if t == "echo" else "add_ten") for t in ev if t in ("echo", "get-sum")]
+    assert lists["tools"] == want
+    add = next(t for t in tools if t.name == "add_ten")
+    assert add.description == "Adds ten to a"
+    assert "b" not in add.input_schema["properties"] and "a" in add.input_schema["properties"]
+    assert "b" not in add.input_schema.get("required", [])
+    assert "15" in added and "15" in overridden, (added, overridden)
+    assert old == -32602
+    assert lists["prompts"] and all(p.startswith("ev__") for p in lists["prompts"])
+    assert all(not u.startswith("ringmux://m/") for u in lists["resources"])
+    # The main endpoint's JWT is not the route's credential.
+    with pytest.raises(Exception):
+        anyio.run(go, "Bearer " + _jwt({"iss": "https://idp.test", "aud": url, "sub": "x",
+                                         "role": "admin", "iat": int(time.time()),
+                                         "exp": int(time.time()) + 600}))
