@@ -68,8 +68,13 @@ pub struct Limited {
 pub struct Limiter {
     cfg: RateLimits,
     principals: RefCell<HashMap<Principal, Entry, Xxh3Builder>>,
-    tools: RefCell<HashMap<(Principal, Box<str>), Bucket, Xxh3Builder>>,
+    /// By the xxh3 of (principal, tool name): a routed call looks its bucket up without
+    /// allocating a key. Two pairs that collide (2^-64 a pair) would share a bucket: a
+    /// stricter limit for them, never a looser one.
+    tools: RefCell<HashMap<u64, Bucket, Xxh3Builder>>,
     backends: RefCell<Vec<Option<Bucket>>>,
+    /// The hasher of the tool buckets' keys.
+    tools_key: Xxh3Builder,
 }
 
 /// A request admitted and in progress: counted against its principal's
@@ -92,6 +97,12 @@ impl Limiter {
             principals: RefCell::new(HashMap::with_hasher(Xxh3Builder::new())),
             tools: RefCell::new(HashMap::with_hasher(Xxh3Builder::new())),
             backends: RefCell::new(vec![None; backends]),
+            // Seeded per shard at start: nobody can aim a collision at another's bucket.
+            tools_key: Xxh3Builder::new().with_seed({
+                let mut seed = [0u8; 8];
+                getrandom::fill(&mut seed).expect("the OS random source works");
+                u64::from_le_bytes(seed)
+            }),
         }
     }
 
@@ -172,7 +183,13 @@ impl Limiter {
         let now = Instant::now();
         if let (Some(c), Some(tool)) = (&self.cfg.tool, tool) {
             let mut tools = self.tools.borrow_mut();
-            let key = (principal.clone(), Box::<str>::from(tool));
+            let key = {
+                use std::hash::{BuildHasher, Hash, Hasher};
+                let mut h = self.tools_key.build_hasher();
+                principal.hash(&mut h);
+                tool.hash(&mut h);
+                h.finish()
+            };
             if !tools.contains_key(&key) {
                 drop(tools);
                 self.make_room(now);
