@@ -245,21 +245,27 @@ pub fn shape(data: &[u8]) {
         _ => unreachable!(),
     };
     let mut out = b"kept".to_vec();
+    let plain = crate::shape::with_arguments_plainly(data, &fixed);
+    let text = String::from_utf8_lossy(data);
     if crate::shape::with_arguments(data, &fixed, &mut out) {
-        let body: Value = serde_json::from_slice(&out[4..]).expect("JSON out");
-        let args = &body["params"]["arguments"];
-        for (k, v) in &fixed {
-            assert_eq!(&args[k], v, "{}", String::from_utf8_lossy(data));
+        // What it writes reads as the plain way's tree, where serde_json can read both (the
+        // client's bytes it keeps may hold what a Value cannot: a lone surrogate, a huge
+        // number, which the backend then judges).
+        match (serde_json::from_slice::<Value>(&out[4..]), plain) {
+            (Ok(body), Some(plain)) => assert_eq!(body, plain, "{text}"),
+            (Ok(body), None) => {
+                let args = &body["params"]["arguments"];
+                for (k, v) in &fixed {
+                    assert_eq!(&args[k], v, "{text}");
+                }
+            }
+            (Err(e), Some(_)) => panic!("{e}: {} from {text}", String::from_utf8_lossy(&out)),
+            (Err(_), None) => {}
         }
         // Setting them again changes nothing.
         let mut again = Vec::new();
         assert!(crate::shape::with_arguments(&out[4..], &fixed, &mut again));
-        assert_eq!(
-            serde_json::from_slice::<Value>(&again).unwrap(),
-            body,
-            "{}",
-            String::from_utf8_lossy(data)
-        );
+        assert_eq!(again, &out[4..], "{text}");
     } else {
         assert_eq!(out, b"kept", "a refusal leaves the buffer as it was");
     }
