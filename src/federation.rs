@@ -321,6 +321,9 @@ impl Federation {
         }
         let catalogs: Vec<Rc<Catalog>> = cats.iter().map(|(_, c)| c.clone()).collect();
         let shaped = shape.map(|s| s.apply(&index, &catalogs));
+        for name in shaped.iter().flat_map(|s| &s.unreadable) {
+            tracing::warn!(tool = %name, "a route's override cannot be applied (serde_json cannot read the tool's definition): the tool is withheld on that route");
+        }
         let merged = Rc::new(Merged {
             index,
             backends: cats.iter().map(|(b, _)| *b).collect(),

@@ -178,18 +178,25 @@ impl Limiter {
         Ok(Some(Admitted(e.in_flight.clone())))
     }
 
-    /// A call routed to backend `b` (and, for `tools/call`, of tool `tool`).
-    pub fn route(&self, principal: &Principal, tool: Option<&str>, b: u16) -> Result<(), Limited> {
+    /// The key of `principal`'s bucket for the tool whose name (as its backend `b` knows it)
+    /// is `literal`; `None` without `rate_limits.tool`. By the tool, not the name a client
+    /// gave it: a virtual server's renamed tool shares its bucket with the tool's other names.
+    pub fn tool_key(&self, principal: &Principal, b: u16, literal: &[u8]) -> Option<u64> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        self.cfg.tool.as_ref()?;
+        let mut h = self.tools_key.build_hasher();
+        principal.hash(&mut h);
+        b.hash(&mut h);
+        literal.hash(&mut h);
+        Some(h.finish())
+    }
+
+    /// A call routed to backend `b` (and, for `tools/call`, of the tool [`Limiter::tool_key`]
+    /// gave `tool`).
+    pub fn route(&self, tool: Option<u64>, b: u16) -> Result<(), Limited> {
         let now = Instant::now();
-        if let (Some(c), Some(tool)) = (&self.cfg.tool, tool) {
+        if let (Some(c), Some(key)) = (&self.cfg.tool, tool) {
             let mut tools = self.tools.borrow_mut();
-            let key = {
-                use std::hash::{BuildHasher, Hash, Hasher};
-                let mut h = self.tools_key.build_hasher();
-                principal.hash(&mut h);
-                tool.hash(&mut h);
-                h.finish()
-            };
             if !tools.contains_key(&key) {
                 drop(tools);
                 self.make_room(now);

@@ -61,7 +61,7 @@ pub struct Shard {
     /// Catalog caches, one per view: clients declaring different capabilities may be shown
     /// different lists by a backend (a tool offered only to clients that can sample), so
     /// each capability set gets its own cache. A few entries in practice; bounded.
-    views: RefCell<Vec<(u64, Rc<Federation>)>>,
+    views: RefCell<Vec<(u64, u8, Rc<Federation>)>>,
     pub metrics: Arc<ShardMetrics>,
     /// Every shard's metrics, for the scrape endpoint.
     pub all_metrics: Arc<[Arc<ShardMetrics>]>,
@@ -124,11 +124,14 @@ impl Shard {
             })
             .collect();
         // The keys come through the feed: read or fetched once for every shard (server::start).
+        // One feed per `auth:` block in order, the main endpoint's first (there even without
+        // a main `auth:`: each route must get its own).
         let mut key_feeds = key_feeds.into_iter();
+        let main_feed = key_feeds.next().flatten();
         let auth = cfg
             .auth
             .as_ref()
-            .map(|a| crate::auth::Authenticator::new(a, key_feeds.next().flatten()));
+            .map(|a| crate::auth::Authenticator::new(a, main_feed));
         let authz = cfg
             .authz
             .as_ref()
@@ -146,9 +149,17 @@ impl Shard {
                         .auth
                         .as_ref()
                         .map(|a| crate::auth::Authenticator::new(a, feed)),
-                    authz: r.authz.as_ref().map(|a| {
-                        crate::authz::Authz::new(a, r.auth.as_ref().or(cfg.auth.as_ref()))
-                    }),
+                    // Its own rules, or the main ones over its own API keys' attributes.
+                    authz: match (&r.authz, &r.auth, &cfg.authz) {
+                        (Some(a), own, _) => Some(crate::authz::Authz::new(
+                            a,
+                            own.as_ref().or(cfg.auth.as_ref()),
+                        )),
+                        (None, Some(own), Some(main)) => {
+                            Some(crate::authz::Authz::new(main, Some(own)))
+                        }
+                        (None, _, _) => None,
+                    },
                 }
             })
             .collect();
@@ -250,11 +261,11 @@ impl Shard {
         }
     }
 
-    /// The catalog cache for the clients of view `view` ([`crate::session::view_of`], which
-    /// tells routes apart).
+    /// The catalog cache for the clients of view `view` ([`crate::session::view_of`]) on
+    /// endpoint `route` (each route has its own: its tool shape is applied there).
     pub fn fed(&self, view: u64, route: u8) -> Rc<Federation> {
         let mut views = self.views.borrow_mut();
-        if let Some((_, f)) = views.iter().find(|(v, _)| *v == view) {
+        if let Some((_, _, f)) = views.iter().find(|(v, r, _)| *v == view && *r == route) {
             return f.clone();
         }
         if views.len() == MAX_VIEWS + 4 * self.routes.len() {
@@ -268,7 +279,7 @@ impl Shard {
             self.cfg.fingerprint,
             self.served(route).and_then(|r| r.shape.clone()),
         ));
-        views.push((view, fed.clone()));
+        views.push((view, route, fed.clone()));
         fed
     }
 
@@ -276,7 +287,7 @@ impl Shard {
     /// backends list the same items to every client), or this one. A large list is then kept
     /// once per shard, not once per client capability set.
     pub fn shared_catalog(&self, b: u16, catalog: Catalog) -> Rc<Catalog> {
-        for (_, fed) in self.views.borrow().iter() {
+        for (_, _, fed) in self.views.borrow().iter() {
             if let Some(c) = fed.cached(catalog.kind, b) {
                 if c.bytes() == catalog.bytes() {
                     return c;
@@ -288,7 +299,7 @@ impl Shard {
 
     /// Drops backend `b`'s cached lists of `kinds` in every view.
     pub fn invalidate(&self, b: u16, kinds: &[ringmux_core::catalog::ListKind]) {
-        for (_, fed) in self.views.borrow().iter() {
+        for (_, _, fed) in self.views.borrow().iter() {
             fed.invalidate(b, kinds);
         }
     }

@@ -367,3 +367,90 @@ fn bad_routes_are_refused_with_their_key_paths() {
 fn temp_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ringmux-routes-{}-{name}", std::process::id()))
 }
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/auth");
+
+/// A token for `issuer` and `audience`, signed by `key_file` with `kid` (RS256).
+fn token(key_file: &str, kid: &str, issuer: &str, audience: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        json!({"iss": issuer, "aud": audience, "sub": "someone", "iat": now, "exp": now + 600});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.into());
+    let pem = std::fs::read(format!("{FIX}/{key_file}")).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// Two routes trusting two issuers, and no auth: on the main endpoint: each route verifies
+/// with its own keys, issuer and audience; one tenant's token is refused on the other's path.
+#[test]
+fn each_routes_tokens_are_its_own() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .yaml(&format!(
+            r#"routes:
+  - path: /red/mcp
+    auth:
+      resource: https://gw.test/red/mcp
+      jwt: {{issuer: https://idp-red.test, jwks_file: {FIX}/jwks.json}}
+  - path: /blue/mcp
+    auth:
+      resource: https://gw.test/blue/mcp
+      jwt: {{issuer: https://idp-blue.test, jwks_file: {FIX}/jwks-rotated.json}}
+"#
+        ))
+        .start();
+    let red = token(
+        "rsa1.pem",
+        "k1",
+        "https://idp-red.test",
+        "https://gw.test/red/mcp",
+    );
+    let blue = token(
+        "rsa2.pem",
+        "k2",
+        "https://idp-blue.test",
+        "https://gw.test/blue/mcp",
+    );
+    let status = |path: &str, tok: &str| -> u16 {
+        let mut c = Client::connect(&at(&gw.url, path)).unwrap();
+        c.authorization = Some(format!("Bearer {tok}"));
+        let resp = c
+            .post(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}}),
+            )
+            .unwrap();
+        resp.status
+    };
+    assert_eq!(status("/red/mcp", &red), 200);
+    assert_eq!(status("/blue/mcp", &blue), 200);
+    assert_eq!(status("/blue/mcp", &red), 401, "red's token on blue's path");
+    assert_eq!(status("/red/mcp", &blue), 401, "blue's token on red's path");
+    // The main endpoint has no auth: and takes no token as a principal's.
+    client(&gw.url);
+}
+
+/// A key name is its principal on every endpoint: one name cannot stand for two keys.
+#[test]
+fn one_api_key_name_is_one_key() {
+    let cfg = temp_path("key-names.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n\
+         auth:\n  resource: http://gw.test/mcp\n  api_keys:\n    - {name: admin, sha256: 1111111111111111111111111111111111111111111111111111111111111111}\n\
+         routes:\n  - path: /t/mcp\n    auth:\n      resource: http://gw.test/t/mcp\n      api_keys:\n        - {name: admin, sha256: 2222222222222222222222222222222222222222222222222222222222222222}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("routes[0].auth.api_keys[0].name"),
+        "{err}"
+    );
+}

@@ -74,6 +74,17 @@ impl Shape {
                 };
                 let name = o.name.as_deref().unwrap_or(&merged);
                 let Some(bytes) = edited(cat.item(i), name, o) else {
+                    // It cannot be shown as the route says (its fixed arguments would not be
+                    // hidden, its new name not given): it is withheld, not shown unedited.
+                    shaped.edits.insert(
+                        (si as u32, i as u32),
+                        Edit {
+                            bytes: Box::new([]),
+                            renamed: true,
+                            fixed: o.arguments.clone(),
+                            withheld: true,
+                        },
+                    );
                     shaped.unreadable.push(merged.into_owned());
                     continue;
                 };
@@ -86,6 +97,7 @@ impl Shape {
                         bytes,
                         renamed: o.name.is_some(),
                         fixed: o.arguments.clone(),
+                        withheld: false,
                     },
                 );
             }
@@ -102,6 +114,9 @@ pub struct Edit {
     pub renamed: bool,
     /// Arguments set on every call.
     pub fixed: Map<String, Value>,
+    /// Its definition could not be edited (serde_json cannot read it: a lone surrogate, a
+    /// number out of range): not listed, not callable on the route.
+    pub withheld: bool,
 }
 
 /// A route's edits of one merged tool list ([`Shape::apply`]).
@@ -111,8 +126,7 @@ pub struct Shaped {
     pub edits: HashMap<(u32, u32), Edit>,
     /// A renamed tool's new name → its owner.
     names: HashMap<Box<str>, Owner>,
-    /// Overridden tools whose definition is not a JSON object: shown unedited (logged by the
-    /// caller).
+    /// Overridden tools whose definition could not be read: withheld (logged by the caller).
     pub unreadable: Vec<String>,
 }
 
@@ -128,6 +142,13 @@ impl Shaped {
             Some(e) if e.renamed => None,
             _ => Some(owner),
         }
+    }
+
+    /// Whether item `item` of source `source` is listed (not withheld).
+    pub fn shows(&self, source: usize, item: usize) -> bool {
+        self.edits
+            .get(&(source as u32, item as u32))
+            .is_none_or(|e| !e.withheld)
     }
 
     pub fn edit(&self, owner: Owner) -> Option<&Edit> {
@@ -390,6 +411,31 @@ mod tests {
         out.clear();
         assert!(with_arguments(br#"{"params":{}}"#, &edit.fixed, &mut out));
         assert_eq!(out, br#"{"params":{"arguments":{"b":2}}}"#);
+    }
+
+    #[test]
+    fn an_override_it_cannot_apply_withholds_the_tool() {
+        let shape = Shape::new(&tools(
+            r#"{"overrides": {"m__add": {"name": "sum", "arguments": {"b": 2}}}}"#,
+        ))
+        .unwrap();
+        let mut cat = Catalog::new(ListKind::Tools);
+        // serde_json's raw check lets a lone surrogate through; its parser does not.
+        cat.add_page(br#"{"tools":[{"name":"add","description":"\ud800"},{"name":"echo"}]}"#)
+            .unwrap();
+        let cats = vec![std::rc::Rc::new(cat)];
+        let sources = [Source {
+            backend: 0,
+            name: "m",
+            prefixed: true,
+            catalog: &cats[0],
+        }];
+        let index = Index::build(ListKind::Tools, &sources, "__", &[], 1);
+        let shaped = shape.apply(&index, &cats);
+        assert_eq!(shaped.unreadable, vec!["m__add".to_string()]);
+        assert!(shaped.route(&index, "sum").is_none());
+        assert!(shaped.route(&index, "m__add").is_none());
+        assert!(!shaped.shows(0, 0) && shaped.shows(0, 1));
     }
 
     #[test]

@@ -100,12 +100,7 @@ pub async fn request(
         Handler::Routed(by) => match resolve(shard, session, by, msg, call).await {
             Ok(target) => {
                 if let Some(l) = &shard.limiter {
-                    let tool = (by == RouteBy::Tool)
-                        .then(|| msg.params.name.and_then(raw_str))
-                        .flatten();
-                    if let Err(limited) =
-                        l.route(&session.principal, tool.as_deref(), target.backend)
-                    {
+                    if let Err(limited) = l.route(target.tool_key, target.backend) {
                         shard.metrics.rate_limited.add(1);
                         return Reply::limited(Some(id), &limited);
                     }
@@ -290,6 +285,8 @@ struct Target {
     /// The client's bytes with the name/URI and the id replaced as needed (a reused buffer;
     /// `None`: send them as they are).
     body: Option<Vec<u8>>,
+    /// A `tools/call`'s bucket in `rate_limits.tool` ([`crate::limits::Limiter::tool_key`]).
+    tool_key: Option<u64>,
 }
 
 impl Target {
@@ -312,6 +309,7 @@ impl Target {
         Ok(Target {
             backend: route.backend,
             body,
+            tool_key: None,
         })
     }
 
@@ -348,6 +346,7 @@ impl Target {
         Ok(Target {
             backend: route.backend,
             body,
+            tool_key: None,
         })
     }
 }
@@ -496,7 +495,13 @@ async fn by_name(
         ),
         _ => None,
     };
-    let target = Target::listed(&merged, route, raw, call)?;
+    let mut target = Target::listed(&merged, route, raw, call)?;
+    if kind == ListKind::Tools {
+        if let Some(l) = &shard.limiter {
+            let literal = merged.catalogs[route.source].key_literal(route.item as usize);
+            target.tool_key = l.tool_key(&session.principal, route.backend, literal);
+        }
+    }
     // What the caller may not use does not exist for it.
     if !permitted(
         shard,
@@ -605,6 +610,7 @@ async fn by_uri(
         return Ok(Target {
             backend,
             body: outgoing(call, edit),
+            tool_key: None,
         });
     }
     // An unlisted URI of the only unprefixed backend that serves resources is that backend's.
@@ -630,6 +636,7 @@ async fn by_uri(
         (Some(only), None) => Ok(Target {
             backend: only.index,
             body: outgoing(call, None),
+            tool_key: None,
         }),
         _ => Err(RpcError::ResourceNotFound(uri.into_owned())),
     }

@@ -180,6 +180,7 @@ pub(crate) async fn list(
         |source, item| {
             shard.pools[merged.backends[source] as usize].is_healthy(now)
                 && decisions.as_ref().is_none_or(|d| d.visible(source, item))
+                && shaped.is_none_or(|s| s.shows(source, item))
         },
         |source, item| {
             shaped

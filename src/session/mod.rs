@@ -94,7 +94,7 @@ pub struct Session {
     pub version: &'static str,
     /// The client's `initialize` params, replayed to (re)initialize backend sessions.
     pub init_params: Box<RawValue>,
-    /// Which catalog cache serves this client ([`view_of`] its capabilities and its route).
+    /// Which catalog cache serves this client ([`view_of`] its capabilities; with its route).
     pub view: u64,
     /// The endpoint it was created on (0: the main one; else a virtual server, `routes:`):
     /// only requests on that path find it.
@@ -249,7 +249,7 @@ impl Session {
             id,
             principal,
             version,
-            view: view_of(&init_params) ^ (route as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            view: view_of(&init_params),
             route,
             init_params,
             backends: RefCell::new(backends),

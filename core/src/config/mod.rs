@@ -636,6 +636,31 @@ impl File {
                 }
             }
         }
+        // An API key's principal is its name, on every endpoint: one name, one key.
+        let mut keys: Vec<(&ApiKey, String)> = Vec::new();
+        let blocks = std::iter::once(("auth".to_string(), &auth)).chain(
+            routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("routes[{i}].auth"), &r.auth)),
+        );
+        for (at, a) in blocks {
+            for (j, k) in a.iter().flat_map(|a| a.api_keys.iter()).enumerate() {
+                let other = keys.iter().find(|(o, _)| o.name == k.name);
+                if let Some((o, where_)) = other {
+                    if o.sha256 != k.sha256 || o.attributes != k.attributes {
+                        return Err(err(
+                            format!("{at}.api_keys[{j}].name"),
+                            format!(
+                                "{:?} names another key in {where_} (a key's name is its principal everywhere: one name, one key and attributes)",
+                                k.name
+                            ),
+                        ));
+                    }
+                }
+                keys.push((k, at.clone()));
+            }
+        }
         if modern.principal_header.is_some() && routes.iter().any(|r| r.auth.is_some()) {
             return Err(err(
                 "modern.principal_header",

@@ -153,10 +153,13 @@ pub fn check(
         if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) || r.path.len() > 512 {
             return Err(err(at("path"), "must start with / and have no query"));
         }
-        if r.path.starts_with("/.well-known/") || main.contains(&r.path.as_str()) {
+        if r.path.starts_with("/.well-known/")
+            || main.contains(&r.path.as_str())
+            || ["/metrics", "/healthz"].contains(&r.path.as_str())
+        {
             return Err(err(
                 at("path"),
-                "must differ from path, sse_path, message_path and /.well-known/",
+                "must differ from path, sse_path, message_path, /metrics, /healthz and /.well-known/",
             ));
         }
         if out.iter().any(|o| o.path == r.path) {
@@ -190,6 +193,15 @@ pub fn check(
             .map(|l| patterns(l, &at("tools.include")))
             .transpose()?;
         let exclude = patterns(r.tools.exclude, &at("tools.exclude"))?;
+        // Compiled now, so that a set too large for the regex engine is a config error.
+        for (key, set) in [
+            ("tools.include", include.as_deref()),
+            ("tools.exclude", Some(&exclude[..])),
+        ] {
+            if let Some(Err(e)) = set.map(regex::RegexSet::new) {
+                return Err(err(at(key), format!("the patterns do not compile: {e}")));
+            }
+        }
         let mut overrides = BTreeMap::new();
         let mut renamed: Vec<&str> = Vec::new();
         for (name, o) in &r.tools.overrides {
