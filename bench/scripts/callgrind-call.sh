@@ -24,9 +24,9 @@
 #               AUTH=jwt AUTHZ=view 30,337-30,376; AUTHZ=args 45,267-45,320 and 28 allocator calls
 #               (the arguments parsed and a CEL rule evaluated per call); TLS=1 39,632.
 #   2026-12-04  virtual servers and request facts (issue 17), one after the other: 9c3bf32
-#               28,555 (AUTH=jwt 30,081) -> 52cf70e 28,629-28,631 (AUTH=jwt 30,129);
-#               AUTH=jwt AUTHZ=view 30,454; ROUTE=rename 28,989; ROUTE=fixed 39,986 and 17
-#               allocator calls (the call body parsed and written again to set the argument).
+#               28,555 (AUTH=jwt 30,081) -> 52cf70e 28,629 (30,129) -> 9682a41 28,677-28,692
+#               (AUTH=jwt 30,187); AUTH=jwt AUTHZ=view 30,477; ROUTE=rename 29,105;
+#               ROUTE=fixed 35,587 and 4 allocator calls (39,986 and 17 with a Value round trip).
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
