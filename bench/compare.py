@@ -207,7 +207,7 @@ class Bench:
         """backends: [(name, url)]; tls: (cert, key) to listen with; extra: more YAML.
         Returns (process, url)."""
         port = free_port()
-        lines = [f"listen: 127.0.0.1:{port}", f"shards: {shards}"]
+        lines = [f"listen: 127.0.0.1:{port}", f"shards: {shards}", "admin:", "  listen: 127.0.0.1:0"]
         if extra:
             lines.append(extra.rstrip("\n"))
         lines.append("backends:")

@@ -109,7 +109,7 @@ def main():
     gport = free_port()
     cfg = os.path.join(work, "gw.yaml")
     with open(cfg, "w") as f:
-        f.write(f"listen: 127.0.0.1:{gport}\nshards: 1\nbackends:\n"
+        f.write(f"listen: 127.0.0.1:{gport}\nshards: 1\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n"
                 f"  - name: a\n    url: {direct}\n    prefix: false\n")
     start([RINGMUX, "run", cfg], os.path.join(work, "gw.log"), ready="listening on")
     gateway = f"http://127.0.0.1:{gport}/mcp"

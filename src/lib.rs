@@ -23,6 +23,7 @@
 //! - Around them: [`server`] (listeners, shard runtimes), [`shutdown`] (graceful drain),
 //!   [`probe`] (a small blocking MCP client: `ringmux tools`, tests), [`demo`].
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;

@@ -36,7 +36,8 @@ fn load(path: &str) -> Result<config::Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
     ringmux::backend::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
-    if let Some(auth) = &cfg.auth {
+    let auths = std::iter::once(&cfg.auth).chain(cfg.routes.iter().map(|r| &r.auth));
+    for auth in auths.flatten() {
         ringmux::auth::load_keys(auth)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("in {path}"))?;
@@ -52,6 +53,10 @@ fn load(path: &str) -> Result<config::Config> {
 fn serve(cfg: config::Config) -> Result<()> {
     let listeners =
         server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
+    let admin = std::net::TcpListener::bind(cfg.admin)
+        .with_context(|| format!("binding admin.listen {}", cfg.admin))?;
+    let shards = cfg.shards;
+    let backends: std::sync::Arc<[String]> = cfg.backends.iter().map(|b| b.name.clone()).collect();
     let path = cfg.path.clone();
     let tls = cfg.tls.is_some();
     let grace = cfg.limits.shutdown_grace;
@@ -60,6 +65,17 @@ fn serve(cfg: config::Config) -> Result<()> {
     let srv = server::start(cfg, listeners)?;
     let scheme = if tls { "https" } else { "http" };
     println!("ringmux listening on {scheme}://{}{path}", srv.addr);
+    let admin = ringmux::admin::spawn(
+        admin,
+        ringmux::admin::Admin {
+            metrics: srv.metrics.clone(),
+            status: srv.status.clone(),
+            shards,
+            backends,
+        },
+    )
+    .context("starting the admin listener")?;
+    println!("ringmux admin on http://{admin}");
     let drainer = srv.drainer();
     std::thread::Builder::new()
         .name("ringmux-signals".into())
@@ -142,7 +158,7 @@ fn main() -> Result<()> {
         #[cfg(feature = "demo")]
         ["demo"] => {
             let (_backends, yaml) = ringmux::demo::backends()?;
-            let yaml = format!("listen: {listen}\n{yaml}");
+            let yaml = format!("listen: {listen}\nadmin:\n  listen: 127.0.0.1:0\n{yaml}");
             serve(config::load(&yaml, cores())?)
         }
         ["tools", url] => {

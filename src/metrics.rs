@@ -98,6 +98,39 @@ pub struct ShardMetrics {
     pub backend_streams: Counter,
     /// Backend streams opened (re-opened ones included).
     pub backend_streams_opened: Counter,
+    /// Per backend (config order): until when this shard skips it after failures, in
+    /// milliseconds of [`uptime_ms`] (0: it does not). Written when the backend fails or
+    /// recovers, not per request; read by the admin listener (readiness, `ringmux_backend_up`).
+    pub cooling_until: Box<[AtomicU64]>,
+}
+
+impl ShardMetrics {
+    /// A shard's metrics for `backends` backends.
+    pub fn new(backends: usize) -> ShardMetrics {
+        ShardMetrics {
+            cooling_until: (0..backends).map(|_| AtomicU64::new(0)).collect(),
+            ..ShardMetrics::default()
+        }
+    }
+}
+
+/// Milliseconds since the process first asked (the clock of `cooling_until`).
+pub fn uptime_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// Whether backend `b` is skipped by no shard now.
+pub fn backend_up(shards: &[std::sync::Arc<ShardMetrics>], b: usize) -> bool {
+    let now = uptime_ms();
+    shards.iter().all(|m| {
+        m.cooling_until
+            .get(b)
+            .is_none_or(|c| c.load(Ordering::Relaxed) <= now)
+    })
 }
 
 /// A backend stream counted open until this is dropped.

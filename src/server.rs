@@ -22,8 +22,19 @@ use crate::shard::Shard;
 pub struct Server {
     pub addr: SocketAddr,
     pub metrics: Arc<[Arc<ShardMetrics>]>,
+    /// What readiness reads: shards up, shutting down.
+    pub status: Arc<Status>,
     threads: Vec<JoinHandle<()>>,
     peers: Peers,
+}
+
+/// The gateway's state as the admin listener reports it (never read on the request path).
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Shards running (each counts itself once its state is built).
+    pub shards_up: AtomicUsize,
+    /// A graceful shutdown has begun.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// How often each shard looks for idle sessions, at most: a quarter of the idle timeout when
@@ -87,10 +98,13 @@ fn default_max_connections() -> usize {
 
 /// Starts a graceful shutdown from any thread.
 #[derive(Clone)]
-pub struct Drainer(Peers);
+pub struct Drainer(Peers, Arc<Status>);
 
 impl Drainer {
     pub fn drain(&self) {
+        self.1
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         for tx in &self.0 .0 {
             let _ = tx.unbounded_send(Inbox::Drain);
         }
@@ -132,7 +146,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         );
     }
     let metrics: Arc<[Arc<ShardMetrics>]> = (0..shards)
-        .map(|_| Arc::new(ShardMetrics::default()))
+        .map(|_| Arc::new(ShardMetrics::new(cfg.backends.len())))
         .collect();
     // The issuer's keys for every shard: read once, or fetched now and then refreshed by a
     // thread of their own (`jwks_url`).
@@ -186,6 +200,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let peers = Peers(senders);
     // Shards still draining at shutdown: each serves the others' hops until all are done.
     let draining = Arc::new(AtomicUsize::new(shards));
+    let status = Arc::new(Status::default());
     // A shared stdio (or legacy SSE) backend's child is driven by the shard its stable id
     // names (`id % shards`: the same shard whatever its place in the config); every shard
     // holds a handle to it.
@@ -218,6 +233,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         let metrics = metrics.clone();
         let peers = peers.clone();
         let draining = draining.clone();
+        let up = status.clone();
         let audit = match &audit {
             Some(f) => Some(f.try_clone()?),
             None => None,
@@ -242,6 +258,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     tls,
                     audit,
                     safety,
+                    up,
                 };
                 rt.block_on(run_shard(
                     id, cfg, metrics, peers, listener, inbox, stdio, &draining,
@@ -253,6 +270,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     Ok(Server {
         addr,
         metrics,
+        status,
         threads,
         peers,
     })
@@ -271,6 +289,8 @@ struct StdioChildren {
     audit: Option<std::fs::File>,
     /// (And its end of the tool safety thread.)
     safety: Option<crate::safety::Feed>,
+    /// (And where it says it is up.)
+    up: Arc<Status>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -296,6 +316,10 @@ async fn run_shard(
         stdio.audit,
         stdio.safety,
     );
+    stdio
+        .up
+        .shards_up
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children
         .iter()
@@ -351,7 +375,7 @@ impl Server {
     /// A handle that starts a graceful shutdown ([`crate::drain`]) from any thread (a signal
     /// handler's): every shard stops accepting and drains.
     pub fn drainer(&self) -> Drainer {
-        Drainer(self.peers.clone())
+        Drainer(self.peers.clone(), self.status.clone())
     }
 
     /// Blocks until the shards exit (after a drain; else when the process ends).

@@ -360,7 +360,7 @@ fn every_bad_token_gets_its_exact_status_and_challenge() {
     assert_eq!(resp.status, 400, "{resp:?}");
     // (The duplicated header was the front door's 400, not authentication's.)
     let refusals = cases.iter().filter(|c| c.2 != 200).count() as u64;
-    assert_eq!(metric(&gw.url, "ringmux_auth_refused_total"), refusals);
+    assert_eq!(metric(&gw.admin, "ringmux_auth_refused_total"), refusals);
 }
 
 #[test]
@@ -545,7 +545,7 @@ fn modern_requests_are_authenticated_and_keyed_by_their_principal() {
     assert_eq!(resp.status, 401, "{resp:?}");
     // Each principal has a principal session of its own (same capabilities, other subject or
     // kind); the same principal again reuses its own.
-    assert_eq!(metric(&gw.url, "ringmux_sessions"), 1);
+    assert_eq!(metric(&gw.admin, "ringmux_sessions"), 1);
     for who in [
         format!("Bearer {}", good("bob")),
         format!("Bearer {API_KEY}"),
@@ -553,7 +553,7 @@ fn modern_requests_are_authenticated_and_keyed_by_their_principal() {
         assert_eq!(call(Some(who)).status, 200);
     }
     assert_eq!(call(Some(format!("Bearer {}", good("alice")))).status, 200);
-    assert_eq!(metric(&gw.url, "ringmux_sessions"), 3);
+    assert_eq!(metric(&gw.admin, "ringmux_sessions"), 3);
 }
 
 #[test]
@@ -756,7 +756,7 @@ fn an_unknown_kid_refreshes_the_jwks_and_a_failed_fetch_keeps_the_keys() {
         signed("rsa2.pem", "k9", &claims("carol", json!({})))
     );
     assert_eq!(initialize_with(&gw.url, Some(&k9)).status, 401);
-    wait_metric(&gw.url, "ringmux_jwks_refresh_failures_total", 1);
+    wait_metric(&gw.admin, "ringmux_jwks_refresh_failures_total", 1);
     // Tokens not seen before (not in any cache), by both keys held.
     for (key, kid, sub) in [("rsa1.pem", "k1", "dave"), ("rsa2.pem", "k2", "erin")] {
         let t = format!("Bearer {}", signed(key, kid, &claims(sub, json!({}))));
@@ -779,7 +779,7 @@ fn the_jwks_is_fetched_over_https_from_a_trusted_server_only() {
     assert_eq!(jwks.fetches(), 1, "fetched once at start");
     let token = format!("Bearer {}", good("alice"));
     assert_eq!(initialize_with(&gw.url, Some(&token)).status, 200);
-    assert_eq!(metric(&gw.url, "ringmux_jwks_refresh_failures_total"), 0);
+    assert_eq!(metric(&gw.admin, "ringmux_jwks_refresh_failures_total"), 0);
 
     // The test CA is not among the platform's roots: no keys, every token refused.
     let untrusting = format!(
@@ -788,5 +788,5 @@ fn the_jwks_is_fetched_over_https_from_a_trusted_server_only() {
     );
     let gw2 = gateway().backend("a", &a.url).yaml(&untrusting).start();
     assert_eq!(initialize_with(&gw2.url, Some(&token)).status, 401);
-    assert_eq!(metric(&gw2.url, "ringmux_jwks_refresh_failures_total"), 1);
+    assert_eq!(metric(&gw2.admin, "ringmux_jwks_refresh_failures_total"), 1);
 }

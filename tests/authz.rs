@@ -247,9 +247,9 @@ fn two_principals_see_and_call_what_the_rules_allow() {
         .unwrap();
     assert!(r.get("result").is_some(), "{r}");
 
-    let denied = metric(&gw.url, "ringmux_authz_denied_total");
+    let denied = metric(&gw.admin, "ringmux_authz_denied_total");
     assert!(denied >= 10);
-    assert!(metric(&gw.url, "ringmux_authz_views_computed_total") >= 2);
+    assert!(metric(&gw.admin, "ringmux_authz_views_computed_total") >= 2);
 
     // One audit line per refusal (allowed calls are not recorded unless asked), naming the
     // rule that decided, and never the arguments.
@@ -483,7 +483,10 @@ fn a_backend_may_ask_clients_only_what_its_policy_allows() {
     assert_eq!(last["id"], 7);
     assert!(last.to_string().contains("client_requests"), "{last}");
 
-    assert_eq!(metric(&gw.url, "ringmux_client_requests_refused_total"), 2);
+    assert_eq!(
+        metric(&gw.admin, "ringmux_client_requests_refused_total"),
+        2
+    );
     let records: Vec<Value> = std::fs::read_to_string(&audit)
         .unwrap()
         .lines()

@@ -453,11 +453,14 @@ fn two_shards_hop_to_the_session_owner() {
     let sid = owner.session.clone().unwrap();
     // About half the fresh connections land on the other shard; each of their requests hops.
     requests_from_fresh_connections(&gw, &owner, 24);
-    let hops = metric(&gw.url, "ringmux_cross_shard_hops_total");
+    let hops = metric(&gw.admin, "ringmux_cross_shard_hops_total");
     assert!(hops > 0, "no request crossed shards");
     assert_eq!(hops % 2, 0, "both requests of a connection hop: {hops}");
-    assert_eq!(hops, metric(&gw.url, "ringmux_cross_shard_received_total"));
-    assert_eq!(metric(&gw.url, "ringmux_connection_handoffs_total"), 0);
+    assert_eq!(
+        hops,
+        metric(&gw.admin, "ringmux_cross_shard_received_total")
+    );
+    assert_eq!(metric(&gw.admin, "ringmux_connection_handoffs_total"), 0);
     // DELETE from any connection reaches the owner.
     let mut d = Client::connect(&gw.url).unwrap();
     d.session = Some(sid);
@@ -479,19 +482,19 @@ fn two_shards_hand_connections_to_the_session_owner() {
     // A connection that lands on the wrong shard is handed over with its first request; its
     // second request is then served locally, so nothing hops.
     requests_from_fresh_connections(&gw, &owner, 24);
-    let handoffs = metric(&gw.url, "ringmux_connection_handoffs_total");
+    let handoffs = metric(&gw.admin, "ringmux_connection_handoffs_total");
     assert!(handoffs > 0, "no connection was handed over");
     assert_eq!(
         handoffs,
-        metric(&gw.url, "ringmux_connection_handoffs_received_total")
+        metric(&gw.admin, "ringmux_connection_handoffs_received_total")
     );
-    assert_eq!(metric(&gw.url, "ringmux_cross_shard_hops_total"), 0);
+    assert_eq!(metric(&gw.admin, "ringmux_cross_shard_hops_total"), 0);
 
     // One connection carrying many sessions (a client's pool): handed over at most once, then
     // requests for the other shard's sessions hop instead of the connection ping-ponging.
     let sessions: Vec<Client> = (0..16).map(|_| client(&gw.url)).collect();
     let mut shared = Client::connect(&gw.url).unwrap();
-    let before = metric(&gw.url, "ringmux_connection_handoffs_total");
+    let before = metric(&gw.admin, "ringmux_connection_handoffs_total");
     for round in 0..3 {
         for s in &sessions {
             shared.session = s.session.clone();
@@ -505,20 +508,20 @@ fn two_shards_hand_connections_to_the_session_owner() {
             assert_eq!(text_of(&echo), format!("r{round}"));
         }
     }
-    let handed = metric(&gw.url, "ringmux_connection_handoffs_total") - before;
+    let handed = metric(&gw.admin, "ringmux_connection_handoffs_total") - before;
     assert!(
         handed <= 1,
         "the shared connection was handed over {handed} times"
     );
     // With 16 sessions, both shards own some (all on one: 2^-15), so some requests hop.
-    assert!(metric(&gw.url, "ringmux_cross_shard_hops_total") > 0);
+    assert!(metric(&gw.admin, "ringmux_cross_shard_hops_total") > 0);
     // DELETE on fresh connections reaches each owner, handed over or not.
     for s in &sessions {
         let mut d = Client::connect(&gw.url).unwrap();
         d.session = s.session.clone();
         assert_eq!(d.send("DELETE", b"", &[]).unwrap().status, 200);
     }
-    assert_eq!(metric(&gw.url, "ringmux_sessions"), 1);
+    assert_eq!(metric(&gw.admin, "ringmux_sessions"), 1);
 }
 
 /// Every resource URI a prefixed backend hands a client is one it can use through ringmux:

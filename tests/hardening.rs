@@ -517,7 +517,7 @@ fn a_client_that_stops_reading_is_cut_off() {
     let c = client(&gw.url);
     let sid = c.session.clone().unwrap();
     let open = |url: &str| metric(url, "ringmux_open_connections");
-    let before = open(&gw.url);
+    let before = open(&gw.admin);
     assert!(
         before >= 1,
         "the gauge counts open connections (this scrape's at least)"
@@ -538,7 +538,7 @@ fn a_client_that_stops_reading_is_cut_off() {
         s
     });
     assert!(
-        eventually(Duration::from_secs(20), || open(&gw.url) <= before),
+        eventually(Duration::from_secs(20), || open(&gw.admin) <= before),
         "the connection that does not read is still open"
     );
     drop(writer.join().unwrap());
@@ -550,7 +550,7 @@ fn slow_call_in_progress(
     mut caller: Client,
     ms: u64,
 ) -> std::thread::JoinHandle<std::io::Result<Value>> {
-    let forwarded = metric(&gw.url, "ringmux_backend_requests_total");
+    let forwarded = metric(&gw.admin, "ringmux_backend_requests_total");
     let call = std::thread::spawn(move || {
         caller.request(
             "tools/call",
@@ -558,7 +558,7 @@ fn slow_call_in_progress(
         )
     });
     assert!(eventually(WAIT, || {
-        metric(&gw.url, "ringmux_backend_requests_total") > forwarded
+        metric(&gw.admin, "ringmux_backend_requests_total") > forwarded
     }));
     call
 }

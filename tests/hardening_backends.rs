@@ -515,7 +515,7 @@ fn an_expiry_storm_is_bounded() {
         peak <= before.max(4) + 1,
         "the backend saw {peak} connections at once during the storm (before: {before})"
     );
-    assert_eq!(metric(&gw.url, "ringmux_sessions"), 0);
+    assert_eq!(metric(&gw.admin, "ringmux_sessions"), 0);
     let mut c = client(&gw.url);
     let answer = c
         .request("tools/call", json!({"name": "liar__fine", "arguments": {}}))

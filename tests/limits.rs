@@ -69,7 +69,7 @@ fn a_principals_bucket_runs_out_and_refills() {
         Value::Null,
         "refused before it was read"
     );
-    assert!(metric(&gw.url, "ringmux_rate_limited_total") >= 1);
+    assert!(metric(&gw.admin, "ringmux_rate_limited_total") >= 1);
     // Refilled: a later call goes through.
     let mut id = 10;
     assert!(eventually(Duration::from_secs(10), || {

@@ -42,7 +42,7 @@ fn secrets_in_results_are_masked_before_the_client_sees_them() {
     assert_eq!(r["id"], json!(1), "the answer is still the call's");
     let clean = echo(&mut c, "nothing to see");
     assert_eq!(text_of(&clean), "nothing to see");
-    assert_eq!(metric(&gw.url, "ringmux_masked_total"), 1);
+    assert_eq!(metric(&gw.admin, "ringmux_masked_total"), 1);
 }
 
 #[test]

@@ -377,8 +377,8 @@ fn a_backend_request_mid_call_becomes_input_required_and_the_retry_resumes_it() 
     assert!(text_of(&done).contains("sunny"), "{done}");
     // Used once.
     assert!(invalid(retry(4, &state, &args, &alice)));
-    assert_eq!(metric(&gw.url, "ringmux_input_required_total"), 1);
-    assert!(metric(&gw.url, "ringmux_modern_requests_total") >= 6);
+    assert_eq!(metric(&gw.admin, "ringmux_input_required_total"), 1);
+    assert!(metric(&gw.admin, "ringmux_modern_requests_total") >= 6);
 }
 
 #[test]

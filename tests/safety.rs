@@ -100,7 +100,7 @@ fn a_rug_pull_is_quarantined_until_the_pin_file_approves_it() {
         tools(&mut c).contains(&"a__add".to_string()),
         "the others stay"
     );
-    wait_metric(&gw.url, "ringmux_tools_quarantined_total", 1);
+    wait_metric(&gw.admin, "ringmux_tools_quarantined_total", 1);
     assert!(eventually(WAIT, || records(&audit)
         .iter()
         .any(|r| r["event"] == "quarantine")));
@@ -122,7 +122,7 @@ fn a_rug_pull_is_quarantined_until_the_pin_file_approves_it() {
     assert_ne!(new_sha, old_sha);
     // The same pull seen again (another list) is reported once.
     tools(&mut c);
-    assert_eq!(metric(&gw.url, "ringmux_tools_quarantined_total"), 1);
+    assert_eq!(metric(&gw.admin, "ringmux_tools_quarantined_total"), 1);
     // The pin file still holds the approved definition.
     let still: Value = serde_json::from_str(&std::fs::read_to_string(&pins).unwrap()).unwrap();
     assert_eq!(still["pins"]["a"]["echo"]["sha256"], old_sha.as_str());
@@ -170,7 +170,7 @@ fn file_mode_shows_only_what_the_file_pins_and_a_bad_file_stops_the_start() {
         .start();
     let mut c = client(&gw.url);
     assert_eq!(tools(&mut c), Vec::<String>::new(), "nothing is pinned yet");
-    wait_metric(&gw.url, "ringmux_tools_quarantined_total", 11);
+    wait_metric(&gw.admin, "ringmux_tools_quarantined_total", 11);
 
     // Pin echo as the backend defines it now (its canonical form's SHA-256).
     let direct = {
@@ -236,7 +236,7 @@ fn imitating_tools_are_flagged_and_instructions_in_descriptions_hidden() {
         !listed.iter().any(|t| t.starts_with("b__")),
         "b's imitations are hidden: {listed:?}"
     );
-    wait_metric(&gw.url, "ringmux_tools_flagged_total", 11);
+    wait_metric(&gw.admin, "ringmux_tools_flagged_total", 11);
     assert!(eventually(WAIT, || records(&audit).iter().any(|r| r
         ["event"]
         == "flag"
@@ -269,6 +269,6 @@ fn imitating_tools_are_flagged_and_instructions_in_descriptions_hidden() {
         eventually(WAIT, || !tools(&mut c).contains(&"p__echo".to_string())),
         "the instruction-carrying echo is still listed"
     );
-    wait_metric(&gw.url, "ringmux_tools_flagged_total", 1);
+    wait_metric(&gw.admin, "ringmux_tools_flagged_total", 1);
     let _ = std::fs::remove_file(audit);
 }

@@ -247,7 +247,7 @@ fn list_changes_and_resource_updates_come_through_one_listen_per_backend() {
         .unwrap();
     assert_eq!(get.status, 200);
     // The listen streams (m, c) and s's GET stream open with the client's GET stream.
-    wait_metric(&gw.url, "ringmux_backend_streams", 3);
+    wait_metric(&gw.admin, "ringmux_backend_streams", 3);
     assert_eq!(
         text_of(&call(&mut c, "m__touch_tools", json!({}))),
         "touched"
@@ -266,13 +266,17 @@ fn list_changes_and_resource_updates_come_through_one_listen_per_backend() {
 
     // resources/subscribe is not of the era: ringmux keeps it and listens again with it.
     let uri = "ringmux://m/mock://m/res/0";
-    let opened = metric(&gw.url, "ringmux_backend_streams_opened_total");
+    let opened = metric(&gw.admin, "ringmux_backend_streams_opened_total");
     let sub = c
         .request("resources/subscribe", json!({"uri": uri}))
         .unwrap();
     assert!(sub.get("result").is_some(), "{sub}");
     // m's listen stream is re-opened with the subscription.
-    wait_metric(&gw.url, "ringmux_backend_streams_opened_total", opened + 1);
+    wait_metric(
+        &gw.admin,
+        "ringmux_backend_streams_opened_total",
+        opened + 1,
+    );
     let r = call(
         &mut c,
         "m__notify_updated",
@@ -286,10 +290,14 @@ fn list_changes_and_resource_updates_come_through_one_listen_per_backend() {
     );
     assert_eq!(updated["params"]["uri"], uri);
     // Unsubscribed: no more updates of it.
-    let opened = metric(&gw.url, "ringmux_backend_streams_opened_total");
+    let opened = metric(&gw.admin, "ringmux_backend_streams_opened_total");
     c.request("resources/unsubscribe", json!({"uri": uri}))
         .unwrap();
-    wait_metric(&gw.url, "ringmux_backend_streams_opened_total", opened + 1);
+    wait_metric(
+        &gw.admin,
+        "ringmux_backend_streams_opened_total",
+        opened + 1,
+    );
     call(
         &mut c,
         "m__notify_updated",

@@ -133,8 +133,8 @@ fn per_session_children_federate_stream_crash_and_restart() {
         }),
         "the crashed child was not restarted"
     );
-    assert!(metric(&gw.url, "ringmux_stdio_restarts_total") >= 1);
-    assert_eq!(metric(&gw.url, "ringmux_stdio_children"), 2);
+    assert!(metric(&gw.admin, "ringmux_stdio_restarts_total") >= 1);
+    assert_eq!(metric(&gw.admin, "ringmux_stdio_children"), 2);
 
     // Ending a session stops its child.
     c2.send("DELETE", b"", &[]).unwrap();

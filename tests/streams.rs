@@ -78,7 +78,7 @@ fn listening(shards: usize) -> (Proc, Proc, Proc, Client, EventReader) {
     let mut get = open_get(&gw.url, &c, None);
     let prime = get.next_event(WAIT).unwrap().unwrap();
     assert!(prime.id.is_some() && prime.data.is_empty() && prime.retry.is_some());
-    wait_metric(&gw.url, "ringmux_backend_streams", 2);
+    wait_metric(&gw.admin, "ringmux_backend_streams", 2);
     (a, b, gw, c, get)
 }
 
@@ -152,7 +152,7 @@ fn list_changed_is_told_once_until_the_client_lists() {
     let mut c = client(&gw.url);
     let before = c.list_all("tools/list", "tools").unwrap().len();
     let mut get = open_get(&gw.url, &c, None);
-    wait_metric(&gw.url, "ringmux_backend_streams", 2);
+    wait_metric(&gw.admin, "ringmux_backend_streams", 2);
     let changed = |r: &RawResponse| {
         r.messages()
             .iter()
@@ -228,7 +228,7 @@ fn a_cancelled_notification_reaches_only_the_backend_running_the_call() {
     let mut slow = sibling(&gw.url, &c);
     // Listed first, so the call's own request is the next one ringmux sends a backend.
     c.list_all("tools/list", "tools").unwrap();
-    let sent = metric(&gw.url, "ringmux_backend_requests_total");
+    let sent = metric(&gw.admin, "ringmux_backend_requests_total");
     let started = Instant::now();
     let waiter = std::thread::spawn(move || {
         slow.post(&json!({"jsonrpc": "2.0", "id": "call-42", "method": "tools/call", "params": {"name": "a__slow", "arguments": {"ms": 20000}}}))
@@ -236,7 +236,7 @@ fn a_cancelled_notification_reaches_only_the_backend_running_the_call() {
     });
     // The call is in flight once ringmux sent it on (it is in the session's in-flight table
     // before it is sent).
-    wait_metric(&gw.url, "ringmux_backend_requests_total", sent + 1);
+    wait_metric(&gw.admin, "ringmux_backend_requests_total", sent + 1);
     let r = c
         .post(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "call-42", "reason": "user"}}))
         .unwrap();
@@ -262,7 +262,7 @@ fn roots_list_changed_reaches_only_the_backends_that_asked_for_roots() {
     let (_a, _b, gw) = two_backends(1);
     let mut c = client(&gw.url);
     let mut get = open_get(&gw.url, &c, None);
-    wait_metric(&gw.url, "ringmux_backend_streams", 2);
+    wait_metric(&gw.admin, "ringmux_backend_streams", 2);
     let url = gw.url.clone();
     let asker = {
         let mut c2 = sibling(&url, &c);
@@ -349,7 +349,7 @@ fn no_priming_event_below_2025_11_25() {
             primed,
             "{version}: POST stream's first event"
         );
-        let opened = metric(&gw.url, "ringmux_backend_streams_opened_total");
+        let opened = metric(&gw.admin, "ringmux_backend_streams_opened_total");
         let mut get = open_get(&gw.url, &c, None);
         if primed {
             let prime = get.next_event(WAIT).unwrap().unwrap();
@@ -357,7 +357,11 @@ fn no_priming_event_below_2025_11_25() {
         } else {
             // The first thing on the GET stream is a real message (once the backend's own
             // GET stream, opened behind the client's, is there to carry it).
-            wait_metric(&gw.url, "ringmux_backend_streams_opened_total", opened + 1);
+            wait_metric(
+                &gw.admin,
+                "ringmux_backend_streams_opened_total",
+                opened + 1,
+            );
             call(
                 &mut c,
                 "a__notify_updated",

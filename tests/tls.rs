@@ -135,11 +135,6 @@ fn tls_client(url: &str, cfg: &Arc<rustls::ClientConfig>) -> Client {
     Client::connect_with(url, Some(cfg.clone())).expect("connecting")
 }
 
-/// A gateway metric, scraped over TLS.
-fn tls_metric(url: &str, cfg: &Arc<rustls::ClientConfig>, name: &str) -> u64 {
-    metric_with(url, Some(cfg.clone()), name)
-}
-
 /// `tls:` for the server certificate in `dir` (and client certificates of `client_ca`).
 fn tls_yaml(cert: &str, key: &str, client_ca: Option<(&str, &str)>) -> String {
     let mut y = format!("tls:\n  cert: {cert}\n  key: {key}\n  reload_ms: 50\n");
@@ -180,13 +175,12 @@ fn https_clients_over_tls_1_2_and_1_3() {
     }
     // A plain-HTTP request on the TLS port is a failed handshake, counted; nothing else.
     let cfg = client_config(&ca, None, &[]);
-    let before = tls_metric(&gw.url, &cfg, "ringmux_tls_handshake_failures_total");
+    let before = metric(&gw.admin, "ringmux_tls_handshake_failures_total");
     let plain = gw.url.replacen("https://", "http://", 1);
     let mut c = Client::connect(&plain).unwrap();
     assert!(c.send("GET", b"", &[]).is_err());
-    assert!(eventually(Duration::from_secs(5), || tls_metric(
-        &gw.url,
-        &cfg,
+    assert!(eventually(Duration::from_secs(5), || metric(
+        &gw.admin,
         "ringmux_tls_handshake_failures_total"
     ) > before));
     // A record that does not decrypt, after a good handshake: the connection is closed (with
@@ -253,10 +247,10 @@ fn a_tls_connection_is_handed_to_its_sessions_shard_with_its_state() {
             assert_eq!(echo(&mut c, "m__echo", &m), m);
         }
     }
-    let handoffs = tls_metric(&gw.url, &cfg, "ringmux_connection_handoffs_total");
+    let handoffs = metric(&gw.admin, "ringmux_connection_handoffs_total");
     assert!(handoffs > 0, "no TLS connection was handed over");
     assert_eq!(
-        tls_metric(&gw.url, &cfg, "ringmux_cross_shard_hops_total"),
+        metric(&gw.admin, "ringmux_cross_shard_hops_total"),
         0,
         "handed-over connections are served locally"
     );
@@ -382,13 +376,12 @@ fn certificate_rotation_keeps_sessions_and_refuses_broken_files() {
     assert_eq!(served(&fresh), second.to_vec());
     // The connection opened before the rotation goes on, in the same session.
     assert_eq!(echo(&mut c, "m__echo", "after"), "after");
-    assert!(tls_metric(&gw.url, &cfg, "ringmux_tls_reloads_total") >= 1);
+    assert!(metric(&gw.admin, "ringmux_tls_reloads_total") >= 1);
 
     // A broken certificate file is refused; the loaded pair stays in use.
     dir.put("cert.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
-    assert!(eventually(Duration::from_secs(10), || tls_metric(
-        &gw.url,
-        &cfg,
+    assert!(eventually(Duration::from_secs(10), || metric(
+        &gw.admin,
         "ringmux_tls_reload_failures_total"
     ) >= 1));
     let mut after = tls_client(&gw.url, &unresumed());
@@ -552,7 +545,7 @@ fn a_stalled_or_trickling_handshake_is_cut_off_at_its_deadline() {
         .unwrap();
     let mut b = [0u8; 16];
     assert!(matches!(stalled.read(&mut b), Ok(0) | Err(_)));
-    assert!(tls_metric(&gw.url, &cfg, "ringmux_tls_handshake_failures_total") >= 2);
+    assert!(metric(&gw.admin, "ringmux_tls_handshake_failures_total") >= 2);
 }
 
 /// A client certificate is checked on every connection: after its CA is taken out of

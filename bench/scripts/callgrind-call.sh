@@ -63,6 +63,8 @@ PIDS+=($!)
 cat >"$WORK/gw.yaml" <<YAML
 listen: 127.0.0.1:$GW_PORT
 shards: 1
+admin:
+  listen: 127.0.0.1:0
 pin_cores: false
 backends:
   - name: a

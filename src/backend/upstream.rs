@@ -177,6 +177,7 @@ impl Pool {
         let mut h = self.health.get();
         let backoff = h.fail(now, self.cfg.retry_backoff);
         self.health.set(h);
+        self.publish_cooling(crate::metrics::uptime_ms() + backoff.as_millis() as u64);
         if self.cfg.era == Era::Auto && self.link.get().is_none() {
             // It may come back as another server: ask again.
             self.era.set(Era::Auto);
@@ -213,6 +214,18 @@ impl Pool {
         if h.reset() {
             tracing::info!(backend = %self.cfg.name, "backend recovered");
             self.health.set(h);
+            self.publish_cooling(0);
+        }
+    }
+
+    /// Tells the admin listener until when this shard skips the backend.
+    fn publish_cooling(&self, until_ms: u64) {
+        if let Some(c) = self
+            .metrics
+            .as_ref()
+            .and_then(|m| m.cooling_until.get(self.index as usize))
+        {
+            c.store(until_ms, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

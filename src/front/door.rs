@@ -93,16 +93,6 @@ pub(crate) async fn front(
     let route = shard.route_of(path);
     let Some(route) = route.or(legacy.as_ref().map(|_| 0)) else {
         return match (head.method, path) {
-            (Method::Get, b"/metrics") => Reply::Text {
-                status: 200,
-                content_type: "text/plain; version=0.0.4",
-                body: crate::metrics::render(&shard.all_metrics),
-            },
-            (Method::Get, b"/healthz") => Reply::Text {
-                status: 200,
-                content_type: "text/plain",
-                body: "ok\n".into(),
-            },
             // RFC 9728: the path-suffixed form for each endpoint's resource, and the bare one
             // (the main endpoint's).
             (Method::Get, p) if protected_resource(shard, p).is_some() => {

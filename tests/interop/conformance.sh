@@ -43,6 +43,8 @@ suite() {
   local backend_url="$started_url"
   cat >"$work/gw-$label.yaml" <<YAML
 listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
 shards: 2
 pin_cores: false
 backends:

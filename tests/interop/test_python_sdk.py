@@ -87,7 +87,7 @@ def gateway():
             f"  - name: evsh\n    command: node\n    args: [{EVERYTHING}, stdio]\n    mode: shared\n"
         )
         cfg.write_text(
-            "listen: 127.0.0.1:0\nshards: 2\nbackends:\n"
+            "listen: 127.0.0.1:0\nshards: 2\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n"
             + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in urls)
             + stdio
         )
@@ -468,7 +468,7 @@ def auth_gateway():
         resource = f"http://127.0.0.1:{gw_port}/mcp"
         cfg = pathlib.Path(logs.name) / "auth.yaml"
         cfg.write_text(
-            f"listen: 127.0.0.1:{gw_port}\nshards: 2\n"
+            f"listen: 127.0.0.1:{gw_port}\nshards: 2\nadmin:\n  listen: 127.0.0.1:0\n"
             f"auth:\n  resource: {resource}\n  authorization_servers: [https://idp.test]\n"
             f"  required_scopes: [mcp]\n"
             f"  jwt:\n    issuer: https://idp.test\n    jwks_file: {AUTH_FIXTURES / 'jwks.json'}\n"
@@ -583,7 +583,7 @@ def tls_gateway():
         port = _everything(procs, "tls")
         cfg = d / "tls.yaml"
         cfg.write_text(
-            "listen: 127.0.0.1:0\nshards: 2\n"
+            "listen: 127.0.0.1:0\nshards: 2\nadmin:\n  listen: 127.0.0.1:0\n"
             f"tls:\n  cert: {pki['server']}\n  key: {pki['server-key']}\n"
             f"  client_ca: {pki['client-ca']}\n  client_auth: optional\n"
             "auth:\n  resource: https://localhost/mcp\n"
@@ -666,7 +666,7 @@ def oauth_gateway():
         issuer = line.rsplit(" ", 1)[1]
         cfg = pathlib.Path(work.name) / "oauth.yaml"
         cfg.write_text(
-            f"listen: 127.0.0.1:{gw_port}\nshards: 2\n"
+            f"listen: 127.0.0.1:{gw_port}\nshards: 2\nadmin:\n  listen: 127.0.0.1:0\n"
             f"auth:\n  resource: {resource}\n  authorization_servers: [{issuer}]\n"
             f"  scopes_supported: [mcp]\n  required_scopes: [mcp]\n"
             # The keys are found from the issuer's metadata (its jwks_uri).
@@ -786,7 +786,7 @@ def authz_gateway():
         resource = f"http://127.0.0.1:{gw_port}/mcp"
         cfg = pathlib.Path(logs.name) / "authz.yaml"
         cfg.write_text(
-            f"listen: 127.0.0.1:{gw_port}\nshards: 2\nlimits:\n  page_size: 4\n"
+            f"listen: 127.0.0.1:{gw_port}\nshards: 2\nadmin:\n  listen: 127.0.0.1:0\nlimits:\n  page_size: 4\n"
             f"auth:\n  resource: {resource}\n  authorization_servers: [https://idp.test]\n"
             f"  jwt:\n    issuer: https://idp.test\n    jwks_file: {AUTH_FIXTURES / 'jwks.json'}\n"
             "authz:\n  rules:\n"

@@ -22,6 +22,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_ringmux");
 pub struct Proc {
     child: Child,
     pub url: String,
+    /// A gateway's admin listener (`/metrics`, `/healthz`, `/readyz`), e.g.
+    /// `http://127.0.0.1:41234`; empty for a mock.
+    pub admin: String,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -84,8 +87,11 @@ impl Proc {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            // A gateway says where it listens, then where its admin listener does.
+            for _ in 0..2 {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             for _ in lines {}
         });
@@ -108,9 +114,20 @@ impl Proc {
             .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let admin = if args.first().is_some_and(|a| a == "run") {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the gateway names its admin listener");
+            line.strip_prefix("ringmux admin on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_owned()
+        } else {
+            String::new()
+        };
         Proc {
             child,
             url,
+            admin,
             stderr: err_rx,
         }
     }
@@ -306,8 +323,13 @@ impl GatewayBuilder {
     }
 
     pub fn config_text(&self) -> String {
+        let admin = if self.extra.contains("admin:") {
+            ""
+        } else {
+            "admin:\n  listen: 127.0.0.1:0\n"
+        };
         let mut y = format!(
-            "listen: 127.0.0.1:0\nshards: {}\npin_cores: false\n{}backends:\n",
+            "listen: 127.0.0.1:0\nshards: {}\npin_cores: false\n{admin}{}backends:\n",
             self.shards, self.extra
         );
         for (name, url, keys) in &self.backends {
@@ -464,20 +486,12 @@ pub fn wait_metric(url: &str, name: &str, at_least: u64) {
     assert!(reached, "{name} stayed at {last}, below {at_least}");
 }
 
-/// Reads a gateway metric (summed over shards) from /metrics.
-pub fn metric(url: &str, name: &str) -> u64 {
-    metric_with(url, None, name)
-}
-
-/// [`metric`] from a gateway on https, trusting what `tls` trusts.
-pub fn metric_with(
-    url: &str,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    name: &str,
-) -> u64 {
-    let base = url.trim_end_matches("/mcp");
-    let mut c = Client::connect_with(&format!("{base}/metrics"), tls).expect("connecting");
+/// Reads a gateway metric (summed over shards) from /metrics on its admin listener (`admin`:
+/// [`Proc::admin`]).
+pub fn metric(admin: &str, name: &str) -> u64 {
+    let mut c = Client::connect(&format!("{admin}/metrics")).expect("connecting");
     let resp = c.send("GET", b"", &[]).expect("scraping");
+    assert_eq!(resp.status, 200, "scraping {admin}/metrics");
     String::from_utf8_lossy(&resp.body)
         .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))

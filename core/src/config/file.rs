@@ -83,12 +83,37 @@ pub struct File {
     /// they reach clients, and in calls' arguments (absent: none).
     #[serde(default)]
     pub masking: Option<super::MaskingFile>,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`, off the MCP listener.
+    #[serde(default)]
+    pub admin: AdminFile,
     /// Virtual servers: MCP endpoints at paths of their own, each exposing some backends and
     /// tools (renamed, described anew, arguments fixed), with their own `auth:` and `authz:`.
     #[serde(default)]
     pub routes: Vec<super::RouteFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
+}
+
+/// `admin:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Where the admin listener listens (plain HTTP; keep it on loopback or a private
+    /// network: it names shards, sessions and backends). Port 0 picks a free one.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9464".into()
 }
 
 /// `modern:` section.

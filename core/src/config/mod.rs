@@ -87,6 +87,8 @@ pub struct Config {
     /// Virtual servers (`routes:`), each at its own path; route `i + 1` is `routes[i]` (0 is
     /// the main endpoint).
     pub routes: Vec<Route>,
+    /// The admin listener's address (`admin.listen`).
+    pub admin: SocketAddr,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -606,6 +608,15 @@ impl File {
             xxhash_rust::xxh3::xxh3_64(&key) as u32
         };
         let modern = self.modern.check()?;
+        let admin = parse_listen(&self.admin.listen).ok_or_else(|| {
+            err(
+                "admin.listen",
+                format!("not an IP address and port: {:?}", self.admin.listen),
+            )
+        })?;
+        if admin.port() != 0 && admin == listen {
+            return Err(err("admin.listen", "must differ from listen"));
+        }
         let auth = self.auth.map(AuthFile::check).transpose()?;
         let tls = self.tls.map(TlsFile::check).transpose()?;
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
@@ -718,6 +729,7 @@ impl File {
             rate_limits,
             masking,
             routes,
+            admin,
             backends,
             fingerprint,
         })

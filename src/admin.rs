@@ -1,0 +1,140 @@
+//! The admin listener (`admin.listen`, loopback by default): what an operator and an
+//! orchestrator read, kept off the public MCP listener. `GET /metrics` (Prometheus text, every
+//! shard's counters summed), `GET /healthz` (the process answers), `GET /readyz` (every shard
+//! is up, no shutdown has begun, and at least one backend is not being skipped after failures:
+//! 200, else 503 with the reason).
+//!
+//! It runs on threads of its own, never on a shard: a scrape reads the shards' single-writer
+//! counters (relaxed loads) and touches nothing the request path holds. Connections are served
+//! one thread each, at most [`MAX_CONNECTIONS`] at once (more are closed at once), each with a
+//! [`IO_TIMEOUT`] on every read and write and one request per connection.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::ShardMetrics;
+use crate::server::Status;
+
+/// Admin connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// The longest one read or write on an admin connection may take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request head read.
+const MAX_HEAD: usize = 8 << 10;
+
+/// What the admin listener reports on.
+#[derive(Clone)]
+pub struct Admin {
+    pub metrics: Arc<[Arc<ShardMetrics>]>,
+    pub status: Arc<Status>,
+    pub shards: usize,
+    /// Backend names, in config order.
+    pub backends: Arc<[String]>,
+}
+
+/// Serves `listener` on a thread of its own until the process ends.
+pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    let open = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("ringmux-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+                let (admin, done) = (admin.clone(), open.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("ringmux-admin-conn".into())
+                    .spawn(move || {
+                        serve(conn, &admin);
+                        done.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if spawned.is_err() {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        })?;
+    Ok(addr)
+}
+
+fn serve(mut conn: TcpStream, admin: &Admin) {
+    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head = loop {
+        match ringmux_core::http::parse_request(&buf, MAX_HEAD, MAX_HEAD) {
+            Ok(Some(head)) => break head,
+            Ok(None) if buf.len() < MAX_HEAD => {}
+            _ => return respond(&mut conn, 400, "text/plain", "bad request\n"),
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    use ringmux_core::http::Method;
+    if head.method != Method::Get {
+        return respond(&mut conn, 405, "text/plain", "only GET\n");
+    }
+    match &buf[head.path.clone()] {
+        b"/metrics" => {
+            let mut body = crate::metrics::render(&admin.metrics);
+            backend_up(&mut body, admin);
+            respond(&mut conn, 200, "text/plain; version=0.0.4", &body)
+        }
+        b"/healthz" => respond(&mut conn, 200, "text/plain", "ok\n"),
+        b"/readyz" => match not_ready(admin) {
+            None => respond(&mut conn, 200, "text/plain", "ready\n"),
+            Some(why) => respond(&mut conn, 503, "text/plain", &format!("not ready: {why}\n")),
+        },
+        _ => respond(&mut conn, 404, "text/plain", "not found\n"),
+    }
+}
+
+/// Why the gateway should not be sent traffic now, if it should not.
+fn not_ready(admin: &Admin) -> Option<String> {
+    let up = admin.status.shards_up.load(Ordering::Relaxed);
+    if up < admin.shards {
+        return Some(format!("{up} of {} shards up", admin.shards));
+    }
+    if admin.status.draining.load(Ordering::Relaxed) {
+        return Some("shutting down".into());
+    }
+    let any = (0..admin.backends.len()).any(|b| crate::metrics::backend_up(&admin.metrics, b));
+    (!any).then(|| "every backend is being skipped after failures".into())
+}
+
+/// `ringmux_backend_up{backend}`: 1 while no shard skips the backend after failures.
+fn backend_up(out: &mut String, admin: &Admin) {
+    use std::fmt::Write as _;
+    out.push_str(
+        "# HELP ringmux_backend_up 1 while no shard skips the backend after failures\n# TYPE ringmux_backend_up gauge\n",
+    );
+    for (b, name) in admin.backends.iter().enumerate() {
+        let up = crate::metrics::backend_up(&admin.metrics, b) as u8;
+        let _ = writeln!(out, "ringmux_backend_up{{backend=\"{name}\"}} {up}");
+    }
+}
+
+fn respond(conn: &mut TcpStream, status: u16, content_type: &str, body: &str) {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body.as_bytes());
+}
