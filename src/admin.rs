@@ -2,7 +2,10 @@
 //! orchestrator read, kept off the public MCP listener. `GET /metrics` (Prometheus text, every
 //! shard's counters summed), `GET /healthz` (the process answers), `GET /readyz` (every shard
 //! is up, no shutdown has begun, and at least one backend is not being skipped after failures:
-//! 200, else 503 with the reason).
+//! 200, else 503 with the reason). The admin API (JSON): `GET /api/quarantine` (the tools tool
+//! safety holds back), `POST /api/quarantine/approve` (`{"backend", "tool", "sha256"}`: pins
+//! that definition). `/api/` asks for `admin.token_sha256`'s bearer token when one is
+//! configured; without one, a change (POST) is accepted on a loopback listener only.
 //!
 //! It runs on threads of its own, never on a shard: a scrape reads the shards' single-writer
 //! counters (relaxed loads) and touches nothing the request path holds. Connections are served
@@ -33,6 +36,12 @@ pub struct Admin {
     pub shards: usize,
     /// Backend names, in config order.
     pub backends: Arc<[String]>,
+    /// Tool safety's quarantine (`None` without `tool_safety:`).
+    pub safety: Option<crate::safety::Control>,
+    /// SHA-256 of the admin API's bearer token (`admin.token_sha256`).
+    pub token_sha256: Option<[u8; 32]>,
+    /// The listener is on loopback.
+    pub loopback: bool,
 }
 
 /// Serves `listener` on a thread of its own until the process ends.
@@ -80,10 +89,14 @@ fn serve(mut conn: TcpStream, admin: &Admin) {
         }
     };
     use ringmux_core::http::Method;
+    let path = buf[head.path.clone()].to_vec();
+    if path.starts_with(b"/api/") {
+        return api(&mut conn, admin, &head, buf, &path);
+    }
     if head.method != Method::Get {
         return respond(&mut conn, 405, "text/plain", "only GET\n");
     }
-    match &buf[head.path.clone()] {
+    match &path[..] {
         b"/metrics" => {
             let mut body = crate::metrics::render(&admin.metrics);
             backend_up(&mut body, admin);
@@ -95,6 +108,92 @@ fn serve(mut conn: TcpStream, admin: &Admin) {
             Some(why) => respond(&mut conn, 503, "text/plain", &format!("not ready: {why}\n")),
         },
         _ => respond(&mut conn, 404, "text/plain", "not found\n"),
+    }
+}
+
+/// The admin API (`/api/...`): JSON in and out.
+fn api(
+    conn: &mut TcpStream,
+    admin: &Admin,
+    head: &ringmux_core::http::RequestHead,
+    mut buf: Vec<u8>,
+    path: &[u8],
+) {
+    use ringmux_core::http::{BodyKind, Method};
+    let json = "application/json";
+    let error = |conn: &mut TcpStream, status: u16, why: &str| {
+        respond(
+            conn,
+            status,
+            json,
+            &serde_json::json!({ "error": why }).to_string(),
+        )
+    };
+    if let Some(want) = &admin.token_sha256 {
+        let presented = head
+            .headers
+            .authorization
+            .clone()
+            .and_then(|r| match ringmux_core::auth::parse(&buf[r]) {
+                Ok(ringmux_core::auth::Credential::Bearer(t)) => Some(t),
+                _ => None,
+            })
+            .map(|t| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t));
+        let ok = presented.is_some_and(|d| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(d.as_ref(), want).is_ok()
+        });
+        if !ok {
+            return error(
+                conn,
+                401,
+                "the admin API needs admin.token_sha256's bearer token",
+            );
+        }
+    } else if head.method != Method::Get && !admin.loopback {
+        return error(
+            conn,
+            403,
+            "changes through the admin API need admin.token_sha256 on a listener off loopback",
+        );
+    }
+    let Some(safety) = &admin.safety else {
+        return error(conn, 404, "tool_safety is not configured");
+    };
+    match (head.method, path) {
+        (Method::Get, b"/api/quarantine") => {
+            let list = serde_json::to_string(&safety.quarantined()).unwrap_or_default();
+            respond(conn, 200, json, &list)
+        }
+        (Method::Post, b"/api/quarantine/approve") => {
+            let BodyKind::Length(n) = head.body else {
+                return error(conn, 400, "a JSON body with Content-Length is required");
+            };
+            let start = head.head_len;
+            let mut chunk = [0u8; 1024];
+            while buf.len() < start + n {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            #[derive(serde::Deserialize)]
+            struct Approval {
+                backend: String,
+                tool: String,
+                sha256: String,
+            }
+            let Ok(a) = serde_json::from_slice::<Approval>(&buf[start..start + n]) else {
+                return error(conn, 400, "the body is {\"backend\", \"tool\", \"sha256\"}");
+            };
+            match safety.approve(&a.backend, &a.tool, &a.sha256) {
+                Ok(()) => respond(conn, 200, json, "{\"approved\":true}"),
+                Err(why) => error(conn, 409, &why),
+            }
+        }
+        (_, b"/api/quarantine" | b"/api/quarantine/approve") => {
+            error(conn, 405, "method not allowed")
+        }
+        _ => error(conn, 404, "not found"),
     }
 }
 
@@ -127,6 +226,9 @@ fn respond(conn: &mut TcpStream, status: u16, content_type: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        409 => "Conflict",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Service Unavailable",

@@ -56,6 +56,8 @@ fn serve(cfg: config::Config) -> Result<()> {
     let admin = std::net::TcpListener::bind(cfg.admin)
         .with_context(|| format!("binding admin.listen {}", cfg.admin))?;
     let shards = cfg.shards;
+    let token_sha256 = cfg.admin_token_sha256;
+    let admin_loopback = cfg.admin.ip().is_loopback();
     let backends: std::sync::Arc<[String]> = cfg.backends.iter().map(|b| b.name.clone()).collect();
     let path = cfg.path.clone();
     let tls = cfg.tls.is_some();
@@ -72,6 +74,9 @@ fn serve(cfg: config::Config) -> Result<()> {
             status: srv.status.clone(),
             shards,
             backends,
+            safety: srv.safety.clone(),
+            token_sha256,
+            loopback: admin_loopback,
         },
     )
     .context("starting the admin listener")?;

@@ -41,6 +41,62 @@ pub enum Event {
         detail: String,
         hidden: bool,
     },
+    /// The admin API approves a quarantined definition (by the hash the operator saw).
+    Approve {
+        backend: String,
+        tool: String,
+        sha256: String,
+        reply: mpsc::Sender<Result<(), String>>,
+    },
+}
+
+/// A quarantined tool, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Held {
+    pub backend: String,
+    pub tool: String,
+    /// The definition's hash now (what approving pins).
+    pub sha256: String,
+    /// The pinned hash, if it had one.
+    pub pinned_sha256: Option<String>,
+    pub reason: &'static str,
+    pub definition: Option<serde_json::Value>,
+}
+
+/// The admin API's end of the safety thread: what is quarantined now, and a way to approve.
+/// (A lock and a channel off the request path: the safety thread and admin threads only.)
+#[derive(Clone)]
+pub struct Control {
+    held: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), Held>>>,
+    events: mpsc::SyncSender<Event>,
+}
+
+impl Control {
+    /// The tools quarantined now.
+    pub fn quarantined(&self) -> Vec<Held> {
+        self.held
+            .lock()
+            .map(|h| h.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Approves `backend`'s `tool` at definition `sha256` (the one listed as quarantined):
+    /// it is pinned, the file written, and every shard shows the tool again. `Err`: nothing
+    /// quarantined has that hash, or the safety thread is busy or gone.
+    pub fn approve(&self, backend: &str, tool: &str, sha256: &str) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.events
+            .try_send(Event::Approve {
+                backend: backend.into(),
+                tool: tool.into(),
+                sha256: sha256.to_ascii_lowercase(),
+                reply,
+            })
+            .map_err(|_| "the tool safety thread is busy; try again".to_string())?;
+        answer
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the tool safety thread did not answer".to_string())?
+    }
 }
 
 /// A shard's end of the safety thread.
@@ -276,7 +332,7 @@ pub fn start(
     shards: usize,
     metrics: Arc<ShardMetrics>,
     audit: Option<crate::audit::Audit>,
-) -> Result<Vec<Feed>, String> {
+) -> Result<(Vec<Feed>, Control), String> {
     let mut file = match &cfg.pins {
         Some(p) => match std::fs::read_to_string(&p.file) {
             Ok(text) => PinFile::parse(&text)
@@ -304,6 +360,12 @@ pub fn start(
             initial: initial.clone(),
         });
     }
+    let held: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), Held>>> =
+        Arc::default();
+    let control = Control {
+        held: held.clone(),
+        events: events_tx.clone(),
+    };
     drop(events_tx);
     let cfg = cfg.clone();
     std::thread::Builder::new()
@@ -316,6 +378,12 @@ pub fn start(
                 let table = Arc::new(file.table());
                 for tx in &senders {
                     let _ = tx.send(table.clone());
+                }
+                // What the pins now allow is quarantined no more.
+                if let Ok(mut h) = held.lock() {
+                    h.retain(|(b, t), q| {
+                        file.get(b, t).is_none_or(|p| !p.sha256.eq_ignore_ascii_case(&q.sha256))
+                    });
                 }
             };
             loop {
@@ -345,7 +413,15 @@ pub fn start(
                     // Everything queued now, then one write.
                     let mut changed = false;
                     for event in std::iter::once(first).chain(events.try_iter()) {
-                        changed |= handle(&cfg, &mut file, event, &mut reported, &metrics, audit.as_ref());
+                        changed |= match event {
+                            Event::Approve { backend, tool, sha256, reply } => {
+                                let done = approve(&cfg, &mut file, &held, &backend, &tool, &sha256, audit.as_ref());
+                                let ok = done.is_ok();
+                                let _ = reply.send(done);
+                                ok
+                            }
+                            event => handle(&cfg, &mut file, event, &mut reported, &metrics, audit.as_ref(), &held),
+                        };
                     }
                     if changed {
                         if let Some(p) = &cfg.pins {
@@ -378,7 +454,49 @@ pub fn start(
             }
         })
         .map_err(|e| format!("starting the tool safety thread: {e}"))?;
-    Ok(feeds)
+    Ok((feeds, control))
+}
+
+/// The admin API's approval, on the safety thread: the quarantined definition with hash
+/// `sha256` is pinned (and audited). `Err` when none is held with that hash.
+fn approve(
+    cfg: &ToolSafety,
+    file: &mut PinFile,
+    held: &std::sync::Mutex<std::collections::BTreeMap<(String, String), Held>>,
+    backend: &str,
+    tool: &str,
+    sha256: &str,
+    audit: Option<&crate::audit::Audit>,
+) -> Result<(), String> {
+    if cfg.pins.is_none() {
+        return Err("tool_safety.pins is not configured".into());
+    }
+    let key = (backend.to_owned(), tool.to_owned());
+    let q = held
+        .lock()
+        .map_err(|_| "the quarantine list is unavailable".to_string())?
+        .get(&key)
+        .filter(|q| q.sha256.eq_ignore_ascii_case(sha256))
+        .cloned()
+        .ok_or_else(|| {
+            format!("no quarantined definition of {backend}/{tool} has sha256 {sha256}")
+        })?;
+    file.pins.entry(key.0).or_default().insert(
+        key.1,
+        Pin {
+            sha256: q.sha256.clone(),
+            definition: q.definition.clone(),
+        },
+    );
+    tracing::info!(%backend, %tool, sha256 = %q.sha256, "quarantined definition approved through the admin API");
+    if let Some(a) = audit {
+        a.record(&crate::audit::Record {
+            name: Some(tool),
+            reason: Some("approved through the admin API"),
+            ..crate::audit::Record::new("approve", true, "admin", "tools/list", backend)
+        });
+    }
+    Ok(())
 }
 
 /// Modification time and size: what tells a changed file.
@@ -409,6 +527,7 @@ fn handle(
     reported: &mut HashSet<(Box<str>, Box<str>, String)>,
     metrics: &ShardMetrics,
     audit: Option<&crate::audit::Audit>,
+    held: &std::sync::Mutex<std::collections::BTreeMap<(String, String), Held>>,
 ) -> bool {
     let record = |event: &'static str,
                   hidden: bool,
@@ -469,7 +588,20 @@ fn handle(
                     } else {
                         "it is not in the pin file"
                     };
-                    tracing::warn!(%backend, %tool, new_sha256 = %sha256, old_sha256 = pinned.as_ref().map_or("", |p| p.sha256.as_str()), "tool quarantined: {reason}; hidden until its definition is approved in the pin file");
+                    tracing::warn!(%backend, %tool, new_sha256 = %sha256, old_sha256 = pinned.as_ref().map_or("", |p| p.sha256.as_str()), "tool quarantined: {reason}; hidden until its definition is approved (pin file or admin API)");
+                    if let Ok(mut h) = held.lock() {
+                        h.insert(
+                            (backend.to_string(), tool.to_string()),
+                            Held {
+                                backend: backend.to_string(),
+                                tool: tool.to_string(),
+                                sha256: sha256.clone(),
+                                pinned_sha256: pinned.as_ref().map(|p| p.sha256.clone()),
+                                reason,
+                                definition: serde_json::from_str(&definition).ok(),
+                            },
+                        );
+                    }
                     let old = pinned.and_then(|p| p.definition).map(|d| d.to_string());
                     let new = serde_json::json!({"sha256": sha256, "definition": serde_json::from_str::<serde_json::Value>(&definition).ok()}).to_string();
                     let old = old.map(|d| format!("{{\"definition\":{d}}}"));
@@ -506,6 +638,11 @@ fn handle(
                     None,
                 );
             }
+            false
+        }
+        // The thread's loop takes approvals; one that reached here is refused, not lost.
+        Event::Approve { reply, .. } => {
+            let _ = reply.send(Err("not handled".into()));
             false
         }
     }

@@ -24,6 +24,8 @@ pub struct Server {
     pub metrics: Arc<[Arc<ShardMetrics>]>,
     /// What readiness reads: shards up, shutting down.
     pub status: Arc<Status>,
+    /// Tool safety's quarantine, for the admin API (`None` without `tool_safety:`).
+    pub safety: Option<crate::safety::Control>,
     threads: Vec<JoinHandle<()>>,
     peers: Peers,
 }
@@ -173,17 +175,18 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         None => None,
     };
     // Tool safety's thread (it owns the pin file) and each shard's end of it.
+    let mut safety_control = None;
     let safety: Vec<Option<crate::safety::Feed>> = match &cfg.tool_safety {
         Some(ts) => {
             let thread_audit = match (&audit, &cfg.audit) {
                 (Some(f), Some(a)) => Some(crate::audit::Audit::new(f.try_clone()?, a)),
                 _ => None,
             };
-            crate::safety::start(ts, shards, metrics[0].clone(), thread_audit)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-                .into_iter()
-                .map(Some)
-                .collect()
+            let (feeds, control) =
+                crate::safety::start(ts, shards, metrics[0].clone(), thread_audit)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            safety_control = Some(control);
+            feeds.into_iter().map(Some).collect()
         }
         None => (0..shards).map(|_| None).collect(),
     };
@@ -271,6 +274,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         addr,
         metrics,
         status,
+        safety: safety_control,
         threads,
         peers,
     })

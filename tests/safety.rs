@@ -272,3 +272,95 @@ fn imitating_tools_are_flagged_and_instructions_in_descriptions_hidden() {
     wait_metric(&gw.admin, "ringmux_tools_flagged_total", 1);
     let _ = std::fs::remove_file(audit);
 }
+
+/// The admin API lists what tool safety holds back and approves a definition by the hash the
+/// operator saw: a wrong hash changes nothing; the right one pins it (file written, every
+/// shard shows the tool again, audited). With `admin.token_sha256` the API asks for it.
+#[test]
+fn the_admin_api_lists_and_approves_a_quarantined_tool() {
+    const TOKEN: &str = "rmx-admin-token-0123";
+    let a = mock("a").flag("--rug-pull").start();
+    let pins = temp("api-pins.json");
+    let audit = temp("api-audit.jsonl");
+    let token_sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, TOKEN.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .yaml(&format!(
+            "admin:\n  listen: 127.0.0.1:0\n  token_sha256: {token_sha}\ntool_safety:\n  pins:\n    file: {}\n    reload_ms: 100\naudit:\n  path: {}",
+            pins.display(),
+            audit.display()
+        ))
+        .start();
+    let api = |method: &str, path: &str, body: Option<Value>, token: Option<&str>| {
+        let mut c = Client::connect(&format!("{}{path}", gw.admin)).unwrap();
+        c.authorization = token.map(|t| format!("Bearer {t}"));
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let resp = c.send(method, body.as_bytes(), &[]).unwrap();
+        let json = serde_json::from_slice::<Value>(&resp.body).unwrap_or(Value::Null);
+        (resp.status, json)
+    };
+    let mut c = client(&gw.url);
+    assert!(tools(&mut c).contains(&"a__echo".to_string()));
+    assert!(eventually(WAIT, || std::fs::read_to_string(&pins)
+        .is_ok_and(|t| t.contains("\"echo\""))));
+    assert_eq!(
+        api("GET", "/api/quarantine", None, Some(TOKEN)),
+        (200, json!([]))
+    );
+    assert_eq!(api("GET", "/api/quarantine", None, None).0, 401);
+    assert_eq!(api("GET", "/api/quarantine", None, Some("wrong")).0, 401);
+
+    c.request(
+        "tools/call",
+        json!({"name": "a__rug_pull", "arguments": {}}),
+    )
+    .unwrap();
+    assert!(eventually(WAIT, || !tools(&mut c).contains(&"a__echo".to_string())));
+    let mut held = Value::Null;
+    assert!(eventually(WAIT, || {
+        held = api("GET", "/api/quarantine", None, Some(TOKEN)).1;
+        held.as_array().is_some_and(|h| !h.is_empty())
+    }));
+    let q = &held[0];
+    assert_eq!(
+        (q["backend"].as_str(), q["tool"].as_str()),
+        (Some("a"), Some("echo"))
+    );
+    assert!(q["definition"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("IMPORTANT"));
+    assert_ne!(q["sha256"], q["pinned_sha256"]);
+    let sha = q["sha256"].as_str().unwrap().to_owned();
+
+    // Another hash (the old one, say) approves nothing.
+    let wrong = json!({"backend": "a", "tool": "echo", "sha256": q["pinned_sha256"]});
+    let (status, body) = api("POST", "/api/quarantine/approve", Some(wrong), Some(TOKEN));
+    assert_eq!(status, 409, "{body}");
+    let right = json!({"backend": "a", "tool": "echo", "sha256": sha});
+    assert_eq!(
+        api("POST", "/api/quarantine/approve", Some(right.clone()), None).0,
+        401
+    );
+    let (status, body) = api("POST", "/api/quarantine/approve", Some(right), Some(TOKEN));
+    assert_eq!((status, body), (200, json!({"approved": true})));
+    // Every shard shows it again: lists from fresh sessions, whichever shard they land on.
+    assert!(eventually(WAIT, || (0..4)
+        .all(
+            |_| tools(&mut client(&gw.url)).contains(&"a__echo".to_string())
+        )));
+    let pinned: Value = serde_json::from_str(&std::fs::read_to_string(&pins).unwrap()).unwrap();
+    assert_eq!(pinned["pins"]["a"]["echo"]["sha256"], sha.as_str());
+    assert_eq!(
+        api("GET", "/api/quarantine", None, Some(TOKEN)),
+        (200, json!([]))
+    );
+    assert!(eventually(WAIT, || records(&audit)
+        .iter()
+        .any(|r| r["event"] == "approve" && r["name"] == "echo")));
+}

@@ -102,12 +102,18 @@ pub struct AdminFile {
     /// network: it names shards, sessions and backends). Port 0 picks a free one.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// SHA-256 of the admin API's bearer token, 64 hex digits (`printf %s "$TOKEN" |
+    /// sha256sum`). Set: every `/api/` request needs it. Unset: the API reads, and changes
+    /// only on a loopback listener.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
 }
 
 impl Default for AdminFile {
     fn default() -> Self {
         AdminFile {
             listen: default_admin_listen(),
+            token_sha256: None,
         }
     }
 }

@@ -89,6 +89,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The admin listener's address (`admin.listen`).
     pub admin: SocketAddr,
+    /// SHA-256 of the admin API's token (`admin.token_sha256`).
+    pub admin_token_sha256: Option<[u8; 32]>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -617,6 +619,13 @@ impl File {
         if admin.port() != 0 && admin == listen {
             return Err(err("admin.listen", "must differ from listen"));
         }
+        let admin_token_sha256 =
+            match &self.admin.token_sha256 {
+                None => None,
+                Some(h) => Some(parse_key(h.trim()).ok_or_else(|| {
+                    err("admin.token_sha256", "must be 64 hex digits (a SHA-256)")
+                })?),
+            };
         let auth = self.auth.map(AuthFile::check).transpose()?;
         let tls = self.tls.map(TlsFile::check).transpose()?;
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
@@ -730,6 +739,7 @@ impl File {
             masking,
             routes,
             admin,
+            admin_token_sha256,
             backends,
             fingerprint,
         })
