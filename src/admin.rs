@@ -9,8 +9,14 @@
 //!
 //! It runs on threads of its own, never on a shard: a scrape reads the shards' single-writer
 //! counters (relaxed loads) and touches nothing the request path holds. Connections are served
-//! one thread each, at most [`MAX_CONNECTIONS`] at once (more are closed at once), each with a
-//! [`IO_TIMEOUT`] on every read and write and one request per connection.
+//! one thread each, at most [`MAX_CONNECTIONS`] at once (more get a 503 at once), each within
+//! [`IO_TIMEOUT`] from its accept to its answer (a client trickling bytes is cut off), one
+//! request per connection.
+//!
+//! Browsers: a request carrying `Origin` is refused (no page may drive the admin listener),
+//! and on a loopback listener so is a `Host` that is not a loopback name or address (DNS
+//! rebinding); a POST must be `application/json` (no form or `text/plain` post without a
+//! preflight, which is refused).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -52,46 +58,96 @@ pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<SocketAddr>
         .name("ringmux-admin".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+                let mut conn = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors, say: back off rather than spin.
+                        tracing::warn!("admin accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
                 if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
                     open.fetch_sub(1, Ordering::Relaxed);
+                    let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+                    respond(&mut conn, 503, "text/plain", "too many admin connections\n");
                     continue;
                 }
-                let (admin, done) = (admin.clone(), open.clone());
-                let spawned = std::thread::Builder::new()
+                let slot = Slot(open.clone());
+                let admin = admin.clone();
+                let _ = std::thread::Builder::new()
                     .name("ringmux-admin-conn".into())
                     .spawn(move || {
+                        let _slot = slot;
                         serve(conn, &admin);
-                        done.fetch_sub(1, Ordering::Relaxed);
                     });
-                if spawned.is_err() {
-                    open.fetch_sub(1, Ordering::Relaxed);
-                }
             }
         })?;
     Ok(addr)
 }
 
+/// A connection's place among the [`MAX_CONNECTIONS`], given back however its thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads more of `conn` into `buf`, within what is left of the connection's time; false when
+/// it ended, failed or ran out of time.
+fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>, deadline: std::time::Instant) -> bool {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
+        return false;
+    }
+    let mut chunk = [0u8; 1024];
+    match conn.read(&mut chunk) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
 fn serve(mut conn: TcpStream, admin: &Admin) {
-    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
     let head = loop {
         match ringmux_core::http::parse_request(&buf, MAX_HEAD, MAX_HEAD) {
             Ok(Some(head)) => break head,
             Ok(None) if buf.len() < MAX_HEAD => {}
             _ => return respond(&mut conn, 400, "text/plain", "bad request\n"),
         }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        if !read_more(&mut conn, &mut buf, deadline) {
+            return;
         }
     };
     use ringmux_core::http::Method;
+    let header = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &buf[r]);
+    if header(&head.headers.origin).is_some() {
+        return respond(
+            &mut conn,
+            403,
+            "text/plain",
+            "no browser origin may use the admin listener\n",
+        );
+    }
+    if admin.loopback && !header(&head.headers.host).is_some_and(crate::front::door::is_local_host)
+    {
+        return respond(
+            &mut conn,
+            403,
+            "text/plain",
+            "Host is not a loopback name (DNS rebinding protection)\n",
+        );
+    }
     let path = buf[head.path.clone()].to_vec();
     if path.starts_with(b"/api/") {
-        return api(&mut conn, admin, &head, buf, &path);
+        return api(&mut conn, admin, &head, buf, &path, deadline);
     }
     if head.method != Method::Get {
         return respond(&mut conn, 405, "text/plain", "only GET\n");
@@ -118,6 +174,7 @@ fn api(
     head: &ringmux_core::http::RequestHead,
     mut buf: Vec<u8>,
     path: &[u8],
+    deadline: std::time::Instant,
 ) {
     use ringmux_core::http::{BodyKind, Method};
     let json = "application/json";
@@ -168,12 +225,14 @@ fn api(
             let BodyKind::Length(n) = head.body else {
                 return error(conn, 400, "a JSON body with Content-Length is required");
             };
+            let ct = head.headers.content_type.clone().map(|r| &buf[r]);
+            if !ct.is_some_and(|ct| ringmux_core::http::media_type_is(ct, b"application/json")) {
+                return error(conn, 415, "Content-Type must be application/json");
+            }
             let start = head.head_len;
-            let mut chunk = [0u8; 1024];
             while buf.len() < start + n {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                if !read_more(conn, &mut buf, deadline) {
+                    return;
                 }
             }
             #[derive(serde::Deserialize)]
@@ -187,7 +246,7 @@ fn api(
             };
             match safety.approve(&a.backend, &a.tool, &a.sha256) {
                 Ok(()) => respond(conn, 200, json, "{\"approved\":true}"),
-                Err(why) => error(conn, 409, &why),
+                Err((status, why)) => error(conn, status, &why),
             }
         }
         (_, b"/api/quarantine" | b"/api/quarantine/approve") => {
@@ -199,12 +258,12 @@ fn api(
 
 /// Why the gateway should not be sent traffic now, if it should not.
 fn not_ready(admin: &Admin) -> Option<String> {
+    if admin.status.draining.load(Ordering::Relaxed) {
+        return Some("shutting down".into());
+    }
     let up = admin.status.shards_up.load(Ordering::Relaxed);
     if up < admin.shards {
         return Some(format!("{up} of {} shards up", admin.shards));
-    }
-    if admin.status.draining.load(Ordering::Relaxed) {
-        return Some("shutting down".into());
     }
     let any = (0..admin.backends.len()).any(|b| crate::metrics::backend_up(&admin.metrics, b));
     (!any).then(|| "every backend is being skipped after failures".into())
@@ -229,6 +288,7 @@ fn respond(conn: &mut TcpStream, status: u16, content_type: &str, body: &str) {
         401 => "Unauthorized",
         403 => "Forbidden",
         409 => "Conflict",
+        415 => "Unsupported Media Type",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Service Unavailable",

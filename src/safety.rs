@@ -46,9 +46,13 @@ pub enum Event {
         backend: String,
         tool: String,
         sha256: String,
-        reply: mpsc::Sender<Result<(), String>>,
+        reply: mpsc::Sender<Result<(), (u16, String)>>,
     },
 }
+
+/// Most quarantined tools the admin API lists (each holds its definition); past it, more are
+/// logged and audited but not listed.
+const MAX_HELD: usize = 10_000;
 
 /// A quarantined tool, as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -81,9 +85,10 @@ impl Control {
     }
 
     /// Approves `backend`'s `tool` at definition `sha256` (the one listed as quarantined):
-    /// it is pinned, the file written, and every shard shows the tool again. `Err`: nothing
-    /// quarantined has that hash, or the safety thread is busy or gone.
-    pub fn approve(&self, backend: &str, tool: &str, sha256: &str) -> Result<(), String> {
+    /// it is pinned, the file written, and every shard shows the tool again. `Err` (an HTTP
+    /// status and why): nothing quarantined has that hash (409), the pin file could not be
+    /// written (500), or the safety thread is busy or gone (503).
+    pub fn approve(&self, backend: &str, tool: &str, sha256: &str) -> Result<(), (u16, String)> {
         let (reply, answer) = mpsc::channel();
         self.events
             .try_send(Event::Approve {
@@ -92,10 +97,10 @@ impl Control {
                 sha256: sha256.to_ascii_lowercase(),
                 reply,
             })
-            .map_err(|_| "the tool safety thread is busy; try again".to_string())?;
+            .map_err(|_| (503, "the tool safety thread is busy; try again".to_string()))?;
         answer
             .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "the tool safety thread did not answer".to_string())?
+            .map_err(|_| (503, "the tool safety thread did not answer".to_string()))?
     }
 }
 
@@ -395,12 +400,14 @@ pub fn start(
                 if let Some(first) = first {
                     // The operator's edits first: a pin written now must not undo an approval
                     // made since the last look.
+                    let mut reloaded = false;
                     if let Some(p) = &cfg.pins {
                         if stamp_of(&p.file) != stamp {
                             if let Ok(f) = std::fs::read_to_string(&p.file)
                                 .map_err(|e| e.to_string())
                                 .and_then(|t| PinFile::parse(&t))
                             {
+                                reloaded = f != file;
                                 file = f;
                                 reported.clear();
                             }
@@ -410,27 +417,42 @@ pub fn start(
                     if reported.len() >= MAX_REPORTED {
                         reported.clear();
                     }
-                    // Everything queued now, then one write.
+                    // Everything queued now, then one write; approvals are answered once it
+                    // is written.
                     let mut changed = false;
+                    let mut approvals = Vec::new();
                     for event in std::iter::once(first).chain(events.try_iter()) {
                         changed |= match event {
                             Event::Approve { backend, tool, sha256, reply } => {
-                                let done = approve(&cfg, &mut file, &held, &backend, &tool, &sha256, audit.as_ref());
-                                let ok = done.is_ok();
-                                let _ = reply.send(done);
-                                ok
+                                match approve(&cfg, &mut file, &held, &backend, &tool, &sha256, audit.as_ref()) {
+                                    Ok(()) => {
+                                        approvals.push(reply);
+                                        true
+                                    }
+                                    Err(e) => {
+                                        let _ = reply.send(Err(e));
+                                        false
+                                    }
+                                }
                             }
                             event => handle(&cfg, &mut file, event, &mut reported, &metrics, audit.as_ref(), &held),
                         };
                     }
+                    let mut written = Ok(());
                     if changed {
                         if let Some(p) = &cfg.pins {
                             if let Err(e) = write_atomically(&p.file, &file) {
                                 tracing::warn!(file = %p.file.display(), "pin file write failed: {e}");
+                                written = Err((500, format!("the pin file could not be written ({e}); the approval holds until a restart")));
                             }
                             stamp = stamp_of(&p.file);
                         }
+                    }
+                    if changed || reloaded {
                         broadcast(&file);
+                    }
+                    for reply in approvals {
+                        let _ = reply.send(written.clone());
                     }
                 }
                 // Approvals: the operator edited the file.
@@ -467,19 +489,22 @@ fn approve(
     tool: &str,
     sha256: &str,
     audit: Option<&crate::audit::Audit>,
-) -> Result<(), String> {
+) -> Result<(), (u16, String)> {
     if cfg.pins.is_none() {
-        return Err("tool_safety.pins is not configured".into());
+        return Err((409, "tool_safety.pins is not configured".into()));
     }
     let key = (backend.to_owned(), tool.to_owned());
     let q = held
         .lock()
-        .map_err(|_| "the quarantine list is unavailable".to_string())?
+        .map_err(|_| (500, "the quarantine list is unavailable".to_string()))?
         .get(&key)
         .filter(|q| q.sha256.eq_ignore_ascii_case(sha256))
         .cloned()
         .ok_or_else(|| {
-            format!("no quarantined definition of {backend}/{tool} has sha256 {sha256}")
+            (
+                409,
+                format!("no quarantined definition of {backend}/{tool} has sha256 {sha256}"),
+            )
         })?;
     file.pins.entry(key.0).or_default().insert(
         key.1,
@@ -577,31 +602,42 @@ fn handle(
                     tracing::info!(%backend, %tool, "tool pinned at first sight");
                     true
                 }
-                Some(pin) if pin.sha256.eq_ignore_ascii_case(&sha256) => false,
-                pinned => {
-                    if !reported.insert((backend.clone(), tool.clone(), sha256.clone())) {
-                        return false;
+                Some(pin) if pin.sha256.eq_ignore_ascii_case(&sha256) => {
+                    // Back to its pinned definition: nothing of it is held any more.
+                    if let Ok(mut h) = held.lock() {
+                        h.remove(&(backend.to_string(), tool.to_string()));
                     }
-                    metrics.tools_quarantined.add(1);
+                    false
+                }
+                pinned => {
                     let reason = if pinned.is_some() {
                         "its definition changed since it was pinned"
                     } else {
                         "it is not in the pin file"
                     };
-                    tracing::warn!(%backend, %tool, new_sha256 = %sha256, old_sha256 = pinned.as_ref().map_or("", |p| p.sha256.as_str()), "tool quarantined: {reason}; hidden until its definition is approved (pin file or admin API)");
+                    // What the admin API lists is the definition held back now, reported
+                    // before or not (a backend flipping between two keeps it current).
                     if let Ok(mut h) = held.lock() {
-                        h.insert(
-                            (backend.to_string(), tool.to_string()),
-                            Held {
-                                backend: backend.to_string(),
-                                tool: tool.to_string(),
-                                sha256: sha256.clone(),
-                                pinned_sha256: pinned.as_ref().map(|p| p.sha256.clone()),
-                                reason,
-                                definition: serde_json::from_str(&definition).ok(),
-                            },
-                        );
+                        let key = (backend.to_string(), tool.to_string());
+                        if h.len() < MAX_HELD || h.contains_key(&key) {
+                            h.insert(
+                                key,
+                                Held {
+                                    backend: backend.to_string(),
+                                    tool: tool.to_string(),
+                                    sha256: sha256.clone(),
+                                    pinned_sha256: pinned.as_ref().map(|p| p.sha256.clone()),
+                                    reason,
+                                    definition: serde_json::from_str(&definition).ok(),
+                                },
+                            );
+                        }
                     }
+                    if !reported.insert((backend.clone(), tool.clone(), sha256.clone())) {
+                        return false;
+                    }
+                    metrics.tools_quarantined.add(1);
+                    tracing::warn!(%backend, %tool, new_sha256 = %sha256, old_sha256 = pinned.as_ref().map_or("", |p| p.sha256.as_str()), "tool quarantined: {reason}; hidden until its definition is approved (pin file or admin API)");
                     let old = pinned.and_then(|p| p.definition).map(|d| d.to_string());
                     let new = serde_json::json!({"sha256": sha256, "definition": serde_json::from_str::<serde_json::Value>(&definition).ok()}).to_string();
                     let old = old.map(|d| format!("{{\"definition\":{d}}}"));
@@ -642,7 +678,7 @@ fn handle(
         }
         // The thread's loop takes approvals; one that reached here is refused, not lost.
         Event::Approve { reply, .. } => {
-            let _ = reply.send(Err("not handled".into()));
+            let _ = reply.send(Err((500, "not handled".into())));
             false
         }
     }

@@ -320,10 +320,20 @@ async fn run_shard(
         stdio.audit,
         stdio.safety,
     );
+    // Counted up while this function runs (a shard that panics is down again).
+    struct Up(Arc<Status>);
+    impl Drop for Up {
+        fn drop(&mut self) {
+            self.0
+                .shards_up
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     stdio
         .up
         .shards_up
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _up = Up(stdio.up.clone());
     let driven: Vec<crate::backend::stdio::Handle> = stdio
         .children
         .iter()

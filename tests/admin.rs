@@ -42,6 +42,66 @@ fn operations_are_on_the_admin_listener_only() {
     assert_eq!(get(&gw.admin, "/mcp").0, 404);
     let mut c = Client::connect(&format!("{}/metrics", gw.admin)).unwrap();
     assert_eq!(c.send("POST", b"{}", &[]).unwrap().status, 405);
+    // No browser may drive it: an Origin is refused, and a Host that is not loopback (DNS
+    // rebinding); a POST to the API must be JSON.
+    let mut c = Client::connect(&format!("{}/metrics", gw.admin)).unwrap();
+    let resp = c
+        .send("GET", b"", &[("origin", "http://evil.example")])
+        .unwrap();
+    assert_eq!(resp.status, 403);
+    let raw = |request: &str| -> String {
+        use std::io::{Read, Write};
+        let addr = gw.admin.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let answer = raw("GET /metrics HTTP/1.1\r\nhost: evil.example:9464\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let answer = raw("GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw(
+        "POST /api/quarantine/approve HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n{}",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 404"),
+        "no tool_safety here: {answer}"
+    );
+    // A client that trickles its request is cut off within the admin deadline.
+    {
+        use std::io::{Read, Write};
+        let addr = gw.admin.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        // One byte a second: each read is quick, the whole request never is.
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let started = std::time::Instant::now();
+        let request = b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nx-slow: ";
+        let mut closed = false;
+        for byte in request.iter().chain(std::iter::repeat(&b'a')).take(12) {
+            if s.write_all(&[*byte]).is_err() {
+                closed = true;
+                break;
+            }
+            // A second of waiting: the read times out, or finds the connection closed.
+            let mut b = [0u8; 64];
+            if let Ok(0) = s.read(&mut b) {
+                closed = true;
+                break;
+            }
+        }
+        assert!(
+            closed,
+            "a trickling client was held for {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "{:?}",
+            started.elapsed()
+        );
+    }
     // Nothing operational on the MCP listener.
     let public = gw.url.trim_end_matches("/mcp");
     for path in ["/metrics", "/healthz", "/readyz"] {
@@ -56,7 +116,7 @@ fn readiness_follows_the_backends() {
         .backend_with(
             "a",
             &a.url,
-            "retry_backoff_ms: 1500\nconnect_timeout_ms: 500",
+            "retry_backoff_ms: 4000\nconnect_timeout_ms: 500",
         )
         .start();
     let mut c = client(&gw.url);
@@ -94,7 +154,7 @@ fn a_shutdown_is_not_ready_while_calls_drain() {
         let mut caller = caller;
         caller.request(
             "tools/call",
-            json!({"name": "a__slow", "arguments": {"ms": 2000}}),
+            json!({"name": "a__slow", "arguments": {"ms": 4000}}),
         )
     });
     assert!(eventually(WAIT, || metric(

@@ -19,7 +19,7 @@ fn header<'a>(buf: &'a [u8], r: &Option<std::ops::Range<usize>>) -> Option<&'a [
 }
 
 /// Whether a Host header names this machine's loopback (DNS-rebinding protection).
-fn is_local_host(host: &[u8]) -> bool {
+pub(crate) fn is_local_host(host: &[u8]) -> bool {
     let name = if host.starts_with(b"[") {
         match memchr_close(host) {
             Some(end) => &host[..=end],

@@ -153,13 +153,10 @@ pub fn check(
         if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) || r.path.len() > 512 {
             return Err(err(at("path"), "must start with / and have no query"));
         }
-        if r.path.starts_with("/.well-known/")
-            || main.contains(&r.path.as_str())
-            || ["/metrics", "/healthz"].contains(&r.path.as_str())
-        {
+        if r.path.starts_with("/.well-known/") || main.contains(&r.path.as_str()) {
             return Err(err(
                 at("path"),
-                "must differ from path, sse_path, message_path, /metrics, /healthz and /.well-known/",
+                "must differ from path, sse_path, message_path and /.well-known/",
             ));
         }
         if out.iter().any(|o| o.path == r.path) {
