@@ -36,6 +36,7 @@ pub mod federation;
 pub mod front;
 pub mod handlers;
 pub mod io;
+pub mod latency;
 pub mod limits;
 pub mod metrics;
 pub mod peers;

@@ -102,6 +102,9 @@ pub struct ShardMetrics {
     /// milliseconds of [`uptime_ms`] (0: it does not). Written when the backend fails or
     /// recovers, not per request; read by the admin listener (readiness, `ringmux_backend_up`).
     pub cooling_until: Box<[AtomicU64]>,
+    /// The shard's latency histograms as it last published them (once a second;
+    /// [`crate::latency`]).
+    pub latency: crate::latency::Published,
 }
 
 impl ShardMetrics {
@@ -352,5 +355,7 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(m).get());
         }
     }
+    let slots: Vec<&crate::latency::Published> = shards.iter().map(|m| &m.latency).collect();
+    crate::latency::render(&mut out, &slots);
     out
 }

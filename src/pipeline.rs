@@ -293,9 +293,12 @@ pub async fn message(
                 admitted: std::cell::Cell::new(admitted),
                 route,
             };
+            let started = std::time::Instant::now();
             match entry.handler {
                 Handler::Local(Local::Initialize) => {
-                    return dispatch::initialize(shard, principal, &call, &msg).await
+                    let reply = dispatch::initialize(shard, principal, &call, &msg).await;
+                    shard.latency.record(entry.name, started.elapsed());
+                    return reply;
                 }
                 Handler::Local(Local::Discover) => return dispatch::discover(id),
                 _ => {}
@@ -310,7 +313,9 @@ pub async fn message(
                 }
                 (Some(_), None) => return session_not_found(),
             };
-            dispatch::request(shard, &session, entry, &call, &msg).await
+            let reply = dispatch::request(shard, &session, entry, &call, &msg).await;
+            shard.latency.record(entry.name, started.elapsed());
+            reply
         }
     }
 }
@@ -340,10 +345,13 @@ async fn sessionless(
             ErrorEra::Sessionless,
         );
     };
-    crate::handlers::modern::serve(
+    let started = std::time::Instant::now();
+    let reply = crate::handlers::modern::serve(
         shard, key, principal, entry, body, parsed, sse, admitted, route, facts,
     )
-    .await
+    .await;
+    shard.latency.record(entry.name, started.elapsed());
+    reply
 }
 
 /// `POST <message_path>?sessionId=`: answered 202 at once; the message is handled in the

@@ -347,6 +347,14 @@ async fn run_shard(
         ));
     }
     monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
+    // The latency histograms, published for the admin listener once a second.
+    let publisher = shard.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(Duration::from_secs(1)).await;
+            publisher.latency.publish(&publisher.metrics.latency);
+        }
+    });
     let sweeper = shard.clone();
     let every = sweep_every(shard.cfg.limits.session_idle);
     monoio::spawn(async move {

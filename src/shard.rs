@@ -42,6 +42,8 @@ pub struct Shard {
     pub auth: Option<crate::auth::Authenticator>,
     /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
     pub authz: Option<crate::authz::Authz>,
+    /// Request latency, per method ([`crate::latency`]): this shard's alone.
+    pub latency: crate::latency::Recorder,
     /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
     pub routes: Vec<crate::routes::Served>,
     /// Some endpoint's rules read `request.address`: connections learn their peer's.
@@ -189,6 +191,7 @@ impl Shard {
             authz,
             routes,
             wants_address,
+            latency: Default::default(),
             audit,
             safety,
             limiter,

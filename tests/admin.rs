@@ -197,3 +197,61 @@ fn the_admin_address_is_checked() {
         assert!(!ok && err.contains(want), "{yaml}: {err}");
     }
 }
+
+/// The latency histograms count every request, per method, over all shards; buckets are
+/// cumulative and end at the count.
+#[test]
+fn latency_histograms_count_every_request() {
+    let a = mock("a").start();
+    let gw = gateway().shards(2).backend("a", &a.url).start();
+    let mut clients: Vec<Client> = (0..4).map(|_| client(&gw.url)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        for j in 0..5 {
+            let r = c
+                .request(
+                    "tools/call",
+                    json!({"name": "a__echo", "arguments": {"message": format!("{i}-{j}")}}),
+                )
+                .unwrap();
+            assert_eq!(text_of(&r), format!("{i}-{j}"));
+        }
+        c.request("ping", json!({})).unwrap();
+    }
+    let series = |body: &str, name: &str| -> Option<u64> {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let mut body = String::new();
+    assert!(
+        eventually(WAIT, || {
+            body = get(&gw.admin, "/metrics").1;
+            series(
+                &body,
+                "ringmux_request_duration_seconds_count{method=\"tools/call\"}",
+            ) == Some(20)
+        }),
+        "{body}"
+    );
+    assert_eq!(
+        series(
+            &body,
+            "ringmux_request_duration_seconds_count{method=\"ping\"}"
+        ),
+        Some(4)
+    );
+    assert_eq!(
+        series(
+            &body,
+            "ringmux_request_duration_seconds_count{method=\"initialize\"}"
+        ),
+        Some(4)
+    );
+    let buckets: Vec<u64> = body
+        .lines()
+        .filter(|l| l.starts_with("ringmux_request_duration_seconds_bucket{method=\"tools/call\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets.last(), Some(&20));
+}

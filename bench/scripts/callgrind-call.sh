@@ -27,6 +27,8 @@
 #               28,555 (AUTH=jwt 30,081) -> 52cf70e 28,629 (30,129) -> 9682a41 28,677-28,692
 #               (AUTH=jwt 30,187); AUTH=jwt AUTHZ=view 30,477; ROUTE=rename 29,105;
 #               ROUTE=fixed 35,587 and 4 allocator calls (39,986 and 17 with a Value round trip).
+#   2026-12-04  the admin listener (issue 18) 28,710; latency histograms per method (two clock
+#               reads and an HDR record per request) 29,012-29,045 (+1.1%).
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
