@@ -36,8 +36,7 @@ fn load(path: &str) -> Result<config::Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
     ringmux::backend::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
-    let auths = std::iter::once(&cfg.auth).chain(cfg.routes.iter().map(|r| &r.auth));
-    for auth in auths.flatten() {
+    for auth in cfg.auth_blocks().flatten() {
         ringmux::auth::load_keys(auth)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("in {path}"))?;

@@ -155,8 +155,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     // One feed per `auth:` (the main endpoint's, then each route's), per shard.
     let mut feeds: Vec<Vec<Option<crate::auth::KeyFeed>>> =
         (0..shards).map(|_| Vec::new()).collect();
-    let auths = std::iter::once(&cfg.auth).chain(cfg.routes.iter().map(|r| &r.auth));
-    for auth in auths {
+    for auth in cfg.auth_blocks() {
         let per_shard = match auth {
             Some(auth) => crate::auth::start_keys(auth, shards, metrics[0].clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,

@@ -302,28 +302,15 @@ fn the_modern_front_sees_the_same_view() {
         .yaml(&policy(&audit))
         .start();
     let modern = |key: &str, id: u64, method: &str, params: Value| -> Value {
-        let mut params = params;
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "authz-test", "version": "1"},
-        });
-        let name = params["name"].as_str().map(str::to_owned);
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let auth = format!("Bearer {key}");
-        let mut headers = vec![
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", method),
-            ("authorization", auth.as_str()),
-        ];
-        if let Some(n) = &name {
-            headers.push(("mcp-name", n));
-        }
-        let mut c = Client::connect(&gw.url).unwrap();
-        let resp = c
-            .send("POST", body.to_string().as_bytes(), &headers)
-            .unwrap();
-        resp.messages().last().cloned().unwrap()
+        modern_request(
+            &gw.url,
+            id,
+            method,
+            params,
+            json!({}),
+            &[("authorization", &auth)],
+        )
     };
     let listed = modern(BLUE, 1, "tools/list", json!({}));
     let tools = names(listed["result"]["tools"].as_array().unwrap(), "name");
@@ -383,29 +370,10 @@ fn modern_call(
     principal: &str,
     id: u64,
     method: &str,
-    mut params: Value,
+    params: Value,
     caps: Value,
 ) -> Value {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": caps,
-        "io.modelcontextprotocol/clientInfo": {"name": "authz-test", "version": "1"},
-    });
-    let name = params["name"].as_str().map(str::to_owned);
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let mut headers = vec![
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", method),
-        ("x-principal", principal),
-    ];
-    if let Some(n) = &name {
-        headers.push(("mcp-name", n));
-    }
-    let mut c = Client::connect(url).unwrap();
-    let resp = c
-        .send("POST", body.to_string().as_bytes(), &headers)
-        .unwrap();
-    resp.messages().last().cloned().unwrap()
+    modern_request(url, id, method, params, caps, &[("x-principal", principal)])
 }
 
 /// `client_requests` limits what a backend may ask clients: a refused sampling request is
@@ -557,24 +525,8 @@ fn rules_read_the_requests_headers_address_and_path() {
     assert_eq!(error_code(&r), -32602, "{r}");
     // The 2026-07-28 front gathers the same facts.
     let modern = |tenant: &str| -> Vec<String> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "authz-test", "version": "1"},
-        }}});
-        let mut c = Client::connect(&gw.url).unwrap();
-        let resp = c
-            .send(
-                "POST",
-                body.to_string().as_bytes(),
-                &[
-                    ("mcp-protocol-version", "2026-07-28"),
-                    ("mcp-method", "tools/list"),
-                    ("x-tenant", tenant),
-                ],
-            )
-            .unwrap();
-        let msg = resp.messages().last().cloned().unwrap();
+        let extra = [("x-tenant", tenant)];
+        let msg = modern_request(&gw.url, 1, "tools/list", json!({}), json!({}), &extra);
         names(msg["result"]["tools"].as_array().unwrap(), "name")
     };
     assert!(modern("red").contains(&"a__add".to_string()));

@@ -76,27 +76,14 @@ fn secrets_in_a_backends_requests_to_the_client_are_masked() {
         .backend("c", &c.url)
         .yaml("modern:\n  principal_header: x-principal\nmasking:\n  arguments: off")
         .start();
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-    "name": "c__test_sampling", "arguments": {"prompt": format!("use {SECRET}")},
-    "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
-        "io.modelcontextprotocol/clientInfo": {"name": "masking-test", "version": "1"},
-    }}});
-    let mut client = Client::connect(&gw.url).unwrap();
-    let resp = client
-        .send(
-            "POST",
-            body.to_string().as_bytes(),
-            &[
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", "c__test_sampling"),
-                ("x-principal", "alice"),
-            ],
-        )
-        .unwrap();
-    let r = resp.messages().last().cloned().unwrap();
+    let r = modern_request(
+        &gw.url,
+        1,
+        "tools/call",
+        json!({"name": "c__test_sampling", "arguments": {"prompt": format!("use {SECRET}")}}),
+        json!({"sampling": {}}),
+        &[("x-principal", "alice")],
+    );
     assert_eq!(r["result"]["resultType"], "input_required", "{r}");
     let asked = r["result"]["inputRequests"]
         .as_object()

@@ -28,6 +28,19 @@ fn at(url: &str, path: &str) -> String {
     format!("{}{path}", url.strip_suffix("/mcp").unwrap())
 }
 
+/// Mocks `a` and `b` behind a gateway serving [`routes`] (the mocks live as long as the
+/// returned handles).
+fn with_routes() -> (Proc, Proc, Proc) {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&routes())
+        .start();
+    (a, b, gw)
+}
+
 fn routes() -> String {
     format!(
         r#"limits:
@@ -184,26 +197,7 @@ fn a_virtual_server_at_its_own_path_exposes_its_subset_with_renamed_and_fixed_ar
 
     // A 2026-07-28 client of the route sees and calls the same.
     let modern = |id: u64, method: &str, params: Value| -> Value {
-        let mut params = params;
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "routes-test", "version": "1"},
-        });
-        let name = params["name"].as_str().map(str::to_owned);
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let mut headers = vec![
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", method),
-        ];
-        if let Some(n) = &name {
-            headers.push(("mcp-name", n));
-        }
-        let mut c = Client::connect(&alpha_url).unwrap();
-        let resp = c
-            .send("POST", body.to_string().as_bytes(), &headers)
-            .unwrap();
-        resp.messages().last().cloned().unwrap()
+        modern_request(&alpha_url, id, method, params, json!({}), &[])
     };
     let mut listed = Vec::new();
     let mut cursor: Option<String> = None;
@@ -236,13 +230,7 @@ fn a_virtual_server_at_its_own_path_exposes_its_subset_with_renamed_and_fixed_ar
 
 #[test]
 fn a_route_has_its_own_credentials_metadata_and_rules() {
-    let a = mock("a").start();
-    let b = mock("b").start();
-    let gw = gateway()
-        .backend("a", &a.url)
-        .backend("b", &b.url)
-        .yaml(&routes())
-        .start();
+    let (_a, _b, gw) = with_routes();
     let beta_url = at(&gw.url, "/teams/beta/mcp");
 
     // The main endpoint has no auth:, the route has: no key, no entry, and a challenge that
@@ -302,13 +290,7 @@ fn a_route_has_its_own_credentials_metadata_and_rules() {
 /// A route's rules read the arguments the backend gets: its fixed ones included.
 #[test]
 fn a_routes_rules_see_its_fixed_arguments() {
-    let a = mock("a").start();
-    let b = mock("b").start();
-    let gw = gateway()
-        .backend("a", &a.url)
-        .backend("b", &b.url)
-        .yaml(&routes())
-        .start();
+    let (_a, _b, gw) = with_routes();
     let mut gamma = client(&at(&gw.url, "/teams/gamma/mcp"));
     for args in [json!({}), json!({"message": "/etc/passwd"})] {
         let r = gamma

@@ -338,6 +338,21 @@ mod tests {
             .tools
     }
 
+    /// The merged tools index of one prefixed backend `m` whose list is `page`.
+    fn backend_m(page: &[u8]) -> (Vec<std::rc::Rc<Catalog>>, Index) {
+        let mut cat = Catalog::new(ListKind::Tools);
+        cat.add_page(page).unwrap();
+        let cats = vec![std::rc::Rc::new(cat)];
+        let sources = [Source {
+            backend: 0,
+            name: "m",
+            prefixed: true,
+            catalog: &cats[0],
+        }];
+        let index = Index::build(ListKind::Tools, &sources, "__", &[], 1);
+        (cats, index)
+    }
+
     #[test]
     fn a_shape_filters_renames_and_fixes() {
         let shape = Shape::new(&tools(
@@ -347,16 +362,9 @@ mod tests {
         assert!(shape.shows("m__add"));
         assert!(!shape.shows("m__secret_tool"));
         assert!(!shape.shows("other"));
-        let mut cat = Catalog::new(ListKind::Tools);
-        cat.add_page(br#"{"tools":[{"name":"add","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"echo"}]}"#).unwrap();
-        let cats = vec![std::rc::Rc::new(cat)];
-        let sources = [Source {
-            backend: 0,
-            name: "m",
-            prefixed: true,
-            catalog: &cats[0],
-        }];
-        let index = Index::build(ListKind::Tools, &sources, "__", &[], 1);
+        let (cats, index) = backend_m(
+            br#"{"tools":[{"name":"add","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"echo"}]}"#,
+        );
         let shaped = shape.apply(&index, &cats);
         let owner = shaped.route(&index, "sum").unwrap();
         assert_eq!(owner.item, 0);
@@ -419,18 +427,9 @@ mod tests {
             r#"{"overrides": {"m__add": {"name": "sum", "arguments": {"b": 2}}}}"#,
         ))
         .unwrap();
-        let mut cat = Catalog::new(ListKind::Tools);
         // serde_json's raw check lets a lone surrogate through; its parser does not.
-        cat.add_page(br#"{"tools":[{"name":"add","description":"\ud800"},{"name":"echo"}]}"#)
-            .unwrap();
-        let cats = vec![std::rc::Rc::new(cat)];
-        let sources = [Source {
-            backend: 0,
-            name: "m",
-            prefixed: true,
-            catalog: &cats[0],
-        }];
-        let index = Index::build(ListKind::Tools, &sources, "__", &[], 1);
+        let (cats, index) =
+            backend_m(br#"{"tools":[{"name":"add","description":"\ud800"},{"name":"echo"}]}"#);
         let shaped = shape.apply(&index, &cats);
         assert_eq!(shaped.unreadable, vec!["m__add".to_string()]);
         assert!(shaped.route(&index, "sum").is_none());

@@ -571,35 +571,28 @@ async fn by_uri(
             route = merged.index.route(&uri);
         }
     }
-    let kind = ListKind::Resources;
     // What the caller may not read does not exist for it.
     let hidden = || RpcError::ResourceNotFound(uri.to_string());
-    if let Some(route) = route {
-        if !permitted(
+    let may = |place| {
+        permitted(
             shard,
             session,
             call,
-            kind,
+            ListKind::Resources,
             method,
             &uri,
-            Place::Listed(&merged, route),
+            place,
             call.body,
-        ) {
+        )
+    };
+    if let Some(route) = route {
+        if !may(Place::Listed(&merged, route)) {
             return Err(hidden());
         }
         return Target::listed(&merged, route, raw, call);
     }
     if let Some((backend, strip)) = merged.index.route_uri(&uri) {
-        if !permitted(
-            shard,
-            session,
-            call,
-            kind,
-            method,
-            &uri,
-            Place::Backend(backend),
-            call.body,
-        ) {
+        if !may(Place::Backend(backend)) {
             return Err(hidden());
         }
         let mut literal = Vec::new();
@@ -619,20 +612,7 @@ async fn by_uri(
         .iter()
         .filter(|p| !p.cfg.prefixed && session.has_capability(p.index, Capabilities::RESOURCES));
     match (unprefixed.next(), unprefixed.next()) {
-        (Some(only), None)
-            if !permitted(
-                shard,
-                session,
-                call,
-                kind,
-                method,
-                &uri,
-                Place::Backend(only.index),
-                call.body,
-            ) =>
-        {
-            Err(hidden())
-        }
+        (Some(only), None) if !may(Place::Backend(only.index)) => Err(hidden()),
         (Some(only), None) => Ok(Target {
             backend: only.index,
             body: outgoing(call, None),

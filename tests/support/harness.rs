@@ -376,6 +376,38 @@ pub fn sibling(url: &str, c: &Client) -> Client {
     s
 }
 
+/// One 2026-07-28 request to `url`: `params` with the era's `_meta` (declaring `caps`), the
+/// routing headers, and `extra` headers. Its answer's last message.
+pub fn modern_request(
+    url: &str,
+    id: u64,
+    method: &str,
+    mut params: Value,
+    caps: Value,
+    extra: &[(&str, &str)],
+) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps,
+        "io.modelcontextprotocol/clientInfo": {"name": "ringmux-test", "version": "1"},
+    });
+    let name = params["name"].as_str().map(str::to_owned);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+    ];
+    if let Some(n) = &name {
+        headers.push(("mcp-name", n));
+    }
+    headers.extend_from_slice(extra);
+    let mut c = Client::connect(url).expect("connecting");
+    let resp = c
+        .send("POST", body.to_string().as_bytes(), &headers)
+        .expect("POST");
+    resp.messages().last().cloned().expect("an answer")
+}
+
 /// The text of a tools/call result's first content item.
 pub fn text_of(msg: &Value) -> &str {
     msg.pointer("/result/content/0/text")

@@ -34,6 +34,14 @@ pub use safety::{
 };
 pub use tls::{BackendTls, BackendTlsFile, ClientAuth, Tls, TlsFile};
 
+impl Config {
+    /// Every `auth:` block in order: the main endpoint's, then each route's (`None` where
+    /// there is none).
+    pub fn auth_blocks(&self) -> impl Iterator<Item = &Option<Auth>> {
+        std::iter::once(&self.auth).chain(self.routes.iter().map(|r| &r.auth))
+    }
+}
+
 /// A config error, naming the key path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -640,23 +648,8 @@ impl File {
         }
         let routes = routes::check(self.routes, &main_paths, &names)?;
         let certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-        let auths = std::iter::once(("auth".to_string(), &auth)).chain(
-            routes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("routes[{i}].auth"), &r.auth)),
-        );
-        for (key, a) in auths {
-            if let Some(a) = a {
-                if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
-                    return Err(err(
-                        key,
-                        "needs a credential to accept: jwt, api_keys, or client certificates (tls.client_ca)",
-                    ));
-                }
-            }
-        }
-        // An API key's principal is its name, on every endpoint: one name, one key.
+        // Every `auth:` block (the main one, each route's): it accepts some credential, and
+        // an API key's principal is its name on every endpoint: one name, one key.
         let mut keys: Vec<(&ApiKey, String)> = Vec::new();
         let blocks = std::iter::once(("auth".to_string(), &auth)).chain(
             routes
@@ -665,7 +658,14 @@ impl File {
                 .map(|(i, r)| (format!("routes[{i}].auth"), &r.auth)),
         );
         for (at, a) in blocks {
-            for (j, k) in a.iter().flat_map(|a| a.api_keys.iter()).enumerate() {
+            let Some(a) = a else { continue };
+            if a.jwt.is_none() && a.api_keys.is_empty() && !certs {
+                return Err(err(
+                    at,
+                    "needs a credential to accept: jwt, api_keys, or client certificates (tls.client_ca)",
+                ));
+            }
+            for (j, k) in a.api_keys.iter().enumerate() {
                 let other = keys.iter().find(|(o, _)| o.name == k.name);
                 if let Some((o, where_)) = other {
                     if o.sha256 != k.sha256 || o.attributes != k.attributes {
