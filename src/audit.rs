@@ -82,7 +82,12 @@ pub struct Audit {
 /// Opens the audit log once for the whole gateway (the shards get duplicates): appended to,
 /// created if missing; `None` in the config is standard output.
 pub fn open(cfg: &ringmux_core::config::Audit) -> std::io::Result<std::fs::File> {
-    match &cfg.path {
+    open_path(cfg.path.as_deref())
+}
+
+/// Opens a log file to append to (created if missing), or a duplicate of standard output.
+pub fn open_path(path: Option<&std::path::Path>) -> std::io::Result<std::fs::File> {
+    match path {
         Some(p) => std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -130,7 +135,7 @@ impl Audit {
 }
 
 /// `2026-12-04T16:38:28.123Z`.
-fn write_rfc3339(out: &mut Vec<u8>, t: std::time::SystemTime) {
+pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: std::time::SystemTime) {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);

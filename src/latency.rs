@@ -1,17 +1,28 @@
-//! Request latency: one HDR histogram per method per shard (`hdrhistogram`, microseconds, 2
-//! significant figures, up to a minute: longer requests count as a minute; about 20 KB each),
-//! recorded by the shard alone with no lock or atomic on
-//! the request path. Once a second a shard copies its histograms into its slot of the metrics
-//! (a mutex only the shard, once a second, and a scrape take); a scrape merges the shards'
-//! copies and writes `ringmux_request_duration_seconds` as a Prometheus histogram. A scrape
-//! so sees requests up to a second old.
+//! Request statistics: per shard, one HDR histogram (`hdrhistogram`, microseconds, 2
+//! significant figures, up to a minute: longer requests count as a minute) per series
+//! `(route, backend, method, tool)`, and an error count per `(route, backend, method, code,
+//! side)`. The shard records them alone, with no lock or atomic on the request path: a series
+//! is found by an integer key in a map of its own ([`Key`]), its labels written once, when it
+//! is first seen.
+//!
+//! Once a second a shard copies its tables into its slot of the metrics (a mutex only the
+//! shard, once a second, and a scrape take); a scrape merges the shards' copies by labels and
+//! writes `ringmux_request_duration_seconds` (a Prometheus histogram: its `_count` is the
+//! request count) and `ringmux_request_errors_total`. A scrape so sees requests up to a second
+//! old.
 //!
 //! A request's time is from the pipeline's message stage to its reply: for a JSON answer the
 //! whole exchange; for an answer streamed as SSE, until the stream starts (its events are the
 //! backend's pace, not the gateway's).
+//!
+//! Bounds: a shard keeps at most [`MAX_SERIES`] series (about 10 KB each) and as many error
+//! series; beyond that a tool's requests count under `tool="(other)"`. Tools are labelled only
+//! once resolved to a backend's item, so a client naming random tools makes no series.
 
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -19,8 +30,8 @@ use hdrhistogram::Histogram;
 /// The longest time recorded as itself, in microseconds (a minute).
 const MAX_US: u64 = 60_000_000;
 
-/// Most distinct methods recorded per shard (the method table's, and `other`).
-const MAX_METHODS: usize = 64;
+/// Most series (and, apart, error series) a shard keeps.
+pub const MAX_SERIES: usize = 1024;
 
 /// Bucket bounds written at a scrape, in seconds.
 const BUCKETS: [f64; 18] = [
@@ -28,86 +39,208 @@ const BUCKETS: [f64; 18] = [
     5.0, 10.0, 30.0, 60.0,
 ];
 
-fn histogram() -> Histogram<u64> {
+fn histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, MAX_US, 2).expect("valid bounds")
 }
 
-/// A shard's histograms as published: (method, histogram).
-pub type Published = Mutex<Vec<(&'static str, Histogram<u64>)>>;
+/// A series' key: a hash of its labels' sources (the method's static name, the route and
+/// backend numbers, the tool's raw name), computed without allocating ([`key`]).
+pub type Key = u64;
 
-/// A shard's histograms.
+/// The key of a series (`code`: an error series' JSON-RPC code and side, else 0).
+#[inline]
+pub fn key(method: &'static str, route: u8, backend: Option<u16>, tool: &[u8], code: i64) -> Key {
+    let seed = (method.as_ptr() as u64)
+        ^ ((route as u64) << 56)
+        ^ ((backend.map_or(0xffff, u64::from)) << 40)
+        ^ (code as u64).rotate_left(17);
+    xxhash_rust::xxh3::xxh3_64_with_seed(tool, seed)
+}
+
+/// Keys are hashes already.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Index = HashMap<Key, usize, BuildHasherDefault<KeyHasher>>;
+
+/// One latency series: its rendered labels and histogram.
+#[derive(Clone)]
+pub struct Series {
+    pub labels: Arc<str>,
+    pub hist: Histogram<u32>,
+}
+
+/// A shard's tables as published.
+#[derive(Default, Clone)]
+pub struct Snapshot {
+    pub series: Vec<Series>,
+    /// (rendered labels, count)
+    pub errors: Vec<(Arc<str>, u64)>,
+}
+
+/// A shard's published tables.
+pub type Published = Mutex<Snapshot>;
+
+/// A shard's request statistics.
 #[derive(Default)]
 pub struct Recorder {
-    by_method: RefCell<Vec<(&'static str, Histogram<u64>)>>,
+    index: RefCell<Index>,
+    errors_index: RefCell<Index>,
+    now: RefCell<Snapshot>,
 }
 
 impl Recorder {
-    /// Records one request of `method` (a method table name, or `other`) that took `took`.
+    /// Records one request of series `key` that took `took`; `labels` renders the series'
+    /// labels (called once per series; `None`: the table is full, record under `overflow`).
     #[inline]
-    pub fn record(&self, method: &'static str, took: Duration) {
+    pub fn record(
+        &self,
+        key: Key,
+        took: Duration,
+        labels: impl FnOnce(bool) -> String,
+        overflow: Key,
+    ) {
         let us = (took.as_micros() as u64).clamp(1, MAX_US);
-        let mut all = self.by_method.borrow_mut();
-        if let Some((_, h)) = all.iter_mut().find(|(m, _)| *m == method) {
-            h.saturating_record(us);
-            return;
-        }
-        if all.len() < MAX_METHODS {
-            let mut h = histogram();
-            h.saturating_record(us);
-            all.push((method, h));
+        let mut now = self.now.borrow_mut();
+        let mut index = self.index.borrow_mut();
+        let at = match index.get(&key) {
+            Some(&at) => at,
+            None => {
+                let (key, full) = if index.len() < MAX_SERIES {
+                    (key, false)
+                } else {
+                    (overflow, true)
+                };
+                match index.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        now.series.push(Series {
+                            labels: labels(full).into(),
+                            hist: histogram(),
+                        });
+                        index.insert(key, now.series.len() - 1);
+                        now.series.len() - 1
+                    }
+                }
+            }
+        };
+        now.series[at].hist.saturating_record(us);
+    }
+
+    /// Counts one error of series `key` (labels rendered once; beyond [`MAX_SERIES`] error
+    /// series, new ones are not counted: the request's own series still is).
+    pub fn error(&self, key: Key, labels: impl FnOnce() -> String) {
+        let mut now = self.now.borrow_mut();
+        let mut index = self.errors_index.borrow_mut();
+        match index.get(&key) {
+            Some(&at) => now.errors[at].1 += 1,
+            None if index.len() < MAX_SERIES => {
+                now.errors.push((labels().into(), 1));
+                index.insert(key, now.errors.len() - 1);
+            }
+            None => {}
         }
     }
 
-    /// Copies the histograms into `slot` (the shard's, in its metrics).
+    /// Copies the tables into `slot` (the shard's, in its metrics).
     pub fn publish(&self, slot: &Published) {
-        let all = self.by_method.borrow();
+        let now = self.now.borrow();
         if let Ok(mut s) = slot.lock() {
-            s.clone_from(&all);
+            s.clone_from(&now);
         }
     }
 }
 
-/// Writes `ringmux_request_duration_seconds` from every shard's published histograms.
-pub fn render(out: &mut String, slots: &[&Published]) {
-    use std::fmt::Write as _;
-    let mut merged: Vec<(&'static str, Histogram<u64>)> = Vec::new();
+/// The shards' published tables merged by labels, sorted by them.
+pub fn merged(slots: &[&Published]) -> (Vec<Series>, Vec<(Arc<str>, u64)>) {
+    let mut series: HashMap<Arc<str>, Histogram<u32>> = HashMap::new();
+    let mut errors: HashMap<Arc<str>, u64> = HashMap::new();
     for slot in slots {
         let Ok(s) = slot.lock() else { continue };
-        for (m, h) in s.iter() {
-            match merged.iter_mut().find(|(n, _)| n == m) {
-                Some((_, all)) => {
-                    let _ = all.add(h);
+        for one in &s.series {
+            match series.get_mut(&one.labels) {
+                Some(all) => {
+                    let _ = all.add(&one.hist);
                 }
-                None => merged.push((m, h.clone())),
+                None => {
+                    series.insert(one.labels.clone(), one.hist.clone());
+                }
             }
         }
+        for (labels, n) in &s.errors {
+            *errors.entry(labels.clone()).or_default() += n;
+        }
     }
-    merged.sort_by_key(|(m, _)| *m);
-    out.push_str("# HELP ringmux_request_duration_seconds Time from a request's message stage to its reply (an SSE answer: until its stream starts)\n# TYPE ringmux_request_duration_seconds histogram\n");
-    for (m, h) in &merged {
+    let mut series: Vec<Series> = series
+        .into_iter()
+        .map(|(labels, hist)| Series { labels, hist })
+        .collect();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut errors: Vec<(Arc<str>, u64)> = errors.into_iter().collect();
+    errors.sort();
+    (series, errors)
+}
+
+/// Writes `ringmux_request_duration_seconds` and `ringmux_request_errors_total` from every
+/// shard's published tables.
+pub fn render(out: &mut String, slots: &[&Published]) {
+    use std::fmt::Write as _;
+    let (series, errors) = merged(slots);
+    out.push_str("# HELP ringmux_request_duration_seconds Time from a request's message stage to its reply (an SSE answer: until its stream starts); _count is the number of requests\n# TYPE ringmux_request_duration_seconds histogram\n");
+    for Series { labels: l, hist: h } in &series {
         for le in BUCKETS {
             let us = (le * 1e6) as u64;
             let n = h.count_between(0, us);
             let _ = writeln!(
                 out,
-                "ringmux_request_duration_seconds_bucket{{method=\"{m}\",le=\"{le}\"}} {n}"
+                "ringmux_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {n}"
             );
         }
         let _ = writeln!(
             out,
-            "ringmux_request_duration_seconds_bucket{{method=\"{m}\",le=\"+Inf\"}} {}",
+            "ringmux_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
             h.len()
         );
         let _ = writeln!(
             out,
-            "ringmux_request_duration_seconds_sum{{method=\"{m}\"}} {}",
+            "ringmux_request_duration_seconds_sum{{{l}}} {}",
             h.mean() * h.len() as f64 / 1e6
         );
         let _ = writeln!(
             out,
-            "ringmux_request_duration_seconds_count{{method=\"{m}\"}} {}",
+            "ringmux_request_duration_seconds_count{{{l}}} {}",
             h.len()
         );
+    }
+    out.push_str("# HELP ringmux_request_errors_total Requests answered with a JSON-RPC error, by code and side (client: the request was refused; backend: the backend answered the error; upstream: the backend failed or could not be reached; gateway: ringmux failed)\n# TYPE ringmux_request_errors_total counter\n");
+    for (l, n) in &errors {
+        let _ = writeln!(out, "ringmux_request_errors_total{{{l}}} {n}");
+    }
+}
+
+/// Writes `s` as a Prometheus label value (quotes, backslashes and line ends escaped).
+pub fn label_value(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -115,13 +248,21 @@ pub fn render(out: &mut String, slots: &[&Published]) {
 mod tests {
     use super::*;
 
+    fn labels(m: &str) -> impl FnOnce(bool) -> String + '_ {
+        move |_| format!("method=\"{m}\"")
+    }
+
     #[test]
     fn shards_merge_into_cumulative_buckets() {
         let (a, b) = (Recorder::default(), Recorder::default());
-        a.record("tools/call", Duration::from_micros(80));
-        a.record("tools/call", Duration::from_millis(3));
-        b.record("tools/call", Duration::from_millis(40));
-        b.record("ping", Duration::from_micros(20));
+        let call = key("tools/call", 0, None, b"", 0);
+        let ping = key("ping", 0, None, b"", 0);
+        a.record(call, Duration::from_micros(80), labels("tools/call"), 0);
+        a.record(call, Duration::from_millis(3), labels("tools/call"), 0);
+        b.record(call, Duration::from_millis(40), labels("tools/call"), 0);
+        b.record(ping, Duration::from_micros(20), labels("ping"), 0);
+        a.error(7, || "method=\"tools/call\",code=\"-32602\"".into());
+        b.error(7, || "method=\"tools/call\",code=\"-32602\"".into());
         let (sa, sb) = (Mutex::default(), Mutex::default());
         a.publish(&sa);
         b.publish(&sb);
@@ -156,9 +297,55 @@ mod tests {
             line("ringmux_request_duration_seconds_count{method=\"ping\"}"),
             "1"
         );
+        assert_eq!(
+            line("ringmux_request_errors_total{method=\"tools/call\",code=\"-32602\"}"),
+            "2"
+        );
         let sum: f64 = line("ringmux_request_duration_seconds_sum{method=\"tools/call\"}")
             .parse()
             .unwrap();
         assert!((sum - 0.04308).abs() < 0.0005, "{sum}");
+    }
+
+    #[test]
+    fn a_full_table_counts_new_series_under_the_overflow_one() {
+        let r = Recorder::default();
+        for i in 0..MAX_SERIES as u64 + 10 {
+            r.record(
+                1000 + i,
+                Duration::from_micros(5),
+                |full| {
+                    format!(
+                        "tool=\"{}\"",
+                        if full {
+                            "(other)".into()
+                        } else {
+                            i.to_string()
+                        }
+                    )
+                },
+                1,
+            );
+        }
+        let slot = Mutex::default();
+        r.publish(&slot);
+        let s = slot.lock().unwrap();
+        assert_eq!(s.series.len(), MAX_SERIES + 1);
+        let other = s
+            .series
+            .iter()
+            .find(|x| &*x.labels == "tool=\"(other)\"")
+            .unwrap();
+        assert_eq!(other.hist.len(), 10);
+        // A series' size, for the bound the module's header states.
+        let bytes = std::mem::size_of::<u32>() * other.hist.distinct_values();
+        assert!(bytes < 12 * 1024, "{bytes}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        label_value(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
     }
 }

@@ -23,6 +23,7 @@
 //! - Around them: [`server`] (listeners, shard runtimes), [`shutdown`] (graceful drain),
 //!   [`probe`] (a small blocking MCP client: `ringmux tools`, tests), [`demo`].
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -39,6 +40,7 @@ pub mod io;
 pub mod latency;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod peers;
 pub mod pipeline;
 pub mod probe;

@@ -98,6 +98,13 @@ pub struct ShardMetrics {
     pub backend_streams: Counter,
     /// Backend streams opened (re-opened ones included).
     pub backend_streams_opened: Counter,
+    /// Access-log lines dropped because the writer fell behind ([`crate::access`]).
+    pub access_log_dropped: Counter,
+    /// A session's list found a backend's catalog fresh in the shard's cache, and fetched it.
+    pub catalog_hits: Counter,
+    pub catalog_fetches: Counter,
+    /// Client SSE streams open now (GET streams, and POST answers streamed).
+    pub client_streams: Counter,
     /// Per backend (config order): until when this shard skips it after failures, in
     /// milliseconds of [`uptime_ms`] (0: it does not). Written when the backend fails or
     /// recovers, not per request; read by the admin listener (readiness, `ringmux_backend_up`).
@@ -136,6 +143,22 @@ pub fn backend_up(shards: &[std::sync::Arc<ShardMetrics>], b: usize) -> bool {
     })
 }
 
+/// A gauge counted up while this lives.
+pub struct Open<'a>(&'a Counter);
+
+impl<'a> Open<'a> {
+    pub fn new(gauge: &'a Counter) -> Open<'a> {
+        gauge.add(1);
+        Open(gauge)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.sub(1);
+    }
+}
+
 /// A backend stream counted open until this is dropped.
 pub struct OpenStream<'a>(&'a ShardMetrics);
 
@@ -164,7 +187,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 31] = [
+    let metrics: [Series; 35] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -347,6 +370,30 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Backend GET and subscriptions/listen streams opened (re-opened included)",
             |m| &m.backend_streams_opened,
+        ),
+        (
+            "ringmux_access_log_dropped_lines_total",
+            "counter",
+            "Access-log lines dropped because the writer fell behind (a full disk, a stalled pipe)",
+            |m| &m.access_log_dropped,
+        ),
+        (
+            "ringmux_catalog_cache_hits_total",
+            "counter",
+            "Lists that found a backend's catalog fresh in the shard's cache (per backend and list)",
+            |m| &m.catalog_hits,
+        ),
+        (
+            "ringmux_catalog_cache_misses_total",
+            "counter",
+            "Lists that fetched a backend's catalog (absent, expired, or changed)",
+            |m| &m.catalog_fetches,
+        ),
+        (
+            "ringmux_client_streams",
+            "gauge",
+            "Client SSE streams open (GET streams, POST answers streamed, legacy session streams)",
+            |m| &m.client_streams,
         ),
     ];
     for (name, kind, help, get) in metrics {

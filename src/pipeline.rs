@@ -41,6 +41,7 @@ use ringmux_core::modern::EnvelopeParams;
 
 use crate::handlers::dispatch;
 use crate::handlers::dispatch::{Call, Sink};
+use crate::observe::{Finished, Outcome};
 use crate::reply::{session_not_found, Reply};
 use crate::shard::Shard;
 
@@ -283,6 +284,18 @@ pub async fn message(
             let Some(entry) = method::lookup(&msg.method).filter(|m| m.stateful) else {
                 return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
             };
+            let finished = Finished {
+                method: entry.name,
+                route,
+                name: msg.params.name,
+                uri: msg.params.uri,
+                principal,
+                session: session_id,
+                era,
+                bytes_in: body.len(),
+                started: std::time::Instant::now(),
+            };
+            let outcome = Outcome::default();
             let call = Call {
                 body,
                 session: session_id,
@@ -292,12 +305,12 @@ pub async fn message(
                 view: authorize(shard, principal, session.as_deref(), facts),
                 admitted: std::cell::Cell::new(admitted),
                 route,
+                outcome: &outcome,
             };
-            let started = std::time::Instant::now();
             match entry.handler {
                 Handler::Local(Local::Initialize) => {
                     let reply = dispatch::initialize(shard, principal, &call, &msg).await;
-                    shard.latency.record(entry.name, started.elapsed());
+                    crate::observe::finish(shard, &finished, &outcome, &reply);
                     return reply;
                 }
                 Handler::Local(Local::Discover) => return dispatch::discover(id),
@@ -314,7 +327,7 @@ pub async fn message(
                 (Some(_), None) => return session_not_found(),
             };
             let reply = dispatch::request(shard, &session, entry, &call, &msg).await;
-            shard.latency.record(entry.name, started.elapsed());
+            crate::observe::finish(shard, &finished, &outcome, &reply);
             reply
         }
     }
@@ -345,12 +358,23 @@ async fn sessionless(
             ErrorEra::Sessionless,
         );
     };
-    let started = std::time::Instant::now();
+    let finished = Finished {
+        method: entry.name,
+        route,
+        name: msg.params.name,
+        uri: msg.params.uri,
+        principal,
+        session: Some(key),
+        era: ClientEra::Sessionless,
+        bytes_in: body.len(),
+        started: std::time::Instant::now(),
+    };
+    let outcome = Outcome::default();
     let reply = crate::handlers::modern::serve(
-        shard, key, principal, entry, body, parsed, sse, admitted, route, facts,
+        shard, key, principal, entry, body, parsed, sse, admitted, route, facts, &outcome,
     )
     .await;
-    shard.latency.record(entry.name, started.elapsed());
+    crate::observe::finish(shard, &finished, &outcome, &reply);
     reply
 }
 

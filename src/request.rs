@@ -86,6 +86,18 @@ impl Principal {
     /// The principal as text, for keys and logs; two different principals never give the
     /// same text (each kind has its own tag, and an issuer its length): `anonymous`,
     /// `header:<value>`, `jwt:<len(iss)>:<iss><sub>`, `key:<name>`, `cert:<digest>`.
+    /// [`Principal::id`] written into `out`.
+    pub fn write_id(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = match self {
+            Principal::Anonymous => write!(out, "anonymous"),
+            Principal::Header(v) => write!(out, "header:{v}"),
+            Principal::User(u) => write!(out, "jwt:{}:{}{}", u.issuer.len(), u.issuer, u.subject),
+            Principal::Key(k) => write!(out, "key:{k}"),
+            Principal::Cert(c) => write!(out, "cert:{}", c.key),
+        };
+    }
+
     pub fn id(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Principal::Anonymous => "anonymous".into(),

@@ -28,6 +28,8 @@ pub struct Server {
     pub safety: Option<crate::safety::Control>,
     threads: Vec<JoinHandle<()>>,
     peers: Peers,
+    /// The access log's writer thread (`None` without `access_log:`).
+    access: Option<crate::access::Writer>,
 }
 
 /// The gateway's state as the admin listener reports it (never read on the request path).
@@ -173,6 +175,15 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         ),
         None => None,
     };
+    // The access log's writer thread; each shard batches its lines for it.
+    let access = match &cfg.access_log {
+        Some(a) => {
+            let out = crate::audit::open_path(a.path.as_deref())
+                .map_err(|e| io::Error::new(e.kind(), format!("access_log.path: {e}")))?;
+            Some(crate::access::Writer::start(out)?)
+        }
+        None => None,
+    };
     // Tool safety's thread (it owns the pin file) and each shard's end of it.
     let mut safety_control = None;
     let safety: Vec<Option<crate::safety::Feed>> = match &cfg.tool_safety {
@@ -240,6 +251,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
             Some(f) => Some(f.try_clone()?),
             None => None,
         };
+        let access = access.as_ref().map(crate::access::Writer::shard);
         let thread = std::thread::Builder::new()
             .name(format!("ringmux-shard-{id}"))
             .spawn(move || {
@@ -259,6 +271,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     key_feed,
                     tls,
                     audit,
+                    access,
                     safety,
                     up,
                 };
@@ -276,6 +289,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         safety: safety_control,
         threads,
         peers,
+        access,
     })
 }
 
@@ -290,6 +304,8 @@ struct StdioChildren {
     tls: Option<crate::tls::Listener>,
     /// (And its descriptor of the audit log.)
     audit: Option<std::fs::File>,
+    /// (And its end of the access log.)
+    access: Option<crate::access::Shard>,
     /// (And its end of the tool safety thread.)
     safety: Option<crate::safety::Feed>,
     /// (And where it says it is up.)
@@ -317,6 +333,7 @@ async fn run_shard(
         stdio.key_feed,
         stdio.tls,
         stdio.audit,
+        stdio.access,
         stdio.safety,
     );
     // Counted up while this function runs (a shard that panics is down again).
@@ -346,12 +363,16 @@ async fn run_shard(
         ));
     }
     monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
-    // The latency histograms, published for the admin listener once a second.
+    // The request statistics, published for the admin listener once a second; the access
+    // log's batch sent as often.
     let publisher = shard.clone();
     monoio::spawn(async move {
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
             publisher.latency.publish(&publisher.metrics.latency);
+            if let Some(a) = &publisher.access {
+                a.flush(&publisher.metrics);
+            }
         }
     });
     let sweeper = shard.clone();
@@ -389,6 +410,10 @@ async fn run_shard(
     // Draining: new connections are refused from here on.
     drop(listener);
     crate::shutdown::finish(&shard, driven, draining).await;
+    shard.latency.publish(&shard.metrics.latency);
+    if let Some(a) = &shard.access {
+        a.close();
+    }
     tracing::info!(shard = id, "shard stopped");
 }
 
@@ -403,6 +428,9 @@ impl Server {
     pub fn wait(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(a) = self.access {
+            a.join();
         }
     }
 

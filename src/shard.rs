@@ -42,8 +42,10 @@ pub struct Shard {
     pub auth: Option<crate::auth::Authenticator>,
     /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
     pub authz: Option<crate::authz::Authz>,
-    /// Request latency, per method ([`crate::latency`]): this shard's alone.
+    /// Request latency and error series ([`crate::latency`]): this shard's alone.
     pub latency: crate::latency::Recorder,
+    /// The access log (`access_log:`), this shard's batch of lines ([`crate::access`]).
+    pub access: Option<crate::access::Shard>,
     /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
     pub routes: Vec<crate::routes::Served>,
     /// Some endpoint's rules read `request.address`: connections learn their peer's.
@@ -112,6 +114,7 @@ impl Shard {
         key_feeds: Vec<Option<crate::auth::KeyFeed>>,
         tls: Option<crate::tls::Listener>,
         audit: Option<std::fs::File>,
+        access: Option<crate::access::Shard>,
         safety: Option<crate::safety::Feed>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
@@ -192,6 +195,7 @@ impl Shard {
             routes,
             wants_address,
             latency: Default::default(),
+            access,
             audit,
             safety,
             limiter,
@@ -239,6 +243,11 @@ impl Shard {
             .iter()
             .position(|r| r.path.as_bytes() == path)
             .map(|i| i as u8 + 1)
+    }
+
+    /// The path of `route` (the main endpoint's, or a virtual server's).
+    pub fn route_path(&self, route: u8) -> &str {
+        self.served(route).map_or(&self.cfg.path, |r| &r.path)
     }
 
     /// Virtual server `route` (`None` for the main endpoint).

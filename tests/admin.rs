@@ -198,12 +198,31 @@ fn the_admin_address_is_checked() {
     }
 }
 
-/// The latency histograms count every request, per method, over all shards; buckets are
-/// cumulative and end at the count.
+/// The value of the series `name{labels}` exactly, in a scrape.
+fn series(body: &str, name: &str, labels: &str) -> Option<u64> {
+    let head = format!("{name}{{{labels}}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(head.as_str()))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The latency series count every request by route, backend, method and tool, over all
+/// shards; buckets are cumulative and end at the count. Errors are counted by code and side:
+/// the client's (an unknown tool), the backend's own answer (an argument it refuses), and a
+/// backend that could not be reached (upstream).
 #[test]
-fn latency_histograms_count_every_request() {
-    let a = mock("a").start();
-    let gw = gateway().shards(2).backend("a", &a.url).start();
+fn request_series_count_every_request_and_error() {
+    let mut a = mock("a").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .shards(2)
+        .backend_with(
+            "a",
+            &a.url,
+            "retry_backoff_ms: 60000\nconnect_timeout_ms: 500",
+        )
+        .backend("b", &b.url)
+        .start();
     let mut clients: Vec<Client> = (0..4).map(|_| client(&gw.url)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
         for j in 0..5 {
@@ -215,43 +234,171 @@ fn latency_histograms_count_every_request() {
                 .unwrap();
             assert_eq!(text_of(&r), format!("{i}-{j}"));
         }
+        c.request(
+            "tools/call",
+            json!({"name": "b__add", "arguments": {"a": 1, "b": 2}}),
+        )
+        .unwrap();
         c.request("ping", json!({})).unwrap();
     }
-    let series = |body: &str, name: &str| -> Option<u64> {
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let c = &mut clients[0];
+    let r = c
+        .request("tools/call", json!({"name": "nope", "arguments": {}}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "b__slow", "arguments": {"ms": 1_000_000_000}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32602, "{r}");
+    a.kill();
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32603, "{r}");
+    const D: &str = "ringmux_request_duration_seconds_count";
+    let call = |backend: &str, tool: &str| {
+        format!("route=\"/mcp\",backend=\"{backend}\",method=\"tools/call\",tool=\"{tool}\"")
     };
     let mut body = String::new();
     assert!(
         eventually(WAIT, || {
             body = get(&gw.admin, "/metrics").1;
-            series(
-                &body,
-                "ringmux_request_duration_seconds_count{method=\"tools/call\"}",
-            ) == Some(20)
+            series(&body, D, &call("a", "a__echo")) == Some(21)
         }),
         "{body}"
     );
-    assert_eq!(
-        series(
-            &body,
-            "ringmux_request_duration_seconds_count{method=\"ping\"}"
-        ),
-        Some(4)
-    );
-    assert_eq!(
-        series(
-            &body,
-            "ringmux_request_duration_seconds_count{method=\"initialize\"}"
-        ),
-        Some(4)
-    );
+    assert_eq!(series(&body, D, &call("b", "b__add")), Some(4), "{body}");
+    assert_eq!(series(&body, D, &call("b", "b__slow")), Some(1), "{body}");
+    // An unknown name makes no tool series of its own.
+    assert_eq!(series(&body, D, &call("", "")), Some(1), "{body}");
+    assert!(!body.contains("nope"), "{body}");
+    let local = |m: &str| format!("route=\"/mcp\",backend=\"\",method=\"{m}\",tool=\"\"");
+    assert_eq!(series(&body, D, &local("ping")), Some(4), "{body}");
+    assert_eq!(series(&body, D, &local("initialize")), Some(4), "{body}");
     let buckets: Vec<u64> = body
         .lines()
-        .filter(|l| l.starts_with("ringmux_request_duration_seconds_bucket{method=\"tools/call\""))
+        .filter(|l| {
+            l.starts_with(&format!(
+                "ringmux_request_duration_seconds_bucket{{{}",
+                call("a", "a__echo")
+            ))
+        })
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
+    assert_eq!(buckets.len(), 19, "{body}");
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
-    assert_eq!(buckets.last(), Some(&20));
+    assert_eq!(buckets.last(), Some(&21));
+    const E: &str = "ringmux_request_errors_total";
+    let err = |backend: &str, code: i64, side: &str| {
+        format!("route=\"/mcp\",backend=\"{backend}\",method=\"tools/call\",code=\"{code}\",side=\"{side}\"")
+    };
+    assert_eq!(
+        series(&body, E, &err("", -32602, "client")),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        series(&body, E, &err("b", -32602, "backend")),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        series(&body, E, &err("a", -32603, "upstream")),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        body.lines().filter(|l| l.starts_with(E)).count(),
+        3,
+        "{body}"
+    );
+    // The catalog cache: each client's first call lists each backend once per shard at most.
+    assert!(
+        metric(&gw.admin, "ringmux_catalog_cache_misses_total") >= 2,
+        "{body}"
+    );
+}
+
+/// The access log: one JSON line per request, whatever the era, with what the request was
+/// and how it ended; the last lines are written when the gateway stops.
+#[test]
+fn the_access_log_has_a_line_per_request() {
+    let a = mock("a").start();
+    let log = std::env::temp_dir().join(format!("ringmux-access-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .yaml(&format!("access_log:\n  path: {}\n", log.display()))
+        .start();
+    let mut c = client(&gw.url);
+    for i in 0..3 {
+        c.request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": format!("m{i}")}}),
+        )
+        .unwrap();
+    }
+    let r = c
+        .request("tools/call", json!({"name": "nope", "arguments": {}}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32602);
+    let r = modern_request(
+        &gw.url,
+        7,
+        "tools/call",
+        json!({"name": "a__echo", "arguments": {"message": "modern"}}),
+        json!({}),
+        &[],
+    );
+    assert_eq!(text_of(&r), "modern", "{r}");
+    // Written within a second of the request (each shard sends its batch once a second).
+    let lines = |log: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
+    };
+    let mut got = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            got = lines(&log);
+            got.iter().filter(|l| l["method"] == "tools/call").count() == 5
+        }),
+        "{got:?}"
+    );
+    let calls: Vec<&Value> = got.iter().filter(|l| l["method"] == "tools/call").collect();
+    let ok = calls
+        .iter()
+        .find(|l| l["era"] == "streamable-http" && l["name"] == "a__echo")
+        .unwrap();
+    assert_eq!(ok["backend"], "a");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["principal"], "anonymous");
+    assert_eq!(ok["route"], "/mcp");
+    assert!(ok["session"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(ok["bytes_in"].as_u64().unwrap() > 50 && ok["bytes_out"].as_u64().unwrap() > 20);
+    assert!(ok["latency_us"].as_u64().is_some());
+    assert!(ok.get("code").is_none());
+    assert!(ok["time"].as_str().unwrap().ends_with('Z'));
+    let refused = calls.iter().find(|l| l["name"] == "nope").unwrap();
+    assert_eq!(refused["code"], -32602);
+    assert_eq!(refused["side"], "client");
+    assert!(refused.get("backend").is_none());
+    let modern = calls.iter().find(|l| l["era"] == "2026-07-28").unwrap();
+    assert_eq!(modern["backend"], "a");
+    assert!(got.iter().any(|l| l["method"] == "initialize"));
+    // The lines a stop leaves in the shards' batches are written before the process exits.
+    c.request("ping", json!({})).unwrap();
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(WAIT).is_some_and(|s| s.success()));
+    let got = lines(&log);
+    assert_eq!(got.iter().filter(|l| l["method"] == "ping").count(), 1);
 }

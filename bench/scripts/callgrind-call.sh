@@ -40,6 +40,7 @@
 #   call's arguments, evaluated (CEL) on every call
 #   ROUTE=rename calls through a virtual server (routes:) that renames the tool and describes it
 #   anew; ROUTE=fixed through one that fixes its argument (the call body rewritten per call)
+#   ACCESS=1 turns the access log on (to a file; lines batched per shard, written by a thread)
 #   TLS=1 puts the client's connection under TLS (a certificate made here with openssl); the
 #   handshake falls in both dumps and cancels out, so the figure is TLS's cost per call
 set -euo pipefail
@@ -129,6 +130,9 @@ routes:
         $OVERRIDE
 YAML
   export MCP_PATH=/v/mcp
+fi
+if [[ "${ACCESS:-}" == 1 ]]; then
+  printf 'access_log:\n  path: %s\n' "$WORK/access.jsonl" >>"$WORK/gw.yaml"
 fi
 if [[ "${TLS:-}" == 1 ]]; then
   EC=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)

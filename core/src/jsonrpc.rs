@@ -78,7 +78,7 @@ pub enum BadAnswer {
 }
 
 /// Checks that `body` is a JSON-RPC response to the request whose id is `id`.
-pub fn check_answer(body: &[u8], id: Raw<'_>) -> Result<(), BadAnswer> {
+pub fn check_answer(body: &[u8], id: Raw<'_>) -> Result<Option<i64>, BadAnswer> {
     let msg = parse(body).map_err(|e| BadAnswer::NotJsonRpc(e.to_string()))?;
     match msg.kind {
         Kind::Response => {}
@@ -86,12 +86,23 @@ pub fn check_answer(body: &[u8], id: Raw<'_>) -> Result<(), BadAnswer> {
         Kind::Notification => return Err(BadAnswer::NotAResponse("notification")),
     }
     match msg.id {
-        Some(got) if got.same_id(id) => Ok(()),
+        Some(got) if got.same_id(id) => Ok(msg.error.and_then(error_code)),
         got => Err(BadAnswer::OtherId {
             got: got.map_or("null", Raw::get).chars().take(64).collect(),
             expected: id.get().chars().take(64).collect(),
         }),
     }
+}
+
+/// The `code` of a JSON-RPC error object (`None`: not an object with an integer code).
+pub fn error_code(error: Raw<'_>) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Code>(error.get())
+        .ok()
+        .map(|c| c.code)
 }
 
 impl<'a> From<&'a RawValue> for Raw<'a> {
@@ -642,14 +653,14 @@ mod tests {
         let id = Raw::new("\"a\"").unwrap();
         assert_eq!(
             check_answer(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#, id),
-            Ok(())
+            Ok(None)
         );
         assert_eq!(
             check_answer(
                 br#"{"jsonrpc":"2.0","id":"\u0061","error":{"code":1,"message":"x"}}"#,
                 id
             ),
-            Ok(()),
+            Ok(Some(1)),
             "the same id written otherwise"
         );
         for bad in [

@@ -341,7 +341,8 @@ impl Conn {
             consume(&mut self.rbuf, used);
             // Shutting down: this answer is the connection's last.
             let keep_alive = head.keep_alive && !shard.drain.is_on();
-            self.write_reply(stream, reply, keep_alive).await?;
+            self.write_reply(stream, reply, keep_alive, &shard.metrics)
+                .await?;
             self.trim();
             if !keep_alive {
                 return Ok(Ended::Closed);
@@ -524,6 +525,7 @@ impl Conn {
         stream: &mut ClientStream,
         reply: Reply,
         keep_alive: bool,
+        metrics: &crate::metrics::ShardMetrics,
     ) -> io::Result<()> {
         match reply {
             Reply::Status(status) => {
@@ -627,6 +629,7 @@ impl Conn {
                     &[("cache-control", b"no-cache")],
                 );
                 self.flush(stream).await?;
+                let _open = crate::metrics::Open::new(&metrics.client_streams);
                 // A quiet stream gets a comment now and then: proxies keep it open, and a
                 // client that went away is found (the write fails) rather than kept forever.
                 let keepalive = self.keepalive;

@@ -50,7 +50,7 @@ pub(crate) async fn answer(
         return backend_error(format!("answered {status}"));
     }
     let events = match resp.body {
-        Body::Full(body) => return answer_of(shard, &pool, id, body, map_uris),
+        Body::Full(body) => return answer_of(shard, &pool, id, body, map_uris, call.outcome),
         Body::Events(events) => events,
     };
     match call.sink {
@@ -117,13 +117,17 @@ pub(crate) fn answer_of(
     id: Raw<'_>,
     body: Vec<u8>,
     map_uris: bool,
+    outcome: &crate::observe::Outcome,
 ) -> Reply {
     match jsonrpc::check_answer(&body, id) {
-        Ok(()) => Reply::Json {
-            status: 200,
-            body: with_client_uris(shard, pool, map_uris, body),
-            session: None,
-        },
+        Ok(code) => {
+            outcome.answered(code);
+            Reply::Json {
+                status: 200,
+                body: with_client_uris(shard, pool, map_uris, body),
+                session: None,
+            }
+        }
         Err(bad) => {
             bufs::give(body);
             shard.metrics.backend_errors.add(1);

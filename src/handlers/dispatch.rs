@@ -49,6 +49,9 @@ pub struct Call<'a> {
     pub admitted: std::cell::Cell<Option<crate::limits::Admitted>>,
     /// The endpoint the request came to (0: the main one; else a virtual server).
     pub route: u8,
+    /// What the call turns out to be (its backend, the backend's error code), for the
+    /// pipeline's record of it ([`crate::observe`]).
+    pub outcome: &'a crate::observe::Outcome,
 }
 
 /// How a call's answer travels back to its client: the reply sink its front described. The
@@ -644,6 +647,7 @@ async fn forward(
         None => None,
     };
     let body = masked_args.as_deref().unwrap_or(body);
+    call.outcome.forwarded(pool.index);
     // The backend sees the client's id unchanged (its session is this client's alone), so
     // the id names the call for `notifications/cancelled`.
     let mut inflight = session.begin(request_key(id.get()), pool.index);
@@ -689,7 +693,7 @@ async fn forward(
     let body = match body {
         Body::Full(body) if status == Status::Ok && request.is_none() => {
             drop(inflight);
-            return super::answer::answer_of(shard, &pool, id, body, map_uris);
+            return super::answer::answer_of(shard, &pool, id, body, map_uris, call.outcome);
         }
         body => body,
     };

@@ -107,13 +107,19 @@ pub(crate) async fn refresh(
     for pool in shard.pools.iter() {
         let b = pool.index;
         for &k in kinds {
-            if session.is_ready(b) && fed.is_stale(k, b, now) && pool.is_healthy(now) {
+            if !session.is_ready(b) {
+                continue;
+            }
+            if !fed.is_stale(k, b, now) {
+                shard.metrics.catalog_hits.add(1);
+            } else if pool.is_healthy(now) {
                 let fed = &fed;
                 fetches.push(async move {
                     // One fetch per view at a time: the others wait for its result.
                     let Some(_fetching) = fed.begin_fetch(k, b) else {
                         return fed.fetched(k, b).await;
                     };
+                    shard.metrics.catalog_fetches.add(1);
                     if let Err(e) = fetch_catalog(shard, session, fed, b, k).await {
                         tracing::warn!(backend = %shard.pools[b as usize].name(), list = k.method(), "list fetch failed; serving the others: {e}");
                     }

@@ -98,6 +98,7 @@ pub async fn serve(
     admitted: Option<crate::limits::Admitted>,
     route: u8,
     facts: Option<&std::sync::Arc<crate::request::Facts>>,
+    outcome: &crate::observe::Outcome,
 ) -> Reply {
     let (msg, env) = (&parsed.msg, &parsed.env);
     let Some(id) = msg.id else {
@@ -145,7 +146,7 @@ pub async fn serve(
                 .is_some_and(|s| s.starts_with(STATE_PREFIX))
         }) =>
         {
-            resume(shard, &session, env, msg, body, ctx, sse).await
+            resume(shard, &session, env, msg, body, ctx, sse, outcome).await
         }
         _ => {
             if entry.may_need_input {
@@ -159,7 +160,7 @@ pub async fn serve(
                     };
                 }
             }
-            call(shard, &session, body, msg, ctx, sse).await
+            call(shard, &session, body, msg, ctx, sse, outcome).await
         }
     }
 }
@@ -173,6 +174,7 @@ pub(crate) async fn call(
     msg: &Message<'_>,
     ctx: Ctx,
     sse: bool,
+    outcome: &crate::observe::Outcome,
 ) -> Reply {
     let state = session.modern.get().expect("a principal session");
     let id = msg.id.expect("requests have ids");
@@ -186,6 +188,7 @@ pub(crate) async fn call(
         view: ctx.view.clone(),
         admitted: std::cell::Cell::new(ctx.admitted.take()),
         route: session.route,
+        outcome,
     };
     let reply = dispatch::request(shard, session, ctx.entry, &call, msg).await;
     finish(reply, &ctx)
@@ -365,6 +368,7 @@ async fn listen(
             view: view.clone(),
             admitted: std::cell::Cell::new(None),
             route: session.route,
+            outcome: &crate::observe::Outcome::default(),
         };
         let entry = method::lookup("resources/subscribe").expect("in the method table");
         match dispatch::request(shard, session, entry, &call, &sub).await {

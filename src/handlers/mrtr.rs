@@ -407,6 +407,7 @@ pub(crate) async fn held_asks(
 
 /// A client's retry of a call that returned `input_required`: the state is opened and checked,
 /// the backend gets the client's answers, and the parked call goes on.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn resume(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
@@ -415,6 +416,7 @@ pub(crate) async fn resume(
     body: &[u8],
     ctx: Ctx,
     sse: bool,
+    outcome: &crate::observe::Outcome,
 ) -> Reply {
     let id = msg.id.expect("requests have ids");
     let invalid = || {
@@ -483,7 +485,7 @@ pub(crate) async fn resume(
             .await
         }
         // The asks came before this call: now it goes to its backend.
-        None => call(shard, session, body, msg, ctx, sse).await,
+        None => call(shard, session, body, msg, ctx, sse, outcome).await,
     }
 }
 

@@ -86,12 +86,44 @@ pub struct File {
     /// The admin listener: `/metrics`, `/healthz`, `/readyz`, off the MCP listener.
     #[serde(default)]
     pub admin: AdminFile,
+    /// The access log: one JSON line per MCP request (absent: none).
+    #[serde(default)]
+    pub access_log: Option<AccessLogFile>,
     /// Virtual servers: MCP endpoints at paths of their own, each exposing some backends and
     /// tools (renamed, described anew, arguments fixed), with their own `auth:` and `authz:`.
     #[serde(default)]
     pub routes: Vec<super::RouteFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
+}
+
+/// `access_log:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    /// A file (appended to, created if missing) or `-` for standard output.
+    pub path: String,
+}
+
+/// Checked `access_log:`.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    /// `None`: standard output.
+    pub path: Option<std::path::PathBuf>,
+}
+
+impl AccessLogFile {
+    pub fn check(self) -> Result<AccessLog, super::ConfigError> {
+        if self.path.is_empty() {
+            return Err(super::err(
+                "access_log.path",
+                "a file, or - for standard output",
+            ));
+        }
+        Ok(AccessLog {
+            path: (self.path != "-").then(|| self.path.into()),
+        })
+    }
 }
 
 /// `admin:` section.

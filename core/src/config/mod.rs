@@ -99,6 +99,8 @@ pub struct Config {
     pub admin: SocketAddr,
     /// SHA-256 of the admin API's token (`admin.token_sha256`).
     pub admin_token_sha256: Option<[u8; 32]>,
+    /// The access log (`None`: none).
+    pub access_log: Option<AccessLog>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -639,6 +641,7 @@ impl File {
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
         let authz = self.authz.map(|a| a.check(&names)).transpose()?;
         let audit = self.audit.map(AuditFile::check).transpose()?;
+        let access_log = self.access_log.map(AccessLogFile::check).transpose()?;
         let tool_safety = self.tool_safety.map(ToolSafetyFile::check).transpose()?;
         let rate_limits = self.rate_limits.map(RateLimitsFile::check).transpose()?;
         let masking = self.masking.map(MaskingFile::check).transpose()?;
@@ -740,6 +743,7 @@ impl File {
             routes,
             admin,
             admin_token_sha256,
+            access_log,
             backends,
             fingerprint,
         })

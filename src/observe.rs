@@ -1,0 +1,242 @@
+//! The end of a request's life: what it turned out to be ([`Outcome`], filled in by the
+//! stages that learn it) and the one place it is recorded ([`finish`]): its latency series
+//! and error count ([`crate::latency`]) and its access-log line ([`crate::access`]). The
+//! pipeline calls [`finish`] for every request its method stage accepts, whatever its era or
+//! transport.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use ringmux_core::error::code;
+use ringmux_core::jsonrpc::Raw;
+
+use crate::reply::Reply;
+use crate::request::{ClientEra, Principal};
+use crate::shard::Shard;
+
+/// What the handler learned about a request on its way: the backend it went to, and the
+/// error code of the backend's own answer. One per request, on the stack of the task that
+/// serves it.
+pub struct Outcome {
+    backend: Cell<u16>,
+    /// The JSON-RPC code of the backend's whole answer: 0 none, 1 a result, else the code.
+    answered: Cell<i64>,
+}
+
+const NONE: u16 = u16::MAX;
+
+impl Default for Outcome {
+    fn default() -> Outcome {
+        Outcome {
+            backend: Cell::new(NONE),
+            answered: Cell::new(0),
+        }
+    }
+}
+
+impl Outcome {
+    /// The request goes to backend `b`.
+    #[inline]
+    pub fn forwarded(&self, b: u16) {
+        self.backend.set(b);
+    }
+
+    /// Backend `b`'s whole answer was relayed: a result, or an error with `code`.
+    #[inline]
+    pub fn answered(&self, code: Option<i64>) {
+        self.answered.set(code.unwrap_or(1));
+    }
+
+    pub fn backend(&self) -> Option<u16> {
+        (self.backend.get() != NONE).then_some(self.backend.get())
+    }
+}
+
+/// Who an error came from (the `side` label, and the access log's).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// The request was refused (unreadable, unknown, invalid, denied, limited, cancelled).
+    Client,
+    /// The backend answered the error.
+    Backend,
+    /// The backend failed: unreachable, timed out, answered garbage or a bad status.
+    Upstream,
+    /// ringmux failed.
+    Gateway,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+            Side::Upstream => "upstream",
+            Side::Gateway => "gateway",
+        }
+    }
+}
+
+/// A request as the pipeline saw it, for [`finish`].
+pub struct Finished<'a> {
+    pub method: &'static str,
+    pub route: u8,
+    /// `params.name` (a tool's or a prompt's, as the client wrote it).
+    pub name: Option<Raw<'a>>,
+    /// `params.uri`.
+    pub uri: Option<Raw<'a>>,
+    pub principal: &'a Principal,
+    pub session: Option<&'a str>,
+    pub era: ClientEra,
+    pub bytes_in: usize,
+    pub started: Instant,
+}
+
+/// Records a finished request: its latency series, its error if any, and its access-log line.
+#[inline]
+pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Reply) {
+    let took = req.started.elapsed();
+    let backend = outcome.backend();
+    // A tool is a label once resolved to a backend's item, so a client cannot make series.
+    let tool = match (req.method, backend, req.name) {
+        ("tools/call", Some(_), Some(name)) => name.get().as_bytes(),
+        _ => b"",
+    };
+    let labels = |full: bool| {
+        let mut l = String::with_capacity(96);
+        l.push_str("route=\"");
+        crate::latency::label_value(&mut l, shard.route_path(req.route));
+        l.push_str("\",backend=\"");
+        if let Some(b) = backend {
+            crate::latency::label_value(&mut l, shard.pools[b as usize].name());
+        }
+        l.push_str("\",method=\"");
+        l.push_str(req.method);
+        l.push_str("\",tool=\"");
+        if full {
+            l.push_str("(other)");
+        } else if !tool.is_empty() {
+            let name =
+                serde_json::from_slice::<std::borrow::Cow<'_, str>>(tool).unwrap_or_default();
+            crate::latency::label_value(&mut l, &name);
+        }
+        l.push('"');
+        l
+    };
+    let key = crate::latency::key(req.method, req.route, backend, tool, 0);
+    let overflow = crate::latency::key(req.method, req.route, backend, b"\0(other)", 0);
+    shard.latency.record(key, took, labels, overflow);
+    let error = error_of(outcome, reply);
+    if let Some((code, side)) = error {
+        let ekey = crate::latency::key(req.method, req.route, backend, &[side as u8], code);
+        shard.latency.error(ekey, || {
+            let mut l = String::with_capacity(96);
+            l.push_str("route=\"");
+            crate::latency::label_value(&mut l, shard.route_path(req.route));
+            l.push_str("\",backend=\"");
+            if let Some(b) = backend {
+                crate::latency::label_value(&mut l, shard.pools[b as usize].name());
+            }
+            l.push_str("\",method=\"");
+            l.push_str(req.method);
+            l.push_str("\",code=\"");
+            l.push_str(&code.to_string());
+            l.push_str("\",side=\"");
+            l.push_str(side.as_str());
+            l.push('"');
+            l
+        });
+    }
+    if let Some(log) = &shard.access {
+        log.write(shard, req, backend, reply, error, took);
+    }
+}
+
+/// The JSON-RPC error a reply carries, and whose it is.
+pub fn error_of(outcome: &Outcome, reply: &Reply) -> Option<(i64, Side)> {
+    match outcome.answered.get() {
+        0 => {}
+        1 => return None,
+        c => return Some((c, Side::Backend)),
+    }
+    let (c, backend_failed) = match reply {
+        Reply::Json { body, .. } => written_error(body)?,
+        Reply::Limited { .. } => return Some((code::RATE_LIMITED as i64, Side::Client)),
+        _ => return None,
+    };
+    let side = match c as i32 {
+        code::INTERNAL_ERROR if backend_failed => Side::Upstream,
+        code::INTERNAL_ERROR => Side::Gateway,
+        code::REQUEST_CANCELLED => Side::Client,
+        // An error ringmux did not write itself after the request was forwarded is the
+        // backend's, relayed.
+        _ if outcome.backend().is_some() => Side::Backend,
+        _ => Side::Client,
+    };
+    Some((c, side))
+}
+
+/// The code of an error answer laid out as [`ringmux_core::jsonrpc::write_error_parts`]
+/// writes it, and whether its message names a failed backend
+/// ([`ringmux_core::error::RpcError::Backend`]). Reads a few bytes: the first `,"` after the
+/// id ends it (a JSON string holds no unescaped quote).
+pub fn written_error(body: &[u8]) -> Option<(i64, bool)> {
+    const HEAD: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
+    const ERROR: &[u8] = b",\"error\":{\"code\":";
+    let rest = body.strip_prefix(HEAD)?;
+    let end = memchr::memmem::find(&rest[..rest.len().min(512)], b",\"")?;
+    let rest = rest[end..].strip_prefix(ERROR)?;
+    let digits = rest
+        .iter()
+        .position(|&b| !(b.is_ascii_digit() || b == b'-'))
+        .unwrap_or(rest.len());
+    let c: i64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let backend_failed = rest[digits..].starts_with(b",\"message\":\"backend ");
+    Some((c, backend_failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringmux_core::error::RpcError;
+
+    fn json(body: Vec<u8>) -> Reply {
+        Reply::Json {
+            status: 200,
+            body,
+            session: None,
+        }
+    }
+
+    #[test]
+    fn errors_are_read_from_the_gateway_layout() {
+        let id = Raw::new("\"a,\\\"b\"").unwrap();
+        let none = Outcome::default();
+        let refused = Reply::error(Some(id), &RpcError::InvalidParams("x".into()));
+        assert_eq!(error_of(&none, &refused), Some((-32602, Side::Client)));
+        let failed = Reply::error(
+            Some(id),
+            &RpcError::Backend {
+                backend: "a".into(),
+                reason: "timed out".into(),
+            },
+        );
+        assert_eq!(error_of(&none, &failed), Some((-32603, Side::Upstream)));
+        let ours = Reply::error(None, &RpcError::Internal("x".into()));
+        assert_eq!(error_of(&none, &ours), Some((-32603, Side::Gateway)));
+        let mut ok = Vec::new();
+        ringmux_core::jsonrpc::write_result(&mut ok, id, b"{\"error\":{\"code\":1}}");
+        assert_eq!(error_of(&none, &json(ok)), None);
+        // Relayed from the backend after forwarding.
+        let fwd = Outcome::default();
+        fwd.forwarded(0);
+        let theirs = Reply::error(Some(id), &RpcError::InvalidParams("x".into()));
+        assert_eq!(error_of(&fwd, &theirs), Some((-32602, Side::Backend)));
+        fwd.answered(Some(-32000));
+        assert_eq!(
+            error_of(&fwd, &json(b"{}".to_vec())),
+            Some((-32000, Side::Backend))
+        );
+        fwd.answered(None);
+        assert_eq!(error_of(&fwd, &theirs), None);
+    }
+}
