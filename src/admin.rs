@@ -2,10 +2,16 @@
 //! orchestrator read, kept off the public MCP listener. `GET /metrics` (Prometheus text, every
 //! shard's counters summed), `GET /healthz` (the process answers), `GET /readyz` (every shard
 //! is up, no shutdown has begun, and at least one backend is not being skipped after failures:
-//! 200, else 503 with the reason). The admin API (JSON): `GET /api/quarantine` (the tools tool
-//! safety holds back), `POST /api/quarantine/approve` (`{"backend", "tool", "sha256"}`: pins
-//! that definition). `/api/` asks for `admin.token_sha256`'s bearer token when one is
-//! configured; without one, a change (POST) is accepted on a loopback listener only.
+//! 200, else 503 with the reason). The admin API (JSON): `GET /api/overview` (everything
+//! below in one object, what the page reads), `/api/backends` (transport, era, health,
+//! latency percentiles), `/api/catalog` (the federated tools as the shards' caches hold
+//! them), `/api/sessions` (per shard), `/api/stats` (requests and latency per method),
+//! `/api/errors` (the most recent), `GET /api/quarantine` (the tools tool safety holds back),
+//! `POST /api/quarantine/approve` (`{"backend", "tool", "sha256"}`: pins that definition).
+//! `/api/` asks for `admin.token_sha256`'s bearer token when one is configured; without one,
+//! a change (POST) is accepted on a loopback listener only. `GET /` is the admin page: one
+//! self-contained file (`src/admin.html`, no build step, nothing loaded from elsewhere) that
+//! polls `/api/overview` once a second (read-only: approving stays an API call).
 //!
 //! It runs on threads of its own, never on a shard: a scrape reads the shards' single-writer
 //! counters (relaxed loads) and touches nothing the request path holds. Connections are served
@@ -40,8 +46,8 @@ pub struct Admin {
     pub metrics: Arc<[Arc<ShardMetrics>]>,
     pub status: Arc<Status>,
     pub shards: usize,
-    /// Backend names, in config order.
-    pub backends: Arc<[String]>,
+    /// Backends in config order: name, transport, and where (URL or command).
+    pub backends: Arc<[BackendRow]>,
     /// Tool safety's quarantine (`None` without `tool_safety:`).
     pub safety: Option<crate::safety::Control>,
     /// SHA-256 of the admin API's bearer token (`admin.token_sha256`).
@@ -49,6 +55,35 @@ pub struct Admin {
     /// The listener is on loopback.
     pub loopback: bool,
 }
+
+/// A backend as the admin API describes it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendRow {
+    pub name: String,
+    /// `streamable-http`, `legacy-sse` or `stdio`.
+    pub transport: &'static str,
+    /// Its URL, or its command.
+    pub target: String,
+}
+
+impl BackendRow {
+    pub fn of(b: &ringmux_core::config::Backend) -> BackendRow {
+        let (transport, target) = match &b.stdio {
+            Some(cmd) if b.legacy_sse => ("legacy-sse", cmd.command.clone()),
+            Some(cmd) => ("stdio", cmd.command.clone()),
+            None if b.legacy_sse => ("legacy-sse", b.url.clone()),
+            None => ("streamable-http", b.url.clone()),
+        };
+        BackendRow {
+            name: b.name.clone(),
+            transport,
+            target,
+        }
+    }
+}
+
+/// The admin page: one self-contained file (no build step, nothing fetched but the API).
+const PAGE: &str = include_str!("admin.html");
 
 /// Serves `listener` on a thread of its own until the process ends.
 pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<SocketAddr> {
@@ -159,6 +194,7 @@ fn serve(mut conn: TcpStream, admin: &Admin) {
             respond(&mut conn, 200, "text/plain; version=0.0.4", &body)
         }
         b"/healthz" => respond(&mut conn, 200, "text/plain", "ok\n"),
+        b"/" => respond(&mut conn, 200, "text/html; charset=utf-8", PAGE),
         b"/readyz" => match not_ready(admin) {
             None => respond(&mut conn, 200, "text/plain", "ready\n"),
             Some(why) => respond(&mut conn, 503, "text/plain", &format!("not ready: {why}\n")),
@@ -213,8 +249,27 @@ fn api(
             "changes through the admin API need admin.token_sha256 on a listener off loopback",
         );
     }
+    if head.method == Method::Get {
+        let part = match path {
+            b"/api/overview" => Some(None),
+            b"/api/backends" => Some(Some("backends")),
+            b"/api/catalog" => Some(Some("catalog")),
+            b"/api/sessions" => Some(Some("shards")),
+            b"/api/stats" => Some(Some("methods")),
+            b"/api/errors" => Some(Some("errors")),
+            _ => None,
+        };
+        if let Some(part) = part {
+            let all = overview(admin);
+            let body = match part {
+                None => all.to_string(),
+                Some(key) => all[key].to_string(),
+            };
+            return respond(conn, 200, json, &body);
+        }
+    }
     let Some(safety) = &admin.safety else {
-        return error(conn, 404, "tool_safety is not configured");
+        return error(conn, 404, "not found (or tool_safety is not configured)");
     };
     match (head.method, path) {
         (Method::Get, b"/api/quarantine") => {
@@ -256,6 +311,142 @@ fn api(
     }
 }
 
+/// Latency percentiles of some series merged, in milliseconds: (requests, p50, p90, p99).
+fn percentiles<'a>(
+    series: impl Iterator<Item = &'a hdrhistogram::Histogram<u32>>,
+) -> serde_json::Value {
+    let mut all: Option<hdrhistogram::Histogram<u32>> = None;
+    for h in series {
+        match &mut all {
+            Some(a) => {
+                let _ = a.add(h);
+            }
+            None => all = Some(h.clone()),
+        }
+    }
+    let Some(h) = all.filter(|h| !h.is_empty()) else {
+        return serde_json::json!({"requests": 0, "p50_ms": null, "p90_ms": null, "p99_ms": null});
+    };
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    serde_json::json!({
+        "requests": h.len(),
+        "p50_ms": ms(0.5),
+        "p90_ms": ms(0.9),
+        "p99_ms": ms(0.99),
+    })
+}
+
+/// Everything the admin API reports (`/api/overview`; the other GETs are its parts): the
+/// backends (transport, era, health, requests and latency), the request methods (requests
+/// and latency), the shards (sessions, connections, streams), the federated catalog as the
+/// shards' caches hold it, the quarantine, and the most recent errors. Request counts are
+/// totals; a reader makes rates from two readings (`time_ms`). As of the shards' last
+/// publication (at most a second old).
+pub fn overview(admin: &Admin) -> serde_json::Value {
+    use serde_json::json;
+    let slots: Vec<&crate::latency::Published> = admin.metrics.iter().map(|m| &m.latency).collect();
+    let (series, errors_by_code) = crate::latency::merged(&slots);
+    let infos: Vec<crate::inspect::Info> = admin
+        .metrics
+        .iter()
+        .map(|m| m.info.lock().map(|i| i.clone()).unwrap_or_default())
+        .collect();
+    let now = crate::metrics::uptime_ms();
+    let backends: Vec<serde_json::Value> = admin
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(b, row)| {
+            let era = infos
+                .iter()
+                .filter_map(|i| i.eras.get(b))
+                .find(|e| **e != "unknown")
+                .copied()
+                .unwrap_or("unknown");
+            let skipped_ms = admin
+                .metrics
+                .iter()
+                .filter_map(|m| m.cooling_until.get(b))
+                .map(|c| c.load(Ordering::Relaxed).saturating_sub(now))
+                .max()
+                .unwrap_or(0);
+            let tools = infos
+                .iter()
+                .map(|i| i.tools.get(b).map_or(0, Vec::len))
+                .max()
+                .unwrap_or(0);
+            json!({
+                "name": row.name,
+                "transport": row.transport,
+                "target": row.target,
+                "era": era,
+                "up": crate::metrics::backend_up(&admin.metrics, b),
+                "skipped_for_ms": skipped_ms,
+                "tools": tools,
+                "latency": percentiles(
+                    series.iter().filter(|s| *s.backend == *row.name).map(|s| &s.hist)
+                ),
+            })
+        })
+        .collect();
+    let mut methods: Vec<&'static str> = series.iter().map(|s| s.method).collect();
+    methods.sort_unstable();
+    methods.dedup();
+    let methods: Vec<serde_json::Value> = methods
+        .into_iter()
+        .map(|m| {
+            json!({
+                "method": m,
+                "latency": percentiles(series.iter().filter(|s| s.method == m).map(|s| &s.hist)),
+            })
+        })
+        .collect();
+    let shards: Vec<serde_json::Value> = admin
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({
+                "shard": i,
+                "sessions": m.sessions.get(),
+                "open_connections": m.open_connections.get(),
+                "client_streams": m.client_streams.get(),
+                "backend_streams": m.backend_streams.get(),
+                "requests": m.requests.get(),
+            })
+        })
+        .collect();
+    let catalog: Vec<&crate::inspect::Tool> = (0..admin.backends.len())
+        .flat_map(|b| {
+            infos
+                .iter()
+                .filter_map(|i| i.tools.get(b))
+                .find(|t| !t.is_empty())
+                .into_iter()
+                .flatten()
+        })
+        .collect();
+    let mut errors: Vec<&crate::inspect::RecentError> =
+        infos.iter().flat_map(|i| i.errors.iter()).collect();
+    errors.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+    errors.truncate(50);
+    let errors_total: u64 = errors_by_code.iter().map(|(_, n)| n).sum();
+    json!({
+        "time_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        "ready": not_ready(admin).is_none(),
+        "requests": series.iter().map(|s| s.hist.len()).sum::<u64>(),
+        "errors_total": errors_total,
+        "backends": backends,
+        "methods": methods,
+        "shards": shards,
+        "catalog": catalog,
+        "quarantine": admin.safety.as_ref().map(|s| s.quarantined()),
+        "errors": errors,
+    })
+}
+
 /// Why the gateway should not be sent traffic now, if it should not.
 fn not_ready(admin: &Admin) -> Option<String> {
     if admin.status.draining.load(Ordering::Relaxed) {
@@ -275,9 +466,9 @@ fn backend_up(out: &mut String, admin: &Admin) {
     out.push_str(
         "# HELP ringmux_backend_up 1 while no shard skips the backend after failures\n# TYPE ringmux_backend_up gauge\n",
     );
-    for (b, name) in admin.backends.iter().enumerate() {
+    for (b, row) in admin.backends.iter().enumerate() {
         let up = crate::metrics::backend_up(&admin.metrics, b) as u8;
-        let _ = writeln!(out, "ringmux_backend_up{{backend=\"{name}\"}} {up}");
+        let _ = writeln!(out, "ringmux_backend_up{{backend=\"{}\"}} {up}", row.name);
     }
 }
 

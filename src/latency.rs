@@ -77,11 +77,20 @@ impl Hasher for KeyHasher {
 
 type Index = HashMap<Key, usize, BuildHasherDefault<KeyHasher>>;
 
-/// One latency series: its rendered labels and histogram.
+/// One latency series: its rendered labels, the backend and method among them (for the
+/// admin API's summaries), and its histogram.
 #[derive(Clone)]
 pub struct Series {
     pub labels: Arc<str>,
+    pub backend: Arc<str>,
+    pub method: &'static str,
     pub hist: Histogram<u32>,
+}
+
+/// What a new series is labelled with: its rendered labels and its backend's name.
+pub struct Named {
+    pub labels: String,
+    pub backend: String,
 }
 
 /// A shard's tables as published.
@@ -104,14 +113,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Records one request of series `key` that took `took`; `labels` renders the series'
-    /// labels (called once per series; `None`: the table is full, record under `overflow`).
+    /// Records one request of `method` in series `key` that took `took`; `labels` names the
+    /// series (called once per series; with `true` when the table is full and the request is
+    /// recorded under `overflow`).
     #[inline]
     pub fn record(
         &self,
         key: Key,
+        method: &'static str,
         took: Duration,
-        labels: impl FnOnce(bool) -> String,
+        labels: impl FnOnce(bool) -> Named,
         overflow: Key,
     ) {
         let us = (took.as_micros() as u64).clamp(1, MAX_US);
@@ -128,8 +139,11 @@ impl Recorder {
                 match index.get(&key) {
                     Some(&at) => at,
                     None => {
+                        let named = labels(full);
                         now.series.push(Series {
-                            labels: labels(full).into(),
+                            labels: named.labels.into(),
+                            backend: named.backend.into(),
+                            method,
                             hist: histogram(),
                         });
                         index.insert(key, now.series.len() - 1);
@@ -167,17 +181,17 @@ impl Recorder {
 
 /// The shards' published tables merged by labels, sorted by them.
 pub fn merged(slots: &[&Published]) -> (Vec<Series>, Vec<(Arc<str>, u64)>) {
-    let mut series: HashMap<Arc<str>, Histogram<u32>> = HashMap::new();
+    let mut series: HashMap<Arc<str>, Series> = HashMap::new();
     let mut errors: HashMap<Arc<str>, u64> = HashMap::new();
     for slot in slots {
         let Ok(s) = slot.lock() else { continue };
         for one in &s.series {
             match series.get_mut(&one.labels) {
                 Some(all) => {
-                    let _ = all.add(&one.hist);
+                    let _ = all.hist.add(&one.hist);
                 }
                 None => {
-                    series.insert(one.labels.clone(), one.hist.clone());
+                    series.insert(one.labels.clone(), one.clone());
                 }
             }
         }
@@ -185,10 +199,7 @@ pub fn merged(slots: &[&Published]) -> (Vec<Series>, Vec<(Arc<str>, u64)>) {
             *errors.entry(labels.clone()).or_default() += n;
         }
     }
-    let mut series: Vec<Series> = series
-        .into_iter()
-        .map(|(labels, hist)| Series { labels, hist })
-        .collect();
+    let mut series: Vec<Series> = series.into_values().collect();
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut errors: Vec<(Arc<str>, u64)> = errors.into_iter().collect();
     errors.sort();
@@ -201,7 +212,10 @@ pub fn render(out: &mut String, slots: &[&Published]) {
     use std::fmt::Write as _;
     let (series, errors) = merged(slots);
     out.push_str("# HELP ringmux_request_duration_seconds Time from a request's message stage to its reply (an SSE answer: until its stream starts); _count is the number of requests\n# TYPE ringmux_request_duration_seconds histogram\n");
-    for Series { labels: l, hist: h } in &series {
+    for Series {
+        labels: l, hist: h, ..
+    } in &series
+    {
         for le in BUCKETS {
             let us = (le * 1e6) as u64;
             let n = h.count_between(0, us);
@@ -248,8 +262,11 @@ pub fn label_value(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    fn labels(m: &str) -> impl FnOnce(bool) -> String + '_ {
-        move |_| format!("method=\"{m}\"")
+    fn labels(m: &str) -> impl FnOnce(bool) -> Named + '_ {
+        move |_| Named {
+            labels: format!("method=\"{m}\""),
+            backend: String::new(),
+        }
     }
 
     #[test]
@@ -257,10 +274,11 @@ mod tests {
         let (a, b) = (Recorder::default(), Recorder::default());
         let call = key("tools/call", 0, None, b"", 0);
         let ping = key("ping", 0, None, b"", 0);
-        a.record(call, Duration::from_micros(80), labels("tools/call"), 0);
-        a.record(call, Duration::from_millis(3), labels("tools/call"), 0);
-        b.record(call, Duration::from_millis(40), labels("tools/call"), 0);
-        b.record(ping, Duration::from_micros(20), labels("ping"), 0);
+        let m = "tools/call";
+        a.record(call, m, Duration::from_micros(80), labels(m), 0);
+        a.record(call, m, Duration::from_millis(3), labels(m), 0);
+        b.record(call, m, Duration::from_millis(40), labels(m), 0);
+        b.record(ping, "ping", Duration::from_micros(20), labels("ping"), 0);
         a.error(7, || "method=\"tools/call\",code=\"-32602\"".into());
         b.error(7, || "method=\"tools/call\",code=\"-32602\"".into());
         let (sa, sb) = (Mutex::default(), Mutex::default());
@@ -313,16 +331,18 @@ mod tests {
         for i in 0..MAX_SERIES as u64 + 10 {
             r.record(
                 1000 + i,
+                "tools/call",
                 Duration::from_micros(5),
-                |full| {
-                    format!(
+                |full| Named {
+                    labels: format!(
                         "tool=\"{}\"",
                         if full {
                             "(other)".into()
                         } else {
                             i.to_string()
                         }
-                    )
+                    ),
+                    backend: String::new(),
                 },
                 1,
             );

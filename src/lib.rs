@@ -36,6 +36,7 @@ pub mod drain;
 pub mod federation;
 pub mod front;
 pub mod handlers;
+pub mod inspect;
 pub mod io;
 pub mod latency;
 pub mod limits;

@@ -49,7 +49,8 @@ fn load(path: &str) -> Result<config::Config> {
     Ok(cfg)
 }
 
-fn serve(cfg: config::Config) -> Result<()> {
+/// Runs the gateway until a signal stops it (`demo`: also point a newcomer at the admin page).
+fn serve(cfg: config::Config, demo: bool) -> Result<()> {
     let listeners =
         server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
     let admin = std::net::TcpListener::bind(cfg.admin)
@@ -57,7 +58,11 @@ fn serve(cfg: config::Config) -> Result<()> {
     let shards = cfg.shards;
     let token_sha256 = cfg.admin_token_sha256;
     let admin_loopback = cfg.admin.ip().is_loopback();
-    let backends: std::sync::Arc<[String]> = cfg.backends.iter().map(|b| b.name.clone()).collect();
+    let backends: std::sync::Arc<[ringmux::admin::BackendRow]> = cfg
+        .backends
+        .iter()
+        .map(ringmux::admin::BackendRow::of)
+        .collect();
     let path = cfg.path.clone();
     let tls = cfg.tls.is_some();
     let grace = cfg.limits.shutdown_grace;
@@ -80,6 +85,13 @@ fn serve(cfg: config::Config) -> Result<()> {
     )
     .context("starting the admin listener")?;
     println!("ringmux admin on http://{admin}");
+    if demo {
+        println!(
+            "open http://{admin}/ for the admin page: the backends, their tools and live numbers\n\
+             then try: ringmux tools {scheme}://{}{path}",
+            srv.addr
+        );
+    }
     let drainer = srv.drainer();
     std::thread::Builder::new()
         .name("ringmux-signals".into())
@@ -149,7 +161,7 @@ fn main() -> Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["run", path] => serve(load(path)?),
+        ["run", path] => serve(load(path)?, false),
         ["check", path] => {
             let cfg = load(path)?;
             println!(
@@ -163,7 +175,7 @@ fn main() -> Result<()> {
         ["demo"] => {
             let (_backends, yaml) = ringmux::demo::backends()?;
             let yaml = format!("listen: {listen}\nadmin:\n  listen: 127.0.0.1:0\n{yaml}");
-            serve(config::load(&yaml, cores())?)
+            serve(config::load(&yaml, cores())?, true)
         }
         ["tools", url] => {
             let mut client = probe::Client::connect(url)?;

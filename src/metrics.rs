@@ -112,6 +112,9 @@ pub struct ShardMetrics {
     /// The shard's latency histograms as it last published them (once a second;
     /// [`crate::latency`]).
     pub latency: crate::latency::Published,
+    /// The shard's backends' eras, its tools and recent errors as it last published them
+    /// (once a second; [`crate::inspect`]).
+    pub info: crate::inspect::Published,
 }
 
 impl ShardMetrics {

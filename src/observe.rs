@@ -101,7 +101,7 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         ("tools/call", Some(_), Some(name)) => name.get().as_bytes(),
         _ => b"",
     };
-    let labels = |full: bool| {
+    let render = |full: bool| {
         let mut l = String::with_capacity(96);
         l.push_str("route=\"");
         crate::latency::label_value(&mut l, shard.route_path(req.route));
@@ -124,9 +124,25 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
     };
     let key = crate::latency::key(req.method, req.route, backend, tool, 0);
     let overflow = crate::latency::key(req.method, req.route, backend, b"\0(other)", 0);
-    shard.latency.record(key, took, labels, overflow);
+    let labels = |full: bool| crate::latency::Named {
+        labels: render(full),
+        backend: backend.map_or_else(String::new, |b| shard.pools[b as usize].name().to_owned()),
+    };
+    shard
+        .latency
+        .record(key, req.method, took, labels, overflow);
     let error = error_of(outcome, reply);
     if let Some((code, side)) = error {
+        shard.inspect.error(
+            req.method,
+            shard.route_path(req.route),
+            backend.map_or("", |b| shard.pools[b as usize].name()),
+            req.name
+                .or(req.uri)
+                .map_or(&b""[..], |n| n.get().as_bytes()),
+            code,
+            side,
+        );
         let ekey = crate::latency::key(req.method, req.route, backend, &[side as u8], code);
         shard.latency.error(ekey, || {
             let mut l = String::with_capacity(96);

@@ -370,6 +370,9 @@ async fn run_shard(
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
             publisher.latency.publish(&publisher.metrics.latency);
+            publisher
+                .inspect
+                .publish(&publisher, &publisher.metrics.info);
             if let Some(a) = &publisher.access {
                 a.flush(&publisher.metrics);
             }

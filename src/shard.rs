@@ -44,6 +44,8 @@ pub struct Shard {
     pub authz: Option<crate::authz::Authz>,
     /// Request latency and error series ([`crate::latency`]): this shard's alone.
     pub latency: crate::latency::Recorder,
+    /// Recent errors and what the admin API shows of this shard ([`crate::inspect`]).
+    pub inspect: crate::inspect::Inspect,
     /// The access log (`access_log:`), this shard's batch of lines ([`crate::access`]).
     pub access: Option<crate::access::Shard>,
     /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
@@ -195,6 +197,7 @@ impl Shard {
             routes,
             wants_address,
             latency: Default::default(),
+            inspect: Default::default(),
             access,
             audit,
             safety,
@@ -243,6 +246,18 @@ impl Shard {
             .iter()
             .position(|r| r.path.as_bytes() == path)
             .map(|i| i as u8 + 1)
+    }
+
+    /// Backend `b`'s `kind` catalog as some view of this shard holds it.
+    pub fn cached_catalog(
+        &self,
+        kind: ringmux_core::catalog::ListKind,
+        b: u16,
+    ) -> Option<Rc<ringmux_core::catalog::Catalog>> {
+        self.views
+            .borrow()
+            .iter()
+            .find_map(|(_, _, fed)| fed.cached(kind, b))
     }
 
     /// The path of `route` (the main endpoint's, or a virtual server's).

@@ -402,3 +402,132 @@ fn the_access_log_has_a_line_per_request() {
     let got = lines(&log);
     assert_eq!(got.iter().filter(|l| l["method"] == "ping").count(), 1);
 }
+
+/// The admin API: the backends with their transport, era and latency, the catalog the shards
+/// hold, sessions per shard, request figures per method and the recent errors; the page on
+/// `/`; with `admin.token_sha256` every `/api/` read needs the token.
+#[test]
+fn the_admin_api_reports_backends_catalog_sessions_and_errors() {
+    const TOKEN: &str = "admin-api-token-42";
+    let a = mock("a").start();
+    let token_sha: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, TOKEN.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .stdio_mock("s", "")
+        .yaml(&format!(
+            "admin:\n  listen: 127.0.0.1:0\n  token_sha256: {token_sha}\n"
+        ))
+        .start();
+    let api = |path: &str, token: Option<&str>| -> (u16, Value) {
+        let mut c = Client::connect(&format!("{}{path}", gw.admin)).unwrap();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let r = c.send("GET", b"", &headers).unwrap();
+        (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(api("/api/overview", None).0, 401);
+    assert_eq!(api("/api/overview", Some("wrong")).0, 401);
+    let (status, page) = get(&gw.admin, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("/api/overview"), "the page reads the API");
+    let mut c = client(&gw.url);
+    for i in 0..3 {
+        c.request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": format!("{i}")}}),
+        )
+        .unwrap();
+    }
+    c.request(
+        "tools/call",
+        json!({"name": "s__echo", "arguments": {"message": "x"}}),
+    )
+    .unwrap();
+    let r = c
+        .request("tools/call", json!({"name": "a__nope", "arguments": {}}))
+        .unwrap();
+    assert_eq!(error_code(&r), -32602);
+    let mut all = Value::Null;
+    assert!(
+        eventually(WAIT, || {
+            all = api("/api/overview", Some(TOKEN)).1;
+            all["errors"].as_array().is_some_and(|e| !e.is_empty())
+                && all["catalog"].as_array().is_some_and(|c| c.len() > 20)
+        }),
+        "{all}"
+    );
+    let backends = api("/api/backends", Some(TOKEN)).1;
+    assert_eq!(backends, all["backends"]);
+    let a_row = &backends[0];
+    assert_eq!(a_row["name"], "a");
+    assert_eq!(a_row["transport"], "streamable-http");
+    assert_eq!(a_row["era"], "stateful");
+    assert_eq!(a_row["up"], true);
+    assert_eq!(a_row["latency"]["requests"], 3);
+    assert!(a_row["latency"]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(a_row["tools"].as_u64().unwrap() > 10);
+    assert_eq!(backends[1]["transport"], "stdio");
+    assert_eq!(backends[1]["latency"]["requests"], 1);
+    let catalog = api("/api/catalog", Some(TOKEN)).1;
+    let names: Vec<&str> = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a__echo") && names.contains(&"s__echo"),
+        "{names:?}"
+    );
+    let echo = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "a__echo")
+        .unwrap();
+    assert_eq!(echo["backend"], "a");
+    assert_eq!(echo["description"], "Returns the message exactly as given");
+    let shards = api("/api/sessions", Some(TOKEN)).1;
+    assert_eq!(shards.as_array().unwrap().len(), 2);
+    let sessions: u64 = shards
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sessions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sessions, 1);
+    let stats = api("/api/stats", Some(TOKEN)).1;
+    let call = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["method"] == "tools/call")
+        .unwrap();
+    assert_eq!(call["latency"]["requests"], 5);
+    let errors = api("/api/errors", Some(TOKEN)).1;
+    assert_eq!(errors[0]["name"], "a__nope");
+    assert_eq!(errors[0]["code"], -32602);
+    assert_eq!(errors[0]["side"], "client");
+    assert_eq!(errors[0]["method"], "tools/call");
+    assert_eq!(all["ready"], true);
+    assert_eq!(
+        all["requests"],
+        all["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["latency"]["requests"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+}

@@ -25,4 +25,23 @@ fn demo_serves_two_backends_and_tools_lists_them() {
         )
         .unwrap();
     assert_eq!(text_of(&echo), "demo");
+    // The admin page and the API it reads, on the admin listener the demo names.
+    let get = |path: &str| {
+        let mut c = Client::connect(&format!("{}{path}", gw.admin)).expect("connecting");
+        let r = c.send("GET", b"", &[]).expect("GET");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let (status, page) = get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>ringmux admin</title>"), "{page}");
+    let (status, backends) = get("/api/backends");
+    assert_eq!(status, 200);
+    let backends: serde_json::Value = serde_json::from_str(&backends).unwrap();
+    let names: Vec<&str> = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["weather", "docs"]);
 }

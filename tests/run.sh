@@ -22,6 +22,8 @@ echo "== installing test dependencies"
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 # The Python SDK's authentication tests sign their tokens with openssl.
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+# The admin page's test renders it in Debian's headless Chromium (driven by Playwright).
+[ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 [ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
 tests/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
@@ -36,7 +38,7 @@ cargo test --workspace
 echo "== official MCP conformance suite (server scenarios) through ringmux"
 RINGMUX_BIN="$PWD/target/debug/ringmux" bash tests/interop/conformance.sh
 
-echo "== official Python SDK through ringmux to server-everything"
+echo "== official Python SDK through ringmux to server-everything; the admin page in Chromium"
 RINGMUX_BIN="$PWD/target/debug/ringmux" tests/.venv/bin/python -m pytest -q -p no:cacheprovider tests/interop
 
 echo "== processes the suite started are all gone"

@@ -168,6 +168,11 @@ impl Pool {
         }
     }
 
+    /// The backend's era as this shard knows it (`Auto`: not found out yet).
+    pub fn era_now(&self) -> Era {
+        self.era.get()
+    }
+
     pub fn is_healthy(&self, now: Instant) -> bool {
         self.check_health(now).is_ok()
     }

@@ -114,7 +114,7 @@ impl Proc {
             .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        let admin = if args.first().is_some_and(|a| a == "run") {
+        let admin = if args.first().is_some_and(|a| a == "run" || a == "demo") {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("the gateway names its admin listener");
