@@ -531,3 +531,89 @@ fn the_admin_api_reports_backends_catalog_sessions_and_errors() {
             .sum::<u64>()
     );
 }
+
+/// Scraped under load: the request series add up to exactly what the load generator
+/// (ringmux-load, as a library) sent, stateful and 2026-07-28 alike, and every scrape taken
+/// during the run parses with counts that never go back.
+#[test]
+fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
+    use ringmux_load::load::{self, client::Endpoint, Options};
+    let a = mock("a").start();
+    let gw = gateway().shards(2).backend("a", &a.url).start();
+    let calls = |body: &str| -> u64 {
+        body.lines()
+            .filter(|l| {
+                l.starts_with("ringmux_request_duration_seconds_count{")
+                    && l.contains("method=\"tools/call\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (admin, stop) = (gw.admin.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut scrapes, mut last) = (0u32, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = get(&admin, "/metrics");
+                assert_eq!(status, 200);
+                let now = calls(&body);
+                assert!(now >= last, "the call count went from {last} back to {now}");
+                last = now;
+                scrapes += 1;
+                // Pacing, not synchronization: a scrape every 20 ms.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            scrapes
+        })
+    };
+    let mut sent = 0;
+    for (protocol, requests) in [("2025-11-25", 3000), ("2026-07-28", 1000)] {
+        let mut opts = Options::new(Endpoint::parse(&gw.url).unwrap());
+        opts.connections = 4;
+        opts.sessions = 8;
+        opts.requests = Some(requests);
+        opts.warmup = Duration::ZERO;
+        opts.tool = "a__echo".into();
+        opts.protocol = protocol.into();
+        let summary = load::run(&opts).unwrap();
+        assert_eq!(summary.error_total(), 0, "{protocol}: {:?}", summary.errors);
+        assert_eq!(summary.ok, requests, "{protocol}");
+        sent += summary.ok;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(scraper.join().unwrap() > 0);
+    let mut body = String::new();
+    assert!(
+        eventually(WAIT, || {
+            body = get(&gw.admin, "/metrics").1;
+            calls(&body) == sent
+        }),
+        "sent {sent}, counted {}",
+        calls(&body)
+    );
+    let one = "route=\"/mcp\",backend=\"a\",method=\"tools/call\",tool=\"a__echo\"";
+    assert_eq!(
+        series(&body, "ringmux_request_duration_seconds_count", one),
+        Some(sent)
+    );
+    assert_eq!(
+        series(
+            &body,
+            "ringmux_request_duration_seconds_bucket",
+            &format!("{one},le=\"+Inf\"")
+        ),
+        Some(sent)
+    );
+    // The stateful run's sessions each initialized once.
+    assert_eq!(
+        series(
+            &body,
+            "ringmux_request_duration_seconds_count",
+            "route=\"/mcp\",backend=\"\",method=\"initialize\",tool=\"\""
+        ),
+        Some(8)
+    );
+    assert!(!body.contains("ringmux_request_errors_total{"), "{body}");
+    assert!(metric(&gw.admin, "ringmux_modern_requests_total") >= 1000);
+}
