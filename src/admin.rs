@@ -375,9 +375,21 @@ pub fn overview(admin: &Admin) -> serde_json::Value {
                 .map(|i| i.tools.get(b).map_or(0, Vec::len))
                 .max()
                 .unwrap_or(0);
+            let states: Vec<u8> = infos
+                .iter()
+                .filter_map(|i| i.circuit.get(b).copied())
+                .collect();
+            let circuit = if states.contains(&1) {
+                "open"
+            } else if states.contains(&2) {
+                "half-open"
+            } else {
+                "closed"
+            };
             json!({
                 "name": row.name,
                 "transport": row.transport,
+                "circuit": circuit,
                 "target": row.target,
                 "era": era,
                 "up": crate::metrics::backend_up(&admin.metrics, b),
@@ -460,9 +472,40 @@ fn not_ready(admin: &Admin) -> Option<String> {
     (!any).then(|| "every backend is being skipped after failures".into())
 }
 
-/// `ringmux_backend_up{backend}`: 1 while no shard skips the backend after failures.
+/// `ringmux_backend_up{backend}`: 1 while no shard skips the backend after failures; each
+/// shard's circuit state per backend, and the age of the catalog it serves.
 fn backend_up(out: &mut String, admin: &Admin) {
     use std::fmt::Write as _;
+    let infos: Vec<crate::inspect::Info> = admin
+        .metrics
+        .iter()
+        .map(|m| m.info.lock().map(|i| i.clone()).unwrap_or_default())
+        .collect();
+    out.push_str("# HELP ringmux_backend_circuit_state Each shard's circuit breaker per backend: 0 closed, 1 open, 2 half-open\n# TYPE ringmux_backend_circuit_state gauge\n");
+    for (b, row) in admin.backends.iter().enumerate() {
+        for (shard, info) in infos.iter().enumerate() {
+            if let Some(state) = info.circuit.get(b) {
+                let _ = writeln!(
+                    out,
+                    "ringmux_backend_circuit_state{{backend=\"{}\",shard=\"{shard}\"}} {state}",
+                    row.name
+                );
+            }
+        }
+    }
+    out.push_str("# HELP ringmux_catalog_age_seconds Age of the tools catalog a shard serves for a backend (grows while its circuit is open and lists come from the last good catalog)\n# TYPE ringmux_catalog_age_seconds gauge\n");
+    for (b, row) in admin.backends.iter().enumerate() {
+        for (shard, info) in infos.iter().enumerate() {
+            if let Some(Some(ms)) = info.catalog_age_ms.get(b) {
+                let _ = writeln!(
+                    out,
+                    "ringmux_catalog_age_seconds{{backend=\"{}\",shard=\"{shard}\"}} {}",
+                    row.name,
+                    *ms as f64 / 1000.0
+                );
+            }
+        }
+    }
     out.push_str(
         "# HELP ringmux_backend_up 1 while no shard skips the backend after failures\n# TYPE ringmux_backend_up gauge\n",
     );

@@ -172,6 +172,13 @@ impl Federation {
         });
     }
 
+    /// When backend `b`'s cached `kind` catalog was fetched, if there is one.
+    pub fn fetched_at(&self, kind: ListKind, b: u16) -> Option<Instant> {
+        self.kinds[slot(kind)].borrow().catalogs[b as usize]
+            .as_ref()
+            .map(|c| c.fetched)
+    }
+
     /// Backend `b`'s cached `kind` catalog, if any.
     pub fn cached(&self, kind: ListKind, b: u16) -> Option<Rc<Catalog>> {
         self.kinds[slot(kind)].borrow().catalogs[b as usize]

@@ -47,6 +47,11 @@ pub struct Tool {
 pub struct Info {
     /// Per backend (config order): its era as this shard knows it.
     pub eras: Vec<&'static str>,
+    /// Per backend: its circuit's state (0 closed, 1 open, 2 half-open).
+    pub circuit: Vec<u8>,
+    /// Per backend: the age of the freshest tools catalog this shard holds, in milliseconds
+    /// (`None`: none held).
+    pub catalog_age_ms: Vec<Option<u64>>,
     /// Per backend: its tools (empty until this shard listed them).
     pub tools: Vec<Vec<Tool>>,
     pub errors: Vec<RecentError>,
@@ -167,6 +172,16 @@ impl Inspect {
         if changed || info.tools.len() != n {
             info.tools.clone_from(&tools);
         }
+        let now = std::time::Instant::now();
+        info.circuit.clear();
+        info.circuit
+            .extend(shard.pools.iter().map(|p| p.circuit(now) as u8));
+        info.catalog_age_ms.clear();
+        info.catalog_age_ms.extend((0..n).map(|b| {
+            shard
+                .catalog_age(ListKind::Tools, b as u16, now)
+                .map(|a| a.as_millis() as u64)
+        }));
         info.errors.clear();
         info.errors.extend(self.errors.borrow().iter().cloned());
     }

@@ -98,6 +98,13 @@ pub struct ShardMetrics {
     pub backend_streams: Counter,
     /// Backend streams opened (re-opened ones included).
     pub backend_streams_opened: Counter,
+    /// List pages asked again after a timeout or a dropped connection (the retry budget's).
+    pub list_retries: Counter,
+    /// Times a backend's circuit opened (per shard, each backend's breaker its own).
+    pub circuit_opened: Counter,
+    /// Active health checks sent, and those that failed.
+    pub health_checks: Counter,
+    pub health_check_failures: Counter,
     /// Access-log lines dropped because the writer fell behind ([`crate::access`]).
     pub access_log_dropped: Counter,
     /// A session's list found a backend's catalog fresh in the shard's cache, and fetched it.
@@ -190,7 +197,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 35] = [
+    let metrics: [Series; 39] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -373,6 +380,30 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Backend GET and subscriptions/listen streams opened (re-opened included)",
             |m| &m.backend_streams_opened,
+        ),
+        (
+            "ringmux_list_retries_total",
+            "counter",
+            "Backend list pages asked again after a timeout or a dropped connection (within each backend's retry budget)",
+            |m| &m.list_retries,
+        ),
+        (
+            "ringmux_backend_circuit_opened_total",
+            "counter",
+            "Times a backend's circuit breaker opened (each shard's breaker its own)",
+            |m| &m.circuit_opened,
+        ),
+        (
+            "ringmux_health_checks_total",
+            "counter",
+            "Active health checks sent to backends (backends[].health_check)",
+            |m| &m.health_checks,
+        ),
+        (
+            "ringmux_health_check_failures_total",
+            "counter",
+            "Active health checks that failed (no answer, or a 5xx)",
+            |m| &m.health_check_failures,
         ),
         (
             "ringmux_access_log_dropped_lines_total",

@@ -363,6 +363,11 @@ async fn run_shard(
         ));
     }
     monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
+    for (b, pool) in shard.pools.iter().enumerate() {
+        if let Some(every) = pool.cfg.health_check {
+            monoio::spawn(crate::backend::health::run(shard.clone(), b, every));
+        }
+    }
     // The request statistics, published for the admin listener once a second; the access
     // log's batch sent as often.
     let publisher = shard.clone();

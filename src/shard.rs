@@ -248,6 +248,21 @@ impl Shard {
             .map(|i| i as u8 + 1)
     }
 
+    /// How old the freshest `kind` catalog of backend `b` this shard holds is.
+    pub fn catalog_age(
+        &self,
+        kind: ringmux_core::catalog::ListKind,
+        b: u16,
+        now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        self.views
+            .borrow()
+            .iter()
+            .filter_map(|(_, _, fed)| fed.fetched_at(kind, b))
+            .max()
+            .map(|t| now.saturating_duration_since(t))
+    }
+
     /// Backend `b`'s `kind` catalog as some view of this shard holds it.
     pub fn cached_catalog(
         &self,

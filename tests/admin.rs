@@ -617,3 +617,148 @@ fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
     assert!(!body.contains("ringmux_request_errors_total{"), "{body}");
     assert!(metric(&gw.admin, "ringmux_modern_requests_total") >= 1000);
 }
+
+/// The circuit breaker with active health checks: a backend that dies is found by the checks
+/// alone (no client call fails first), its circuit opens on every shard and calls fail fast
+/// while its tools stay listed from the last good catalog (its age growing); once it is back,
+/// the half-open probe (a health check) closes the circuit and calls go through again.
+#[test]
+fn the_circuit_opens_on_a_dead_backend_and_closes_after_recovery() {
+    let mut a = mock("a").start();
+    let b = mock("b").start();
+    let port = a
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let gw = gateway()
+        .shards(2)
+        .backend_with(
+            "a",
+            &a.url,
+            "retry_backoff_ms: 300\nconnect_timeout_ms: 500\nhealth_check:\n  interval_ms: 100",
+        )
+        .backend("b", &b.url)
+        .start();
+    let mut c = client(&gw.url);
+    let all = c.list_all("tools/list", "tools").unwrap().len();
+    assert!(all > 20);
+    let state = |body: &str, value: u8| {
+        (0..2).all(|s| {
+            body.contains(&format!(
+                "ringmux_backend_circuit_state{{backend=\"a\",shard=\"{s}\"}} {value}"
+            ))
+        })
+    };
+    let mut body = String::new();
+    assert!(
+        eventually(WAIT, || {
+            body = get(&gw.admin, "/metrics").1;
+            state(&body, 0) && metric(&gw.admin, "ringmux_health_checks_total") >= 4
+        }),
+        "{body}"
+    );
+    a.kill();
+    // The checks find it down; no client has called it.
+    assert!(
+        eventually(WAIT, || {
+            body = get(&gw.admin, "/metrics").1;
+            !state(&body, 0)
+        }),
+        "{body}"
+    );
+    assert!(metric(&gw.admin, "ringmux_health_check_failures_total") >= 1);
+    assert!(metric(&gw.admin, "ringmux_backend_circuit_opened_total") >= 1);
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32603, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("a"), "{r}");
+    // Lists keep coming, from the last good catalog.
+    assert_eq!(c.list_all("tools/list", "tools").unwrap().len(), all);
+    let ok = c
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "still"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&ok), "still");
+    assert!(
+        eventually(WAIT, || {
+            body = get(&gw.admin, "/metrics").1;
+            body.lines().any(|l| {
+                l.starts_with("ringmux_catalog_age_seconds{backend=\"a\"")
+                    && l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 0.5
+            })
+        }),
+        "{body}"
+    );
+    // Back on the same port: a health check, half-open, closes the circuit on every shard.
+    let _a = mock("a")
+        .arg("--listen", format!("127.0.0.1:{port}"))
+        .start();
+    assert!(
+        eventually(WAIT, || {
+            body = get(&gw.admin, "/metrics").1;
+            state(&body, 0)
+        }),
+        "{body}"
+    );
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "back"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "back", "{r}");
+}
+
+/// A bad circuit or health-check setting is refused with its key path.
+#[test]
+fn circuit_settings_are_checked() {
+    for (keys, want) in [
+        (
+            "circuit:\n      error_rate: 1.5",
+            "backends[0].circuit.error_rate",
+        ),
+        ("circuit:\n      window: 65", "backends[0].circuit.window"),
+        (
+            "circuit:\n      consecutive_failures: 0",
+            "backends[0].circuit",
+        ),
+        (
+            "health_check:\n      interval_ms: 10",
+            "backends[0].health_check.interval_ms",
+        ),
+    ] {
+        let cfg = std::env::temp_dir().join(format!("ringmux-circuit-{}.yaml", std::process::id()));
+        std::fs::write(
+            &cfg,
+            format!("listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    {keys}\n"),
+        )
+        .unwrap();
+        let (ok, _, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+        assert!(!ok && err.contains(want), "{keys}: {err}");
+    }
+}
+
+/// A list page lost to a dropped connection is asked again, within the backend's retry
+/// budget: the client gets the whole list, and the retry is counted.
+#[test]
+fn a_dropped_list_page_is_retried_within_the_budget() {
+    let a = mock("a").arg("--drop-lists", 2).start();
+    let b = mock("b").start();
+    let gw = gateway().backend("a", &a.url).backend("b", &b.url).start();
+    let mut c = client(&gw.url);
+    let tools = c.list_all("tools/list", "tools").unwrap();
+    assert_eq!(tools.len(), 28, "{}", gw.logs());
+    assert!(metric(&gw.admin, "ringmux_list_retries_total") >= 1);
+    assert_eq!(metric(&gw.admin, "ringmux_backend_circuit_opened_total"), 0);
+}

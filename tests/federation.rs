@@ -257,7 +257,8 @@ fn a_backend_down_degrades_only_itself() {
             .contains("doomed"),
         "{call}"
     );
-    // Cooling down: the next call fails fast, and lists come from the others.
+    // Its circuit is open: the next call fails fast, and lists keep its tools from the last
+    // good catalog (calls to them fail fast, naming it).
     let again = cl
         .request(
             "tools/call",
@@ -274,8 +275,7 @@ fn a_backend_down_degrades_only_itself() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     let tools = names(&cl.list_all("tools/list", "tools").unwrap());
-    assert_eq!(tools.len(), 11, "{tools:?}");
-    assert!(tools.iter().all(|t| t.starts_with("up__")));
+    assert_eq!(tools.len(), 24, "{tools:?}");
     let ok = cl
         .request(
             "tools/call",
@@ -283,7 +283,8 @@ fn a_backend_down_degrades_only_itself() {
         )
         .unwrap();
     assert_eq!(text_of(&ok), "still");
-    // A fresh session while the backend is down still initializes with the others.
+    // A fresh session while the backend is down initializes with the others (it never
+    // joined the dead one, so it lists only theirs).
     let mut fresh = client(&gw.url);
     assert_eq!(fresh.list_all("tools/list", "tools").unwrap().len(), 11);
     let logs = gw.logs();
@@ -291,6 +292,34 @@ fn a_backend_down_degrades_only_itself() {
         logs.contains("doomed"),
         "the log names the failed backend:\n{logs}"
     );
+}
+
+/// `circuit.hide_when_open`: while a backend's circuit is open, lists leave it out.
+#[test]
+fn an_open_circuit_can_hide_the_backend_from_lists() {
+    let up = mock("up").tools(11).start();
+    let mut doomed = mock("doomed").tools(13).start();
+    let gw = gateway()
+        .backend("up", &up.url)
+        .backend_with(
+            "doomed",
+            &doomed.url,
+            "retry_backoff_ms: 60000\nconnect_timeout_ms: 500\ncircuit:\n  hide_when_open: true",
+        )
+        .start();
+    let mut cl = client(&gw.url);
+    assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 24);
+    doomed.kill();
+    let call = cl
+        .request(
+            "tools/call",
+            json!({"name": "doomed__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&call), -32603, "{call}");
+    let tools = names(&cl.list_all("tools/list", "tools").unwrap());
+    assert_eq!(tools.len(), 11, "{tools:?}");
+    assert!(tools.iter().all(|t| t.starts_with("up__")));
 }
 
 #[test]

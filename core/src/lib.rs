@@ -34,6 +34,7 @@ pub mod auth;
 pub mod authz;
 pub mod backoff;
 pub mod catalog;
+pub mod circuit;
 pub mod config;
 pub mod era;
 pub mod error;

@@ -92,6 +92,9 @@ pub struct MockConfig {
     /// Requests on the MCP endpoint must carry `Authorization: Bearer <this>` (401 with a
     /// `WWW-Authenticate` challenge otherwise), as a backend that authenticates its callers.
     pub require_bearer: Option<String>,
+    /// The first this many `tools/list` requests get their connection closed with no answer
+    /// (a backend that drops a request now and then, for retries).
+    pub drop_lists: u32,
 }
 
 impl Default for MockConfig {
@@ -117,6 +120,7 @@ impl Default for MockConfig {
             dual: false,
             require_bearer: None,
             stall: None,
+            drop_lists: 0,
         }
     }
 }
@@ -130,6 +134,8 @@ pub(crate) struct Shared {
     pub stateless: Arc<session::Session>,
     /// When the server started (its stalls count from it).
     pub started: std::time::Instant,
+    /// `tools/list` requests still to drop ([`MockConfig::drop_lists`]).
+    pub lists_to_drop: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -139,6 +145,7 @@ impl Shared {
             sessions: Sessions::default(),
             stateless: session::Session::unregistered(),
             started: std::time::Instant::now(),
+            lists_to_drop: std::sync::atomic::AtomicU32::new(cfg.drop_lists),
             cfg,
         }
     }

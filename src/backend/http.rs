@@ -197,15 +197,11 @@ impl Pool {
                 let mut fresh = self.connect().await?;
                 match self.exchange(&mut fresh, out).await {
                     Ok((head, sent)) => self.finish(fresh, head, sent, out).await,
-                    Err(Attempt::Stale) => Err(UpstreamError::Protocol(
-                        "connection closed before a response".into(),
-                    )),
+                    Err(Attempt::Stale) => Err(UpstreamError::Dropped),
                     Err(Attempt::Failed(e)) => Err(e),
                 }
             }
-            Err(Attempt::Stale) => Err(UpstreamError::Protocol(
-                "connection closed before a response".into(),
-            )),
+            Err(Attempt::Stale) => Err(UpstreamError::Dropped),
             Err(Attempt::Failed(e)) => Err(e),
         }
     }

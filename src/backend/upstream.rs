@@ -1,5 +1,6 @@
-//! The backend client: per shard, a keep-alive connection pool to each backend, health with
-//! exponential backoff, and responses read as either a whole JSON body or an SSE event stream
+//! The backend client: per shard, a keep-alive connection pool to each backend, its circuit
+//! breaker ([`ringmux_core::circuit`]: passive outlier detection, exponential backoff,
+//! half-open probes), and responses read as either a whole JSON body or an SSE event stream
 //! handed out event by event (never buffered to the end).
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -7,7 +8,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ringmux_core::backoff::Backoff;
+use ringmux_core::circuit::{self, Breaker};
 use ringmux_core::config::{Backend, Era};
 use ringmux_core::version;
 
@@ -16,9 +17,6 @@ pub use super::http::{
 };
 use super::http::{Outgoing, Source};
 use crate::backend::stdio::{Answer, Failure, Link};
-
-/// Consecutive timeouts that mark a backend failed.
-const TIMEOUTS_BEFORE_FAILED: u32 = 3;
 
 /// Why a backend request failed. All of these are the backend's fault.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +27,9 @@ pub enum UpstreamError {
     Connect(io::Error),
     #[error("timed out")]
     Timeout,
+    /// The connection closed before any response byte (a fresh one too, after a pooled one).
+    #[error("protocol error: connection closed before a response")]
+    Dropped,
     #[error("no answer within request_deadline_ms ({0} ms)")]
     Deadline(u64),
     #[error("connection error: {0}")]
@@ -42,6 +43,28 @@ pub enum UpstreamError {
     #[error(transparent)]
     OverBudget(#[from] crate::bufs::OverBudget),
 }
+
+/// A `server/discover` request of the 2026-07-28 era, as ringmux asks it.
+pub fn discover_body() -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(
+        b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-probe\",\"method\":\"server/discover\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"",
+    );
+    body.extend_from_slice(ringmux_core::version::SESSIONLESS.as_bytes());
+    body.extend_from_slice(
+        b"\",\"io.modelcontextprotocol/clientCapabilities\":{},\"io.modelcontextprotocol/clientInfo\":{\"name\":\"ringmux\",\"version\":\"",
+    );
+    body.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    body.extend_from_slice(b"\"}}}}");
+    body
+}
+
+/// The retry budget of list fetches, in tenths of a retry: each fetch earns
+/// [`RETRY_EARNED`] (a retry per 5 fetches), up to [`RETRY_TOKENS_MAX`] (10 retries banked);
+/// a retry spends 10. A backend in trouble so gets at most 20% more list traffic from
+/// retries, never a storm.
+const RETRY_EARNED: u32 = 2;
+const RETRY_TOKENS_MAX: u32 = 100;
 
 /// A backend as seen from one shard.
 pub struct Pool {
@@ -59,9 +82,10 @@ pub struct Pool {
     /// A Streamable HTTP `initialize` succeeded here once ([`Pool::mark_spoke_http`]).
     spoke_http: Cell<bool>,
     pub(super) idle: RefCell<Vec<Conn>>,
-    health: Cell<Backoff>,
-    /// Consecutive request timeouts.
-    timeouts: Cell<u32>,
+    /// The backend's circuit breaker, as this shard sees it.
+    breaker: Cell<Breaker>,
+    /// Retries left for idempotent list fetches ([`Pool::take_retry`]), in tenths.
+    retry_tokens: Cell<u32>,
     /// The `instructions` the backend gave in its last `initialize` (or `server/discover`)
     /// answer on this shard, merged into ringmux's own. Kept per backend, not per session:
     /// a server's instructions rarely depend on the client, and 100k sessions would hold
@@ -138,8 +162,8 @@ impl Pool {
             metrics,
             spoke_http: Cell::new(false),
             idle: RefCell::new(Vec::new()),
-            health: Cell::new(Backoff::default()),
-            timeouts: Cell::new(0),
+            breaker: Cell::new(Breaker::default()),
+            retry_tokens: Cell::new(RETRY_TOKENS_MAX),
             instructions: RefCell::new(None),
         })
     }
@@ -160,11 +184,17 @@ impl Pool {
         }
     }
 
-    /// `Err` while the backend is cooling down after failures.
+    /// `Err` while the circuit is open (no exchange may go until its backoff passes). A
+    /// question only: half-open, it says yes, and the exchange itself takes a probe slot.
     pub fn check_health(&self, now: Instant) -> Result<(), UpstreamError> {
-        match self.health.get().waiting(now) {
-            Some(left) => Err(UpstreamError::CoolingDown(left.as_millis().max(1) as u64)),
-            None => Ok(()),
+        match self.breaker.get().state(now) {
+            circuit::State::Open => {
+                let left = self.breaker.get().admit(now, &self.cfg.circuit).err();
+                Err(UpstreamError::CoolingDown(
+                    left.unwrap_or_default().as_millis().max(1) as u64,
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -173,53 +203,100 @@ impl Pool {
         self.era.get()
     }
 
+    /// A list fetch was made: it earns a fraction of a retry.
+    pub fn earn_retry(&self) {
+        self.retry_tokens
+            .set((self.retry_tokens.get() + RETRY_EARNED).min(RETRY_TOKENS_MAX));
+    }
+
+    /// Whether a failed idempotent request (a list page) may be sent again now: the circuit
+    /// is not open and the budget has a retry left (then spent).
+    pub fn take_retry(&self) -> bool {
+        let left = self.retry_tokens.get();
+        if left < 10 || !self.is_healthy(Instant::now()) {
+            return false;
+        }
+        self.retry_tokens.set(left - 10);
+        if let Some(m) = &self.metrics {
+            m.list_retries.add(1);
+        }
+        true
+    }
+
+    /// The circuit's state now.
+    pub fn circuit(&self, now: Instant) -> circuit::State {
+        self.breaker.get().state(now)
+    }
+
     pub fn is_healthy(&self, now: Instant) -> bool {
         self.check_health(now).is_ok()
     }
 
-    /// Records a failure; the backend is skipped until the backoff passes.
+    /// Opens the circuit after a failure seen outside an exchange (an era probe's).
     pub fn mark_failed(&self, now: Instant, why: &dyn std::fmt::Display) {
-        let mut h = self.health.get();
-        let backoff = h.fail(now, self.cfg.retry_backoff);
-        self.health.set(h);
-        self.publish_cooling(crate::metrics::uptime_ms() + backoff.as_millis() as u64);
+        let mut b = self.breaker.get();
+        let wait = b.open(now, &self.cfg.circuit);
+        self.breaker.set(b);
+        self.opened(wait, b.failures(), why);
+    }
+
+    fn opened(&self, wait: Duration, failures: u32, why: &dyn std::fmt::Display) {
+        self.publish_cooling(crate::metrics::uptime_ms() + wait.as_millis() as u64);
+        if let Some(m) = &self.metrics {
+            m.circuit_opened.add(1);
+        }
         if self.cfg.era == Era::Auto && self.link.get().is_none() {
             // It may come back as another server: ask again.
             self.era.set(Era::Auto);
         }
-        tracing::warn!(backend = %self.cfg.name, failures = h.failures(), backoff_ms = backoff.as_millis() as u64, "backend failed: {why}");
+        tracing::warn!(backend = %self.cfg.name, failures, backoff_ms = wait.as_millis() as u64, "backend failed; circuit open: {why}");
     }
 
-    /// A refused connection or garbage marks the backend failed at once. A timeout does so only
-    /// after [`TIMEOUTS_BEFORE_FAILED`] in a row: one slow call (a tool waiting on a human)
-    /// must not take the backend away from every other session.
-    pub fn record_failure(&self, e: &UpstreamError) {
-        if matches!(
-            e,
-            UpstreamError::Deadline(_) | UpstreamError::TooLarge(_) | UpstreamError::OverBudget(_)
-        ) {
-            // The backend is alive: one call was too long or its answer too large (or the
-            // gateway short of memory), which says nothing of its other calls.
-            return;
-        }
-        if matches!(e, UpstreamError::Timeout) {
-            let n = self.timeouts.get() + 1;
-            self.timeouts.set(n);
-            if n < TIMEOUTS_BEFORE_FAILED {
-                tracing::warn!(backend = %self.cfg.name, consecutive = n, "backend request timed out");
-                return;
+    /// Records an exchange's outcome with the breaker (opening or closing the circuit).
+    fn record(&self, outcome: circuit::Outcome, why: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let mut b = self.breaker.get();
+        let change = b.record(now, outcome, &self.cfg.circuit);
+        self.breaker.set(b);
+        match change {
+            Some(Some(wait)) => self.opened(wait, b.failures(), why),
+            Some(None) => {
+                tracing::info!(backend = %self.cfg.name, "backend recovered; circuit closed");
+                self.publish_cooling(0);
             }
+            None if outcome == circuit::Outcome::Timeout => {
+                tracing::warn!(backend = %self.cfg.name, "backend request timed out")
+            }
+            None => {}
         }
-        self.mark_failed(Instant::now(), e);
     }
 
-    fn mark_ok(&self) {
-        self.timeouts.set(0);
-        let mut h = self.health.get();
-        if h.reset() {
-            tracing::info!(backend = %self.cfg.name, "backend recovered");
-            self.health.set(h);
-            self.publish_cooling(0);
+    /// A failed exchange. A refused connection or garbage counts at once; a timeout only
+    /// after a few in a row (one slow call, a tool waiting on a human, must not take the
+    /// backend away from every other session). A call that was too long or too large, or the
+    /// gateway short of memory, says nothing of the backend's other calls.
+    pub fn record_failure(&self, e: &UpstreamError) {
+        let outcome = match e {
+            UpstreamError::Deadline(_)
+            | UpstreamError::TooLarge(_)
+            | UpstreamError::OverBudget(_) => circuit::Outcome::Success,
+            // Transient more often than not (a restart, an idle close): like a timeout, it
+            // counts after a few in a row.
+            UpstreamError::Timeout | UpstreamError::Dropped => circuit::Outcome::Timeout,
+            // Refused by the breaker itself: no exchange happened.
+            UpstreamError::CoolingDown(_) => return,
+            _ => circuit::Outcome::Hard,
+        };
+        self.record(outcome, e);
+    }
+
+    /// A backend that answered: a server error (5xx) counts toward the error rate.
+    fn record_answer(&self, status: Status) {
+        match status {
+            Status::Refused(s) if s >= 500 => {
+                self.record(circuit::Outcome::Soft, &format_args!("answered {s}"))
+            }
+            _ => self.record(circuit::Outcome::Success, &""),
         }
     }
 
@@ -285,16 +362,7 @@ impl Pool {
         if self.era.get() != Era::Auto {
             return Ok(self.era.get());
         }
-        let mut body = Vec::with_capacity(256);
-        body.extend_from_slice(
-            b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-probe\",\"method\":\"server/discover\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"",
-        );
-        body.extend_from_slice(ringmux_core::version::SESSIONLESS.as_bytes());
-        body.extend_from_slice(
-            b"\",\"io.modelcontextprotocol/clientCapabilities\":{},\"io.modelcontextprotocol/clientInfo\":{\"name\":\"ringmux\",\"version\":\"",
-        );
-        body.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
-        body.extend_from_slice(b"\"}}}}");
+        let body = discover_body();
         let resp = self
             .post_sessionless(&body, "server/discover", None, Instant::now())
             .await?;
@@ -418,13 +486,18 @@ impl Pool {
         out: &Outgoing<'_>,
         now: Instant,
     ) -> Result<Response, UpstreamError> {
-        self.check_health(now)?;
+        let mut b = self.breaker.get();
+        let admitted = b.admit(now, &self.cfg.circuit);
+        self.breaker.set(b);
+        if let Err(left) = admitted {
+            return Err(UpstreamError::CoolingDown(left.as_millis().max(1) as u64));
+        }
         let result = match self.link.get() {
             Some(link) => self.over_stdio(link, out).await,
             None => self.request_inner(out).await,
         };
         match &result {
-            Ok(_) => self.mark_ok(),
+            Ok(r) => self.record_answer(r.status),
             Err(e) => self.record_failure(e),
         }
         result

@@ -13,7 +13,7 @@ use ringmux_core::jsonrpc::{self, raw_str, Message};
 
 use super::dispatch::send;
 use super::relay;
-use crate::backend::upstream::{final_message, Pool, Status};
+use crate::backend::upstream::{final_message, Pool, Status, UpstreamError};
 use crate::bufs;
 use crate::federation::{Federation, Merged};
 use crate::reply::Reply;
@@ -61,9 +61,23 @@ async fn fetch_catalog(
             jsonrpc::write_str(&mut body, c);
         }
         body.extend_from_slice(b"}}");
-        let msg = call_backend(shard, session, pool, &body)
-            .await
-            .map_err(|e| e.to_string())?;
+        pool.earn_retry();
+        // A list is idempotent: a page lost to a timeout or a dropped connection is asked
+        // again once, within the backend's retry budget.
+        let msg = match call_backend(shard, session, pool, &body).await {
+            Err(BackendFailure::Upstream(e))
+                if matches!(
+                    e,
+                    UpstreamError::Timeout | UpstreamError::Dropped | UpstreamError::Io(_)
+                )
+                    && pool.take_retry() =>
+            {
+                tracing::debug!(backend = %pool.name(), list = kind.method(), "list page retried: {e}");
+                call_backend(shard, session, pool, &body).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.to_string())?;
         let parsed = jsonrpc::parse(&msg).map_err(|e| e.to_string())?;
         let result = match (parsed.result, parsed.error) {
             (Some(r), _) => r,
@@ -130,8 +144,9 @@ pub(crate) async fn refresh(
     if !fetches.is_empty() {
         join_all(fetches).await;
     }
-    // Backends cooling down stay in the index (their calls then fail fast naming them);
-    // list pages leave them out through the view filter.
+    // A backend whose circuit is open stays in the index, served from its last good catalog
+    // (its calls fail fast naming it); with `circuit.hide_when_open` list pages leave it out
+    // through the view filter.
     fed.merged(
         kind,
         |b| session.is_ready(b),
@@ -184,7 +199,8 @@ pub(crate) async fn list(
         cursor,
         shard.cfg.limits.page_size,
         |source, item| {
-            shard.pools[merged.backends[source] as usize].is_healthy(now)
+            let pool = &shard.pools[merged.backends[source] as usize];
+            (!pool.cfg.hide_when_open || pool.is_healthy(now))
                 && decisions.as_ref().is_none_or(|d| d.visible(source, item))
                 && shaped.is_none_or(|s| s.shows(source, item))
         },

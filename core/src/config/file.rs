@@ -439,6 +439,54 @@ pub struct BackendFile {
     /// it keeps failing); calls fail fast meanwhile.
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff_ms: u64,
+    /// The circuit breaker: when failures open it (it stays open for `retry_backoff_ms`,
+    /// doubling), how it probes before closing, and what lists show meanwhile.
+    #[serde(default)]
+    pub circuit: CircuitFile,
+    /// Active health checks: a `ping` (a 2026-07-28 backend: `server/discover`) at an
+    /// interval from every shard; a failed one counts like a failed call, and one that
+    /// answers closes a half-open circuit. HTTP backends only (stdio children are watched
+    /// by their supervisor). Absent: none.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckFile>,
+}
+
+/// `backends[].circuit` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitFile {
+    /// Refused connections or unreadable answers in a row that open the circuit (timeouts
+    /// count after 3 in a row).
+    pub consecutive_failures: u32,
+    /// The share of failed exchanges (5xx answers and timeouts included) among the last
+    /// `window` that opens it; 0 turns this off.
+    pub error_rate: f32,
+    /// Exchanges the error rate is taken over (at most 64).
+    pub window: u32,
+    /// Exchanges let through at once when half-open.
+    pub half_open_probes: u32,
+    /// Leave the backend's tools, prompts and resources out of lists while open (default:
+    /// keep serving them from the last good catalog; calls to them fail fast).
+    pub hide_when_open: bool,
+}
+
+impl Default for CircuitFile {
+    fn default() -> Self {
+        CircuitFile {
+            consecutive_failures: 1,
+            error_rate: 0.0,
+            window: 20,
+            half_open_probes: 1,
+            hide_when_open: false,
+        }
+    }
+}
+
+/// `backends[].health_check` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    pub interval_ms: u64,
 }
 
 fn yes() -> bool {

@@ -215,6 +215,12 @@ pub struct Backend {
     pub request_deadline: Duration,
     pub max_response: usize,
     pub retry_backoff: Duration,
+    /// The circuit breaker's policy (`circuit:`; its base wait is `retry_backoff`).
+    pub circuit: crate::circuit::Policy,
+    /// `circuit.hide_when_open`.
+    pub hide_when_open: bool,
+    /// Active health checks' interval (`None`: none).
+    pub health_check: Option<Duration>,
     /// Set for a stdio backend (then `url`, `authority`, `addrs` and `path` are empty).
     pub stdio: Option<StdioCommand>,
     /// A legacy HTTP+SSE (2024-11-05) server: `path` is its SSE endpoint.
@@ -556,6 +562,32 @@ impl File {
                     return Err(err(at(k), "must be greater than 0"));
                 }
             }
+            let c = &b.circuit;
+            if c.consecutive_failures == 0 || c.half_open_probes == 0 {
+                return Err(err(
+                    at("circuit"),
+                    "consecutive_failures and half_open_probes must be at least 1",
+                ));
+            }
+            if !(0.0..=1.0).contains(&c.error_rate) {
+                return Err(err(at("circuit.error_rate"), "a share between 0 and 1"));
+            }
+            if !(1..=crate::circuit::MAX_WINDOW).contains(&c.window) {
+                return Err(err(at("circuit.window"), "between 1 and 64"));
+            }
+            let health_check = match &b.health_check {
+                Some(h) if h.interval_ms < 100 => {
+                    return Err(err(at("health_check.interval_ms"), "at least 100"))
+                }
+                Some(_) if stdio.is_some() => {
+                    return Err(err(
+                        at("health_check"),
+                        "stdio backends are watched by their supervisor",
+                    ))
+                }
+                Some(h) => Some(Duration::from_millis(h.interval_ms)),
+                None => None,
+            };
             let credentials = match b.credentials {
                 Some(_) if stdio.is_some() => {
                     return Err(err(
@@ -600,6 +632,15 @@ impl File {
                 ),
                 max_response,
                 retry_backoff: Duration::from_millis(b.retry_backoff_ms),
+                circuit: crate::circuit::Policy {
+                    base: Duration::from_millis(b.retry_backoff_ms),
+                    consecutive_failures: b.circuit.consecutive_failures,
+                    error_rate: b.circuit.error_rate,
+                    window: b.circuit.window,
+                    probes: b.circuit.half_open_probes,
+                },
+                hide_when_open: b.circuit.hide_when_open,
+                health_check,
                 stdio,
                 legacy_sse,
                 era,

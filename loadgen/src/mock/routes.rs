@@ -593,6 +593,20 @@ async fn request(
     if !sh.cfg.latency.is_zero() {
         crate::load::pace::sleep(sh.cfg.latency, LATENCY_SPIN).await;
     }
+    if msg.method == "tools/list"
+        && sh
+            .lists_to_drop
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    {
+        return Err(io::Error::other(
+            "tools/list dropped as asked (--drop-lists)",
+        ));
+    }
     result_prefix(out, id);
     let result_at = out.len();
     let call = Call {
