@@ -252,9 +252,9 @@ impl Pool {
         tracing::warn!(backend = %self.cfg.name, failures, backoff_ms = wait.as_millis() as u64, "backend failed; circuit open: {why}");
     }
 
-    /// Records an exchange's outcome with the breaker (opening or closing the circuit).
-    fn record(&self, outcome: circuit::Outcome, why: &dyn std::fmt::Display) {
-        let now = Instant::now();
+    /// Records an exchange's outcome with the breaker (opening or closing the circuit) at
+    /// `now` (a failure's own time: a backoff counts from it).
+    fn record(&self, now: Instant, outcome: circuit::Outcome, why: &dyn std::fmt::Display) {
         let mut b = self.breaker.get();
         let change = b.record(now, outcome, &self.cfg.circuit);
         self.breaker.set(b);
@@ -287,17 +287,17 @@ impl Pool {
             UpstreamError::CoolingDown(_) => return,
             _ => circuit::Outcome::Hard,
         };
-        self.record(outcome, e);
+        self.record(Instant::now(), outcome, e);
     }
 
-    /// A backend that answered: a server error (5xx) counts toward the error rate.
+    /// A backend that answered: a server error (5xx) counts toward the error rate. (The
+    /// time is the answer's: a circuit that opened while this exchange was out stays open.)
     fn record_answer(&self, status: Status) {
-        match status {
-            Status::Refused(s) if s >= 500 => {
-                self.record(circuit::Outcome::Soft, &format_args!("answered {s}"))
-            }
-            _ => self.record(circuit::Outcome::Success, &""),
-        }
+        let outcome = match status {
+            Status::Refused(s) if s >= 500 => circuit::Outcome::Soft,
+            _ => circuit::Outcome::Success,
+        };
+        self.record(Instant::now(), outcome, &format_args!("answered {status}"));
     }
 
     /// Tells the admin listener until when this shard skips the backend.
