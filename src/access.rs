@@ -12,7 +12,8 @@
 //! A line: `time`, `principal` (its id, never a credential), `session`, `era`, `route`,
 //! `method`, `name` (a tool's or prompt's, as the client wrote it), `uri`, `backend`,
 //! `status` (HTTP), `code` and `side` (a JSON-RPC error's), `latency_us`, `bytes_in`,
-//! `bytes_out` (a streamed answer's: 0, its events being the backend's).
+//! `bytes_out` (a streamed answer's: 0, its events being the backend's), and with `traces:`
+//! `trace_id`.
 
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
@@ -106,11 +107,12 @@ impl Shard {
         &self,
         shard: &crate::shard::Shard,
         req: &Finished<'_>,
-        backend: Option<u16>,
+        outcome: &crate::observe::Outcome,
         reply: &Reply,
         error: Option<(i64, Side)>,
         took: Duration,
     ) {
+        let (backend, span) = (outcome.backend(), outcome.span());
         let mut b = self.batch.borrow_mut();
         b.extend_from_slice(b"{\"time\":\"");
         self.time(&mut b);
@@ -173,6 +175,12 @@ impl Shard {
         b.extend_from_slice(fmt_u64(&mut n, req.bytes_in as u64));
         b.extend_from_slice(b",\"bytes_out\":");
         b.extend_from_slice(fmt_u64(&mut n, out as u64));
+        if let Some(s) = span {
+            // The trace id: the 32 hex digits of the span's `traceparent`.
+            b.extend_from_slice(b",\"trace_id\":\"");
+            b.extend_from_slice(&s.traceparent()[3..35]);
+            b.push(b'"');
+        }
         b.extend_from_slice(b"}\n");
         if b.len() >= BATCH_BYTES {
             self.send(&mut b, &shard.metrics);

@@ -42,6 +42,7 @@ pub mod latency;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod otel;
 pub mod peers;
 pub mod pipeline;
 pub mod probe;

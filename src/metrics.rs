@@ -98,6 +98,11 @@ pub struct ShardMetrics {
     pub backend_streams: Counter,
     /// Backend streams opened (re-opened ones included).
     pub backend_streams_opened: Counter,
+    /// Spans exported, and dropped because an export failed (shard 0's, written by the
+    /// exporter thread alone); spans a shard dropped because the exporter's queue was full.
+    pub trace_spans_exported: Counter,
+    pub trace_spans_dropped: Counter,
+    pub trace_spans_dropped_shard: Counter,
     /// List pages asked again after a timeout or a dropped connection (the retry budget's).
     pub list_retries: Counter,
     /// Times a backend's circuit opened (per shard, each backend's breaker its own).
@@ -197,7 +202,7 @@ type Series = (
 /// Renders Prometheus text for all shards.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let metrics: [Series; 39] = [
+    let metrics: [Series; 42] = [
         (
             "ringmux_requests_total",
             "counter",
@@ -380,6 +385,24 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Backend GET and subscriptions/listen streams opened (re-opened included)",
             |m| &m.backend_streams_opened,
+        ),
+        (
+            "ringmux_trace_spans_exported_total",
+            "counter",
+            "Spans exported to the OTLP/HTTP collector (traces:)",
+            |m| &m.trace_spans_exported,
+        ),
+        (
+            "ringmux_trace_spans_dropped_total",
+            "counter",
+            "Spans dropped because their export failed",
+            |m| &m.trace_spans_dropped,
+        ),
+        (
+            "ringmux_trace_spans_queue_full_total",
+            "counter",
+            "Spans a shard dropped because the exporter's queue was full",
+            |m| &m.trace_spans_dropped_shard,
         ),
         (
             "ringmux_list_retries_total",

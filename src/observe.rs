@@ -21,6 +21,8 @@ pub struct Outcome {
     backend: Cell<u16>,
     /// The JSON-RPC code of the backend's whole answer: 0 none, 1 a result, else the code.
     answered: Cell<i64>,
+    /// The request's span and its start (Unix ns), with `traces:`.
+    span: Option<(crate::otel::SpanCtx, u64)>,
 }
 
 const NONE: u16 = u16::MAX;
@@ -30,11 +32,38 @@ impl Default for Outcome {
         Outcome {
             backend: Cell::new(NONE),
             answered: Cell::new(0),
+            span: None,
         }
     }
 }
 
 impl Outcome {
+    /// The outcome of a request starting now: with `traces:`, its span (a child of the
+    /// client's `traceparent` header, else of its `params._meta.traceparent`, else a root).
+    #[inline]
+    pub fn begin(
+        shard: &Shard,
+        header: Option<ringmux_core::trace::TraceParent>,
+        meta: Option<&ringmux_core::jsonrpc::Meta<'_>>,
+    ) -> Outcome {
+        let Some(tracer) = &shard.tracer else {
+            return Outcome::default();
+        };
+        let parent = header.or_else(|| {
+            let raw = meta?.traceparent?;
+            ringmux_core::trace::TraceParent::parse(raw.get().trim_matches('"').as_bytes())
+        });
+        Outcome {
+            span: Some((tracer.request_span(parent), crate::otel::now_ns())),
+            ..Outcome::default()
+        }
+    }
+
+    /// The request's span, with `traces:`.
+    pub fn span(&self) -> Option<crate::otel::SpanCtx> {
+        self.span.map(|(s, _)| s)
+    }
+
     /// The request goes to backend `b`.
     #[inline]
     pub fn forwarded(&self, b: u16) {
@@ -163,7 +192,40 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         });
     }
     if let Some(log) = &shard.access {
-        log.write(shard, req, backend, reply, error, took);
+        log.write(shard, req, outcome, reply, error, took);
+    }
+    if let (Some(tracer), Some((ctx, start_ns))) = (&shard.tracer, outcome.span) {
+        let name = match req.name.or(req.uri) {
+            Some(n) => {
+                serde_json::from_str::<std::borrow::Cow<'_, str>>(n.get()).unwrap_or_default()
+            }
+            None => "".into(),
+        };
+        let mut span = crate::otel::Finished::new(
+            ctx,
+            true,
+            req.method,
+            start_ns,
+            start_ns + took.as_nanos() as u64,
+            req.route,
+            backend,
+            &name,
+        );
+        span.error = error.map(|(c, s)| (c, s.as_str()));
+        span.status = reply_status(reply);
+        tracer.record(span, &shard.metrics);
+    }
+}
+
+/// The HTTP status a reply goes out with.
+pub fn reply_status(reply: &Reply) -> u16 {
+    match reply {
+        Reply::Status(s) => *s,
+        Reply::Json { status, .. }
+        | Reply::Text { status, .. }
+        | Reply::Challenge { status, .. } => *status,
+        Reply::Stream(_) => 200,
+        Reply::Limited { .. } => 429,
     }
 }
 

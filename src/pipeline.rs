@@ -177,6 +177,7 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
             req.body,
             admitted,
             req.facts.clone(),
+            req.trace,
         ),
         (Op::Get { last_event_id }, _) => match req.session {
             Some(id) => crate::handlers::lifecycle::open_get(
@@ -219,6 +220,7 @@ pub async fn run(shard: &Rc<Shard>, req: Request<'_>) -> Reply {
                 admitted,
                 request.route,
                 request.facts.as_ref(),
+                request.trace,
             )
             .await
         }
@@ -239,6 +241,7 @@ pub async fn message(
     admitted: Option<crate::limits::Admitted>,
     route: u8,
     facts: Option<&std::sync::Arc<crate::request::Facts>>,
+    trace: Option<ringmux_core::trace::TraceParent>,
 ) -> Reply {
     shard.metrics.requests.add(1);
     if era == ClientEra::Sessionless {
@@ -257,7 +260,7 @@ pub async fn message(
         };
         let key = session_id.expect("a 2026-07-28 request names its principal session");
         return sessionless(
-            shard, principal, key, body, parsed, sse, admitted, route, facts,
+            shard, principal, key, body, parsed, sse, admitted, route, facts, trace,
         )
         .await;
     }
@@ -295,7 +298,7 @@ pub async fn message(
                 bytes_in: body.len(),
                 started: std::time::Instant::now(),
             };
-            let outcome = Outcome::default();
+            let outcome = Outcome::begin(shard, trace, msg.params.meta.as_ref());
             let call = Call {
                 body,
                 session: session_id,
@@ -345,6 +348,7 @@ async fn sessionless(
     admitted: Option<crate::limits::Admitted>,
     route: u8,
     facts: Option<&std::sync::Arc<crate::request::Facts>>,
+    trace: Option<ringmux_core::trace::TraceParent>,
 ) -> Reply {
     let msg = &parsed.msg;
     let Some(id) = msg.id else {
@@ -369,7 +373,7 @@ async fn sessionless(
         bytes_in: body.len(),
         started: std::time::Instant::now(),
     };
-    let outcome = Outcome::default();
+    let outcome = Outcome::begin(shard, trace, msg.params.meta.as_ref());
     let reply = crate::handlers::modern::serve(
         shard, key, principal, entry, body, parsed, sse, admitted, route, facts, &outcome,
     )
@@ -387,6 +391,7 @@ fn post_legacy(
     body: &[u8],
     admitted: Option<crate::limits::Admitted>,
     facts: Option<std::sync::Arc<crate::request::Facts>>,
+    trace: Option<ringmux_core::trace::TraceParent>,
 ) -> Reply {
     let known = shard.session(Some(id), &principal, 0).is_some()
         || shard
@@ -413,6 +418,7 @@ fn post_legacy(
             admitted,
             0,
             facts.as_ref(),
+            trace,
         )
         .await;
         // A rate limit's refusal goes on the stream like any answer.

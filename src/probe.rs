@@ -404,10 +404,23 @@ impl Client {
 
     /// Sends a request and returns its response message (the last message of an SSE body).
     pub fn request(&mut self, method: &str, params: Value) -> io::Result<Value> {
+        self.request_with_headers(method, params, &[])
+    }
+
+    /// [`Client::request`] with more headers.
+    pub fn request_with_headers(
+        &mut self,
+        method: &str,
+        params: Value,
+        extra: &[(&str, &str)],
+    ) -> io::Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
-        let resp =
-            self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))?;
+        let body = serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .expect("serializing a Value");
+        let resp = self.send("POST", &body, extra)?;
         resp.messages()
             .into_iter()
             .rfind(|m| m.get("id") == Some(&json!(id)))

@@ -229,6 +229,8 @@ pub struct Request<'a> {
     pub route: u8,
     /// What rules may read of it (`None`: no rule of its endpoint reads `request`).
     pub facts: Option<std::sync::Arc<Facts>>,
+    /// The client's `traceparent` header (read only with `traces:`).
+    pub trace: Option<ringmux_core::trace::TraceParent>,
 }
 
 /// What a request presents to authentication.
@@ -249,6 +251,7 @@ pub struct OwnedRequest {
     pub body: Vec<u8>,
     pub route: u8,
     pub facts: Option<std::sync::Arc<Facts>>,
+    pub trace: Option<ringmux_core::trace::TraceParent>,
 }
 
 impl Request<'_> {
@@ -263,6 +266,7 @@ impl Request<'_> {
             body,
             route: self.route,
             facts: self.facts.clone(),
+            trace: self.trace,
         }
     }
 }
@@ -279,6 +283,7 @@ impl OwnedRequest {
             credential: Credential::Done,
             route: self.route,
             facts: self.facts.clone(),
+            trace: self.trace,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Server {
     peers: Peers,
     /// The access log's writer thread (`None` without `access_log:`).
     access: Option<crate::access::Writer>,
+    /// The trace exporter's thread (`None` without `traces:`).
+    traces: Option<crate::otel::Exporter>,
 }
 
 /// The gateway's state as the admin listener reports it (never read on the request path).
@@ -184,6 +186,20 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         }
         None => None,
     };
+    // The trace exporter; each shard batches its spans for it.
+    let traces = match &cfg.traces {
+        Some(t) => {
+            let mut routes = vec![cfg.path.clone()];
+            routes.extend(cfg.routes.iter().map(|r| r.path.clone()));
+            let names = crate::otel::Names {
+                service: t.service_name.clone(),
+                backends: cfg.backends.iter().map(|b| b.name.clone()).collect(),
+                routes,
+            };
+            Some(crate::otel::Exporter::start(t, names, metrics[0].clone())?)
+        }
+        None => None,
+    };
     // Tool safety's thread (it owns the pin file) and each shard's end of it.
     let mut safety_control = None;
     let safety: Vec<Option<crate::safety::Feed>> = match &cfg.tool_safety {
@@ -252,6 +268,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
             None => None,
         };
         let access = access.as_ref().map(crate::access::Writer::shard);
+        let tracer = traces.as_ref().map(|t| t.tracer(id));
         let thread = std::thread::Builder::new()
             .name(format!("ringmux-shard-{id}"))
             .spawn(move || {
@@ -272,6 +289,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
                     tls,
                     audit,
                     access,
+                    tracer,
                     safety,
                     up,
                 };
@@ -290,6 +308,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         threads,
         peers,
         access,
+        traces,
     })
 }
 
@@ -306,6 +325,8 @@ struct StdioChildren {
     audit: Option<std::fs::File>,
     /// (And its end of the access log.)
     access: Option<crate::access::Shard>,
+    /// (And its end of the trace exporter.)
+    tracer: Option<crate::otel::Tracer>,
     /// (And its end of the tool safety thread.)
     safety: Option<crate::safety::Feed>,
     /// (And where it says it is up.)
@@ -334,6 +355,7 @@ async fn run_shard(
         stdio.tls,
         stdio.audit,
         stdio.access,
+        stdio.tracer,
         stdio.safety,
     );
     // Counted up while this function runs (a shard that panics is down again).
@@ -381,6 +403,9 @@ async fn run_shard(
             if let Some(a) = &publisher.access {
                 a.flush(&publisher.metrics);
             }
+            if let Some(t) = &publisher.tracer {
+                t.flush(&publisher.metrics);
+            }
         }
     });
     let sweeper = shard.clone();
@@ -422,6 +447,9 @@ async fn run_shard(
     if let Some(a) = &shard.access {
         a.close();
     }
+    if let Some(t) = &shard.tracer {
+        t.close();
+    }
     tracing::info!(shard = id, "shard stopped");
 }
 
@@ -439,6 +467,9 @@ impl Server {
         }
         if let Some(a) = self.access {
             a.join();
+        }
+        if let Some(t) = self.traces {
+            t.join();
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Shard {
     pub latency: crate::latency::Recorder,
     /// Recent errors and what the admin API shows of this shard ([`crate::inspect`]).
     pub inspect: crate::inspect::Inspect,
+    /// Traces (`traces:`), this shard's ids and batch of spans ([`crate::otel`]).
+    pub tracer: Option<crate::otel::Tracer>,
     /// The access log (`access_log:`), this shard's batch of lines ([`crate::access`]).
     pub access: Option<crate::access::Shard>,
     /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
@@ -117,6 +119,7 @@ impl Shard {
         tls: Option<crate::tls::Listener>,
         audit: Option<std::fs::File>,
         access: Option<crate::access::Shard>,
+        tracer: Option<crate::otel::Tracer>,
         safety: Option<crate::safety::Feed>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
@@ -198,6 +201,7 @@ impl Shard {
             wants_address,
             latency: Default::default(),
             inspect: Default::default(),
+            tracer,
             access,
             audit,
             safety,

@@ -29,6 +29,10 @@
 #               ROUTE=fixed 35,587 and 4 allocator calls (39,986 and 17 with a Value round trip).
 #   2026-12-04  the admin listener (issue 18) 28,710; latency histograms per method (two clock
 #               reads and an HDR record per request) 29,012-29,045 (+1.1%).
+#   2026-12-04  issue 18, one after the other: latency series per route, backend, method and
+#               tool with error counts 29,157; ACCESS=1 (access log) 30,631; the circuit
+#               breaker 29,319-29,330; traces plumbed, off: aaf3041 29,359 -> 29,497 (+138;
+#               ACCESS=1 31,060); TRACES=1 (every request sampled) 29,869.
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
@@ -40,6 +44,7 @@
 #   call's arguments, evaluated (CEL) on every call
 #   ROUTE=rename calls through a virtual server (routes:) that renames the tool and describes it
 #   anew; ROUTE=fixed through one that fixes its argument (the call body rewritten per call)
+#   TRACES=1 turns traces on (every request sampled: a server and a client span per call)
 #   ACCESS=1 turns the access log on (to a file; lines batched per shard, written by a thread)
 #   TLS=1 puts the client's connection under TLS (a certificate made here with openssl); the
 #   handshake falls in both dumps and cancels out, so the figure is TLS's cost per call
@@ -130,6 +135,11 @@ routes:
         $OVERRIDE
 YAML
   export MCP_PATH=/v/mcp
+fi
+if [[ "${TRACES:-}" == 1 ]]; then
+  # Every request sampled; nothing listens there, so the exporter's posts fail and count
+  # the spans dropped (its thread's work is not the shard's).
+  printf 'traces:\n  endpoint: http://127.0.0.1:9/v1/traces\n  sample_ratio: 1\n' >>"$WORK/gw.yaml"
 fi
 if [[ "${ACCESS:-}" == 1 ]]; then
   printf 'access_log:\n  path: %s\n' "$WORK/access.jsonl" >>"$WORK/gw.yaml"

@@ -88,6 +88,23 @@ pub fn request_head(data: &[u8]) {
     let _ = http::parse_response(data, 8 * 1024);
 }
 
+/// `traceparent` never panics; a value it accepts writes back as the same version-00 value
+/// (lowercase hex, its trace and span ids non-zero), which parses to the same context.
+pub fn traceparent(data: &[u8]) {
+    let Some(t) = crate::trace::TraceParent::parse(data) else {
+        return;
+    };
+    assert!(t.trace_id != [0; 16] && t.span_id != [0; 8]);
+    let out = t.write();
+    assert_eq!(crate::trace::TraceParent::parse(&out), Some(t));
+    let v = data.trim_ascii();
+    if v.starts_with(b"00-") {
+        assert_eq!(&out[..], v);
+    } else {
+        assert_eq!(&out[3..], &v[3..crate::trace::LEN]);
+    }
+}
+
 /// The `Authorization` reader never panics; a credential it accepts is a non-empty part of
 /// the value, within the size bound, made of token characters; a challenge built for any
 /// metadata URL and scope is one line whose quoted strings stay closed.
@@ -483,6 +500,21 @@ mod tests {
             mask(seed);
             for _ in 0..1500 {
                 mask(&mutate(&mut rng, seed));
+            }
+        }
+    }
+
+    #[test]
+    fn traceparent_properties_hold() {
+        let mut rng = Rng(0x5eed_0008);
+        for seed in [
+            &b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..],
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-later",
+            b" 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03 ",
+        ] {
+            traceparent(seed);
+            for _ in 0..3000 {
+                traceparent(&mutate(&mut rng, seed));
             }
         }
     }

@@ -74,6 +74,8 @@ pub struct RequestHeaders {
     pub mcp_method: Option<Range<usize>>,
     /// `Mcp-Name` (2026-07-28): must equal `params.name` / `params.uri`.
     pub mcp_name: Option<Range<usize>>,
+    /// `traceparent` (W3C trace context).
+    pub traceparent: Option<Range<usize>>,
     /// A header that must appear once (`Host`, `Authorization`, `Mcp-Session-Id`,
     /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) given more than once: its name. Readers of the first and of
     /// the last copy would disagree. With an absolute-form target, `host` is the target's
@@ -278,6 +280,7 @@ pub fn parse_request(
                 &mut h.mcp_method
             }
             6 if header.name.eq_ignore_ascii_case("accept") => &mut h.accept,
+            11 if header.name.eq_ignore_ascii_case("traceparent") => &mut h.traceparent,
             6 if header.name.eq_ignore_ascii_case("origin") => &mut h.origin,
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
             13 if header.name.eq_ignore_ascii_case("authorization") => {

@@ -162,6 +162,8 @@ pub struct Reference<'a> {
 #[derive(Debug, Default)]
 pub struct Meta<'a> {
     pub progress_token: Option<Raw<'a>>,
+    /// `_meta.traceparent`: W3C trace context, as MCP's convention carries it.
+    pub traceparent: Option<Raw<'a>>,
 }
 
 /// Why a walk stopped: bad JSON, or good JSON that is not a valid message (which of the two
@@ -326,6 +328,7 @@ fn params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>, Fault> {
                 members(c, l, "params._meta", |c, key| {
                     match key {
                         "progressToken" => set_raw(&mut m.progress_token, c, l, key, 3)?,
+                        "traceparent" => set_raw(&mut m.traceparent, c, l, key, 3)?,
                         _ => c.skip(3)?,
                     }
                     Ok(())

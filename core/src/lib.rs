@@ -53,5 +53,6 @@ pub mod safety;
 pub mod seal;
 pub mod shape;
 pub mod sse;
+pub mod trace;
 pub mod uris;
 pub mod version;

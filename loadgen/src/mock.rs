@@ -95,6 +95,8 @@ pub struct MockConfig {
     /// The first this many `tools/list` requests get their connection closed with no answer
     /// (a backend that drops a request now and then, for retries).
     pub drop_lists: u32,
+    /// List the `traceparent` tool (it answers the `traceparent` header its call came with).
+    pub trace: bool,
 }
 
 impl Default for MockConfig {
@@ -121,6 +123,7 @@ impl Default for MockConfig {
             require_bearer: None,
             stall: None,
             drop_lists: 0,
+            trace: false,
         }
     }
 }

@@ -51,8 +51,14 @@ async fn check(pool: &Rc<Pool>) -> bool {
                 .await
         }
         Era::Stateful => {
-            pool.post(None, ringmux_core::version::LATEST_STATEFUL, PING, now)
-                .await
+            pool.post(
+                None,
+                ringmux_core::version::LATEST_STATEFUL,
+                PING,
+                now,
+                None,
+            )
+            .await
         }
     };
     match answer {

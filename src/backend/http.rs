@@ -221,9 +221,10 @@ impl Pool {
         } else {
             b"text/event-stream"
         };
-        let mut extra: [(&str, &[u8]); 8] = [
+        let mut extra: [(&str, &[u8]); 9] = [
             ("accept", accept),
             ("mcp-protocol-version", out.protocol_version.as_bytes()),
+            ("", b""),
             ("", b""),
             ("", b""),
             ("", b""),
@@ -251,6 +252,7 @@ impl Pool {
             ("last-event-id", out.last_event_id.map(str::as_bytes)),
             ("mcp-method", out.mcp_method.map(str::as_bytes)),
             ("mcp-name", out.mcp_name.map(str::as_bytes)),
+            ("traceparent", out.traceparent),
         ] {
             if let Some(v) = value {
                 extra[n] = (name, v);
@@ -390,6 +392,8 @@ pub(super) struct Outgoing<'a> {
     /// 2026-07-28 routing headers.
     pub(super) mcp_method: Option<&'a str>,
     pub(super) mcp_name: Option<&'a str>,
+    /// W3C trace context for the backend (the gateway's span of this exchange).
+    pub(super) traceparent: Option<&'a [u8]>,
 }
 
 enum Attempt {

@@ -63,7 +63,7 @@ pub(super) async fn connect_sse(backend: &Backend) -> Result<Running, String> {
         // In order, one at a time: a legacy server answers each POST with 202 at once.
         while let Some(msg) = stdin_rx.next().await {
             match post_pool
-                .post(None, LEGACY_VERSION, &msg, Instant::now())
+                .post(None, LEGACY_VERSION, &msg, Instant::now(), None)
                 .await
             {
                 Ok(resp) => {

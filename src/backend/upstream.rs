@@ -311,7 +311,8 @@ impl Pool {
         }
     }
 
-    /// Sends one message to the backend (session) and reads the answer's head. Over HTTP: a
+    /// Sends one message to the backend (session) and reads the answer's head (`traceparent`:
+    /// W3C trace context for an HTTP backend). Over HTTP: a
     /// POST with MCP headers; a pooled connection that turns out dead before any response byte
     /// is replaced by a fresh one once.
     pub async fn post(
@@ -320,6 +321,7 @@ impl Pool {
         protocol_version: &str,
         body: &[u8],
         now: Instant,
+        traceparent: Option<&[u8]>,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
             verb: Verb::Send,
@@ -329,6 +331,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: None,
             mcp_name: None,
+            traceparent,
         };
         self.send(&out, now).await
     }
@@ -351,6 +354,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: Some(method),
             mcp_name: name,
+            traceparent: None,
         };
         self.send(&out, now).await
     }
@@ -477,6 +481,7 @@ impl Pool {
             last_event_id,
             mcp_method: None,
             mcp_name: None,
+            traceparent: None,
         };
         self.send(&out, Instant::now()).await
     }
@@ -516,6 +521,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: None,
             mcp_name: None,
+            traceparent: None,
         };
         let result = match self.link.get() {
             Some(link) => self.over_stdio(link, &out).await,

@@ -228,6 +228,7 @@ async fn legacy_front(
                 credential: Credential::Header(header(buf, &head.headers.authorization)),
                 route: 0,
                 facts,
+                trace: trace_of(shard, buf, head),
             };
             pipeline::run(shard, req).await
         }
@@ -310,15 +311,18 @@ async fn post(
     // The hot path: the stages that need no waiting, then one await for the message's.
     match pipeline::route(
         shard,
-        stateful(
-            principal,
-            header(buf, &h.authorization),
-            session,
-            Op::Message { sse },
-            body,
-            route,
-            facts,
-        ),
+        Request {
+            trace: trace_of(shard, buf, head),
+            ..stateful(
+                principal,
+                header(buf, &h.authorization),
+                session,
+                Op::Message { sse },
+                body,
+                route,
+                facts,
+            )
+        },
     ) {
         Step::Message {
             principal,
@@ -337,6 +341,7 @@ async fn post(
                 admitted,
                 route,
                 request.facts.as_ref(),
+                request.trace,
             )
             .await
         }
@@ -378,7 +383,19 @@ fn stateful<'a>(
         credential: Credential::Header(credential),
         route,
         facts,
+        trace: None,
     }
+}
+
+/// The client's `traceparent` header, when traces are on.
+#[inline]
+pub(crate) fn trace_of(
+    shard: &Shard,
+    buf: &[u8],
+    head: &RequestHead,
+) -> Option<ringmux_core::trace::TraceParent> {
+    shard.tracer.as_ref()?;
+    ringmux_core::trace::TraceParent::parse(header(buf, &head.headers.traceparent)?)
 }
 
 /// What rules may read of this request (`request`), when a rule of its endpoint reads it.

@@ -257,13 +257,26 @@ pub(crate) async fn send(
     pool: &Rc<Pool>,
     body: &[u8],
 ) -> Result<Response, BackendFailure> {
+    send_traced(shard, session, pool, body, None).await
+}
+
+/// [`send`] with a `traceparent` for the backend (HTTP backends get it as a header).
+pub(crate) async fn send_traced(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: &Rc<Pool>,
+    body: &[u8],
+    traceparent: Option<&[u8]>,
+) -> Result<Response, BackendFailure> {
     shard.metrics.forwarded.add(1);
     let result = async {
         let (sid, ver, joined) = session.ensure(pool).await?;
         if joined {
             crate::handlers::lifecycle::joined(shard, session, pool.index);
         }
-        let resp = session.post(pool, sid.as_deref(), ver, body).await?;
+        let resp = session
+            .post(pool, sid.as_deref(), ver, body, traceparent)
+            .await?;
         if resp.status != Status::SessionGone {
             return Ok(resp);
         }
@@ -273,7 +286,9 @@ pub(crate) async fn send(
         session.join(pool).await?;
         // (Perhaps by a server of the other era.)
         let (sid, ver, _) = session.ensure(pool).await?;
-        session.post(pool, sid.as_deref(), ver, body).await
+        session
+            .post(pool, sid.as_deref(), ver, body, traceparent)
+            .await
     }
     .await;
     if result.is_err() {
@@ -653,8 +668,21 @@ async fn forward(
     let mut inflight = session.begin(request_key(id.get()), pool.index);
     inflight.hold(call.admitted.take());
     let key = inflight.key();
+    // With `traces:`, the exchange is a client span of the request's, and the backend gets
+    // its context.
+    let exchange = match (&shard.tracer, call.outcome.span()) {
+        (Some(t), Some(parent)) => Some((t.child(&parent), crate::otel::now_ns())),
+        _ => None,
+    };
+    let traceparent = exchange.map(|(ctx, _)| ctx.traceparent());
     let resp = {
-        let sending = std::pin::pin!(send(shard, session, &pool, body));
+        let sending = std::pin::pin!(send_traced(
+            shard,
+            session,
+            &pool,
+            body,
+            traceparent.as_ref().map(|t| &t[..])
+        ));
         let cancelled = std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
         match select(sending, cancelled).await {
             Either::Left((r, _)) => Some(r),
@@ -666,6 +694,29 @@ async fn forward(
     let request = sessionless.then(|| body.to_vec());
     if let Some(spliced) = target.body {
         bufs::give(spliced);
+    }
+    if let (Some(tracer), Some((ctx, start_ns))) = (&shard.tracer, exchange) {
+        // The exchange's span ends with the answer's head (a streamed answer's events are
+        // the request span's).
+        let mut span = crate::otel::Finished::new(
+            ctx,
+            false,
+            entry.name,
+            start_ns,
+            crate::otel::now_ns(),
+            call.route,
+            Some(pool.index),
+            "",
+        );
+        span.error = match &resp {
+            Some(Err(_)) => Some((ringmux_core::error::code::INTERNAL_ERROR as i64, "upstream")),
+            None => Some((
+                ringmux_core::error::code::REQUEST_CANCELLED as i64,
+                "client",
+            )),
+            Some(Ok(_)) => None,
+        };
+        tracer.record(span, &shard.metrics);
     }
     let resp = match resp {
         Some(Ok(r)) => r,

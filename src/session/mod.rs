@@ -580,7 +580,9 @@ impl Session {
         );
         body.extend_from_slice(self.init_params.get().as_bytes());
         body.push(b'}');
-        let resp = pool.post(None, self.version, &body, Instant::now()).await?;
+        let resp = pool
+            .post(None, self.version, &body, Instant::now(), None)
+            .await?;
         let session_id: Option<Rc<str>> = resp.session_id.as_deref().map(Rc::from);
         let status = resp.status;
         let message = final_message(resp.body).await?;
@@ -604,7 +606,13 @@ impl Session {
         pool.keep_instructions(result);
         let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         let ack = pool
-            .post(session_id.as_deref(), version, initialized, Instant::now())
+            .post(
+                session_id.as_deref(),
+                version,
+                initialized,
+                Instant::now(),
+                None,
+            )
             .await?;
         let _ = final_message(ack.body).await;
         pool.mark_spoke_http();
@@ -626,11 +634,14 @@ impl Session {
         sid: Option<&str>,
         version: &'static str,
         body: &[u8],
+        traceparent: Option<&[u8]>,
     ) -> Result<Response, BackendFailure> {
         if sessionless::is_sessionless(version) {
             return sessionless::send(self, pool, body).await;
         }
-        Ok(pool.post(sid, version, body, Instant::now()).await?)
+        Ok(pool
+            .post(sid, version, body, Instant::now(), traceparent)
+            .await?)
     }
 
     /// Marks a backend session gone (the backend expired it).

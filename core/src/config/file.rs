@@ -86,6 +86,10 @@ pub struct File {
     /// The admin listener: `/metrics`, `/healthz`, `/readyz`, off the MCP listener.
     #[serde(default)]
     pub admin: AdminFile,
+    /// OpenTelemetry traces: a span per MCP request and per backend exchange, exported over
+    /// OTLP/HTTP (absent: none, and no cost).
+    #[serde(default)]
+    pub traces: Option<TracesFile>,
     /// The access log: one JSON line per MCP request (absent: none).
     #[serde(default)]
     pub access_log: Option<AccessLogFile>,
@@ -95,6 +99,76 @@ pub struct File {
     pub routes: Vec<super::RouteFile>,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
+}
+
+/// `traces:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesFile {
+    /// The OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces` (plain http).
+    pub endpoint: String,
+    /// The share of requests traced when the client sent no trace context (one that did
+    /// decides by its sampled flag). Default 1.
+    #[serde(default = "one")]
+    pub sample_ratio: f64,
+    /// `service.name` of the spans' resource. Default `ringmux`.
+    #[serde(default = "ringmux_name")]
+    pub service_name: String,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn ringmux_name() -> String {
+    "ringmux".into()
+}
+
+/// Checked `traces:`.
+#[derive(Debug, Clone)]
+pub struct Traces {
+    /// `host:port` to connect to, the `Host` header, and the path.
+    pub addr: String,
+    pub host: String,
+    pub path: String,
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+impl TracesFile {
+    pub fn check(self) -> Result<Traces, super::ConfigError> {
+        let rest = self.endpoint.strip_prefix("http://").ok_or_else(|| {
+            super::err(
+                "traces.endpoint",
+                "an http:// URL of an OTLP/HTTP collector (https is not supported yet)",
+            )
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/v1/traces"),
+        };
+        if authority.is_empty() {
+            return Err(super::err("traces.endpoint", "names no host"));
+        }
+        let addr = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(super::err("traces.sample_ratio", "a share between 0 and 1"));
+        }
+        Ok(Traces {
+            addr,
+            host: authority.to_owned(),
+            path: path.to_owned(),
+            sample_ratio: self.sample_ratio,
+            service_name: self.service_name,
+        })
+    }
 }
 
 /// `access_log:` section.

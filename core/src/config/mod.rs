@@ -101,6 +101,8 @@ pub struct Config {
     pub admin_token_sha256: Option<[u8; 32]>,
     /// The access log (`None`: none).
     pub access_log: Option<AccessLog>,
+    /// OpenTelemetry traces (`None`: none).
+    pub traces: Option<Traces>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -683,6 +685,7 @@ impl File {
         let authz = self.authz.map(|a| a.check(&names)).transpose()?;
         let audit = self.audit.map(AuditFile::check).transpose()?;
         let access_log = self.access_log.map(AccessLogFile::check).transpose()?;
+        let traces = self.traces.map(TracesFile::check).transpose()?;
         let tool_safety = self.tool_safety.map(ToolSafetyFile::check).transpose()?;
         let rate_limits = self.rate_limits.map(RateLimitsFile::check).transpose()?;
         let masking = self.masking.map(MaskingFile::check).transpose()?;
@@ -785,6 +788,7 @@ impl File {
             admin,
             admin_token_sha256,
             access_log,
+            traces,
             backends,
             fingerprint,
         })

@@ -15,7 +15,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
                     [--no-get-stream] [--json-only] [--threads N] [--faults] [--stdio]
                     [--modern] [--sse] [--instructions TEXT] [--links] [--rug-pull]
                     [--dual] [--stall-ms N --stall-every-ms M] [--require-bearer T]
-                    [--drop-lists N]
+                    [--drop-lists N] [--trace]
 
   --listen ADDR     address to bind (default 127.0.0.1:0: any free port)
   --name N          serverInfo.name and resource URI authority (default mock)
@@ -44,6 +44,7 @@ usage: ringmux-mock [--listen ADDR] [--name N] [--tools N] [--tool-bytes N] [--p
   --rug-pull        also list `rug_pull` (gives `echo` a new description carrying an
                     instruction, then sends notifications/tools/list_changed)
   --dual            with --modern: server/discover offers the stateful versions too
+  --trace           list a tool `traceparent` that answers its call's traceparent header
   --drop-lists N    close the connection of the first N tools/list requests, unanswered
   --stall-ms N      every --stall-every-ms (default 1000) the server answers nothing for N ms";
 
@@ -85,6 +86,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(
                 let stall = cfg.stall.map_or(Duration::ZERO, |s| s.0);
                 cfg.stall = Some((stall, Duration::from_millis(parser.value()?.parse()?)));
             }
+            Long("trace") => cfg.trace = true,
             Long("drop-lists") => cfg.drop_lists = parser.value()?.parse()?,
             Long("instructions") => cfg.instructions = Some(parser.value()?.string()?),
             Long("require-bearer") => cfg.require_bearer = Some(parser.value()?.string()?),

@@ -89,6 +89,8 @@ pub(crate) struct Call<'a> {
     pub session: &'a Arc<Session>,
     /// A 2026-07-28 request: server→client requests go out as `input_required`.
     pub modern: bool,
+    /// The request's `traceparent` header.
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// `{"params": T}`: a second, targeted parse of the body.

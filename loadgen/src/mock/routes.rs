@@ -35,6 +35,7 @@ struct Req<'a> {
     last_event_id: Option<&'a [u8]>,
     mcp_method: Option<&'a [u8]>,
     mcp_name: Option<&'a [u8]>,
+    traceparent: Option<&'a [u8]>,
     /// A 2026-07-28 request: no session, the version header says so.
     modern: bool,
     body: &'a [u8],
@@ -59,6 +60,7 @@ pub(crate) async fn handle(
         last_event_id: field(&h.last_event_id),
         mcp_method: field(&h.mcp_method),
         mcp_name: field(&h.mcp_name),
+        traceparent: field(&h.traceparent),
         modern: sh.cfg.modern
             && h.session_id.is_none()
             && field(&h.protocol_version) == Some(version::SESSIONLESS.as_bytes()),
@@ -522,6 +524,7 @@ pub(crate) async fn stdio_request(
         last_event_id: None,
         mcp_method: None,
         mcp_name: None,
+        traceparent: None,
         modern: false,
         body,
     };
@@ -614,6 +617,7 @@ async fn request(
         body: req.body,
         session,
         modern: req.modern,
+        traceparent: req.traceparent,
     };
     let action = dispatch::dispatch(sh, &msg.method, &call, out);
     // Conformance mode answers every request as a resumable SSE stream, like the suite's

@@ -39,6 +39,9 @@ const FAULTS: &[&str] = &[
 /// Listed with [`MockConfig::links`]: a tool result that hands out resource URIs.
 const LINKS: &str = r#"{"name":"links","description":"Answers a resource link to res/0 and an embedded res/1","inputSchema":{"type":"object","properties":{}}}"#;
 
+/// Listed with [`MockConfig::trace`]: answers the `traceparent` header its call came with.
+const TRACE: &str = r#"{"name":"traceparent","description":"Answers the traceparent header this call came with (empty if none)","inputSchema":{"type":"object","properties":{}}}"#;
+
 /// Listed with [`MockConfig::rug_pull`]: redefines `echo` (a rug pull, for tool pinning).
 const RUG_PULL: &str = r#"{"name":"rug_pull","description":"Gives echo a new description (with an instruction in it) and sends notifications/tools/list_changed","inputSchema":{"type":"object","properties":{}}}"#;
 
@@ -71,6 +74,9 @@ pub(crate) fn tools(cfg: &MockConfig) -> Vec<Box<[u8]>> {
     }
     if cfg.rug_pull {
         items.push(RUG_PULL.as_bytes().into());
+    }
+    if cfg.trace {
+        items.push(TRACE.as_bytes().into());
     }
     items
 }
@@ -259,6 +265,13 @@ pub(crate) fn call_tool<'a>(
         }
         "garbage" if sh.cfg.faults => return Ok(Action::Task(Task::Garbage)),
         "cut_stream" if sh.cfg.faults => return Ok(Action::Task(Task::Cut)),
+        "traceparent" if sh.cfg.trace => {
+            let seen = call
+                .traceparent
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            text_result(out, &seen, false);
+        }
         "links" if sh.cfg.links => {
             let base = format!("mock://{}/res/", sh.cfg.name);
             out.extend_from_slice(br#"{"content":[{"type":"resource_link","uri":"#);

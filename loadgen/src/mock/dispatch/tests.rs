@@ -18,6 +18,7 @@ fn run(sh: &Shared, session: &Arc<Session>, body: &Value) -> Result<Option<Value
         body: body.as_bytes(),
         session,
         modern: false,
+        traceparent: None,
     };
     let mut out = Vec::new();
     match dispatch(sh, &msg.method, &call, &mut out)? {

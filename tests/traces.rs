@@ -1,0 +1,277 @@
+//! OpenTelemetry traces against the real binary and a small OTLP/HTTP receiver here (it
+//! decodes the protobuf with `opentelemetry-proto`): a span per request, a child span per
+//! backend exchange, the client's trace context continued (header or `_meta.traceparent`),
+//! the backend's `traceparent` naming the exchange's span, and sampling.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harness::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
+use prost::Message as _;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An OTLP/HTTP receiver: every span it was sent, and the `service.name`s.
+struct Receiver {
+    url: String,
+    spans: Arc<Mutex<Vec<Span>>>,
+    services: Arc<Mutex<Vec<String>>>,
+}
+
+fn receiver() -> Receiver {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let services = Arc::new(Mutex::new(Vec::new()));
+    let (s, n) = (spans.clone(), services.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let (head_end, len) = loop {
+                let read = conn.read(&mut chunk).unwrap();
+                assert!(read > 0, "the exporter closed before its request ended");
+                buf.extend_from_slice(&chunk[..read]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    assert!(head.starts_with("post /v1/traces http/1.1"), "{head}");
+                    assert!(
+                        head.contains("content-type: application/x-protobuf"),
+                        "{head}"
+                    );
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    break (end + 4, len);
+                }
+            };
+            while buf.len() < head_end + len {
+                let read = conn.read(&mut chunk).unwrap();
+                assert!(read > 0);
+                buf.extend_from_slice(&chunk[..read]);
+            }
+            let req = ExportTraceServiceRequest::decode(&buf[head_end..head_end + len])
+                .expect("an OTLP ExportTraceServiceRequest");
+            for rs in req.resource_spans {
+                for a in rs.resource.unwrap().attributes {
+                    if a.key == "service.name" {
+                        n.lock()
+                            .unwrap()
+                            .push(format!("{:?}", a.value.unwrap().value.unwrap()));
+                    }
+                }
+                for ss in rs.scope_spans {
+                    s.lock().unwrap().extend(ss.spans);
+                }
+            }
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    Receiver {
+        url,
+        spans,
+        services,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attr(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .map(|a| format!("{:?}", a.value.as_ref().unwrap().value.as_ref().unwrap()))
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+#[test]
+fn spans_continue_the_clients_trace_and_reach_the_backend() {
+    let rx = receiver();
+    let a = mock("a").flag("--trace").start();
+    let b = mock("b").start();
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .yaml(&format!(
+            "traces:\n  endpoint: {}\n  sample_ratio: 0\n  service_name: edge-gw\n",
+            rx.url
+        ))
+        .start();
+    let mut c = client(&gw.url);
+    // The header: the request's span is the client's span's child, in its trace.
+    let parent = format!("00-{TRACE}-{PARENT}-01");
+    let r = c
+        .request_with_headers(
+            "tools/call",
+            json!({"name": "a__traceparent", "arguments": {}}),
+            &[("traceparent", &parent)],
+        )
+        .unwrap();
+    let at_backend = text_of(&r).to_owned();
+    let fields: Vec<&str> = at_backend.split('-').collect();
+    assert_eq!(fields.len(), 4, "{at_backend}");
+    assert_eq!((fields[0], fields[1], fields[3]), ("00", TRACE, "01"));
+    let exchange = fields[2].to_owned();
+    let in_trace = |rx: &Receiver, trace: &str| -> Vec<Span> {
+        rx.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| hex(&s.trace_id) == trace)
+            .cloned()
+            .collect()
+    };
+    let mut spans = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            spans = in_trace(&rx, TRACE);
+            spans.len() >= 2
+        }),
+        "{spans:?}"
+    );
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap();
+    let client_span = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap();
+    assert_eq!(hex(&server.parent_span_id), PARENT);
+    assert_eq!(server.name, "tools/call a__traceparent");
+    assert_eq!(
+        attr(server, "mcp.method.name").unwrap(),
+        "StringValue(\"tools/call\")"
+    );
+    assert_eq!(
+        attr(server, "gen_ai.tool.name").unwrap(),
+        "StringValue(\"a__traceparent\")"
+    );
+    assert_eq!(
+        attr(server, "ringmux.backend").unwrap(),
+        "StringValue(\"a\")"
+    );
+    assert_eq!(
+        hex(&client_span.span_id),
+        exchange,
+        "the backend's parent is the exchange span"
+    );
+    assert_eq!(client_span.parent_span_id, server.span_id);
+    assert!(client_span.start_time_unix_nano >= server.start_time_unix_nano);
+    assert!(client_span.end_time_unix_nano <= server.end_time_unix_nano);
+    assert!(server.end_time_unix_nano > server.start_time_unix_nano);
+    assert!(rx
+        .services
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.contains("edge-gw")));
+
+    // `_meta.traceparent` (MCP's convention) when no header says otherwise; an unknown tool
+    // ends its span with the error.
+    let meta_trace = "0af7651916cd43dd8448eb211c80319c";
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "b__nope", "arguments": {}, "_meta": {"traceparent": format!("00-{meta_trace}-b7ad6b7169203331-01")}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32602);
+    assert!(
+        eventually(WAIT, || {
+            spans = in_trace(&rx, meta_trace);
+            !spans.is_empty()
+        }),
+        "{spans:?}"
+    );
+    assert_eq!(hex(&spans[0].parent_span_id), "b7ad6b7169203331");
+    assert_eq!(
+        attr(&spans[0], "rpc.jsonrpc.error_code").unwrap(),
+        "IntValue(-32602)"
+    );
+    assert_eq!(spans[0].status.as_ref().unwrap().code, 2);
+
+    // Sampling: sample_ratio 0 traces no request that came without a sampled context, yet
+    // the backend still gets a (not sampled) context.
+    let before = rx.spans.lock().unwrap().len();
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__traceparent", "arguments": {}}),
+        )
+        .unwrap();
+    let unsampled = text_of(&r).to_owned();
+    assert!(
+        unsampled.starts_with("00-") && unsampled.ends_with("-00"),
+        "{unsampled}"
+    );
+    let unsampled_trace = unsampled.split('-').nth(1).unwrap().to_owned();
+    let exported = metric(&gw.admin, "ringmux_trace_spans_exported_total");
+    // Another sampled request after it: once its spans are in, the unsampled one's would be.
+    let later = "11111111111111111111111111111111";
+    c.request_with_headers(
+        "ping",
+        json!({}),
+        &[("traceparent", &format!("00-{later}-{PARENT}-01"))],
+    )
+    .unwrap();
+    assert!(eventually(WAIT, || !in_trace(&rx, later).is_empty()));
+    assert!(in_trace(&rx, &unsampled_trace).is_empty());
+    assert!(rx.spans.lock().unwrap().len() > before);
+    assert!(metric(&gw.admin, "ringmux_trace_spans_exported_total") > exported);
+}
+
+/// Without `traces:` nothing is read or sent: the backend gets no `traceparent`.
+#[test]
+fn without_traces_the_backend_gets_no_context() {
+    let a = mock("a").flag("--trace").start();
+    let gw = gateway().backend("a", &a.url).start();
+    let mut c = client(&gw.url);
+    let r = c
+        .request_with_headers(
+            "tools/call",
+            json!({"name": "a__traceparent", "arguments": {}}),
+            &[("traceparent", &format!("00-{TRACE}-{PARENT}-01"))],
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "");
+}
+
+/// A bad `traces:` section is refused with its key path.
+#[test]
+fn traces_settings_are_checked() {
+    for (yaml, want) in [
+        (
+            "traces:\n  endpoint: https://x:4318/v1/traces\n",
+            "traces.endpoint",
+        ),
+        (
+            "traces:\n  endpoint: http://127.0.0.1:4318\n  sample_ratio: 2\n",
+            "traces.sample_ratio",
+        ),
+    ] {
+        let cfg = std::env::temp_dir().join(format!("ringmux-traces-{}.yaml", std::process::id()));
+        std::fs::write(
+            &cfg,
+            format!("listen: 127.0.0.1:0\n{yaml}backends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n"),
+        )
+        .unwrap();
+        let (ok, _, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+        assert!(!ok && err.contains(want), "{yaml}: {err}");
+    }
+}
