@@ -206,6 +206,37 @@ fn spans_continue_the_clients_trace_and_reach_the_backend() {
     );
     assert_eq!(spans[0].status.as_ref().unwrap().code, 2);
 
+    // A 2026-07-28 request (no session: its principal session's) is traced the same way.
+    let modern_trace = "22222222222222222222222222222222";
+    let r = modern_request(
+        &gw.url,
+        9,
+        "tools/call",
+        json!({"name": "a__traceparent", "arguments": {}}),
+        json!({}),
+        &[("traceparent", &format!("00-{modern_trace}-{PARENT}-01"))],
+    );
+    let seen = text_of(&r).to_owned();
+    assert!(seen.starts_with(&format!("00-{modern_trace}-")), "{seen}");
+    assert!(
+        eventually(WAIT, || {
+            spans = in_trace(&rx, modern_trace);
+            spans.len() >= 2
+        }),
+        "{spans:?}"
+    );
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap();
+    assert_eq!(hex(&server.parent_span_id), PARENT);
+    let exchange = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap();
+    assert_eq!(hex(&exchange.span_id), seen.split('-').nth(2).unwrap());
+    assert_eq!(exchange.parent_span_id, server.span_id);
+
     // Sampling: sample_ratio 0 traces no request that came without a sampled context, yet
     // the backend still gets a (not sampled) context.
     let before = rx.spans.lock().unwrap().len();
