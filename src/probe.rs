@@ -402,6 +402,11 @@ impl Client {
         self.send("POST", &body, &[])
     }
 
+    /// The id of the last request [`Client::request`] sent.
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
     /// Sends a request and returns its response message (the last message of an SSE body).
     pub fn request(&mut self, method: &str, params: Value) -> io::Result<Value> {
         self.request_with_headers(method, params, &[])

@@ -19,4 +19,6 @@ pub struct Served {
     pub auth: Option<crate::auth::Authenticator>,
     /// Its own authorization (`None`: the main endpoint's).
     pub authz: Option<crate::authz::Authz>,
+    /// Its calls' time bound (`routes[].call_timeout_ms`).
+    pub call_timeout: Option<std::time::Duration>,
 }

@@ -152,6 +152,7 @@ impl Shard {
             .map(|r| {
                 let feed = key_feeds.next().flatten();
                 crate::routes::Served {
+                    call_timeout: r.call_timeout,
                     path: r.path.as_str().into(),
                     backends: r.backends.clone().into_boxed_slice(),
                     shape: crate::routes::Shape::new(&r.tools).map(Rc::new),

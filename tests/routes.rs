@@ -7,6 +7,8 @@
 #[path = "support/harness.rs"]
 mod harness;
 
+use std::time::Duration;
+
 use harness::*;
 
 const BETA: &str = "rmx-beta-key-0123456789";
@@ -435,4 +437,60 @@ fn one_api_key_name_is_one_key() {
         !ok && err.contains("routes[0].auth.api_keys[0].name"),
         "{err}"
     );
+}
+
+/// `routes[].call_timeout_ms`: a call through the route that outlives it gets -32603 naming
+/// the bound, soon, and the backend is told to stop (`notifications/cancelled` with the
+/// call's id); the main endpoint keeps the backends' own bounds.
+#[test]
+fn a_routes_call_timeout_cancels_the_call() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .yaml("routes:\n  - path: /quick/mcp\n    call_timeout_ms: 300\n")
+        .start();
+    let quick = gw.url.replace("/mcp", "/quick/mcp");
+    let mut c = client(&quick);
+    let started = std::time::Instant::now();
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": 5000}}),
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32603, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("call_timeout_ms (300 ms)"),
+        "{r}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let id = c.last_id();
+    let mut seen: Vec<String> = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let r = c
+                .request("tools/call", json!({"name": "a__seen", "arguments": {}}))
+                .unwrap();
+            seen = serde_json::from_str(text_of(&r)).unwrap();
+            seen.iter()
+                .any(|s| s.contains("cancelled") && s.contains(&id.to_string()))
+        }),
+        "{seen:?}"
+    );
+    // The main endpoint: the same call runs to its end.
+    let mut main = client(&gw.url);
+    let r = main
+        .request(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": 600}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "slept", "{r}");
 }

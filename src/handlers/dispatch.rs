@@ -684,9 +684,31 @@ async fn forward(
             traceparent.as_ref().map(|t| &t[..])
         ));
         let cancelled = std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
-        match select(sending, cancelled).await {
+        // A virtual server's own bound on its calls (`routes[].call_timeout_ms`).
+        let bound = shard.served(call.route).and_then(|r| r.call_timeout);
+        let expired = std::pin::pin!(async {
+            match bound {
+                Some(t) => monoio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        });
+        match select(sending, select(cancelled, expired)).await {
             Either::Left((r, _)) => Some(r),
-            Either::Right(_) => None,
+            Either::Right((Either::Left(_), _)) => None,
+            Either::Right((Either::Right(_), _)) => {
+                let t = bound.expect("the timer runs only with a bound");
+                call_timed_out(shard, session, &pool, id);
+                return Reply::error(
+                    Some(id),
+                    &RpcError::Backend {
+                        backend: pool.name().to_owned(),
+                        reason: format!(
+                            "no answer within this endpoint's call_timeout_ms ({} ms); the call was cancelled",
+                            t.as_millis()
+                        ),
+                    },
+                );
+            }
         }
     };
     let sessionless = !call.sink.is_modern() && session.is_sessionless(pool.index);
@@ -795,6 +817,28 @@ pub async fn client_response(
     jsonrpc::splice(&mut out, body, span_of(body, id), original.as_bytes());
     send_one_way(shard, session, pool, &out, "client answer").await;
     Reply::Status(202)
+}
+
+/// A call that outlived its route's `call_timeout_ms`: the backend is told to stop
+/// (`notifications/cancelled`, in the background: the client's answer does not wait).
+fn call_timed_out(shard: &Rc<Shard>, session: &Rc<Session>, pool: &Rc<Pool>, id: Raw<'_>) {
+    let mut body = Vec::with_capacity(128);
+    body.extend_from_slice(
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":",
+    );
+    body.extend_from_slice(id.get().as_bytes());
+    body.extend_from_slice(b",\"reason\":\"the gateway's call_timeout_ms passed\"}}");
+    let (shard, session, pool) = (shard.clone(), session.clone(), pool.clone());
+    monoio::spawn(async move {
+        send_one_way(
+            &shard,
+            &session,
+            &pool,
+            &body,
+            "cancellation after call_timeout_ms",
+        )
+        .await;
+    });
 }
 
 /// A client notification: `cancelled` goes to the backend that owns the request (and the

@@ -32,6 +32,11 @@ pub struct RouteFile {
     /// Its own authorization rules (absent: the top-level `authz:`).
     #[serde(default)]
     pub authz: Option<AuthzFile>,
+    /// Its calls (`tools/call`, `prompts/get`, `resources/read`, …) must be answered within
+    /// this; then the client gets -32603 and the backend `notifications/cancelled` (absent:
+    /// the backends' own `request_deadline_ms`). A streamed answer must start within it.
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
 }
 
 /// `routes[].tools:` as written. Names are the tools' names as the main endpoint lists them
@@ -76,6 +81,8 @@ pub struct Route {
     pub tools: Tools,
     pub auth: Option<Auth>,
     pub authz: Option<Authz>,
+    /// `call_timeout_ms`.
+    pub call_timeout: Option<std::time::Duration>,
 }
 
 /// Checked `routes[].tools:`.
@@ -232,7 +239,14 @@ pub fn check(
             .map(|a| a.check(backend_names))
             .transpose()
             .map_err(within(i))?;
+        if r.call_timeout_ms == Some(0) {
+            return Err(err(
+                format!("routes[{i}].call_timeout_ms"),
+                "must be greater than 0",
+            ));
+        }
         out.push(Route {
+            call_timeout: r.call_timeout_ms.map(std::time::Duration::from_millis),
             path: r.path,
             backends,
             tools: Tools {
