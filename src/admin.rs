@@ -9,7 +9,7 @@
 //! `/api/errors` (the most recent), `GET /api/quarantine` (the tools tool safety holds back),
 //! `POST /api/quarantine/approve` (`{"backend", "tool", "sha256"}`: pins that definition).
 //! `/api/` asks for `admin.token_sha256`'s bearer token when one is configured; without one,
-//! a change (POST) is accepted on a loopback listener only. `GET /` is the admin page: one
+//! it answers on a loopback listener only (403 elsewhere). `GET /` is the admin page: one
 //! self-contained file (`src/admin.html`, no build step, nothing loaded from elsewhere) that
 //! polls `/api/overview` once a second (read-only: approving stays an API call).
 //!
@@ -242,11 +242,13 @@ fn api(
                 "the admin API needs admin.token_sha256's bearer token",
             );
         }
-    } else if head.method != Method::Get && !admin.loopback {
+    } else if !admin.loopback {
+        // Off loopback, anyone on that network (or a page it serves, through DNS
+        // rebinding) could read the catalog, backends and errors: the API needs a token.
         return error(
             conn,
             403,
-            "changes through the admin API need admin.token_sha256 on a listener off loopback",
+            "the admin API on a listener off loopback needs admin.token_sha256",
         );
     }
     if head.method == Method::Get {

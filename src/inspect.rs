@@ -121,6 +121,10 @@ impl Inspect {
 
     /// Publishes the shard's backends, tools and recent errors (once a second).
     pub fn publish(&self, shard: &crate::shard::Shard, slot: &Published) {
+        // A shard never waits: when the admin API holds the slot, this second is skipped.
+        let Ok(mut info) = slot.try_lock() else {
+            return;
+        };
         let n = shard.pools.len();
         let mut read_from = self.read_from.borrow_mut();
         let mut tools = self.tools.borrow_mut();
@@ -161,7 +165,6 @@ impl Inspect {
                 })
                 .collect();
         }
-        let Ok(mut info) = slot.lock() else { return };
         info.eras.clear();
         info.eras
             .extend(shard.pools.iter().map(|p| match p.era_now() {

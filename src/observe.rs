@@ -19,8 +19,9 @@ use crate::shard::Shard;
 /// serves it.
 pub struct Outcome {
     backend: Cell<u16>,
-    /// The JSON-RPC code of the backend's whole answer: 0 none, 1 a result, else the code.
-    answered: Cell<i64>,
+    /// The backend's whole answer, when the handler read it: `Some(None)` a result,
+    /// `Some(Some(code))` an error.
+    answered: Cell<Option<Option<i64>>>,
     /// The request's span and its start (Unix ns), with `traces:`.
     span: Option<(crate::otel::SpanCtx, u64)>,
 }
@@ -31,7 +32,7 @@ impl Default for Outcome {
     fn default() -> Outcome {
         Outcome {
             backend: Cell::new(NONE),
-            answered: Cell::new(0),
+            answered: Cell::new(None),
             span: None,
         }
     }
@@ -73,7 +74,7 @@ impl Outcome {
     /// Backend `b`'s whole answer was relayed: a result, or an error with `code`.
     #[inline]
     pub fn answered(&self, code: Option<i64>) {
-        self.answered.set(code.unwrap_or(1));
+        self.answered.set(Some(code));
     }
 
     pub fn backend(&self) -> Option<u16> {
@@ -126,7 +127,14 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
     let took = req.started.elapsed();
     let backend = outcome.backend();
     // A tool is a label once resolved to a backend's item, so a client cannot make series.
+    // A name written with escapes is keyed by what it says, so spellings of one tool share
+    // its series.
+    let decoded;
     let tool = match (req.method, backend, req.name) {
+        ("tools/call", Some(_), Some(name)) if name.get().contains('\\') => {
+            decoded = serde_json::from_str::<String>(name.get()).unwrap_or_default();
+            decoded.as_bytes()
+        }
         ("tools/call", Some(_), Some(name)) => name.get().as_bytes(),
         _ => b"",
     };
@@ -144,9 +152,12 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         if full {
             l.push_str("(other)");
         } else if !tool.is_empty() {
-            let name =
-                serde_json::from_slice::<std::borrow::Cow<'_, str>>(tool).unwrap_or_default();
-            crate::latency::label_value(&mut l, &name);
+            // The raw literal's inside, or the decoded name.
+            let name = tool
+                .strip_prefix(b"\"")
+                .and_then(|t| t.strip_suffix(b"\""))
+                .unwrap_or(tool);
+            crate::latency::label_value(&mut l, &String::from_utf8_lossy(name));
         }
         l.push('"');
         l
@@ -232,22 +243,23 @@ pub fn reply_status(reply: &Reply) -> u16 {
 /// The JSON-RPC error a reply carries, and whose it is.
 pub fn error_of(outcome: &Outcome, reply: &Reply) -> Option<(i64, Side)> {
     match outcome.answered.get() {
-        0 => {}
-        1 => return None,
-        c => return Some((c, Side::Backend)),
+        None => {}
+        Some(None) => return None,
+        Some(Some(c)) => return Some((c, Side::Backend)),
     }
     let (c, backend_failed) = match reply {
         Reply::Json { body, .. } => written_error(body)?,
         Reply::Limited { .. } => return Some((code::RATE_LIMITED as i64, Side::Client)),
         _ => return None,
     };
+    // Past forwarding, an error in the usual layout that ringmux did not write about a
+    // failed backend is the backend's own answer, relayed (a path that reads the answer
+    // says so exactly through `Outcome::answered`).
     let side = match c as i32 {
         code::INTERNAL_ERROR if backend_failed => Side::Upstream,
-        code::INTERNAL_ERROR => Side::Gateway,
         code::REQUEST_CANCELLED => Side::Client,
-        // An error ringmux did not write itself after the request was forwarded is the
-        // backend's, relayed.
         _ if outcome.backend().is_some() => Side::Backend,
+        code::INTERNAL_ERROR => Side::Gateway,
         _ => Side::Client,
     };
     Some((c, side))

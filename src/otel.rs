@@ -12,8 +12,10 @@
 //! Off the request path: a shard appends finished spans (fixed-size records, no allocation)
 //! to a batch of its own; a batch of [`BATCH_SPANS`], and every batch once a second, goes over
 //! a bounded channel ([`QUEUED_BATCHES`]) to one exporter thread, which encodes and POSTs it
-//! (5 s to connect, write and read the status). A full queue, or an export that fails, drops
-//! the spans and counts them (`ringmux_trace_spans_dropped_total`). Without `traces:` no
+//! (5 s to connect, write and read the status; at shutdown 1 s, and after one failed export
+//! the rest are dropped). An export that fails drops its spans and counts them
+//! (`ringmux_trace_spans_dropped_total`); a full queue too (`…_queue_full_total`).
+//! Without `traces:` no
 //! span, id or clock read is made: one `Option` check per request.
 
 use std::cell::{Cell, RefCell};
@@ -38,6 +40,8 @@ pub const BATCH_SPANS: usize = 512;
 pub const QUEUED_BATCHES: usize = 64;
 /// The longest an export may take (connect, write, read the status).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same at shutdown, and after one export failed then, the rest are dropped.
+const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest item name kept on a span (longer ones are cut).
 const NAME_MAX: usize = 64;
 
@@ -139,6 +143,8 @@ pub struct Exporter {
     tx: mpsc::SyncSender<Vec<Finished>>,
     thread: std::thread::JoinHandle<()>,
     ratio: f64,
+    /// Set at shutdown: exports get a short bound, and after one fails the rest are dropped.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Exporter {
@@ -152,13 +158,26 @@ impl Exporter {
         let (tx, rx) = mpsc::sync_channel::<Vec<Finished>>(QUEUED_BATCHES);
         let ratio = cfg.sample_ratio;
         let cfg = cfg.clone();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("ringmux-traces".into())
             .spawn(move || {
                 let mut failing = false;
+                let mut addr = None;
                 while let Ok(batch) = rx.recv() {
+                    let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+                    if stopping && failing {
+                        metrics.trace_spans_dropped.add(batch.len() as u64);
+                        continue;
+                    }
+                    let bound = if stopping {
+                        STOP_TIMEOUT
+                    } else {
+                        EXPORT_TIMEOUT
+                    };
                     let body = encode(&names, &batch);
-                    match post(&cfg, &body) {
+                    match post(&cfg, &mut addr, &body, bound) {
                         Ok(()) => {
                             metrics.trace_spans_exported.add(batch.len() as u64);
                             failing = false;
@@ -173,7 +192,12 @@ impl Exporter {
                     }
                 }
             })?;
-        Ok(Exporter { tx, thread, ratio })
+        Ok(Exporter {
+            tx,
+            thread,
+            ratio,
+            stopping,
+        })
     }
 
     /// A shard's end of the exporter.
@@ -194,6 +218,8 @@ impl Exporter {
 
     /// Waits for the shards' last batches (every [`Tracer`] closed) to be exported.
     pub fn join(self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         drop(self.tx);
         let _ = self.thread.join();
     }
@@ -296,12 +322,14 @@ impl Tracer {
         }
     }
 
-    /// The shard has stopped: its last batch is sent (waiting for room) and its end closed.
-    pub fn close(&self) {
+    /// The shard has stopped: its last batch is sent if the queue has room (a stop never
+    /// waits on a slow collector) and its end closed.
+    pub fn close(&self, metrics: &ShardMetrics) {
         let batch = std::mem::take(&mut *self.batch.borrow_mut());
         if let Some(tx) = self.tx.borrow_mut().take() {
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
+            let n = batch.len() as u64;
+            if n > 0 && tx.try_send(batch).is_err() {
+                metrics.trace_spans_dropped_shard.add(n);
             }
         }
     }
@@ -383,7 +411,14 @@ pub fn encode(names: &Names, batch: &[Finished]) -> Vec<u8> {
                 } else {
                     f.ctx.parent.to_vec()
                 },
-                flags: 0x100 | u32::from(f.ctx.sampled),
+                // HAS_IS_REMOTE, and IS_REMOTE for a server span whose parent is the client's.
+                flags: 0x100
+                    | u32::from(f.ctx.sampled)
+                    | if f.server && f.ctx.parent != [0; 8] {
+                        0x200
+                    } else {
+                        0
+                    },
                 name,
                 kind: if f.server {
                     span::SpanKind::Server
@@ -419,17 +454,43 @@ pub fn encode(names: &Names, batch: &[Finished]) -> Vec<u8> {
     prost::Message::encode_to_vec(&req)
 }
 
-/// POSTs one export; `Ok` on a 2xx.
-fn post(cfg: &ringmux_core::config::Traces, body: &[u8]) -> std::io::Result<()> {
+/// POSTs one export within `bound` per step; `Ok` on a 2xx. The endpoint's address is
+/// resolved once (`addr`) and again after a failed export.
+fn post(
+    cfg: &ringmux_core::config::Traces,
+    addr: &mut Option<std::net::SocketAddr>,
+    body: &[u8],
+    bound: Duration,
+) -> std::io::Result<()> {
     use std::net::ToSocketAddrs;
-    let addr = cfg
-        .addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("the endpoint resolves to nothing"))?;
-    let mut conn = std::net::TcpStream::connect_timeout(&addr, EXPORT_TIMEOUT)?;
-    conn.set_write_timeout(Some(EXPORT_TIMEOUT))?;
-    conn.set_read_timeout(Some(EXPORT_TIMEOUT))?;
+    let to = match *addr {
+        Some(a) => a,
+        None => {
+            let a = cfg
+                .addr
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other("the endpoint resolves to nothing"))?;
+            *addr = Some(a);
+            a
+        }
+    };
+    let result = exchange(cfg, to, body, bound);
+    if result.is_err() {
+        *addr = None;
+    }
+    result
+}
+
+fn exchange(
+    cfg: &ringmux_core::config::Traces,
+    to: std::net::SocketAddr,
+    body: &[u8],
+    bound: Duration,
+) -> std::io::Result<()> {
+    let mut conn = std::net::TcpStream::connect_timeout(&to, bound)?;
+    conn.set_write_timeout(Some(bound))?;
+    conn.set_read_timeout(Some(bound))?;
     let head = format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         cfg.path,

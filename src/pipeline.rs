@@ -310,26 +310,21 @@ pub async fn message(
                 route,
                 outcome: &outcome,
             };
-            match entry.handler {
-                Handler::Local(Local::Initialize) => {
-                    let reply = dispatch::initialize(shard, principal, &call, &msg).await;
-                    crate::observe::finish(shard, &finished, &outcome, &reply);
-                    return reply;
+            // Every request the method table knows is recorded, however it ends.
+            let reply = match (entry.handler, session_id, session) {
+                (Handler::Local(Local::Initialize), _, _) => {
+                    dispatch::initialize(shard, principal, &call, &msg).await
                 }
-                Handler::Local(Local::Discover) => return dispatch::discover(id),
-                _ => {}
-            }
-            let session = match (session_id, session) {
-                (_, Some(s)) => s,
-                (None, None) => {
-                    return Reply::error(
-                        Some(id),
-                        &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
-                    )
+                (Handler::Local(Local::Discover), _, _) => dispatch::discover(id),
+                (_, _, Some(session)) => {
+                    dispatch::request(shard, &session, entry, &call, &msg).await
                 }
-                (Some(_), None) => return session_not_found(),
+                (_, None, None) => Reply::error(
+                    Some(id),
+                    &RpcError::InvalidRequest("Mcp-Session-Id header is required".into()),
+                ),
+                (_, Some(_), None) => session_not_found(),
             };
-            let reply = dispatch::request(shard, &session, entry, &call, &msg).await;
             crate::observe::finish(shard, &finished, &outcome, &reply);
             reply
         }

@@ -448,7 +448,7 @@ async fn run_shard(
         a.close();
     }
     if let Some(t) = &shard.tracer {
-        t.close();
+        t.close(&shard.metrics);
     }
     tracing::info!(shard = id, "shard stopped");
 }

@@ -762,3 +762,26 @@ fn a_dropped_list_page_is_retried_within_the_budget() {
     assert!(metric(&gw.admin, "ringmux_list_retries_total") >= 1);
     assert_eq!(metric(&gw.admin, "ringmux_backend_circuit_opened_total"), 0);
 }
+
+/// Off loopback without `admin.token_sha256`, the admin API is refused (a page on that
+/// network could otherwise read the catalog through DNS rebinding); the probes and metrics
+/// stay open.
+#[test]
+fn the_admin_api_off_loopback_needs_a_token() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .yaml("admin:\n  listen: 0.0.0.0:0\n")
+        .start();
+    let admin = gw.admin.replace("0.0.0.0", "127.0.0.1");
+    let mut c = Client::connect(&format!("{admin}/api/overview")).unwrap();
+    let r = c.send("GET", b"", &[("host", "gateway.example")]).unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let mut c = Client::connect(&format!("{admin}/healthz")).unwrap();
+    assert_eq!(
+        c.send("GET", b"", &[("host", "gateway.example")])
+            .unwrap()
+            .status,
+        200
+    );
+}

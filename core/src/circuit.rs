@@ -54,11 +54,26 @@ pub enum Outcome {
     Timeout,
     /// An answer, but a server error (5xx): counts toward the error rate only.
     Soft,
+    /// Says nothing of the backend (one call too long or too large for its bounds, the
+    /// gateway short of memory, the caller gone): gives back a probe slot, nothing more.
+    Ignored,
+}
+
+/// An exchange let through by [`Breaker::admit`]: which period of the breaker it belongs to,
+/// and whether it holds a half-open probe slot. Give it back exactly once: with its outcome
+/// ([`Breaker::record`]) or without one ([`Breaker::release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    generation: u32,
+    probe: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Breaker {
     backoff: Backoff,
+    /// Changes whenever it opens or closes: an exchange let through in an earlier period
+    /// (before it opened, or a probe of an earlier half-open) changes nothing.
+    generation: u32,
     /// Hard failures in a row (timeouts in [`Breaker::timeouts`]).
     hard: u32,
     timeouts: u32,
@@ -80,42 +95,61 @@ impl Breaker {
 
     /// Whether an exchange may go at `now`: `Err(left)` while open (`left`: the wait; zero
     /// when half-open with every probe slot taken). A half-open exchange let through holds a
-    /// probe slot until its [`Breaker::record`].
-    pub fn admit(&mut self, now: Instant, policy: &Policy) -> Result<(), Duration> {
+    /// probe slot until its ticket is given back.
+    pub fn admit(&mut self, now: Instant, policy: &Policy) -> Result<Ticket, Duration> {
+        let ticket = |probe| Ticket {
+            generation: self.generation,
+            probe,
+        };
         match self.state(now) {
-            State::Closed => Ok(()),
+            State::Closed => Ok(ticket(false)),
             State::Open => Err(self.backoff.waiting(now).unwrap_or_default()),
             State::HalfOpen if self.probing < policy.probes.max(1) => {
                 self.probing += 1;
-                Ok(())
+                Ok(ticket(true))
             }
             State::HalfOpen => Err(Duration::ZERO),
         }
     }
 
-    /// Records an exchange's outcome at `now`. Returns the change it made: `Some(Some(wait))`
-    /// opened (for `wait`), `Some(None)` closed, `None` no change.
+    /// Gives back an exchange's ticket with no outcome (it was dropped: cancelled, timed out
+    /// by the caller).
+    pub fn release(&mut self, ticket: Ticket) {
+        if ticket.probe && ticket.generation == self.generation {
+            self.probing = self.probing.saturating_sub(1);
+        }
+    }
+
+    /// Records the outcome of the exchange `ticket` let through, at `now` (`None`: a failure
+    /// seen later on an exchange already recorded, such as a stream that broke: it may open
+    /// a closed circuit, never close one or count while half-open). Returns the change it
+    /// made: `Some(Some(wait))` opened (for `wait`), `Some(None)` closed, `None` no change.
     pub fn record(
         &mut self,
         now: Instant,
         outcome: Outcome,
         policy: &Policy,
+        ticket: Option<Ticket>,
     ) -> Option<Option<Duration>> {
         let was = self.state(now);
-        self.probing = self.probing.saturating_sub(1);
+        match ticket {
+            Some(t) if t.generation != self.generation => return None,
+            Some(t) => self.release(t),
+            None if was != State::Closed || outcome == Outcome::Success => return None,
+            None => {}
+        }
+        if outcome == Outcome::Ignored || was == State::Open {
+            return None;
+        }
         let window = policy.window.clamp(1, MAX_WINDOW);
         let failed = outcome != Outcome::Success;
         self.ring = (self.ring << 1) | u64::from(failed);
         self.filled = (self.filled + 1).min(window);
-        if was == State::Open {
-            // An exchange that began before it opened: the opening stands.
-            return None;
-        }
         match outcome {
             Outcome::Success => {
                 self.hard = 0;
                 self.timeouts = 0;
-                if was == State::HalfOpen || self.backoff.failures() > 0 {
+                if was == State::HalfOpen {
                     self.reset();
                     return Some(None);
                 }
@@ -126,7 +160,7 @@ impl Breaker {
                 self.hard += 1;
             }
             Outcome::Timeout => self.timeouts += 1,
-            Outcome::Soft => {}
+            Outcome::Soft | Outcome::Ignored => {}
         }
         let mask = if window == 64 {
             u64::MAX
@@ -143,27 +177,28 @@ impl Breaker {
         if !tripped {
             return None;
         }
-        let wait = self.backoff.fail(now, policy.base);
+        Some(Some(self.open(now, policy)))
+    }
+
+    /// Opens it now (also for a failure seen outside an exchange, e.g. an era probe's);
+    /// returns the wait. Exchanges let through before change nothing afterwards.
+    pub fn open(&mut self, now: Instant, policy: &Policy) -> Duration {
         self.hard = 0;
         self.timeouts = 0;
         // A fresh window after each opening: the old failures opened it already.
         self.ring = 0;
         self.filled = 0;
-        Some(Some(wait))
-    }
-
-    /// Opens it now (a failure seen outside an exchange, e.g. an era probe's); returns the wait.
-    pub fn open(&mut self, now: Instant, policy: &Policy) -> Duration {
-        self.hard = 0;
-        self.timeouts = 0;
-        self.ring = 0;
-        self.filled = 0;
+        self.probing = 0;
+        self.generation = self.generation.wrapping_add(1);
         self.backoff.fail(now, policy.base)
     }
 
-    /// Closed, every count forgotten.
+    /// Closed, every count forgotten (a new period: earlier exchanges change nothing).
     pub fn reset(&mut self) {
-        *self = Breaker::default();
+        *self = Breaker {
+            generation: self.generation.wrapping_add(1),
+            ..Breaker::default()
+        };
     }
 
     /// Openings in a row.
@@ -190,10 +225,11 @@ mod tests {
     fn opens_on_failures_in_a_row_then_half_opens_and_closes() {
         let (t0, p) = (Instant::now(), policy());
         let mut b = Breaker::default();
-        assert_eq!(b.admit(t0, &p), Ok(()));
-        assert_eq!(b.record(t0, Outcome::Hard, &p), None);
+        let t = b.admit(t0, &p).unwrap();
+        assert_eq!(b.record(t0, Outcome::Hard, &p, Some(t)), None);
+        let t = b.admit(t0, &p).unwrap();
         assert_eq!(
-            b.record(t0, Outcome::Hard, &p),
+            b.record(t0, Outcome::Hard, &p, Some(t)),
             Some(Some(Duration::from_millis(100)))
         );
         assert_eq!(b.state(t0), State::Open);
@@ -201,24 +237,58 @@ mod tests {
         let t1 = t0 + Duration::from_millis(150);
         assert_eq!(b.state(t1), State::HalfOpen);
         // One probe at a time.
-        assert_eq!(b.admit(t1, &p), Ok(()));
+        let probe = b.admit(t1, &p).unwrap();
         assert_eq!(b.admit(t1, &p), Err(Duration::ZERO));
-        assert_eq!(b.record(t1, Outcome::Success, &p), Some(None));
+        assert_eq!(b.record(t1, Outcome::Success, &p, Some(probe)), Some(None));
         assert_eq!(b.state(t1), State::Closed);
         assert_eq!(b.failures(), 0);
+    }
+
+    #[test]
+    fn a_dropped_or_ignored_probe_gives_its_slot_back() {
+        let (t0, p) = (Instant::now(), policy());
+        let mut b = Breaker::default();
+        b.open(t0, &p);
+        let t1 = t0 + Duration::from_millis(150);
+        let probe = b.admit(t1, &p).unwrap();
+        b.release(probe);
+        let probe = b.admit(t1, &p).unwrap();
+        assert_eq!(b.record(t1, Outcome::Ignored, &p, Some(probe)), None);
+        assert_eq!(b.state(t1), State::HalfOpen);
+        let probe = b.admit(t1, &p).unwrap();
+        assert_eq!(b.record(t1, Outcome::Success, &p, Some(probe)), Some(None));
+    }
+
+    #[test]
+    fn exchanges_of_an_earlier_period_change_nothing() {
+        let (t0, p) = (Instant::now(), policy());
+        let mut b = Breaker::default();
+        // Let through while closed, ending after the circuit opened and half-opened.
+        let early = b.admit(t0, &p).unwrap();
+        b.open(t0, &p);
+        let t1 = t0 + Duration::from_millis(150);
+        assert_eq!(b.record(t1, Outcome::Success, &p, Some(early)), None);
+        assert_eq!(b.state(t1), State::HalfOpen);
+        assert_eq!(b.record(t1, Outcome::Hard, &p, Some(early)), None);
+        assert_eq!(b.failures(), 1);
+        // A late stream failure while half-open neither counts nor takes a slot.
+        assert_eq!(b.record(t1, Outcome::Hard, &p, None), None);
+        let probe = b.admit(t1, &p).unwrap();
+        assert_eq!(b.admit(t1, &p), Err(Duration::ZERO));
+        assert_eq!(b.record(t1, Outcome::Success, &p, Some(probe)), Some(None));
     }
 
     #[test]
     fn a_failed_probe_opens_it_for_twice_as_long() {
         let (t0, p) = (Instant::now(), policy());
         let mut b = Breaker::default();
-        b.record(t0, Outcome::Hard, &p);
-        b.record(t0, Outcome::Hard, &p);
+        b.record(t0, Outcome::Hard, &p, None);
+        b.record(t0, Outcome::Hard, &p, None);
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(b.admit(t1, &p), Ok(()));
+        let probe = b.admit(t1, &p).unwrap();
         // A single timeout while half-open is enough.
         assert_eq!(
-            b.record(t1, Outcome::Timeout, &p),
+            b.record(t1, Outcome::Timeout, &p, Some(probe)),
             Some(Some(Duration::from_millis(200)))
         );
         assert_eq!(b.state(t1 + Duration::from_millis(199)), State::Open);
@@ -229,12 +299,16 @@ mod tests {
     fn timeouts_need_three_in_a_row() {
         let (t0, p) = (Instant::now(), policy());
         let mut b = Breaker::default();
-        assert_eq!(b.record(t0, Outcome::Timeout, &p), None);
-        assert_eq!(b.record(t0, Outcome::Timeout, &p), None);
-        assert_eq!(b.record(t0, Outcome::Success, &p), None);
-        assert_eq!(b.record(t0, Outcome::Timeout, &p), None);
-        assert_eq!(b.record(t0, Outcome::Timeout, &p), None);
-        assert!(b.record(t0, Outcome::Timeout, &p).is_some());
+        let mut rec = |o| {
+            let t = b.admit(t0, &p).unwrap();
+            b.record(t0, o, &p, Some(t))
+        };
+        assert_eq!(rec(Outcome::Timeout), None);
+        assert_eq!(rec(Outcome::Timeout), None);
+        assert_eq!(rec(Outcome::Success), None);
+        assert_eq!(rec(Outcome::Timeout), None);
+        assert_eq!(rec(Outcome::Timeout), None);
+        assert!(rec(Outcome::Timeout).is_some());
     }
 
     #[test]
@@ -248,10 +322,12 @@ mod tests {
             } else {
                 Outcome::Success
             };
-            assert_eq!(b.record(t0, o, &p), None, "{i}");
+            let t = b.admit(t0, &p).unwrap();
+            assert_eq!(b.record(t0, o, &p, Some(t)), None, "{i}");
         }
         // The tenth fills the window at 5 of 10 failed.
-        assert!(b.record(t0, Outcome::Soft, &p).is_some());
+        let t = b.admit(t0, &p).unwrap();
+        assert!(b.record(t0, Outcome::Soft, &p, Some(t)).is_some());
         // Off: never by rate.
         let off = Policy {
             error_rate: 0.0,
@@ -259,7 +335,8 @@ mod tests {
         };
         let mut b = Breaker::default();
         for _ in 0..100 {
-            assert_eq!(b.record(t0, Outcome::Soft, &off), None);
+            let t = b.admit(t0, &off).unwrap();
+            assert_eq!(b.record(t0, Outcome::Soft, &off, Some(t)), None);
         }
     }
 
@@ -267,9 +344,10 @@ mod tests {
     fn exchanges_begun_before_it_opened_do_not_extend_it() {
         let (t0, p) = (Instant::now(), policy());
         let mut b = Breaker::default();
-        b.record(t0, Outcome::Hard, &p);
-        b.record(t0, Outcome::Hard, &p);
-        assert_eq!(b.record(t0, Outcome::Hard, &p), None);
+        let late = b.admit(t0, &p).unwrap();
+        b.record(t0, Outcome::Hard, &p, None);
+        b.record(t0, Outcome::Hard, &p, None);
+        assert_eq!(b.record(t0, Outcome::Hard, &p, Some(late)), None);
         assert_eq!(b.failures(), 1);
     }
 }

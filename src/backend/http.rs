@@ -394,6 +394,8 @@ pub(super) struct Outgoing<'a> {
     pub(super) mcp_name: Option<&'a str>,
     /// W3C trace context for the backend (the gateway's span of this exchange).
     pub(super) traceparent: Option<&'a [u8]>,
+    /// The era probe: only a definite answer counts as one for the circuit breaker.
+    pub(super) era_probe: bool,
 }
 
 enum Attempt {

@@ -27,6 +27,9 @@ pub enum UpstreamError {
     Connect(io::Error),
     #[error("timed out")]
     Timeout,
+    /// Half-open: every probe slot is taken by an exchange testing the backend.
+    #[error("the backend is being probed after failures; try again shortly")]
+    Probing,
     /// The connection closed before any response byte (a fresh one too, after a pooled one).
     #[error("protocol error: connection closed before a response")]
     Dropped,
@@ -65,6 +68,22 @@ pub fn discover_body() -> Vec<u8> {
 /// retries, never a storm.
 const RETRY_EARNED: u32 = 2;
 const RETRY_TOKENS_MAX: u32 = 100;
+
+/// An exchange's breaker ticket, given back without an outcome if the exchange is dropped.
+struct Held<'a> {
+    pool: &'a Pool,
+    ticket: Option<circuit::Ticket>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let mut b = self.pool.breaker.get();
+            b.release(t);
+            self.pool.breaker.set(b);
+        }
+    }
+}
 
 /// A backend as seen from one shard.
 pub struct Pool {
@@ -254,9 +273,15 @@ impl Pool {
 
     /// Records an exchange's outcome with the breaker (opening or closing the circuit) at
     /// `now` (a failure's own time: a backoff counts from it).
-    fn record(&self, now: Instant, outcome: circuit::Outcome, why: &dyn std::fmt::Display) {
+    fn record(
+        &self,
+        now: Instant,
+        outcome: circuit::Outcome,
+        why: &dyn std::fmt::Display,
+        ticket: Option<circuit::Ticket>,
+    ) {
         let mut b = self.breaker.get();
-        let change = b.record(now, outcome, &self.cfg.circuit);
+        let change = b.record(now, outcome, &self.cfg.circuit, ticket);
         self.breaker.set(b);
         match change {
             Some(Some(wait)) => self.opened(wait, b.failures(), why),
@@ -271,33 +296,47 @@ impl Pool {
         }
     }
 
+    /// A failure seen on an exchange already recorded (a stream that broke after its head):
+    /// it may open a closed circuit, never close one or count while half-open.
+    pub fn record_failure(&self, e: &UpstreamError) {
+        self.record_error(e, None);
+    }
+
     /// A failed exchange. A refused connection or garbage counts at once; a timeout only
     /// after a few in a row (one slow call, a tool waiting on a human, must not take the
     /// backend away from every other session). A call that was too long or too large, or the
     /// gateway short of memory, says nothing of the backend's other calls.
-    pub fn record_failure(&self, e: &UpstreamError) {
+    fn record_error(&self, e: &UpstreamError, ticket: Option<circuit::Ticket>) {
         let outcome = match e {
             UpstreamError::Deadline(_)
             | UpstreamError::TooLarge(_)
-            | UpstreamError::OverBudget(_) => circuit::Outcome::Success,
+            | UpstreamError::OverBudget(_) => circuit::Outcome::Ignored,
             // Transient more often than not (a restart, an idle close): like a timeout, it
             // counts after a few in a row.
             UpstreamError::Timeout | UpstreamError::Dropped => circuit::Outcome::Timeout,
             // Refused by the breaker itself: no exchange happened.
-            UpstreamError::CoolingDown(_) => return,
+            UpstreamError::CoolingDown(_) | UpstreamError::Probing => circuit::Outcome::Ignored,
             _ => circuit::Outcome::Hard,
         };
-        self.record(Instant::now(), outcome, e);
+        self.record(Instant::now(), outcome, e, ticket);
     }
 
-    /// A backend that answered: a server error (5xx) counts toward the error rate. (The
-    /// time is the answer's: a circuit that opened while this exchange was out stays open.)
-    fn record_answer(&self, status: Status) {
+    /// A backend that answered: a server error (5xx) counts toward the error rate. The era
+    /// probe (`era_probe`) wants a definite answer: any other refusal (408, 429, 5xx) is a
+    /// failure there.
+    fn record_answer(&self, status: Status, era_probe: bool, ticket: Option<circuit::Ticket>) {
         let outcome = match status {
+            Status::Refused(400 | 404 | 405 | 406 | 415) if era_probe => circuit::Outcome::Success,
+            Status::Refused(_) if era_probe => circuit::Outcome::Hard,
             Status::Refused(s) if s >= 500 => circuit::Outcome::Soft,
             _ => circuit::Outcome::Success,
         };
-        self.record(Instant::now(), outcome, &format_args!("answered {status}"));
+        self.record(
+            Instant::now(),
+            outcome,
+            &format_args!("answered {status}"),
+            ticket,
+        );
     }
 
     /// Tells the admin listener until when this shard skips the backend.
@@ -332,6 +371,7 @@ impl Pool {
             mcp_method: None,
             mcp_name: None,
             traceparent,
+            era_probe: false,
         };
         self.send(&out, now).await
     }
@@ -355,6 +395,7 @@ impl Pool {
             mcp_method: Some(method),
             mcp_name: name,
             traceparent: None,
+            era_probe: false,
         };
         self.send(&out, now).await
     }
@@ -367,9 +408,18 @@ impl Pool {
             return Ok(self.era.get());
         }
         let body = discover_body();
-        let resp = self
-            .post_sessionless(&body, "server/discover", None, Instant::now())
-            .await?;
+        let out = Outgoing {
+            verb: Verb::Send,
+            session: None,
+            protocol_version: ringmux_core::version::SESSIONLESS,
+            body: &body,
+            last_event_id: None,
+            mcp_method: Some("server/discover"),
+            mcp_name: None,
+            traceparent: None,
+            era_probe: true,
+        };
+        let resp = self.send(&out, Instant::now()).await?;
         let status = resp.status;
         let answer = final_message(resp.body).await.ok();
         let result = answer
@@ -398,7 +448,11 @@ impl Pool {
                 let e = UpstreamError::Protocol(format!(
                     "server/discover probe answered {status} without telling its era"
                 ));
-                self.mark_failed(Instant::now(), &e);
+                // A refusal was recorded as the failure it is; a 200 that tells nothing was
+                // recorded as an answer, and fails here.
+                if status == Status::Ok {
+                    self.mark_failed(Instant::now(), &e);
+                }
                 return Err(e);
             }
         };
@@ -482,6 +536,7 @@ impl Pool {
             mcp_method: None,
             mcp_name: None,
             traceparent: None,
+            era_probe: false,
         };
         self.send(&out, Instant::now()).await
     }
@@ -494,16 +549,25 @@ impl Pool {
         let mut b = self.breaker.get();
         let admitted = b.admit(now, &self.cfg.circuit);
         self.breaker.set(b);
-        if let Err(left) = admitted {
-            return Err(UpstreamError::CoolingDown(left.as_millis().max(1) as u64));
-        }
+        let ticket = match admitted {
+            Ok(t) => t,
+            Err(left) if left.is_zero() => return Err(UpstreamError::Probing),
+            Err(left) => return Err(UpstreamError::CoolingDown(left.as_millis().max(1) as u64)),
+        };
+        // Given back however the exchange ends: a dropped one (the caller cancelled or timed
+        // out) frees its probe slot without an outcome.
+        let mut held = Held {
+            pool: self,
+            ticket: Some(ticket),
+        };
         let result = match self.link.get() {
             Some(link) => self.over_stdio(link, out).await,
             None => self.request_inner(out).await,
         };
+        let ticket = held.ticket.take();
         match &result {
-            Ok(r) => self.record_answer(r.status),
-            Err(e) => self.record_failure(e),
+            Ok(r) => self.record_answer(r.status, out.era_probe, ticket),
+            Err(e) => self.record_error(e, ticket),
         }
         result
     }
@@ -522,6 +586,7 @@ impl Pool {
             mcp_method: None,
             mcp_name: None,
             traceparent: None,
+            era_probe: false,
         };
         let result = match self.link.get() {
             Some(link) => self.over_stdio(link, &out).await,

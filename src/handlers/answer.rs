@@ -96,6 +96,14 @@ pub(crate) async fn answer(
         }
         Sink::Json => {
             let answer = crate::backend::upstream::final_answer(events, id).await;
+            if let Ok(body) = &answer {
+                call.outcome.answered(
+                    jsonrpc::parse(body)
+                        .ok()
+                        .and_then(|m| m.error)
+                        .and_then(jsonrpc::error_code),
+                );
+            }
             match answer {
                 Ok(body) => Reply::Json {
                     status: 200,

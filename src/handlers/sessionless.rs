@@ -130,6 +130,12 @@ pub(crate) async fn answer(
         if !is_response {
             return backend_error(format!("answered {status} without a JSON-RPC response"));
         }
+        call.outcome.answered(
+            parsed
+                .as_ref()
+                .and_then(|m| m.error)
+                .and_then(jsonrpc::error_code),
+        );
         if !matches!(
             outcome(parsed.and_then(|m| m.result)),
             Outcome::InputRequired { .. }
