@@ -32,7 +32,12 @@
 #   2026-12-04  issue 18, one after the other: latency series per route, backend, method and
 #               tool with error counts 29,157; ACCESS=1 (access log) 30,631; the circuit
 #               breaker 29,319-29,330; traces plumbed, off: aaf3041 29,359 -> 29,497 (+138;
-#               ACCESS=1 31,060); TRACES=1 (every request sampled) 29,869.
+#               ACCESS=1 31,060); TRACES=1 (every request sampled) 29,869. After a review's
+#               fixes (breaker tickets, escaped tool names keyed as decoded): 29,683; ACCESS=1
+#               31,159 (1.085x the 28,710 before issue 18; its bound is 1.1x); TRACES=1
+#               29,869-36,016: the whole process is counted, and whether the exporter
+#               thread's encoding (about 6 k instructions and 13 allocations per call's two
+#               spans) falls inside the measured window varies from run to run.
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)
