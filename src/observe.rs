@@ -24,6 +24,8 @@ pub struct Outcome {
     answered: Cell<Option<Option<i64>>>,
     /// The request's span and its start (Unix ns), with `traces:`.
     span: Option<(crate::otel::SpanCtx, u64)>,
+    /// The client sent `params._meta.traceparent` (backends get the gateway's there).
+    meta_trace: bool,
 }
 
 const NONE: u16 = u16::MAX;
@@ -34,6 +36,7 @@ impl Default for Outcome {
             backend: Cell::new(NONE),
             answered: Cell::new(None),
             span: None,
+            meta_trace: false,
         }
     }
 }
@@ -50,14 +53,20 @@ impl Outcome {
         let Some(tracer) = &shard.tracer else {
             return Outcome::default();
         };
+        let in_meta = meta.and_then(|m| m.traceparent);
         let parent = header.or_else(|| {
-            let raw = meta?.traceparent?;
-            ringmux_core::trace::TraceParent::parse(raw.get().trim_matches('"').as_bytes())
+            ringmux_core::trace::TraceParent::parse(in_meta?.get().trim_matches('"').as_bytes())
         });
         Outcome {
             span: Some((tracer.request_span(parent), crate::otel::now_ns())),
+            meta_trace: in_meta.is_some(),
             ..Outcome::default()
         }
+    }
+
+    /// The client sent `params._meta.traceparent`.
+    pub fn meta_trace(&self) -> bool {
+        self.meta_trace
     }
 
     /// The request's span, with `traces:`.

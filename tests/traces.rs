@@ -267,6 +267,46 @@ fn spans_continue_the_clients_trace_and_reach_the_backend() {
     assert!(metric(&gw.admin, "ringmux_trace_spans_exported_total") > exported);
 }
 
+/// A stdio backend has no headers: it gets the exchange's context in `_meta.traceparent`,
+/// in place of the client's own there.
+#[test]
+fn a_stdio_backend_gets_the_context_in_meta() {
+    let rx = receiver();
+    let gw = gateway()
+        .stdio_mock_with("s", &["--trace"], "")
+        .yaml(&format!("traces:\n  endpoint: {}\n", rx.url))
+        .start();
+    let mut c = client(&gw.url);
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "s__traceparent", "arguments": {},
+                   "_meta": {"traceparent": format!("00-{TRACE}-{PARENT}-01"), "progressToken": 5}}),
+        )
+        .unwrap();
+    let seen = text_of(&r).to_owned();
+    let fields: Vec<&str> = seen.split('-').collect();
+    assert_eq!(fields.len(), 4, "{r}");
+    assert_eq!(fields[1], TRACE);
+    assert_ne!(
+        fields[2], PARENT,
+        "the gateway's exchange span, not the client's"
+    );
+    let mut spans = Vec::new();
+    assert!(eventually(WAIT, || {
+        spans = rx
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| hex(&s.span_id) == fields[2])
+            .cloned()
+            .collect();
+        !spans.is_empty()
+    }));
+    assert_eq!(spans[0].kind, SpanKind::Client as i32);
+}
+
 /// Without `traces:` nothing is read or sent: the backend gets no `traceparent`.
 #[test]
 fn without_traces_the_backend_gets_no_context() {

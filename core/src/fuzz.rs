@@ -304,6 +304,24 @@ pub fn shape(data: &[u8]) {
                 .all(|r| r.as_str().is_none_or(|r| !fixed.contains_key(r))));
         }
     }
+    // The trace context set in `_meta`: JSON with it there and the rest as it was, or the
+    // buffer untouched.
+    let mut traced = b"kept".to_vec();
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    if crate::shape::with_meta_traceparent(data, TP.as_bytes(), &mut traced) {
+        let v: serde_json::Value = serde_json::from_slice(&traced[4..]).expect("JSON out");
+        assert_eq!(v["params"]["_meta"]["traceparent"], TP);
+        if let (Ok(before), Some(after)) = (
+            serde_json::from_slice::<serde_json::Value>(data),
+            v.as_object(),
+        ) {
+            for (k, val) in after.iter().filter(|(k, _)| *k != "params") {
+                assert_eq!(&before[k], val);
+            }
+        }
+    } else {
+        assert_eq!(traced, b"kept");
+    }
 }
 
 /// Decodes `data` whole, and again in two pieces split at `split`: the chunked decoder gives

@@ -245,6 +245,86 @@ fn write_with_arguments(body: &[u8], fixed: &Map<String, Value>, out: &mut Vec<u
     Some(())
 }
 
+/// Writes into `out` the request `body` with `params._meta.traceparent` set to `value` (a
+/// W3C `traceparent`, MCP's convention for carrying trace context in a message): the member
+/// replaced if the client sent one, `_meta` or `params` created if absent; every other byte
+/// kept. `false` (and `out` as it was) when `body` is not an object with an object
+/// `params`, or names `params`, `_meta` or `traceparent` twice.
+pub fn with_meta_traceparent(body: &[u8], value: &[u8], out: &mut Vec<u8>) -> bool {
+    let len = out.len();
+    let ok = write_with_meta_traceparent(body, value, out).is_some();
+    if !ok {
+        out.truncate(len);
+    }
+    ok
+}
+
+fn write_with_meta_traceparent(body: &[u8], value: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let text = std::str::from_utf8(body).ok()?;
+    if value
+        .iter()
+        .any(|b| !b.is_ascii_graphic() || *b == b'"' || *b == b'\\')
+    {
+        return None;
+    }
+    let at = |raw: &RawValue| raw.get().as_ptr() as usize - text.as_ptr() as usize;
+    let member = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"\"traceparent\":\"");
+        out.extend_from_slice(value);
+        out.push(b'"');
+    };
+    let top: Members<'_> = serde_json::from_str(text).ok()?;
+    let Some(params) = top.only("params")? else {
+        // No params: `,"params":{"_meta":{…}}` before the closing brace.
+        let end = text.trim_end().len().checked_sub(1)?;
+        out.extend_from_slice(&body[..end]);
+        if !top.0.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"params\":{\"_meta\":{");
+        member(out);
+        out.extend_from_slice(b"}}");
+        out.extend_from_slice(&body[end..]);
+        return Some(());
+    };
+    let members: Members<'_> = serde_json::from_str(params.get()).ok()?;
+    match members.only("_meta")? {
+        None => {
+            let start = at(params) + 1;
+            out.extend_from_slice(&body[..start]);
+            out.extend_from_slice(b"\"_meta\":{");
+            member(out);
+            out.push(b'}');
+            if !members.0.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(&body[start..]);
+        }
+        Some(meta) => {
+            let fields: Members<'_> = serde_json::from_str(meta.get()).ok()?;
+            match fields.only("traceparent")? {
+                Some(old) => {
+                    out.extend_from_slice(&body[..at(old)]);
+                    out.push(b'"');
+                    out.extend_from_slice(value);
+                    out.push(b'"');
+                    out.extend_from_slice(&body[at(old) + old.get().len()..]);
+                }
+                None => {
+                    let start = at(meta) + 1;
+                    out.extend_from_slice(&body[..start]);
+                    member(out);
+                    if !fields.0.is_empty() {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&body[start..]);
+                }
+            }
+        }
+    }
+    Some(())
+}
+
 /// A JSON object's members, borrowed from its text: (name, decoded only when escaped; value).
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
@@ -321,6 +401,48 @@ pub fn with_arguments_plainly(body: &[u8], fixed: &Map<String, Value>) -> Option
         args.insert(k.clone(), v.clone());
     }
     Some(Value::Object(msg))
+}
+
+#[cfg(test)]
+mod meta_tests {
+    use super::*;
+
+    fn set(body: &str) -> Option<serde_json::Value> {
+        let mut out = Vec::new();
+        with_meta_traceparent(body.as_bytes(), b"00-ab-cd-01", &mut out)
+            .then(|| serde_json::from_slice(&out).expect("still JSON"))
+    }
+
+    #[test]
+    fn the_traceparent_is_set_wherever_meta_stands() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"traceparent":"00-old-old-01","progressToken":3}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":3}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"} "#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{}}}"#,
+        ] {
+            let v = set(body).unwrap_or_else(|| panic!("{body}"));
+            assert_eq!(v["params"]["_meta"]["traceparent"], "00-ab-cd-01", "{body}");
+            let before: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(v["method"], before["method"]);
+            assert_eq!(v["params"]["name"], before["params"]["name"]);
+            assert_eq!(
+                v["params"]["_meta"].get("progressToken"),
+                before["params"]["_meta"].get("progressToken")
+            );
+        }
+        for bad in [
+            r#"{"params":[1]}"#,
+            r#"{"params":{"_meta":1}}"#,
+            r#"{"params":{},"params":{}}"#,
+            r#"{"params":{"_meta":{"traceparent":1,"traceparent":2}}}"#,
+            "not json",
+        ] {
+            assert!(set(bad).is_none(), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -242,6 +242,12 @@ impl Pool {
         true
     }
 
+    /// Whether a child actor carries its exchanges (stdio, legacy HTTP+SSE): no HTTP headers
+    /// of ours reach the server.
+    pub fn is_actor(&self) -> bool {
+        self.link.get().is_some()
+    }
+
     /// The circuit's state now.
     pub fn circuit(&self, now: Instant) -> circuit::State {
         self.breaker.get().state(now)

@@ -675,6 +675,20 @@ async fn forward(
         _ => None,
     };
     let traceparent = exchange.map(|(ctx, _)| ctx.traceparent());
+    // A child process has no headers: the context goes in `params._meta.traceparent` (MCP's
+    // convention), which also replaces a client's own there for any backend.
+    let mut meta_traced = None;
+    if let Some(t) = &traceparent {
+        if pool.is_actor() || call.outcome.meta_trace() {
+            let mut b = bufs::take_with(body.len() + 96);
+            if ringmux_core::shape::with_meta_traceparent(body, t, &mut b) {
+                meta_traced = Some(b);
+            } else {
+                bufs::give(b);
+            }
+        }
+    }
+    let body = meta_traced.as_deref().unwrap_or(body);
     let resp = {
         let sending = std::pin::pin!(send_traced(
             shard,
@@ -716,6 +730,9 @@ async fn forward(
     let request = sessionless.then(|| body.to_vec());
     if let Some(spliced) = target.body {
         bufs::give(spliced);
+    }
+    if let Some(b) = meta_traced {
+        bufs::give(b);
     }
     if let (Some(tracer), Some((ctx, start_ns))) = (&shard.tracer, exchange) {
         // The exchange's span ends with the answer's head (a streamed answer's events are

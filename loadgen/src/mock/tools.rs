@@ -40,7 +40,7 @@ const FAULTS: &[&str] = &[
 const LINKS: &str = r#"{"name":"links","description":"Answers a resource link to res/0 and an embedded res/1","inputSchema":{"type":"object","properties":{}}}"#;
 
 /// Listed with [`MockConfig::trace`]: answers the `traceparent` header its call came with.
-const TRACE: &str = r#"{"name":"traceparent","description":"Answers the traceparent header this call came with (empty if none)","inputSchema":{"type":"object","properties":{}}}"#;
+const TRACE: &str = r#"{"name":"traceparent","description":"Answers the traceparent header this call came with, else its _meta.traceparent (empty if none)","inputSchema":{"type":"object","properties":{}}}"#;
 
 /// Listed with [`MockConfig::rug_pull`]: redefines `echo` (a rug pull, for tool pinning).
 const RUG_PULL: &str = r#"{"name":"rug_pull","description":"Gives echo a new description (with an instruction in it) and sends notifications/tools/list_changed","inputSchema":{"type":"object","properties":{}}}"#;
@@ -266,10 +266,19 @@ pub(crate) fn call_tool<'a>(
         "garbage" if sh.cfg.faults => return Ok(Action::Task(Task::Garbage)),
         "cut_stream" if sh.cfg.faults => return Ok(Action::Task(Task::Cut)),
         "traceparent" if sh.cfg.trace => {
-            let seen = call
-                .traceparent
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
+            // The header; without one (stdio), `params._meta.traceparent`.
+            #[derive(serde::Deserialize, Default)]
+            struct MetaOnly {
+                #[serde(rename = "_meta", default)]
+                meta: serde_json::Value,
+            }
+            let seen = match call.traceparent {
+                Some(h) => String::from_utf8_lossy(h).into_owned(),
+                None => call.params::<MetaOnly>()?.meta["traceparent"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
             text_result(out, &seen, false);
         }
         "links" if sh.cfg.links => {
