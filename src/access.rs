@@ -20,9 +20,22 @@ use std::io::Write as _;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::observe::{Finished, Side};
-use crate::reply::Reply;
+use crate::record::{Finished, Side};
 use crate::request::ClientEra;
+
+/// One request's line, as [`crate::observe::finish`] hands it over.
+pub struct Line<'a> {
+    pub req: &'a Finished<'a>,
+    /// The endpoint's path.
+    pub route: &'a str,
+    pub backend: Option<&'a str>,
+    pub status: u16,
+    pub bytes_out: usize,
+    pub error: Option<(i64, Side)>,
+    pub took: Duration,
+    /// The 32 hex digits of the trace id, with `traces:`.
+    pub trace_id: Option<&'a [u8]>,
+}
 
 /// A batch is sent to the writer when it holds this much.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -103,16 +116,8 @@ pub struct Shard {
 
 impl Shard {
     /// Appends the line of a finished request.
-    pub fn write(
-        &self,
-        shard: &crate::shard::Shard,
-        req: &Finished<'_>,
-        outcome: &crate::observe::Outcome,
-        reply: &Reply,
-        error: Option<(i64, Side)>,
-        took: Duration,
-    ) {
-        let (backend, span) = (outcome.backend(), outcome.span());
+    pub fn write(&self, line: &Line<'_>, metrics: &crate::metrics::ShardMetrics) {
+        let req = line.req;
         let mut b = self.batch.borrow_mut();
         b.extend_from_slice(b"{\"time\":\"");
         self.time(&mut b);
@@ -131,7 +136,7 @@ impl Shard {
             ClientEra::Sessionless => b",\"era\":\"2026-07-28\"",
         });
         b.extend_from_slice(b",\"route\":");
-        ringmux_core::jsonrpc::write_str(&mut b, shard.route_path(req.route));
+        ringmux_core::jsonrpc::write_str(&mut b, line.route);
         b.extend_from_slice(b",\"method\":\"");
         b.extend_from_slice(req.method.as_bytes());
         b.push(b'"');
@@ -144,22 +149,14 @@ impl Shard {
             b.extend_from_slice(b",\"uri\":");
             b.extend_from_slice(u.get().as_bytes());
         }
-        if let Some(p) = backend {
+        if let Some(name) = line.backend {
             b.extend_from_slice(b",\"backend\":");
-            ringmux_core::jsonrpc::write_str(&mut b, shard.pools[p as usize].name());
+            ringmux_core::jsonrpc::write_str(&mut b, name);
         }
-        let (status, out) = match reply {
-            Reply::Status(s) => (*s, 0),
-            Reply::Json { status, body, .. } => (*status, body.len()),
-            Reply::Text { status, body, .. } => (*status, body.len()),
-            Reply::Stream(_) => (200, 0),
-            Reply::Challenge { status, body, .. } => (*status, body.len()),
-            Reply::Limited { body, .. } => (429, body.len()),
-        };
         let mut n = itoa_buf();
         b.extend_from_slice(b",\"status\":");
-        b.extend_from_slice(fmt_u64(&mut n, status as u64));
-        if let Some((code, side)) = error {
+        b.extend_from_slice(fmt_u64(&mut n, line.status as u64));
+        if let Some((code, side)) = line.error {
             b.extend_from_slice(b",\"code\":");
             if code < 0 {
                 b.push(b'-');
@@ -170,20 +167,19 @@ impl Shard {
             b.push(b'"');
         }
         b.extend_from_slice(b",\"latency_us\":");
-        b.extend_from_slice(fmt_u64(&mut n, took.as_micros() as u64));
+        b.extend_from_slice(fmt_u64(&mut n, line.took.as_micros() as u64));
         b.extend_from_slice(b",\"bytes_in\":");
         b.extend_from_slice(fmt_u64(&mut n, req.bytes_in as u64));
         b.extend_from_slice(b",\"bytes_out\":");
-        b.extend_from_slice(fmt_u64(&mut n, out as u64));
-        if let Some(s) = span {
-            // The trace id: the 32 hex digits of the span's `traceparent`.
+        b.extend_from_slice(fmt_u64(&mut n, line.bytes_out as u64));
+        if let Some(t) = line.trace_id {
             b.extend_from_slice(b",\"trace_id\":\"");
-            b.extend_from_slice(&s.traceparent()[3..35]);
+            b.extend_from_slice(t);
             b.push(b'"');
         }
         b.extend_from_slice(b"}\n");
         if b.len() >= BATCH_BYTES {
-            self.send(&mut b, &shard.metrics);
+            self.send(&mut b, metrics);
         }
     }
 

@@ -348,7 +348,7 @@ pub fn overview(admin: &Admin) -> serde_json::Value {
     use serde_json::json;
     let slots: Vec<&crate::latency::Published> = admin.metrics.iter().map(|m| &m.latency).collect();
     let (series, errors_by_code) = crate::latency::merged(&slots);
-    let infos: Vec<crate::inspect::Info> = admin
+    let infos: Vec<crate::snapshot::Info> = admin
         .metrics
         .iter()
         .map(|m| m.info.lock().map(|i| i.clone()).unwrap_or_default())
@@ -430,7 +430,7 @@ pub fn overview(admin: &Admin) -> serde_json::Value {
             })
         })
         .collect();
-    let catalog: Vec<&crate::inspect::Tool> = (0..admin.backends.len())
+    let catalog: Vec<&crate::snapshot::Tool> = (0..admin.backends.len())
         .flat_map(|b| {
             infos
                 .iter()
@@ -440,7 +440,7 @@ pub fn overview(admin: &Admin) -> serde_json::Value {
                 .flatten()
         })
         .collect();
-    let mut errors: Vec<&crate::inspect::RecentError> =
+    let mut errors: Vec<&crate::snapshot::RecentError> =
         infos.iter().flat_map(|i| i.errors.iter()).collect();
     errors.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
     errors.truncate(50);
@@ -478,7 +478,7 @@ fn not_ready(admin: &Admin) -> Option<String> {
 /// shard's circuit state per backend, and the age of the catalog it serves.
 fn backend_up(out: &mut String, admin: &Admin) {
     use std::fmt::Write as _;
-    let infos: Vec<crate::inspect::Info> = admin
+    let infos: Vec<crate::snapshot::Info> = admin
         .metrics
         .iter()
         .map(|m| m.info.lock().map(|i| i.clone()).unwrap_or_default())

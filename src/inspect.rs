@@ -1,63 +1,25 @@
 //! What the admin API shows of a shard beyond its counters: its backends' eras as it found
 //! them, the tools its catalog cache holds, and its most recent errors. The shard keeps the
 //! errors in a small ring (reused strings, no allocation once full) and publishes everything
-//! once a second into its metrics slot ([`Published`], a mutex only that copy and the admin
-//! API take); a backend's tools are re-read only when its cached catalog changes.
+//! once a second into its metrics slot ([`Published`], in [`crate::snapshot`]: a mutex only
+//! that copy and the admin API take); a backend's tools are re-read only when its cached
+//! catalog changes.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use ringmux_core::catalog::ListKind;
 use ringmux_core::config::Era;
 
-use crate::observe::Side;
+use crate::record::Side;
+pub use crate::snapshot::{Info, Published, RecentError, Tool};
 
 /// Recent errors a shard keeps.
 pub const RECENT_ERRORS: usize = 32;
 
 /// Longest tool or prompt name kept with a recent error (longer ones are cut).
 const NAME_MAX: usize = 128;
-
-/// One recent error.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RecentError {
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    pub method: &'static str,
-    pub route: String,
-    pub backend: String,
-    /// The name the client wrote (a tool's or prompt's), or the URI; empty if none.
-    pub name: String,
-    pub code: i64,
-    pub side: &'static str,
-}
-
-/// A tool in a shard's catalog cache, as clients see it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Tool {
-    pub backend: String,
-    pub name: String,
-    pub description: String,
-}
-
-/// What a shard published last.
-#[derive(Default, Clone)]
-pub struct Info {
-    /// Per backend (config order): its era as this shard knows it.
-    pub eras: Vec<&'static str>,
-    /// Per backend: its circuit's state (0 closed, 1 open, 2 half-open).
-    pub circuit: Vec<u8>,
-    /// Per backend: the age of the freshest tools catalog this shard holds, in milliseconds
-    /// (`None`: none held).
-    pub catalog_age_ms: Vec<Option<u64>>,
-    /// Per backend: its tools (empty until this shard listed them).
-    pub tools: Vec<Vec<Tool>>,
-    pub errors: Vec<RecentError>,
-}
-
-pub type Published = Mutex<Info>;
 
 /// A shard's side.
 #[derive(Default)]
@@ -119,22 +81,34 @@ impl Inspect {
         errors.push_back(e);
     }
 
-    /// Publishes the shard's backends, tools and recent errors (once a second).
-    pub fn publish(&self, shard: &crate::shard::Shard, slot: &Published) {
+    /// Publishes the shard's backends (`pools`), tools (`catalog`: backend `b`'s tools catalog
+    /// as the shard caches it, and its age at `now`) and recent errors (once a second).
+    pub fn publish(
+        &self,
+        pools: &[Rc<crate::backend::upstream::Pool>],
+        separator: &str,
+        catalog: impl Fn(u16, Instant) -> Option<(Rc<ringmux_core::catalog::Catalog>, Duration)>,
+        slot: &Published,
+    ) {
         // A shard never waits: when the admin API holds the slot, this second is skipped.
         let Ok(mut info) = slot.try_lock() else {
             return;
         };
-        let n = shard.pools.len();
+        let n = pools.len();
+        let now = Instant::now();
         let mut read_from = self.read_from.borrow_mut();
         let mut tools = self.tools.borrow_mut();
         read_from.resize(n, 0);
         tools.resize_with(n, Vec::new);
         let mut changed = false;
-        for (b, pool) in shard.pools.iter().enumerate() {
-            let Some(catalog) = shard.cached_catalog(ListKind::Tools, b as u16) else {
+        let mut ages = vec![None; n];
+        for (b, pool) in pools.iter().enumerate() {
+            let Some((catalog, age)) = catalog(b as u16, now) else {
                 continue;
             };
+            if let Some(a) = ages.get_mut(b) {
+                *a = Some(age.as_millis() as u64);
+            }
             let at = Rc::as_ptr(&catalog) as usize;
             if read_from[b] == at {
                 continue;
@@ -153,7 +127,7 @@ impl Inspect {
                         ringmux_core::names::prefixed(
                             false,
                             pool.name(),
-                            &shard.cfg.separator,
+                            separator,
                             &catalog.key(i),
                         )
                     } else {
@@ -166,25 +140,20 @@ impl Inspect {
                 .collect();
         }
         info.eras.clear();
-        info.eras
-            .extend(shard.pools.iter().map(|p| match p.era_now() {
-                Era::Auto => "unknown",
-                Era::Stateful => "stateful",
-                Era::Sessionless => "2026-07-28",
-            }));
+        info.eras.extend(pools.iter().map(|p| match p.era_now() {
+            Era::Auto => "unknown",
+            Era::Stateful => "stateful",
+            Era::Sessionless => "2026-07-28",
+        }));
         if changed || info.tools.len() != n {
             info.tools.clone_from(&tools);
         }
-        let now = std::time::Instant::now();
         info.circuit.clear();
         info.circuit
-            .extend(shard.pools.iter().map(|p| p.circuit(now) as u8));
+            .extend(pools.iter().map(|p| p.circuit(now) as u8));
         info.catalog_age_ms.clear();
-        info.catalog_age_ms.extend((0..n).map(|b| {
-            shard
-                .catalog_age(ListKind::Tools, b as u16, now)
-                .map(|a| a.as_millis() as u64)
-        }));
+        info.catalog_age_ms
+            .extend((0..n).map(|b| ages.get(b).copied().flatten()));
         info.errors.clear();
         info.errors.extend(self.errors.borrow().iter().cloned());
     }

@@ -125,8 +125,8 @@ pub struct ShardMetrics {
     /// [`crate::latency`]).
     pub latency: crate::latency::Published,
     /// The shard's backends' eras, its tools and recent errors as it last published them
-    /// (once a second; [`crate::inspect`]).
-    pub info: crate::inspect::Published,
+    /// (once a second; [`crate::snapshot`]).
+    pub info: crate::snapshot::Published,
 }
 
 impl ShardMetrics {

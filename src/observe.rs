@@ -5,13 +5,11 @@
 //! transport.
 
 use std::cell::Cell;
-use std::time::Instant;
 
 use ringmux_core::error::code;
-use ringmux_core::jsonrpc::Raw;
 
+pub use crate::record::{Finished, Side};
 use crate::reply::Reply;
-use crate::request::{ClientEra, Principal};
 use crate::shard::Shard;
 
 /// What the handler learned about a request on its way: the backend it went to, and the
@@ -89,45 +87,6 @@ impl Outcome {
     pub fn backend(&self) -> Option<u16> {
         (self.backend.get() != NONE).then_some(self.backend.get())
     }
-}
-
-/// Who an error came from (the `side` label, and the access log's).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Side {
-    /// The request was refused (unreadable, unknown, invalid, denied, limited, cancelled).
-    Client,
-    /// The backend answered the error.
-    Backend,
-    /// The backend failed: unreachable, timed out, answered garbage or a bad status.
-    Upstream,
-    /// ringmux failed.
-    Gateway,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Backend => "backend",
-            Side::Upstream => "upstream",
-            Side::Gateway => "gateway",
-        }
-    }
-}
-
-/// A request as the pipeline saw it, for [`finish`].
-pub struct Finished<'a> {
-    pub method: &'static str,
-    pub route: u8,
-    /// `params.name` (a tool's or a prompt's, as the client wrote it).
-    pub name: Option<Raw<'a>>,
-    /// `params.uri`.
-    pub uri: Option<Raw<'a>>,
-    pub principal: &'a Principal,
-    pub session: Option<&'a str>,
-    pub era: ClientEra,
-    pub bytes_in: usize,
-    pub started: Instant,
 }
 
 /// Records a finished request: its latency series, its error if any, and its access-log line.
@@ -212,7 +171,24 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         });
     }
     if let Some(log) = &shard.access {
-        log.write(shard, req, outcome, reply, error, took);
+        let traceparent = outcome.span().map(|s| s.traceparent());
+        let line = crate::access::Line {
+            req,
+            route: shard.route_path(req.route),
+            backend: backend.map(|b| shard.pools[b as usize].name()),
+            status: reply_status(reply),
+            bytes_out: match reply {
+                Reply::Json { body, .. } | Reply::Challenge { body, .. } => body.len(),
+                Reply::Limited { body, .. } => body.len(),
+                Reply::Text { body, .. } => body.len(),
+                Reply::Status(_) | Reply::Stream(_) => 0,
+            },
+            error,
+            took,
+            // The 32 hex digits of the trace id in the span's `traceparent`.
+            trace_id: traceparent.as_ref().map(|t| &t[3..35]),
+        };
+        log.write(&line, &shard.metrics);
     }
     if let (Some(tracer), Some((ctx, start_ns))) = (&shard.tracer, outcome.span) {
         let name = match req.name.or(req.uri) {
@@ -297,6 +273,7 @@ pub fn written_error(body: &[u8]) -> Option<(i64, bool)> {
 mod tests {
     use super::*;
     use ringmux_core::error::RpcError;
+    use ringmux_core::jsonrpc::Raw;
 
     fn json(body: Vec<u8>) -> Reply {
         Reply::Json {

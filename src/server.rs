@@ -397,9 +397,16 @@ async fn run_shard(
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
             publisher.latency.publish(&publisher.metrics.latency);
-            publisher
-                .inspect
-                .publish(&publisher, &publisher.metrics.info);
+            let tools = ringmux_core::catalog::ListKind::Tools;
+            publisher.inspect.publish(
+                &publisher.pools,
+                &publisher.cfg.separator,
+                |b, now| {
+                    let catalog = publisher.cached_catalog(tools, b)?;
+                    Some((catalog, publisher.catalog_age(tools, b, now)?))
+                },
+                &publisher.metrics.info,
+            );
             if let Some(a) = &publisher.access {
                 a.flush(&publisher.metrics);
             }

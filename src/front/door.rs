@@ -228,7 +228,7 @@ async fn legacy_front(
                 credential: Credential::Header(header(buf, &head.headers.authorization)),
                 route: 0,
                 facts,
-                trace: trace_of(shard, buf, head),
+                trace: super::trace_of(shard, buf, head),
             };
             pipeline::run(shard, req).await
         }
@@ -312,7 +312,7 @@ async fn post(
     match pipeline::route(
         shard,
         Request {
-            trace: trace_of(shard, buf, head),
+            trace: super::trace_of(shard, buf, head),
             ..stateful(
                 principal,
                 header(buf, &h.authorization),
@@ -385,17 +385,6 @@ fn stateful<'a>(
         facts,
         trace: None,
     }
-}
-
-/// The client's `traceparent` header, when traces are on.
-#[inline]
-pub(crate) fn trace_of(
-    shard: &Shard,
-    buf: &[u8],
-    head: &RequestHead,
-) -> Option<ringmux_core::trace::TraceParent> {
-    shard.tracer.as_ref()?;
-    ringmux_core::trace::TraceParent::parse(header(buf, &head.headers.traceparent)?)
 }
 
 /// What rules may read of this request (`request`), when a rule of its endpoint reads it.

@@ -6,3 +6,14 @@ pub mod hop;
 pub mod http;
 pub mod legacy;
 pub mod modern;
+
+/// The client's `traceparent` header, when traces are on.
+#[inline]
+pub(crate) fn trace_of(
+    shard: &crate::shard::Shard,
+    buf: &[u8],
+    head: &ringmux_core::http::RequestHead,
+) -> Option<ringmux_core::trace::TraceParent> {
+    shard.tracer.as_ref()?;
+    ringmux_core::trace::TraceParent::parse(head.headers.traceparent.clone().map(|r| &buf[r])?)
+}

@@ -127,7 +127,7 @@ pub async fn front(
         credential: Credential::Done,
         route,
         facts,
-        trace: super::door::trace_of(shard, buf, head),
+        trace: super::trace_of(shard, buf, head),
     };
     crate::pipeline::run(shard, req).await
 }
