@@ -106,16 +106,20 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         ("tools/call", Some(_), Some(name)) => name.get().as_bytes(),
         _ => b"",
     };
-    let render = |full: bool| {
+    let backend_name = backend.map_or("", |b| shard.pools[b as usize].name());
+    // `route="…",backend="…",method="…"`, the labels every series starts with.
+    let common = || {
         let mut l = String::with_capacity(96);
         l.push_str("route=\"");
         crate::latency::label_value(&mut l, shard.route_path(req.route));
         l.push_str("\",backend=\"");
-        if let Some(b) = backend {
-            crate::latency::label_value(&mut l, shard.pools[b as usize].name());
-        }
+        crate::latency::label_value(&mut l, backend_name);
         l.push_str("\",method=\"");
         l.push_str(req.method);
+        l
+    };
+    let render = |full: bool| {
+        let mut l = common();
         l.push_str("\",tool=\"");
         if full {
             l.push_str("(other)");
@@ -134,7 +138,7 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
     let overflow = crate::latency::key(req.method, req.route, backend, b"\0(other)", 0);
     let labels = |full: bool| crate::latency::Named {
         labels: render(full),
-        backend: backend.map_or_else(String::new, |b| shard.pools[b as usize].name().to_owned()),
+        backend: backend_name.to_owned(),
     };
     shard
         .latency
@@ -144,7 +148,7 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         shard.inspect.error(
             req.method,
             shard.route_path(req.route),
-            backend.map_or("", |b| shard.pools[b as usize].name()),
+            backend_name,
             req.name
                 .or(req.uri)
                 .map_or(&b""[..], |n| n.get().as_bytes()),
@@ -153,15 +157,7 @@ pub fn finish(shard: &Shard, req: &Finished<'_>, outcome: &Outcome, reply: &Repl
         );
         let ekey = crate::latency::key(req.method, req.route, backend, &[side as u8], code);
         shard.latency.error(ekey, || {
-            let mut l = String::with_capacity(96);
-            l.push_str("route=\"");
-            crate::latency::label_value(&mut l, shard.route_path(req.route));
-            l.push_str("\",backend=\"");
-            if let Some(b) = backend {
-                crate::latency::label_value(&mut l, shard.pools[b as usize].name());
-            }
-            l.push_str("\",method=\"");
-            l.push_str(req.method);
+            let mut l = common();
             l.push_str("\",code=\"");
             l.push_str(&code.to_string());
             l.push_str("\",side=\"");

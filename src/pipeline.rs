@@ -287,17 +287,8 @@ pub async fn message(
             let Some(entry) = method::lookup(&msg.method).filter(|m| m.stateful) else {
                 return Reply::error(Some(id), &RpcError::MethodNotFound(msg.method.to_string()));
             };
-            let finished = Finished {
-                method: entry.name,
-                route,
-                name: msg.params.name,
-                uri: msg.params.uri,
-                principal,
-                session: session_id,
-                era,
-                bytes_in: body.len(),
-                started: std::time::Instant::now(),
-            };
+            let finished =
+                Finished::begin(entry.name, &msg, body, principal, session_id, era, route);
             let outcome = Outcome::begin(shard, trace, msg.params.meta.as_ref());
             let call = Call {
                 body,
@@ -357,17 +348,15 @@ async fn sessionless(
             ErrorEra::Sessionless,
         );
     };
-    let finished = Finished {
-        method: entry.name,
-        route,
-        name: msg.params.name,
-        uri: msg.params.uri,
+    let finished = Finished::begin(
+        entry.name,
+        msg,
+        body,
         principal,
-        session: Some(key),
-        era: ClientEra::Sessionless,
-        bytes_in: body.len(),
-        started: std::time::Instant::now(),
-    };
+        Some(key),
+        ClientEra::Sessionless,
+        route,
+    );
     let outcome = Outcome::begin(shard, trace, msg.params.meta.as_ref());
     let reply = crate::handlers::modern::serve(
         shard, key, principal, entry, body, parsed, sse, admitted, route, facts, &outcome,

@@ -32,7 +32,7 @@ impl Side {
     }
 }
 
-/// A request as the pipeline saw it, for [`finish`].
+/// A request as the pipeline saw it, for [`crate::observe::finish`].
 pub struct Finished<'a> {
     pub method: &'static str,
     pub route: u8,
@@ -45,4 +45,29 @@ pub struct Finished<'a> {
     pub era: ClientEra,
     pub bytes_in: usize,
     pub started: Instant,
+}
+
+impl<'a> Finished<'a> {
+    /// Request `msg` (the method table's `method`, from `body`) starting now.
+    pub fn begin(
+        method: &'static str,
+        msg: &ringmux_core::jsonrpc::Message<'a>,
+        body: &[u8],
+        principal: &'a Principal,
+        session: Option<&'a str>,
+        era: ClientEra,
+        route: u8,
+    ) -> Finished<'a> {
+        Finished {
+            method,
+            route,
+            name: msg.params.name,
+            uri: msg.params.uri,
+            principal,
+            session,
+            era,
+            bytes_in: body.len(),
+            started: Instant::now(),
+        }
+    }
 }

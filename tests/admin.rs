@@ -738,13 +738,10 @@ fn circuit_settings_are_checked() {
             "backends[0].health_check.interval_ms",
         ),
     ] {
-        let cfg = std::env::temp_dir().join(format!("ringmux-circuit-{}.yaml", std::process::id()));
-        std::fs::write(
-            &cfg,
-            format!("listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    {keys}\n"),
-        )
-        .unwrap();
-        let (ok, _, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+        let (ok, err) = check_config(
+            "circuit",
+            &format!("listen: 127.0.0.1:0\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    {keys}\n"),
+        );
         assert!(!ok && err.contains(want), "{keys}: {err}");
     }
 }

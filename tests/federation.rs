@@ -227,8 +227,9 @@ fn pagination_walk_sees_every_item_once() {
     assert_eq!(error_code(&bad), -32602);
 }
 
-#[test]
-fn a_backend_down_degrades_only_itself() {
+/// A gateway in front of `up` (11 tools) and `doomed` (13, with `keys`), a client that listed
+/// all 24, and `doomed` killed: (up, doomed, gateway, client).
+fn up_and_killed(keys: &str) -> (Proc, Proc, Proc, Client) {
     let up = mock("up").tools(11).start();
     let mut doomed = mock("doomed").tools(13).start();
     let gw = gateway()
@@ -236,12 +237,18 @@ fn a_backend_down_degrades_only_itself() {
         .backend_with(
             "doomed",
             &doomed.url,
-            "retry_backoff_ms: 60000\nconnect_timeout_ms: 500",
+            &format!("retry_backoff_ms: 60000\nconnect_timeout_ms: 500\n{keys}"),
         )
         .start();
     let mut cl = client(&gw.url);
     assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 24);
     doomed.kill();
+    (up, doomed, gw, cl)
+}
+
+#[test]
+fn a_backend_down_degrades_only_itself() {
+    let (_up, _doomed, gw, mut cl) = up_and_killed("");
     let started = Instant::now();
     let call = cl
         .request(
@@ -297,19 +304,7 @@ fn a_backend_down_degrades_only_itself() {
 /// `circuit.hide_when_open`: while a backend's circuit is open, lists leave it out.
 #[test]
 fn an_open_circuit_can_hide_the_backend_from_lists() {
-    let up = mock("up").tools(11).start();
-    let mut doomed = mock("doomed").tools(13).start();
-    let gw = gateway()
-        .backend("up", &up.url)
-        .backend_with(
-            "doomed",
-            &doomed.url,
-            "retry_backoff_ms: 60000\nconnect_timeout_ms: 500\ncircuit:\n  hide_when_open: true",
-        )
-        .start();
-    let mut cl = client(&gw.url);
-    assert_eq!(cl.list_all("tools/list", "tools").unwrap().len(), 24);
-    doomed.kill();
+    let (_up, _doomed, _gw, mut cl) = up_and_killed("circuit:\n  hide_when_open: true");
     let call = cl
         .request(
             "tools/call",

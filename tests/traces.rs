@@ -336,13 +336,10 @@ fn traces_settings_are_checked() {
             "traces.sample_ratio",
         ),
     ] {
-        let cfg = std::env::temp_dir().join(format!("ringmux-traces-{}.yaml", std::process::id()));
-        std::fs::write(
-            &cfg,
-            format!("listen: 127.0.0.1:0\n{yaml}backends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n"),
-        )
-        .unwrap();
-        let (ok, _, err) = run_cli(&["check", cfg.to_str().unwrap()]);
+        let (ok, err) = check_config(
+            "traces",
+            &format!("listen: 127.0.0.1:0\n{yaml}backends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n"),
+        );
         assert!(!ok && err.contains(want), "{yaml}: {err}");
     }
 }

@@ -193,6 +193,16 @@ pub fn demo() -> Proc {
     )
 }
 
+/// `ringmux check` on a config of `text` (in a temporary file named for `name`); returns
+/// (success, stderr).
+pub fn check_config(name: &str, text: &str) -> (bool, String) {
+    let path = std::env::temp_dir().join(format!("ringmux-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).expect("writing the config");
+    let (ok, _, err) = run_cli(&["check", path.to_str().expect("a UTF-8 path")]);
+    let _ = std::fs::remove_file(&path);
+    (ok, err)
+}
+
 /// Runs `ringmux ARGS` to completion; returns (success, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
