@@ -53,11 +53,16 @@ fn load(path: &str) -> Result<config::Config> {
 fn serve(cfg: config::Config, demo: bool) -> Result<()> {
     let listeners =
         server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
-    let admin = std::net::TcpListener::bind(cfg.admin)
-        .with_context(|| format!("binding admin.listen {}", cfg.admin))?;
+    let admin = match cfg.admin {
+        Some(at) => Some(
+            std::net::TcpListener::bind(at)
+                .with_context(|| format!("binding admin.listen {at}"))?,
+        ),
+        None => None,
+    };
     let shards = cfg.shards;
     let token_sha256 = cfg.admin_token_sha256;
-    let admin_loopback = cfg.admin.ip().is_loopback();
+    let admin_loopback = cfg.admin.is_some_and(|a| a.ip().is_loopback());
     let backends: std::sync::Arc<[ringmux::admin::BackendRow]> = cfg
         .backends
         .iter()
@@ -67,10 +72,14 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
     let tls = cfg.tls.is_some();
     let grace = cfg.limits.shutdown_grace;
     // Before the shards start, so that no signal finds the process without its handlers.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let srv = server::start(cfg, listeners)?;
     let scheme = if tls { "https" } else { "http" };
     println!("ringmux listening on {scheme}://{}{path}", srv.addr);
+    let Some(admin) = admin else {
+        println!("ringmux admin off");
+        return run_until_stopped(srv, signals, grace);
+    };
     let admin = ringmux::admin::spawn(
         admin,
         ringmux::admin::Admin {
@@ -92,6 +101,15 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
             srv.addr
         );
     }
+    run_until_stopped(srv, signals, grace)
+}
+
+/// Waits for the shards; the first signal drains, a second exits at once.
+fn run_until_stopped(
+    srv: server::Server,
+    mut signals: Signals,
+    grace: std::time::Duration,
+) -> Result<()> {
     let drainer = srv.drainer();
     std::thread::Builder::new()
         .name("ringmux-signals".into())

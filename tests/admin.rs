@@ -782,3 +782,23 @@ fn the_admin_api_off_loopback_needs_a_token() {
         200
     );
 }
+
+/// `admin.listen: off` runs no admin listener (two gateways on one host need no second
+/// address); the MCP endpoint serves as ever.
+#[test]
+fn the_admin_listener_can_be_off() {
+    let a = mock("a").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .yaml("admin:\n  listen: \"off\"\n")
+        .start();
+    assert_eq!(gw.admin, "");
+    let mut c = client(&gw.url);
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&r), "x");
+}

@@ -74,8 +74,10 @@ pub struct RequestHeaders {
     pub mcp_method: Option<Range<usize>>,
     /// `Mcp-Name` (2026-07-28): must equal `params.name` / `params.uri`.
     pub mcp_name: Option<Range<usize>>,
-    /// `traceparent` (W3C trace context).
+    /// `traceparent` (W3C trace context); `None` when given twice (the W3C spec: a request
+    /// with more than one carries no valid context).
     pub traceparent: Option<Range<usize>>,
+    pub traceparent_repeated: bool,
     /// A header that must appear once (`Host`, `Authorization`, `Mcp-Session-Id`,
     /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) given more than once: its name. Readers of the first and of
     /// the last copy would disagree. With an absolute-form target, `host` is the target's
@@ -280,7 +282,10 @@ pub fn parse_request(
                 &mut h.mcp_method
             }
             6 if header.name.eq_ignore_ascii_case("accept") => &mut h.accept,
-            11 if header.name.eq_ignore_ascii_case("traceparent") => &mut h.traceparent,
+            11 if header.name.eq_ignore_ascii_case("traceparent") => {
+                h.traceparent_repeated |= h.traceparent.is_some();
+                &mut h.traceparent
+            }
             6 if header.name.eq_ignore_ascii_case("origin") => &mut h.origin,
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
             13 if header.name.eq_ignore_ascii_case("authorization") => {
@@ -656,6 +661,17 @@ mod tests {
         assert_eq!(&raw[h.headers.mcp_name.clone().unwrap()], b"echo");
         assert_eq!(h.headers.duplicated, None);
         assert_eq!(&raw[h.head_len..], b"{\"a\":1}");
+    }
+
+    #[test]
+    fn a_repeated_traceparent_is_marked() {
+        let one = b"GET /mcp HTTP/1.1\r\nHost: a\r\ntraceparent: x\r\n\r\n";
+        let h = parse_request(one, MAX, 1024).unwrap().unwrap();
+        assert_eq!(&one[h.headers.traceparent.clone().unwrap()], b"x");
+        assert!(!h.headers.traceparent_repeated);
+        let two = b"GET /mcp HTTP/1.1\r\nHost: a\r\nTraceparent: x\r\ntraceparent: y\r\n\r\n";
+        let h = parse_request(two, MAX, 1024).unwrap().unwrap();
+        assert!(h.headers.traceparent_repeated);
     }
 
     #[test]

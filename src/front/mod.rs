@@ -15,5 +15,8 @@ pub(crate) fn trace_of(
     head: &ringmux_core::http::RequestHead,
 ) -> Option<ringmux_core::trace::TraceParent> {
     shard.tracer.as_ref()?;
+    if head.headers.traceparent_repeated {
+        return None;
+    }
     ringmux_core::trace::TraceParent::parse(head.headers.traceparent.clone().map(|r| &buf[r])?)
 }

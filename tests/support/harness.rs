@@ -118,9 +118,11 @@ impl Proc {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("the gateway names its admin listener");
-            line.strip_prefix("ringmux admin on ")
-                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
-                .to_owned()
+            match line.strip_prefix("ringmux admin on ") {
+                Some(url) => url.to_owned(),
+                None if line == "ringmux admin off" => String::new(),
+                None => panic!("unexpected second line {line:?}"),
+            }
         } else {
             String::new()
         };

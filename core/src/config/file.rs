@@ -205,7 +205,8 @@ impl AccessLogFile {
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     /// Where the admin listener listens (plain HTTP; keep it on loopback or a private
-    /// network: it names shards, sessions and backends). Port 0 picks a free one.
+    /// network: it names shards, sessions and backends). Port 0 picks a free one; `off`
+    /// runs none (no metrics, probes or admin API).
     #[serde(default = "default_admin_listen")]
     pub listen: String,
     /// SHA-256 of the admin API's bearer token, 64 hex digits (`printf %s "$TOKEN" |

@@ -95,8 +95,8 @@ pub struct Config {
     /// Virtual servers (`routes:`), each at its own path; route `i + 1` is `routes[i]` (0 is
     /// the main endpoint).
     pub routes: Vec<Route>,
-    /// The admin listener's address (`admin.listen`).
-    pub admin: SocketAddr,
+    /// The admin listener's address (`admin.listen`; `None`: `off`).
+    pub admin: Option<SocketAddr>,
     /// SHA-256 of the admin API's token (`admin.token_sha256`).
     pub admin_token_sha256: Option<[u8; 32]>,
     /// The access log (`None`: none).
@@ -663,13 +663,16 @@ impl File {
             xxhash_rust::xxh3::xxh3_64(&key) as u32
         };
         let modern = self.modern.check()?;
-        let admin = parse_listen(&self.admin.listen).ok_or_else(|| {
-            err(
-                "admin.listen",
-                format!("not an IP address and port: {:?}", self.admin.listen),
-            )
-        })?;
-        if admin.port() != 0 && admin == listen {
+        let admin = match self.admin.listen.as_str() {
+            "off" => None,
+            text => Some(parse_listen(text).ok_or_else(|| {
+                err(
+                    "admin.listen",
+                    format!("not an IP address and port, or off: {text:?}"),
+                )
+            })?),
+        };
+        if admin.is_some_and(|a| a.port() != 0 && a == listen) {
             return Err(err("admin.listen", "must differ from listen"));
         }
         let admin_token_sha256 =
