@@ -18,6 +18,22 @@ pub use crate::snapshot::{Info, Published, RecentError, Tool};
 /// Recent errors a shard keeps.
 pub const RECENT_ERRORS: usize = 32;
 
+/// Longest tool description the admin API shows (longer ones are cut, with `…`).
+const DESCRIPTION_MAX: usize = 240;
+
+/// `s` cut to at most `max` bytes at a character boundary, `…` marking a cut.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push('…');
+    }
+    s
+}
+
 /// Longest tool or prompt name kept with a recent error (longer ones are cut).
 const NAME_MAX: usize = 128;
 
@@ -25,9 +41,8 @@ const NAME_MAX: usize = 128;
 #[derive(Default)]
 pub struct Inspect {
     errors: RefCell<VecDeque<RecentError>>,
-    /// Per backend: the catalog its tools were read from (by address).
+    /// Per backend: the catalog its published tools were read from (by address).
     read_from: RefCell<Vec<usize>>,
-    tools: RefCell<Vec<Vec<Tool>>>,
 }
 
 impl Inspect {
@@ -97,10 +112,8 @@ impl Inspect {
         let n = pools.len();
         let now = Instant::now();
         let mut read_from = self.read_from.borrow_mut();
-        let mut tools = self.tools.borrow_mut();
         read_from.resize(n, 0);
-        tools.resize_with(n, Vec::new);
-        let mut changed = false;
+        info.tools.resize_with(n, Vec::new);
         let mut ages = vec![None; n];
         for (b, pool) in pools.iter().enumerate() {
             let Some((catalog, age)) = catalog(b as u16, now) else {
@@ -114,13 +127,14 @@ impl Inspect {
                 continue;
             }
             read_from[b] = at;
-            changed = true;
             #[derive(serde::Deserialize)]
             struct Described {
                 #[serde(default)]
                 description: String,
             }
-            tools[b] = (0..catalog.len())
+            // Written straight into the published slot, descriptions cut short: the admin
+            // API shows a catalog, it does not keep a second copy of it.
+            info.tools[b] = (0..catalog.len())
                 .map(|i| Tool {
                     backend: pool.name().to_owned(),
                     name: if pool.cfg.prefixed {
@@ -134,7 +148,7 @@ impl Inspect {
                         catalog.key(i).into_owned()
                     },
                     description: serde_json::from_slice::<Described>(catalog.item(i))
-                        .map(|d| d.description)
+                        .map(|d| cut(d.description, DESCRIPTION_MAX))
                         .unwrap_or_default(),
                 })
                 .collect();
@@ -145,9 +159,6 @@ impl Inspect {
             Era::Stateful => "stateful",
             Era::Sessionless => "2026-07-28",
         }));
-        if changed || info.tools.len() != n {
-            info.tools.clone_from(&tools);
-        }
         info.circuit.clear();
         info.circuit
             .extend(pools.iter().map(|p| p.circuit(now) as u8));
