@@ -85,8 +85,13 @@ impl BackendRow {
 /// The admin page: one self-contained file (no build step, nothing fetched but the API).
 const PAGE: &str = include_str!("admin.html");
 
-/// Serves `listener` on a thread of its own until the process ends.
-pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<SocketAddr> {
+/// Serves `listener` on a thread of its own until the process ends; with `tls` (`admin.tls`)
+/// every connection is TLS (its certificate reloaded as the MCP listener's is).
+pub fn spawn(
+    listener: TcpListener,
+    admin: Admin,
+    tls: Option<crate::tls::Listener>,
+) -> std::io::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     let open = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -110,15 +115,44 @@ pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<SocketAddr>
                 }
                 let slot = Slot(open.clone());
                 let admin = admin.clone();
+                let tls_config = tls.as_ref().map(crate::tls::Listener::config);
                 let _ = std::thread::Builder::new()
                     .name("ringmux-admin-conn".into())
                     .spawn(move || {
                         let _slot = slot;
-                        serve(conn, &admin);
+                        match tls_config {
+                            None => serve(&mut conn, &admin),
+                            Some(cfg) => {
+                                let Ok(session) = rustls::ServerConnection::new(cfg) else {
+                                    return;
+                                };
+                                let mut stream = rustls::StreamOwned::new(session, conn);
+                                serve(&mut stream, &admin);
+                                stream.conn.send_close_notify();
+                                let _ = stream.flush();
+                            }
+                        }
                     });
             }
         })?;
     Ok(addr)
+}
+
+/// An admin connection: plain, or TLS over it (`admin.tls`); timeouts are set on the socket.
+trait Conn: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
 }
 
 /// A connection's place among the [`MAX_CONNECTIONS`], given back however its thread ends.
@@ -132,9 +166,9 @@ impl Drop for Slot {
 
 /// Reads more of `conn` into `buf`, within what is left of the connection's time; false when
 /// it ended, failed or ran out of time.
-fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>, deadline: std::time::Instant) -> bool {
+fn read_more(conn: &mut dyn Conn, buf: &mut Vec<u8>, deadline: std::time::Instant) -> bool {
     let left = deadline.saturating_duration_since(std::time::Instant::now());
-    if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
+    if left.is_zero() || conn.tcp().set_read_timeout(Some(left)).is_err() {
         return false;
     }
     let mut chunk = [0u8; 1024];
@@ -147,17 +181,17 @@ fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>, deadline: std::time::Insta
     }
 }
 
-fn serve(mut conn: TcpStream, admin: &Admin) {
+fn serve(conn: &mut dyn Conn, admin: &Admin) {
     let deadline = std::time::Instant::now() + IO_TIMEOUT;
-    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = conn.tcp().set_write_timeout(Some(IO_TIMEOUT));
     let mut buf = Vec::with_capacity(1024);
     let head = loop {
         match ringmux_core::http::parse_request(&buf, MAX_HEAD, MAX_HEAD) {
             Ok(Some(head)) => break head,
             Ok(None) if buf.len() < MAX_HEAD => {}
-            _ => return respond(&mut conn, 400, "text/plain", "bad request\n"),
+            _ => return respond(conn, 400, "text/plain", "bad request\n"),
         }
-        if !read_more(&mut conn, &mut buf, deadline) {
+        if !read_more(conn, &mut buf, deadline) {
             return;
         }
     };
@@ -165,7 +199,7 @@ fn serve(mut conn: TcpStream, admin: &Admin) {
     let header = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &buf[r]);
     if header(&head.headers.origin).is_some() {
         return respond(
-            &mut conn,
+            conn,
             403,
             "text/plain",
             "no browser origin may use the admin listener\n",
@@ -174,7 +208,7 @@ fn serve(mut conn: TcpStream, admin: &Admin) {
     if admin.loopback && !header(&head.headers.host).is_some_and(crate::front::door::is_local_host)
     {
         return respond(
-            &mut conn,
+            conn,
             403,
             "text/plain",
             "Host is not a loopback name (DNS rebinding protection)\n",
@@ -182,30 +216,30 @@ fn serve(mut conn: TcpStream, admin: &Admin) {
     }
     let path = buf[head.path.clone()].to_vec();
     if path.starts_with(b"/api/") {
-        return api(&mut conn, admin, &head, buf, &path, deadline);
+        return api(conn, admin, &head, buf, &path, deadline);
     }
     if head.method != Method::Get {
-        return respond(&mut conn, 405, "text/plain", "only GET\n");
+        return respond(conn, 405, "text/plain", "only GET\n");
     }
     match &path[..] {
         b"/metrics" => {
             let mut body = crate::metrics::render(&admin.metrics);
             backend_up(&mut body, admin);
-            respond(&mut conn, 200, "text/plain; version=0.0.4", &body)
+            respond(conn, 200, "text/plain; version=0.0.4", &body)
         }
-        b"/healthz" => respond(&mut conn, 200, "text/plain", "ok\n"),
-        b"/" => respond(&mut conn, 200, "text/html; charset=utf-8", PAGE),
+        b"/healthz" => respond(conn, 200, "text/plain", "ok\n"),
+        b"/" => respond(conn, 200, "text/html; charset=utf-8", PAGE),
         b"/readyz" => match not_ready(admin) {
-            None => respond(&mut conn, 200, "text/plain", "ready\n"),
-            Some(why) => respond(&mut conn, 503, "text/plain", &format!("not ready: {why}\n")),
+            None => respond(conn, 200, "text/plain", "ready\n"),
+            Some(why) => respond(conn, 503, "text/plain", &format!("not ready: {why}\n")),
         },
-        _ => respond(&mut conn, 404, "text/plain", "not found\n"),
+        _ => respond(conn, 404, "text/plain", "not found\n"),
     }
 }
 
 /// The admin API (`/api/...`): JSON in and out.
 fn api(
-    conn: &mut TcpStream,
+    conn: &mut dyn Conn,
     admin: &Admin,
     head: &ringmux_core::http::RequestHead,
     mut buf: Vec<u8>,
@@ -214,7 +248,7 @@ fn api(
 ) {
     use ringmux_core::http::{BodyKind, Method};
     let json = "application/json";
-    let error = |conn: &mut TcpStream, status: u16, why: &str| {
+    let error = |conn: &mut dyn Conn, status: u16, why: &str| {
         respond(
             conn,
             status,
@@ -517,7 +551,7 @@ fn backend_up(out: &mut String, admin: &Admin) {
     }
 }
 
-fn respond(conn: &mut TcpStream, status: u16, content_type: &str, body: &str) {
+fn respond(conn: &mut dyn Conn, status: u16, content_type: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",

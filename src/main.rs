@@ -46,6 +46,11 @@ fn load(path: &str) -> Result<config::Config> {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("in {path}: tls"))?;
     }
+    if let Some(tls) = &cfg.admin_tls {
+        ringmux::tls::check(tls)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("in {path}: admin.tls"))?;
+    }
     Ok(cfg)
 }
 
@@ -63,6 +68,22 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
     let shards = cfg.shards;
     let token_sha256 = cfg.admin_token_sha256;
     let admin_loopback = cfg.admin.is_some_and(|a| a.ip().is_loopback());
+    // Its own certificate watcher; its reloads are not counted in the gateway's metrics
+    // (their counters have one writer each, the MCP listener's watcher).
+    let admin_tls = match &cfg.admin_tls {
+        Some(t) if admin.is_some() => Some(
+            ringmux::tls::start(
+                t,
+                1,
+                std::sync::Arc::new(ringmux::metrics::ShardMetrics::new(0)),
+            )
+            .map_err(anyhow::Error::msg)
+            .context("admin.tls")?
+            .remove(0),
+        ),
+        _ => None,
+    };
+    let admin_scheme = if admin_tls.is_some() { "https" } else { "http" };
     let backends: std::sync::Arc<[ringmux::admin::BackendRow]> = cfg
         .backends
         .iter()
@@ -91,12 +112,13 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
             token_sha256,
             loopback: admin_loopback,
         },
+        admin_tls,
     )
     .context("starting the admin listener")?;
-    println!("ringmux admin on http://{admin}");
+    println!("ringmux admin on {admin_scheme}://{admin}");
     if demo {
         println!(
-            "open http://{admin}/ for the admin page: the backends, their tools and live numbers\n\
+            "open {admin_scheme}://{admin}/ for the admin page: the backends, their tools and live numbers\n\
              then try: ringmux tools {scheme}://{}{path}",
             srv.addr
         );

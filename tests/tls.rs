@@ -577,3 +577,45 @@ fn a_removed_client_ca_is_not_outlived_by_session_resumption() {
         "dave kept connecting after his CA was removed"
     );
 }
+
+/// `admin.tls`: the admin listener speaks TLS with its own certificate and, with
+/// `client_ca`, requires a client certificate (the operator's); the MCP listener stays
+/// plain. Without a certificate, or in plain HTTP, nothing is read.
+#[test]
+fn the_admin_listener_can_require_tls_and_a_client_certificate() {
+    let ca = Ca::new("admin CA");
+    let operators = Ca::new("operator CA");
+    let dir = Dir::new("admin-tls");
+    let (cert, key) = ca.localhost(&dir, "admin-");
+    let operator_ca = dir.put("operators.pem", &operators.pem());
+    let gw = gateway()
+        .stdio_mock("m", "")
+        .yaml(&format!(
+            "admin:\n  listen: 127.0.0.1:0\n  tls:\n    cert: {cert}\n    key: {key}\n    client_ca: {operator_ca}\n    client_auth: required\n"
+        ))
+        .start();
+    assert!(gw.admin.starts_with("https://"), "{}", gw.admin);
+    let operator = operators.leaf("ops", &["ops.example"], true);
+    let mut c = Client::connect_with(
+        &format!("{}/metrics", gw.admin),
+        Some(client_config(&ca, Some(&operator), &[])),
+    )
+    .unwrap();
+    let r = c.send("GET", b"", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("ringmux_requests_total"));
+    // No client certificate: the handshake fails, nothing is served.
+    let refused = Client::connect_with(
+        &format!("{}/metrics", gw.admin),
+        Some(client_config(&ca, None, &[])),
+    )
+    .and_then(|mut c| c.send("GET", b"", &[]));
+    assert!(refused.is_err(), "{:?}", refused.map(|r| r.status));
+    // Plain HTTP to the TLS port: no answer.
+    let plain = Client::connect(&gw.admin.replace("https://", "http://"))
+        .and_then(|mut c| c.send("GET", b"", &[]));
+    assert!(plain.is_err() || plain.as_ref().is_ok_and(|r| r.status != 200));
+    // The MCP listener is plain HTTP as configured.
+    let mut mcp = client(&gw.url);
+    assert_eq!(echo(&mut mcp, "m__echo", "hi"), "hi");
+}

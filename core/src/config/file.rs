@@ -214,6 +214,10 @@ pub struct AdminFile {
     /// only on a loopback listener.
     #[serde(default)]
     pub token_sha256: Option<String>,
+    /// TLS on the admin listener: its own certificate and key, and with `client_ca` the
+    /// client certificates it requires (`client_auth: required`) (absent: plain HTTP).
+    #[serde(default)]
+    pub tls: Option<super::TlsFile>,
 }
 
 impl Default for AdminFile {
@@ -221,6 +225,7 @@ impl Default for AdminFile {
         AdminFile {
             listen: default_admin_listen(),
             token_sha256: None,
+            tls: None,
         }
     }
 }

@@ -99,6 +99,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// SHA-256 of the admin API's token (`admin.token_sha256`).
     pub admin_token_sha256: Option<[u8; 32]>,
+    /// TLS on the admin listener (`admin.tls`).
+    pub admin_tls: Option<Tls>,
     /// The access log (`None`: none).
     pub access_log: Option<AccessLog>,
     /// OpenTelemetry traces (`None`: none).
@@ -682,6 +684,13 @@ impl File {
                     err("admin.token_sha256", "must be 64 hex digits (a SHA-256)")
                 })?),
             };
+        let admin_tls = match self.admin.tls {
+            Some(t) => Some(t.check().map_err(|e| ConfigError {
+                path: format!("admin.{}", e.path),
+                ..e
+            })?),
+            None => None,
+        };
         let auth = self.auth.map(AuthFile::check).transpose()?;
         let tls = self.tls.map(TlsFile::check).transpose()?;
         let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
@@ -790,6 +799,7 @@ impl File {
             routes,
             admin,
             admin_token_sha256,
+            admin_tls,
             access_log,
             traces,
             backends,
