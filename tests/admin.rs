@@ -539,7 +539,14 @@ fn the_admin_api_reports_backends_catalog_sessions_and_errors() {
 fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
     use ringmux_load::load::{self, client::Endpoint, Options};
     let a = mock("a").start();
-    let gw = gateway().shards(2).backend("a", &a.url).start();
+    let log =
+        std::env::temp_dir().join(format!("ringmux-load-access-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let gw = gateway()
+        .shards(2)
+        .backend("a", &a.url)
+        .yaml(&format!("access_log:\n  path: {}\n", log.display()))
+        .start();
     let calls = |body: &str| -> u64 {
         body.lines()
             .filter(|l| {
@@ -616,6 +623,27 @@ fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
     );
     assert!(!body.contains("ringmux_request_errors_total{"), "{body}");
     assert!(metric(&gw.admin, "ringmux_modern_requests_total") >= 1000);
+    // The access log kept up: a line for every call, none dropped.
+    let logged = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"method\":\"tools/call\""))
+            .count() as u64
+    };
+    let mut lines = 0;
+    assert!(
+        eventually(WAIT, || {
+            lines = logged(&log);
+            lines == sent
+        }),
+        "sent {sent}, logged {lines}"
+    );
+    assert_eq!(
+        metric(&gw.admin, "ringmux_access_log_dropped_lines_total"),
+        0
+    );
+    let _ = std::fs::remove_file(&log);
 }
 
 /// The circuit breaker with active health checks: a backend that dies is found by the checks
