@@ -20,7 +20,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ pub struct Authenticator {
     api_keys: Vec<([u8; 32], Principal)>,
     /// Keyed by the xxh3 of the credential's bytes (one pass; std's SipHash over a 700-byte
     /// token measured about 0.3 µs of the lookup), the bytes compared on a hit.
-    cache: RefCell<HashMap<u64, Cached, BuildHasherDefault<Prehashed>>>,
+    cache: RefCell<HashMap<u64, Cached, BuildHasherDefault<crate::prehashed::Prehashed>>>,
     /// `scope="…"` of the challenges: the required scopes, else the supported ones.
     scope: String,
 }
@@ -638,27 +638,6 @@ impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 fn cache_key(token: &[u8]) -> u64 {
     let tail = &token[token.len().saturating_sub(64)..];
     xxhash_rust::xxh3::xxh3_64_with_seed(tail, token.len() as u64)
-}
-
-/// The hasher of a map whose keys are hashes already: it passes the `u64` through.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed with it.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// The algorithm a JWK verifies with: its `alg` when it is an asymmetric signature algorithm,

@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,25 +57,7 @@ pub fn key(method: &'static str, route: u8, backend: Option<u16>, tool: &[u8], c
     xxhash_rust::xxh3::xxh3_64_with_seed(tool, seed)
 }
 
-/// Keys are hashes already.
-#[derive(Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Index = HashMap<Key, usize, BuildHasherDefault<KeyHasher>>;
+type Index = HashMap<Key, usize, BuildHasherDefault<crate::prehashed::Prehashed>>;
 
 /// One latency series: its rendered labels, the backend and method among them (for the
 /// admin API's summaries), and its histogram.

@@ -45,6 +45,7 @@ pub mod observe;
 pub mod otel;
 pub mod peers;
 pub mod pipeline;
+pub mod prehashed;
 pub mod probe;
 pub mod record;
 pub mod reply;

@@ -175,19 +175,16 @@ impl Drop for Open<'_> {
 }
 
 /// A backend stream counted open until this is dropped.
-pub struct OpenStream<'a>(&'a ShardMetrics);
+pub struct OpenStream<'a> {
+    _open: Open<'a>,
+}
 
 impl<'a> OpenStream<'a> {
     pub fn new(m: &'a ShardMetrics) -> OpenStream<'a> {
-        m.backend_streams.add(1);
         m.backend_streams_opened.add(1);
-        OpenStream(m)
-    }
-}
-
-impl Drop for OpenStream<'_> {
-    fn drop(&mut self) {
-        self.0.backend_streams.sub(1);
+        OpenStream {
+            _open: Open::new(&m.backend_streams),
+        }
     }
 }
 

@@ -556,22 +556,24 @@ fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
             .sum()
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let scraper = {
-        let (admin, stop) = (gw.admin.clone(), stop.clone());
+        let admin = gw.admin.clone();
         std::thread::spawn(move || {
             let (mut scrapes, mut last) = (0u32, 0u64);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            loop {
                 let (status, body) = get(&admin, "/metrics");
                 assert_eq!(status, 200);
                 let now = calls(&body);
                 assert!(now >= last, "the call count went from {last} back to {now}");
                 last = now;
                 scrapes += 1;
-                // Pacing, not synchronization: a scrape every 20 ms.
-                std::thread::sleep(Duration::from_millis(20));
+                // Until the load is over, a scrape every 20 ms.
+                match stopped.recv_timeout(Duration::from_millis(20)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return scrapes,
+                }
             }
-            scrapes
         })
     };
     let mut sent = 0;
@@ -588,7 +590,7 @@ fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
         assert_eq!(summary.ok, requests, "{protocol}");
         sent += summary.ok;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.send(()).unwrap();
     assert!(scraper.join().unwrap() > 0);
     let mut body = String::new();
     assert!(

@@ -95,6 +95,37 @@ fn attr(span: &Span, key: &str) -> Option<String> {
         .map(|a| format!("{:?}", a.value.as_ref().unwrap().value.as_ref().unwrap()))
 }
 
+/// The spans `rx` holds of `trace`.
+fn in_trace(rx: &Receiver, trace: &str) -> Vec<Span> {
+    rx.spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| hex(&s.trace_id) == trace)
+        .cloned()
+        .collect()
+}
+
+/// Waits for a request's two spans in `trace`: (the server span, the backend exchange's).
+fn request_and_exchange(rx: &Receiver, trace: &str) -> (Span, Span) {
+    let mut spans = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            spans = in_trace(rx, trace);
+            spans.len() >= 2
+        }),
+        "{spans:?}"
+    );
+    let of = |kind: SpanKind| {
+        spans
+            .iter()
+            .find(|s| s.kind == kind as i32)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind:?} span in {spans:?}"))
+    };
+    (of(SpanKind::Server), of(SpanKind::Client))
+}
+
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
@@ -127,31 +158,8 @@ fn spans_continue_the_clients_trace_and_reach_the_backend() {
     assert_eq!(fields.len(), 4, "{at_backend}");
     assert_eq!((fields[0], fields[1], fields[3]), ("00", TRACE, "01"));
     let exchange = fields[2].to_owned();
-    let in_trace = |rx: &Receiver, trace: &str| -> Vec<Span> {
-        rx.spans
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| hex(&s.trace_id) == trace)
-            .cloned()
-            .collect()
-    };
-    let mut spans = Vec::new();
-    assert!(
-        eventually(WAIT, || {
-            spans = in_trace(&rx, TRACE);
-            spans.len() >= 2
-        }),
-        "{spans:?}"
-    );
-    let server = spans
-        .iter()
-        .find(|s| s.kind == SpanKind::Server as i32)
-        .unwrap();
-    let client_span = spans
-        .iter()
-        .find(|s| s.kind == SpanKind::Client as i32)
-        .unwrap();
+    let (server, client_span) = request_and_exchange(&rx, TRACE);
+    let (server, client_span) = (&server, &client_span);
     assert_eq!(hex(&server.parent_span_id), PARENT);
     assert_eq!(server.name, "tools/call a__traceparent");
     assert_eq!(
@@ -192,6 +200,7 @@ fn spans_continue_the_clients_trace_and_reach_the_backend() {
         )
         .unwrap();
     assert_eq!(error_code(&r), -32602);
+    let mut spans = Vec::new();
     assert!(
         eventually(WAIT, || {
             spans = in_trace(&rx, meta_trace);
@@ -218,22 +227,8 @@ fn spans_continue_the_clients_trace_and_reach_the_backend() {
     );
     let seen = text_of(&r).to_owned();
     assert!(seen.starts_with(&format!("00-{modern_trace}-")), "{seen}");
-    assert!(
-        eventually(WAIT, || {
-            spans = in_trace(&rx, modern_trace);
-            spans.len() >= 2
-        }),
-        "{spans:?}"
-    );
-    let server = spans
-        .iter()
-        .find(|s| s.kind == SpanKind::Server as i32)
-        .unwrap();
+    let (server, exchange) = request_and_exchange(&rx, modern_trace);
     assert_eq!(hex(&server.parent_span_id), PARENT);
-    let exchange = spans
-        .iter()
-        .find(|s| s.kind == SpanKind::Client as i32)
-        .unwrap();
     assert_eq!(hex(&exchange.span_id), seen.split('-').nth(2).unwrap());
     assert_eq!(exchange.parent_span_id, server.span_id);
 
