@@ -777,12 +777,17 @@ fn circuit_settings_are_checked() {
 }
 
 /// A list page lost to a dropped connection is asked again, within the backend's retry
-/// budget: the client gets the whole list, and the retry is counted.
+/// budget, by a breaker that tolerates a failure (a drop is a hard failure: with the default
+/// of one, the circuit opens and nothing is retried into it): the client gets the whole
+/// list, and the retry is counted.
 #[test]
 fn a_dropped_list_page_is_retried_within_the_budget() {
     let a = mock("a").arg("--drop-lists", 2).start();
     let b = mock("b").start();
-    let gw = gateway().backend("a", &a.url).backend("b", &b.url).start();
+    let gw = gateway()
+        .backend_with("a", &a.url, "circuit:\n  consecutive_failures: 2")
+        .backend("b", &b.url)
+        .start();
     let mut c = client(&gw.url);
     let tools = c.list_all("tools/list", "tools").unwrap();
     assert_eq!(tools.len(), 28, "{}", gw.logs());

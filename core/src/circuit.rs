@@ -1,7 +1,7 @@
 //! A backend's circuit breaker, with time passed in (one per backend per shard).
 //!
 //! - **Closed**: every exchange goes. Outcomes are watched two ways (passive outlier
-//!   detection): failures in a row (a refused connection or garbage counts at once toward
+//!   detection): failures in a row (a refused or dropped connection, or garbage, counts at once toward
 //!   `consecutive_failures`; a timeout needs [`TIMEOUTS_IN_A_ROW`] in a row), and the share
 //!   of failed exchanges (5xx answers included) among the last `window` once that many were
 //!   seen (`error_rate`, 0: off). Either trips it open.

@@ -30,7 +30,8 @@ pub enum UpstreamError {
     /// Half-open: every probe slot is taken by an exchange testing the backend.
     #[error("the backend is being probed after failures; try again shortly")]
     Probing,
-    /// The connection closed before any response byte (a fresh one too, after a pooled one).
+    /// The connection closed before any response byte (a fresh one too, after a pooled one):
+    /// a hard failure for the circuit breaker, and a list page worth one retry.
     #[error("protocol error: connection closed before a response")]
     Dropped,
     #[error("no answer within request_deadline_ms ({0} ms)")]
@@ -317,9 +318,11 @@ impl Pool {
             UpstreamError::Deadline(_)
             | UpstreamError::TooLarge(_)
             | UpstreamError::OverBudget(_) => circuit::Outcome::Ignored,
-            // Transient more often than not (a restart, an idle close): like a timeout, it
-            // counts after a few in a row.
-            UpstreamError::Timeout | UpstreamError::Dropped => circuit::Outcome::Timeout,
+            UpstreamError::Timeout => circuit::Outcome::Timeout,
+            // A dropped connection is the pool's to retry (a stale keep-alive one gets a fresh
+            // one at once); one that still closes before answering is a backend that is going
+            // or gone (a killed server's last accepted connections): a hard failure.
+            UpstreamError::Dropped => circuit::Outcome::Hard,
             // Refused by the breaker itself: no exchange happened.
             UpstreamError::CoolingDown(_) | UpstreamError::Probing => circuit::Outcome::Ignored,
             _ => circuit::Outcome::Hard,
