@@ -40,14 +40,23 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 const MAX_HEAD: usize = 8 << 10;
 
+impl Admin {
+    /// The backends by index, as the last reload left them.
+    pub fn rows(&self) -> Arc<[BackendRow]> {
+        self.status
+            .backends
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
 /// What the admin listener reports on.
 #[derive(Clone)]
 pub struct Admin {
     pub metrics: Arc<[Arc<ShardMetrics>]>,
     pub status: Arc<Status>,
     pub shards: usize,
-    /// Backends in config order: name, transport, and where (URL or command).
-    pub backends: Arc<[BackendRow]>,
     /// Tool safety's quarantine (`None` without `tool_safety:`).
     pub safety: Option<crate::safety::Control>,
     /// SHA-256 of the admin API's bearer token (`admin.token_sha256`).
@@ -60,6 +69,9 @@ pub struct Admin {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackendRow {
     pub name: String,
+    /// Removed by a reload (its index stays taken until a restart): not shown.
+    #[serde(skip)]
+    pub retired: bool,
     /// `streamable-http`, `legacy-sse` or `stdio`.
     pub transport: &'static str,
     /// Its URL, or its command.
@@ -75,6 +87,7 @@ impl BackendRow {
             None => ("streamable-http", b.url.clone()),
         };
         BackendRow {
+            retired: b.retired,
             name: b.name.clone(),
             transport,
             target,
@@ -225,6 +238,7 @@ fn serve(conn: &mut dyn Conn, admin: &Admin) {
         b"/metrics" => {
             let mut body = crate::metrics::render(&admin.metrics);
             backend_up(&mut body, admin);
+            reloads(&mut body, admin);
             respond(conn, 200, "text/plain; version=0.0.4", &body)
         }
         b"/healthz" => respond(conn, 200, "text/plain", "ok\n"),
@@ -388,10 +402,11 @@ pub fn overview(admin: &Admin) -> serde_json::Value {
         .map(|m| m.info.lock().map(|i| i.clone()).unwrap_or_default())
         .collect();
     let now = crate::metrics::uptime_ms();
-    let backends: Vec<serde_json::Value> = admin
-        .backends
+    let rows = admin.rows();
+    let backends: Vec<serde_json::Value> = rows
         .iter()
         .enumerate()
+        .filter(|(_, row)| !row.retired)
         .map(|(b, row)| {
             let era = infos
                 .iter()
@@ -464,7 +479,8 @@ pub fn overview(admin: &Admin) -> serde_json::Value {
             })
         })
         .collect();
-    let catalog: Vec<&crate::snapshot::Tool> = (0..admin.backends.len())
+    let catalog: Vec<&crate::snapshot::Tool> = (0..rows.len())
+        .filter(|b| !rows[*b].retired)
         .flat_map(|b| {
             infos
                 .iter()
@@ -504,7 +520,10 @@ fn not_ready(admin: &Admin) -> Option<String> {
     if up < admin.shards {
         return Some(format!("{up} of {} shards up", admin.shards));
     }
-    let any = (0..admin.backends.len()).any(|b| crate::metrics::backend_up(&admin.metrics, b));
+    let rows = admin.rows();
+    let any = (0..rows.len())
+        .filter(|b| !rows[*b].retired)
+        .any(|b| crate::metrics::backend_up(&admin.metrics, b));
     (!any).then(|| "every backend is being skipped after failures".into())
 }
 
@@ -517,8 +536,10 @@ fn backend_up(out: &mut String, admin: &Admin) {
         .iter()
         .map(|m| m.info.lock().map(|i| i.clone()).unwrap_or_default())
         .collect();
+    let rows = admin.rows();
+    let live = || rows.iter().enumerate().filter(|(_, row)| !row.retired);
     out.push_str("# HELP ringmux_backend_circuit_state Each shard's circuit breaker per backend: 0 closed, 1 open, 2 half-open\n# TYPE ringmux_backend_circuit_state gauge\n");
-    for (b, row) in admin.backends.iter().enumerate() {
+    for (b, row) in live() {
         for (shard, info) in infos.iter().enumerate() {
             if let Some(state) = info.circuit.get(b) {
                 let _ = writeln!(
@@ -530,7 +551,7 @@ fn backend_up(out: &mut String, admin: &Admin) {
         }
     }
     out.push_str("# HELP ringmux_catalog_age_seconds Age of the tools catalog a shard serves for a backend (grows while its circuit is open and lists come from the last good catalog)\n# TYPE ringmux_catalog_age_seconds gauge\n");
-    for (b, row) in admin.backends.iter().enumerate() {
+    for (b, row) in live() {
         for (shard, info) in infos.iter().enumerate() {
             if let Some(Some(ms)) = info.catalog_age_ms.get(b) {
                 let _ = writeln!(
@@ -545,10 +566,23 @@ fn backend_up(out: &mut String, admin: &Admin) {
     out.push_str(
         "# HELP ringmux_backend_up 1 while no shard skips the backend after failures\n# TYPE ringmux_backend_up gauge\n",
     );
-    for (b, row) in admin.backends.iter().enumerate() {
+    for (b, row) in live() {
         let up = crate::metrics::backend_up(&admin.metrics, b) as u8;
         let _ = writeln!(out, "ringmux_backend_up{{backend=\"{}\"}} {up}", row.name);
     }
+}
+
+/// `ringmux_config_reloads_total{result}` and `ringmux_config_generation`.
+fn reloads(out: &mut String, admin: &Admin) {
+    use std::fmt::Write as _;
+    let st = &admin.status;
+    let _ = write!(
+        out,
+        "# HELP ringmux_config_reloads_total Config reloads (SIGHUP or the file changed), applied or refused (the running config stayed)\n# TYPE ringmux_config_reloads_total counter\nringmux_config_reloads_total{{result=\"applied\"}} {}\nringmux_config_reloads_total{{result=\"refused\"}} {}\n# HELP ringmux_config_generation The config generation running: 0 from start, one more per applied reload\n# TYPE ringmux_config_generation gauge\nringmux_config_generation {}\n",
+        st.reloads.load(Ordering::Relaxed),
+        st.reloads_rejected.load(Ordering::Relaxed),
+        st.generation.load(Ordering::Relaxed),
+    );
 }
 
 fn respond(conn: &mut dyn Conn, status: u16, content_type: &str, body: &str) {

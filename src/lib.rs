@@ -48,6 +48,7 @@ pub mod pipeline;
 pub mod prehashed;
 pub mod probe;
 pub mod record;
+pub mod reload;
 pub mod reply;
 pub mod request;
 pub mod routes;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use lexopt::prelude::*;
 use ringmux::{probe, server};
 use ringmux_core::config;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// mimalloc instead of glibc malloc: with glibc, the short-lived buffers of each `initialize`
@@ -32,9 +32,12 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn load(path: &str) -> Result<config::Config> {
+/// The config at `path`, and the text it was read from.
+fn load(path: &str) -> Result<(config::Config, String)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let mut cfg = config::load(&text, cores()).with_context(|| format!("in {path}"))?;
+    let mut cfg = config::load(&text, cores())
+        .map_err(|e| anyhow::anyhow!(e.in_text(&text)))
+        .with_context(|| format!("in {path}"))?;
     ringmux::backend::upstream::resolve(&mut cfg).with_context(|| format!("in {path}"))?;
     for auth in cfg.auth_blocks().flatten() {
         ringmux::auth::load_keys(auth)
@@ -51,11 +54,17 @@ fn load(path: &str) -> Result<config::Config> {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("in {path}: admin.tls"))?;
     }
-    Ok(cfg)
+    Ok((cfg, text))
+}
+
+/// Where a running gateway's config came from (`ringmux run`): what a reload reads.
+struct Source {
+    path: String,
+    text: String,
 }
 
 /// Runs the gateway until a signal stops it (`demo`: also point a newcomer at the admin page).
-fn serve(cfg: config::Config, demo: bool) -> Result<()> {
+fn serve(cfg: config::Config, demo: bool, source: Option<Source>) -> Result<()> {
     let listeners =
         server::bind(cfg.listen, cfg.shards).with_context(|| format!("binding {}", cfg.listen))?;
     let admin = match cfg.admin {
@@ -84,22 +93,18 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
         _ => None,
     };
     let admin_scheme = if admin_tls.is_some() { "https" } else { "http" };
-    let backends: std::sync::Arc<[ringmux::admin::BackendRow]> = cfg
-        .backends
-        .iter()
-        .map(ringmux::admin::BackendRow::of)
-        .collect();
     let path = cfg.path.clone();
     let tls = cfg.tls.is_some();
     let grace = cfg.limits.shutdown_grace;
     // Before the shards start, so that no signal finds the process without its handlers.
-    let signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let srv = server::start(cfg, listeners)?;
+    let reloads = source.map(|s| start_reloads(&srv, s)).transpose()?;
     let scheme = if tls { "https" } else { "http" };
     println!("ringmux listening on {scheme}://{}{path}", srv.addr);
     let Some(admin) = admin else {
         println!("ringmux admin off");
-        return run_until_stopped(srv, signals, grace);
+        return run_until_stopped(srv, signals, grace, reloads);
     };
     let admin = ringmux::admin::spawn(
         admin,
@@ -107,7 +112,6 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
             metrics: srv.metrics.clone(),
             status: srv.status.clone(),
             shards,
-            backends,
             safety: srv.safety.clone(),
             token_sha256,
             loopback: admin_loopback,
@@ -123,7 +127,34 @@ fn serve(cfg: config::Config, demo: bool) -> Result<()> {
             srv.addr
         );
     }
-    run_until_stopped(srv, signals, grace)
+    run_until_stopped(srv, signals, grace, reloads)
+}
+
+/// The reload thread: reloads on each SIGHUP (sent here by the signal thread), and when the
+/// file's text changes (looked at every `reload.watch_interval_ms`).
+fn start_reloads(srv: &server::Server, source: Source) -> Result<std::sync::mpsc::Sender<()>> {
+    let reloader = srv.reloader(source.path.into(), source.text, cores());
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("ringmux-reload".into())
+        .spawn(move || loop {
+            let wait = reloader
+                .watch_interval()
+                .unwrap_or(std::time::Duration::from_secs(3600));
+            match rx.recv_timeout(wait) {
+                Ok(()) => {
+                    let _ = reloader.reload();
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if reloader.watch_interval().is_some() {
+                        let _ = reloader.reload_if_changed();
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        })
+        .context("starting the reload thread")?;
+    Ok(tx)
 }
 
 /// Waits for the shards; the first signal drains, a second exits at once.
@@ -131,12 +162,26 @@ fn run_until_stopped(
     srv: server::Server,
     mut signals: Signals,
     grace: std::time::Duration,
+    reloads: Option<std::sync::mpsc::Sender<()>>,
 ) -> Result<()> {
     let drainer = srv.drainer();
     std::thread::Builder::new()
         .name("ringmux-signals".into())
         .spawn(move || {
-            let mut signals = signals.forever();
+            // SIGHUP reloads (when the config came from a file); SIGTERM and SIGINT stop.
+            let mut signals = signals.forever().filter(|&s| {
+                if s != SIGHUP {
+                    return true;
+                }
+                match &reloads {
+                    Some(tx) => {
+                        tracing::info!("SIGHUP: reloading the config");
+                        let _ = tx.send(());
+                    }
+                    None => tracing::warn!("SIGHUP ignored: this gateway's config is not from a file"),
+                }
+                false
+            });
             let Some(first) = signals.next() else { return };
             tracing::info!(
                 signal = first,
@@ -201,9 +246,16 @@ fn main() -> Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["run", path] => serve(load(path)?, false),
+        ["run", path] => {
+            let (cfg, text) = load(path)?;
+            let source = Source {
+                path: path.to_string(),
+                text,
+            };
+            serve(cfg, false, Some(source))
+        }
         ["check", path] => {
-            let cfg = load(path)?;
+            let (cfg, _) = load(path)?;
             println!(
                 "{path}: ok ({} backends, {} shards)",
                 cfg.backends.len(),
@@ -215,7 +267,7 @@ fn main() -> Result<()> {
         ["demo"] => {
             let (_backends, yaml) = ringmux::demo::backends()?;
             let yaml = format!("listen: {listen}\nadmin:\n  listen: 127.0.0.1:0\n{yaml}");
-            serve(config::load(&yaml, cores())?, true)
+            serve(config::load(&yaml, cores())?, true, None)
         }
         ["tools", url] => {
             let mut client = probe::Client::connect(url)?;

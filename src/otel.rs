@@ -145,6 +145,7 @@ pub struct Exporter {
     ratio: f64,
     /// Set at shutdown: exports get a short bound, and after one fails the rest are dropped.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    names: Arc<std::sync::Mutex<Names>>,
 }
 
 impl Exporter {
@@ -155,6 +156,9 @@ impl Exporter {
         names: Names,
         metrics: Arc<ShardMetrics>,
     ) -> std::io::Result<Exporter> {
+        // A reload renames backends and routes ([`Exporter::names`]); read once per batch.
+        let names = Arc::new(std::sync::Mutex::new(names));
+        let shared_names = names.clone();
         let (tx, rx) = mpsc::sync_channel::<Vec<Finished>>(QUEUED_BATCHES);
         let ratio = cfg.sample_ratio;
         let cfg = cfg.clone();
@@ -176,7 +180,10 @@ impl Exporter {
                     } else {
                         EXPORT_TIMEOUT
                     };
-                    let body = encode(&names, &batch);
+                    let body = match names.lock() {
+                        Ok(names) => encode(&names, &batch),
+                        Err(_) => return,
+                    };
                     match post(&cfg, &mut addr, &body, bound) {
                         Ok(()) => {
                             metrics.trace_spans_exported.add(batch.len() as u64);
@@ -197,7 +204,13 @@ impl Exporter {
             thread,
             ratio,
             stopping,
+            names: shared_names,
         })
+    }
+
+    /// The names spans carry, for a reload to change.
+    pub fn names(&self) -> Arc<std::sync::Mutex<Names>> {
+        self.names.clone()
     }
 
     /// A shard's end of the exporter.

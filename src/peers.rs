@@ -33,6 +33,8 @@ pub enum Inbox {
     Connection(Handoff),
     /// Shut down gracefully ([`crate::drain`]).
     Drain,
+    /// Move to the next generation of the config ([`crate::reload`]).
+    Reload(Box<crate::reload::Next>),
 }
 
 /// Every shard's inbox sender (index = shard id).

@@ -16,7 +16,7 @@ pub struct Served {
     pub backends: Box<[bool]>,
     pub shape: Option<std::rc::Rc<Shape>>,
     /// Its own authentication (`None`: the main endpoint's).
-    pub auth: Option<crate::auth::Authenticator>,
+    pub auth: Option<std::rc::Rc<crate::auth::Authenticator>>,
     /// Its own authorization (`None`: the main endpoint's).
     pub authz: Option<crate::authz::Authz>,
     /// Its calls' time bound (`routes[].call_timeout_ms`).

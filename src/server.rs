@@ -32,6 +32,9 @@ pub struct Server {
     access: Option<crate::access::Writer>,
     /// The trace exporter's thread (`None` without `traces:`).
     traces: Option<crate::otel::Exporter>,
+    /// What a reload starts from: the running config and the shared children's handles.
+    cfg: Arc<Config>,
+    handles: Arc<[Option<crate::backend::stdio::Handle>]>,
 }
 
 /// The gateway's state as the admin listener reports it (never read on the request path).
@@ -41,7 +44,18 @@ pub struct Status {
     pub shards_up: AtomicUsize,
     /// A graceful shutdown has begun.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Reloads applied and refused; the config generation running (0: the one at start).
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub reloads_rejected: std::sync::atomic::AtomicU64,
+    pub generation: std::sync::atomic::AtomicU64,
+    /// The backends as the admin API shows them, by index (retired ones included, so that
+    /// indices match the shards' published data).
+    pub backends: std::sync::Mutex<Arc<[crate::admin::BackendRow]>>,
 }
+
+/// Backend indices the metrics keep room for beyond those at start: what reloads may add
+/// (a removed backend keeps its index until a restart).
+pub const RELOAD_SLOTS: usize = 256;
 
 /// How often each shard looks for idle sessions, at most: a quarter of the idle timeout when
 /// that is shorter (not under 100 ms), so sessions end close to their time.
@@ -152,7 +166,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         );
     }
     let metrics: Arc<[Arc<ShardMetrics>]> = (0..shards)
-        .map(|_| Arc::new(ShardMetrics::new(cfg.backends.len())))
+        .map(|_| Arc::new(ShardMetrics::new(cfg.backends.len() + RELOAD_SLOTS)))
         .collect();
     // The issuer's keys for every shard: read once, or fetched now and then refreshed by a
     // thread of their own (`jwks_url`).
@@ -229,7 +243,15 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
     let peers = Peers(senders);
     // Shards still draining at shutdown: each serves the others' hops until all are done.
     let draining = Arc::new(AtomicUsize::new(shards));
-    let status = Arc::new(Status::default());
+    let status = Arc::new(Status {
+        backends: std::sync::Mutex::new(
+            cfg.backends
+                .iter()
+                .map(crate::admin::BackendRow::of)
+                .collect(),
+        ),
+        ..Status::default()
+    });
     // A shared stdio (or legacy SSE) backend's child is driven by the shard its stable id
     // names (`id % shards`: the same shard whatever its place in the config); every shard
     // holds a handle to it.
@@ -309,6 +331,8 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         peers,
         access,
         traces,
+        cfg,
+        handles,
     })
 }
 
@@ -372,30 +396,33 @@ async fn run_shard(
         .shards_up
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _up = Up(stdio.up.clone());
-    let driven: Vec<crate::backend::stdio::Handle> = stdio
-        .children
-        .iter()
-        .filter_map(|(b, _)| stdio.handles[*b].clone())
-        .collect();
     for (b, inbox) in stdio.children {
+        if let Some(handle) = stdio.handles[b].clone() {
+            shard.drive(b, handle);
+        }
         monoio::spawn(crate::backend::stdio::run(
             shard.cfg.backends[b].clone(),
             shard.metrics.clone(),
             inbox,
         ));
     }
-    monoio::spawn(hop::serve_inbox(shard.clone(), inbox));
-    for (b, pool) in shard.pools.iter().enumerate() {
+    monoio::spawn(hop::serve_inbox(shard.base(), inbox));
+    for pool in shard.pools.iter() {
         if let Some(every) = pool.cfg.health_check {
-            monoio::spawn(crate::backend::health::run(shard.clone(), b, every));
+            monoio::spawn(crate::backend::health::run(
+                shard.base(),
+                pool.clone(),
+                every,
+            ));
         }
     }
     // The request statistics, published for the admin listener once a second; the access
     // log's batch sent as often.
-    let publisher = shard.clone();
+    let base = shard.base();
     monoio::spawn(async move {
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
+            let publisher = base.current();
             publisher.latency.publish(&publisher.metrics.latency);
             let tools = ringmux_core::catalog::ListKind::Tools;
             publisher.inspect.publish(
@@ -415,14 +442,19 @@ async fn run_shard(
             }
         }
     });
-    let sweeper = shard.clone();
-    let every = sweep_every(shard.cfg.limits.session_idle);
+    let base = shard.base();
     monoio::spawn(async move {
         loop {
+            let sweeper = base.current();
+            let every = sweep_every(sweeper.cfg.limits.session_idle);
+            drop(sweeper);
             monoio::time::sleep(every).await;
-            crate::handlers::lifecycle::sweep(&sweeper, Instant::now());
+            crate::handlers::lifecycle::sweep(&base.current(), Instant::now());
         }
     });
+    // From here the loop holds what every generation shares, and serves each connection in
+    // the generation current when it arrives.
+    let shard = shard.base();
     let listener = TcpListener::from_std(listener).expect("registering the listener");
     loop {
         let accepted = {
@@ -435,7 +467,7 @@ async fn run_shard(
         };
         match accepted {
             Ok((stream, _)) => {
-                monoio::spawn(crate::front::http::serve(shard.clone(), stream));
+                monoio::spawn(crate::front::http::serve(shard.current(), stream));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning, and log once in a while.
@@ -449,7 +481,8 @@ async fn run_shard(
     }
     // Draining: new connections are refused from here on.
     drop(listener);
-    crate::shutdown::finish(&shard, driven, draining).await;
+    let driven = shard.driven();
+    crate::shutdown::finish(&shard.current(), driven, draining).await;
     shard.latency.publish(&shard.metrics.latency);
     if let Some(a) = &shard.access {
         a.close();
@@ -457,10 +490,35 @@ async fn run_shard(
     if let Some(t) = &shard.tracer {
         t.close(&shard.metrics);
     }
+    shard.release();
     tracing::info!(shard = id, "shard stopped");
 }
 
 impl Server {
+    /// The gateway's reloader: SIGHUP and the file watcher call it ([`crate::reload`]).
+    /// `path`: the config file; `text`: what it held when the gateway started.
+    pub fn reloader(
+        &self,
+        path: std::path::PathBuf,
+        text: String,
+        cores: usize,
+    ) -> crate::reload::Reloader {
+        crate::reload::Reloader::new(
+            path,
+            cores,
+            crate::reload::Running {
+                cfg: self.cfg.clone(),
+                handles: self.handles.clone(),
+                generation: 0,
+                seen: text,
+            },
+            self.peers.clone(),
+            self.status.clone(),
+            self.cfg.backends.len() + RELOAD_SLOTS,
+            self.traces.as_ref().map(crate::otel::Exporter::names),
+        )
+    }
+
     /// A handle that starts a graceful shutdown ([`crate::drain`]) from any thread (a signal
     /// handler's): every shard stops accepting and drains.
     pub fn drainer(&self) -> Drainer {

@@ -28,20 +28,25 @@ const MAX_QUEUED_TEARDOWNS: usize = 100_000;
 /// Catalog views kept per shard (distinct client capability sets), plus 4 per route.
 const MAX_VIEWS: usize = 16;
 
+/// A backend session to delete: the pool it was made on, its id, its protocol version.
+type Teardown = (Rc<Pool>, Rc<str>, &'static str);
+
+/// A shard's catalog caches: (client view, route, cache), shared by the generations whose
+/// catalogs are shaped alike ([`crate::reload`]).
+pub(crate) type Views = Rc<RefCell<Vec<(u64, u8, Rc<Federation>)>>>;
+
 /// A legacy stream waiting for its `initialize`: where its events go, and who opened it.
 pub(crate) type PendingStream = (UnboundedSender<Vec<u8>>, Principal);
 
-pub struct Shard {
+/// What a shard keeps whatever the config: its sessions, connections, metrics, logs and
+/// the threads' ends it was given at start. Every generation of the shard's config
+/// ([`Shard`]) shares it.
+pub struct Base {
     pub id: usize,
-    pub cfg: Arc<Config>,
     pub sessions: RefCell<HashMap<Rc<str>, Rc<Session>>>,
     /// Legacy HTTP+SSE streams opened and not yet initialized, by session id.
     /// (The principal that opened it: only it may initialize the session.)
     pub(crate) legacy_pending: RefCell<HashMap<Rc<str>, PendingStream>>,
-    /// Authentication (`auth:`), this shard's: its cache of verified credentials is its own.
-    pub auth: Option<crate::auth::Authenticator>,
-    /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
-    pub authz: Option<crate::authz::Authz>,
     /// Request latency and error series ([`crate::latency`]): this shard's alone.
     pub latency: crate::latency::Recorder,
     /// Recent errors and what the admin API shows of this shard ([`crate::inspect`]).
@@ -50,44 +55,87 @@ pub struct Shard {
     pub tracer: Option<crate::otel::Tracer>,
     /// The access log (`access_log:`), this shard's batch of lines ([`crate::access`]).
     pub access: Option<crate::access::Shard>,
-    /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
-    pub routes: Vec<crate::routes::Served>,
-    /// Some endpoint's rules read `request.address`: connections learn their peer's.
-    pub wants_address: bool,
     /// The audit log (`audit:`), this shard's descriptor of it.
     pub audit: Option<crate::audit::Audit>,
     /// Tool safety (`tool_safety:`): pins, shadowing, injection; this shard's view of them.
     pub safety: Option<crate::safety::Safety>,
-    /// Rate limits (`rate_limits:`), this shard's buckets and counts.
-    pub limiter: Option<Rc<crate::limits::Limiter>>,
-    /// Masking (`masking:`), this shard's compiled patterns.
-    pub masker: Option<ringmux_core::mask::Masker>,
     /// TLS on the listener (`tls:`): the config new connections get, reloaded when its files
     /// change.
     pub tls: Option<crate::tls::Listener>,
-    pub pools: Vec<Rc<Pool>>,
-    /// Catalog caches, one per view: clients declaring different capabilities may be shown
-    /// different lists by a backend (a tool offered only to clients that can sample), so
-    /// each capability set gets its own cache. A few entries in practice; bounded.
-    views: RefCell<Vec<(u64, u8, Rc<Federation>)>>,
     pub metrics: Arc<ShardMetrics>,
     /// Every shard's metrics, for the scrape endpoint.
     pub all_metrics: Arc<[Arc<ShardMetrics>]>,
     pub peers: Peers,
-    /// Client connections open on this shard, and how many it may hold
-    /// (`limits.max_connections` divided among the shards).
+    /// Client connections open on this shard.
     pub open_conns: Cell<usize>,
-    pub conn_share: usize,
     /// Hops from other shards being served now.
     pub hops_serving: Cell<usize>,
     /// Set when the gateway shuts down ([`crate::drain`]).
     pub drain: crate::drain::Drain,
-    /// Backend sessions waiting to be deleted (backend, session id, version), and the tasks
-    /// deleting them ([`Shard::tear_down`]).
-    teardowns: RefCell<std::collections::VecDeque<(u16, Rc<str>, &'static str)>>,
+    /// Backend sessions waiting to be deleted (the pool they were made on, session id,
+    /// version), and the tasks deleting them ([`Shard::tear_down`]).
+    teardowns: RefCell<std::collections::VecDeque<Teardown>>,
     teardown_workers: Cell<usize>,
     /// When each rate-limited warning was last logged, and how many were suppressed since.
     warned: RefCell<[(Option<Instant>, u64); Warned::COUNT]>,
+    /// The generation requests start in ([`crate::reload`]).
+    current: RefCell<Option<Rc<Shard>>>,
+    /// The shared stdio and legacy SSE children this shard drives (backend index, their
+    /// actor's inbox): stopped at shutdown.
+    driven: RefCell<Vec<(usize, crate::backend::stdio::Handle)>>,
+}
+
+/// One generation of a shard: what it built from one config (its backends' pools, catalog
+/// caches, authentication, rules, limits and masks). A request runs in the generation it
+/// started in; a reload makes the next one ([`crate::reload`]), and the old one goes when
+/// its last request ends. Backend `b` is the same backend in every generation (removed
+/// ones stay, retired), so an index a request holds stays valid in later generations.
+pub struct Shard {
+    base: Rc<Base>,
+    /// 0 at start, then one more per reload.
+    pub generation: u64,
+    pub cfg: Arc<Config>,
+    /// Authentication (`auth:`), this shard's: its cache of verified credentials is its own
+    /// (kept across reloads, which cannot change `auth:`).
+    pub auth: Option<Rc<crate::auth::Authenticator>>,
+    /// Authorization (`authz:`), this shard's: its compiled rules and its principals' views.
+    pub authz: Option<crate::authz::Authz>,
+    /// Virtual servers (`routes:`); route `r` is `routes[r - 1]` (0 is the main endpoint).
+    pub routes: Vec<crate::routes::Served>,
+    /// Some endpoint's rules read `request.address`: connections learn their peer's.
+    pub wants_address: bool,
+    /// Rate limits (`rate_limits:`), this shard's buckets and counts.
+    pub limiter: Option<Rc<crate::limits::Limiter>>,
+    /// Masking (`masking:`), this shard's compiled patterns.
+    pub masker: Option<ringmux_core::mask::Masker>,
+    pub pools: Vec<Rc<Pool>>,
+    /// Catalog caches, one per view: clients declaring different capabilities may be shown
+    /// different lists by a backend (a tool offered only to clients that can sample), so
+    /// each capability set gets its own cache. A few entries in practice; bounded.
+    views: Views,
+    /// How many client connections this shard may hold (`limits.max_connections` divided
+    /// among the shards).
+    pub conn_share: usize,
+}
+
+impl std::ops::Deref for Shard {
+    type Target = Base;
+    fn deref(&self) -> &Base {
+        &self.base
+    }
+}
+
+/// The parts of a generation that come from outside the config: the shard's backend pools
+/// and the authentication it keeps.
+pub(crate) struct Parts {
+    pub pools: Vec<Rc<Pool>>,
+    pub auth: Option<Rc<crate::auth::Authenticator>>,
+    /// Each route's own authentication, in `cfg.routes` order.
+    pub route_auth: Vec<Option<Rc<crate::auth::Authenticator>>>,
+    /// The rate limiter to keep (its buckets and counts), if the limits did not change.
+    pub limiter: Option<Rc<crate::limits::Limiter>>,
+    /// The catalog caches to keep, if nothing that shapes a catalog changed.
+    pub views: Option<Views>,
 }
 
 /// Warnings that a flood could repeat thousands of times a second: logged at most once per
@@ -102,6 +150,68 @@ pub enum Warned {
 
 impl Warned {
     const COUNT: usize = 2;
+}
+
+impl Base {
+    /// The generation requests start in now.
+    #[inline]
+    pub fn current(&self) -> Rc<Shard> {
+        self.current
+            .borrow()
+            .clone()
+            .expect("a shard has a generation from its start")
+    }
+
+    /// Logs `what` unless it was logged less than [`WARN_EVERY`] ago (then counts it).
+    pub fn warn_limited(&self, kind: Warned, what: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let mut warned = self.warned.borrow_mut();
+        let (last, suppressed) = &mut warned[kind as usize];
+        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        tracing::warn!(shard = self.id, suppressed = *suppressed, "{what}");
+        *last = Some(now);
+        *suppressed = 0;
+    }
+
+    /// Lets the current generation go (the shard has stopped).
+    pub(crate) fn release(&self) {
+        self.current.borrow_mut().take();
+    }
+
+    /// Notes that this shard drives backend `b`'s shared child.
+    pub(crate) fn drive(&self, b: usize, handle: crate::backend::stdio::Handle) {
+        self.driven.borrow_mut().push((b, handle));
+    }
+
+    /// Backend `b`'s shared child, which this shard drove until now.
+    pub(crate) fn stop_driving(&self, b: usize) -> Option<crate::backend::stdio::Handle> {
+        let mut driven = self.driven.borrow_mut();
+        let at = driven.iter().position(|(d, _)| *d == b)?;
+        Some(driven.swap_remove(at).1)
+    }
+
+    /// The shared children this shard drives.
+    pub(crate) fn driven(&self) -> Vec<crate::backend::stdio::Handle> {
+        self.driven
+            .borrow()
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+}
+
+/// Backend `b`'s pool on a shard (`shared`: the handle of its shared child, if it has one).
+pub(crate) fn pool_for(
+    b: u16,
+    backend: &ringmux_core::config::Backend,
+    metrics: &Arc<ShardMetrics>,
+    shared: Option<&crate::backend::stdio::Handle>,
+) -> Rc<Pool> {
+    let link = crate::backend::stdio::link_for(backend, metrics, shared);
+    Pool::new(b, backend.clone(), link, Some(metrics.clone()))
 }
 
 /// The shortest interval between two logs of one rate-limited warning.
@@ -123,15 +233,11 @@ impl Shard {
         safety: Option<crate::safety::Feed>,
     ) -> Rc<Shard> {
         let metrics = all_metrics[id].clone();
-        let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
         let pools = cfg
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| {
-                let link = crate::backend::stdio::link_for(b, &metrics, stdio[i].as_ref());
-                Pool::new(i as u16, b.clone(), link, Some(metrics.clone()))
-            })
+            .map(|(i, b)| pool_for(i as u16, b, &metrics, stdio[i].as_ref()))
             .collect();
         // The keys come through the feed: read or fetched once for every shard (server::start).
         // One feed per `auth:` block in order, the main endpoint's first (there even without
@@ -141,37 +247,15 @@ impl Shard {
         let auth = cfg
             .auth
             .as_ref()
-            .map(|a| crate::auth::Authenticator::new(a, main_feed));
-        let authz = cfg
-            .authz
-            .as_ref()
-            .map(|a| crate::authz::Authz::new(a, cfg.auth.as_ref()));
-        let routes: Vec<Served> = cfg
+            .map(|a| Rc::new(crate::auth::Authenticator::new(a, main_feed)));
+        let route_auth = cfg
             .routes
             .iter()
             .map(|r| {
                 let feed = key_feeds.next().flatten();
-                crate::routes::Served {
-                    call_timeout: r.call_timeout,
-                    path: r.path.as_str().into(),
-                    backends: r.backends.clone().into_boxed_slice(),
-                    shape: crate::routes::Shape::new(&r.tools).map(Rc::new),
-                    auth: r
-                        .auth
-                        .as_ref()
-                        .map(|a| crate::auth::Authenticator::new(a, feed)),
-                    // Its own rules, or the main ones over its own API keys' attributes.
-                    authz: match (&r.authz, &r.auth, &cfg.authz) {
-                        (Some(a), own, _) => Some(crate::authz::Authz::new(
-                            a,
-                            own.as_ref().or(cfg.auth.as_ref()),
-                        )),
-                        (None, Some(own), Some(main)) => {
-                            Some(crate::authz::Authz::new(main, Some(own)))
-                        }
-                        (None, _, _) => None,
-                    },
-                }
+                r.auth
+                    .as_ref()
+                    .map(|a| Rc::new(crate::auth::Authenticator::new(a, feed)))
             })
             .collect();
         let audit = match (audit, &cfg.audit) {
@@ -182,38 +266,17 @@ impl Shard {
             (Some(feed), Some(ts)) => Some(crate::safety::Safety::new(ts, feed)),
             _ => None,
         };
-        let limiter = cfg
-            .rate_limits
-            .as_ref()
-            .map(|r| Rc::new(crate::limits::Limiter::new(r, cfg.backends.len())));
-        let masker = cfg.masking.as_ref().map(|m| {
-            ringmux_core::mask::Masker::new(&m.patterns)
-                .expect("patterns were compiled when the config was checked")
-        });
-        let wants_address = std::iter::once(authz.as_ref())
-            .chain(routes.iter().map(|r: &Served| r.authz.as_ref()))
-            .flatten()
-            .any(|a| a.policy.reads_request());
-        Rc::new(Shard {
+        let base = Rc::new(Base {
             id,
-            auth,
-            authz,
-            routes,
-            wants_address,
             latency: Default::default(),
             inspect: Default::default(),
             tracer,
             access,
             audit,
             safety,
-            limiter,
-            masker,
             tls,
-            views: RefCell::new(Vec::new()),
-            cfg,
             sessions: RefCell::new(HashMap::new()),
             legacy_pending: RefCell::new(HashMap::new()),
-            pools,
             metrics,
             all_metrics,
             peers,
@@ -222,23 +285,99 @@ impl Shard {
             drain: crate::drain::Drain::default(),
             teardowns: RefCell::new(std::collections::VecDeque::new()),
             teardown_workers: Cell::new(0),
-            conn_share,
             warned: RefCell::new([(None, 0); Warned::COUNT]),
-        })
+            current: RefCell::new(None),
+            driven: RefCell::new(Vec::new()),
+        });
+        let parts = Parts {
+            pools,
+            auth,
+            route_auth,
+            limiter: None,
+            views: None,
+        };
+        let shard = Rc::new(Shard::generation(base, cfg, 0, parts));
+        shard.make_current();
+        shard
     }
 
-    /// Logs `what` unless it was logged less than [`WARN_EVERY`] ago (then counts it).
-    pub fn warn_limited(&self, kind: Warned, what: &dyn std::fmt::Display) {
-        let now = Instant::now();
-        let mut warned = self.warned.borrow_mut();
-        let (last, suppressed) = &mut warned[kind as usize];
-        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
-            *suppressed += 1;
-            return;
+    /// Generation `generation` of the shard on `base`, from `cfg` and `parts`.
+    pub(crate) fn generation(
+        base: Rc<Base>,
+        cfg: Arc<Config>,
+        generation: u64,
+        parts: Parts,
+    ) -> Shard {
+        let conn_share = cfg.limits.max_connections.div_ceil(cfg.shards).max(1);
+        let authz = cfg
+            .authz
+            .as_ref()
+            .map(|a| crate::authz::Authz::new(a, cfg.auth.as_ref()));
+        let routes: Vec<Served> = cfg
+            .routes
+            .iter()
+            .zip(parts.route_auth)
+            .map(|(r, auth)| crate::routes::Served {
+                call_timeout: r.call_timeout,
+                path: r.path.as_str().into(),
+                backends: r.backends.clone().into_boxed_slice(),
+                shape: crate::routes::Shape::new(&r.tools).map(Rc::new),
+                auth,
+                // Its own rules, or the main ones over its own API keys' attributes.
+                authz: match (&r.authz, &r.auth, &cfg.authz) {
+                    (Some(a), own, _) => Some(crate::authz::Authz::new(
+                        a,
+                        own.as_ref().or(cfg.auth.as_ref()),
+                    )),
+                    (None, Some(own), Some(main)) => {
+                        Some(crate::authz::Authz::new(main, Some(own)))
+                    }
+                    (None, _, _) => None,
+                },
+            })
+            .collect();
+        let limiter = parts.limiter.or_else(|| {
+            cfg.rate_limits
+                .as_ref()
+                .map(|r| Rc::new(crate::limits::Limiter::new(r, cfg.backends.len())))
+        });
+        let masker = cfg.masking.as_ref().map(|m| {
+            ringmux_core::mask::Masker::new(&m.patterns)
+                .expect("patterns were compiled when the config was checked")
+        });
+        let wants_address = std::iter::once(authz.as_ref())
+            .chain(routes.iter().map(|r: &Served| r.authz.as_ref()))
+            .flatten()
+            .any(|a| a.policy.reads_request());
+        Shard {
+            base,
+            generation,
+            auth: parts.auth,
+            authz,
+            routes,
+            wants_address,
+            limiter,
+            masker,
+            views: parts.views.unwrap_or_default(),
+            cfg,
+            pools: parts.pools,
+            conn_share,
         }
-        tracing::warn!(shard = self.id, suppressed = *suppressed, "{what}");
-        *last = Some(now);
-        *suppressed = 0;
+    }
+
+    /// What every generation of this shard shares.
+    pub fn base(&self) -> Rc<Base> {
+        self.base.clone()
+    }
+
+    /// Makes this generation the one new requests start in.
+    pub(crate) fn make_current(self: &Rc<Self>) {
+        *self.base.current.borrow_mut() = Some(self.clone());
+    }
+
+    /// The catalog caches, to keep in the next generation.
+    pub(crate) fn views(&self) -> Views {
+        self.views.clone()
     }
 
     /// The route a request path names (0: the main endpoint), if any.
@@ -295,7 +434,7 @@ impl Shard {
     pub fn auth_for(&self, route: u8) -> Option<&crate::auth::Authenticator> {
         match self.served(route) {
             Some(Served { auth: Some(a), .. }) => Some(a),
-            _ => self.auth.as_ref(),
+            _ => self.auth.as_deref(),
         }
     }
 
@@ -391,7 +530,7 @@ impl Shard {
     }
 
     /// Ends a session: forgets it and deletes its backend sessions (in the background).
-    pub fn end_session(self: &Rc<Self>, id: &str) -> bool {
+    pub fn end_session(&self, id: &str) -> bool {
         let Some(session) = self.sessions.borrow_mut().remove(id) else {
             return false;
         };
@@ -400,8 +539,11 @@ impl Shard {
             l.session(&session.principal, false);
         }
         session.close();
-        for b in 0..self.pools.len() as u16 {
-            self.tear_down(&session, b);
+        // The current generation's pools: the session may have joined backends a reload
+        // added after the request that ends it began.
+        let now = self.current();
+        for pool in &now.pools {
+            self.tear_down(&session, pool);
         }
         true
     }
@@ -426,8 +568,8 @@ impl Shard {
     /// Queues the deletion of `session`'s backend session on backend `b` (if it has one).
     /// At most `limits.max_concurrent_teardowns` run at once per shard, so that thousands of
     /// sessions expiring together do not open thousands of backend connections.
-    pub fn tear_down(self: &Rc<Self>, session: &Session, b: u16) {
-        let Some((Some(sid), version)) = session.backend_session(b) else {
+    pub fn tear_down(&self, session: &Session, pool: &Rc<Pool>) {
+        let Some((Some(sid), version)) = session.backend_session(pool.index) else {
             return;
         };
         {
@@ -436,20 +578,22 @@ impl Shard {
                 tracing::debug!(session = %session.id, "teardown queue full; backend session left to expire");
                 return;
             }
-            queue.push_back((b, sid, version));
+            queue.push_back((pool.clone(), sid, version));
         }
         if self.teardown_workers.get() >= self.cfg.limits.max_concurrent_teardowns {
             return;
         }
         self.teardown_workers.set(self.teardown_workers.get() + 1);
-        let shard = self.clone();
+        let base = self.base.clone();
         monoio::spawn(async move {
             loop {
-                let next = shard.teardowns.borrow_mut().pop_front();
-                let Some((b, sid, version)) = next else { break };
-                shard.pools[b as usize].delete_session(&sid, version).await;
+                let next = base.teardowns.borrow_mut().pop_front();
+                let Some((pool, sid, version)) = next else {
+                    break;
+                };
+                pool.delete_session(&sid, version).await;
             }
-            shard.teardown_workers.set(shard.teardown_workers.get() - 1);
+            base.teardown_workers.set(base.teardown_workers.get() - 1);
         });
     }
 }

@@ -19,10 +19,15 @@ use super::upstream::{final_message, Pool, Status};
 /// The `ping` a check sends.
 const PING: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":\"ringmux-health\",\"method\":\"ping\"}";
 
-/// Checks backend `b` every `every` until the shard drains.
-pub async fn run(shard: Rc<crate::shard::Shard>, b: usize, every: Duration) {
-    let (pool, metrics) = (&shard.pools[b], &shard.metrics);
+/// Checks `pool`'s backend every `every` until the shard drains, or a reload replaces or
+/// retires the pool.
+pub async fn run(base: Rc<crate::shard::Base>, pool: Rc<Pool>, every: Duration) {
+    let (pool, metrics) = (&pool, &base.metrics);
+    let shard = &base;
     loop {
+        if !Rc::ptr_eq(&shard.current().pools[pool.index as usize], pool) {
+            return;
+        }
         let stop = std::pin::pin!(shard.drain.started());
         let tick = std::pin::pin!(monoio::time::sleep(every));
         if let futures_util::future::Either::Left(_) =

@@ -422,14 +422,14 @@ fn gather(
 /// The authentication whose protected-resource metadata (RFC 9728) is served at `path`: the
 /// path-suffixed form of each endpoint's `auth.resource`, and the bare form for the main one.
 fn protected_resource<'s>(shard: &'s Shard, path: &[u8]) -> Option<&'s crate::auth::Authenticator> {
-    let main = shard.auth.as_ref().filter(|a| {
+    let main = shard.auth.as_deref().filter(|a| {
         path == a.metadata_path().as_bytes() || path == b"/.well-known/oauth-protected-resource"
     });
     main.or_else(|| {
         shard
             .routes
             .iter()
-            .filter_map(|r| r.auth.as_ref())
+            .filter_map(|r| r.auth.as_deref())
             .find(|a| path == a.metadata_path().as_bytes())
     })
 }

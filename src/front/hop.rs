@@ -19,27 +19,31 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 
 use crate::peers::{Handoff, Inbox};
-use crate::shard::Shard;
+use crate::shard::{Base, Shard};
 
 /// Serves a shard's inbox until every sender is gone.
-pub async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
+pub async fn serve_inbox(base: Rc<Base>, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
     while let Some(msg) = inbox.next().await {
         let hop = match msg {
             Inbox::Request(hop) => hop,
             Inbox::Connection(handoff) => {
-                shard.metrics.handoffs_in.add(1);
-                adopt(&shard, handoff);
+                base.metrics.handoffs_in.add(1);
+                adopt(&base.current(), handoff);
                 continue;
             }
             Inbox::Drain => {
-                if shard.drain.begin() {
-                    tracing::info!(shard = shard.id, "draining");
+                if base.drain.begin() {
+                    tracing::info!(shard = base.id, "draining");
                 }
                 continue;
             }
+            Inbox::Reload(next) => {
+                crate::reload::apply(&base.current(), *next);
+                continue;
+            }
         };
-        shard.metrics.hops_in.add(1);
-        let shard = shard.clone();
+        base.metrics.hops_in.add(1);
+        let shard = base.current();
         shard.hops_serving.set(shard.hops_serving.get() + 1);
         monoio::spawn(async move {
             let _serving = Serving(&shard);

@@ -262,8 +262,11 @@ impl Conn {
         stream: &mut ClientStream,
         slot: usize,
     ) -> io::Result<Ended> {
-        let limits = &shard.cfg.limits;
         loop {
+            // Each request runs in the generation current when it begins ([`crate::reload`]).
+            let current = shard.current();
+            let shard = &current;
+            let limits = &shard.cfg.limits;
             if shard.drain.is_on() && self.rbuf.is_empty() {
                 // Shutting down: no request under way on this connection.
                 return Ok(Ended::Closed);

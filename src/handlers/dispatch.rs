@@ -490,6 +490,7 @@ async fn by_name(
             // Not listed: perhaps its backend has no session here. The prefix names it.
             let prefixed = shard.pools.iter().filter(|p| {
                 p.cfg.prefixed
+                    && !p.cfg.retired
                     && name
                         .strip_prefix(p.name())
                         .is_some_and(|rest| rest.starts_with(&shard.cfg.separator))
@@ -582,8 +583,12 @@ async fn by_uri(
     let mut merged = refresh(shard, session, ListKind::Resources).await;
     let mut route = merged.index.route(&uri);
     if route.is_none() {
-        let named = names::split_mapped_uri(&uri)
-            .and_then(|(backend, _)| shard.pools.iter().find(|p| p.name() == backend));
+        let named = names::split_mapped_uri(&uri).and_then(|(backend, _)| {
+            shard
+                .pools
+                .iter()
+                .find(|p| p.name() == backend && !p.cfg.retired)
+        });
         if let Some(m) = join_named(shard, session, named, ListKind::Resources).await? {
             merged = m;
             route = merged.index.route(&uri);

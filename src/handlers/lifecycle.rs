@@ -58,6 +58,7 @@ pub async fn create_session(
     // Findable at once (a legacy client's POSTs are accepted while backends join).
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
+    catch_up(shard, &session);
     if let Some(l) = &shard.limiter {
         l.session(principal, true);
     }
@@ -100,6 +101,7 @@ pub async fn create_principal(
     let _ = session.modern.set(state.clone());
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
+    catch_up(shard, &session);
     join_missing(shard, &session);
     session.joined(shard.cfg.limits.initialize_wait).await;
     session.started.set(true);
@@ -110,19 +112,29 @@ pub async fn create_principal(
     session
 }
 
+/// A reload made a newer generation current while the request making `session` ran: from
+/// its insertion on, the session is one the reload's next ones will see, and it is brought to
+/// the current generation now (with nothing awaited between, no reload comes in between).
+fn catch_up(shard: &Rc<Shard>, session: &Rc<Session>) {
+    let now = shard.current();
+    if now.generation != shard.generation {
+        crate::reload::catch_up(&now, session);
+    }
+}
+
 /// Backend `b` joined `session` (at its start, later in the background, or for a call):
 /// if the session ended meanwhile, the backend session is deleted again; if its client
 /// was answered already, the backend's GET stream joins the client's (when that is
 /// open) and the client hears that its lists changed.
 pub fn joined(shard: &Rc<Shard>, session: &Rc<Session>, b: u16) {
     if session.ended.get() {
-        shard.tear_down(session, b);
+        shard.tear_down(session, &shard.pools[b as usize]);
         return;
     }
     if !session.started.get() {
         return;
     }
-    session.add_listener(|| {
+    session.add_listener(b, || {
         let (task, handle) = futures_util::future::abortable(relay::listen(
             shard.clone(),
             Rc::downgrade(session),
@@ -165,10 +177,13 @@ pub fn open_get(
 
 /// Opens every backend session's own stream into the client's stream 0, once per session.
 pub fn listen_backends(shard: &Rc<Shard>, session: &Rc<Session>) {
+    // The current generation's backends: one a reload added while this request ran too.
+    let shard = shard.current();
     session.start_listening(|| {
         shard
             .pools
             .iter()
+            .filter(|p| !p.cfg.retired)
             .map(|p| {
                 let (task, handle) = futures_util::future::abortable(relay::listen(
                     shard.clone(),
@@ -176,7 +191,7 @@ pub fn listen_backends(shard: &Rc<Shard>, session: &Rc<Session>) {
                     p.index,
                 ));
                 monoio::spawn(task);
-                handle
+                (p.index, handle)
             })
             .collect()
     });
@@ -187,10 +202,12 @@ pub fn listen_backends(shard: &Rc<Shard>, session: &Rc<Session>) {
 /// hung backend delays no one but its own callers. One that joins after the client's
 /// `initialize` was answered is announced to it as a list change.
 pub fn join_missing(shard: &Rc<Shard>, session: &Rc<Session>) {
+    // The current generation's backends (a reload may have come since the request began).
+    let shard = &shard.current();
     let now = Instant::now();
     for pool in &shard.pools {
         let b = pool.index;
-        if !pool.is_healthy(now) || !session.mark_joining(b) {
+        if pool.cfg.retired || !pool.is_healthy(now) || !session.mark_joining(b) {
             continue;
         }
         let (session, shard, pool) = (session.clone(), shard.clone(), pool.clone());

@@ -452,13 +452,27 @@ pub(crate) fn end_call(
 /// Backend `b` joined the session after its client was answered (it was down or slow then):
 /// the client hears that the lists it serves changed, as if the backend had said so.
 pub fn announce_joined(shard: &Rc<Shard>, session: &Rc<Session>, b: u16) {
+    announce(shard, session, b, session.capabilities(b).bits());
+}
+
+/// A reload changed what `session`'s lists may hold: its client hears of each kind in
+/// `flags` ([`crate::session::Capabilities`] bits), as if a backend had said so.
+pub fn announce_lists(shard: &Rc<Shard>, session: &Rc<Session>, flags: u8) {
+    // Told as from a live backend (masking and the client's announced kinds are per
+    // message, not per backend); none live: nothing to list, nothing to tell.
+    if let Some(pool) = shard.pools.iter().find(|p| !p.cfg.retired) {
+        announce(shard, session, pool.index, flags);
+    }
+}
+
+fn announce(shard: &Rc<Shard>, session: &Rc<Session>, b: u16, flags: u8) {
     use crate::session::Capabilities as C;
     for (flag, method) in [
         (C::TOOLS, "notifications/tools/list_changed"),
         (C::PROMPTS, "notifications/prompts/list_changed"),
         (C::RESOURCES, "notifications/resources/list_changed"),
     ] {
-        if session.has_capability(b, flag) {
+        if flags & flag != 0 {
             let mut note = Vec::with_capacity(64);
             note.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
             jsonrpc::write_str(&mut note, method);

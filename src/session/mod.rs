@@ -38,6 +38,10 @@ impl Capabilities {
     pub const LOGGING: u8 = 1 << 4;
     pub const COMPLETIONS: u8 = 1 << 5;
 
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
     /// Reads the flags from a `capabilities` object.
     pub fn from_json(c: &serde_json::Value) -> Capabilities {
         let mut bits = 0;
@@ -113,7 +117,7 @@ pub struct Session {
     /// Backends that asked this client for its roots (told of `roots/list_changed`).
     asked_roots: RefCell<Vec<u16>>,
     /// Tasks holding the backends' GET streams open, started by the client's first GET.
-    listeners: RefCell<Option<Vec<AbortHandle>>>,
+    listeners: RefCell<Option<Vec<(u16, AbortHandle)>>>,
     /// A legacy HTTP+SSE client: the session lives as long as its stream.
     pub legacy: Cell<bool>,
     /// The authorization view of the principal (and request facts) that last used it
@@ -382,7 +386,7 @@ impl Session {
     }
 
     /// Stores the GET-stream listeners; `false` if they were started before.
-    pub fn start_listening(&self, handles: impl FnOnce() -> Vec<AbortHandle>) -> bool {
+    pub fn start_listening(&self, handles: impl FnOnce() -> Vec<(u16, AbortHandle)>) -> bool {
         let mut l = self.listeners.borrow_mut();
         if l.is_some() {
             return false;
@@ -395,7 +399,7 @@ impl Session {
     pub fn close(&self) {
         self.ended.set(true);
         if let Some(handles) = self.listeners.borrow_mut().take() {
-            for h in handles {
+            for (_, h) in handles {
                 h.abort();
             }
         }
@@ -446,15 +450,15 @@ impl Session {
         &self,
         pool: &Rc<Pool>,
     ) -> Result<(Option<Rc<str>>, &'static str, bool), BackendFailure> {
-        if let BackendSession::Ready { id, version, .. } =
-            &self.backends.borrow()[pool.index as usize]
+        if let Some(BackendSession::Ready { id, version, .. }) =
+            self.backends.borrow().get(pool.index as usize)
         {
             return Ok((id.clone(), version, false));
         }
         self.join(pool).await?;
-        match &self.backends.borrow()[pool.index as usize] {
-            BackendSession::Ready { id, version, .. } => Ok((id.clone(), version, true)),
-            BackendSession::Down | BackendSession::Excluded => Err(BackendFailure::Expired),
+        match self.backends.borrow().get(pool.index as usize) {
+            Some(BackendSession::Ready { id, version, .. }) => Ok((id.clone(), version, true)),
+            _ => Err(BackendFailure::Expired),
         }
     }
 
@@ -462,6 +466,11 @@ impl Session {
     /// (a call to a backend that is joining waits for that backend alone).
     pub async fn join(&self, pool: &Rc<Pool>) -> Result<(), BackendFailure> {
         let b = pool.index;
+        if pool.cfg.retired {
+            return Err(BackendFailure::Init(
+                "the backend was removed from the config".into(),
+            ));
+        }
         if self.is_excluded(b) {
             return Err(BackendFailure::Init(
                 "the backend is not exposed on this route".into(),
@@ -493,8 +502,10 @@ impl Session {
     /// whether it did. Marked before the join's task first runs: whoever waits for the joins
     /// (or calls this backend) meanwhile must see it.
     pub fn mark_joining(&self, b: u16) -> bool {
-        let missing = matches!(self.backends.borrow()[b as usize], BackendSession::Down)
-            && !self.joining.borrow().contains(&b);
+        let missing = matches!(
+            self.backends.borrow().get(b as usize),
+            Some(BackendSession::Down)
+        ) && !self.joining.borrow().contains(&b);
         if missing {
             self.joining.borrow_mut().push(b);
         }
@@ -518,13 +529,68 @@ impl Session {
 
     /// Adds the task holding backend `b`'s GET stream open, if the session listens (its
     /// client opened its stream before `b` joined); `false` if it does not.
-    pub fn add_listener(&self, start: impl FnOnce() -> AbortHandle) -> bool {
+    pub fn add_listener(&self, b: u16, start: impl FnOnce() -> AbortHandle) -> bool {
         match self.listeners.borrow_mut().as_mut() {
             Some(handles) => {
-                handles.push(start());
+                handles.push((b, start()));
                 true
             }
             None => false,
+        }
+    }
+
+    /// Sets backend `b`'s state; a session made before a reload added `b` grows to it.
+    fn set_backend(&self, b: u16, state: BackendSession) {
+        let mut backends = self.backends.borrow_mut();
+        if backends.len() <= b as usize {
+            backends.resize(b as usize + 1, BackendSession::Down);
+        }
+        backends[b as usize] = state;
+    }
+
+    /// A reload changed or removed backend `b` ([`crate::reload`]): its GET stream task
+    /// stops, and its backend session is forgotten (the caller deleted it), as `Down` (to
+    /// be joined again) or `Excluded`. What the backend had declared.
+    pub fn drop_backend(&self, b: u16, excluded: bool) -> Capabilities {
+        if let Some(handles) = self.listeners.borrow_mut().as_mut() {
+            handles.retain(|(at, h)| {
+                if *at == b {
+                    h.abort();
+                }
+                *at != b
+            });
+        }
+        let mut backends = self.backends.borrow_mut();
+        if backends.len() <= b as usize {
+            backends.resize(b as usize + 1, BackendSession::Excluded);
+        }
+        let was = std::mem::replace(
+            &mut backends[b as usize],
+            if excluded {
+                BackendSession::Excluded
+            } else {
+                BackendSession::Down
+            },
+        );
+        match was {
+            BackendSession::Ready { capabilities, .. } => capabilities,
+            _ => Capabilities::default(),
+        }
+    }
+
+    /// A reload made backend `b` one this session may join (`Down`), or not (`Excluded`):
+    /// the session learns of a backend added after it began, or of a route that exposes one
+    /// it did not.
+    pub fn admit_backend(&self, b: u16, exposed: bool) {
+        let mut backends = self.backends.borrow_mut();
+        if backends.len() <= b as usize {
+            backends.resize(b as usize + 1, BackendSession::Excluded);
+        }
+        let slot = &mut backends[b as usize];
+        match (exposed, &*slot) {
+            (true, BackendSession::Excluded) => *slot = BackendSession::Down,
+            (false, BackendSession::Down) => *slot = BackendSession::Excluded,
+            _ => {}
         }
     }
 
@@ -555,11 +621,14 @@ impl Session {
         };
         if pool.era_for(client_era).await? == Era::Sessionless {
             let capabilities = crate::session::sessionless::discover(self, pool).await?;
-            self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
-                id: None,
-                version: version::SESSIONLESS,
-                capabilities,
-            };
+            self.set_backend(
+                pool.index,
+                BackendSession::Ready {
+                    id: None,
+                    version: version::SESSIONLESS,
+                    capabilities,
+                },
+            );
             return Ok(());
         }
         match self.initialize_stateful(pool).await {
@@ -616,11 +685,14 @@ impl Session {
             .await?;
         let _ = final_message(ack.body).await;
         pool.mark_spoke_http();
-        self.backends.borrow_mut()[pool.index as usize] = BackendSession::Ready {
-            id: session_id,
-            version,
-            capabilities,
-        };
+        self.set_backend(
+            pool.index,
+            BackendSession::Ready {
+                id: session_id,
+                version,
+                capabilities,
+            },
+        );
         Ok(())
     }
 
@@ -721,6 +793,14 @@ impl Session {
         if !text.is_empty() {
             out.extend_from_slice(b",\"instructions\":");
             jsonrpc::write_str(out, &text);
+        }
+    }
+
+    /// What backend `b` declared, if it is live in this session.
+    pub fn capabilities(&self, b: u16) -> Capabilities {
+        match self.backends.borrow().get(b as usize) {
+            Some(BackendSession::Ready { capabilities, .. }) => *capabilities,
+            _ => Capabilities::default(),
         }
     }
 

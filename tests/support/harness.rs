@@ -25,6 +25,8 @@ pub struct Proc {
     /// A gateway's admin listener (`/metrics`, `/healthz`, `/readyz`), e.g.
     /// `http://127.0.0.1:41234`; empty for a mock.
     pub admin: String,
+    /// A gateway's config file (what a reload reads).
+    pub config: Option<PathBuf>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -130,6 +132,7 @@ impl Proc {
             child,
             url,
             admin,
+            config: None,
             stderr: err_rx,
         }
     }
@@ -359,12 +362,14 @@ impl GatewayBuilder {
     pub fn start(self) -> Proc {
         let path = config_path();
         std::fs::write(&path, self.config_text()).expect("writing the test config");
-        Proc::spawn_with(
+        let mut gw = Proc::spawn_with(
             &["run".into(), path.display().to_string()],
             &[("RINGMUX_LOG", "info")],
             self.nofile,
             self.ignore_sigint,
-        )
+        );
+        gw.config = Some(path);
+        gw
     }
 }
 

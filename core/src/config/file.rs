@@ -97,6 +97,9 @@ pub struct File {
     /// tools (renamed, described anew, arguments fixed), with their own `auth:` and `authz:`.
     #[serde(default)]
     pub routes: Vec<super::RouteFile>,
+    /// Hot reload (SIGHUP always reloads).
+    #[serde(default)]
+    pub reload: ReloadFile,
     /// The MCP servers ringmux fronts (at least one).
     pub backends: Vec<BackendFile>,
 }
@@ -169,6 +172,28 @@ impl TracesFile {
             service_name: self.service_name,
         })
     }
+}
+
+/// `reload:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFile {
+    /// How often the config file is read to see whether it changed (its text differs from
+    /// the running config's): then it is reloaded as on SIGHUP. 0: only on SIGHUP.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval_ms: u64,
+}
+
+impl Default for ReloadFile {
+    fn default() -> Self {
+        ReloadFile {
+            watch_interval_ms: default_watch_interval(),
+        }
+    }
+}
+
+fn default_watch_interval() -> u64 {
+    1000
 }
 
 /// `access_log:` section.
@@ -451,6 +476,10 @@ pub enum Mode {
 pub struct BackendFile {
     /// Unique name; the prefix of its tools (`A-Z a-z 0-9 _ -`, at most 64).
     pub name: String,
+    /// Not a key of the file: a backend a reload removed, kept in its place so that every
+    /// other backend keeps its index ([`super::reload`]).
+    #[serde(skip)]
+    pub retired: bool,
     /// Streamable HTTP endpoint, `http://host:port/path`. Exactly one of `url` and `command`.
     #[serde(default)]
     pub url: Option<String>,

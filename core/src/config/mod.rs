@@ -105,6 +105,8 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     /// OpenTelemetry traces (`None`: none).
     pub traces: Option<Traces>,
+    /// How often the config file is looked at for a change to reload (`None`: SIGHUP only).
+    pub reload_watch: Option<Duration>,
     pub backends: Vec<Backend>,
     /// Changes whenever the backend set changes; merged cursors carry it.
     pub fingerprint: u32,
@@ -194,6 +196,9 @@ fn is_localhost_origin(origin: &str) -> bool {
 /// A checked backend.
 #[derive(Debug, Clone)]
 pub struct Backend {
+    /// Removed by a reload: its index stays taken (sessions and in-flight calls name
+    /// backends by index) but it serves nothing ([`reload`]).
+    pub retired: bool,
     /// The requests it may send clients (`backends[].client_requests`; `None`: any).
     pub client_requests: Option<Vec<ClientRequest>>,
     pub name: String,
@@ -480,8 +485,8 @@ impl File {
         if self.backends.len() > u16::MAX as usize {
             return Err(err("backends", "too many backends"));
         }
-        let count = self.backends.len();
-        let mut backends = Vec::with_capacity(count);
+        let count = self.backends.iter().filter(|b| !b.retired).count();
+        let mut backends = Vec::with_capacity(self.backends.len());
         for (i, b) in self.backends.into_iter().enumerate() {
             let at = |k: &str| format!("backends[{i}].{k}");
             if !names::is_valid_backend_name(&b.name) {
@@ -620,6 +625,7 @@ impl File {
                 ));
             }
             backends.push(Backend {
+                retired: b.retired,
                 id,
                 prefixed: names::is_prefixed(prefix_mode, b.prefix, count),
                 name: b.name,
@@ -660,6 +666,7 @@ impl File {
                 key.extend_from_slice(b.name.as_bytes());
                 key.push(0);
                 key.push(b.prefixed as u8);
+                key.push(b.retired as u8);
             }
             key.extend_from_slice(self.names.separator.as_bytes());
             xxhash_rust::xxh3::xxh3_64(&key) as u32
@@ -802,6 +809,8 @@ impl File {
             admin_tls,
             access_log,
             traces,
+            reload_watch: (self.reload.watch_interval_ms > 0)
+                .then(|| Duration::from_millis(self.reload.watch_interval_ms.max(100))),
             backends,
             fingerprint,
         })
@@ -868,3 +877,6 @@ pub fn load(text: &str, cores: usize) -> Result<Config, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+mod reload;
+pub use reload::{line_of, reload, Reload};

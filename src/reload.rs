@@ -1,0 +1,504 @@
+//! Hot reload: SIGHUP, or the config file changed (`reload.watch_interval_ms`).
+//!
+//! The control side ([`Reloader`], on the thread that noticed) reads the file and checks it
+//! as a reload of the running config ([`ringmux_core::config::reload`]): a bad file, or a
+//! change only a restart can apply, is refused with its key path and line, and the running
+//! config stays. A good one goes to every shard through its inbox ([`Next`]); each shard
+//! builds its next generation ([`crate::shard::Shard`]) between two of its tasks, so no
+//! request sees half of it:
+//! - unchanged backends keep their pools (connections, circuit, era, shared children);
+//!   added and changed ones get new pools, removed ones are retired in place;
+//! - authentication is kept (a reload cannot change it); rules, routes, masks and limits are
+//!   built anew; rate-limit buckets are kept while `rate_limits:` and the backend count stay;
+//! - catalog caches are kept unless something that shapes a list changed;
+//! - each session: its backend sessions on changed and removed backends are deleted (through
+//!   the old pool), added and changed backends join it, its cached authorization view goes,
+//!   and its client hears `notifications/*/list_changed` when its lists may differ.
+//!
+//! Requests already running finish in the generation they started in; streams and sessions
+//! stay. The shard answers when its new generation is current; the reload is logged and
+//! counted once every shard has.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringmux_core::config::{self, Config};
+
+use crate::backend::stdio;
+use crate::peers::{Inbox, Peers};
+use crate::session::Session;
+use crate::shard::{pool_for, Parts, Shard};
+
+/// How long the control side waits for every shard to take a new config.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// What became of backend `b` in a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Same,
+    Added,
+    /// Same name and endpoint, other settings (timeouts, circuit, health checks, prefix…):
+    /// a new pool; backend sessions stay, the backend is the same server.
+    Retuned,
+    /// Same name, another endpoint (URL, command, transport, credentials, TLS), or any change
+    /// of a stdio or legacy SSE backend (its children live in its pool): a new pool (and
+    /// child), its backend sessions made again.
+    Changed,
+    /// Removed by this reload.
+    Removed,
+    /// Removed before, and still.
+    Retired,
+}
+
+/// A shard's part of a reload.
+pub struct Next {
+    pub cfg: Arc<Config>,
+    pub generation: u64,
+    /// Per backend index.
+    pub changes: Arc<[Change]>,
+    /// The shared stdio and legacy SSE children's handles, per backend index.
+    pub handles: Arc<[Option<stdio::Handle>]>,
+    /// The new shared children this shard drives (backend index, inbox).
+    pub children: Vec<(usize, stdio::Inbox)>,
+    /// Told the shard's id once its new generation is current.
+    pub done: std::sync::mpsc::Sender<usize>,
+}
+
+/// Reloads the config of a running gateway; one per process, shared by the signal thread
+/// and the file watcher.
+pub struct Reloader {
+    path: PathBuf,
+    cores: usize,
+    running: Mutex<Running>,
+    peers: Peers,
+    status: Arc<crate::server::Status>,
+    /// Backend indices the metrics have room for ([`crate::metrics::ShardMetrics::new`]).
+    slots: usize,
+    trace_names: Option<Arc<Mutex<crate::otel::Names>>>,
+}
+
+/// The config the shards run now.
+pub(crate) struct Running {
+    pub cfg: Arc<Config>,
+    pub handles: Arc<[Option<stdio::Handle>]>,
+    pub generation: u64,
+    /// The text last tried, applied or not: the watcher reloads when the file differs from
+    /// it (a refused file is not tried again, and logged again, until it changes).
+    pub seen: String,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        path: PathBuf,
+        cores: usize,
+        running: Running,
+        peers: Peers,
+        status: Arc<crate::server::Status>,
+        slots: usize,
+        trace_names: Option<Arc<Mutex<crate::otel::Names>>>,
+    ) -> Reloader {
+        Reloader {
+            path,
+            cores,
+            running: Mutex::new(running),
+            peers,
+            status,
+            slots,
+            trace_names,
+        }
+    }
+
+    /// Reloads from the file: the new generation, or why the running config stays.
+    pub fn reload(&self) -> Result<u64, String> {
+        let result = self.try_reload(None);
+        self.count(&result);
+        result
+    }
+
+    /// Reloads if the file's text differs from what the running config came from (the
+    /// watcher's check); `None` when it does not.
+    pub fn reload_if_changed(&self) -> Option<Result<u64, String>> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        {
+            let mut running = self.running.lock().ok()?;
+            if running.seen == text {
+                return None;
+            }
+            running.seen = text.clone();
+        }
+        let result = self.try_reload(Some(text));
+        self.count(&result);
+        Some(result)
+    }
+
+    fn count(&self, result: &Result<u64, String>) {
+        match result {
+            Ok(generation) => {
+                self.status.reloads.fetch_add(1, Ordering::Relaxed);
+                self.status.generation.store(*generation, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.status.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("config reload refused; the running config stays: {e}");
+            }
+        }
+    }
+
+    /// How often the file is looked at (`reload.watch_interval_ms`; `None`: not watched).
+    pub fn watch_interval(&self) -> Option<Duration> {
+        self.running.lock().ok()?.cfg.reload_watch
+    }
+
+    fn try_reload(&self, text: Option<String>) -> Result<u64, String> {
+        let path = self.path.display();
+        let text = match text {
+            Some(t) => t,
+            None => {
+                std::fs::read_to_string(&self.path).map_err(|e| format!("reading {path}: {e}"))?
+            }
+        };
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| "an earlier reload panicked".to_string())?;
+        let checked = config::reload(&text, self.cores, &running.cfg)
+            .map_err(|e| format!("{path}: {}", e.in_text(&text)))?;
+        let mut cfg = checked.config;
+        crate::backend::upstream::resolve(&mut cfg).map_err(|e| {
+            // Its path names the backend by its place in the running order: name it as the
+            // file does.
+            let written = as_written(&e.path, &cfg, &checked.written);
+            format!("{path}: {}", e.at(written).in_text(&text))
+        })?;
+        if cfg.backends.len() > self.slots {
+            return Err(format!(
+                "{path}: backends: a reload can bring the backends (removed ones count until a \
+                 restart) to {} at most; restart ringmux to add more",
+                self.slots
+            ));
+        }
+        let old = &running.cfg;
+        let changes: Vec<Change> = cfg
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(b, new)| match old.backends.get(b) {
+                None => Change::Added,
+                Some(o) if new.retired && o.retired => Change::Retired,
+                Some(_) if new.retired => Change::Removed,
+                Some(o) if o.retired => Change::Added,
+                Some(o) if format!("{o:?}") == format!("{new:?}") => Change::Same,
+                Some(o) if !o.actor_driven() && same_endpoint(o, new) => Change::Retuned,
+                Some(_) => Change::Changed,
+            })
+            .collect();
+        // Shared children: kept where the backend is, started anew where it is new or
+        // changed (driven by the shard its id names, as at start).
+        let shards = cfg.shards;
+        let mut children: Vec<Vec<(usize, stdio::Inbox)>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        let handles: Arc<[Option<stdio::Handle>]> = cfg
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(b, backend)| {
+                if backend.retired || !(backend.actor_driven() && backend.shared) {
+                    return None;
+                }
+                if changes[b] == Change::Same {
+                    return running.handles.get(b).cloned().flatten();
+                }
+                let (tx, rx) = stdio::channel();
+                children[backend.id.0 as usize % shards].push((b, rx));
+                Some(tx)
+            })
+            .collect();
+        let generation = running.generation + 1;
+        let cfg = Arc::new(cfg);
+        let changes: Arc<[Change]> = changes.into();
+        let (done, acks) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for (shard, tx) in self.peers.0.iter().enumerate() {
+            let next = Next {
+                cfg: cfg.clone(),
+                generation,
+                changes: changes.clone(),
+                handles: handles.clone(),
+                children: std::mem::take(&mut children[shard]),
+                done: done.clone(),
+            };
+            if tx.unbounded_send(Inbox::Reload(Box::new(next))).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(done);
+        // From here the shards run it (or are gone): it is the running config.
+        let summary = summary(&cfg, &changes);
+        *running = Running {
+            cfg: cfg.clone(),
+            handles,
+            generation,
+            seen: text,
+        };
+        if let Ok(mut rows) = self.status.backends.lock() {
+            *rows = cfg
+                .backends
+                .iter()
+                .map(crate::admin::BackendRow::of)
+                .collect();
+        }
+        if let Some(names) = &self.trace_names {
+            if let Ok(mut n) = names.lock() {
+                n.backends = cfg.backends.iter().map(|b| b.name.clone()).collect();
+                n.routes = std::iter::once(cfg.path.clone())
+                    .chain(cfg.routes.iter().map(|r| r.path.clone()))
+                    .collect();
+            }
+        }
+        drop(running);
+        if sent < shards {
+            return Err("the gateway is shutting down".into());
+        }
+        for _ in 0..shards {
+            acks.recv_timeout(ACK_WAIT).map_err(|_| {
+                format!(
+                    "generation {generation} sent, but not every shard took it within {} s",
+                    ACK_WAIT.as_secs()
+                )
+            })?;
+        }
+        tracing::info!(generation, "config reloaded: {summary}");
+        Ok(generation)
+    }
+}
+
+/// The file's index for the backend a running-order `path` (`backends[i].…`) names.
+fn as_written(path: &str, cfg: &Config, written: &[String]) -> String {
+    let Some(rest) = path.strip_prefix("backends[") else {
+        return path.to_owned();
+    };
+    let Some((i, tail)) = rest.split_once(']') else {
+        return path.to_owned();
+    };
+    let name = i
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| cfg.backends.get(i))
+        .map(|b| b.name.as_str());
+    match name.and_then(|n| written.iter().position(|w| w == n)) {
+        Some(j) => format!("backends[{j}]{tail}"),
+        None => path.to_owned(),
+    }
+}
+
+/// Which backends were added, removed, moved and retuned (or `backends unchanged`).
+fn summary(cfg: &Config, changes: &[Change]) -> String {
+    let names = |which: Change| -> Vec<&str> {
+        changes
+            .iter()
+            .zip(&cfg.backends)
+            .filter(|(c, _)| **c == which)
+            .map(|(_, b)| b.name.as_str())
+            .collect()
+    };
+    let (added, removed, changed, retuned) = (
+        names(Change::Added),
+        names(Change::Removed),
+        names(Change::Changed),
+        names(Change::Retuned),
+    );
+    if [&added, &removed, &changed, &retuned]
+        .iter()
+        .all(|n| n.is_empty())
+    {
+        return "backends unchanged".into();
+    }
+    format!(
+        "backends added {added:?}, removed {removed:?}, moved {changed:?} (their sessions made \
+         again), retuned {retuned:?} (sessions kept)"
+    )
+}
+
+/// Whether two settings of one backend name the same server, reached the same way.
+fn same_endpoint(a: &config::Backend, b: &config::Backend) -> bool {
+    let endpoint = |x: &config::Backend| {
+        format!(
+            "{:?}",
+            (
+                &x.url,
+                &x.addrs,
+                &x.stdio,
+                x.legacy_sse,
+                x.era,
+                x.shared,
+                &x.credentials,
+                &x.tls,
+            )
+        )
+    };
+    endpoint(a) == endpoint(b)
+}
+
+fn same<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// On the shard: makes `next` its current generation, and brings its sessions over.
+pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
+    let Next {
+        cfg,
+        generation,
+        changes,
+        handles,
+        children,
+        done,
+    } = next;
+    let pools = cfg
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(b, backend)| match (changes[b], old.pools.get(b)) {
+            (Change::Same | Change::Retired, Some(p)) => p.clone(),
+            _ => pool_for(b as u16, backend, &old.metrics, handles[b].as_ref()),
+        })
+        .collect();
+    let route_auth = cfg
+        .routes
+        .iter()
+        .map(|r| {
+            old.routes
+                .iter()
+                .find(|o| *o.path == *r.path)
+                .and_then(|o| o.auth.clone())
+        })
+        .collect();
+    let limiter = old.limiter.clone().filter(|_| {
+        same(&old.cfg.rate_limits, &cfg.rate_limits) && old.cfg.backends.len() == cfg.backends.len()
+    });
+    let kept_limiter = limiter.is_some();
+    let catalogs_same = old.cfg.fingerprint == cfg.fingerprint
+        && changes
+            .iter()
+            .all(|c| matches!(c, Change::Same | Change::Retuned | Change::Retired))
+        && old.cfg.catalog_ttl == cfg.catalog_ttl
+        && same(&old.cfg.routes, &cfg.routes);
+    // What a client may see of the lists: their contents, their names, the rules on them.
+    let lists_changed = !catalogs_same || !same(&old.cfg.authz, &cfg.authz);
+    let parts = Parts {
+        pools,
+        auth: old.auth.clone(),
+        route_auth,
+        limiter,
+        views: catalogs_same.then(|| old.views()),
+    };
+    let new = Rc::new(Shard::generation(old.base(), cfg, generation, parts));
+    new.make_current();
+    crate::bufs::set_response_budget(new.cfg.limits.response_budget);
+    // Shared children: the old ones of changed and removed backends stop once calls in
+    // progress had time to end; the new ones start.
+    for (b, change) in changes.iter().enumerate() {
+        if matches!(change, Change::Changed | Change::Removed) {
+            if let Some(handle) = new.stop_driving(b) {
+                let grace = new.cfg.limits.shutdown_grace;
+                monoio::spawn(async move {
+                    monoio::time::sleep(grace).await;
+                    let _ = handle.unbounded_send(stdio::ToChild::Shutdown);
+                });
+            }
+        }
+    }
+    for (b, inbox) in children {
+        if let Some(handle) = handles[b].clone() {
+            new.drive(b, handle);
+        }
+        monoio::spawn(stdio::run(
+            new.cfg.backends[b].clone(),
+            new.metrics.clone(),
+            inbox,
+        ));
+    }
+    for (b, change) in changes.iter().enumerate() {
+        let pool = &new.pools[b];
+        let fresh = matches!(change, Change::Added | Change::Changed | Change::Retuned);
+        if let (true, Some(every)) = (fresh, pool.cfg.health_check) {
+            monoio::spawn(crate::backend::health::run(new.base(), pool.clone(), every));
+        }
+    }
+    let sessions: Vec<Rc<Session>> = new.sessions.borrow().values().cloned().collect();
+    for session in &sessions {
+        carry_over(old, &new, session, &changes, kept_limiter, lists_changed);
+    }
+    tracing::debug!(shard = new.id, generation, "new config generation current");
+    let _ = done.send(new.id);
+}
+
+/// Brings one session to the new generation.
+fn carry_over(
+    old: &Shard,
+    new: &Rc<Shard>,
+    session: &Rc<Session>,
+    changes: &[Change],
+    kept_limiter: bool,
+    lists_changed: bool,
+) {
+    // The rules may differ: the view is made again on the session's next request.
+    *session.authz.borrow_mut() = None;
+    if let (Some(l), false, None) = (&new.limiter, kept_limiter, session.modern.get()) {
+        l.session(&session.principal, true);
+    }
+    let exposed = new.served(session.route).map(|r| &*r.backends);
+    let shown = |b: usize| exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
+    // What the backends the session loses had declared (their lists change).
+    let mut lost = 0u8;
+    for (b, change) in changes.iter().enumerate() {
+        let at = b as u16;
+        let live = !new.pools[b].cfg.retired;
+        match change {
+            Change::Changed | Change::Removed => {
+                if let Some(pool) = old.pools.get(b) {
+                    new.tear_down(session, pool);
+                }
+                lost |= session.drop_backend(at, !live || !shown(b)).bits();
+            }
+            Change::Same | Change::Retuned if !shown(b) && !session.is_excluded(at) => {
+                if let Some(pool) = old.pools.get(b) {
+                    new.tear_down(session, pool);
+                }
+                lost |= session.drop_backend(at, true).bits();
+            }
+            Change::Same | Change::Retuned | Change::Added => {
+                session.admit_backend(at, live && shown(b))
+            }
+            Change::Retired => session.admit_backend(at, false),
+        }
+    }
+    if !session.started.get() || session.ended.get() {
+        return;
+    }
+    // Backends new to the session join it in the background; each is announced as it
+    // joins ([`crate::handlers::lifecycle::joined`]).
+    crate::handlers::lifecycle::join_missing(new, session);
+    let mut tell = lost;
+    if lists_changed {
+        tell |= (0..changes.len() as u16)
+            .map(|b| session.capabilities(b).bits())
+            .fold(0, |a, c| a | c);
+    }
+    if tell != 0 {
+        crate::handlers::relay::announce_lists(new, session, tell);
+    }
+}
+
+/// A session made by a request that began before a reload (in an older generation) is
+/// brought to the current one: the backends it does not know yet are admitted, and join.
+pub(crate) fn catch_up(now: &Rc<Shard>, session: &Rc<Session>) {
+    let exposed = now.served(session.route).map(|r| &*r.backends);
+    for pool in &now.pools {
+        let b = pool.index as usize;
+        let shown = exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
+        session.admit_backend(pool.index, !pool.cfg.retired && shown);
+    }
+}

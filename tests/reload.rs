@@ -1,0 +1,419 @@
+//! Hot reload on the real binary: SIGHUP and a changed file apply a new config shard by
+//! shard while sessions, streams and calls go on; a bad file or a restart-only change is
+//! refused with its key path and line, and the running config stays; a reload under load
+//! loses no request.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A gauge without labels from the admin listener's `/metrics`.
+fn gauge(admin: &str, name: &str) -> u64 {
+    let mut c = Client::connect(&format!("{admin}/metrics")).expect("connecting");
+    let resp = c.send("GET", b"", &[]).expect("scraping");
+    String::from_utf8_lossy(&resp.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `ringmux_config_reloads_total{result}`.
+fn reloads(admin: &str, result: &str) -> u64 {
+    let mut c = Client::connect(&format!("{admin}/metrics")).expect("connecting");
+    let resp = c.send("GET", b"", &[]).expect("scraping");
+    let line = format!("ringmux_config_reloads_total{{result=\"{result}\"}} ");
+    String::from_utf8_lossy(&resp.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes `text` as the gateway's config and sends SIGHUP; waits for the outcome: the
+/// generation `applied` (`Some`), or one more refusal (`None`).
+fn reload(gw: &Proc, text: &str, applied: Option<u64>) {
+    let refused = reloads(&gw.admin, "refused");
+    std::fs::write(gw.config.as_ref().unwrap(), text).unwrap();
+    gw.signal(libc::SIGHUP);
+    let done = eventually(WAIT, || match applied {
+        Some(g) => gauge(&gw.admin, "ringmux_config_generation") == g,
+        None => reloads(&gw.admin, "refused") == refused + 1,
+    });
+    if !done {
+        let mut c = Client::connect(&format!("{}/metrics", gw.admin)).unwrap();
+        let body = c.send("GET", b"", &[]).unwrap().body;
+        let body = String::from_utf8_lossy(&body);
+        let reloads: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("ringmux_config"))
+            .collect();
+        panic!("reload to {applied:?} did not happen: {reloads:?}");
+    }
+}
+
+fn names(c: &mut Client) -> Vec<String> {
+    c.list_all("tools/list", "tools")
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The GET stream shows `notifications/tools/list_changed` within `WAIT`.
+fn told_list_changed(get: &mut ringmux::probe::EventReader) -> bool {
+    let until = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < until {
+        match get.next_event(Duration::from_millis(200)) {
+            Ok(Some(ev)) if String::from_utf8_lossy(&ev.data).contains("tools/list_changed") => {
+                return true
+            }
+            Ok(None) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn open_get(url: &str, c: &Client) -> ringmux::probe::EventReader {
+    let r = sibling(url, c)
+        .open_stream("GET", b"", &[("accept", "text/event-stream")])
+        .unwrap();
+    assert_eq!(r.status, 200);
+    r
+}
+
+#[test]
+fn backends_come_and_go_while_the_session_and_its_stream_stay() {
+    let a = mock("a").tools(2).start();
+    let b = mock("b").tools(3).start();
+    let c = mock("c").tools(4).start();
+    let sighup_only = "reload:\n  watch_interval_ms: 0\n";
+    let first = gateway()
+        .shards(2)
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .backend("b", &b.url);
+    let gw = first.start();
+    let mut cl = client(&gw.url);
+    let before = names(&mut cl);
+    assert!(before.iter().any(|n| n.starts_with("b__")), "{before:?}");
+    let mut get = open_get(&gw.url, &cl);
+    wait_metric(&gw.admin, "ringmux_backend_streams", 2);
+
+    // b goes, c comes: the same session lists a and c, and calls c.
+    let second = gateway()
+        .shards(2)
+        .yaml(sighup_only)
+        .backend("c", &c.url)
+        .backend("a", &a.url)
+        .config_text();
+    reload(&gw, &second, Some(1));
+    assert!(
+        told_list_changed(&mut get),
+        "the client hears its lists changed"
+    );
+    // c joins the session in the background.
+    let mut now = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            now = names(&mut cl);
+            now.iter().any(|n| n.starts_with("c__"))
+        }),
+        "{now:?}"
+    );
+    assert!(!now.iter().any(|n| n.starts_with("b__")), "{now:?}");
+    assert!(now.iter().any(|n| n.starts_with("a__")), "{now:?}");
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "c__echo", "arguments": {"message": "new"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "new");
+    let gone = cl
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert!(
+        gone.get("error").is_some() || gone["result"]["isError"] == true,
+        "{gone}"
+    );
+    // The admin API shows the backends the config names, and no more.
+    let mut api = Client::connect(&format!("{}/api/backends", gw.admin)).unwrap();
+    let rows: Value = serde_json::from_slice(&api.send("GET", b"", &[]).unwrap().body).unwrap();
+    let shown: Vec<&str> = rows["backends"]
+        .as_array()
+        .unwrap_or_else(|| rows.as_array().unwrap())
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["a", "c"], "{rows}");
+
+    // A bad file is refused with its key path and line; the running config stays.
+    let bad = second.replacen(&c.url, "ftp://nowhere/", 1);
+    reload(&gw, &bad, None);
+    assert_eq!(gauge(&gw.admin, "ringmux_config_generation"), 1);
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "c__echo", "arguments": {"message": "kept"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "kept");
+    // So is a change only a restart can make.
+    let moved = second.replacen("listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1);
+    reload(&gw, &moved, None);
+
+    // b comes back: the session joins it again, and its client hears of it.
+    let third = gateway()
+        .shards(2)
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .backend("c", &c.url)
+        .config_text();
+    reload(&gw, &third, Some(2));
+    assert!(told_list_changed(&mut get));
+    let want = before.len() + now.iter().filter(|n| n.starts_with("c__")).count();
+    let mut all = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            all = names(&mut cl);
+            all.len() == want
+        }),
+        "{all:?}"
+    );
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "back"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "back");
+    let logs = gw.logs();
+    let bad_line = bad.lines().position(|l| l.contains("ftp://")).unwrap() + 1;
+    assert!(
+        logs.contains(&format!("line {bad_line}: backends[0].url:")),
+        "the refusal names the key and its line: {logs}"
+    );
+    assert!(
+        logs.contains("listen: a reload cannot change this"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_changed_file_is_reloaded_without_a_signal() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let watch = "reload:\n  watch_interval_ms: 100\n";
+    let gw = gateway().yaml(watch).backend("a", &a.url).start();
+    let mut cl = client(&gw.url);
+    assert!(!names(&mut cl).iter().any(|n| n.starts_with("b__")));
+    let next = gateway()
+        .yaml(watch)
+        .yaml("limits:\n  max_body_bytes: 2000\n")
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .config_text();
+    std::fs::write(gw.config.as_ref().unwrap(), next).unwrap();
+    assert!(eventually(WAIT, || gauge(
+        &gw.admin,
+        "ringmux_config_generation"
+    ) == 1));
+    assert!(eventually(WAIT, || names(&mut cl)
+        .iter()
+        .any(|n| n.starts_with("b__"))));
+    // The new body limit holds for the next request.
+    let big = "x".repeat(4000);
+    let r = cl
+        .post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "a__echo", "arguments": {"message": big}}}))
+        .unwrap();
+    assert_eq!(r.status, 413);
+}
+
+/// Reloads during a load run: backends added, changed and removed, limits and names' other
+/// settings changed, ten times over; ringmux-load (stateful, then 2026-07-28) sees no error.
+#[test]
+fn reloads_under_load_lose_no_request() {
+    use ringmux_load::load::{self, client::Endpoint, Options};
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let c = mock("c").start();
+    let sighup_only = "reload:\n  watch_interval_ms: 0\n";
+    let configs = [
+        gateway()
+            .shards(2)
+            .yaml(sighup_only)
+            .backend("a", &a.url)
+            .backend("b", &b.url)
+            .config_text(),
+        gateway()
+            .shards(2)
+            .yaml(sighup_only)
+            .yaml("limits:\n  session_idle_timeout_ms: 600000\n")
+            .backend("a", &a.url)
+            .backend("c", &c.url)
+            .config_text(),
+        gateway()
+            .shards(2)
+            .yaml(sighup_only)
+            .backend("c", &c.url)
+            .backend_with("b", &b.url, "request_timeout_ms: 20000")
+            .backend("a", &a.url)
+            .config_text(),
+    ];
+    let gw = gateway()
+        .shards(2)
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .start();
+    let url = gw.url.clone();
+    let load = std::thread::spawn(move || {
+        let mut sent = 0;
+        for (protocol, requests) in [("2025-11-25", 4000), ("2026-07-28", 1500)] {
+            let mut opts = Options::new(Endpoint::parse(&url).unwrap());
+            opts.connections = 4;
+            opts.sessions = 8;
+            opts.requests = Some(requests);
+            opts.warmup = Duration::ZERO;
+            opts.tool = "a__echo".into();
+            opts.protocol = protocol.into();
+            let summary = load::run(&opts).unwrap();
+            assert_eq!(summary.error_total(), 0, "{protocol}: {:?}", summary.errors);
+            assert_eq!(summary.ok, requests, "{protocol}");
+            sent += summary.ok;
+        }
+        sent
+    });
+    let mut generation = 0;
+    while !load.is_finished() || generation < 10 {
+        generation += 1;
+        reload(
+            &gw,
+            &configs[generation as usize % configs.len()],
+            Some(generation),
+        );
+    }
+    assert_eq!(load.join().unwrap(), 5500);
+    assert_eq!(reloads(&gw.admin, "refused"), 0);
+    assert!(reloads(&gw.admin, "applied") >= 10);
+}
+
+/// A backend whose timeouts change is the same server: its backend sessions (and their GET
+/// streams) stay. One whose address changes is another: its sessions are made again there,
+/// and the client hears its lists may have changed.
+#[test]
+fn a_retuned_backend_keeps_its_sessions_and_a_moved_one_starts_again() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let sighup_only = "reload:\n  watch_interval_ms: 0\n";
+    let gw = gateway()
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .backend("b", &b.url)
+        .start();
+    let mut cl = client(&gw.url);
+    let mut get = open_get(&gw.url, &cl);
+    wait_metric(&gw.admin, "ringmux_backend_streams", 2);
+    assert_eq!(metric(&gw.admin, "ringmux_backend_streams_opened_total"), 2);
+    let retuned = gateway()
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .backend_with("b", &b.url, "request_timeout_ms: 20000")
+        .config_text();
+    reload(&gw, &retuned, Some(1));
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "same"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "same");
+    assert_eq!(metric(&gw.admin, "ringmux_backend_streams_opened_total"), 2);
+    assert_eq!(metric(&gw.admin, "ringmux_backend_streams"), 2);
+    // The same server by another name is another endpoint.
+    let moved_url = b.url.replacen("127.0.0.1", "localhost", 1);
+    let moved = gateway()
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .backend_with("b", &moved_url, "request_timeout_ms: 20000")
+        .config_text();
+    reload(&gw, &moved, Some(2));
+    assert!(told_list_changed(&mut get));
+    wait_metric(&gw.admin, "ringmux_backend_streams_opened_total", 3);
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": "moved"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "moved");
+    let logs = gw.logs();
+    assert!(logs.contains("retuned [\"b\"]"), "{logs}");
+    assert!(logs.contains("moved [\"b\"]"), "{logs}");
+}
+
+/// A shared stdio backend added by a reload starts its child and serves; removed, its child
+/// is stopped once calls in progress had `limits.shutdown_grace_ms` to end.
+#[test]
+fn a_stdio_backend_added_then_removed_starts_and_stops_its_child() {
+    let a = mock("a").start();
+    let base = "reload:\n  watch_interval_ms: 0\nlimits:\n  shutdown_grace_ms: 300\n";
+    let gw = gateway().shards(2).yaml(base).backend("a", &a.url).start();
+    let pid = gw.pid();
+    assert!(children_of(pid).is_empty());
+    let with_child = gateway()
+        .shards(2)
+        .yaml(base)
+        .backend("a", &a.url)
+        .stdio_mock("s", "mode: shared")
+        .config_text();
+    reload(&gw, &with_child, Some(1));
+    let mut cl = client(&gw.url);
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "s__echo", "arguments": {"message": "child"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "child");
+    assert_eq!(children_of(pid).len(), 1, "one shared child");
+    let without = gateway()
+        .shards(2)
+        .yaml(base)
+        .backend("a", &a.url)
+        .config_text();
+    reload(&gw, &without, Some(2));
+    assert!(
+        eventually(WAIT, || children_of(pid).is_empty()),
+        "the removed backend's child stops"
+    );
+    let gone = cl
+        .request(
+            "tools/call",
+            json!({"name": "s__echo", "arguments": {"message": "x"}}),
+        )
+        .unwrap();
+    assert!(
+        gone.get("error").is_some() || gone["result"]["isError"] == true,
+        "{gone}"
+    );
+    // Back again: a new child.
+    reload(&gw, &with_child, Some(3));
+    let mut fresh = client(&gw.url);
+    let echo = fresh
+        .request(
+            "tools/call",
+            json!({"name": "s__echo", "arguments": {"message": "again"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "again");
+}
