@@ -117,8 +117,14 @@ pub fn authorize(
     // session (`initialize`) nothing is named that a view would decide. A virtual server's
     // clients are decided by its rules.
     let session = session?;
-    let authz = shard.authz_for(session.route)?;
-    session.authz_view(Some(authz), principal, facts, &shard.metrics)
+    let authz = shard.authz_for(session.route())?;
+    session.authz_view(
+        Some(authz),
+        principal,
+        facts,
+        &shard.metrics,
+        shard.generation,
+    )
 }
 
 /// Where a request goes after the stages that need no waiting ([`route`]).

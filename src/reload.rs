@@ -170,7 +170,8 @@ impl Reloader {
         crate::backend::upstream::resolve(&mut cfg).map_err(|e| {
             // Its path names the backend by its place in the running order: name it as the
             // file does.
-            let written = as_written(&e.path, &cfg, &checked.written);
+            let order: Vec<String> = cfg.backends.iter().map(|b| b.name.clone()).collect();
+            let written = config::as_written(&e.path, &order, &checked.written);
             format!("{path}: {}", e.at(written).in_text(&text))
         })?;
         if cfg.backends.len() > self.slots {
@@ -190,7 +191,8 @@ impl Reloader {
                 Some(o) if new.retired && o.retired => Change::Retired,
                 Some(_) if new.retired => Change::Removed,
                 Some(o) if o.retired => Change::Added,
-                Some(o) if format!("{o:?}") == format!("{new:?}") => Change::Same,
+                Some(o) if settings(o) == settings(new) => Change::Same,
+                // (Another address for its host name is the same server, reached anew.)
                 Some(o) if !o.actor_driven() && same_endpoint(o, new) => Change::Retuned,
                 Some(_) => Change::Changed,
             })
@@ -262,35 +264,29 @@ impl Reloader {
         if sent < shards {
             return Err("the gateway is shutting down".into());
         }
-        for _ in 0..shards {
-            acks.recv_timeout(ACK_WAIT).map_err(|_| {
-                format!(
-                    "generation {generation} sent, but not every shard took it within {} s",
-                    ACK_WAIT.as_secs()
-                )
-            })?;
+        // Applied from here whatever the answers: each shard takes it between two of its
+        // tasks. One that has not within the wait is busy, and is said to be.
+        let deadline = std::time::Instant::now() + ACK_WAIT;
+        let mut confirmed = 0;
+        while confirmed < shards {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if acks.recv_timeout(left).is_err() {
+                break;
+            }
+            confirmed += 1;
         }
-        tracing::info!(generation, "config reloaded: {summary}");
+        if confirmed < shards {
+            tracing::warn!(
+                generation,
+                confirmed,
+                shards,
+                "config reload sent to every shard, but not every one has taken it within {} s: {summary}",
+                ACK_WAIT.as_secs()
+            );
+        } else {
+            tracing::info!(generation, "config reloaded: {summary}");
+        }
         Ok(generation)
-    }
-}
-
-/// The file's index for the backend a running-order `path` (`backends[i].…`) names.
-fn as_written(path: &str, cfg: &Config, written: &[String]) -> String {
-    let Some(rest) = path.strip_prefix("backends[") else {
-        return path.to_owned();
-    };
-    let Some((i, tail)) = rest.split_once(']') else {
-        return path.to_owned();
-    };
-    let name = i
-        .parse::<usize>()
-        .ok()
-        .and_then(|i| cfg.backends.get(i))
-        .map(|b| b.name.as_str());
-    match name.and_then(|n| written.iter().position(|w| w == n)) {
-        Some(j) => format!("backends[{j}]{tail}"),
-        None => path.to_owned(),
     }
 }
 
@@ -322,14 +318,22 @@ fn summary(cfg: &Config, changes: &[Change]) -> String {
     )
 }
 
-/// Whether two settings of one backend name the same server, reached the same way.
+/// A backend's settings, compared across a reload (its resolved addresses as a set: a
+/// resolver may answer in another order).
+fn settings(b: &config::Backend) -> String {
+    let mut b = b.clone();
+    b.addrs.sort();
+    format!("{b:?}")
+}
+
+/// Whether two settings of one backend name the same server, reached the same way
+/// (whatever addresses its host name resolves to now).
 fn same_endpoint(a: &config::Backend, b: &config::Backend) -> bool {
     let endpoint = |x: &config::Backend| {
         format!(
             "{:?}",
             (
                 &x.url,
-                &x.addrs,
                 &x.stdio,
                 x.legacy_sse,
                 x.era,
@@ -356,6 +360,16 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
         children,
         done,
     } = next;
+    // A backend found to speak legacy SSE (`transport: auto`) holds its sessions in its
+    // pool's link: for it, a retuned config is a changed one.
+    let changes: Vec<Change> = changes
+        .iter()
+        .enumerate()
+        .map(|(b, c)| match (c, old.pools.get(b)) {
+            (Change::Retuned, Some(p)) if p.is_actor() => Change::Changed,
+            _ => *c,
+        })
+        .collect();
     let pools = cfg
         .backends
         .iter()
@@ -394,6 +408,13 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
         limiter,
         views: catalogs_same.then(|| old.views()),
     };
+    for (b, change) in changes.iter().enumerate() {
+        if matches!(change, Change::Changed | Change::Removed) {
+            if let Some(p) = old.pools.get(b) {
+                p.mark_replaced();
+            }
+        }
+    }
     let new = Rc::new(Shard::generation(old.base(), cfg, generation, parts));
     new.make_current();
     crate::bufs::set_response_budget(new.cfg.limits.response_budget);
@@ -429,6 +450,14 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
     }
     let sessions: Vec<Rc<Session>> = new.sessions.borrow().values().cloned().collect();
     for session in &sessions {
+        // A route is known by its path: its index may change, and it may be gone (its
+        // sessions end: their endpoint no longer exists).
+        let Some(route) = same_route(old, &new, session.route()) else {
+            tracing::info!(session = %session.id, path = old.route_path(session.route()), "route removed by a reload; ending its session");
+            new.end_session(&session.id);
+            continue;
+        };
+        session.move_route(route);
         carry_over(old, &new, session, &changes, kept_limiter, lists_changed);
     }
     tracing::debug!(shard = new.id, generation, "new config generation current");
@@ -449,25 +478,25 @@ fn carry_over(
     if let (Some(l), false, None) = (&new.limiter, kept_limiter, session.modern.get()) {
         l.session(&session.principal, true);
     }
-    let exposed = new.served(session.route).map(|r| &*r.backends);
+    let exposed = new.served(session.route()).map(|r| &*r.backends);
     let shown = |b: usize| exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
     // What the backends the session loses had declared (their lists change).
     let mut lost = 0u8;
     for (b, change) in changes.iter().enumerate() {
         let at = b as u16;
         let live = !new.pools[b].cfg.retired;
-        match change {
-            Change::Changed | Change::Removed => {
-                if let Some(pool) = old.pools.get(b) {
-                    new.tear_down(session, pool);
-                }
-                lost |= session.drop_backend(at, !live || !shown(b)).bits();
+        let leave = |excluded: bool| {
+            let held = session.backend_session(at);
+            let declared = session.drop_backend(at, excluded).bits();
+            if let (Some(pool), Some((Some(sid), version))) = (old.pools.get(b), held) {
+                tear_down_after_calls(new, session, pool.clone(), sid, version);
             }
+            declared
+        };
+        match change {
+            Change::Changed | Change::Removed => lost |= leave(!live || !shown(b)),
             Change::Same | Change::Retuned if !shown(b) && !session.is_excluded(at) => {
-                if let Some(pool) = old.pools.get(b) {
-                    new.tear_down(session, pool);
-                }
-                lost |= session.drop_backend(at, true).bits();
+                lost |= leave(true)
             }
             Change::Same | Change::Retuned | Change::Added => {
                 session.admit_backend(at, live && shown(b))
@@ -492,10 +521,48 @@ fn carry_over(
     }
 }
 
-/// A session made by a request that began before a reload (in an older generation) is
-/// brought to the current one: the backends it does not know yet are admitted, and join.
-pub(crate) fn catch_up(now: &Rc<Shard>, session: &Rc<Session>) {
-    let exposed = now.served(session.route).map(|r| &*r.backends);
+/// How often a backend session left by a reload is looked at for calls still running on it.
+const CALLS_POLL: Duration = Duration::from_millis(20);
+
+/// Deletes the backend session `sid` (on `pool`) that `session` left in a reload, once the
+/// session's calls to that backend have ended, or `limits.shutdown_grace_ms` has passed.
+fn tear_down_after_calls(
+    shard: &Rc<Shard>,
+    session: &Rc<Session>,
+    pool: Rc<crate::backend::upstream::Pool>,
+    sid: Rc<str>,
+    version: &'static str,
+) {
+    let b = pool.index;
+    if !session.busy_on(b) {
+        shard.queue_teardown(&pool, sid, version);
+        return;
+    }
+    let (base, session) = (shard.base(), Rc::downgrade(session));
+    let until = std::time::Instant::now() + shard.cfg.limits.shutdown_grace;
+    monoio::spawn(async move {
+        while session.upgrade().is_some_and(|s| s.busy_on(b)) && std::time::Instant::now() < until {
+            monoio::time::sleep(CALLS_POLL).await;
+        }
+        base.current().queue_teardown(&pool, sid, version);
+    });
+}
+
+/// Route `route` of generation `old` in generation `new`, by its path.
+fn same_route(old: &Shard, new: &Shard, route: u8) -> Option<u8> {
+    new.route_of(old.route_path(route).as_bytes())
+}
+
+/// A session made by a request that began before a reload (in generation `old`) is brought
+/// to the current one (`now`): its route found by path, the backends it does not know yet
+/// admitted (they join with the request's `join_missing`, which reads the current one).
+pub(crate) fn catch_up(old: &Shard, now: &Rc<Shard>, session: &Rc<Session>) {
+    let Some(route) = same_route(old, now, session.route()) else {
+        now.end_session(&session.id);
+        return;
+    };
+    session.move_route(route);
+    let exposed = now.served(session.route()).map(|r| &*r.backends);
     for pool in &now.pools {
         let b = pool.index as usize;
         let shown = exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));

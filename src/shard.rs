@@ -380,6 +380,24 @@ impl Shard {
         self.views.clone()
     }
 
+    /// Backend `b`'s pool, unless a reload removed the backend.
+    pub fn pool_of(&self, b: u16) -> Option<Rc<Pool>> {
+        self.pools
+            .get(b as usize)
+            .filter(|p| !p.cfg.retired)
+            .cloned()
+    }
+
+    /// Backend `b`'s pool, where `b` may come from a newer generation than this one (a
+    /// session's state, written by a request or stream task that started after this one):
+    /// then the current generation's.
+    pub fn pool_any(&self, b: u16) -> Rc<Pool> {
+        match self.pools.get(b as usize) {
+            Some(p) => p.clone(),
+            None => self.current().pools[b as usize].clone(),
+        }
+    }
+
     /// The route a request path names (0: the main endpoint), if any.
     #[inline]
     pub fn route_of(&self, path: &[u8]) -> Option<u8> {
@@ -426,7 +444,9 @@ impl Shard {
 
     /// Virtual server `route` (`None` for the main endpoint).
     pub fn served(&self, route: u8) -> Option<&crate::routes::Served> {
-        route.checked_sub(1).map(|r| &self.routes[r as usize])
+        route
+            .checked_sub(1)
+            .and_then(|r| self.routes.get(r as usize))
     }
 
     /// The authentication of `route`'s clients (its own, or the main endpoint's).
@@ -505,7 +525,7 @@ impl Shard {
         route: u8,
     ) -> Option<Rc<Session>> {
         let s = self.sessions.borrow().get(id?).cloned()?;
-        if s.principal != *principal || s.route != route {
+        if s.principal != *principal || s.route() != route {
             return None;
         }
         s.last_used.set(Instant::now());
@@ -535,13 +555,14 @@ impl Shard {
             return false;
         };
         self.metrics.sessions.sub(1);
-        if let (Some(l), None) = (&self.limiter, session.modern.get()) {
+        // The current generation's limiter and pools: a reload may have come since the
+        // request that ends the session began (the limiter counted it then, or a new one
+        // counted it again; the session may have joined backends the reload added).
+        let now = self.current();
+        if let (Some(l), None) = (&now.limiter, session.modern.get()) {
             l.session(&session.principal, false);
         }
         session.close();
-        // The current generation's pools: the session may have joined backends a reload
-        // added after the request that ends it began.
-        let now = self.current();
         for pool in &now.pools {
             self.tear_down(&session, pool);
         }
@@ -572,10 +593,15 @@ impl Shard {
         let Some((Some(sid), version)) = session.backend_session(pool.index) else {
             return;
         };
+        self.queue_teardown(pool, sid, version);
+    }
+
+    /// Queues the deletion of backend session `sid` on `pool`'s backend.
+    pub(crate) fn queue_teardown(&self, pool: &Rc<Pool>, sid: Rc<str>, version: &'static str) {
         {
             let mut queue = self.teardowns.borrow_mut();
             if queue.len() >= MAX_QUEUED_TEARDOWNS {
-                tracing::debug!(session = %session.id, "teardown queue full; backend session left to expire");
+                tracing::debug!(backend = %pool.name(), "teardown queue full; backend session left to expire");
                 return;
             }
             queue.push_back((pool.clone(), sid, version));

@@ -417,3 +417,82 @@ fn a_stdio_backend_added_then_removed_starts_and_stops_its_child() {
         .unwrap();
     assert_eq!(text_of(&echo), "again");
 }
+
+/// Routes are known by their path: a session on a route keeps working when a reload removes
+/// the route before it (its index changes), and ends when its own route goes.
+#[test]
+fn a_sessions_route_is_kept_by_its_path() {
+    let a = mock("a").start();
+    let b = mock("b").start();
+    let both = "reload:\n  watch_interval_ms: 0\nroutes:\n  - path: /first/mcp\n    backends: [a]\n  - path: /second/mcp\n    backends: [b]\n";
+    let one =
+        "reload:\n  watch_interval_ms: 0\nroutes:\n  - path: /second/mcp\n    backends: [b]\n";
+    let none = "reload:\n  watch_interval_ms: 0\n";
+    let config = |extra: &str| {
+        gateway()
+            .yaml(extra)
+            .backend("a", &a.url)
+            .backend("b", &b.url)
+    };
+    let gw = config(both).start();
+    let second = gw.url.replacen("/mcp", "/second/mcp", 1);
+    let mut cl = client(&second);
+    let echo = |cl: &mut Client, msg: &str| {
+        cl.request(
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": msg}}),
+        )
+    };
+    assert_eq!(text_of(&echo(&mut cl, "before").unwrap()), "before");
+    reload(&gw, &config(one).config_text(), Some(1));
+    assert_eq!(text_of(&echo(&mut cl, "moved").unwrap()), "moved");
+    let tools = names(&mut cl);
+    assert!(tools.iter().all(|t| t.starts_with("b__")), "{tools:?}");
+    reload(&gw, &config(none).config_text(), Some(2));
+    let r = cl
+        .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}}))
+        .unwrap();
+    assert_eq!(r.status, 404, "the route and its sessions are gone");
+}
+
+/// A call in progress on a backend a reload changes finishes: the old backend session (here
+/// a stdio child of the session's own) is ended only once its calls have.
+#[test]
+fn a_call_in_progress_survives_its_backend_changing() {
+    let a = mock("a").start();
+    let sighup_only = "reload:\n  watch_interval_ms: 0\n";
+    let gw = gateway()
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .stdio_mock("s", "")
+        .start();
+    let mut cl = client(&gw.url);
+    cl.list_all("tools/list", "tools").unwrap();
+    let mut slow = sibling(&gw.url, &cl);
+    let sent = metric(&gw.admin, "ringmux_backend_requests_total");
+    let call = std::thread::spawn(move || {
+        slow.request(
+            "tools/call",
+            json!({"name": "s__slow", "arguments": {"ms": 1500}}),
+        )
+        .unwrap()
+    });
+    wait_metric(&gw.admin, "ringmux_backend_requests_total", sent + 1);
+    let changed = gateway()
+        .yaml(sighup_only)
+        .backend("a", &a.url)
+        .stdio_mock_with("s", &["--tools", "3"], "")
+        .config_text();
+    reload(&gw, &changed, Some(1));
+    let answer = call.join().unwrap();
+    assert!(answer.get("error").is_none(), "{answer}");
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    // The session goes on with the backend as it is now (a new child).
+    let echo = cl
+        .request(
+            "tools/call",
+            json!({"name": "s__echo", "arguments": {"message": "after"}}),
+        )
+        .unwrap();
+    assert_eq!(text_of(&echo), "after");
+}

@@ -338,3 +338,32 @@ fn traces_settings_are_checked() {
         assert!(!ok && err.contains(want), "{yaml}: {err}");
     }
 }
+
+/// A stateful client's call to a 2026-07-28 backend (its requests brokered into the
+/// sessionless era) carries the exchange's context too.
+#[test]
+fn a_sessionless_backend_gets_the_context_of_a_stateful_clients_call() {
+    let rx = receiver();
+    let m = mock("m").flag("--modern").flag("--trace").start();
+    let gw = gateway()
+        .backend_with("m", &m.url, "transport: sessionless")
+        .yaml(&format!(
+            "traces:\n  endpoint: {}\n  sample_ratio: 1\n",
+            rx.url
+        ))
+        .start();
+    let mut c = client(&gw.url);
+    let trace = "33333333333333333333333333333333";
+    let r = c
+        .request_with_headers(
+            "tools/call",
+            json!({"name": "m__traceparent", "arguments": {}}),
+            &[("traceparent", &format!("00-{trace}-{PARENT}-01"))],
+        )
+        .unwrap();
+    let seen = text_of(&r).to_owned();
+    assert!(seen.starts_with(&format!("00-{trace}-")), "{r}");
+    let (server, exchange) = request_and_exchange(&rx, trace);
+    assert_eq!(hex(&exchange.span_id), seen.split('-').nth(2).unwrap());
+    assert_eq!(exchange.parent_span_id, server.span_id);
+}

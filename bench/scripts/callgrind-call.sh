@@ -38,9 +38,9 @@
 #               29,869-36,016: the whole process is counted, and whether the exporter
 #               thread's encoding (about 6 k instructions and 13 allocations per call's two
 #               spans) falls inside the measured window varies from run to run.
-#   2026-12-04  hot reload (issue 18; a request takes its shard's current config generation,
-#               a RefCell borrow and an Rc clone), one after the other: 23f4350 29,753-29,795,
-#               after 29,840-29,846 (+45 to +93, 0.2-0.3%).
+#   2026-12-04  hot reload (issue 18; a request takes its shard's current config generation
+#               twice, a RefCell borrow and an Rc clone each), one after the other: 23f4350
+#               29,730-29,795, after 29,782-29,869 (about +70, 0.2%).
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)

@@ -378,6 +378,28 @@ fn sse_events(pieces: &[&[u8]]) -> Vec<Result<crate::sse::Event, usize>> {
     events
 }
 
+/// A config text, as at start and as a reload: checking it never panics; an error's line is
+/// one of the text's; a reload keeps every running backend at its index.
+pub fn config(data: &[u8]) {
+    const RUNNING: &str = "listen: 127.0.0.1:0\nshards: 2\nbackends:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n  - name: b\n    url: http://127.0.0.1:2/mcp\n";
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lines = text.lines().count().max(1);
+    if let Err(e) = crate::config::load(text, 2) {
+        if let Some(line) = crate::config::line_of(text, &e.path) {
+            assert!((1..=lines + 1).contains(&line), "line {line} of {lines}");
+        }
+    }
+    let running = crate::config::load(RUNNING, 2).expect("the running config checks");
+    if let Ok(next) = crate::config::reload(text, 2, &running) {
+        for (i, b) in running.backends.iter().enumerate() {
+            assert_eq!(next.config.backends[i].name, b.name);
+        }
+        assert!(next.config.backends.iter().any(|b| !b.retired));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The fuzz properties over a seed corpus and a few thousand deterministic mutations of it.
@@ -518,6 +540,21 @@ mod tests {
             mask(seed);
             for _ in 0..1500 {
                 mask(&mutate(&mut rng, seed));
+            }
+        }
+    }
+
+    #[test]
+    fn config_properties_hold() {
+        let mut rng = Rng(0x5eed_0009);
+        for seed in [
+            &b"listen: 127.0.0.1:0\nbackends:\n  - name: b\n    url: http://127.0.0.1:2/mcp\n  - name: c\n    url: http://127.0.0.1:3/x\n"[..],
+            b"listen: 127.0.0.1:0\nroutes:\n  - path: /r\n    backends: [a]\nbackends:\n  - name: a\n    url: ftp://x\n",
+            b"shards: 2\nlisten: 127.0.0.1:0\nbackends: [{name: a, url: 'http://127.0.0.1:1/mcp', circuit: {error_rate: 2}}]\n",
+        ] {
+            config(seed);
+            for _ in 0..300 {
+                config(&mutate(&mut rng, seed));
             }
         }
     }

@@ -25,14 +25,14 @@ pub async fn run(base: Rc<crate::shard::Base>, pool: Rc<Pool>, every: Duration) 
     let (pool, metrics) = (&pool, &base.metrics);
     let shard = &base;
     loop {
-        if !Rc::ptr_eq(&shard.current().pools[pool.index as usize], pool) {
-            return;
-        }
         let stop = std::pin::pin!(shard.drain.started());
         let tick = std::pin::pin!(monoio::time::sleep(every));
         if let futures_util::future::Either::Left(_) =
             futures_util::future::select(stop, tick).await
         {
+            return;
+        }
+        if !Rc::ptr_eq(&shard.current().pools[pool.index as usize], pool) {
             return;
         }
         if pool.circuit(Instant::now()) == circuit::State::Open {
@@ -52,7 +52,7 @@ async fn check(pool: &Rc<Pool>) -> bool {
         Era::Auto => return pool.detect().await.is_ok(),
         Era::Sessionless => {
             let body = super::upstream::discover_body();
-            pool.post_sessionless(&body, "server/discover", None, now)
+            pool.post_sessionless(&body, "server/discover", None, now, None)
                 .await
         }
         Era::Stateful => {

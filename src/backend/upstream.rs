@@ -113,6 +113,9 @@ pub struct Pool {
     pub instructions: RefCell<Option<Rc<str>>>,
     /// An `https://` backend's rustls config (or why it could not be made).
     pub(super) tls: Option<Result<std::sync::Arc<rustls::ClientConfig>, String>>,
+    /// A reload replaced or removed this pool's backend ([`crate::reload`]): a backend
+    /// session made on it from now on is not kept.
+    replaced: Cell<bool>,
 }
 
 /// Resolves every URL backend's host not resolved yet (the one place the gateway asks a
@@ -184,6 +187,7 @@ impl Pool {
             idle: RefCell::new(Vec::new()),
             breaker: Cell::new(Breaker::default()),
             retry_tokens: Cell::new(RETRY_TOKENS_MAX),
+            replaced: Cell::new(false),
             instructions: RefCell::new(None),
         })
     }
@@ -348,6 +352,16 @@ impl Pool {
         );
     }
 
+    /// A reload replaced or removed this backend: joins still under way on this pool are
+    /// not kept.
+    pub fn mark_replaced(&self) {
+        self.replaced.set(true);
+    }
+
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.get()
+    }
+
     /// Tells the admin listener until when this shard skips the backend.
     fn publish_cooling(&self, until_ms: u64) {
         if let Some(c) = self
@@ -394,6 +408,7 @@ impl Pool {
         method: &str,
         name: Option<&str>,
         now: Instant,
+        traceparent: Option<&[u8]>,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
             verb: Verb::Send,
@@ -403,7 +418,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: Some(method),
             mcp_name: name,
-            traceparent: None,
+            traceparent,
             era_probe: false,
         };
         self.send(&out, now).await

@@ -14,7 +14,7 @@ use crate::io::{consume, read_more};
 use crate::peers::Handoff;
 use crate::reply::Reply;
 use crate::request::Principal;
-use crate::shard::Shard;
+use crate::shard::{Base, Shard};
 use crate::tls::Stream;
 
 /// A client's connection: plain or TLS.
@@ -41,7 +41,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     stream.set_nodelay(true).ok();
     shard.metrics.connections.add(1);
-    let open = OpenConn::new(&shard, &stream);
+    // The connection holds what every config generation shares; each of its requests runs
+    // in the generation current when it arrives ([`crate::reload`]).
+    let write_timeout = shard.cfg.limits.write_timeout;
+    let base = shard.base();
+    drop(shard);
+    let shard = &base;
+    let open = OpenConn::new(shard, &stream);
     let (stream, peer) = match &shard.tls {
         None => (ClientStream::Plain(stream), None),
         Some(listener) => {
@@ -53,7 +59,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 }
             };
             let mut conn = crate::tls::TlsConn::new(stream, tls, Vec::new());
-            let handshake = conn.handshake(Some(shard.cfg.limits.write_timeout));
+            let handshake = conn.handshake(Some(write_timeout));
             match monoio::time::timeout(listener.handshake_timeout, handshake).await {
                 Ok(Ok(())) => {}
                 failed => {
@@ -70,7 +76,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
     };
     let rbuf = Vec::with_capacity(READ_CHUNK);
-    serve_conn(&shard, open, stream, rbuf, false, peer).await;
+    serve_conn(shard, open, stream, rbuf, false, peer).await;
 }
 
 /// Marks an accepted socket close-on-exec. monoio's io_uring accept passes no flags, so the
@@ -95,7 +101,9 @@ pub async fn serve_adopted(
     rbuf: Vec<u8>,
     tls: Option<Box<(rustls::ServerConnection, Vec<u8>)>>,
 ) {
-    let open = OpenConn::new(&shard, &stream);
+    let base = shard.base();
+    drop(shard);
+    let open = OpenConn::new(&base, &stream);
     let (stream, peer) = match tls {
         None => (ClientStream::Plain(stream), None),
         Some(parts) => {
@@ -105,18 +113,19 @@ pub async fn serve_adopted(
             (ClientStream::Tls(Box::new(conn)), peer)
         }
     };
-    serve_conn(&shard, open, stream, rbuf, true, peer).await;
+    serve_conn(&base, open, stream, rbuf, true, peer).await;
 }
 
 /// `peer`: the principal of the client's verified certificate, if it sent one.
 async fn serve_conn(
-    shard: &Rc<Shard>,
+    base: &Rc<Base>,
     open: OpenConn<'_>,
     mut stream: ClientStream,
     rbuf: Vec<u8>,
     handed: bool,
     peer: Option<Principal>,
 ) {
+    let shard = base.current();
     // The client's address, when a rule reads it (`request.address`): one getpeername(2)
     // per connection, not per request.
     let address = if shard.wants_address {
@@ -138,11 +147,12 @@ async fn serve_conn(
         peer,
         address,
     };
-    let ended = conn.run(shard, &mut stream, open.1).await;
+    drop(shard);
+    let ended = conn.run(base, &mut stream, open.1).await;
     drop(open);
     match ended {
         Ok(Ended::Closed) => {}
-        Ok(Ended::HandOff(owner)) => hand_off(shard, stream, owner, conn.rbuf),
+        Ok(Ended::HandOff(owner)) => hand_off(base, stream, owner, conn.rbuf),
         Err(e) => tracing::debug!("client connection ended: {e}"),
     }
 }
@@ -151,7 +161,7 @@ async fn serve_conn(
 /// the owner's inbox with the unconsumed bytes (and a TLS connection's rustls state, which is
 /// plain memory: the owner goes on with the same session keys), and this shard closes its own
 /// descriptor.
-fn hand_off(shard: &Rc<Shard>, stream: ClientStream, owner: usize, rbuf: Vec<u8>) {
+fn hand_off(shard: &Base, stream: ClientStream, owner: usize, rbuf: Vec<u8>) {
     use std::os::fd::{AsRawFd, BorrowedFd};
     let (tcp, tls) = match stream {
         ClientStream::Plain(tcp) => (tcp, None),
@@ -176,10 +186,10 @@ fn hand_off(shard: &Rc<Shard>, stream: ClientStream, owner: usize, rbuf: Vec<u8>
 
 /// Counts a client connection as open on its shard while it lives, and makes it known to the
 /// shard's drain ([`crate::drain::Drain`]) by a slot.
-struct OpenConn<'a>(&'a Shard, usize);
+struct OpenConn<'a>(&'a Base, usize);
 
 impl<'a> OpenConn<'a> {
-    fn new(shard: &'a Shard, stream: &TcpStream) -> Self {
+    fn new(shard: &'a Base, stream: &TcpStream) -> Self {
         use std::os::fd::AsRawFd;
         shard.open_conns.set(shard.open_conns.get() + 1);
         shard.metrics.open_connections.add(1);
@@ -222,6 +232,31 @@ impl BodyClock {
     }
 }
 
+/// The limits on reading one request ([`ringmux_core::config::Limits`]'s).
+#[derive(Clone, Copy)]
+struct Reading {
+    max_header: usize,
+    max_body: usize,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    body_timeout: Duration,
+    min_body_rate: usize,
+}
+
+impl Reading {
+    #[inline]
+    fn of(l: &ringmux_core::config::Limits) -> Reading {
+        Reading {
+            max_header: l.max_header,
+            max_body: l.max_body,
+            header_timeout: l.header_timeout,
+            idle_timeout: l.idle_timeout,
+            body_timeout: l.body_timeout,
+            min_body_rate: l.min_body_rate,
+        }
+    }
+}
+
 /// How a connection's loop ended.
 enum Ended {
     Closed,
@@ -258,15 +293,14 @@ impl Conn {
     /// `slot`: this connection's in the shard's drain ([`crate::drain::Drain::register`]).
     async fn run(
         &mut self,
-        shard: &Rc<Shard>,
+        shard: &Rc<Base>,
         stream: &mut ClientStream,
         slot: usize,
     ) -> io::Result<Ended> {
         loop {
-            // Each request runs in the generation current when it begins ([`crate::reload`]).
-            let current = shard.current();
-            let shard = &current;
-            let limits = &shard.cfg.limits;
+            // The bounds on reading the request, from the current generation (copied: an idle
+            // connection holds no generation while it waits).
+            let limits = Reading::of(&shard.current().cfg.limits);
             if shard.drain.is_on() && self.rbuf.is_empty() {
                 // Shutting down: no request under way on this connection.
                 return Ok(Ended::Closed);
@@ -323,6 +357,9 @@ impl Conn {
                 Ok(b) => b,
                 Err(status) => return self.close_with(stream, status).await,
             };
+            // The request runs in the generation current now that it has arrived.
+            let current = shard.current();
+            let shard = &current;
             if let Some(owner) = self.hand_off_to(shard, &head) {
                 return Ok(Ended::HandOff(owner));
             }

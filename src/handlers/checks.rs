@@ -63,7 +63,7 @@ fn decide(
     place: Place<'_>,
     body: &[u8],
 ) -> bool {
-    let (Some(view), Some(authz)) = (&call.view, shard.authz_for(session.route)) else {
+    let (Some(view), Some(authz)) = (&call.view, shard.authz_for(session.route())) else {
         return true;
     };
     let (pools, metrics) = (&shard.pools, &*shard.metrics);

@@ -881,7 +881,7 @@ pub async fn client_notification(
             // Tell the backend first, then stop waiting for its answer.
             let owner = session.owner_of(key);
             if let Some(b) = owner {
-                notify(shard, session, &shard.pools[b as usize], body).await;
+                notify(shard, session, &shard.pool_any(b), body).await;
             }
             session.cancel(key);
             return Reply::Status(202);

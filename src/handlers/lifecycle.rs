@@ -59,7 +59,7 @@ pub async fn create_session(
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
     catch_up(shard, &session);
-    if let Some(l) = &shard.limiter {
+    if let Some(l) = &shard.current().limiter {
         l.session(principal, true);
     }
     // The client is answered once every backend has joined, or `initialize_wait_ms` has
@@ -118,7 +118,7 @@ pub async fn create_principal(
 fn catch_up(shard: &Rc<Shard>, session: &Rc<Session>) {
     let now = shard.current();
     if now.generation != shard.generation {
-        crate::reload::catch_up(&now, session);
+        crate::reload::catch_up(shard, &now, session);
     }
 }
 
@@ -261,7 +261,7 @@ fn tell_unanswered(shard: &Rc<Shard>, session: &Rc<Session>, expired: Vec<Parked
         let (shard, session) = (shard.clone(), session.clone());
         monoio::spawn(async move {
             for ask in &parked.asks {
-                let pool = &shard.pools[ask.backend as usize];
+                let pool = &shard.pool_any(ask.backend);
                 let id = Some(Raw::from(&*ask.id));
                 crate::handlers::mrtr::answer_backend(
                     &shard,

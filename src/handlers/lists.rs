@@ -111,7 +111,7 @@ pub(crate) async fn refresh(
     // a list never waits for a backend that may hang.
     crate::handlers::lifecycle::join_missing(shard, session);
     let now = Instant::now();
-    let fed = shard.fed(session.view, session.route);
+    let fed = shard.fed(session.view, session.route());
     let kinds: &[ListKind] = if kind == ListKind::Resources {
         &[ListKind::Resources, ListKind::ResourceTemplates]
     } else {
@@ -184,7 +184,7 @@ pub(crate) async fn list(
     let now = Instant::now();
     // The caller's view: what it may not use is not there (pagination stays exact: cursors
     // count positions in the backends' lists, and a page skips what it may not show).
-    let decisions = match (&call.view, shard.authz_for(session.route)) {
+    let decisions = match (&call.view, shard.authz_for(session.route())) {
         (Some(view), Some(authz)) => {
             Some(authz.decisions(view, &merged, kind, &shard.pools, &shard.metrics))
         }

@@ -131,7 +131,13 @@ pub async fn serve(
         ),
         binding: binding(msg, env),
         ttl_ms: shard.cfg.catalog_ttl.as_millis() as u64,
-        view: session.authz_view(shard.authz_for(route), principal, facts, &shard.metrics),
+        view: session.authz_view(
+            shard.authz_for(route),
+            principal,
+            facts,
+            &shard.metrics,
+            shard.generation,
+        ),
         admitted: Rc::new(std::cell::Cell::new(admitted)),
     };
     match entry.handler {
@@ -187,7 +193,7 @@ pub(crate) async fn call(
         sink: Sink::Modern { ctx: &ctx, sse },
         view: ctx.view.clone(),
         admitted: std::cell::Cell::new(ctx.admitted.take()),
-        route: session.route,
+        route: session.route(),
         outcome,
     };
     let reply = dispatch::request(shard, session, ctx.entry, &call, msg).await;
@@ -367,7 +373,7 @@ async fn listen(
             sink: Sink::Json,
             view: view.clone(),
             admitted: std::cell::Cell::new(None),
-            route: session.route,
+            route: session.route(),
             outcome: &crate::observe::Outcome::default(),
         };
         let entry = method::lookup("resources/subscribe").expect("in the method table");

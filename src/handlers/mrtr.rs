@@ -378,7 +378,7 @@ pub(crate) async fn held_asks(
     let held = std::mem::take(&mut *state.held.borrow_mut());
     let mut asks = Vec::with_capacity(held.len());
     for (b, data) in held {
-        let pool = &shard.pools[b as usize];
+        let pool = &shard.pool_any(b);
         let Ok(msg) = jsonrpc::parse(&data) else {
             continue;
         };
@@ -468,7 +468,7 @@ pub(crate) async fn resume(
             Some(r) => Ok(r.get()),
             None => Err("the client gave no answer to this request"),
         };
-        let pool = &shard.pools[ask.backend as usize];
+        let pool = &shard.pool_any(ask.backend);
         answer_backend(shard, session, pool, Some(Raw::from(&*ask.id)), answer).await;
     }
     match parked.call {

@@ -489,10 +489,17 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
     if session.upgrade().is_some_and(|s| s.is_sessionless(b)) {
         return crate::handlers::sessionless::listen(shard, session, b).await;
     }
-    let pool = shard.pools[b as usize].clone();
+    // Held: what every config generation shares. Each (re)connection goes through the
+    // backend's current pool, and each message is delivered in the current generation
+    // ([`crate::reload`]); a removed backend's stream stops.
+    let base = shard.base();
+    drop(shard);
     let mut last_id: Option<String> = None;
     let mut backoff = LISTEN_BACKOFF;
     loop {
+        let Some(pool) = base.current().pool_of(b) else {
+            return;
+        };
         let Some((sid, ver)) = session.upgrade().and_then(|s| s.backend_session(b)) else {
             return;
         };
@@ -524,7 +531,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         if let Some(mut events) = events {
             events.wait_forever();
             backoff = LISTEN_BACKOFF;
-            let _open = crate::metrics::OpenStream::new(&shard.metrics);
+            let _open = crate::metrics::OpenStream::new(&base.metrics);
             loop {
                 match events.next().await {
                     Ok(Some(ev)) => {
@@ -535,7 +542,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                             continue;
                         }
                         let Some(s) = session.upgrade() else { return };
-                        deliver(&shard, &s, b, &ev.data, GET_STREAM, None, false);
+                        deliver(&base.current(), &s, b, &ev.data, GET_STREAM, None, false);
                     }
                     Ok(None) => break,
                     Err(e) => {

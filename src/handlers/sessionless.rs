@@ -280,7 +280,8 @@ async fn drive(
                 &retry.body,
                 &retry.method,
                 retry.name.as_deref(),
-                Instant::now()
+                Instant::now(),
+                None
             ));
             let cancelled =
                 std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
@@ -473,9 +474,14 @@ pub(crate) fn take_answer(session: &Session, id: &str, body: &[u8]) -> bool {
 /// arrives on the client's GET stream; re-opens it when the subscriptions change or the stream
 /// ends, until the session ends.
 pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
-    let pool = shard.pools[b as usize].clone();
+    // As `relay::listen`: the current generation's pool per (re)connection, and message.
+    let base = shard.base();
+    drop(shard);
     let mut backoff = LISTEN_BACKOFF;
     loop {
+        let Some(pool) = base.current().pool_of(b) else {
+            return;
+        };
         let Some(s) = session.upgrade() else { return };
         if !s.backend_session(b).is_some_and(|(_, v)| is_sessionless(v)) {
             return;
@@ -507,7 +513,7 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
         drop(s);
         let events = match prepared {
             Ok(p) => match pool
-                .post_sessionless(&p.body, &p.method, None, Instant::now())
+                .post_sessionless(&p.body, &p.method, None, Instant::now(), None)
                 .await
             {
                 Ok(Response {
@@ -554,14 +560,14 @@ pub async fn listen(shard: Rc<Shard>, session: Weak<Session>, b: u16) {
                     break;
                 };
                 if matches!(next, Ok(Some(_))) && open.is_none() {
-                    open = Some(crate::metrics::OpenStream::new(&shard.metrics));
+                    open = Some(crate::metrics::OpenStream::new(&base.metrics));
                 }
                 match next {
                     Ok(Some(ev)) if ev.data.is_empty() => continue,
                     Ok(Some(ev)) => {
                         let Some(s) = session.upgrade() else { return };
                         if let Some(plain) = without_subscription(&ev.data) {
-                            relay::deliver(&shard, &s, b, &plain, GET_STREAM, None, false);
+                            relay::deliver(&base.current(), &s, b, &plain, GET_STREAM, None, false);
                         }
                     }
                     Ok(None) => break,

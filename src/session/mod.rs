@@ -68,7 +68,9 @@ impl Capabilities {
 }
 
 /// A session's cached authorization view, and whose it is.
+/// (The first member: the config generation whose rules made it, [`crate::reload`].)
 pub type AuthzView = (
+    u64,
     Principal,
     Option<Arc<crate::request::Facts>>,
     Rc<crate::authz::View>,
@@ -102,7 +104,7 @@ pub struct Session {
     pub view: u64,
     /// The endpoint it was created on (0: the main one; else a virtual server, `routes:`):
     /// only requests on that path find it.
-    pub route: u8,
+    route: Cell<u8>,
     pub backends: RefCell<Vec<BackendSession>>,
     pub last_used: Cell<Instant>,
     /// The client's server-to-client streams.
@@ -218,15 +220,17 @@ impl Session {
         principal: &Principal,
         facts: Option<&Arc<crate::request::Facts>>,
         metrics: &crate::metrics::ShardMetrics,
+        generation: u64,
     ) -> Option<Rc<crate::authz::View>> {
         let authz = authz?;
-        if let Some((p, f, v)) = &*self.authz.borrow() {
-            if p.same(principal) && f.as_deref() == facts.map(|f| &**f) {
+        if let Some((g, p, f, v)) = &*self.authz.borrow() {
+            if *g == generation && p.same(principal) && f.as_deref() == facts.map(|f| &**f) {
                 return Some(v.clone());
             }
         }
         let view = authz.view(principal, facts.map(|f| &**f), metrics);
-        *self.authz.borrow_mut() = Some((principal.clone(), facts.cloned(), view.clone()));
+        *self.authz.borrow_mut() =
+            Some((generation, principal.clone(), facts.cloned(), view.clone()));
         Some(view)
     }
 
@@ -254,7 +258,7 @@ impl Session {
             principal,
             version,
             view: view_of(&init_params),
-            route,
+            route: Cell::new(route),
             init_params,
             backends: RefCell::new(backends),
             last_used: Cell::new(now),
@@ -273,6 +277,16 @@ impl Session {
             started: Cell::new(false),
             ended: Cell::new(false),
         }
+    }
+
+    /// The endpoint it belongs to (0: the main one; else `routes[route - 1]`).
+    pub fn route(&self) -> u8 {
+        self.route.get()
+    }
+
+    /// A reload moved its route to index `route` (routes are known by their path).
+    pub fn move_route(&self, route: u8) {
+        self.route.set(route);
     }
 
     pub fn extras(&self) -> &crate::session::sessionless::Extras {
@@ -527,6 +541,11 @@ impl Session {
         !self.inflight.borrow().is_empty()
     }
 
+    /// Whether a request forwarded to backend `b` is still waiting for its answer.
+    pub fn busy_on(&self, b: u16) -> bool {
+        self.inflight.borrow().iter().any(|f| f.backend == b)
+    }
+
     /// Adds the task holding backend `b`'s GET stream open, if the session listens (its
     /// client opened its stream before `b` joined); `false` if it does not.
     pub fn add_listener(&self, b: u16, start: impl FnOnce() -> AbortHandle) -> bool {
@@ -537,6 +556,28 @@ impl Session {
             }
             None => false,
         }
+    }
+
+    /// Keeps the backend session a join made on `pool`, unless a reload replaced or removed
+    /// that backend meanwhile: then it is deleted there again, and the join failed (the
+    /// backend joins anew through its current pool when next needed).
+    fn store_joined(&self, pool: &Rc<Pool>, joined: BackendSession) -> Result<(), BackendFailure> {
+        if !pool.is_replaced() {
+            self.set_backend(pool.index, joined);
+            return Ok(());
+        }
+        if let BackendSession::Ready {
+            id: Some(id),
+            version,
+            ..
+        } = joined
+        {
+            let pool = pool.clone();
+            monoio::spawn(async move { pool.delete_session(&id, version).await });
+        }
+        Err(BackendFailure::Init(
+            "the backend's config changed while it joined".into(),
+        ))
     }
 
     /// Sets backend `b`'s state; a session made before a reload added `b` grows to it.
@@ -621,15 +662,14 @@ impl Session {
         };
         if pool.era_for(client_era).await? == Era::Sessionless {
             let capabilities = crate::session::sessionless::discover(self, pool).await?;
-            self.set_backend(
-                pool.index,
+            return self.store_joined(
+                pool,
                 BackendSession::Ready {
                     id: None,
                     version: version::SESSIONLESS,
                     capabilities,
                 },
             );
-            return Ok(());
         }
         match self.initialize_stateful(pool).await {
             Err(BackendFailure::Status(s))
@@ -685,15 +725,14 @@ impl Session {
             .await?;
         let _ = final_message(ack.body).await;
         pool.mark_spoke_http();
-        self.set_backend(
-            pool.index,
+        self.store_joined(
+            pool,
             BackendSession::Ready {
                 id: session_id,
                 version,
                 capabilities,
             },
-        );
-        Ok(())
+        )
     }
 
     /// Sends `body` on the backend session (`sid`, `version`, from [`Session::ensure`]) in
@@ -709,7 +748,7 @@ impl Session {
         traceparent: Option<&[u8]>,
     ) -> Result<Response, BackendFailure> {
         if sessionless::is_sessionless(version) {
-            return sessionless::send(self, pool, body).await;
+            return sessionless::send(self, pool, body, traceparent).await;
         }
         Ok(pool
             .post(sid, version, body, Instant::now(), traceparent)
@@ -718,9 +757,10 @@ impl Session {
 
     /// Marks a backend session gone (the backend expired it).
     pub fn forget(&self, b: u16) {
-        let mut backends = self.backends.borrow_mut();
-        if !matches!(backends[b as usize], BackendSession::Excluded) {
-            backends[b as usize] = BackendSession::Down;
+        if let Some(slot) = self.backends.borrow_mut().get_mut(b as usize) {
+            if !matches!(slot, BackendSession::Excluded) {
+                *slot = BackendSession::Down;
+            }
         }
     }
 

@@ -191,6 +191,7 @@ pub(crate) async fn send(
     session: &Session,
     pool: &Rc<Pool>,
     body: &[u8],
+    traceparent: Option<&[u8]>,
 ) -> Result<Response, BackendFailure> {
     let Ok(msg) = jsonrpc::parse(body) else {
         return Ok(synthetic(Status::Accepted, Vec::new()));
@@ -223,7 +224,13 @@ pub(crate) async fn send(
         }
     };
     let resp = pool
-        .post_sessionless(&p.body, &p.method, p.name.as_deref(), Instant::now())
+        .post_sessionless(
+            &p.body,
+            &p.method,
+            p.name.as_deref(),
+            Instant::now(),
+            traceparent,
+        )
         .await?;
     Ok(errors_answered(resp))
 }
@@ -253,7 +260,7 @@ pub(crate) async fn discover(
     )
     .map_err(BackendFailure::Init)?;
     let resp = pool
-        .post_sessionless(&p.body, &p.method, None, Instant::now())
+        .post_sessionless(&p.body, &p.method, None, Instant::now(), None)
         .await?;
     let status = resp.status;
     let message = crate::backend::upstream::final_message(resp.body).await;

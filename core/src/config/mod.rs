@@ -879,4 +879,4 @@ pub fn load(text: &str, cores: usize) -> Result<Config, ConfigError> {
 mod tests;
 
 mod reload;
-pub use reload::{line_of, reload, Reload};
+pub use reload::{as_written, line_of, reload, Reload};

@@ -18,14 +18,14 @@ pub struct Reload {
 
 /// Checks `text` as a reload of `running` (`cores`: usable cores, as at start).
 pub fn reload(text: &str, cores: usize, running: &Config) -> Result<Reload, ConfigError> {
-    let as_written = load(text, cores)?;
-    needs_restart(running, &as_written)?;
+    let checked = load(text, cores)?;
+    needs_restart(running, &checked)?;
     let mut file = File::from_yaml(text)?;
     let mut written: Vec<Option<BackendFile>> = std::mem::take(&mut file.backends)
         .into_iter()
         .map(Some)
         .collect();
-    let names = written.iter().flatten().map(|b| b.name.clone()).collect();
+    let names: Vec<String> = written.iter().flatten().map(|b| b.name.clone()).collect();
     let mut placed = Vec::with_capacity(running.backends.len() + written.len());
     for old in &running.backends {
         let same = written
@@ -38,8 +38,14 @@ pub fn reload(text: &str, cores: usize, running: &Config) -> Result<Reload, Conf
         });
     }
     placed.extend(written.into_iter().flatten());
+    let order: Vec<String> = placed.iter().map(|b| b.name.clone()).collect();
     file.backends = placed;
-    let mut config = file.validate(cores)?;
+    // (It checked as written; what is left to fail here, a new name's id colliding with a
+    // retired one's, is named as the file writes it.)
+    let mut config = file.validate(cores).map_err(|e| {
+        let path = as_written(&e.path, &order, &names);
+        e.at(path)
+    })?;
     // What the gateway settled at start stays: the 2026-07-28 requestState key it made (a
     // new one would break every state a client holds) and the connection limit it derived.
     if config.modern.request_state_key.is_none() {
@@ -52,6 +58,22 @@ pub fn reload(text: &str, cores: usize, running: &Config) -> Result<Reload, Conf
         config,
         written: names,
     })
+}
+
+/// The path of an error about the laid-out config (`backends[i].…`, `i` in `order`) as the
+/// file writes it (`backends[j].…`, `j` in `written`).
+pub fn as_written(path: &str, order: &[String], written: &[String]) -> String {
+    let Some((i, tail)) = path
+        .strip_prefix("backends[")
+        .and_then(|rest| rest.split_once(']'))
+    else {
+        return path.to_owned();
+    };
+    let name = i.parse::<usize>().ok().and_then(|i| order.get(i));
+    match name.and_then(|n| written.iter().position(|w| w == n)) {
+        Some(j) => format!("backends[{j}]{tail}"),
+        None => path.to_owned(),
+    }
 }
 
 /// A removed backend's placeholder: its name, and an address never used (it is not
