@@ -367,3 +367,34 @@ fn a_sessionless_backend_gets_the_context_of_a_stateful_clients_call() {
     assert_eq!(hex(&exchange.span_id), seen.split('-').nth(2).unwrap());
     assert_eq!(exchange.parent_span_id, server.span_id);
 }
+
+/// A call a route's `call_timeout_ms` ends has its exchange span too, ended in error when the
+/// bound passed.
+#[test]
+fn a_route_timeout_ends_the_exchange_span_in_error() {
+    let rx = receiver();
+    let a = mock("a").start();
+    let gw = gateway()
+        .backend("a", &a.url)
+        .yaml(&format!(
+            "traces:\n  endpoint: {}\n  sample_ratio: 1\nroutes:\n  - path: /quick/mcp\n    call_timeout_ms: 200\n",
+            rx.url
+        ))
+        .start();
+    let mut c = client(&gw.url.replace("/mcp", "/quick/mcp"));
+    let trace = "44444444444444444444444444444444";
+    let r = c
+        .request_with_headers(
+            "tools/call",
+            json!({"name": "a__slow", "arguments": {"ms": 5000}}),
+            &[("traceparent", &format!("00-{trace}-{PARENT}-01"))],
+        )
+        .unwrap();
+    assert_eq!(error_code(&r), -32603, "{r}");
+    let (server, exchange) = request_and_exchange(&rx, trace);
+    assert_eq!(exchange.parent_span_id, server.span_id);
+    assert_eq!(exchange.status.as_ref().unwrap().code, 2, "{exchange:?}");
+    let took = exchange.end_time_unix_nano - exchange.start_time_unix_nano;
+    assert!(took >= 200_000_000, "ended at the bound: {took} ns");
+    assert_eq!(server.status.as_ref().unwrap().code, 2);
+}

@@ -712,21 +712,10 @@ async fn forward(
             }
         });
         match select(sending, select(cancelled, expired)).await {
-            Either::Left((r, _)) => Some(r),
+            Either::Left((r, _)) => Some(Ok(r)),
             Either::Right((Either::Left(_), _)) => None,
             Either::Right((Either::Right(_), _)) => {
-                let t = bound.expect("the timer runs only with a bound");
-                call_timed_out(shard, session, &pool, id);
-                return Reply::error(
-                    Some(id),
-                    &RpcError::Backend {
-                        backend: pool.name().to_owned(),
-                        reason: format!(
-                            "no answer within this endpoint's call_timeout_ms ({} ms); the call was cancelled",
-                            t.as_millis()
-                        ),
-                    },
-                );
+                Some(Err(bound.expect("the timer runs only with a bound")))
             }
         }
     };
@@ -753,19 +742,38 @@ async fn forward(
             "",
         );
         span.error = match &resp {
-            Some(Err(_)) => Some((ringmux_core::error::code::INTERNAL_ERROR as i64, "upstream")),
+            Some(Ok(Err(_)) | Err(_)) => {
+                Some((ringmux_core::error::code::INTERNAL_ERROR as i64, "upstream"))
+            }
             None => Some((
                 ringmux_core::error::code::REQUEST_CANCELLED as i64,
                 "client",
             )),
-            Some(Ok(_)) => None,
+            Some(Ok(Ok(_))) => None,
         };
         tracer.record(span, &shard.metrics);
     }
     let resp = match resp {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
+        Some(Ok(Ok(r))) => r,
+        Some(Ok(Err(e))) => {
             return backend_error(e.to_string());
+        }
+        Some(Err(t)) => {
+            // The route's bound passed: the backend is told to stop, and for its circuit
+            // breaker this is a timeout like its own `request_timeout_ms` (a few in a row
+            // open the circuit).
+            call_timed_out(shard, session, &pool, id);
+            pool.record_failure(&crate::backend::upstream::UpstreamError::Timeout);
+            return Reply::error(
+                Some(id),
+                &RpcError::Backend {
+                    backend: pool.name().to_owned(),
+                    reason: format!(
+                        "no answer within this endpoint's call_timeout_ms ({} ms); the call was cancelled",
+                        t.as_millis()
+                    ),
+                },
+            );
         }
         None if shard.drain.is_on() => {
             return Reply::error(
