@@ -43,8 +43,9 @@ pub struct Authenticator {
     cfg: Auth,
     /// The issuer's keys: loaded at start, or the latest set the JWKS fetcher sent.
     keys: RefCell<Keys>,
-    /// From the JWKS fetcher (`jwks_url`), when there is one.
-    feed: Option<KeyFeed>,
+    /// From the JWKS fetcher (`jwks_url`), when there is one. (Handed to the next
+    /// generation's authenticator by a reload: [`Authenticator::reconfigured`].)
+    feed: RefCell<Option<KeyFeed>>,
     /// SHA-256 of each API key → its principal.
     api_keys: Vec<([u8; 32], Principal)>,
     /// Keyed by the xxh3 of the credential's bytes (one pass; std's SipHash over a 700-byte
@@ -114,11 +115,26 @@ impl Authenticator {
         Authenticator {
             cfg: cfg.clone(),
             keys: RefCell::new(Arc::new(Vec::new())),
-            feed,
+            feed: RefCell::new(feed),
             api_keys,
             cache: RefCell::new(HashMap::default()),
             scope,
         }
+    }
+
+    /// The next generation's authenticator for `cfg` (a reload: [`crate::reload`]), whose
+    /// `jwt:` is this one's or none: it takes over the issuer's keys and their feed (this one
+    /// keeps verifying with the keys it has, for requests still running); its cache of
+    /// verified credentials starts empty, since keys, scopes or API keys may differ.
+    pub fn reconfigured(&self, cfg: &Auth) -> Authenticator {
+        let mut next = Authenticator::new(cfg, self.feed.borrow_mut().take());
+        next.keys = RefCell::new(self.keys.borrow().clone());
+        next
+    }
+
+    /// The `auth:` block it was made from.
+    pub fn config(&self) -> &Auth {
+        &self.cfg
     }
 
     /// Who presents `header` (the `Authorization` value) at Unix time `now`: `Ok(None)` when
@@ -189,7 +205,7 @@ impl Authenticator {
 
     fn verify_jwt(&self, token: &[u8]) -> Result<(Principal, u64), Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Invalid)?;
-        if let Some(feed) = &self.feed {
+        if let Some(feed) = &*self.feed.borrow() {
             let mut changed = false;
             while let Ok(keys) = feed.updates.try_recv() {
                 *self.keys.borrow_mut() = keys;
@@ -212,7 +228,7 @@ impl Authenticator {
             });
         let Some(key) = found else {
             // Perhaps the issuer rotated its keys: the fetcher looks (rate-limited).
-            if let Some(feed) = &self.feed {
+            if let Some(feed) = &*self.feed.borrow() {
                 let _ = feed.ask.try_send(());
             }
             return Err(Refusal::Invalid);

@@ -383,12 +383,11 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
         .routes
         .iter()
         .map(|r| {
-            old.routes
-                .iter()
-                .find(|o| *o.path == *r.path)
-                .and_then(|o| o.auth.clone())
+            let before = old.routes.iter().find(|o| *o.path == *r.path);
+            next_auth(before.and_then(|o| o.auth.as_ref()), r.auth.as_ref())
         })
         .collect();
+    let auth = next_auth(old.auth.as_ref(), cfg.auth.as_ref());
     let limiter = old.limiter.clone().filter(|_| {
         same(&old.cfg.rate_limits, &cfg.rate_limits) && old.cfg.backends.len() == cfg.backends.len()
     });
@@ -403,7 +402,7 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
     let lists_changed = !catalogs_same || !same(&old.cfg.authz, &cfg.authz);
     let parts = Parts {
         pools,
-        auth: old.auth.clone(),
+        auth,
         route_auth,
         limiter,
         views: catalogs_same.then(|| old.views()),
@@ -519,6 +518,22 @@ fn carry_over(
     if tell != 0 {
         crate::handlers::relay::announce_lists(new, session, tell);
     }
+}
+
+/// An endpoint's authentication in the next generation: the same one while its `auth:` is
+/// unchanged (its cache of verified credentials kept), else one made from the new block that
+/// takes over the old one's issuer keys and their feed (the check refused a `jwt:` that
+/// changed or appeared: its keys come from a thread started with the process).
+fn next_auth(
+    old: Option<&Rc<crate::auth::Authenticator>>,
+    cfg: Option<&config::Auth>,
+) -> Option<Rc<crate::auth::Authenticator>> {
+    let cfg = cfg?;
+    Some(match old {
+        Some(o) if same(o.config(), cfg) => o.clone(),
+        Some(o) => Rc::new(o.reconfigured(cfg)),
+        None => Rc::new(crate::auth::Authenticator::new(cfg, None)),
+    })
 }
 
 /// How often a backend session left by a reload is looked at for calls still running on it.

@@ -496,3 +496,59 @@ fn a_call_in_progress_survives_its_backend_changing() {
         .unwrap();
     assert_eq!(text_of(&echo), "after");
 }
+
+fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An API key rotated by a reload: the old key is refused and the new one accepted at once,
+/// and a session made with the old one goes on with the new (the key's name is the
+/// principal). A `jwt:` that would need a key fetcher the process did not start is refused.
+#[test]
+fn api_keys_rotate_without_a_restart() {
+    let a = mock("a").start();
+    let auth = |key: &str, extra: &str| {
+        format!(
+            "reload:\n  watch_interval_ms: 0\nauth:\n  mode: strict\n  resource: http://127.0.0.1/mcp\n  api_keys:\n    - name: bot\n      sha256: {}\n{extra}",
+            sha256_hex(key)
+        )
+    };
+    let config = |key: &str, extra: &str| gateway().yaml(&auth(key, extra)).backend("a", &a.url);
+    let gw = config("key-one", "").start();
+    let bearer = |key: &str| Some(format!("Bearer {key}"));
+    let mut old = Client::connect(&gw.url).unwrap();
+    old.authorization = bearer("key-one");
+    old.initialize().unwrap();
+    let echo = |c: &mut Client, m: &str| {
+        c.request(
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {"message": m}}),
+        )
+        .unwrap()
+    };
+    assert_eq!(text_of(&echo(&mut old, "one")), "one");
+    reload(&gw, &config("key-two", "").config_text(), Some(1));
+    let refused = old
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}}))
+        .unwrap();
+    assert_eq!(refused.status, 401, "the rotated-out key");
+    old.authorization = bearer("key-two");
+    assert_eq!(
+        text_of(&echo(&mut old, "two")),
+        "two",
+        "same session, new key"
+    );
+    let mut fresh = Client::connect(&gw.url).unwrap();
+    fresh.authorization = bearer("key-two");
+    fresh.initialize().unwrap();
+    // A JWT issuer added by a reload needs a restart (its keys' fetcher starts with the
+    // process).
+    let jwt = "  jwt:\n    issuer: https://issuer.example\n    jwks: '{\"keys\": []}'\n";
+    reload(&gw, &config("key-two", jwt).config_text(), None);
+    let logs = gw.logs();
+    assert!(
+        logs.contains("auth.jwt: a reload cannot change this"),
+        "{logs}"
+    );
+}

@@ -98,7 +98,7 @@ fn needs_restart(running: &Config, new: &Config) -> Result<(), ConfigError> {
         ("pin_cores", running.pin_cores != new.pin_cores),
         ("ring_entries", running.ring_entries != new.ring_entries),
         ("tls", differ(&running.tls, &new.tls)),
-        ("auth", differ(&running.auth, &new.auth)),
+        ("auth.jwt", new_keys(&running.auth, &new.auth)),
         ("audit", differ(&running.audit, &new.audit)),
         (
             "tool_safety",
@@ -116,26 +116,30 @@ fn needs_restart(running: &Config, new: &Config) -> Result<(), ConfigError> {
     if let Some((key, _)) = checks.iter().find(|(_, changed)| *changed) {
         return Err(err(*key, RESTART));
     }
-    // A route's own `auth:` has its own key fetcher: it may stay as it is, not come or go.
+    // A route's own `auth.jwt:` the same way (a route is known by its path).
     for (i, route) in new.routes.iter().enumerate() {
         let before = running.routes.iter().find(|r| r.path == route.path);
-        let same = match before {
-            Some(r) => !differ(&r.auth, &route.auth),
-            None => route.auth.is_none(),
-        };
-        if !same {
-            return Err(err(format!("routes[{i}].auth"), RESTART));
-        }
-    }
-    for route in &running.routes {
-        if route.auth.is_some() && !new.routes.iter().any(|r| r.path == route.path) {
-            return Err(err(
-                "routes",
-                format!("{RESTART} (route {} has its own auth)", route.path),
-            ));
+        if new_keys(&before.and_then(|r| r.auth.clone()), &route.auth) {
+            return Err(err(format!("routes[{i}].auth.jwt"), RESTART));
         }
     }
     Ok(())
+}
+
+/// Whether `new` has a `jwt:` that `old` does not have as it is: its issuer's keys would
+/// need a fetcher the running gateway did not start. (API keys, scopes, the resource and
+/// its metadata reload; a `jwt:` may go.)
+fn new_keys(old: &Option<super::Auth>, new: &Option<super::Auth>) -> bool {
+    let jwt = |a: &Option<super::Auth>| {
+        a.as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|j| format!("{j:?}"))
+    };
+    match (jwt(old), jwt(new)) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(a), Some(b)) => a != b,
+    }
 }
 
 const RESTART: &str = "a reload cannot change this; restart ringmux to apply it";
