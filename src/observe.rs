@@ -24,6 +24,8 @@ pub struct Outcome {
     span: Option<(crate::otel::SpanCtx, u64)>,
     /// The client sent `params._meta.traceparent` (backends get the gateway's there).
     meta_trace: bool,
+    /// The client's `tracestate` header, passed on to HTTP backends with the context.
+    tracestate: Option<Box<str>>,
 }
 
 const NONE: u16 = u16::MAX;
@@ -35,6 +37,7 @@ impl Default for Outcome {
             answered: Cell::new(None),
             span: None,
             meta_trace: false,
+            tracestate: None,
         }
     }
 }
@@ -45,21 +48,33 @@ impl Outcome {
     #[inline]
     pub fn begin(
         shard: &Shard,
-        header: Option<ringmux_core::trace::TraceParent>,
+        header: Option<ringmux_core::trace::Incoming>,
         meta: Option<&ringmux_core::jsonrpc::Meta<'_>>,
     ) -> Outcome {
         let Some(tracer) = &shard.tracer else {
             return Outcome::default();
         };
         let in_meta = meta.and_then(|m| m.traceparent);
-        let parent = header.or_else(|| {
-            ringmux_core::trace::TraceParent::parse(in_meta?.get().trim_matches('"').as_bytes())
-        });
+        let (parent, tracestate) = match header {
+            Some(h) => (Some(h.parent), h.state),
+            None => (
+                in_meta.and_then(|t| {
+                    ringmux_core::trace::TraceParent::parse(t.get().trim_matches('"').as_bytes())
+                }),
+                None,
+            ),
+        };
         Outcome {
             span: Some((tracer.request_span(parent), crate::otel::now_ns())),
             meta_trace: in_meta.is_some(),
+            tracestate,
             ..Outcome::default()
         }
+    }
+
+    /// The client's `tracestate` header (with `traces:`), to pass on with the context.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
     }
 
     /// The client sent `params._meta.traceparent`.

@@ -247,7 +247,7 @@ pub async fn message(
     admitted: Option<crate::limits::Admitted>,
     route: u8,
     facts: Option<&std::sync::Arc<crate::request::Facts>>,
-    trace: Option<ringmux_core::trace::TraceParent>,
+    trace: Option<ringmux_core::trace::Incoming>,
 ) -> Reply {
     shard.metrics.requests.add(1);
     if era == ClientEra::Sessionless {
@@ -340,7 +340,7 @@ async fn sessionless(
     admitted: Option<crate::limits::Admitted>,
     route: u8,
     facts: Option<&std::sync::Arc<crate::request::Facts>>,
-    trace: Option<ringmux_core::trace::TraceParent>,
+    trace: Option<ringmux_core::trace::Incoming>,
 ) -> Reply {
     let msg = &parsed.msg;
     let Some(id) = msg.id else {
@@ -381,7 +381,7 @@ fn post_legacy(
     body: &[u8],
     admitted: Option<crate::limits::Admitted>,
     facts: Option<std::sync::Arc<crate::request::Facts>>,
-    trace: Option<ringmux_core::trace::TraceParent>,
+    trace: Option<ringmux_core::trace::Incoming>,
 ) -> Reply {
     let known = shard.session(Some(id), &principal, 0).is_some()
         || shard

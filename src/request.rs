@@ -230,7 +230,7 @@ pub struct Request<'a> {
     /// What rules may read of it (`None`: no rule of its endpoint reads `request`).
     pub facts: Option<std::sync::Arc<Facts>>,
     /// The client's `traceparent` header (read only with `traces:`).
-    pub trace: Option<ringmux_core::trace::TraceParent>,
+    pub trace: Option<ringmux_core::trace::Incoming>,
 }
 
 /// What a request presents to authentication.
@@ -251,7 +251,7 @@ pub struct OwnedRequest {
     pub body: Vec<u8>,
     pub route: u8,
     pub facts: Option<std::sync::Arc<Facts>>,
-    pub trace: Option<ringmux_core::trace::TraceParent>,
+    pub trace: Option<ringmux_core::trace::Incoming>,
 }
 
 impl Request<'_> {
@@ -266,7 +266,7 @@ impl Request<'_> {
             body,
             route: self.route,
             facts: self.facts.clone(),
-            trace: self.trace,
+            trace: self.trace.clone(),
         }
     }
 }
@@ -283,7 +283,7 @@ impl OwnedRequest {
             credential: Credential::Done,
             route: self.route,
             facts: self.facts.clone(),
-            trace: self.trace,
+            trace: self.trace.clone(),
         }
     }
 }

@@ -154,6 +154,21 @@ fn spans_continue_the_clients_trace_and_reach_the_backend() {
         )
         .unwrap();
     let at_backend = text_of(&r).to_owned();
+    // The client's tracestate goes on with the context, as it came.
+    let state = c
+        .request_with_headers(
+            "tools/call",
+            json!({"name": "a__tracestate", "arguments": {}}),
+            &[
+                (
+                    "traceparent",
+                    "00-55555555555555555555555555555555-00f067aa0ba902b7-01",
+                ),
+                ("tracestate", "vendor1=opaque,rojo=00f067aa0ba902b7"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(text_of(&state), "vendor1=opaque,rojo=00f067aa0ba902b7");
     let fields: Vec<&str> = at_backend.split('-').collect();
     assert_eq!(fields.len(), 4, "{at_backend}");
     assert_eq!((fields[0], fields[1], fields[3]), ("00", TRACE, "01"));

@@ -40,7 +40,10 @@
 #               spans) falls inside the measured window varies from run to run.
 #   2026-12-04  hot reload (issue 18; a request takes its shard's current config generation
 #               twice, a RefCell borrow and an Rc clone each), one after the other: 23f4350
-#               29,730-29,795, after 29,782-29,869 (about +70, 0.2%).
+#               29,730-29,795, after 29,782-29,869 (about +70, 0.2%). tracestate passed on:
+#               first 30,393-30,439, all of it a 472-byte memcpy of the backend exchange's
+#               future in Session::post once its trace argument grew to 32 bytes; passed by
+#               reference instead: 29,872-29,898, as before it (746c744: 29,872).
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)

@@ -91,6 +91,12 @@ pub fn request_head(data: &[u8]) {
 /// `traceparent` never panics; a value it accepts writes back as the same version-00 value
 /// (lowercase hex, its trace and span ids non-zero), which parses to the same context.
 pub fn traceparent(data: &[u8]) {
+    // A `tracestate` passed on is one header line's worth of printable ASCII, trimmed.
+    if let Some(state) = crate::trace::tracestate(data) {
+        assert!(!state.is_empty() && state.len() <= crate::trace::MAX_TRACESTATE);
+        assert!(state.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        assert_eq!(state, state.trim());
+    }
     let Some(t) = crate::trace::TraceParent::parse(data) else {
         return;
     };

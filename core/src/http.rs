@@ -78,6 +78,11 @@ pub struct RequestHeaders {
     /// with more than one carries no valid context).
     pub traceparent: Option<Range<usize>>,
     pub traceparent_repeated: bool,
+    /// `tracestate` (W3C trace context), passed on with the context; `None` when given
+    /// twice (the entries of several headers would have to be joined: they are dropped,
+    /// which the W3C spec allows).
+    pub tracestate: Option<Range<usize>>,
+    pub tracestate_repeated: bool,
     /// A header that must appear once (`Host`, `Authorization`, `Mcp-Session-Id`,
     /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) given more than once: its name. Readers of the first and of
     /// the last copy would disagree. With an absolute-form target, `host` is the target's
@@ -285,6 +290,10 @@ pub fn parse_request(
             11 if header.name.eq_ignore_ascii_case("traceparent") => {
                 h.traceparent_repeated |= h.traceparent.is_some();
                 &mut h.traceparent
+            }
+            10 if header.name.eq_ignore_ascii_case("tracestate") => {
+                h.tracestate_repeated |= h.tracestate.is_some();
+                &mut h.tracestate
             }
             6 if header.name.eq_ignore_ascii_case("origin") => &mut h.origin,
             12 if header.name.eq_ignore_ascii_case("content-type") => &mut h.content_type,
@@ -672,6 +681,23 @@ mod tests {
         let two = b"GET /mcp HTTP/1.1\r\nHost: a\r\nTraceparent: x\r\ntraceparent: y\r\n\r\n";
         let h = parse_request(two, MAX, 1024).unwrap().unwrap();
         assert!(h.headers.traceparent_repeated);
+        let states = b"GET /mcp HTTP/1.1\r\ntracestate: a=1\r\nTraceState: b=2\r\n\r\n";
+        let h = parse_request(states, MAX, 1024).unwrap().unwrap();
+        assert!(h.headers.tracestate.is_some() && h.headers.tracestate_repeated);
+    }
+
+    #[test]
+    fn a_tracestate_is_passed_on_when_it_can_be_written_back() {
+        use crate::trace::{tracestate, MAX_TRACESTATE};
+        assert_eq!(
+            tracestate(b" congo=t61rcWkgMzE,rojo=00f067aa0ba902b7 "),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
+        assert_eq!(tracestate(b""), None);
+        assert_eq!(tracestate(b"a=1\r\nx: y"), None);
+        assert_eq!(tracestate("a=\u{e9}".as_bytes()), None);
+        assert!(tracestate(&vec![b'a'; MAX_TRACESTATE]).is_some());
+        assert_eq!(tracestate(&vec![b'a'; MAX_TRACESTATE + 1]), None);
     }
 
     #[test]

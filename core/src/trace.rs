@@ -15,6 +15,29 @@ pub struct TraceParent {
 /// The length of a version-00 `traceparent`.
 pub const LEN: usize = 55;
 
+/// The trace context a client's headers carry: its `traceparent`, and its `tracestate`
+/// (vendors' entries), which a proxy passes on as it came (W3C Trace Context §3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub parent: TraceParent,
+    pub state: Option<Box<str>>,
+}
+
+/// The longest `tracestate` passed on (W3C: 32 entries of at most 256 bytes may make more;
+/// a vendor must cope with it cut, and a longer one is dropped whole here).
+pub const MAX_TRACESTATE: usize = 512;
+
+/// A `tracestate` value as it may be passed on: 1 to [`MAX_TRACESTATE`] bytes of printable
+/// ASCII (the header's grammar, list members and optional whitespace, is the vendors'; only
+/// what could not be written back as a header is refused), trimmed.
+pub fn tracestate(value: &[u8]) -> Option<&str> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > MAX_TRACESTATE || !v.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),

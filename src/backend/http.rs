@@ -221,9 +221,10 @@ impl Pool {
         } else {
             b"text/event-stream"
         };
-        let mut extra: [(&str, &[u8]); 9] = [
+        let mut extra: [(&str, &[u8]); 10] = [
             ("accept", accept),
             ("mcp-protocol-version", out.protocol_version.as_bytes()),
+            ("", b""),
             ("", b""),
             ("", b""),
             ("", b""),
@@ -252,7 +253,11 @@ impl Pool {
             ("last-event-id", out.last_event_id.map(str::as_bytes)),
             ("mcp-method", out.mcp_method.map(str::as_bytes)),
             ("mcp-name", out.mcp_name.map(str::as_bytes)),
-            ("traceparent", out.traceparent),
+            ("traceparent", out.trace.map(|t| t.parent)),
+            (
+                "tracestate",
+                out.trace.and_then(|t| t.state).map(str::as_bytes),
+            ),
         ] {
             if let Some(v) = value {
                 extra[n] = (name, v);
@@ -393,7 +398,7 @@ pub(super) struct Outgoing<'a> {
     pub(super) mcp_method: Option<&'a str>,
     pub(super) mcp_name: Option<&'a str>,
     /// W3C trace context for the backend (the gateway's span of this exchange).
-    pub(super) traceparent: Option<&'a [u8]>,
+    pub(super) trace: Option<super::upstream::Trace<'a>>,
     /// The era probe: only a definite answer counts as one for the circuit breaker.
     pub(super) era_probe: bool,
 }

@@ -118,6 +118,14 @@ pub struct Pool {
     replaced: Cell<bool>,
 }
 
+/// W3C trace context for one exchange with an HTTP backend: the `traceparent` of the
+/// gateway's span for it, and the client's `tracestate`, passed on as it came.
+#[derive(Clone, Copy)]
+pub struct Trace<'a> {
+    pub parent: &'a [u8],
+    pub state: Option<&'a str>,
+}
+
 /// Resolves every URL backend's host not resolved yet (the one place the gateway asks a
 /// resolver, once at start: `core::config` does no I/O, and nothing resolves on the request
 /// path), and reads the secrets of backends with `credentials:` (from the environment or a
@@ -383,7 +391,7 @@ impl Pool {
         protocol_version: &str,
         body: &[u8],
         now: Instant,
-        traceparent: Option<&[u8]>,
+        trace: Option<&Trace<'_>>,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
             verb: Verb::Send,
@@ -393,7 +401,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: None,
             mcp_name: None,
-            traceparent,
+            trace: trace.copied(),
             era_probe: false,
         };
         self.send(&out, now).await
@@ -408,7 +416,7 @@ impl Pool {
         method: &str,
         name: Option<&str>,
         now: Instant,
-        traceparent: Option<&[u8]>,
+        trace: Option<&Trace<'_>>,
     ) -> Result<Response, UpstreamError> {
         let out = Outgoing {
             verb: Verb::Send,
@@ -418,7 +426,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: Some(method),
             mcp_name: name,
-            traceparent,
+            trace: trace.copied(),
             era_probe: false,
         };
         self.send(&out, now).await
@@ -440,7 +448,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: Some("server/discover"),
             mcp_name: None,
-            traceparent: None,
+            trace: None,
             era_probe: true,
         };
         let resp = self.send(&out, Instant::now()).await?;
@@ -559,7 +567,7 @@ impl Pool {
             last_event_id,
             mcp_method: None,
             mcp_name: None,
-            traceparent: None,
+            trace: None,
             era_probe: false,
         };
         self.send(&out, Instant::now()).await
@@ -609,7 +617,7 @@ impl Pool {
             last_event_id: None,
             mcp_method: None,
             mcp_name: None,
-            traceparent: None,
+            trace: None,
             era_probe: false,
         };
         let result = match self.link.get() {

@@ -7,16 +7,24 @@ pub mod http;
 pub mod legacy;
 pub mod modern;
 
-/// The client's `traceparent` header, when traces are on.
+/// The client's `traceparent` header, and its `tracestate` to pass on, when traces are on.
 #[inline]
 pub(crate) fn trace_of(
     shard: &crate::shard::Shard,
     buf: &[u8],
     head: &ringmux_core::http::RequestHead,
-) -> Option<ringmux_core::trace::TraceParent> {
+) -> Option<ringmux_core::trace::Incoming> {
     shard.tracer.as_ref()?;
-    if head.headers.traceparent_repeated {
+    let h = &head.headers;
+    if h.traceparent_repeated {
         return None;
     }
-    ringmux_core::trace::TraceParent::parse(head.headers.traceparent.clone().map(|r| &buf[r])?)
+    let parent = ringmux_core::trace::TraceParent::parse(h.traceparent.clone().map(|r| &buf[r])?)?;
+    let state = match &h.tracestate {
+        Some(r) if !h.tracestate_repeated => {
+            ringmux_core::trace::tracestate(&buf[r.clone()]).map(Box::from)
+        }
+        _ => None,
+    };
+    Some(ringmux_core::trace::Incoming { parent, state })
 }

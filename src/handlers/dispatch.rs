@@ -266,7 +266,7 @@ pub(crate) async fn send_traced(
     session: &Rc<Session>,
     pool: &Rc<Pool>,
     body: &[u8],
-    traceparent: Option<&[u8]>,
+    trace: Option<&crate::backend::upstream::Trace<'_>>,
 ) -> Result<Response, BackendFailure> {
     shard.metrics.forwarded.add(1);
     let result = async {
@@ -275,7 +275,7 @@ pub(crate) async fn send_traced(
             crate::handlers::lifecycle::joined(shard, session, pool.index);
         }
         let resp = session
-            .post(pool, sid.as_deref(), ver, body, traceparent)
+            .post(pool, sid.as_deref(), ver, body, trace)
             .await?;
         if resp.status != Status::SessionGone {
             return Ok(resp);
@@ -287,7 +287,7 @@ pub(crate) async fn send_traced(
         // (Perhaps by a server of the other era.)
         let (sid, ver, _) = session.ensure(pool).await?;
         session
-            .post(pool, sid.as_deref(), ver, body, traceparent)
+            .post(pool, sid.as_deref(), ver, body, trace)
             .await
     }
     .await;
@@ -694,13 +694,19 @@ async fn forward(
         }
     }
     let body = meta_traced.as_deref().unwrap_or(body);
+    let exchange_trace = traceparent
+        .as_ref()
+        .map(|t| crate::backend::upstream::Trace {
+            parent: &t[..],
+            state: call.outcome.tracestate(),
+        });
     let resp = {
         let sending = std::pin::pin!(send_traced(
             shard,
             session,
             &pool,
             body,
-            traceparent.as_ref().map(|t| &t[..])
+            exchange_trace.as_ref()
         ));
         let cancelled = std::pin::pin!(std::future::poll_fn(|cx| session.poll_cancelled(key, cx)));
         // A virtual server's own bound on its calls (`routes[].call_timeout_ms`).

@@ -745,14 +745,12 @@ impl Session {
         sid: Option<&str>,
         version: &'static str,
         body: &[u8],
-        traceparent: Option<&[u8]>,
+        trace: Option<&crate::backend::upstream::Trace<'_>>,
     ) -> Result<Response, BackendFailure> {
         if sessionless::is_sessionless(version) {
-            return sessionless::send(self, pool, body, traceparent).await;
+            return sessionless::send(self, pool, body, trace).await;
         }
-        Ok(pool
-            .post(sid, version, body, Instant::now(), traceparent)
-            .await?)
+        Ok(pool.post(sid, version, body, Instant::now(), trace).await?)
     }
 
     /// Marks a backend session gone (the backend expired it).

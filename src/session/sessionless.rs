@@ -191,7 +191,7 @@ pub(crate) async fn send(
     session: &Session,
     pool: &Rc<Pool>,
     body: &[u8],
-    traceparent: Option<&[u8]>,
+    trace: Option<&crate::backend::upstream::Trace<'_>>,
 ) -> Result<Response, BackendFailure> {
     let Ok(msg) = jsonrpc::parse(body) else {
         return Ok(synthetic(Status::Accepted, Vec::new()));
@@ -224,13 +224,7 @@ pub(crate) async fn send(
         }
     };
     let resp = pool
-        .post_sessionless(
-            &p.body,
-            &p.method,
-            p.name.as_deref(),
-            Instant::now(),
-            traceparent,
-        )
+        .post_sessionless(&p.body, &p.method, p.name.as_deref(), Instant::now(), trace)
         .await?;
     Ok(errors_answered(resp))
 }

@@ -89,8 +89,9 @@ pub(crate) struct Call<'a> {
     pub session: &'a Arc<Session>,
     /// A 2026-07-28 request: server→client requests go out as `input_required`.
     pub modern: bool,
-    /// The request's `traceparent` header.
+    /// The request's `traceparent` and `tracestate` headers.
     pub traceparent: Option<&'a [u8]>,
+    pub tracestate: Option<&'a [u8]>,
 }
 
 /// `{"params": T}`: a second, targeted parse of the body.

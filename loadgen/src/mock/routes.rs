@@ -36,6 +36,7 @@ struct Req<'a> {
     mcp_method: Option<&'a [u8]>,
     mcp_name: Option<&'a [u8]>,
     traceparent: Option<&'a [u8]>,
+    tracestate: Option<&'a [u8]>,
     /// A 2026-07-28 request: no session, the version header says so.
     modern: bool,
     body: &'a [u8],
@@ -61,6 +62,7 @@ pub(crate) async fn handle(
         mcp_method: field(&h.mcp_method),
         mcp_name: field(&h.mcp_name),
         traceparent: field(&h.traceparent),
+        tracestate: field(&h.tracestate),
         modern: sh.cfg.modern
             && h.session_id.is_none()
             && field(&h.protocol_version) == Some(version::SESSIONLESS.as_bytes()),
@@ -525,6 +527,7 @@ pub(crate) async fn stdio_request(
         mcp_method: None,
         mcp_name: None,
         traceparent: None,
+        tracestate: None,
         modern: false,
         body,
     };
@@ -618,6 +621,7 @@ async fn request(
         session,
         modern: req.modern,
         traceparent: req.traceparent,
+        tracestate: req.tracestate,
     };
     let action = dispatch::dispatch(sh, &msg.method, &call, out);
     // Conformance mode answers every request as a resumable SSE stream, like the suite's

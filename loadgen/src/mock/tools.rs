@@ -40,6 +40,8 @@ const FAULTS: &[&str] = &[
 const LINKS: &str = r#"{"name":"links","description":"Answers a resource link to res/0 and an embedded res/1","inputSchema":{"type":"object","properties":{}}}"#;
 
 /// Listed with [`MockConfig::trace`]: answers the `traceparent` header its call came with.
+/// Listed with [`MockConfig::trace`]: answers the `tracestate` header its call came with.
+const TRACESTATE: &str = r#"{"name":"tracestate","description":"Answers the tracestate header this call came with (empty if none)","inputSchema":{"type":"object","properties":{}}}"#;
 const TRACE: &str = r#"{"name":"traceparent","description":"Answers the traceparent header this call came with, else its _meta.traceparent (empty if none)","inputSchema":{"type":"object","properties":{}}}"#;
 
 /// Listed with [`MockConfig::rug_pull`]: redefines `echo` (a rug pull, for tool pinning).
@@ -77,6 +79,7 @@ pub(crate) fn tools(cfg: &MockConfig) -> Vec<Box<[u8]>> {
     }
     if cfg.trace {
         items.push(TRACE.as_bytes().into());
+        items.push(TRACESTATE.as_bytes().into());
     }
     items
 }
@@ -265,6 +268,13 @@ pub(crate) fn call_tool<'a>(
         }
         "garbage" if sh.cfg.faults => return Ok(Action::Task(Task::Garbage)),
         "cut_stream" if sh.cfg.faults => return Ok(Action::Task(Task::Cut)),
+        "tracestate" if sh.cfg.trace => {
+            let seen = call
+                .tracestate
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            text_result(out, &seen, false);
+        }
         "traceparent" if sh.cfg.trace => {
             // The header; without one (stdio), `params._meta.traceparent`.
             #[derive(serde::Deserialize, Default)]

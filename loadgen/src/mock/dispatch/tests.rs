@@ -19,6 +19,7 @@ fn run(sh: &Shared, session: &Arc<Session>, body: &Value) -> Result<Option<Value
         session,
         modern: false,
         traceparent: None,
+        tracestate: None,
     };
     let mut out = Vec::new();
     match dispatch(sh, &msg.method, &call, &mut out)? {
