@@ -123,10 +123,15 @@ impl Authenticator {
     }
 
     /// The next generation's authenticator for `cfg` (a reload: [`crate::reload`]), whose
-    /// `jwt:` is this one's or none: it takes over the issuer's keys and their feed (this one
-    /// keeps verifying with the keys it has, for requests still running); its cache of
-    /// verified credentials starts empty, since keys, scopes or API keys may differ.
+    /// `jwt:` is this one's or none. With this one's, it takes over the issuer's keys and
+    /// their feed (this one keeps verifying with the keys it has, for requests still
+    /// running); with none, it has no keys and accepts no token. Its cache of verified
+    /// credentials starts empty, since keys, scopes or API keys may differ.
     pub fn reconfigured(&self, cfg: &Auth) -> Authenticator {
+        if cfg.jwt.is_none() {
+            // The issuer was dropped: its tokens stop verifying now (no keys, no feed).
+            return Authenticator::new(cfg, None);
+        }
         let mut next = Authenticator::new(cfg, self.feed.borrow_mut().take());
         next.keys = RefCell::new(self.keys.borrow().clone());
         next
@@ -180,6 +185,10 @@ impl Authenticator {
             return Err(Refusal::BadRequest);
         }
         let (principal, expires) = if credential::looks_like_jwt(token) {
+            // Without `jwt:` no token verifies (an API key never has a JWT's shape).
+            if self.cfg.jwt.is_none() {
+                return Err(Refusal::Invalid);
+            }
             self.verify_jwt(token)?
         } else {
             (self.api_key(token)?, u64::MAX)

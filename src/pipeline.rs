@@ -158,6 +158,7 @@ pub fn route<'a>(shard: &Rc<Shard>, req: Request<'a>) -> Step<'a> {
         shard.metrics.hops_out.add(1);
         let mut request = req.to_owned();
         request.principal = principal;
+        request.route_key = shard.route_key(req.route);
         return Step::Hop { to: owner, request };
     }
     let admitted = match admit(shard, &principal, &req) {

@@ -449,6 +449,10 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
     }
     let sessions: Vec<Rc<Session>> = new.sessions.borrow().values().cloned().collect();
     for session in &sessions {
+        // A new limiter counts the sessions open (before any ends below and counts out).
+        if let (Some(l), false, None) = (&new.limiter, kept_limiter, session.modern.get()) {
+            l.session(&session.principal, true);
+        }
         // A route is known by its path: its index may change, and it may be gone (its
         // sessions end: their endpoint no longer exists).
         let Some(route) = same_route(old, &new, session.route()) else {
@@ -457,7 +461,7 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
             continue;
         };
         session.move_route(route);
-        carry_over(old, &new, session, &changes, kept_limiter, lists_changed);
+        carry_over(old, &new, session, &changes, lists_changed);
     }
     tracing::debug!(shard = new.id, generation, "new config generation current");
     let _ = done.send(new.id);
@@ -469,14 +473,10 @@ fn carry_over(
     new: &Rc<Shard>,
     session: &Rc<Session>,
     changes: &[Change],
-    kept_limiter: bool,
     lists_changed: bool,
 ) {
     // The rules may differ: the view is made again on the session's next request.
     *session.authz.borrow_mut() = None;
-    if let (Some(l), false, None) = (&new.limiter, kept_limiter, session.modern.get()) {
-        l.session(&session.principal, true);
-    }
     let exposed = new.served(session.route()).map(|r| &*r.backends);
     let shown = |b: usize| exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
     // What the backends the session loses had declared (their lists change).

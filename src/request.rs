@@ -250,6 +250,9 @@ pub struct OwnedRequest {
     pub op: Op,
     pub body: Vec<u8>,
     pub route: u8,
+    /// Its route's key ([`crate::shard::route_key`], of its path): the owner shard may run
+    /// another config generation, whose index for the route differs.
+    pub route_key: u64,
     pub facts: Option<std::sync::Arc<Facts>>,
     pub trace: Option<ringmux_core::trace::Incoming>,
 }
@@ -265,6 +268,7 @@ impl Request<'_> {
             op: self.op.clone(),
             body,
             route: self.route,
+            route_key: 0,
             facts: self.facts.clone(),
             trace: self.trace.clone(),
         }

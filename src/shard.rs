@@ -78,8 +78,9 @@ pub struct Base {
     teardown_workers: Cell<usize>,
     /// When each rate-limited warning was last logged, and how many were suppressed since.
     warned: RefCell<[(Option<Instant>, u64); Warned::COUNT]>,
-    /// The generation requests start in ([`crate::reload`]).
+    /// The generation requests start in ([`crate::reload`]), and its number.
     current: RefCell<Option<Rc<Shard>>>,
+    generation: Cell<u64>,
     /// The shared stdio and legacy SSE children this shard drives (backend index, their
     /// actor's inbox): stopped at shutdown.
     driven: RefCell<Vec<(usize, crate::backend::stdio::Handle)>>,
@@ -176,6 +177,13 @@ impl Base {
         *suppressed = 0;
     }
 
+    /// The number of the generation requests start in (what a connection compares its
+    /// copy of the limits against).
+    #[inline]
+    pub fn current_generation(&self) -> u64 {
+        self.generation.get()
+    }
+
     /// Lets the current generation go (the shard has stopped).
     pub(crate) fn release(&self) {
         self.current.borrow_mut().take();
@@ -201,6 +209,11 @@ impl Base {
             .map(|(_, h)| h.clone())
             .collect()
     }
+}
+
+/// A route's key: the xxh3 of its path (routes are known by their paths across reloads).
+pub fn route_key(path: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(path.as_bytes())
 }
 
 /// Backend `b`'s pool on a shard (`shared`: the handle of its shared child, if it has one).
@@ -287,6 +300,7 @@ impl Shard {
             teardown_workers: Cell::new(0),
             warned: RefCell::new([(None, 0); Warned::COUNT]),
             current: RefCell::new(None),
+            generation: Cell::new(0),
             driven: RefCell::new(Vec::new()),
         });
         let parts = Parts {
@@ -373,6 +387,7 @@ impl Shard {
     /// Makes this generation the one new requests start in.
     pub(crate) fn make_current(self: &Rc<Self>) {
         *self.base.current.borrow_mut() = Some(self.clone());
+        self.base.generation.set(self.generation);
     }
 
     /// The catalog caches, to keep in the next generation.
@@ -396,6 +411,22 @@ impl Shard {
             Some(p) => p.clone(),
             None => self.current().pools[b as usize].clone(),
         }
+    }
+
+    /// Route `route`'s key: a hash of its path, the same in every generation that has it.
+    pub fn route_key(&self, route: u8) -> u64 {
+        route_key(self.route_path(route))
+    }
+
+    /// The route whose key is `key`, in this generation.
+    pub fn route_by_key(&self, key: u64) -> Option<u8> {
+        if key == route_key(&self.cfg.path) {
+            return Some(0);
+        }
+        self.routes
+            .iter()
+            .position(|r| route_key(&r.path) == key)
+            .map(|i| i as u8 + 1)
     }
 
     /// The route a request path names (0: the main endpoint), if any.

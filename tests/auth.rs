@@ -790,3 +790,45 @@ fn the_jwks_is_fetched_over_https_from_a_trusted_server_only() {
     assert_eq!(initialize_with(&gw2.url, Some(&token)).status, 401);
     assert_eq!(metric(&gw2.admin, "ringmux_jwks_refresh_failures_total"), 1);
 }
+
+/// A reload that drops `auth.jwt` stops the issuer's tokens at once (its keys go with it);
+/// API keys go on working.
+#[test]
+fn dropping_the_jwt_issuer_by_reload_stops_its_tokens() {
+    let a = mock("a").start();
+    let watch_off = "reload:\n  watch_interval_ms: 0\n";
+    let gw = gateway()
+        .backend("a", &a.url)
+        .yaml(watch_off)
+        .yaml(&auth_yaml("strict"))
+        .start();
+    let token = format!("Bearer {}", good("alice"));
+    let key = format!("Bearer {API_KEY}");
+    assert_eq!(initialize_with(&gw.url, Some(&token)).status, 200);
+    let without_jwt = format!(
+        "auth:\n  mode: strict\n  resource: {RES}\n  authorization_servers: [{ISS}]\n  scopes_supported: [mcp, read, admin]\n  required_scopes: [mcp]\n  api_keys:\n    - name: ci-bot\n      sha256: {}\n",
+        sha256_hex(API_KEY)
+    );
+    let next = gateway()
+        .backend("a", &a.url)
+        .yaml(watch_off)
+        .yaml(&without_jwt)
+        .config_text();
+    std::fs::write(gw.config.as_ref().unwrap(), next).unwrap();
+    gw.signal(libc::SIGHUP);
+    let generation = || {
+        let mut c = Client::connect(&format!("{}/metrics", gw.admin)).unwrap();
+        let body = String::from_utf8(c.send("GET", b"", &[]).unwrap().body).unwrap();
+        body.lines().find_map(|l| {
+            l.strip_prefix("ringmux_config_generation ")?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    assert!(eventually(
+        std::time::Duration::from_secs(10),
+        || generation() == Some(1)
+    ));
+    assert_eq!(initialize_with(&gw.url, Some(&token)).status, 401);
+    assert_eq!(initialize_with(&gw.url, Some(&key)).status, 200);
+}

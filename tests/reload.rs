@@ -430,6 +430,7 @@ fn a_sessions_route_is_kept_by_its_path() {
     let none = "reload:\n  watch_interval_ms: 0\n";
     let config = |extra: &str| {
         gateway()
+            .shards(2)
             .yaml(extra)
             .backend("a", &a.url)
             .backend("b", &b.url)
@@ -443,9 +444,28 @@ fn a_sessions_route_is_kept_by_its_path() {
             json!({"name": "b__echo", "arguments": {"message": msg}}),
         )
     };
+    // A 2026-07-28 client too (its principal session is keyed by the route).
+    let modern = |id: u64, msg: &str| {
+        modern_request(
+            &second,
+            id,
+            "tools/call",
+            json!({"name": "b__echo", "arguments": {"message": msg}}),
+            json!({}),
+            &[],
+        )
+    };
     assert_eq!(text_of(&echo(&mut cl, "before").unwrap()), "before");
+    assert_eq!(text_of(&modern(1, "modern before")), "modern before");
+    let sessions = metric(&gw.admin, "ringmux_sessions");
     reload(&gw, &config(one).config_text(), Some(1));
     assert_eq!(text_of(&echo(&mut cl, "moved").unwrap()), "moved");
+    assert_eq!(text_of(&modern(2, "modern moved")), "modern moved");
+    assert_eq!(
+        metric(&gw.admin, "ringmux_sessions"),
+        sessions,
+        "both clients are on the sessions they had"
+    );
     let tools = names(&mut cl);
     assert!(tools.iter().all(|t| t.starts_with("b__")), "{tools:?}");
     reload(&gw, &config(none).config_text(), Some(2));

@@ -43,7 +43,10 @@
 #               29,730-29,795, after 29,782-29,869 (about +70, 0.2%). tracestate passed on:
 #               first 30,393-30,439, all of it a 472-byte memcpy of the backend exchange's
 #               future in Session::post once its trace argument grew to 32 bytes; passed by
-#               reference instead: 29,872-29,898, as before it (746c744: 29,872).
+#               reference instead: 29,872-29,898, as before it (746c744: 29,872). After a
+#               second review's fixes (routes by key, joins on replaced pools, the reading
+#               limits cached per connection): 29,869-29,957 against 23f4350's 29,753-29,798
+#               (+150 to +190, 0.6%).
 #
 # usage: bench/scripts/callgrind-call.sh [RINGMUX_BINARY] [N]
 #   (default: target/release/ringmux, built first; N = 1000)

@@ -44,6 +44,16 @@ pub async fn serve_inbox(base: Rc<Base>, mut inbox: mpsc::UnboundedReceiver<Inbo
         };
         base.metrics.hops_in.add(1);
         let shard = base.current();
+        let mut hop = hop;
+        // The route by its key: the sender may have run another config generation.
+        match shard.route_by_key(hop.request.route_key) {
+            Some(route) => hop.request.route = route,
+            None => {
+                crate::bufs::give(hop.request.body);
+                let _ = hop.reply.send(crate::reply::Reply::Status(404));
+                continue;
+            }
+        }
         shard.hops_serving.set(shard.hops_serving.get() + 1);
         monoio::spawn(async move {
             let _serving = Serving(&shard);

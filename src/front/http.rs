@@ -79,6 +79,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     serve_conn(shard, open, stream, rbuf, false, peer).await;
 }
 
+/// The client's address (one getpeername(2)).
+fn peer_ip(stream: &ClientStream) -> Option<std::net::IpAddr> {
+    let tcp = match stream {
+        crate::tls::Stream::Plain(s) => s,
+        crate::tls::Stream::Tls(t) => &t.tcp,
+    };
+    tcp.peer_addr().ok().map(|a| a.ip())
+}
+
 /// Marks an accepted socket close-on-exec. monoio's io_uring accept passes no flags, so the
 /// socket would otherwise be inherited by every stdio child spawned while it is open, and a
 /// child could write forged responses to it (or keep it from closing).
@@ -129,11 +138,7 @@ async fn serve_conn(
     // The client's address, when a rule reads it (`request.address`): one getpeername(2)
     // per connection, not per request.
     let address = if shard.wants_address {
-        let tcp = match &stream {
-            crate::tls::Stream::Plain(s) => s,
-            crate::tls::Stream::Tls(t) => &t.tcp,
-        };
-        tcp.peer_addr().ok().map(|a| a.ip())
+        peer_ip(&stream)
     } else {
         None
     };
@@ -146,6 +151,7 @@ async fn serve_conn(
         write_timeout: shard.cfg.limits.write_timeout,
         peer,
         address,
+        limits: (shard.generation, Reading::of(&shard.cfg.limits)),
     };
     drop(shard);
     let ended = conn.run(base, &mut stream, open.1).await;
@@ -279,6 +285,8 @@ struct Conn {
     peer: Option<Principal>,
     /// The client's address (only when a rule reads `request.address`).
     address: Option<std::net::IpAddr>,
+    /// The limits on reading a request, and the generation they are of.
+    limits: (u64, Reading),
 }
 
 /// Where the request body is.
@@ -298,9 +306,13 @@ impl Conn {
         slot: usize,
     ) -> io::Result<Ended> {
         loop {
-            // The bounds on reading the request, from the current generation (copied: an idle
-            // connection holds no generation while it waits).
-            let limits = Reading::of(&shard.current().cfg.limits);
+            // The bounds on reading the request, from the current generation (a copy, made
+            // again after a reload: an idle connection holds no generation while it waits).
+            if self.limits.0 != shard.current_generation() {
+                let now = shard.current();
+                self.limits = (now.generation, Reading::of(&now.cfg.limits));
+            }
+            let limits = self.limits.1;
             if shard.drain.is_on() && self.rbuf.is_empty() {
                 // Shutting down: no request under way on this connection.
                 return Ok(Ended::Closed);
@@ -360,6 +372,10 @@ impl Conn {
             // The request runs in the generation current now that it has arrived.
             let current = shard.current();
             let shard = &current;
+            if shard.wants_address && self.address.is_none() {
+                // A reload brought rules that read `request.address`.
+                self.address = peer_ip(stream);
+            }
             if let Some(owner) = self.hand_off_to(shard, &head) {
                 return Ok(Ended::HandOff(owner));
             }

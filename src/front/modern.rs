@@ -115,7 +115,7 @@ pub async fn front(
         return reply;
     }
     let caps = env.meta(|m| m.client_capabilities);
-    let key = principal_key(principal.id().as_bytes(), caps, route);
+    let key = principal_key(principal.id().as_bytes(), caps, shard.route_key(route));
     let parsed = Parsed { msg, env };
     let req = Request {
         principal,
@@ -239,14 +239,15 @@ fn decode_header_value(v: &[u8]) -> Option<Vec<u8>> {
 /// The key of a principal session: the principal and a hash of its capabilities in canonical
 /// form. A newline separates them: no client-sent session id can contain one, so no
 /// `Mcp-Session-Id` ever names a principal session.
-fn principal_key(principal: &[u8], caps: Option<Raw<'_>>, route: u8) -> String {
+fn principal_key(principal: &[u8], caps: Option<Raw<'_>>, route: u64) -> String {
     let canonical = caps
         .and_then(|c| serde_json::from_str::<serde_json::Value>(c.get()).ok())
         .map(|v| v.to_string())
         .unwrap_or_default();
-    // The route too: a principal's sessions on two endpoints see different backends.
+    // The route too (its key, of its path: stable across reloads): a principal's sessions on
+    // two endpoints see different backends.
     format!(
-        "{}\n{route:02x}{:016x}",
+        "{}\n{route:016x}{:016x}",
         String::from_utf8_lossy(principal),
         xxhash_rust::xxh3::xxh3_64(canonical.as_bytes())
     )

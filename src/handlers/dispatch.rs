@@ -269,6 +269,17 @@ pub(crate) async fn send_traced(
     trace: Option<&crate::backend::upstream::Trace<'_>>,
 ) -> Result<Response, BackendFailure> {
     shard.metrics.forwarded.add(1);
+    // A request that began before a reload replaced this backend's pool goes through the
+    // current one: the session's backend session is of that one now.
+    let current;
+    let pool = if pool.is_replaced() {
+        current = shard.current().pool_of(pool.index).ok_or_else(|| {
+            BackendFailure::Init("the backend was removed from the config".into())
+        })?;
+        &current
+    } else {
+        pool
+    };
     let result = async {
         let (sid, ver, joined) = session.ensure(pool).await?;
         if joined {
@@ -765,11 +776,12 @@ async fn forward(
             return backend_error(e.to_string());
         }
         Some(Err(t)) => {
-            // The route's bound passed: the backend is told to stop, and for its circuit
-            // breaker this is a timeout like its own `request_timeout_ms` (a few in a row
-            // open the circuit).
+            // The route's bound passed: the backend is told to stop. Its circuit breaker
+            // learns nothing (the exchange's ticket goes back): the bound is the route's
+            // latency, not a sign of the backend's health, and a 2026-07-28 backend's
+            // cancellation is answered without an exchange that could show it alive. A
+            // backend that answers nothing still fails its own `request_timeout_ms`.
             call_timed_out(shard, session, &pool, id);
-            pool.record_failure(&crate::backend::upstream::UpstreamError::Timeout);
             return Reply::error(
                 Some(id),
                 &RpcError::Backend {

@@ -58,9 +58,15 @@ pub async fn create_session(
     // Findable at once (a legacy client's POSTs are accepted while backends join).
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
-    catch_up(shard, &session);
+    // Counted in the current generation's limiter, before a catch-up that may end it (and
+    // count it out again).
     if let Some(l) = &shard.current().limiter {
         l.session(principal, true);
+    }
+    catch_up(shard, &session);
+    if session.ended.get() {
+        // A reload removed its route meanwhile: nothing to join; its id is unknown from now.
+        return session;
     }
     // The client is answered once every backend has joined, or `initialize_wait_ms` has
     // passed: the slow and the hung join later, alone.
@@ -102,6 +108,9 @@ pub async fn create_principal(
     shard.sessions.borrow_mut().insert(id, session.clone());
     shard.metrics.sessions.add(1);
     catch_up(shard, &session);
+    if session.ended.get() {
+        return session;
+    }
     join_missing(shard, &session);
     session.joined(shard.cfg.limits.initialize_wait).await;
     session.started.set(true);
@@ -128,7 +137,7 @@ fn catch_up(shard: &Rc<Shard>, session: &Rc<Session>) {
 /// open) and the client hears that its lists changed.
 pub fn joined(shard: &Rc<Shard>, session: &Rc<Session>, b: u16) {
     if session.ended.get() {
-        shard.tear_down(session, &shard.pools[b as usize]);
+        shard.tear_down(session, &shard.pool_any(b));
         return;
     }
     if !session.started.get() {

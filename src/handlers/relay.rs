@@ -139,7 +139,7 @@ pub fn deliver(
     answers: Option<&RawValue>,
     map_uris: bool,
 ) -> Delivered {
-    let pool = &shard.pools[b as usize];
+    let pool = &shard.pool_any(b);
     let mut msg = match jsonrpc::parse(data) {
         Ok(m) => m,
         Err(_) => {

@@ -133,6 +133,9 @@ pub struct Session {
     /// the tasks waiting for one to finish.
     joining: RefCell<Vec<u16>>,
     join_waiters: RefCell<Vec<Waker>>,
+    /// Backends whose join finished on a pool a reload had replaced, its result not kept: a
+    /// call waiting on it joins again through its own pool ([`Session::join`]).
+    discarded: RefCell<Vec<u16>>,
     /// The client has had its `initialize` answer: backends joining later are announced to
     /// it as list changes.
     pub started: Cell<bool>,
@@ -274,6 +277,7 @@ impl Session {
             extras: std::cell::OnceCell::new(),
             joining: RefCell::new(Vec::new()),
             join_waiters: RefCell::new(Vec::new()),
+            discarded: RefCell::new(Vec::new()),
             started: Cell::new(false),
             ended: Cell::new(false),
         }
@@ -500,13 +504,29 @@ impl Session {
                 }
             })
             .await;
-            return if self.is_ready(b) {
-                Ok(())
-            } else {
-                Err(BackendFailure::Init(
-                    "the backend did not answer initialize".into(),
-                ))
+            if self.is_ready(b) {
+                return Ok(());
+            }
+            // The join waited on was of a pool a reload replaced (its result was not kept):
+            // with this call's pool (the current config's), one more. (A join that failed is
+            // not tried again here.)
+            let discarded = {
+                let mut d = self.discarded.borrow_mut();
+                let at = d.iter().position(|x| *x == b);
+                at.map(|i| d.swap_remove(i)).is_some()
             };
+            let retry = discarded
+                && !pool.is_replaced()
+                && !self.joining.borrow().contains(&b)
+                && matches!(
+                    self.backends.borrow().get(b as usize),
+                    None | Some(BackendSession::Down)
+                );
+            if !retry {
+                return Err(BackendFailure::Init(
+                    "the backend did not answer initialize".into(),
+                ));
+            }
         }
         self.joining.borrow_mut().push(b);
         self.run_join(pool).await
@@ -559,12 +579,24 @@ impl Session {
     }
 
     /// Keeps the backend session a join made on `pool`, unless a reload replaced or removed
-    /// that backend meanwhile: then it is deleted there again, and the join failed (the
-    /// backend joins anew through its current pool when next needed).
+    /// that backend meanwhile, or took it off the session's route: then it is deleted there
+    /// again, and the join failed (the backend joins anew through its current pool when next
+    /// needed: a call waiting on this join runs one, a list starts one).
     fn store_joined(&self, pool: &Rc<Pool>, joined: BackendSession) -> Result<(), BackendFailure> {
-        if !pool.is_replaced() {
+        // (A route that stopped exposing the backend meanwhile excluded it too.)
+        let excluded = matches!(
+            self.backends.borrow().get(pool.index as usize),
+            Some(BackendSession::Excluded)
+        );
+        if !pool.is_replaced() && !excluded {
             self.set_backend(pool.index, joined);
             return Ok(());
+        }
+        if !excluded {
+            let mut d = self.discarded.borrow_mut();
+            if !d.contains(&pool.index) {
+                d.push(pool.index);
+            }
         }
         if let BackendSession::Ready {
             id: Some(id),
