@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::ShardMetrics;
-use crate::server::Status;
+use crate::snapshot::Status;
 
 /// Admin connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -65,35 +65,7 @@ pub struct Admin {
     pub loopback: bool,
 }
 
-/// A backend as the admin API describes it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct BackendRow {
-    pub name: String,
-    /// Removed by a reload (its index stays taken until a restart): not shown.
-    #[serde(skip)]
-    pub retired: bool,
-    /// `streamable-http`, `legacy-sse` or `stdio`.
-    pub transport: &'static str,
-    /// Its URL, or its command.
-    pub target: String,
-}
-
-impl BackendRow {
-    pub fn of(b: &ringmux_core::config::Backend) -> BackendRow {
-        let (transport, target) = match &b.stdio {
-            Some(cmd) if b.legacy_sse => ("legacy-sse", cmd.command.clone()),
-            Some(cmd) => ("stdio", cmd.command.clone()),
-            None if b.legacy_sse => ("legacy-sse", b.url.clone()),
-            None => ("streamable-http", b.url.clone()),
-        };
-        BackendRow {
-            retired: b.retired,
-            name: b.name.clone(),
-            transport,
-            target,
-        }
-    }
-}
+pub use crate::snapshot::BackendRow;
 
 /// The admin page: one self-contained file (no build step, nothing fetched but the API).
 const PAGE: &str = include_str!("admin.html");

@@ -34,7 +34,7 @@ pub enum Inbox {
     /// Shut down gracefully ([`crate::drain`]).
     Drain,
     /// Move to the next generation of the config ([`crate::reload`]).
-    Reload(Box<crate::reload::Next>),
+    Reload(Box<Next>),
 }
 
 /// Every shard's inbox sender (index = shard id).
@@ -60,4 +60,36 @@ impl Peers {
         rx.await
             .unwrap_or_else(|_| Reply::http_error(500, -32603, "owner shard dropped the request"))
     }
+}
+
+/// What became of backend `b` in a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Same,
+    Added,
+    /// Same name and endpoint, other settings (timeouts, circuit, health checks, prefix…):
+    /// a new pool; backend sessions stay, the backend is the same server.
+    Retuned,
+    /// Same name, another endpoint (URL, command, transport, credentials, TLS), or any change
+    /// of a stdio or legacy SSE backend (its children live in its pool): a new pool (and
+    /// child), its backend sessions made again.
+    Changed,
+    /// Removed by this reload.
+    Removed,
+    /// Removed before, and still.
+    Retired,
+}
+
+/// A shard's part of a reload ([`crate::reload`]).
+pub struct Next {
+    pub cfg: std::sync::Arc<ringmux_core::config::Config>,
+    pub generation: u64,
+    /// Per backend index.
+    pub changes: std::sync::Arc<[Change]>,
+    /// The shared stdio and legacy SSE children's handles, per backend index.
+    pub handles: std::sync::Arc<[Option<crate::backend::stdio::Handle>]>,
+    /// The new shared children this shard drives (backend index, inbox).
+    pub children: Vec<(usize, crate::backend::stdio::Inbox)>,
+    /// Told the shard's id once its new generation is current.
+    pub done: std::sync::mpsc::Sender<usize>,
 }

@@ -28,44 +28,13 @@ use std::time::Duration;
 use ringmux_core::config::{self, Config};
 
 use crate::backend::stdio;
+pub use crate::peers::{Change, Next};
 use crate::peers::{Inbox, Peers};
 use crate::session::Session;
 use crate::shard::{pool_for, Parts, Shard};
 
 /// How long the control side waits for every shard to take a new config.
 const ACK_WAIT: Duration = Duration::from_secs(10);
-
-/// What became of backend `b` in a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Same,
-    Added,
-    /// Same name and endpoint, other settings (timeouts, circuit, health checks, prefix…):
-    /// a new pool; backend sessions stay, the backend is the same server.
-    Retuned,
-    /// Same name, another endpoint (URL, command, transport, credentials, TLS), or any change
-    /// of a stdio or legacy SSE backend (its children live in its pool): a new pool (and
-    /// child), its backend sessions made again.
-    Changed,
-    /// Removed by this reload.
-    Removed,
-    /// Removed before, and still.
-    Retired,
-}
-
-/// A shard's part of a reload.
-pub struct Next {
-    pub cfg: Arc<Config>,
-    pub generation: u64,
-    /// Per backend index.
-    pub changes: Arc<[Change]>,
-    /// The shared stdio and legacy SSE children's handles, per backend index.
-    pub handles: Arc<[Option<stdio::Handle>]>,
-    /// The new shared children this shard drives (backend index, inbox).
-    pub children: Vec<(usize, stdio::Inbox)>,
-    /// Told the shard's id once its new generation is current.
-    pub done: std::sync::mpsc::Sender<usize>,
-}
 
 /// Reloads the config of a running gateway; one per process, shared by the signal thread
 /// and the file watcher.
@@ -74,7 +43,7 @@ pub struct Reloader {
     cores: usize,
     running: Mutex<Running>,
     peers: Peers,
-    status: Arc<crate::server::Status>,
+    status: Arc<crate::snapshot::Status>,
     /// Backend indices the metrics have room for ([`crate::metrics::ShardMetrics::new`]).
     slots: usize,
     trace_names: Option<Arc<Mutex<crate::otel::Names>>>,
@@ -96,7 +65,7 @@ impl Reloader {
         cores: usize,
         running: Running,
         peers: Peers,
-        status: Arc<crate::server::Status>,
+        status: Arc<crate::snapshot::Status>,
         slots: usize,
         trace_names: Option<Arc<Mutex<crate::otel::Names>>>,
     ) -> Reloader {
@@ -249,7 +218,7 @@ impl Reloader {
             *rows = cfg
                 .backends
                 .iter()
-                .map(crate::admin::BackendRow::of)
+                .map(crate::snapshot::BackendRow::of)
                 .collect();
         }
         if let Some(names) = &self.trace_names {
@@ -566,21 +535,4 @@ fn tear_down_after_calls(
 /// Route `route` of generation `old` in generation `new`, by its path.
 fn same_route(old: &Shard, new: &Shard, route: u8) -> Option<u8> {
     new.route_of(old.route_path(route).as_bytes())
-}
-
-/// A session made by a request that began before a reload (in generation `old`) is brought
-/// to the current one (`now`): its route found by path, the backends it does not know yet
-/// admitted (they join with the request's `join_missing`, which reads the current one).
-pub(crate) fn catch_up(old: &Shard, now: &Rc<Shard>, session: &Rc<Session>) {
-    let Some(route) = same_route(old, now, session.route()) else {
-        now.end_session(&session.id);
-        return;
-    };
-    session.move_route(route);
-    let exposed = now.served(session.route()).map(|r| &*r.backends);
-    for pool in &now.pools {
-        let b = pool.index as usize;
-        let shown = exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
-        session.admit_backend(pool.index, !pool.cfg.retired && shown);
-    }
 }

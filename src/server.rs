@@ -37,21 +37,8 @@ pub struct Server {
     handles: Arc<[Option<crate::backend::stdio::Handle>]>,
 }
 
-/// The gateway's state as the admin listener reports it (never read on the request path).
-#[derive(Debug, Default)]
-pub struct Status {
-    /// Shards running (each counts itself once its state is built).
-    pub shards_up: AtomicUsize,
-    /// A graceful shutdown has begun.
-    pub draining: std::sync::atomic::AtomicBool,
-    /// Reloads applied and refused; the config generation running (0: the one at start).
-    pub reloads: std::sync::atomic::AtomicU64,
-    pub reloads_rejected: std::sync::atomic::AtomicU64,
-    pub generation: std::sync::atomic::AtomicU64,
-    /// The backends as the admin API shows them, by index (retired ones included, so that
-    /// indices match the shards' published data).
-    pub backends: std::sync::Mutex<Arc<[crate::admin::BackendRow]>>,
-}
+/// What readiness and the admin API read of the gateway ([`crate::snapshot::Status`]).
+pub use crate::snapshot::Status;
 
 /// Backend indices the metrics keep room for beyond those at start: what reloads may add
 /// (a removed backend keeps its index until a restart).
@@ -247,7 +234,7 @@ pub fn start(mut cfg: Config, listeners: Vec<std::net::TcpListener>) -> io::Resu
         backends: std::sync::Mutex::new(
             cfg.backends
                 .iter()
-                .map(crate::admin::BackendRow::of)
+                .map(crate::snapshot::BackendRow::of)
                 .collect(),
         ),
         ..Status::default()

@@ -41,3 +41,49 @@ pub struct Info {
 }
 
 pub type Published = Mutex<Info>;
+
+/// The gateway's state as the admin listener reports it (never read on the request path).
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Shards running (each counts itself once its state is built).
+    pub shards_up: std::sync::atomic::AtomicUsize,
+    /// A graceful shutdown has begun.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Reloads applied and refused; the config generation running (0: the one at start).
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub reloads_rejected: std::sync::atomic::AtomicU64,
+    pub generation: std::sync::atomic::AtomicU64,
+    /// The backends as the admin API shows them, by index (retired ones included, so that
+    /// indices match the shards' published data).
+    pub backends: std::sync::Mutex<std::sync::Arc<[BackendRow]>>,
+}
+
+/// A backend as the admin API describes it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendRow {
+    pub name: String,
+    /// Removed by a reload (its index stays taken until a restart): not shown.
+    #[serde(skip)]
+    pub retired: bool,
+    /// `streamable-http`, `legacy-sse` or `stdio`.
+    pub transport: &'static str,
+    /// Its URL, or its command.
+    pub target: String,
+}
+
+impl BackendRow {
+    pub fn of(b: &ringmux_core::config::Backend) -> BackendRow {
+        let (transport, target) = match &b.stdio {
+            Some(cmd) if b.legacy_sse => ("legacy-sse", cmd.command.clone()),
+            Some(cmd) => ("stdio", cmd.command.clone()),
+            None if b.legacy_sse => ("legacy-sse", b.url.clone()),
+            None => ("streamable-http", b.url.clone()),
+        };
+        BackendRow {
+            retired: b.retired,
+            name: b.name.clone(),
+            transport,
+            target,
+        }
+    }
+}

@@ -33,7 +33,8 @@ pub fn is_sessionless(version: &str) -> bool {
 /// A request put to the client: its id there (JSON text) and where its answer goes.
 pub(crate) type PendingAsk = (Box<str>, oneshot::Sender<Vec<u8>>);
 
-/// What a session keeps for its sessionless backends; made on first need.
+/// What a session keeps for its sessionless backends (and, rarely, for a reload that came
+/// during a join); made on first need, so that most sessions do not pay for it.
 #[derive(Default)]
 pub struct Extras {
     /// Requests of `input_required` results put to the client and not yet answered: the id
@@ -45,6 +46,9 @@ pub struct Extras {
     /// Bumped when `subscriptions` change: the listen streams re-open with the new set.
     pub(crate) generation: std::cell::Cell<u64>,
     pub(crate) changed: crate::session::principal::Waiters,
+    /// Backends whose join finished on a pool a reload had replaced, its result not kept: a
+    /// call waiting on it joins again through its own pool ([`crate::session::Session::join`]).
+    pub(crate) discarded: std::cell::RefCell<Vec<u16>>,
 }
 
 // ---------------------------------------------------------------------------------------------
