@@ -123,7 +123,7 @@ pub fn authorize(
         principal,
         facts,
         &shard.metrics,
-        shard.generation,
+        shard.generation == shard.current_generation(),
     )
 }
 

@@ -136,7 +136,7 @@ pub async fn serve(
             principal,
             facts,
             &shard.metrics,
-            shard.generation,
+            shard.generation == shard.current_generation(),
         ),
         admitted: Rc::new(std::cell::Cell::new(admitted)),
     };
