@@ -537,7 +537,6 @@ fn the_admin_api_reports_backends_catalog_sessions_and_errors() {
 /// during the run parses with counts that never go back.
 #[test]
 fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
-    use ringmux_load::load::{self, client::Endpoint, Options};
     let a = mock("a").start();
     let log =
         std::env::temp_dir().join(format!("ringmux-load-access-{}.jsonl", std::process::id()));
@@ -576,20 +575,11 @@ fn metrics_under_load_add_up_to_what_the_load_generator_sent() {
             }
         })
     };
-    let mut sent = 0;
-    for (protocol, requests) in [("2025-11-25", 3000), ("2026-07-28", 1000)] {
-        let mut opts = Options::new(Endpoint::parse(&gw.url).unwrap());
-        opts.connections = 4;
-        opts.sessions = 8;
-        opts.requests = Some(requests);
-        opts.warmup = Duration::ZERO;
-        opts.tool = "a__echo".into();
-        opts.protocol = protocol.into();
-        let summary = load::run(&opts).unwrap();
-        assert_eq!(summary.error_total(), 0, "{protocol}: {:?}", summary.errors);
-        assert_eq!(summary.ok, requests, "{protocol}");
-        sent += summary.ok;
-    }
+    let sent = load_calls(
+        &gw.url,
+        "a__echo",
+        &[("2025-11-25", 3000), ("2026-07-28", 1000)],
+    );
     stop.send(()).unwrap();
     assert!(scraper.join().unwrap() > 0);
     let mut body = String::new();

@@ -242,7 +242,6 @@ fn a_changed_file_is_reloaded_without_a_signal() {
 /// settings changed, ten times over; ringmux-load (stateful, then 2026-07-28) sees no error.
 #[test]
 fn reloads_under_load_lose_no_request() {
-    use ringmux_load::load::{self, client::Endpoint, Options};
     let a = mock("a").start();
     let b = mock("b").start();
     let c = mock("c").start();
@@ -277,21 +276,11 @@ fn reloads_under_load_lose_no_request() {
         .start();
     let url = gw.url.clone();
     let load = std::thread::spawn(move || {
-        let mut sent = 0;
-        for (protocol, requests) in [("2025-11-25", 4000), ("2026-07-28", 1500)] {
-            let mut opts = Options::new(Endpoint::parse(&url).unwrap());
-            opts.connections = 4;
-            opts.sessions = 8;
-            opts.requests = Some(requests);
-            opts.warmup = Duration::ZERO;
-            opts.tool = "a__echo".into();
-            opts.protocol = protocol.into();
-            let summary = load::run(&opts).unwrap();
-            assert_eq!(summary.error_total(), 0, "{protocol}: {:?}", summary.errors);
-            assert_eq!(summary.ok, requests, "{protocol}");
-            sent += summary.ok;
-        }
-        sent
+        load_calls(
+            &url,
+            "a__echo",
+            &[("2025-11-25", 4000), ("2026-07-28", 1500)],
+        )
     });
     let mut generation = 0;
     while !load.is_finished() || generation < 10 {

@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from playwright.sync_api import sync_playwright
 
-from test_python_sdk import BIN, EVERYTHING, ROOT, free_port, wait_listening
+from test_python_sdk import EVERYTHING, ROOT, free_port, start_gateway, wait_listening
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACT = ROOT / "target" / "test-artifacts" / "admin-page.png"
@@ -64,18 +64,9 @@ def gateway():
         cfg.write_text(
             "listen: 127.0.0.1:0\nshards: 2\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n" + backends
         )
-        gw = subprocess.Popen(
-            [BIN, "run", str(cfg)],
-            stdout=subprocess.PIPE,
-            stderr=open(pathlib.Path(work.name) / "gw.log", "w"),
-            text=True,
-        )
+        gw, url, admin = start_gateway(cfg, pathlib.Path(work.name) / "gw.log")
         procs.append(gw)
-        mcp_line = gw.stdout.readline().strip()
-        admin_line = gw.stdout.readline().strip()
-        assert mcp_line.startswith("ringmux listening on "), mcp_line
-        assert admin_line.startswith("ringmux admin on "), admin_line
-        yield mcp_line.rsplit(" ", 1)[1], admin_line.rsplit(" ", 1)[1]
+        yield url, admin
     finally:
         for p in procs:
             p.kill()

@@ -111,6 +111,16 @@ def gateway():
         logs.cleanup()
 
 
+def start_gateway(cfg: pathlib.Path, log: pathlib.Path) -> tuple[subprocess.Popen, str, str]:
+    """Starts `ringmux run cfg` (its log to `log`); the process, its MCP URL and its admin URL."""
+    gw = subprocess.Popen([BIN, "run", str(cfg)], stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    mcp_line = gw.stdout.readline().strip()
+    admin_line = gw.stdout.readline().strip()
+    assert mcp_line.startswith("ringmux listening on "), mcp_line
+    assert admin_line.startswith("ringmux admin on "), admin_line
+    return gw, mcp_line.rsplit(" ", 1)[1], admin_line.rsplit(" ", 1)[1]
+
+
 def run(coro_fn, *args):
     return anyio.run(coro_fn, *args)
 

@@ -21,7 +21,7 @@ import anyio
 import pytest
 from mcp import Client, types
 
-from test_python_sdk import BIN, EVERYTHING, _all_tools, _everything, run
+from test_python_sdk import EVERYTHING, _all_tools, _everything, run, start_gateway
 
 
 def _metric(admin: str, name: str) -> float:
@@ -60,18 +60,8 @@ def reloadable():
             )
 
         cfg.write_text(config(["ev1"]))
-        gw = subprocess.Popen(
-            [BIN, "run", str(cfg)],
-            stdout=subprocess.PIPE,
-            stderr=open(pathlib.Path(work.name) / "gw.log", "w"),
-            text=True,
-        )
+        gw, url, admin = start_gateway(cfg, pathlib.Path(work.name) / "gw.log")
         procs.append(gw)
-        mcp_line = gw.stdout.readline().strip()
-        admin_line = gw.stdout.readline().strip()
-        assert mcp_line.startswith("ringmux listening on "), mcp_line
-        assert admin_line.startswith("ringmux admin on "), admin_line
-        admin = admin_line.rsplit(" ", 1)[1]
 
         def reload(names: list[str]) -> None:
             generation = _metric(admin, "ringmux_config_generation")
@@ -79,7 +69,7 @@ def reloadable():
             gw.send_signal(signal.SIGHUP)
             _until("the reload", lambda: _metric(admin, "ringmux_config_generation") == generation + 1)
 
-        yield mcp_line.rsplit(" ", 1)[1], admin, reload
+        yield url, admin, reload
     finally:
         for p in procs:
             p.kill()

@@ -562,3 +562,25 @@ pub fn memory_settles_under(pid: u32, limit: u64, what: &str) {
         limit >> 20
     );
 }
+
+/// Runs ringmux-load (as a library) against the gateway at `url`: for each (protocol version,
+/// requests), that many calls of `tool` over 4 connections and 8 sessions. Asserts that every
+/// call was answered without error; the calls made.
+pub fn load_calls(url: &str, tool: &str, runs: &[(&str, u64)]) -> u64 {
+    use ringmux_load::load::{self, client::Endpoint, Options};
+    let mut sent = 0;
+    for &(protocol, requests) in runs {
+        let mut opts = Options::new(Endpoint::parse(url).unwrap());
+        opts.connections = 4;
+        opts.sessions = 8;
+        opts.requests = Some(requests);
+        opts.warmup = Duration::ZERO;
+        opts.tool = tool.into();
+        opts.protocol = protocol.into();
+        let summary = load::run(&opts).unwrap();
+        assert_eq!(summary.error_total(), 0, "{protocol}: {:?}", summary.errors);
+        assert_eq!(summary.ok, requests, "{protocol}");
+        sent += summary.ok;
+    }
+    sent
+}
