@@ -424,7 +424,7 @@ pub(crate) fn apply(old: &Rc<Shard>, next: Next) {
         }
         // A route is known by its path: its index may change, and it may be gone (its
         // sessions end: their endpoint no longer exists).
-        let Some(route) = same_route(old, &new, session.route()) else {
+        let Some(route) = new.same_route(old, session.route()) else {
             tracing::info!(session = %session.id, path = old.route_path(session.route()), "route removed by a reload; ending its session");
             new.end_session(&session.id);
             continue;
@@ -446,13 +446,12 @@ fn carry_over(
 ) {
     // The rules may differ: the view is made again on the session's next request.
     *session.authz.borrow_mut() = None;
-    let exposed = new.served(session.route()).map(|r| &*r.backends);
-    let shown = |b: usize| exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
+    let route = session.route();
     // What the backends the session loses had declared (their lists change).
     let mut lost = 0u8;
     for (b, change) in changes.iter().enumerate() {
         let at = b as u16;
-        let live = !new.pools[b].cfg.retired;
+        let exposed = new.exposes(route, b);
         let leave = |excluded: bool| {
             let held = session.backend_session(at);
             let declared = session.drop_backend(at, excluded).bits();
@@ -462,13 +461,11 @@ fn carry_over(
             declared
         };
         match change {
-            Change::Changed | Change::Removed => lost |= leave(!live || !shown(b)),
-            Change::Same | Change::Retuned if !shown(b) && !session.is_excluded(at) => {
+            Change::Changed | Change::Removed => lost |= leave(!exposed),
+            Change::Same | Change::Retuned if !exposed && !session.is_excluded(at) => {
                 lost |= leave(true)
             }
-            Change::Same | Change::Retuned | Change::Added => {
-                session.admit_backend(at, live && shown(b))
-            }
+            Change::Same | Change::Retuned | Change::Added => session.admit_backend(at, exposed),
             Change::Retired => session.admit_backend(at, false),
         }
     }
@@ -530,9 +527,4 @@ fn tear_down_after_calls(
         }
         base.current().queue_teardown(&pool, sid, version);
     });
-}
-
-/// Route `route` of generation `old` in generation `new`, by its path.
-fn same_route(old: &Shard, new: &Shard, route: u8) -> Option<u8> {
-    new.route_of(old.route_path(route).as_bytes())
 }

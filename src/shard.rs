@@ -117,6 +117,9 @@ pub struct Shard {
     /// How many client connections this shard may hold (`limits.max_connections` divided
     /// among the shards).
     pub conn_share: usize,
+    /// Each route's key ([`route_key`]), the main endpoint's first: hashed once per
+    /// generation, not per cross-shard hop.
+    route_keys: Box<[u64]>,
 }
 
 impl std::ops::Deref for Shard {
@@ -363,6 +366,9 @@ impl Shard {
             .chain(routes.iter().map(|r: &Served| r.authz.as_ref()))
             .flatten()
             .any(|a| a.policy.reads_request());
+        let route_keys = std::iter::once(route_key(&cfg.path))
+            .chain(routes.iter().map(|r| route_key(&r.path)))
+            .collect();
         Shard {
             base,
             generation,
@@ -376,6 +382,7 @@ impl Shard {
             cfg,
             pools: parts.pools,
             conn_share,
+            route_keys,
         }
     }
 
@@ -415,18 +422,33 @@ impl Shard {
 
     /// Route `route`'s key: a hash of its path, the same in every generation that has it.
     pub fn route_key(&self, route: u8) -> u64 {
-        route_key(self.route_path(route))
+        self.route_keys
+            .get(route as usize)
+            .copied()
+            .unwrap_or_else(|| route_key(&self.cfg.path))
     }
 
     /// The route whose key is `key`, in this generation.
     pub fn route_by_key(&self, key: u64) -> Option<u8> {
-        if key == route_key(&self.cfg.path) {
-            return Some(0);
-        }
-        self.routes
+        self.route_keys
             .iter()
-            .position(|r| route_key(&r.path) == key)
-            .map(|i| i as u8 + 1)
+            .position(|k| *k == key)
+            .map(|i| i as u8)
+    }
+
+    /// Route `route` of an older generation `old`, in this one: the route with the same
+    /// path (`None`: a reload removed it).
+    pub fn same_route(&self, old: &Shard, route: u8) -> Option<u8> {
+        self.route_of(old.route_path(route).as_bytes())
+    }
+
+    /// Whether a session on `route` may join backend `b`: the backend is not retired, and
+    /// the route exposes it.
+    pub fn exposes(&self, route: u8, b: usize) -> bool {
+        let live = self.pools.get(b).is_some_and(|p| !p.cfg.retired);
+        live && self
+            .served(route)
+            .is_none_or(|r| r.backends.get(b).copied().unwrap_or(false))
     }
 
     /// The route a request path names (0: the main endpoint), if any.

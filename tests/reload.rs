@@ -55,6 +55,20 @@ fn reload(gw: &Proc, text: &str, applied: Option<u64>) {
     }
 }
 
+/// Calls `tool` (an echo) with `message`: its answer.
+fn echo(c: &mut Client, tool: &str, message: &str) -> Value {
+    c.request(
+        "tools/call",
+        json!({"name": tool, "arguments": {"message": message}}),
+    )
+    .unwrap()
+}
+
+/// The call was refused: a JSON-RPC error, or a result marked as one.
+fn refused(answer: &Value) -> bool {
+    answer.get("error").is_some() || answer["result"]["isError"] == true
+}
+
 fn names(c: &mut Client) -> Vec<String> {
     c.list_all("tools/list", "tools")
         .unwrap()
@@ -127,23 +141,9 @@ fn backends_come_and_go_while_the_session_and_its_stream_stay() {
     );
     assert!(!now.iter().any(|n| n.starts_with("b__")), "{now:?}");
     assert!(now.iter().any(|n| n.starts_with("a__")), "{now:?}");
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "c__echo", "arguments": {"message": "new"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "new");
-    let gone = cl
-        .request(
-            "tools/call",
-            json!({"name": "b__echo", "arguments": {"message": "x"}}),
-        )
-        .unwrap();
-    assert!(
-        gone.get("error").is_some() || gone["result"]["isError"] == true,
-        "{gone}"
-    );
+    assert_eq!(text_of(&echo(&mut cl, "c__echo", "new")), "new");
+    let gone = echo(&mut cl, "b__echo", "x");
+    assert!(refused(&gone), "{gone}");
     // The admin API shows the backends the config names, and no more.
     let mut api = Client::connect(&format!("{}/api/backends", gw.admin)).unwrap();
     let rows: Value = serde_json::from_slice(&api.send("GET", b"", &[]).unwrap().body).unwrap();
@@ -159,13 +159,7 @@ fn backends_come_and_go_while_the_session_and_its_stream_stay() {
     let bad = second.replacen(&c.url, "ftp://nowhere/", 1);
     reload(&gw, &bad, None);
     assert_eq!(gauge(&gw.admin, "ringmux_config_generation"), 1);
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "c__echo", "arguments": {"message": "kept"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "kept");
+    assert_eq!(text_of(&echo(&mut cl, "c__echo", "kept")), "kept");
     // So is a change only a restart can make.
     let moved = second.replacen("listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1);
     reload(&gw, &moved, None);
@@ -189,13 +183,7 @@ fn backends_come_and_go_while_the_session_and_its_stream_stay() {
         }),
         "{all:?}"
     );
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "b__echo", "arguments": {"message": "back"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "back");
+    assert_eq!(text_of(&echo(&mut cl, "b__echo", "back")), "back");
     let logs = gw.logs();
     let bad_line = bad.lines().position(|l| l.contains("ftp://")).unwrap() + 1;
     assert!(
@@ -319,13 +307,7 @@ fn a_retuned_backend_keeps_its_sessions_and_a_moved_one_starts_again() {
         .backend_with("b", &b.url, "request_timeout_ms: 20000")
         .config_text();
     reload(&gw, &retuned, Some(1));
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "b__echo", "arguments": {"message": "same"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "same");
+    assert_eq!(text_of(&echo(&mut cl, "b__echo", "same")), "same");
     assert_eq!(metric(&gw.admin, "ringmux_backend_streams_opened_total"), 2);
     assert_eq!(metric(&gw.admin, "ringmux_backend_streams"), 2);
     // The same server by another name is another endpoint.
@@ -338,13 +320,7 @@ fn a_retuned_backend_keeps_its_sessions_and_a_moved_one_starts_again() {
     reload(&gw, &moved, Some(2));
     assert!(told_list_changed(&mut get));
     wait_metric(&gw.admin, "ringmux_backend_streams_opened_total", 3);
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "b__echo", "arguments": {"message": "moved"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "moved");
+    assert_eq!(text_of(&echo(&mut cl, "b__echo", "moved")), "moved");
     let logs = gw.logs();
     assert!(logs.contains("retuned [\"b\"]"), "{logs}");
     assert!(logs.contains("moved [\"b\"]"), "{logs}");
@@ -367,13 +343,7 @@ fn a_stdio_backend_added_then_removed_starts_and_stops_its_child() {
         .config_text();
     reload(&gw, &with_child, Some(1));
     let mut cl = client(&gw.url);
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "s__echo", "arguments": {"message": "child"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "child");
+    assert_eq!(text_of(&echo(&mut cl, "s__echo", "child")), "child");
     assert_eq!(children_of(pid).len(), 1, "one shared child");
     let without = gateway()
         .shards(2)
@@ -385,26 +355,12 @@ fn a_stdio_backend_added_then_removed_starts_and_stops_its_child() {
         eventually(WAIT, || children_of(pid).is_empty()),
         "the removed backend's child stops"
     );
-    let gone = cl
-        .request(
-            "tools/call",
-            json!({"name": "s__echo", "arguments": {"message": "x"}}),
-        )
-        .unwrap();
-    assert!(
-        gone.get("error").is_some() || gone["result"]["isError"] == true,
-        "{gone}"
-    );
+    let gone = echo(&mut cl, "s__echo", "x");
+    assert!(refused(&gone), "{gone}");
     // Back again: a new child.
     reload(&gw, &with_child, Some(3));
     let mut fresh = client(&gw.url);
-    let echo = fresh
-        .request(
-            "tools/call",
-            json!({"name": "s__echo", "arguments": {"message": "again"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "again");
+    assert_eq!(text_of(&echo(&mut fresh, "s__echo", "again")), "again");
 }
 
 /// Routes are known by their path: a session on a route keeps working when a reload removes
@@ -427,12 +383,6 @@ fn a_sessions_route_is_kept_by_its_path() {
     let gw = config(both).start();
     let second = gw.url.replacen("/mcp", "/second/mcp", 1);
     let mut cl = client(&second);
-    let echo = |cl: &mut Client, msg: &str| {
-        cl.request(
-            "tools/call",
-            json!({"name": "b__echo", "arguments": {"message": msg}}),
-        )
-    };
     // A 2026-07-28 client too (its principal session is keyed by the route).
     let modern = |id: u64, msg: &str| {
         modern_request(
@@ -444,11 +394,11 @@ fn a_sessions_route_is_kept_by_its_path() {
             &[],
         )
     };
-    assert_eq!(text_of(&echo(&mut cl, "before").unwrap()), "before");
+    assert_eq!(text_of(&echo(&mut cl, "b__echo", "before")), "before");
     assert_eq!(text_of(&modern(1, "modern before")), "modern before");
     let sessions = metric(&gw.admin, "ringmux_sessions");
     reload(&gw, &config(one).config_text(), Some(1));
-    assert_eq!(text_of(&echo(&mut cl, "moved").unwrap()), "moved");
+    assert_eq!(text_of(&echo(&mut cl, "b__echo", "moved")), "moved");
     assert_eq!(text_of(&modern(2, "modern moved")), "modern moved");
     assert_eq!(
         metric(&gw.admin, "ringmux_sessions"),
@@ -497,13 +447,7 @@ fn a_call_in_progress_survives_its_backend_changing() {
     assert!(answer.get("error").is_none(), "{answer}");
     assert_ne!(answer["result"]["isError"], true, "{answer}");
     // The session goes on with the backend as it is now (a new child).
-    let echo = cl
-        .request(
-            "tools/call",
-            json!({"name": "s__echo", "arguments": {"message": "after"}}),
-        )
-        .unwrap();
-    assert_eq!(text_of(&echo), "after");
+    assert_eq!(text_of(&echo(&mut cl, "s__echo", "after")), "after");
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -529,22 +473,15 @@ fn api_keys_rotate_without_a_restart() {
     let mut old = Client::connect(&gw.url).unwrap();
     old.authorization = bearer("key-one");
     old.initialize().unwrap();
-    let echo = |c: &mut Client, m: &str| {
-        c.request(
-            "tools/call",
-            json!({"name": "a__echo", "arguments": {"message": m}}),
-        )
-        .unwrap()
-    };
-    assert_eq!(text_of(&echo(&mut old, "one")), "one");
+    assert_eq!(text_of(&echo(&mut old, "a__echo", "one")), "one");
     reload(&gw, &config("key-two", "").config_text(), Some(1));
-    let refused = old
+    let rotated_out = old
         .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}}))
         .unwrap();
-    assert_eq!(refused.status, 401, "the rotated-out key");
+    assert_eq!(rotated_out.status, 401, "the rotated-out key");
     old.authorization = bearer("key-two");
     assert_eq!(
-        text_of(&echo(&mut old, "two")),
+        text_of(&echo(&mut old, "a__echo", "two")),
         "two",
         "same session, new key"
     );

@@ -130,18 +130,15 @@ fn catch_up(shard: &Rc<Shard>, session: &Rc<Session>) {
         return;
     }
     // Its route, found by path in the current generation (gone: the session ends).
-    let Some(route) = now.route_of(shard.route_path(session.route()).as_bytes()) else {
+    let Some(route) = now.same_route(shard, session.route()) else {
         now.end_session(&session.id);
         return;
     };
     session.move_route(route);
     // The backends it does not know yet, admitted (they join with the request's
     // `join_missing`, which reads the current generation).
-    let exposed = now.served(route).map(|r| &*r.backends);
     for pool in &now.pools {
-        let b = pool.index as usize;
-        let shown = exposed.is_none_or(|e| e.get(b).copied().unwrap_or(false));
-        session.admit_backend(pool.index, !pool.cfg.retired && shown);
+        session.admit_backend(pool.index, now.exposes(route, pool.index as usize));
     }
 }
 
